@@ -1,0 +1,301 @@
+#!/usr/bin/env bash
+# run-throughput.sh - end-to-end throughput benchmark of segopsd.
+#
+# Starts the fake upstream (bench/sink) and segopsd with a config in a
+# temporary directory, sends N events of ~200 bytes into the events socket
+# with bench/sender, and waits until the sink has seen every one of them.
+# It reports events/s end to end (sender start to last arrival at the
+# sink), segopsd's CPU seconds per million events, its peak and idle RSS,
+# and PASS/FAIL against the targets. It builds nothing: it uses a meson
+# build directory (default ./build, or $BUILD, or -b DIR).
+#
+# Exit status: 0 when every event arrived exactly once, 1 when not, 2 on a
+# setup error. Missing a performance target is reported but does not fail
+# the run: timings depend on the machine.
+#
+# usage: bench/run-throughput.sh [-n EVENTS] [--gzip] [-t THREADS]
+#                                [-b BUILD_DIR] [--timeout SECONDS]
+
+set -u
+
+N=1000000
+COMPRESSION=none
+THREADS=1
+BUILD=${BUILD:-build}
+TIMEOUT=120
+
+# Targets (the issue that asked for this benchmark).
+TARGET_EPS=350000       # events/s end to end, compression = none
+TARGET_CPU_PER_M=2.5    # segopsd CPU seconds per million events
+TARGET_PEAK_MIB=48      # VmHWM
+TARGET_IDLE_MIB=8       # VmRSS after start, before any event
+
+usage() {
+        sed -n '/^# usage:/,/^$/p' "$0" | sed 's/^# \{0,1\}//'
+}
+
+die() {
+        echo "run-throughput: $*" >&2
+        exit 2
+}
+
+# A positive decimal of at most 9 digits (so shell arithmetic is safe).
+is_count() {
+        [[ $1 =~ ^[0-9]{1,9}$ ]] && [ "$1" -gt 0 ]
+}
+
+while [ $# -gt 0 ]; do
+        case $1 in
+        -n) is_count "${2:-}" || die "bad -n"; N=$2; shift 2 ;;
+        -t) is_count "${2:-}" || die "bad -t"; THREADS=$2; shift 2 ;;
+        -b) [ $# -ge 2 ] || die "bad -b"; BUILD=$2; shift 2 ;;
+        --timeout) is_count "${2:-}" || die "bad --timeout"
+            TIMEOUT=$2; shift 2 ;;
+        --gzip) COMPRESSION=gzip; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) usage >&2; exit 2 ;;
+        esac
+done
+
+SEGOPSD=$BUILD/daemon/segopsd
+SINK=$BUILD/bench/sink
+SENDER=$BUILD/bench/sender
+for f in "$SEGOPSD" "$SINK" "$SENDER"; do
+        [ -x "$f" ] || die "$f not found: run 'meson setup $BUILD && ninja -C $BUILD' first (or set BUILD)"
+done
+command -v socat >/dev/null || die "socat is needed"
+CLK_TCK=$(getconf CLK_TCK) || die "getconf CLK_TCK failed"
+
+TMP=$(mktemp -d -t segops-bench.XXXXXX) || die "mktemp failed"
+SINK_PID=
+DAEMON_PID=
+
+# Stop one process we started: SIGTERM, up to $2 seconds, then SIGKILL.
+stop_pid() {
+        local pid=$1 secs=$2 i
+        [ -n "$pid" ] || return 0
+        kill -TERM "$pid" 2>/dev/null || return 0
+        for ((i = 0; i < secs * 10; i++)); do
+                kill -0 "$pid" 2>/dev/null || break
+                sleep 0.1
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+                echo "run-throughput: pid $pid did not stop, killing it" >&2
+                kill -KILL "$pid" 2>/dev/null
+        fi
+        wait "$pid" 2>/dev/null
+}
+
+# shellcheck disable=SC2317 # called by the trap
+cleanup() {
+        stop_pid "$DAEMON_PID" 5
+        stop_pid "$SINK_PID" 5
+        rm -rf -- "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 2' INT TERM HUP
+
+# Print the value of a numeric key of a flat JSON object.
+json_num() {
+        local v=${1#*\""$2"\":}
+        [ "$v" != "$1" ] || { echo 0; return; }
+        v=${v%%[,\}]*}
+        echo "${v// /}"
+}
+
+# GET /_count from the sink into COUNT_JSON.
+sink_count() {
+        local resp body
+        resp=$(printf 'GET /_count HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' |
+                timeout 5 socat -t 2 - "TCP:127.0.0.1:$PORT" 2>/dev/null) || return 1
+        body=${resp##*$'\r\n\r\n'}
+        [[ $body == \{*\} ]] || return 1
+        COUNT_JSON=$body
+}
+
+# One request on the control socket; the reply line on stdout.
+control() {
+        printf '%s\n' "$1" |
+                timeout 5 socat -t 2 - "UNIX-CONNECT:$TMP/segopsd.sock" 2>/dev/null
+}
+
+proc_field() { # /proc/PID/status field in kB
+        local k v _
+        while read -r k v _; do
+                [ "$k" = "$2:" ] && { echo "$v"; return; }
+        done <"/proc/$1/status"
+        echo 0
+}
+
+cpu_ticks() { # utime + stime of a process
+        local line rest
+        read -r line <"/proc/$1/stat" || { echo 0; return; }
+        rest=${line##*) }
+        # shellcheck disable=SC2086
+        set -- $rest
+        echo $(( ${12} + ${13} ))
+}
+
+calc() { awk "BEGIN { printf \"$1\", ($2) }"; }
+
+# --- the sink ---------------------------------------------------------------
+"$SINK" --port-file "$TMP/port" --expect "$N" >"$TMP/sink.out" 2>"$TMP/sink.err" &
+SINK_PID=$!
+for ((i = 0; i < 50; i++)); do
+        [ -s "$TMP/port" ] && break
+        kill -0 "$SINK_PID" 2>/dev/null || break
+        sleep 0.1
+done
+[ -s "$TMP/port" ] || { cat "$TMP/sink.err" >&2; die "sink did not start"; }
+read -r PORT <"$TMP/port"
+
+# --- segopsd ------------------------------------------------------------------
+printf 'sk_bench_0123456789\n' >"$TMP/api_key"
+chmod 600 "$TMP/api_key"
+cat >"$TMP/segopsd.conf" <<EOF
+[upstream]
+api_url = http://127.0.0.1:$PORT
+api_key_file = $TMP/api_key
+compression = $COMPRESSION
+max_in_flight = 4
+timeout = 10
+stop_timeout = 10
+
+[batch]
+batch_size = 500
+flush_interval = 0.2
+
+[listen]
+events_socket = $TMP/events.sock
+control_socket = $TMP/segopsd.sock
+EOF
+
+# Keep a caller's systemd or shim settings from leaking into the run.
+env -u CREDENTIALS_DIRECTORY -u NOTIFY_SOCKET -u LISTEN_FDS -u LISTEN_PID \
+    -u LISTEN_FDNAMES -u WATCHDOG_USEC -u WATCHDOG_PID \
+    "$SEGOPSD" --config "$TMP/segopsd.conf" \
+    >"$TMP/segopsd.out" 2>"$TMP/segopsd.err" &
+DAEMON_PID=$!
+
+up=0
+for ((i = 0; i < 100; i++)); do
+        kill -0 "$DAEMON_PID" 2>/dev/null || break
+        if [ -S "$TMP/segopsd.sock" ] &&
+           control '{"op":"ping"}' | grep -q '"ok" *: *true'; then
+                up=1
+                break
+        fi
+        sleep 0.1
+done
+if [ "$up" != 1 ]; then
+        tail -n 20 "$TMP/segopsd.err" >&2
+        die "segopsd did not answer ping within 10 s"
+fi
+sleep 0.5 # let start-up allocations settle before calling it idle
+IDLE_KB=$(proc_field "$DAEMON_PID" VmRSS)
+
+echo "segopsd pid $DAEMON_PID, sink on 127.0.0.1:$PORT, compression=$COMPRESSION, $N events, $THREADS sender thread(s)"
+
+# --- the run ------------------------------------------------------------------
+CPU0=$(cpu_ticks "$DAEMON_PID")
+timeout "$TIMEOUT" "$SENDER" -n "$N" -s "$TMP/events.sock" -t "$THREADS" >"$TMP/sender.out"
+SENDER_RC=$?
+SENDER_LINE=$(cat "$TMP/sender.out")
+echo "sender: $SENDER_LINE"
+START_NS=$(sed -n 's/.*start_ns=\([0-9]*\).*/\1/p' "$TMP/sender.out")
+SENT=$(sed -n 's/^sent \([0-9]*\) events.*/\1/p' "$TMP/sender.out")
+START_NS=${START_NS:-0}
+SENT=${SENT:-0}
+
+# Wait for the sink to have them all; the deadline bounds a lost event.
+COUNT_JSON='{}'
+deadline=$((SECONDS + TIMEOUT))
+while [ "$SECONDS" -lt "$deadline" ]; do
+        if sink_count && [ "$(json_num "$COUNT_JSON" unique)" -ge "$N" ]; then
+                break
+        fi
+        kill -0 "$DAEMON_PID" 2>/dev/null || break
+        sleep 0.05
+done
+CPU1=$(cpu_ticks "$DAEMON_PID")
+PEAK_KB=$(proc_field "$DAEMON_PID" VmHWM)
+STATS=$(control '{"op":"stats"}')
+
+# Stop segopsd cleanly, then take the sink's final count: a batch resent
+# during the stop would show up as a duplicate only now.
+stop_pid "$DAEMON_PID" 20
+wait "$DAEMON_PID" 2>/dev/null
+DAEMON_PID=
+sink_count || true
+stop_pid "$SINK_PID" 5
+SINK_PID=
+[ -s "$TMP/sink.out" ] && COUNT_JSON=$(tail -n 1 "$TMP/sink.out")
+
+UNIQUE=$(json_num "$COUNT_JSON" unique)
+DUPS=$(json_num "$COUNT_JSON" duplicates)
+FOREIGN=$(json_num "$COUNT_JSON" foreign)
+REQUESTS=$(json_num "$COUNT_JSON" requests)
+LAST_NS=$(json_num "$COUNT_JSON" last_ns)
+
+ELAPSED=0
+if [ "$LAST_NS" -gt "$START_NS" ] && [ "$START_NS" -gt 0 ]; then
+        ELAPSED=$(calc '%.3f' "($LAST_NS - $START_NS) / 1e9")
+fi
+EPS=$(calc '%.0f' "$ELAPSED > 0 ? $UNIQUE / $ELAPSED : 0")
+CPU_S=$(calc '%.3f' "($CPU1 - $CPU0) / $CLK_TCK")
+CPU_PER_M=$(calc '%.3f' "$CPU_S * 1000000 / $N")
+PEAK_MIB=$(calc '%.1f' "$PEAK_KB / 1024")
+IDLE_MIB=$(calc '%.1f' "$IDLE_KB / 1024")
+
+echo
+echo "segopsd stats:      $STATS"
+echo
+printf '%-28s %s\n' \
+        "compression" "$COMPRESSION" \
+        "events sent" "$SENT" \
+        "unique received" "$UNIQUE" \
+        "duplicates" "$DUPS" \
+        "unknown ids" "$FOREIGN" \
+        "batch requests" "$REQUESTS" \
+        "elapsed s" "$ELAPSED" \
+        "events/s end to end" "$EPS" \
+        "segopsd CPU s" "$CPU_S" \
+        "segopsd CPU s per million" "$CPU_PER_M" \
+        "peak RSS MiB (VmHWM)" "$PEAK_MIB" \
+        "idle RSS MiB (VmRSS)" "$IDLE_MIB"
+echo
+
+verdict() { # verdict LABEL CONDITION(awk) [info]
+        local ok
+        ok=$(awk "BEGIN { print (($2) ? 1 : 0) }")
+        if [ "${3:-}" = info ]; then
+                echo "INFO  $1"
+        elif [ "$ok" = 1 ]; then
+                echo "PASS  $1"
+        else
+                echo "FAIL  $1"
+        fi
+}
+
+DELIVERED=0
+if [ "$SENDER_RC" = 0 ] && [ "$SENT" = "$N" ] && [ "$UNIQUE" = "$N" ] &&
+   [ "$DUPS" = 0 ] && [ "$FOREIGN" = 0 ]; then
+        DELIVERED=1
+fi
+PERF=
+[ "$COMPRESSION" = none ] || PERF=info
+verdict "every event arrived, none twice ($UNIQUE/$N unique, $DUPS duplicates)" "$DELIVERED == 1"
+verdict "throughput $EPS events/s (target >= $TARGET_EPS, compression=none)" "$EPS >= $TARGET_EPS" $PERF
+verdict "CPU $CPU_PER_M s per million events (target <= $TARGET_CPU_PER_M, compression=none)" "$CPU_PER_M <= $TARGET_CPU_PER_M" $PERF
+verdict "peak RSS $PEAK_MIB MiB (target <= $TARGET_PEAK_MIB)" "$PEAK_MIB <= $TARGET_PEAK_MIB"
+verdict "idle RSS $IDLE_MIB MiB (target <= $TARGET_IDLE_MIB)" "$IDLE_MIB <= $TARGET_IDLE_MIB"
+echo "(performance lines are reported only; the exit status depends on delivery alone)"
+
+if [ "$DELIVERED" != 1 ]; then
+        [ "$SENDER_RC" = 0 ] || echo "sender exited with status $SENDER_RC" >&2
+        echo "--- last lines of segopsd's log ---" >&2
+        tail -n 20 "$TMP/segopsd.err" >&2
+        [ -s "$TMP/sink.err" ] && { echo "--- sink ---" >&2; tail -n 5 "$TMP/sink.err" >&2; }
+        exit 1
+fi
+exit 0

@@ -1,0 +1,266 @@
+/* sender.c - the load generator of the throughput benchmark.
+ *
+ * It sends N track events of about 200 bytes, one per datagram, into
+ * segopsd's events socket, as fast as the daemon takes them: the socket
+ * is blocking, so a full receive queue makes send() wait instead of
+ * dropping. Event i carries event_id "e<i>" and user_id "user-<i%1000>",
+ * which is what the sink counts. ENOBUFS/EAGAIN are retried after a short
+ * sleep and EINTR at once, so no event is given up while the daemon is
+ * alive; a daemon that takes nothing for 30 s, or a socket that is gone,
+ * ends the run with an error. With -t the range is split between threads.
+ * It prints how many events it sent, the seconds it took, and the
+ * CLOCK_MONOTONIC start time so the runner can measure end to end.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EVENT_BYTES     200   /* target size of one message, newline included */
+#define MAX_THREADS     64
+#define MAX_EVENTS      UINT64_C(100000000)
+#define STALL_LIMIT_NS  (UINT64_C(30) * 1000000000u)
+#define RETRY_SLEEP_NS  50000 /* 50 us between retries on a full buffer */
+#define DEFAULT_SOCKET  "/run/segopsd/events.sock"
+
+struct worker {
+        pthread_t thread;
+        const char *path;
+        uint64_t first;       /* first event index */
+        uint64_t end;         /* one past the last */
+        uint64_t sent;
+        uint64_t retries;
+        int err;              /* 0 or a negative errno */
+};
+
+static uint64_t now_ns(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
+{
+        char *end;
+        unsigned long long v;
+
+        if (!s || *s < '0' || *s > '9')
+                return -EINVAL;
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno || *end || v < min || v > max)
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
+/* Write event i into buf, padded to EVENT_BYTES. Returns its length. */
+static size_t format_event(char *buf, size_t len, uint64_t i)
+{
+        static const char pad[] =
+                "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+        int base, r;
+        int padlen;
+
+        /* The length without padding decides how much padding fits. */
+        base = snprintf(buf, len,
+                        "{\"user_id\":\"user-%" PRIu64 "\",\"event_type\":"
+                        "\"bench_event\",\"event_id\":\"e%" PRIu64 "\","
+                        "\"payload\":{\"seq\":%" PRIu64 ",\"pad\":\"\"}}\n",
+                        i % 1000, i, i);
+        padlen = EVENT_BYTES - base;
+        if (padlen < 0)
+                padlen = 0;
+        if (padlen > (int)sizeof(pad) - 1)
+                padlen = (int)sizeof(pad) - 1;
+        r = snprintf(buf, len,
+                     "{\"user_id\":\"user-%" PRIu64 "\",\"event_type\":"
+                     "\"bench_event\",\"event_id\":\"e%" PRIu64 "\","
+                     "\"payload\":{\"seq\":%" PRIu64 ",\"pad\":\"%.*s\"}}\n",
+                     i % 1000, i, i, padlen, pad);
+        return (size_t)r;
+}
+
+static int open_socket(const char *path)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd;
+
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        /* connect once so each send skips the address lookup */
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                int r = -errno;
+
+                close(fd);
+                return r;
+        }
+        return fd;
+}
+
+/* Send one datagram; wait out a full buffer. 0 or a negative errno. */
+static int send_one(int fd, const char *buf, size_t len, uint64_t *retries)
+{
+        uint64_t stalled_since = 0;
+
+        for (;;) {
+                ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+                struct timespec ts = { 0, RETRY_SLEEP_NS };
+
+                if (n >= 0)
+                        return (size_t)n == len ? 0 : -EMSGSIZE;
+                if (errno == EINTR)
+                        continue;
+                if (errno != ENOBUFS && errno != EAGAIN &&
+                    errno != EWOULDBLOCK)
+                        return -errno;
+                if (stalled_since == 0)
+                        stalled_since = now_ns();
+                else if (now_ns() - stalled_since > STALL_LIMIT_NS)
+                        return -ETIMEDOUT;
+                (*retries)++;
+                nanosleep(&ts, NULL);
+        }
+}
+
+static void *worker_run(void *arg)
+{
+        struct worker *w = arg;
+        char buf[512];
+        uint64_t i;
+        int fd = open_socket(w->path);
+
+        if (fd < 0) {
+                w->err = fd;
+                return NULL;
+        }
+        for (i = w->first; i < w->end; i++) {
+                size_t len = format_event(buf, sizeof(buf), i);
+                int r = send_one(fd, buf, len, &w->retries);
+
+                if (r < 0) {
+                        w->err = r;
+                        break;
+                }
+                w->sent++;
+        }
+        close(fd);
+        return NULL;
+}
+
+static void usage(FILE *f)
+{
+        fprintf(f,
+                "usage: sender [-n EVENTS] [-s SOCKET] [-t THREADS]\n"
+                "  -n  events to send (default 1000000)\n"
+                "  -s  events socket (default $SEGOPS_SOCKET or "
+                DEFAULT_SOCKET ")\n"
+                "  -t  sending threads, 1..%d (default 1)\n",
+                MAX_THREADS);
+}
+
+int main(int argc, char **argv)
+{
+        struct worker *w = NULL;
+        const char *path = getenv("SEGOPS_SOCKET");
+        uint64_t n = 1000000, threads = 1, sent = 0, retries = 0, t0, t1, k;
+        double secs;
+        int opt, r = 1;
+        bool failed = false;
+
+        if (!path || !*path)
+                path = DEFAULT_SOCKET;
+        while ((opt = getopt(argc, argv, "n:s:t:h")) != -1) {
+                switch (opt) {
+                case 'n':
+                        if (parse_u64(optarg, 1, MAX_EVENTS, &n) < 0) {
+                                fprintf(stderr, "sender: bad -n\n");
+                                return 2;
+                        }
+                        break;
+                case 's':
+                        path = optarg;
+                        break;
+                case 't':
+                        if (parse_u64(optarg, 1, MAX_THREADS, &threads) < 0) {
+                                fprintf(stderr, "sender: bad -t\n");
+                                return 2;
+                        }
+                        break;
+                case 'h':
+                        usage(stdout);
+                        return 0;
+                default:
+                        usage(stderr);
+                        return 2;
+                }
+        }
+        if (threads > n)
+                threads = n;
+        w = calloc((size_t)threads, sizeof(*w));
+        if (!w) {
+                fprintf(stderr, "sender: out of memory\n");
+                goto out;
+        }
+        for (k = 0; k < threads; k++) {
+                w[k].path = path;
+                w[k].first = n * k / threads;
+                w[k].end = n * (k + 1) / threads;
+        }
+
+        t0 = now_ns();
+        if (threads == 1) {
+                worker_run(&w[0]);
+        } else {
+                for (k = 0; k < threads; k++) {
+                        int e = pthread_create(&w[k].thread, NULL, worker_run,
+                                               &w[k]);
+                        if (e) {
+                                /* Run it here instead: every event still
+                                 * goes out. */
+                                w[k].thread = pthread_self();
+                                worker_run(&w[k]);
+                        }
+                }
+                for (k = 0; k < threads; k++)
+                        if (!pthread_equal(w[k].thread, pthread_self()))
+                                pthread_join(w[k].thread, NULL);
+        }
+        t1 = now_ns();
+
+        for (k = 0; k < threads; k++) {
+                sent += w[k].sent;
+                retries += w[k].retries;
+                if (w[k].err < 0 && !failed) {
+                        fprintf(stderr, "sender: %s: %s\n", path,
+                                strerror(-w[k].err));
+                        failed = true;
+                }
+        }
+        secs = (double)(t1 - t0) / 1e9;
+        printf("sent %" PRIu64 " events in %.3f s (%.0f events/s, %" PRIu64
+               " retries) start_ns=%" PRIu64 " end_ns=%" PRIu64 "\n",
+               sent, secs, secs > 0 ? (double)sent / secs : 0.0, retries, t0,
+               t1);
+        fflush(stdout);
+        r = failed || sent != n ? 1 : 0;
+out:
+        free(w);
+        return r;
+}

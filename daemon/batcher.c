@@ -1,0 +1,676 @@
+/* batcher.c - turns the event queue into upstream requests and applies
+ * SPEC section 4's response table to each answer.
+ *
+ * Life of a batch: cut from the queue (body encoded once) -> gzip on
+ * the thread pool when compression is on -> ready -> in flight -> one
+ * of: delivered (freed), dropped (400 / permanent 4xx, counted), split
+ * (413: two new batches with new ids), or waiting (backoff with full
+ * jitter, or a global Retry-After pause) and then ready again. One
+ * timer wakes the batcher for the next due retry, pause end or flush
+ * deadline; a second one marks flush_interval.
+ */
+#include "batcher.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compress.h"
+#include "daemon.h"
+#include "log.h"
+#include "rng.h"
+
+#define EVENTS_PATH "/api/events/batch/"
+
+enum batch_state {
+        BATCH_COMPRESSING, /* on the thread pool */
+        BATCH_READY,       /* to send once now >= not_before */
+        BATCH_IN_FLIGHT,
+};
+
+struct batch_ev {
+        uint64_t seq;
+        uint32_t off, len; /* the event's bytes inside body */
+};
+
+struct batch {
+        struct batch *next;
+        struct batcher *owner;
+        enum batch_state state;
+        bool orphaned;           /* batcher closed while compressing */
+        char id[PROTO_UUID_LEN + 1];
+        struct proto_buf body;   /* uncompressed, identical on retries */
+        struct proto_buf gz;     /* compressed body, when gzip is on */
+        uint32_t n;
+        struct batch_ev *evs;
+        unsigned attempts;       /* sends so far */
+        uint64_t not_before;     /* loop ms */
+        size_t charged;          /* bytes in the memory account */
+        uv_work_t work;
+        int work_ret;
+};
+
+static void pump(struct batcher *b);
+
+static struct queue *queue_of(struct batcher *b)
+{
+        return &b->d->queue;
+}
+
+static const struct cfg *cfg_of(struct batcher *b)
+{
+        return &b->d->cfg;
+}
+
+static void set_state(struct batcher *b, const char *state)
+{
+        b->state = state;
+}
+
+static void recharge(struct batcher *b, struct batch *x)
+{
+        size_t now = x->body.cap + x->gz.cap + (size_t)x->n * sizeof(*x->evs);
+
+        q_release(queue_of(b), x->charged);
+        q_charge(queue_of(b), now);
+        x->charged = now;
+}
+
+static void batch_free(struct batcher *b, struct batch *x)
+{
+        for (struct batch **p = &b->batches; *p; p = &(*p)->next) {
+                if (*p == x) {
+                        *p = x->next;
+                        b->nbatches--;
+                        break;
+                }
+        }
+        q_release(queue_of(b), x->charged);
+        proto_buf_free(&x->body);
+        proto_buf_free(&x->gz);
+        free(x->evs);
+        free(x);
+}
+
+static struct batch *batch_new(struct batcher *b, uint32_t cap)
+{
+        struct batch *x = calloc(1, sizeof(*x));
+        uint8_t rnd[16];
+
+        if (!x)
+                return NULL;
+        x->evs = malloc((size_t)cap * sizeof(*x->evs));
+        if (!x->evs) {
+                free(x);
+                return NULL;
+        }
+        x->owner = b;
+        rng_bytes16(rnd);
+        proto_uuid_format(rnd, x->id);
+        x->next = b->batches;
+        b->batches = x;
+        b->nbatches++;
+        return x;
+}
+
+/* ---- compression on the thread pool ---- */
+
+static void gz_work(uv_work_t *w)
+{
+        struct batch *x = w->data;
+
+        x->work_ret = gz_compress(x->body.data, x->body.len, &x->gz);
+}
+
+static void gz_after(uv_work_t *w, int status)
+{
+        struct batch *x = w->data;
+        struct batcher *b = x->owner;
+
+        if (x->orphaned) {
+                /* The batcher is gone; its events were counted as lost. */
+                proto_buf_free(&x->body);
+                proto_buf_free(&x->gz);
+                free(x->evs);
+                free(x);
+                return;
+        }
+        if (status < 0 || x->work_ret < 0) {
+                /* Send it uncompressed rather than lose it. */
+                proto_buf_free(&x->gz);
+                log_limited(LOG_WARNING, "gzip", "could not compress batch %s, sending it uncompressed",
+                            x->id);
+        }
+        recharge(b, x);
+        x->state = BATCH_READY;
+        pump(b);
+}
+
+static void batch_ready(struct batcher *b, struct batch *x)
+{
+        recharge(b, x);
+        if (cfg_of(b)->compression == CFG_COMPRESSION_GZIP && !b->d->fwd.stdout_mode) {
+                x->state = BATCH_COMPRESSING;
+                x->work.data = x;
+                if (uv_queue_work(b->d->loop, &x->work, gz_work, gz_after) == 0)
+                        return;
+        }
+        x->state = BATCH_READY;
+}
+
+/* ---- cutting ---- */
+
+/* Append one event to x's body, recording where it sits. */
+static int batch_add(struct batch *x, uint64_t seq, const char *ev, size_t len)
+{
+        size_t off = x->body.len + (x->n ? 1 : 0);
+        int ret = proto_batch_add(&x->body, ev, len, x->n == 0);
+
+        if (ret < 0)
+                return ret;
+        x->evs[x->n].seq = seq;
+        x->evs[x->n].off = (uint32_t)off;
+        x->evs[x->n].len = (uint32_t)len;
+        x->n++;
+        return 0;
+}
+
+static int cut_batch(struct batcher *b)
+{
+        const struct cfg *c = cfg_of(b);
+        struct queue *q = queue_of(b);
+        size_t size = PROTO_BATCH_OVERHEAD;
+        struct batch *x;
+        int ret;
+
+        x = batch_new(b, c->batch_size);
+        if (!x)
+                return -ENOMEM;
+        ret = proto_batch_begin(&x->body, x->id, daemon_now_ms());
+        if (ret < 0)
+                goto fail;
+        while (q->head && x->n < c->batch_size) {
+                struct q_event *e = q->head;
+                /* A lone event over the limit still goes, alone: the
+                 * upstream's 413 then decides its fate. */
+                if (x->n > 0 && size + e->len + 1 > c->max_batch_bytes)
+                        break;
+                ret = batch_add(x, e->seq, e->data, e->len);
+                if (ret < 0)
+                        goto fail;
+                size += e->len + 1;
+                q_event_free(q, q_pop(q));
+        }
+        ret = proto_batch_end(&x->body);
+        if (ret < 0)
+                goto fail;
+        batch_ready(b, x);
+        return 0;
+fail:
+        /* Events already moved stay in the body: re-queueing them would
+         * reorder them. Out of memory here is as fatal as anywhere. */
+        log_err("cannot build a batch: %s", strerror(-ret));
+        if (x->n == 0)
+                batch_free(b, x);
+        return ret;
+}
+
+static bool cut_due(struct batcher *b)
+{
+        const struct cfg *c = cfg_of(b);
+        struct queue *q = queue_of(b);
+
+        if (!q->head)
+                return false;
+        if (q->count >= c->batch_size ||
+            q->bytes + q->count + PROTO_BATCH_OVERHEAD >= c->max_batch_bytes)
+                return true;
+        return b->interval_due || b->draining || q->head->seq <= b->flush_target;
+}
+
+/* ---- sending ---- */
+
+static void on_response(void *ud, const struct fwd_result *res);
+
+static void send_batch(struct batcher *b, struct batch *x)
+{
+        struct fwd_post p = {
+                .path = EVENTS_PATH,
+                .bearer = b->d->api_key ? b->d->api_key : "",
+                .idempotency_key = x->id,
+                .gzip = x->gz.len > 0,
+                .body = x->gz.len ? x->gz.data : x->body.data,
+                .body_len = x->gz.len ? x->gz.len : x->body.len,
+        };
+        int ret;
+
+        ret = fwd_start(&b->d->fwd, &p, on_response, x);
+        if (ret < 0) {
+                x->not_before = uv_now(b->d->loop) + 1000;
+                log_limited(LOG_ERR, "send", "cannot start a request: %s", strerror(-ret));
+                return;
+        }
+        if (x->attempts > 0)
+                b->d->stats.retries++;
+        x->attempts++;
+        x->state = BATCH_IN_FLIGHT;
+}
+
+static uint64_t backoff_ms(const struct cfg *c, unsigned attempts)
+{
+        double cap = c->backoff_initial * ldexp(1.0, attempts > 30 ? 30 : (int)attempts - 1);
+
+        if (cap > c->backoff_max)
+                cap = c->backoff_max;
+        /* Full jitter: anywhere in [0, cap). */
+        return (uint64_t)(rng_unit() * cap * 1000.0);
+}
+
+static void retry_later(struct batcher *b, struct batch *x, double retry_after)
+{
+        const struct cfg *c = cfg_of(b);
+        uint64_t now = uv_now(b->d->loop);
+
+        x->state = BATCH_READY;
+        if (retry_after >= 0) {
+                /* Retry-After pauses every request to the upstream. */
+                double s = retry_after < c->retry_after_max ? retry_after : c->retry_after_max;
+                uint64_t until = now + (uint64_t)(s * 1000.0);
+                if (until > b->paused_until)
+                        b->paused_until = until;
+                x->not_before = until;
+        } else {
+                x->not_before = now + backoff_ms(c, x->attempts);
+        }
+}
+
+static void drop_batch(struct batcher *b, struct batch *x, enum stats_drop why)
+{
+        b->d->stats.dropped[why] += x->n;
+        batch_free(b, x);
+}
+
+/* 413: two halves with new batch ids; the events keep theirs. */
+static void split_batch(struct batcher *b, struct batch *x)
+{
+        uint32_t half = x->n / 2;
+        struct batch *parts[2] = {NULL, NULL};
+        int ret = 0;
+
+        for (int h = 0; h < 2 && ret == 0; h++) {
+                uint32_t from = h ? half : 0, to = h ? x->n : half;
+                parts[h] = batch_new(b, to - from);
+                if (!parts[h]) {
+                        ret = -ENOMEM;
+                        break;
+                }
+                ret = proto_batch_begin(&parts[h]->body, parts[h]->id, daemon_now_ms());
+                for (uint32_t i = from; i < to && ret == 0; i++)
+                        ret = batch_add(parts[h], x->evs[i].seq, x->body.data + x->evs[i].off,
+                                        x->evs[i].len);
+                if (ret == 0)
+                        ret = proto_batch_end(&parts[h]->body);
+        }
+        if (ret < 0) {
+                /* Keep the original and try it again later. */
+                for (int h = 0; h < 2; h++)
+                        if (parts[h])
+                                batch_free(b, parts[h]);
+                retry_later(b, x, -1);
+                return;
+        }
+        b->d->stats.splits++;
+        batch_free(b, x);
+        batch_ready(b, parts[0]);
+        batch_ready(b, parts[1]);
+}
+
+static void note_accepted(struct batcher *b, struct batch *x, const struct fwd_result *res)
+{
+        json_int_t accepted = -1, dups = 0;
+        json_t *j = json_loadb(res->body, res->body_len, 0, NULL);
+
+        if (j && json_unpack(j, "{s?I s?I}", "accepted", &accepted, "duplicates", &dups) == 0 &&
+            accepted >= 0 && accepted + dups < (json_int_t)x->n)
+                log_limited(LOG_WARNING, "partial",
+                            "upstream accepted %lld and found %lld duplicates of the %u events "
+                            "of batch %s; treating it as delivered",
+                            (long long)accepted, (long long)dups, x->n, x->id);
+        json_decref(j);
+        b->d->stats.sent += x->n;
+        b->d->stats.duplicates += (uint64_t)(dups > 0 ? dups : 0);
+        b->d->stats.batches_sent++;
+}
+
+static void note_failure(struct batcher *b, const struct fwd_result *res)
+{
+        if (res->curl_code == 0)
+                snprintf(b->last_error, sizeof(b->last_error), "HTTP %ld", res->status);
+        else
+                snprintf(b->last_error, sizeof(b->last_error), "%s", res->error);
+}
+
+static void on_auth_failure(struct batcher *b, struct batch *x, const struct fwd_result *res)
+{
+        const char *prev = b->state;
+
+        set_state(b, "auth_error");
+        if (prev != b->state)
+                log_err("upstream refused the API key %s with HTTP %ld (%s): events are kept and "
+                        "retried with backoff; fix the key (api_key_file or the api_key "
+                        "credential) and restart segopsd",
+                        b->d->key_redacted, res->status,
+                        res->status == 401 ? "unknown, revoked or expired key"
+                                           : "the key lacks permission to send events");
+        retry_later(b, x, -1);
+}
+
+static void on_response(void *ud, const struct fwd_result *res)
+{
+        struct batch *x = ud;
+        struct batcher *b = x->owner;
+        long st = res->status;
+
+        b->d->stats.requests++;
+        if (b->closing) {
+                x->state = BATCH_READY;
+                return;
+        }
+        b->last_status = st;
+        if (st == 200 || st == 202) {
+                set_state(b, "ok");
+                note_accepted(b, x, res);
+                batch_free(b, x);
+        } else if (st == 401 || st == 403) {
+                note_failure(b, res);
+                on_auth_failure(b, x, res);
+        } else if (st == 413) {
+                if (x->n <= 1) {
+                        log_limited(LOG_ERR, "413", "upstream refused a single event as too large "
+                                    "(HTTP 413); it is dropped");
+                        drop_batch(b, x, DROP_TOO_LARGE);
+                } else {
+                        split_batch(b, x);
+                }
+        } else if (st == 429 || st == 503) {
+                note_failure(b, res);
+                set_state(b, "throttled");
+                log_limited(LOG_WARNING, "throttled", "upstream is overloaded (HTTP %ld)%s", st,
+                            res->retry_after >= 0 ? ", honouring Retry-After" : ", backing off");
+                retry_later(b, x, res->retry_after);
+        } else if (st == 408 || st >= 500 || st == 0) {
+                note_failure(b, res);
+                if (res->tls_error) {
+                        set_state(b, "tls_error");
+                        log_limited(LOG_ERR, "tls", "TLS failure talking to the upstream: %s; "
+                                    "check api_url and ca_file (events are kept and retried)",
+                                    res->error);
+                } else {
+                        set_state(b, "retrying");
+                        log_limited(LOG_WARNING, "transient", "upstream request failed (%s), "
+                                    "retrying with backoff", b->last_error);
+                }
+                retry_later(b, x, -1);
+        } else {
+                char excerpt[200];
+
+                note_failure(b, res);
+                log_excerpt(res->body, res->body_len < 160 ? res->body_len : 160, excerpt,
+                            sizeof(excerpt));
+                log_limited(LOG_ERR, "rejected", "upstream rejected batch %s of %u events with "
+                            "HTTP %ld (%s); the events are dropped", x->id, x->n, st, excerpt);
+                drop_batch(b, x, DROP_UPSTREAM_REJECTED);
+        }
+        pump(b);
+}
+
+/* ---- flush waiters ---- */
+
+static uint64_t dropped_total(const struct batcher *b)
+{
+        uint64_t n = 0;
+
+        for (int i = 0; i < DROP_REASON_COUNT; i++)
+                n += b->d->stats.dropped[i];
+        return n;
+}
+
+/* The oldest seq still held anywhere. */
+static uint64_t low_water(const struct batcher *b)
+{
+        uint64_t low = q_head_seq(&b->d->queue);
+
+        for (const struct batch *x = b->batches; x; x = x->next)
+                if (x->n && x->evs[0].seq < low)
+                        low = x->evs[0].seq;
+        return low;
+}
+
+static uint64_t held_upto(const struct batcher *b, uint64_t target)
+{
+        uint64_t n = 0;
+
+        for (const struct q_event *e = b->d->queue.head; e && e->seq <= target; e = e->next)
+                n++;
+        for (const struct batch *x = b->batches; x; x = x->next)
+                for (uint32_t i = 0; i < x->n; i++)
+                        n += x->evs[i].seq <= target;
+        return n;
+}
+
+/* Answer the waiters that are done. Their callbacks may feed events
+ * back in (and so re-enter pump), so they run after the list is settled. */
+static void check_waiters(struct batcher *b, uint64_t now)
+{
+        uint64_t low = low_water(b), total = dropped_total(b);
+        struct flush_waiter **p = &b->waiters, *done = NULL;
+
+        while (*p) {
+                struct flush_waiter *w = *p;
+
+                if (low > w->target || now >= w->deadline) {
+                        *p = w->next;
+                        w->next = done;
+                        done = w;
+                } else {
+                        p = &w->next;
+                }
+        }
+        while (done) {
+                struct flush_waiter *w = done;
+                uint64_t pending = low > w->target ? 0 : held_upto(b, w->target);
+
+                done = w->next;
+                w->cb(w->ud, pending ? -ETIMEDOUT : 0, w->held, total - w->dropped0, pending);
+                free(w);
+        }
+}
+
+/* ---- the pump ---- */
+
+static void on_wake(uv_timer_t *t)
+{
+        pump(t->data);
+}
+
+static void on_interval(uv_timer_t *t)
+{
+        struct batcher *b = t->data;
+
+        b->interval_due = true;
+        pump(b);
+}
+
+static void arm_wake(struct batcher *b, uint64_t now)
+{
+        uint64_t next = UINT64_MAX;
+
+        for (const struct batch *x = b->batches; x; x = x->next) {
+                if (x->state != BATCH_READY)
+                        continue;
+                uint64_t t = x->not_before > b->paused_until ? x->not_before : b->paused_until;
+                if (t < next)
+                        next = t;
+        }
+        for (const struct flush_waiter *w = b->waiters; w; w = w->next)
+                if (w->deadline < next)
+                        next = w->deadline;
+        if (next == UINT64_MAX) {
+                uv_timer_stop(&b->wake);
+                return;
+        }
+        uv_timer_start(&b->wake, on_wake, next > now ? next - now : 0, 0);
+}
+
+static void pump(struct batcher *b)
+{
+        const struct cfg *c = cfg_of(b);
+        struct fwd *f = &b->d->fwd;
+        uint64_t now = uv_now(b->d->loop);
+
+        if (b->closing)
+                return;
+        while (b->nbatches < c->max_in_flight && cut_due(b))
+                if (cut_batch(b) < 0)
+                        break;
+        if (!b->d->queue.head)
+                b->interval_due = false;
+
+        if (now >= b->paused_until) {
+                for (struct batch *x = b->batches; x && f->in_flight < c->max_in_flight;
+                     x = x->next)
+                        if (x->state == BATCH_READY && now >= x->not_before)
+                                send_batch(b, x);
+        }
+        check_waiters(b, now);
+        arm_wake(b, now);
+}
+
+/* ---- public ---- */
+
+int batcher_init(struct batcher *b, struct daemon *d)
+{
+        uint64_t ms = (uint64_t)(d->cfg.flush_interval * 1000.0);
+
+        memset(b, 0, sizeof(*b));
+        b->d = d;
+        b->state = d->fwd.stdout_mode ? "dry_run" : "idle";
+        uv_timer_init(d->loop, &b->interval);
+        uv_timer_init(d->loop, &b->wake);
+        b->interval.data = b;
+        b->wake.data = b;
+        if (ms == 0)
+                ms = 1;
+        uv_timer_start(&b->interval, on_interval, ms, ms);
+        return 0;
+}
+
+void batcher_kick(struct batcher *b)
+{
+        if (b->nbatches < cfg_of(b)->max_in_flight && cut_due(b))
+                pump(b);
+}
+
+struct flush_waiter *batcher_flush(struct batcher *b, uint64_t timeout_ms, batcher_flush_fn cb,
+                                   void *ud)
+{
+        struct flush_waiter *w;
+        uint64_t target = b->d->queue.next_seq - 1;
+
+        if (low_water(b) > target) {
+                cb(ud, 0, 0, 0, 0);
+                return NULL;
+        }
+        w = calloc(1, sizeof(*w));
+        if (!w) {
+                cb(ud, -ENOMEM, 0, 0, batcher_held(b));
+                return NULL;
+        }
+        w->target = target;
+        w->held = batcher_held(b);
+        w->dropped0 = dropped_total(b);
+        w->deadline = uv_now(b->d->loop) + timeout_ms;
+        w->cb = cb;
+        w->ud = ud;
+        w->next = b->waiters;
+        b->waiters = w;
+        if (target > b->flush_target)
+                b->flush_target = target;
+        pump(b);
+        return w;
+}
+
+void batcher_flush_cancel(struct batcher *b, struct flush_waiter *w)
+{
+        for (struct flush_waiter **p = &b->waiters; *p; p = &(*p)->next) {
+                if (*p == w) {
+                        *p = w->next;
+                        free(w);
+                        return;
+                }
+        }
+}
+
+uint64_t batcher_held(const struct batcher *b)
+{
+        uint64_t n = b->d->queue.count;
+
+        for (const struct batch *x = b->batches; x; x = x->next)
+                n += x->n;
+        return n;
+}
+
+unsigned batcher_in_flight(const struct batcher *b)
+{
+        return b->d->fwd.in_flight;
+}
+
+void batcher_drain(struct batcher *b)
+{
+        b->draining = true;
+        pump(b);
+}
+
+bool batcher_idle(const struct batcher *b)
+{
+        return !b->batches && !b->d->queue.head;
+}
+
+uint64_t batcher_close(struct batcher *b)
+{
+        uint64_t lost;
+
+        b->closing = true;
+        /* Abort what is in flight: on_response sees closing and leaves
+         * the batch alone. */
+        fwd_close(&b->d->fwd);
+        lost = batcher_held(b);
+        b->d->stats.dropped[DROP_SHUTDOWN] += lost;
+        while (b->waiters) {
+                struct flush_waiter *w = b->waiters;
+                b->waiters = w->next;
+                w->cb(w->ud, -ESHUTDOWN, w->held, 0, lost);
+                free(w);
+        }
+        while (b->batches) {
+                struct batch *x = b->batches;
+                if (x->state == BATCH_COMPRESSING) {
+                        /* Cancelled or still running on the pool, gz_after
+                         * runs either way and frees it. */
+                        uv_cancel((uv_req_t *)&x->work);
+                        b->batches = x->next;
+                        b->nbatches--;
+                        q_release(queue_of(b), x->charged);
+                        x->orphaned = true;
+                        continue;
+                }
+                batch_free(b, x);
+        }
+        q_clear(queue_of(b));
+        uv_close((uv_handle_t *)&b->interval, NULL);
+        uv_close((uv_handle_t *)&b->wake, NULL);
+        return lost;
+}

@@ -1,0 +1,93 @@
+/* config.h - segopsd's configuration: defaults, the INI file, the key.
+ *
+ * SPEC section 6. Every bound the daemon enforces is a named value here,
+ * with a default, so an operator can see and change it.
+ */
+#ifndef SEGOPSD_CONFIG_H
+#define SEGOPSD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define CFG_DEFAULT_PATH "/etc/segopsd/segopsd.conf"
+
+enum cfg_compression { CFG_COMPRESSION_NONE, CFG_COMPRESSION_GZIP };
+enum cfg_when_full { CFG_DROP_NEWEST, CFG_DROP_OLDEST };
+enum cfg_log_level { CFG_LOG_ERR, CFG_LOG_WARN, CFG_LOG_INFO, CFG_LOG_DEBUG };
+
+struct cfg {
+        char *path; /* the file it was read from, NULL for defaults only */
+
+        /* [upstream] */
+        char *api_url;              /* "stdout" = dry run */
+        char *api_key_file;         /* may be NULL */
+        char *api_key;              /* inline key (discouraged), may be NULL */
+        unsigned api_key_line;      /* line of api_key, for messages */
+        char *user_context_command; /* may be NULL */
+        char *ca_file;              /* may be NULL */
+        double timeout;             /* seconds per request, > 0 */
+        enum cfg_compression compression;
+        unsigned max_in_flight;     /* 1..64 */
+        double stop_timeout;        /* seconds, >= 0 */
+        double backoff_initial;     /* seconds, default 0.5 */
+        double backoff_max;         /* seconds, default 60 */
+        double retry_after_max;     /* seconds, default 300 */
+
+        /* [batch] */
+        unsigned batch_size;        /* 1..500, default 20 */
+        double flush_interval;      /* seconds, > 0, default 5.0 */
+        size_t max_batch_bytes;     /* 1 KiB..1 MiB, default 1 MiB */
+
+        /* [buffer] */
+        size_t max_memory;          /* bytes, default 64M */
+        char *spool_dir;            /* NULL = memory only */
+        size_t max_spool;           /* bytes, default 1G */
+        enum cfg_when_full when_full;
+
+        /* [listen] */
+        char *events_socket;
+        char *control_socket;
+        mode_t socket_mode;         /* octal in the file, default 0660 */
+        size_t max_message_bytes;   /* 1 KiB..1 MiB, default 64 KiB */
+        unsigned max_connections;   /* stream connections, default 256 */
+        size_t max_reply_bytes;     /* unread replies before disconnect,
+                                       default 1M */
+        double idle_timeout;        /* seconds, 0 = never, default 300 */
+        unsigned dgram_burst;       /* datagrams read per wakeup, default 256 */
+
+        /* [log] */
+        enum cfg_log_level log_level; /* err|warn|info|debug, default info */
+        unsigned log_rate;          /* messages per key per 10 s, default 10 */
+};
+
+/* Fill c with the defaults of SPEC section 6. Never fails. */
+void cfg_defaults(struct cfg *c);
+
+/* Read path over the defaults in c. Unknown sections or keys, bad values
+ * and duplicate keys are errors. Returns 0, or a negative errno with a
+ * message naming file, line and key in err (never a key's value). */
+int cfg_load(struct cfg *c, const char *path, char *err, size_t errlen);
+
+/* Check values that depend on each other (e.g. max_memory at least
+ * max_batch_bytes). 0 or -EINVAL with err filled. */
+int cfg_validate(const struct cfg *c, char *err, size_t errlen);
+
+/* Find the API key: $CREDENTIALS_DIRECTORY/api_key, then api_key_file,
+ * then api_key. Trailing whitespace is stripped. The key must start with
+ * sk_ or pk_. Returns 0 with *ret_key malloc'd, or a negative errno with
+ * err filled (naming file and line, never the key). With api_url =
+ * stdout a missing key is not an error: *ret_key is NULL. */
+int cfg_load_key(const struct cfg *c, char **ret_key, char *err,
+                 size_t errlen);
+
+/* "sk_…abcd": the prefix and last 4 characters, for logs. */
+void cfg_redact_key(const char *key, char *out, size_t outlen);
+
+/* Parse "64M"-style sizes (K/M/G = KiB/MiB/GiB, optional B suffix). */
+int cfg_parse_size(const char *s, size_t *ret);
+
+void cfg_free(struct cfg *c); /* frees the strings; NULL ok */
+
+#endif

@@ -1,0 +1,471 @@
+/* conn.c - the control socket: a stream listener and its connections.
+ *
+ * Each connection reads NDJSON through its own framer (bounded buffer),
+ * feeds lines to ingest in order, and writes one reply line per op and
+ * per rejected line. A flush op makes the connection wait: it stops
+ * reading and processing until the flush is answered, so replies stay
+ * in order and "events, then ping" means what SPEC section 2 says.
+ * Bounds: max_connections (one over it gets an error line and is
+ * closed), max_reply_bytes of unread replies (a client that never
+ * reads is cut off), idle_timeout.
+ */
+#include "conn.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "control.h"
+#include "daemon.h"
+#include "dgram.h"
+#include "framer.h"
+#include "ingest.h"
+#include "listen.h"
+#include "log.h"
+
+struct conn {
+        uv_pipe_t pipe;
+        struct conn_server *srv;
+        struct conn *next;
+        struct framer fr;
+        struct flush_waiter *flush;  /* a flush in progress */
+        uint64_t last_active;        /* loop ms */
+        bool reading;
+        bool eof;                    /* the client has finished sending */
+        bool finishing;              /* shutdown requested */
+        bool closing;
+};
+
+struct conn_server {
+        struct daemon *d;
+        uv_pipe_t listener;
+        uv_timer_t sweep;
+        struct conn *conns;
+        unsigned count;
+        int open_handles;            /* listener + sweep, to free s */
+        bool stopping;
+};
+
+struct write_req {
+        uv_write_t req;
+        char data[];
+};
+
+static void conn_process(struct conn *c);
+static void start_reading(struct conn *c);
+
+/* ---- lifetime ---- */
+
+static void on_conn_closed(uv_handle_t *h)
+{
+        struct conn *c = h->data;
+
+        framer_free(&c->fr);
+        free(c);
+}
+
+static void conn_close(struct conn *c)
+{
+        struct conn_server *s = c->srv;
+
+        if (c->closing)
+                return;
+        c->closing = true;
+        if (c->flush)
+                batcher_flush_cancel(&s->d->batcher, c->flush);
+        c->flush = NULL;
+        for (struct conn **p = &s->conns; *p; p = &(*p)->next) {
+                if (*p == c) {
+                        *p = c->next;
+                        break;
+                }
+        }
+        s->count--;
+        uv_close((uv_handle_t *)&c->pipe, on_conn_closed);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+        struct conn *c = req->data;
+
+        free(req);
+        conn_close(c);
+}
+
+/* Close once every reply is written. */
+static void conn_finish(struct conn *c)
+{
+        uv_shutdown_t *req;
+
+        if (c->finishing)
+                return;
+        c->finishing = true;
+        req = malloc(sizeof(*req));
+        if (!req || uv_shutdown(req, (uv_stream_t *)&c->pipe, on_shutdown) < 0) {
+                free(req);
+                conn_close(c);
+                return;
+        }
+        req->data = c;
+        uv_read_stop((uv_stream_t *)&c->pipe);
+        c->reading = false;
+}
+
+/* ---- replies ---- */
+
+static void on_written(uv_write_t *req, int status)
+{
+        free(req);
+}
+
+static void conn_write(struct conn *c, const char *p, size_t n)
+{
+        struct conn_server *s = c->srv;
+        struct write_req *w;
+        uv_buf_t buf;
+
+        if (c->closing)
+                return;
+        if (uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) + n > s->d->cfg.max_reply_bytes) {
+                s->d->stats.conn_slow_closed++;
+                log_limited(LOG_WARNING, "slow_client", "closing a control connection that does "
+                            "not read its replies (max_reply_bytes)");
+                conn_close(c);
+                return;
+        }
+        w = malloc(sizeof(*w) + n);
+        if (!w) {
+                conn_close(c);
+                return;
+        }
+        memcpy(w->data, p, n);
+        buf = uv_buf_init(w->data, (unsigned)n);
+        if (uv_write(&w->req, (uv_stream_t *)&c->pipe, &buf, 1, on_written) < 0) {
+                free(w);
+                conn_close(c);
+        }
+}
+
+static void reply_buf(struct conn *c, struct proto_buf *b)
+{
+        if (b->len)
+                conn_write(c, b->data, b->len);
+        proto_buf_free(b);
+}
+
+static void reply_error(struct conn *c, const struct proto_error *err, uint64_t line)
+{
+        struct proto_buf b = {0};
+
+        if (ctl_reply_error(&b, err, line) == 0)
+                reply_buf(c, &b);
+        else
+                proto_buf_free(&b);
+}
+
+/* ---- reading ---- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+        struct conn *c = h->data;
+        char *p;
+        size_t n;
+
+        framer_space(&c->fr, &p, &n);
+        *buf = uv_buf_init(p, (unsigned)n);
+}
+
+static void on_flushed(void *ud, int result, uint64_t flushed, uint64_t dropped,
+                       uint64_t pending)
+{
+        struct conn *c = ud;
+        struct proto_buf b = {0};
+
+        c->flush = NULL;
+        if (ctl_reply_flush(&b, result, flushed, dropped, pending) == 0)
+                reply_buf(c, &b);
+        else
+                proto_buf_free(&b);
+        if (!c->closing)
+                conn_process(c);
+}
+
+static void run_op(struct conn *c, const struct proto_msg *msg)
+{
+        struct daemon *d = c->srv->d;
+        struct proto_buf b = {0};
+
+        if (msg->op == PROTO_OP_FLUSH) {
+                /* Datagrams sent before this flush count too. */
+                dgram_drain(d);
+                c->flush = batcher_flush(&d->batcher, (uint64_t)msg->timeout_ms, on_flushed, c);
+                return;
+        }
+        if (ctl_reply_sync(d, msg, &b) == 0)
+                reply_buf(c, &b);
+        else
+                proto_buf_free(&b);
+}
+
+static void handle_line(struct conn *c, const struct framer_line *l)
+{
+        struct daemon *d = c->srv->d;
+        struct proto_msg msg;
+        struct proto_error err;
+
+        if (l->oversize) {
+                err.reason = PROTO_E_OVERSIZE;
+                snprintf(err.detail, sizeof(err.detail), "line longer than max_message_bytes (%zu)",
+                         d->cfg.max_message_bytes);
+                d->stats.line_oversize++;
+                ingest_reject(d, INGEST_STREAM, &err);
+                reply_error(c, &err, l->line_no);
+                return;
+        }
+        if (ingest_blank(l->data, l->len))
+                return;
+        switch (ingest_line(d, INGEST_STREAM, l->data, l->len, &msg, &err)) {
+        case INGEST_EVENT:
+                break;
+        case INGEST_OP:
+                run_op(c, &msg);
+                break;
+        case INGEST_REJECTED:
+                reply_error(c, &err, l->line_no);
+                break;
+        }
+}
+
+static bool waiting(const struct conn *c)
+{
+        return c->flush != NULL;
+}
+
+/* Handle buffered lines until one makes us wait or none are left. */
+static void conn_process(struct conn *c)
+{
+        struct framer_line l;
+        bool any = false;
+
+        while (!c->closing && !waiting(c) && framer_next(&c->fr, &l)) {
+                handle_line(c, &l);
+                any = true;
+        }
+        if (c->closing)
+                return;
+        if (!waiting(c) && c->eof) {
+                if (framer_finish(&c->fr, &l)) {
+                        handle_line(c, &l);
+                        any = true;
+                }
+        }
+        if (any)
+                batcher_kick(&c->srv->d->batcher);
+        if (c->closing || waiting(c)) {
+                if (c->reading && !c->closing) {
+                        uv_read_stop((uv_stream_t *)&c->pipe);
+                        c->reading = false;
+                }
+                return;
+        }
+        if (c->eof) {
+                conn_finish(c);
+                return;
+        }
+        if (!c->reading && !c->srv->stopping)
+                start_reading(c);
+}
+
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+        struct conn *c = st->data;
+
+        if (n == 0)
+                return;
+        c->last_active = uv_now(c->srv->d->loop);
+        if (n < 0) {
+                if (n != UV_EOF) {
+                        conn_close(c);
+                        return;
+                }
+                c->eof = true;
+        } else {
+                framer_commit(&c->fr, (size_t)n);
+        }
+        conn_process(c);
+}
+
+static void start_reading(struct conn *c)
+{
+        uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+        c->reading = true;
+}
+
+/* ---- accepting ---- */
+
+static void refuse(struct conn_server *s)
+{
+        static const char msg[] = "{\"ok\":false,\"error\":\"too_many_connections\","
+                                  "\"detail\":\"segopsd is at max_connections; try again later\"}\n";
+        uv_pipe_t *p = malloc(sizeof(*p));
+        uv_buf_t buf = uv_buf_init((char *)msg, sizeof(msg) - 1);
+
+        s->d->stats.conn_refused++;
+        log_limited(LOG_WARNING, "max_connections", "refused a control connection: "
+                    "max_connections (%u) reached", s->d->cfg.max_connections);
+        if (!p)
+                return;
+        uv_pipe_init(s->d->loop, p, 0);
+        if (uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)p) == 0)
+                uv_try_write((uv_stream_t *)p, &buf, 1);
+        uv_close((uv_handle_t *)p, (uv_close_cb)free);
+}
+
+static void on_connection(uv_stream_t *l, int status)
+{
+        struct conn_server *s = l->data;
+        struct conn *c;
+
+        if (status < 0) {
+                log_limited(LOG_ERR, "accept", "control socket: %s", uv_strerror(status));
+                return;
+        }
+        if (s->count >= s->d->cfg.max_connections) {
+                refuse(s);
+                return;
+        }
+        c = calloc(1, sizeof(*c));
+        if (!c || framer_init(&c->fr, s->d->cfg.max_message_bytes) < 0) {
+                free(c);
+                refuse(s);
+                return;
+        }
+        uv_pipe_init(s->d->loop, &c->pipe, 0);
+        c->pipe.data = c;
+        c->srv = s;
+        if (uv_accept(l, (uv_stream_t *)&c->pipe) < 0) {
+                uv_close((uv_handle_t *)&c->pipe, on_conn_closed);
+                return;
+        }
+        c->next = s->conns;
+        s->conns = c;
+        s->count++;
+        s->d->stats.conn_accepted++;
+        c->last_active = uv_now(s->d->loop);
+        start_reading(c);
+}
+
+static void on_sweep(uv_timer_t *t)
+{
+        struct conn_server *s = t->data;
+        uint64_t now = uv_now(s->d->loop), idle = (uint64_t)(s->d->cfg.idle_timeout * 1000.0);
+        struct conn *c = s->conns;
+
+        while (c) {
+                struct conn *next = c->next;
+                if (!waiting(c) && now - c->last_active >= idle) {
+                        s->d->stats.conn_idle_closed++;
+                        conn_close(c);
+                }
+                c = next;
+        }
+}
+
+static void on_srv_handle_closed(uv_handle_t *h)
+{
+        struct conn_server *s = h->data;
+
+        if (--s->open_handles == 0)
+                free(s);
+}
+
+static void srv_close_handles(struct conn_server *s)
+{
+        s->stopping = true;
+        uv_close((uv_handle_t *)&s->listener, on_srv_handle_closed);
+        uv_close((uv_handle_t *)&s->sweep, on_srv_handle_closed);
+}
+
+int conn_server_open(struct daemon *d)
+{
+        struct conn_server *s;
+        char err[512];
+        int fd, r;
+
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->d = d;
+        fd = listen_unix(d->cfg.control_socket, SOCK_STREAM, d->cfg.socket_mode, err, sizeof(err));
+        if (fd < 0) {
+                log_err("control socket %s", err);
+                free(s);
+                return fd;
+        }
+        uv_pipe_init(d->loop, &s->listener, 0);
+        uv_timer_init(d->loop, &s->sweep);
+        s->listener.data = s;
+        s->sweep.data = s;
+        s->open_handles = 2;
+        r = uv_pipe_open(&s->listener, fd);
+        if (r < 0)
+                close(fd);
+        else
+                r = uv_listen((uv_stream_t *)&s->listener, SOMAXCONN, on_connection);
+        if (r < 0) {
+                log_err("control socket %s: %s", d->cfg.control_socket, uv_strerror(r));
+                srv_close_handles(s);
+                return r;
+        }
+        if (d->cfg.idle_timeout > 0) {
+                uint64_t every = (uint64_t)(d->cfg.idle_timeout * 250.0);
+                uv_timer_start(&s->sweep, on_sweep, every ? every : 1, every ? every : 1);
+        }
+        d->conns = s;
+        return 0;
+}
+
+/* Read what the client already sent and is waiting in the kernel. */
+static void drain_conn(struct conn *c)
+{
+        uv_os_fd_t fd;
+
+        if (uv_fileno((uv_handle_t *)&c->pipe, &fd) < 0)
+                return;
+        for (int i = 0; i < 1024 && !c->closing && !waiting(c) && !c->eof; i++) {
+                char *p;
+                size_t n;
+                ssize_t r;
+
+                framer_space(&c->fr, &p, &n);
+                r = recv(fd, p, n, MSG_DONTWAIT);
+                if (r < 0 && errno == EINTR)
+                        continue;
+                if (r <= 0) {
+                        c->eof = r == 0;
+                        break;
+                }
+                framer_commit(&c->fr, (size_t)r);
+                conn_process(c);
+        }
+        conn_process(c);
+}
+
+void conn_server_close(struct daemon *d)
+{
+        struct conn_server *s = d->conns;
+
+        if (!s)
+                return;
+        d->conns = NULL;
+        s->stopping = true;
+        while (s->conns) {
+                struct conn *c = s->conns;
+                drain_conn(c);
+                if (c == s->conns)
+                        conn_close(c);
+        }
+        srv_close_handles(s);
+}

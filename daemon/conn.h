@@ -1,0 +1,15 @@
+/* conn.h - the control (stream) socket and its connections. */
+#ifndef SEGOPSD_CONN_H
+#define SEGOPSD_CONN_H
+
+struct daemon;
+
+/* Bind (or adopt) the control socket and start accepting. 0 or -errno,
+ * with the reason logged. */
+int conn_server_open(struct daemon *d);
+
+/* Stop accepting; read what each client already sent, then close every
+ * connection (a flush in progress is abandoned). */
+void conn_server_close(struct daemon *d);
+
+#endif

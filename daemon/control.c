@@ -1,0 +1,145 @@
+/* control.c - the ops of SPEC section 2: what each does and the JSON
+ * line it answers with. Replies are built with jansson (they are rare
+ * and small) except the error reply, which is on the path of every
+ * rejected line and is written directly. */
+#include "control.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "daemon.h"
+#include "log.h"
+
+void ctl_session_op(struct daemon *d, const struct proto_msg *msg)
+{
+        if (msg->op == PROTO_OP_SET_USER) {
+                snprintf(d->user_id, sizeof(d->user_id), "%s", msg->user_id);
+                snprintf(d->user_id_sig, sizeof(d->user_id_sig), "%s",
+                         msg->has_sig ? msg->user_id_sig : "");
+        }
+        /* reset_session: a no-op until the pk_ session exists; sk_ keys
+         * have no session to reset. */
+}
+
+static int dump_line(json_t *j, struct proto_buf *out)
+{
+        size_t n;
+        int r;
+
+        if (!j)
+                return -ENOMEM;
+        n = json_dumpb(j, NULL, 0, JSON_COMPACT);
+        r = proto_buf_reserve(out, n + 1);
+        if (r == 0) {
+                json_dumpb(j, out->data + out->len, n, JSON_COMPACT);
+                out->len += n;
+                out->data[out->len++] = '\n';
+        }
+        json_decref(j);
+        return r;
+}
+
+static json_t *stats_json(struct daemon *d)
+{
+        const struct stats *s = &d->stats;
+        json_t *rej = json_object(), *drop = json_object();
+        uint64_t rejected = 0;
+
+        for (int i = 1; i < PROTO_REASON_COUNT; i++) {
+                if (s->rejected[i])
+                        json_object_set_new(rej, proto_reason_name(i), json_integer((json_int_t)s->rejected[i]));
+                rejected += s->rejected[i];
+        }
+        for (int i = 0; i < DROP_REASON_COUNT; i++)
+                json_object_set_new(drop, stats_drop_name(i), json_integer((json_int_t)s->dropped[i]));
+
+        return json_pack(
+                "{s:b s:s s:I s:I s:I s:I s:o s:o s:I s:I s:I s:I s:I s:I s:I s:I s:I s:I"
+                " s:{s:s s:I s:s}"
+                " s:{s:b}"
+                " s:{s:I s:I s:I s:I s:I s:I}"
+                " s:I s:I}",
+                "ok", 1, "version", SEGOPS_VERSION,
+                "uptime_s", (json_int_t)((daemon_now_ms() - d->start_ms) / 1000),
+                "received", (json_int_t)s->received,
+                "accepted", (json_int_t)s->accepted,
+                "rejected_total", (json_int_t)rejected,
+                "rejected", rej, "dropped", drop,
+                "client_dropped", (json_int_t)s->client_dropped,
+                "queued_events", (json_int_t)batcher_held(&d->batcher),
+                "queued_bytes", (json_int_t)d->queue.held,
+                "max_memory", (json_int_t)d->cfg.max_memory,
+                "in_flight", (json_int_t)batcher_in_flight(&d->batcher),
+                "sent", (json_int_t)s->sent,
+                "duplicates", (json_int_t)s->duplicates,
+                "batches_sent", (json_int_t)s->batches_sent,
+                "retries", (json_int_t)s->retries,
+                "spooled", (json_int_t)0,
+                "upstream", "state", d->batcher.state,
+                "last_status", (json_int_t)d->batcher.last_status,
+                "last_error", d->batcher.last_error,
+                "session", "enabled", 0,
+                "ingest", "datagrams", (json_int_t)s->dgram_received,
+                "datagrams_oversize", (json_int_t)s->dgram_truncated,
+                "connections", (json_int_t)s->conn_accepted,
+                "connections_refused", (json_int_t)s->conn_refused,
+                "connections_slow_closed", (json_int_t)s->conn_slow_closed,
+                "connections_idle_closed", (json_int_t)s->conn_idle_closed,
+                "ops", (json_int_t)s->ops,
+                "log_suppressed", (json_int_t)log_suppressed());
+}
+
+int ctl_reply_sync(struct daemon *d, const struct proto_msg *msg, struct proto_buf *out)
+{
+        switch (msg->op) {
+        case PROTO_OP_PING:
+                return dump_line(json_pack("{s:b s:s}", "ok", 1, "version", SEGOPS_VERSION), out);
+        case PROTO_OP_STATS:
+                return dump_line(stats_json(d), out);
+        case PROTO_OP_SET_USER:
+        case PROTO_OP_RESET_SESSION:
+                ctl_session_op(d, msg);
+                return dump_line(json_pack("{s:b}", "ok", 1), out);
+        case PROTO_OP_FLUSH:
+                break;
+        }
+        return -EINVAL;
+}
+
+int ctl_reply_error(struct proto_buf *out, const struct proto_error *err, uint64_t line)
+{
+        char tail[48];
+        int r;
+
+        snprintf(tail, sizeof(tail), ",\"line\":%llu}\n", (unsigned long long)line);
+        if ((r = proto_buf_append_str(out, "{\"ok\":false,\"error\":\"")) < 0 ||
+            (r = proto_buf_append_str(out, proto_reason_name(err->reason))) < 0 ||
+            (r = proto_buf_append_str(out, "\",\"detail\":")) < 0 ||
+            (r = proto_json_escape(out, err->detail, strlen(err->detail))) < 0 ||
+            (r = proto_buf_append_str(out, tail)) < 0)
+                return r;
+        return 0;
+}
+
+int ctl_reply_flush(struct proto_buf *out, int result, uint64_t flushed, uint64_t dropped,
+                    uint64_t pending)
+{
+        json_t *j;
+
+        if (result == 0 && dropped == 0)
+                j = json_pack("{s:b s:I}", "ok", 1, "flushed", (json_int_t)flushed);
+        else if (result == 0)
+                j = json_pack("{s:b s:s s:I s:I s:I}", "ok", 0, "error",
+                              "the upstream rejected some events; they were dropped",
+                              "flushed", (json_int_t)flushed, "dropped", (json_int_t)dropped,
+                              "pending", (json_int_t)0);
+        else
+                j = json_pack("{s:b s:s s:I}", "ok", 0, "error",
+                              result == -ETIMEDOUT ? "timeout: the upstream has not accepted every event yet"
+                              : result == -ESHUTDOWN ? "segopsd is stopping"
+                                                     : strerror(-result),
+                              "pending", (json_int_t)pending);
+        return dump_line(j, out);
+}

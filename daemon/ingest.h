@@ -1,0 +1,32 @@
+/* ingest.h - what happens to one message, whichever socket it came on:
+ * parse and validate (proto), count, queue the event, or hand back an
+ * op for the caller to carry out. */
+#ifndef SEGOPSD_INGEST_H
+#define SEGOPSD_INGEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "proto.h"
+
+struct daemon;
+
+enum ingest_source { INGEST_DGRAM, INGEST_STREAM };
+
+enum ingest_outcome {
+        INGEST_EVENT,    /* accepted (and queued, or dropped: memory_full) */
+        INGEST_OP,       /* an op: *msg says which */
+        INGEST_REJECTED, /* counted and logged; *err says why */
+};
+
+/* True when line holds nothing but whitespace (skipped, not counted). */
+bool ingest_blank(const char *line, size_t len);
+
+enum ingest_outcome ingest_line(struct daemon *d, enum ingest_source src, const char *line,
+                                size_t len, struct proto_msg *msg, struct proto_error *err);
+
+/* Count and log a rejection found outside proto (oversize stream line,
+ * op not allowed on this socket). */
+void ingest_reject(struct daemon *d, enum ingest_source src, struct proto_error *err);
+
+#endif

@@ -1,0 +1,164 @@
+/* log.c - formats, filters and rate-limits segopsd's log lines.
+ *
+ * One writer (stderr), two formats: with JOURNAL_STREAM set (systemd
+ * connected stderr to journald) each line starts with "<prio>" so the
+ * journal keeps the priority; otherwise a readable "segopsd: warning: "
+ * prefix. Rate limiting is per call-site key in fixed 10 s windows, so
+ * a flood of bad input costs a bounded number of lines.
+ */
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define LOG_KEYS_MAX 64
+#define LOG_WINDOW_S 10
+
+struct log_key {
+        const char *key;
+        int64_t window_start;
+        unsigned count;
+        uint64_t suppressed;
+};
+
+static int log_max_prio = LOG_INFO;
+static unsigned log_rate = 10;
+static bool log_journal;
+static uint64_t log_suppressed_total;
+static struct log_key log_keys[LOG_KEYS_MAX];
+
+static int prio_of_level(enum cfg_log_level level)
+{
+        switch (level) {
+        case CFG_LOG_ERR: return LOG_ERR;
+        case CFG_LOG_WARN: return LOG_WARNING;
+        case CFG_LOG_INFO: return LOG_INFO;
+        case CFG_LOG_DEBUG: return LOG_DEBUG;
+        }
+        return LOG_INFO;
+}
+
+void log_init(enum cfg_log_level level, unsigned rate_per_10s)
+{
+        log_max_prio = prio_of_level(level);
+        log_rate = rate_per_10s;
+        log_journal = getenv("JOURNAL_STREAM") != NULL;
+}
+
+void log_set_level(enum cfg_log_level level)
+{
+        log_max_prio = prio_of_level(level);
+}
+
+static const char *prio_name(int prio)
+{
+        switch (prio) {
+        case LOG_EMERG: case LOG_ALERT: case LOG_CRIT: case LOG_ERR: return "error";
+        case LOG_WARNING: return "warning";
+        case LOG_NOTICE: return "notice";
+        case LOG_INFO: return "info";
+        default: return "debug";
+        }
+}
+
+static void log_write(int prio, const char *fmt, va_list ap)
+{
+        char line[2048];
+        int off;
+
+        if (log_journal)
+                off = snprintf(line, sizeof(line), "<%d>", prio);
+        else
+                off = snprintf(line, sizeof(line), "segopsd: %s: ", prio_name(prio));
+        if (off < 0)
+                return;
+        vsnprintf(line + off, sizeof(line) - (size_t)off, fmt, ap);
+        /* One write per line keeps lines whole when stderr is shared. */
+        fprintf(stderr, "%s\n", line);
+        fflush(stderr);
+}
+
+void log_msg(int prio, const char *fmt, ...)
+{
+        va_list ap;
+
+        if (prio > log_max_prio)
+                return;
+        va_start(ap, fmt);
+        log_write(prio, fmt, ap);
+        va_end(ap);
+}
+
+static struct log_key *key_slot(const char *key)
+{
+        for (size_t i = 0; i < LOG_KEYS_MAX; i++) {
+                if (log_keys[i].key == key)
+                        return &log_keys[i];
+                if (!log_keys[i].key) {
+                        log_keys[i].key = key;
+                        return &log_keys[i];
+                }
+        }
+        return NULL;
+}
+
+void log_limited(int prio, const char *key, const char *fmt, ...)
+{
+        struct log_key *k;
+        struct timespec ts;
+        va_list ap;
+
+        if (prio > log_max_prio)
+                return;
+        k = key_slot(key);
+        if (k && log_rate > 0) {
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                if (ts.tv_sec - k->window_start >= LOG_WINDOW_S) {
+                        if (k->suppressed)
+                                log_msg(LOG_WARNING, "%llu more '%s' messages suppressed",
+                                        (unsigned long long)k->suppressed, key);
+                        k->window_start = ts.tv_sec;
+                        k->count = 0;
+                        k->suppressed = 0;
+                }
+                if (k->count >= log_rate) {
+                        k->suppressed++;
+                        log_suppressed_total++;
+                        return;
+                }
+                k->count++;
+        }
+        va_start(ap, fmt);
+        log_write(prio, fmt, ap);
+        va_end(ap);
+}
+
+uint64_t log_suppressed(void)
+{
+        return log_suppressed_total;
+}
+
+void log_excerpt(const char *s, size_t n, char *out, size_t outlen)
+{
+        static const char hex[] = "0123456789abcdef";
+        size_t o = 0;
+
+        if (outlen == 0)
+                return;
+        for (size_t i = 0; i < n && o + 5 < outlen; i++) {
+                unsigned char c = (unsigned char)s[i];
+                if (c >= 0x20 && c < 0x7f && c != '\\') {
+                        out[o++] = (char)c;
+                } else {
+                        out[o++] = '\\';
+                        out[o++] = 'x';
+                        out[o++] = hex[c >> 4];
+                        out[o++] = hex[c & 15];
+                }
+        }
+        out[o] = '\0';
+}

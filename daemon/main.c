@@ -1,0 +1,297 @@
+/* main.c - segopsd's entry point: command line, start-up, the loop,
+ * and the clean stop.
+ *
+ * Start-up: read and check the config, find the key, bind the sockets,
+ * tell systemd we are ready. Stop (SIGTERM/SIGINT): stop reading after
+ * draining what the sockets already hold, send everything for up to
+ * stop_timeout, count what is left as lost (memory-only mode), close
+ * every handle, and require uv_loop_close() == 0 so a leaked handle is
+ * a bug we see.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+
+#include <curl/curl.h>
+
+#include "conn.h"
+#include "daemon.h"
+#include "dgram.h"
+#include "log.h"
+#include "rng.h"
+
+#define STOP_POLL_MS 20
+
+struct runtime {
+        struct daemon d;
+        uv_signal_t sig_term, sig_int, sig_hup;
+        uv_timer_t stop_timer;  /* polls for "all sent" during a stop */
+        uv_timer_t watchdog;
+        uint64_t stop_deadline;
+        int exit_code;
+};
+
+int64_t daemon_now_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void usage(FILE *f)
+{
+        fprintf(f,
+                "Usage: segopsd [OPTIONS]\n"
+                "\n"
+                "Receive analytics events on local Unix sockets and forward them to SegOps.\n"
+                "\n"
+                "  -c, --config FILE    configuration file (default " CFG_DEFAULT_PATH ")\n"
+                "      --check-config   check the configuration and the key, then exit\n"
+                "  -h, --help           show this help\n"
+                "  -V, --version        show the version\n"
+                "\n"
+                "Runs in the foreground. SIGTERM/SIGINT stop it cleanly (events still held are\n"
+                "sent for up to stop_timeout seconds); SIGHUP re-reads [log] level.\n");
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+        if (!uv_is_closing(h))
+                uv_close(h, NULL);
+}
+
+static void finish_stop(struct runtime *rt)
+{
+        struct daemon *d = &rt->d;
+        uint64_t lost;
+
+        lost = batcher_close(&d->batcher);
+        if (lost)
+                log_err("%llu events could not be delivered before stop_timeout and are lost "
+                        "(no spool_dir: memory-only mode)", (unsigned long long)lost);
+        else
+                log_info("stopped: every accepted event was delivered");
+        uv_close((uv_handle_t *)&rt->stop_timer, NULL);
+        uv_close((uv_handle_t *)&rt->watchdog, NULL);
+        uv_close((uv_handle_t *)&rt->sig_term, NULL);
+        uv_close((uv_handle_t *)&rt->sig_int, NULL);
+        uv_close((uv_handle_t *)&rt->sig_hup, NULL);
+}
+
+static void on_stop_poll(uv_timer_t *t)
+{
+        struct runtime *rt = t->data;
+
+        if (batcher_idle(&rt->d.batcher) || uv_now(rt->d.loop) >= rt->stop_deadline)
+                finish_stop(rt);
+}
+
+static void begin_stop(struct runtime *rt)
+{
+        struct daemon *d = &rt->d;
+
+        if (d->stopping)
+                return;
+        d->stopping = true;
+        sd_notify(0, "STOPPING=1");
+        log_info("stopping: draining the sockets and sending what is held (up to %.0f s)",
+                 d->cfg.stop_timeout);
+        dgram_close(d);
+        conn_server_close(d);
+        batcher_drain(&d->batcher);
+        rt->stop_deadline = uv_now(d->loop) + (uint64_t)(d->cfg.stop_timeout * 1000.0);
+        uv_timer_start(&rt->stop_timer, on_stop_poll, 0, STOP_POLL_MS);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+        struct runtime *rt = h->data;
+
+        if (signum == SIGHUP) {
+                struct cfg fresh;
+                char err[512];
+
+                cfg_defaults(&fresh);
+                if (cfg_load(&fresh, rt->d.cfg.path, err, sizeof(err)) < 0) {
+                        log_err("reload failed, keeping the running configuration: %s", err);
+                } else {
+                        log_set_level(fresh.log_level);
+                        log_info("reloaded [log] level; other changes need a restart");
+                }
+                cfg_free(&fresh);
+                return;
+        }
+        begin_stop(rt);
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+        sd_notify(0, "WATCHDOG=1");
+}
+
+static int load_config(struct daemon *d, const char *path, bool quiet)
+{
+        char err[1024];
+        int r;
+
+        cfg_defaults(&d->cfg);
+        r = cfg_load(&d->cfg, path, err, sizeof(err));
+        if (r == 0)
+                r = cfg_validate(&d->cfg, err, sizeof(err));
+        if (r == 0) {
+                r = cfg_load_key(&d->cfg, &d->api_key, err, sizeof(err));
+        }
+        if (r < 0) {
+                fprintf(stderr, "segopsd: %s\n", err);
+                return r;
+        }
+        if (d->api_key)
+                cfg_redact_key(d->api_key, d->key_redacted, sizeof(d->key_redacted));
+        else
+                snprintf(d->key_redacted, sizeof(d->key_redacted), "(none)");
+        if (!quiet && d->cfg.api_key && !getenv("CREDENTIALS_DIRECTORY") && !d->cfg.api_key_file)
+                fprintf(stderr, "segopsd: warning: %s: the API key is written in the config file; "
+                        "prefer api_key_file or a systemd credential\n", path);
+        if (d->cfg.spool_dir)
+                fprintf(stderr, "segopsd: warning: %s: spool_dir is not supported yet; running "
+                        "memory-only\n", path);
+        if (d->api_key && strncmp(d->api_key, "pk_", 3) == 0)
+                fprintf(stderr, "segopsd: warning: pk_ keys need the session handshake, which "
+                        "this version does not do yet; use an sk_ key\n");
+        return 0;
+}
+
+static void start_watchdog(struct runtime *rt)
+{
+        uint64_t usec = 0;
+
+        uv_timer_init(rt->d.loop, &rt->watchdog);
+        if (sd_watchdog_enabled(0, &usec) > 0 && usec >= 2000)
+                uv_timer_start(&rt->watchdog, on_watchdog, usec / 2000, usec / 2000);
+}
+
+static void print_hello(const struct daemon *d)
+{
+        log_info("segopsd %s ready: events socket %s, control socket %s, upstream %s, key %s",
+                 SEGOPS_VERSION, d->cfg.events_socket, d->cfg.control_socket, d->cfg.api_url,
+                 d->key_redacted);
+        log_info("send a first event: echo '{\"user_id\":\"u1\",\"event_type\":\"hello\"}' | "
+                 "socat -u - UNIX-SENDTO:%s", d->cfg.events_socket);
+}
+
+static int run(struct runtime *rt)
+{
+        struct daemon *d = &rt->d;
+        int r;
+
+        d->loop = uv_default_loop();
+        d->start_ms = daemon_now_ms();
+        q_init(&d->queue, d->cfg.max_memory, d->cfg.when_full);
+        r = fwd_init(&d->fwd, d->loop, &d->cfg);
+        if (r < 0) {
+                log_err("cannot initialise HTTP: %s", strerror(-r));
+                return r;
+        }
+        batcher_init(&d->batcher, d);
+        uv_timer_init(d->loop, &rt->stop_timer);
+        rt->stop_timer.data = rt;
+        start_watchdog(rt);
+        uv_signal_init(d->loop, &rt->sig_term);
+        uv_signal_init(d->loop, &rt->sig_int);
+        uv_signal_init(d->loop, &rt->sig_hup);
+        rt->sig_term.data = rt->sig_int.data = rt->sig_hup.data = rt;
+        uv_signal_start(&rt->sig_term, on_signal, SIGTERM);
+        uv_signal_start(&rt->sig_int, on_signal, SIGINT);
+        uv_signal_start(&rt->sig_hup, on_signal, SIGHUP);
+
+        r = dgram_open(d);
+        if (r == 0)
+                r = conn_server_open(d);
+        if (r < 0) {
+                rt->exit_code = 1;
+                dgram_close(d);
+                conn_server_close(d);
+                d->stopping = true;
+                finish_stop(rt);
+        } else {
+                sd_notify(0, "READY=1");
+                print_hello(d);
+        }
+        uv_run(d->loop, UV_RUN_DEFAULT);
+
+        /* Anything still open is a leak; close it so the loop can end. */
+        uv_walk(d->loop, close_walk, NULL);
+        uv_run(d->loop, UV_RUN_DEFAULT);
+        if (uv_loop_close(d->loop) != 0) {
+                log_err("internal error: handles left open at exit");
+                return -EBUSY;
+        }
+        return r;
+}
+
+int main(int argc, char **argv)
+{
+        static const struct option opts[] = {
+                {"config", required_argument, NULL, 'c'},
+                {"check-config", no_argument, NULL, 'C'},
+                {"help", no_argument, NULL, 'h'},
+                {"version", no_argument, NULL, 'V'},
+                {NULL, 0, NULL, 0},
+        };
+        static struct runtime rt;
+        const char *path = CFG_DEFAULT_PATH;
+        bool check_only = false;
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
+                switch (c) {
+                case 'c': path = optarg; break;
+                case 'C': check_only = true; break;
+                case 'h': usage(stdout); return 0;
+                case 'V': printf("segopsd %s\n", SEGOPS_VERSION); return 0;
+                default: usage(stderr); return 2;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "segopsd: unexpected argument '%s'\n", argv[optind]);
+                usage(stderr);
+                return 2;
+        }
+        if (load_config(&rt.d, path, check_only) < 0)
+                return 1;
+        if (check_only) {
+                printf("%s: configuration OK (key %s)\n", path, rt.d.key_redacted);
+                goto out;
+        }
+        signal(SIGPIPE, SIG_IGN);
+        log_init(rt.d.cfg.log_level, rt.d.cfg.log_rate);
+        r = rng_init();
+        if (r < 0) {
+                log_err("cannot seed the random generator: %s", strerror(-r));
+                rt.exit_code = 1;
+                goto out;
+        }
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+                log_err("cannot initialise libcurl");
+                rt.exit_code = 1;
+                goto out;
+        }
+        r = run(&rt);
+        if (r < 0 && rt.exit_code == 0)
+                rt.exit_code = 1;
+        curl_global_cleanup();
+out:
+        proto_buf_free(&rt.d.scratch);
+        if (rt.d.api_key) {
+                explicit_bzero(rt.d.api_key, strlen(rt.d.api_key));
+                free(rt.d.api_key);
+        }
+        cfg_free(&rt.d.cfg);
+        return rt.exit_code;
+}

@@ -1,0 +1,47 @@
+/* stats.h - segopsd's counters: totals since start, by reason.
+ *
+ * One instance lives in struct daemon; every module bumps its own
+ * counters and control.c renders them for the stats op. Counters relate
+ * as SPEC section 2 says: received = accepted + sum(rejected);
+ * accepted events end up sent, dropped (by reason) or still held.
+ */
+#ifndef SEGOPSD_STATS_H
+#define SEGOPSD_STATS_H
+
+#include <stdint.h>
+
+#include "proto.h"
+
+enum stats_drop {
+        DROP_MEMORY_FULL,       /* max_memory reached (when_full policy) */
+        DROP_UPSTREAM_REJECTED, /* 400 or another permanent 4xx */
+        DROP_TOO_LARGE,         /* a single event still got 413 */
+        DROP_SHUTDOWN,          /* left at stop_timeout, memory-only mode */
+        DROP_REASON_COUNT
+};
+
+const char *stats_drop_name(enum stats_drop r);
+
+struct stats {
+        uint64_t received;         /* events and rejected lines */
+        uint64_t ops;              /* ops carried out (not in received) */
+        uint64_t accepted;
+        uint64_t rejected[PROTO_REASON_COUNT];
+        uint64_t dropped[DROP_REASON_COUNT];
+        uint64_t client_dropped;   /* reported by clients (libshim) */
+        uint64_t sent;             /* events the upstream accepted */
+        uint64_t duplicates;       /* of those, already seen upstream */
+        uint64_t batches_sent;
+        uint64_t requests;         /* HTTP requests finished */
+        uint64_t retries;          /* resends of a batch */
+        uint64_t splits;           /* batches split after a 413 */
+        uint64_t dgram_received;   /* datagrams read */
+        uint64_t dgram_truncated;  /* datagrams over max_message_bytes */
+        uint64_t conn_accepted;
+        uint64_t conn_refused;     /* over max_connections */
+        uint64_t conn_slow_closed; /* unread replies over max_reply_bytes */
+        uint64_t conn_idle_closed; /* idle_timeout */
+        uint64_t line_oversize;    /* stream lines over max_message_bytes */
+};
+
+#endif

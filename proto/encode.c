@@ -1,0 +1,478 @@
+/* encode.c - the libc-only half of the segops wire format.
+ *
+ * This file owns everything about the wire format that needs no JSON
+ * parser: the growable output buffer, JSON string escaping, the one
+ * timestamp form the upstream accepts (YYYY-MM-DDTHH:MM:SS.mmmZ) and a
+ * strict RFC 3339 reader, version-4 UUIDs from caller-supplied random
+ * bytes, event id validation, the batch envelope of SPEC section 4 and
+ * the stable names of rejection reasons. It is linked into libshim too,
+ * so it uses libc only, keeps no state and does no I/O.
+ */
+#include "proto.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MS_PER_DAY INT64_C(86400000)
+/* 0000-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z: the range four
+ * year digits can express. */
+#define TIME_MIN_MS INT64_C(-62167219200000)
+#define TIME_MAX_MS INT64_C(253402300799999)
+
+/* ---- buffer ---- */
+
+int proto_buf_reserve(struct proto_buf *b, size_t n)
+{
+        size_t need, cap;
+        char *p;
+
+        if (!b)
+                return -EINVAL;
+        if (n > SIZE_MAX - b->len)
+                return -ENOMEM;
+        need = b->len + n;
+        if (need <= b->cap)
+                return 0;
+        cap = b->cap ? b->cap : 256;
+        while (cap < need) {
+                if (cap > SIZE_MAX / 2) {
+                        cap = need;
+                        break;
+                }
+                cap *= 2;
+        }
+        p = realloc(b->data, cap);
+        if (!p)
+                return -ENOMEM;
+        b->data = p;
+        b->cap = cap;
+        return 0;
+}
+
+int proto_buf_append(struct proto_buf *b, const void *p, size_t n)
+{
+        int r;
+
+        if (n == 0)
+                return 0;
+        r = proto_buf_reserve(b, n);
+        if (r < 0)
+                return r;
+        memcpy(b->data + b->len, p, n);
+        b->len += n;
+        return 0;
+}
+
+int proto_buf_append_str(struct proto_buf *b, const char *s)
+{
+        if (!s)
+                return -EINVAL;
+        return proto_buf_append(b, s, strlen(s));
+}
+
+void proto_buf_reset(struct proto_buf *b)
+{
+        if (b)
+                b->len = 0;
+}
+
+void proto_buf_free(struct proto_buf *b)
+{
+        if (!b)
+                return;
+        free(b->data);
+        b->data = NULL;
+        b->len = 0;
+        b->cap = 0;
+}
+
+/* ---- escaping ---- */
+
+static const char hexdigits[] = "0123456789abcdef";
+
+int proto_json_escape(struct proto_buf *b, const char *s, size_t n)
+{
+        size_t entry, i = 0, start;
+        int r;
+
+        if (!b || (!s && n))
+                return -EINVAL;
+        entry = b->len;
+        /* The common case (nothing to escape) costs one reservation. */
+        r = proto_buf_reserve(b, n + 2);
+        if (r < 0)
+                return r;
+        b->data[b->len++] = '"';
+        while (i < n) {
+                unsigned char c;
+                char esc[6];
+                size_t elen = 2;
+
+                start = i;
+                while (i < n) {
+                        c = (unsigned char)s[i];
+                        if (c < 0x20 || c == '"' || c == '\\')
+                                break;
+                        i++;
+                }
+                r = proto_buf_append(b, s + start, i - start);
+                if (r < 0)
+                        goto fail;
+                if (i == n)
+                        break;
+                c = (unsigned char)s[i++];
+                esc[0] = '\\';
+                switch (c) {
+                case '"': esc[1] = '"'; break;
+                case '\\': esc[1] = '\\'; break;
+                case '\n': esc[1] = 'n'; break;
+                case '\t': esc[1] = 't'; break;
+                case '\r': esc[1] = 'r'; break;
+                case '\b': esc[1] = 'b'; break;
+                case '\f': esc[1] = 'f'; break;
+                default:
+                        esc[1] = 'u';
+                        esc[2] = '0';
+                        esc[3] = '0';
+                        esc[4] = hexdigits[c >> 4];
+                        esc[5] = hexdigits[c & 0xf];
+                        elen = 6;
+                        break;
+                }
+                r = proto_buf_append(b, esc, elen);
+                if (r < 0)
+                        goto fail;
+        }
+        r = proto_buf_append(b, "\"", 1);
+        if (r < 0)
+                goto fail;
+        return 0;
+fail:
+        b->len = entry;
+        return r;
+}
+
+/* ---- time ---- */
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
+ * days_from_civil): exact for every year, no tables, no libc time. */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+        int64_t era, yoe, doy, doe;
+
+        y -= m <= 2;
+        era = (y >= 0 ? y : y - 399) / 400;
+        yoe = y - era * 400;
+        doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+        doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        return era * 146097 + doe - 719468;
+}
+
+static void civil_from_days(int64_t z, int64_t *ret_y, unsigned *ret_m,
+                            unsigned *ret_d)
+{
+        int64_t era, doe, yoe, doy, mp, y;
+        unsigned m;
+
+        z += 719468;
+        era = (z >= 0 ? z : z - 146096) / 146097;
+        doe = z - era * 146097;
+        yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+        y = yoe + era * 400;
+        doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        mp = (5 * doy + 2) / 153;
+        *ret_d = (unsigned)(doy - (153 * mp + 2) / 5 + 1);
+        m = (unsigned)(mp < 10 ? mp + 3 : mp - 9);
+        *ret_m = m;
+        *ret_y = y + (m <= 2);
+}
+
+static bool is_leap(int64_t y)
+{
+        return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+static unsigned days_in_month(int64_t y, unsigned m)
+{
+        static const unsigned char dim[12] = {31, 28, 31, 30, 31, 30,
+                                              31, 31, 30, 31, 30, 31};
+        return m == 2 && is_leap(y) ? 29 : dim[m - 1];
+}
+
+static void put_digits(char *p, unsigned v, int width)
+{
+        while (width-- > 0) {
+                p[width] = (char)('0' + v % 10);
+                v /= 10;
+        }
+}
+
+void proto_time_format(int64_t ms, char out[PROTO_TIME_LEN + 1])
+{
+        int64_t days, rem, y;
+        unsigned m, d, sod;
+
+        if (ms < TIME_MIN_MS)
+                ms = TIME_MIN_MS;
+        if (ms > TIME_MAX_MS)
+                ms = TIME_MAX_MS;
+        /* Floor division, so instants before 1970 land on the right day. */
+        days = ms / MS_PER_DAY;
+        rem = ms % MS_PER_DAY;
+        if (rem < 0) {
+                rem += MS_PER_DAY;
+                days--;
+        }
+        civil_from_days(days, &y, &m, &d);
+        sod = (unsigned)(rem / 1000);
+        put_digits(out, (unsigned)y, 4);
+        out[4] = '-';
+        put_digits(out + 5, m, 2);
+        out[7] = '-';
+        put_digits(out + 8, d, 2);
+        out[10] = 'T';
+        put_digits(out + 11, sod / 3600, 2);
+        out[13] = ':';
+        put_digits(out + 14, sod / 60 % 60, 2);
+        out[16] = ':';
+        put_digits(out + 17, sod % 60, 2);
+        out[19] = '.';
+        put_digits(out + 20, (unsigned)(rem % 1000), 3);
+        out[23] = 'Z';
+        out[24] = '\0';
+}
+
+/* Read exactly `width` decimal digits at s[*pos]. */
+static bool read_digits(const char *s, size_t n, size_t *pos, int width,
+                        unsigned *ret)
+{
+        unsigned v = 0;
+
+        if (n - *pos < (size_t)width)
+                return false;
+        for (int i = 0; i < width; i++) {
+                char c = s[*pos + (size_t)i];
+                if (c < '0' || c > '9')
+                        return false;
+                v = v * 10 + (unsigned)(c - '0');
+        }
+        *pos += (size_t)width;
+        *ret = v;
+        return true;
+}
+
+static bool read_char(const char *s, size_t n, size_t *pos, char c)
+{
+        if (*pos >= n || s[*pos] != c)
+                return false;
+        (*pos)++;
+        return true;
+}
+
+/* Strict RFC 3339 date-time (section 5.6), nothing before or after it.
+ * A leap second (:60) is accepted and read as HH:MM:59.999, the last
+ * instant this format can name before the next minute, so order is kept
+ * without pretending to know the leap second table. */
+int proto_time_parse(const char *s, size_t n, int64_t *ret_ms)
+{
+        unsigned year, mon, day, hour, min, sec, oh = 0, om = 0;
+        unsigned frac = 0;
+        int fdigits = 0;
+        int sign = 0;
+        size_t pos = 0;
+        int64_t ms;
+
+        if (!s || !ret_ms)
+                return -EINVAL;
+        if (!read_digits(s, n, &pos, 4, &year) || !read_char(s, n, &pos, '-') ||
+            !read_digits(s, n, &pos, 2, &mon) || !read_char(s, n, &pos, '-') ||
+            !read_digits(s, n, &pos, 2, &day))
+                return -EINVAL;
+        if (pos >= n || (s[pos] != 'T' && s[pos] != 't' && s[pos] != ' '))
+                return -EINVAL;
+        pos++;
+        if (!read_digits(s, n, &pos, 2, &hour) || !read_char(s, n, &pos, ':') ||
+            !read_digits(s, n, &pos, 2, &min) || !read_char(s, n, &pos, ':') ||
+            !read_digits(s, n, &pos, 2, &sec))
+                return -EINVAL;
+        if (pos < n && s[pos] == '.') {
+                pos++;
+                if (pos >= n || s[pos] < '0' || s[pos] > '9')
+                        return -EINVAL;
+                /* Keep three digits, drop the rest: truncation. */
+                while (pos < n && s[pos] >= '0' && s[pos] <= '9') {
+                        if (fdigits < 3) {
+                                frac = frac * 10 + (unsigned)(s[pos] - '0');
+                                fdigits++;
+                        }
+                        pos++;
+                }
+                while (fdigits < 3) {
+                        frac *= 10;
+                        fdigits++;
+                }
+        }
+        if (pos >= n)
+                return -EINVAL;
+        if (s[pos] == 'Z' || s[pos] == 'z') {
+                pos++;
+        } else if (s[pos] == '+' || s[pos] == '-') {
+                sign = s[pos] == '+' ? 1 : -1;
+                pos++;
+                if (!read_digits(s, n, &pos, 2, &oh) ||
+                    !read_char(s, n, &pos, ':') ||
+                    !read_digits(s, n, &pos, 2, &om))
+                        return -EINVAL;
+                if (oh > 23 || om > 59)
+                        return -EINVAL;
+        } else {
+                return -EINVAL;
+        }
+        if (pos != n)
+                return -EINVAL;
+        if (mon < 1 || mon > 12 || day < 1 || day > days_in_month(year, mon) ||
+            hour > 23 || min > 59 || sec > 60)
+                return -EINVAL;
+        if (sec == 60) {
+                sec = 59;
+                frac = 999;
+        }
+        ms = days_from_civil(year, mon, day) * MS_PER_DAY +
+             (int64_t)hour * 3600000 + (int64_t)min * 60000 +
+             (int64_t)sec * 1000 + frac;
+        /* Local time = UTC + offset, so UTC = local - offset. */
+        ms -= (int64_t)sign * ((int64_t)oh * 60 + om) * 60000;
+        if (ms < TIME_MIN_MS || ms > TIME_MAX_MS)
+                return -EINVAL;
+        *ret_ms = ms;
+        return 0;
+}
+
+/* ---- ids ---- */
+
+void proto_uuid_format(const uint8_t rnd[16], char out[PROTO_UUID_LEN + 1])
+{
+        size_t o = 0;
+
+        for (int i = 0; i < 16; i++) {
+                uint8_t v = rnd[i];
+
+                if (i == 6)
+                        v = (uint8_t)((v & 0x0f) | 0x40); /* version 4 */
+                else if (i == 8)
+                        v = (uint8_t)((v & 0x3f) | 0x80); /* RFC 4122 variant */
+                if (i == 4 || i == 6 || i == 8 || i == 10)
+                        out[o++] = '-';
+                out[o++] = hexdigits[v >> 4];
+                out[o++] = hexdigits[v & 0xf];
+        }
+        out[o] = '\0';
+}
+
+bool proto_event_id_valid(const char *s, size_t n)
+{
+        if (!s || n < 1 || n > PROTO_EVENT_ID_MAX)
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                char c = s[i];
+
+                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                      (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+                      c == ':' || c == '-'))
+                        return false;
+        }
+        return true;
+}
+
+/* ---- batch envelope ---- */
+
+int proto_batch_begin(struct proto_buf *b, const char *batch_id,
+                      int64_t sent_at_ms)
+{
+        char t[PROTO_TIME_LEN + 1];
+        size_t entry;
+        int r;
+
+        if (!b || !batch_id)
+                return -EINVAL;
+        entry = b->len;
+        proto_time_format(sent_at_ms, t);
+        r = proto_buf_reserve(b, PROTO_BATCH_OVERHEAD);
+        if (r < 0)
+                goto fail;
+        r = proto_buf_append_str(b, "{\"batch_id\":");
+        if (r < 0)
+                goto fail;
+        r = proto_json_escape(b, batch_id, strlen(batch_id));
+        if (r < 0)
+                goto fail;
+        r = proto_buf_append_str(b, ",\"sent_at\":\"");
+        if (r < 0)
+                goto fail;
+        r = proto_buf_append(b, t, PROTO_TIME_LEN);
+        if (r < 0)
+                goto fail;
+        r = proto_buf_append_str(b, "\",\"events\":[");
+        if (r < 0)
+                goto fail;
+        return 0;
+fail:
+        b->len = entry;
+        return r;
+}
+
+int proto_batch_add(struct proto_buf *b, const char *event, size_t n,
+                    bool first)
+{
+        int r;
+
+        if (!b || !event || n == 0)
+                return -EINVAL;
+        r = proto_buf_reserve(b, n + 1);
+        if (r < 0)
+                return r;
+        if (!first)
+                b->data[b->len++] = ',';
+        memcpy(b->data + b->len, event, n);
+        b->len += n;
+        return 0;
+}
+
+int proto_batch_end(struct proto_buf *b)
+{
+        return proto_buf_append(b, "]}", 2);
+}
+
+/* ---- reasons ---- */
+
+const char *proto_reason_name(enum proto_reason r)
+{
+        static const char *const names[PROTO_REASON_COUNT] = {
+                [PROTO_OK] = "ok",
+                [PROTO_E_BAD_JSON] = "bad_json",
+                [PROTO_E_NOT_OBJECT] = "not_object",
+                [PROTO_E_BAD_UTF8] = "bad_utf8",
+                [PROTO_E_NUL] = "nul",
+                [PROTO_E_TOO_DEEP] = "too_deep",
+                [PROTO_E_BAD_NUMBER] = "bad_number",
+                [PROTO_E_DUPLICATE_KEY] = "duplicate_key",
+                [PROTO_E_OVERSIZE] = "oversize",
+                [PROTO_E_MISSING_FIELD] = "missing_field",
+                [PROTO_E_WRONG_TYPE] = "wrong_type",
+                [PROTO_E_BAD_LENGTH] = "bad_length",
+                [PROTO_E_UNKNOWN_FIELD] = "unknown_field",
+                [PROTO_E_BAD_TIMESTAMP] = "bad_timestamp",
+                [PROTO_E_BAD_EVENT_ID] = "bad_event_id",
+                [PROTO_E_BAD_TYPE] = "bad_type",
+                [PROTO_E_UNKNOWN_OP] = "unknown_op",
+                [PROTO_E_BAD_VALUE] = "bad_value",
+                [PROTO_E_OP_NOT_ALLOWED] = "op_not_allowed",
+                [PROTO_E_NOMEM] = "nomem",
+        };
+
+        if ((unsigned)r >= PROTO_REASON_COUNT || !names[r])
+                return "unknown";
+        return names[r];
+}

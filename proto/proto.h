@@ -1,0 +1,163 @@
+/* proto.h - the segops local wire format: limits, parsing, encoding.
+ *
+ * Everything here is pure computation: no I/O, no clock, no globals.
+ * The caller supplies the time of receipt and the random bytes a new
+ * event id needs, so the functions are deterministic and testable.
+ *
+ * Two halves:
+ *   - proto_buf, escaping, time and uuid formatting, batch encoding
+ *     (proto/encode.c): libc only, usable by libshim too;
+ *   - proto_parse() (proto/parse.c): validation with jansson.
+ *
+ * All functions returning int return 0 (or a count) on success and a
+ * negative errno on failure, unless documented otherwise.
+ */
+#ifndef SEGOPS_PROTO_H
+#define SEGOPS_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- limits (SPEC section 2 and 4) ---- */
+#define PROTO_MAX_MESSAGE_BYTES 65536 /* default max_message_bytes */
+#define PROTO_MAX_DEPTH 64            /* deepest allowed nesting */
+#define PROTO_USER_ID_MAX 256         /* bytes */
+#define PROTO_EVENT_TYPE_MAX 128      /* bytes */
+#define PROTO_EVENT_ID_MAX 64         /* characters of [A-Za-z0-9._:-] */
+#define PROTO_USER_ID_SIG_MAX 256     /* bytes */
+#define PROTO_UUID_LEN 36             /* 8-4-4-4-12, no NUL */
+#define PROTO_TIME_LEN 24             /* YYYY-MM-DDTHH:MM:SS.mmmZ, no NUL */
+#define PROTO_BATCH_MAX_EVENTS 500    /* upstream limit per request */
+#define PROTO_BATCH_MAX_BYTES 1048576 /* upstream limit, uncompressed */
+#define PROTO_FLUSH_TIMEOUT_MS 30000  /* default timeout_ms of op flush */
+#define PROTO_FLUSH_TIMEOUT_MAX_MS 3600000
+
+/* ---- a growable byte buffer ---- */
+struct proto_buf {
+        char *data;
+        size_t len;
+        size_t cap;
+};
+
+/* Make room for n more bytes. 0 or -ENOMEM. */
+int proto_buf_reserve(struct proto_buf *b, size_t n);
+int proto_buf_append(struct proto_buf *b, const void *p, size_t n);
+int proto_buf_append_str(struct proto_buf *b, const char *s);
+void proto_buf_reset(struct proto_buf *b); /* len = 0, keeps memory */
+void proto_buf_free(struct proto_buf *b);  /* frees, zeroes; NULL ok */
+
+/* Append s (n bytes, assumed valid UTF-8) as a JSON string literal,
+ * quotes included. Escapes '"', '\\' and control characters; DEL and
+ * non-ASCII bytes are copied as they are. 0 or -ENOMEM. */
+int proto_json_escape(struct proto_buf *b, const char *s, size_t n);
+
+/* ---- time ---- */
+/* Format Unix milliseconds as YYYY-MM-DDTHH:MM:SS.mmmZ plus a NUL.
+ * Years outside 0000..9999 are clamped. */
+void proto_time_format(int64_t ms, char out[PROTO_TIME_LEN + 1]);
+/* Parse an RFC 3339 date-time ("2026-11-27T05:00:00Z",
+ * "...T05:00:00.123456+02:00", 't'/'z'/' ' accepted as RFC 3339
+ * allows) into Unix milliseconds, truncating extra fraction digits.
+ * 0 or -EINVAL. */
+int proto_time_parse(const char *s, size_t n, int64_t *ret_ms);
+
+/* ---- ids ---- */
+/* Format 16 random bytes as a version-4 UUID (lowercase) plus a NUL. */
+void proto_uuid_format(const uint8_t rnd[16], char out[PROTO_UUID_LEN + 1]);
+/* True when s is 1..64 characters of [A-Za-z0-9._:-]. */
+bool proto_event_id_valid(const char *s, size_t n);
+
+/* ---- parsing ---- */
+
+/* Why a message was rejected. The names (proto_reason_name) are the
+ * stable strings used in replies and in stats. */
+enum proto_reason {
+        PROTO_OK = 0,
+        PROTO_E_BAD_JSON,      /* syntax error, trailing garbage, empty */
+        PROTO_E_NOT_OBJECT,    /* valid JSON but not an object */
+        PROTO_E_BAD_UTF8,      /* invalid UTF-8 */
+        PROTO_E_NUL,           /* \u0000 or a raw NUL byte */
+        PROTO_E_TOO_DEEP,      /* nesting deeper than PROTO_MAX_DEPTH */
+        PROTO_E_BAD_NUMBER,    /* fits neither int64 nor a finite double */
+        PROTO_E_DUPLICATE_KEY, /* the same key twice in one object */
+        PROTO_E_OVERSIZE,      /* longer than max_message_bytes */
+        PROTO_E_MISSING_FIELD, /* a required field is absent */
+        PROTO_E_WRONG_TYPE,    /* a field has the wrong JSON type */
+        PROTO_E_BAD_LENGTH,    /* a string field empty or too long */
+        PROTO_E_UNKNOWN_FIELD, /* a top-level field the message lacks */
+        PROTO_E_BAD_TIMESTAMP, /* occurred_at unparsable or out of range */
+        PROTO_E_BAD_EVENT_ID,  /* event_id not 1-64 of [A-Za-z0-9._:-] */
+        PROTO_E_BAD_TYPE,      /* "type" neither "track" nor "identify" */
+        PROTO_E_UNKNOWN_OP,    /* "op" not one this protocol has */
+        PROTO_E_BAD_VALUE,     /* e.g. timeout_ms out of range */
+        PROTO_E_OP_NOT_ALLOWED,/* set by callers: op not on this socket */
+        PROTO_E_NOMEM,         /* out of memory while parsing */
+        PROTO_REASON_COUNT
+};
+
+const char *proto_reason_name(enum proto_reason r);
+
+enum proto_kind {
+        PROTO_MSG_EVENT = 1, /* track or identify, normalised */
+        PROTO_MSG_OP,
+};
+
+enum proto_op {
+        PROTO_OP_PING = 1,
+        PROTO_OP_STATS,
+        PROTO_OP_FLUSH,
+        PROTO_OP_SET_USER,
+        PROTO_OP_RESET_SESSION,
+};
+
+struct proto_msg {
+        enum proto_kind kind;
+        enum proto_op op;         /* PROTO_MSG_OP */
+        int64_t timeout_ms;       /* PROTO_OP_FLUSH */
+        char user_id[PROTO_USER_ID_MAX + 1];         /* PROTO_OP_SET_USER */
+        char user_id_sig[PROTO_USER_ID_SIG_MAX + 1]; /* "" when absent */
+        bool has_sig;
+};
+
+struct proto_error {
+        enum proto_reason reason;
+        char detail[192]; /* human text, e.g. "unknown field \"properties\"";
+                             names of user fields are cut, never raw bytes */
+};
+
+/* Parse one message (one line, without its newline; surrounding
+ * whitespace and a trailing '\r' are fine) of at most max_bytes bytes.
+ *
+ * now_ms is the receipt time (the default occurred_at); rnd is 16
+ * random bytes for the event id when the message has none.
+ *
+ * For an event, the normalised upstream event is appended to out as one
+ * compact JSON object with exactly the keys event_id, user_id,
+ * event_type, occurred_at, payload (in that order); identify becomes
+ * event_type "context_identified" with payload {"traits": ...}.
+ * For an op, out is untouched and msg says which op.
+ *
+ * Returns 0, or -EINVAL with err filled (err->reason says why), or
+ * -ENOMEM. On failure out->len is as it was on entry. */
+int proto_parse(const char *line, size_t len, size_t max_bytes,
+                int64_t now_ms, const uint8_t rnd[16], struct proto_buf *out,
+                struct proto_msg *msg, struct proto_error *err);
+
+/* ---- batch encoding (SPEC section 4) ---- */
+/* {"batch_id":"<uuid>","sent_at":"<time>","events":[ */
+int proto_batch_begin(struct proto_buf *b, const char *batch_id,
+                      int64_t sent_at_ms);
+/* Append one encoded event (as produced by proto_parse); first says
+ * whether it is the first of the batch (no comma before it). */
+int proto_batch_add(struct proto_buf *b, const char *event, size_t n,
+                    bool first);
+/* ]} */
+int proto_batch_end(struct proto_buf *b);
+/* Bytes the envelope adds around the events: begin + end, and 1 per
+ * comma; lets callers size a batch before encoding it. */
+#define PROTO_BATCH_OVERHEAD                                                   \
+        (sizeof("{\"batch_id\":\"\",\"sent_at\":\"\",\"events\":[]}") - 1 +    \
+         PROTO_UUID_LEN + PROTO_TIME_LEN)
+
+#endif

@@ -1,0 +1,455 @@
+"""Helpers for integration tests that run the real segopsd.
+
+Daemon writes a config file into a private temporary directory, starts
+`$SEGOPSD --config FILE` with its output captured to files there, and
+talks to it exactly like real clients do: AF_UNIX datagrams, a stream
+connection to the control socket, and the real `socat` command lines of
+SPEC section 2. It only ever signals the one process it started.
+
+SegopsTestCase gives each test a fresh temporary directory, a started
+MockUpstream and cleanup of both; start_daemon() makes a Daemon whose
+cleanup is registered too. Set SEGOPS_KEEP_TMP=1 to keep the directories
+(config, daemon logs) for a post-mortem.
+
+Environment (set by meson): SEGOPSD = path of the segopsd binary,
+SEGOPSCTL = path of segopsctl (optional).
+"""
+
+import ctypes
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+from mockupstream import MockUpstream, sign_user_id  # noqa: F401 re-export
+import tlsca
+
+START_TIMEOUT = 10.0        # seconds until the control socket must answer
+DEFAULT_KEY = 'sk_test_0123456789abcdef'
+
+# Test-friendly settings: short timers so tests run in seconds. Keys map
+# to [section] key = value; a value of None leaves the key out.
+DEFAULT_CONFIG = {
+    'upstream': {
+        'timeout': '5',
+        'compression': 'gzip',
+        'max_in_flight': '4',
+        'stop_timeout': '5',
+        'backoff_initial': '0.1',
+        'backoff_max': '1',
+        'retry_after_max': '300',
+    },
+    'batch': {
+        'batch_size': '20',
+        'flush_interval': '0.2',
+        'max_batch_bytes': '1048576',
+    },
+    'buffer': {
+        'max_memory': '64M',
+        'when_full': 'drop_newest',
+    },
+    'listen': {
+        'socket_mode': '0600',
+        'max_message_bytes': '65536',
+    },
+    'log': {
+        'level': 'debug',
+    },
+}
+
+# Variables a developer's shell or systemd could leak into the daemon and
+# change what it does (key lookup, readiness, socket activation).
+_SCRUB_ENV = ('CREDENTIALS_DIRECTORY', 'NOTIFY_SOCKET', 'LISTEN_FDS',
+              'LISTEN_PID', 'LISTEN_FDNAMES', 'WATCHDOG_USEC',
+              'WATCHDOG_PID', 'SEGOPS_SOCKET', 'SEGOPS_CONTROL_SOCKET')
+
+
+def segopsd_path():
+    path = os.environ.get('SEGOPSD')
+    if not path:
+        raise unittest.SkipTest('SEGOPSD is not set (run through meson test)')
+    return path
+
+
+def make_event(i, user='u1', event_type='test', payload=None, **fields):
+    """A track message with a unique, predictable event_id for index i."""
+    ev = {'event_id': event_id(i), 'user_id': user, 'event_type': event_type,
+          'payload': {'i': i} if payload is None else payload}
+    ev.update(fields)
+    return ev
+
+
+def event_id(i):
+    return 'evt-%06d' % i
+
+
+def ndjson(messages):
+    """Encode a list of dicts (or raw strings) as NDJSON text."""
+    return ''.join((m if isinstance(m, str) else json.dumps(m)) + '\n'
+                   for m in messages)
+
+
+def parse_lines(text):
+    """Parse reply text (one JSON object per line) into a list of dicts."""
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def _die_with_parent():
+    # In the child, before exec: if the test runner dies, so does the
+    # daemon (PR_SET_PDEATHSIG = 1), instead of lingering forever.
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+class Daemon:
+    """One segopsd process with its own config, sockets and logs."""
+
+    def __init__(self, tmpdir, upstream_url, key=DEFAULT_KEY, config=None,
+                 env=None, **overrides):
+        """overrides: section__key=value, e.g. batch__batch_size=5; config:
+        a dict {'section': {'key': value}} applied the same way. A value
+        of None removes the key. key=None writes no key file."""
+        self.tmpdir = tmpdir
+        self.events_socket = os.path.join(tmpdir, 'events.sock')
+        self.control_socket = os.path.join(tmpdir, 'ctl.sock')
+        self.config_path = os.path.join(tmpdir, 'segopsd.conf')
+        self.stdout_path = os.path.join(tmpdir, 'segopsd.stdout')
+        self.stderr_path = os.path.join(tmpdir, 'segopsd.stderr')
+        self.key_path = os.path.join(tmpdir, 'api_key')
+        self.proc = None
+        self._extra_env = dict(env or {})
+        self._outputs = []
+
+        cfg = {s: dict(kv) for s, kv in DEFAULT_CONFIG.items()}
+        cfg['upstream']['api_url'] = upstream_url
+        cfg['listen']['events_socket'] = self.events_socket
+        cfg['listen']['control_socket'] = self.control_socket
+        if key is not None:
+            self.write_key(key)
+            cfg['upstream']['api_key_file'] = self.key_path
+        for section, kv in (config or {}).items():
+            cfg.setdefault(section, {}).update(kv)
+        for name, value in overrides.items():
+            section, sep, k = name.partition('__')
+            if not sep or not k:
+                raise ValueError('override %r is not section__key' % name)
+            cfg.setdefault(section, {})[k] = value
+        self.config = cfg
+        self.write_config()
+
+    # ---- files -----------------------------------------------------------
+    def write_key(self, key):
+        fd = os.open(self.key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+                     0o600)
+        with os.fdopen(fd, 'w', encoding='utf-8') as f:
+            f.write(key + '\n')
+        os.chmod(self.key_path, 0o600)
+
+    def write_config(self):
+        """(Re)write the INI file from self.config."""
+        lines = []
+        for section, kv in self.config.items():
+            items = [(k, v) for k, v in kv.items() if v is not None]
+            if not items:
+                continue
+            lines.append('[%s]' % section)
+            for k, v in items:
+                lines.append('%s = %s' % (k, v))
+            lines.append('')
+        with open(self.config_path, 'w', encoding='utf-8') as f:
+            f.write('\n'.join(lines))
+
+    # ---- process ---------------------------------------------------------
+    def start(self, wait=True, args=()):
+        """Start the daemon; with wait, block until ping answers."""
+        if self.running():
+            raise RuntimeError('daemon already running')
+        env = {k: v for k, v in os.environ.items() if k not in _SCRUB_ENV}
+        env.update(self._extra_env)
+        # Each start appends to the same log files, so a restart keeps
+        # the earlier run's output for the test to read.
+        out = open(self.stdout_path, 'ab')
+        err = open(self.stderr_path, 'ab')
+        try:
+            self.proc = subprocess.Popen(
+                [segopsd_path(), '--config', self.config_path, *args],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
+                cwd=self.tmpdir, preexec_fn=_die_with_parent)
+        finally:
+            out.close()
+            err.close()
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout=START_TIMEOUT):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError('segopsd exited with %d during start:\n%s'
+                                   % (self.proc.returncode,
+                                      self.stderr_tail()))
+            try:
+                reply = self.control({'op': 'ping'}, timeout=1.0)
+                if reply and reply[0].get('ok') is True:
+                    return reply[0]
+                last = reply
+            except (OSError, ValueError, TimeoutError) as e:
+                last = e
+            time.sleep(0.05)
+        raise TimeoutError('segopsd did not answer ping within %.0f s '
+                           '(last: %r):\n%s' % (timeout, last,
+                                                self.stderr_tail()))
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def send_signal(self, sig):
+        if self.running():
+            self.proc.send_signal(sig)
+
+    def stop(self, sig=signal.SIGTERM, timeout=30.0):
+        """Signal the daemon and wait; returns its exit code. On timeout
+        it is killed and TimeoutError raised."""
+        if self.proc is None:
+            raise RuntimeError('daemon was never started')
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                raise TimeoutError('segopsd did not exit within %.1f s of '
+                                   'signal %d:\n%s' % (timeout, sig,
+                                                       self.stderr_tail()))
+        return self.proc.returncode
+
+    def kill(self):
+        """SIGKILL (a crash) and reap; returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        return self.proc.returncode
+
+    def cleanup(self):
+        """For tearDown: stop gently if still running, then hard."""
+        if self.running():
+            try:
+                self.stop(timeout=10)
+            except TimeoutError:
+                pass
+
+    # ---- clients -----------------------------------------------------------
+    def connect_control(self, timeout=10.0):
+        """A raw connected stream socket to the control socket."""
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        try:
+            s.connect(self.control_socket)
+        except OSError:
+            s.close()
+            raise
+        return s
+
+    def control(self, msgs, timeout=10.0, expect=None):
+        """Send one op/message (dict), a list of dicts/strings, or raw
+        NDJSON text over a fresh control connection, half-close it and
+        return the parsed replies.
+
+        Reads until the daemon closes the connection or, when expect is
+        given, until that many replies arrived. TimeoutError (with what
+        did arrive) when the deadline passes first."""
+        if isinstance(msgs, dict):
+            data = ndjson([msgs])
+            if expect is None:
+                expect = 1
+        elif isinstance(msgs, str):
+            data = msgs
+        else:
+            data = ndjson(msgs)
+        deadline = time.monotonic() + timeout
+        with self.connect_control(timeout) as s:
+            s.sendall(data.encode('utf-8'))
+            s.shutdown(socket.SHUT_WR)
+            buf = b''
+            while expect is None or buf.count(b'\n') < expect:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError('control: no complete answer in '
+                                       '%.1f s, got %r' % (timeout, buf))
+                s.settimeout(left)
+                try:
+                    chunk = s.recv(65536)
+                except socket.timeout:
+                    continue
+                if not chunk:
+                    break
+                buf += chunk
+        lines = buf.decode('utf-8').splitlines()
+        if expect is not None:
+            lines = lines[:expect]
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def ping(self, timeout=10.0):
+        return self.control({'op': 'ping'}, timeout)[0]
+
+    def stats(self, timeout=10.0):
+        return self.control({'op': 'stats'}, timeout)[0]
+
+    def flush(self, timeout_ms=10000):
+        return self.control({'op': 'flush', 'timeout_ms': timeout_ms},
+                            timeout=timeout_ms / 1000.0 + 10)[0]
+
+    def send_dgram(self, data):
+        """Send one datagram (bytes, or text encoded as UTF-8)."""
+        if isinstance(data, str):
+            data = data.encode('utf-8')
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.sendto(data, self.events_socket)
+
+    def send_events_dgram(self, messages):
+        """Send messages in as few datagrams as fit max_message_bytes each
+        (the events socket holds only a few datagrams at a time)."""
+        limit = int(self.config['listen'].get('max_message_bytes') or 65536)
+        chunk = ''
+        for line in ndjson(messages).splitlines(keepends=True):
+            if chunk and len((chunk + line).encode('utf-8')) > limit:
+                self.send_dgram(chunk)
+                chunk = ''
+            chunk += line
+        if chunk:
+            self.send_dgram(chunk)
+
+    def socat_dgram(self, text, timeout=10.0, check=True):
+        """`socat -u - UNIX-SENDTO:events.sock` fed text; returns stdout."""
+        return _run(['socat', '-u', '-', 'UNIX-SENDTO:' + self.events_socket],
+                    text, timeout, check)
+
+    def socat_stream(self, text, timeout=10.0, check=True):
+        """`socat - UNIX-CONNECT:ctl.sock` fed text; returns stdout."""
+        return _run(['socat', '-', 'UNIX-CONNECT:' + self.control_socket],
+                    text, timeout, check)
+
+    # ---- logs ------------------------------------------------------------
+    def stderr_text(self):
+        return _read_text(self.stderr_path)
+
+    def stdout_text(self):
+        return _read_text(self.stdout_path)
+
+    log_text = stderr_text
+
+    def stderr_tail(self, n=40):
+        return '\n'.join(self.stderr_text().splitlines()[-n:])
+
+    def wait_for_log(self, pattern, timeout=10.0):
+        """Poll stderr until regex pattern matches; returns the match or
+        None on timeout."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            m = rx.search(self.stderr_text())
+            if m or time.monotonic() >= deadline:
+                return m
+            time.sleep(0.05)
+
+
+def _read_text(path):
+    try:
+        with open(path, 'rb') as f:
+            return f.read().decode('utf-8', 'replace')
+    except FileNotFoundError:
+        return ''
+
+
+def _run(argv, text, timeout, check):
+    proc = subprocess.run(argv, input=text.encode('utf-8'),
+                          capture_output=True, timeout=timeout, check=False)
+    if check and proc.returncode != 0:
+        raise RuntimeError('%s exited %d: %s' % (
+            ' '.join(argv), proc.returncode,
+            proc.stderr.decode('utf-8', 'replace').strip()))
+    return proc.stdout.decode('utf-8', 'replace')
+
+
+class SegopsTestCase(unittest.TestCase):
+    """A temp dir, a started MockUpstream (self.upstream) and cleanup.
+
+    Class attributes to customise: upstream_options (kwargs for
+    MockUpstream), api_key, tls (serve HTTPS with a throwaway CA that the
+    daemon is told about through ca_file)."""
+
+    upstream_options = {}
+    api_key = DEFAULT_KEY
+    tls = False
+
+    def setUp(self):
+        super().setUp()
+        self.tmpdir = tempfile.mkdtemp(prefix='segops-')
+        self.addCleanup(self._remove_tmpdir)
+        self.ca_file = None
+        opts = dict(self.upstream_options)
+        opts.setdefault('api_key', self.api_key)
+        if self.tls:
+            self.ca_file, cert, key = tlsca.make_ca(
+                os.path.join(self.tmpdir, 'tls'))
+            opts.update(tls_cert=cert, tls_key=key)
+        self.upstream = MockUpstream(**opts).start()
+        self.addCleanup(self.upstream.stop)
+        self.daemons = []
+
+    def _remove_tmpdir(self):
+        if os.environ.get('SEGOPS_KEEP_TMP'):
+            print('kept %s' % self.tmpdir)
+            return
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+    def make_daemon(self, key=None, url=None, **overrides):
+        """A configured, not yet started Daemon; cleanup is registered."""
+        if self.ca_file is not None:
+            overrides.setdefault('upstream__ca_file', self.ca_file)
+        # A second daemon in one test gets its own directory: socket
+        # paths must not collide.
+        ddir = self.tmpdir
+        if self.daemons:
+            ddir = os.path.join(self.tmpdir, 'd%d' % (len(self.daemons) + 1))
+            os.makedirs(ddir)
+        d = Daemon(ddir, url or self.upstream.url,
+                   key if key is not None else self.api_key, **overrides)
+        self.daemons.append(d)
+        self.addCleanup(d.cleanup)
+        return d
+
+    def start_daemon(self, key=None, url=None, **overrides):
+        return self.make_daemon(key, url, **overrides).start()
+
+    def assertNoViolations(self, upstream=None):
+        up = upstream or self.upstream
+        v = up.violations
+        self.assertEqual(v, [], 'upstream contract violations:\n  ' +
+                         '\n  '.join(v))
+
+    def assertEventsDelivered(self, ids, timeout=10.0, upstream=None):
+        """Every id in ids reaches the upstream within timeout."""
+        up = upstream or self.upstream
+        want = set(ids)
+        up.wait_until(lambda: want <= set(up.events), timeout)
+        missing = want - set(up.events)
+        self.assertFalse(missing, 'events not delivered: %s' %
+                         sorted(missing)[:20])

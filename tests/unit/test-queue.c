@@ -1,0 +1,103 @@
+/* test-queue.c - the bounded queue: order, seq numbers, the memory
+ * account, and both when_full policies. */
+#include <check.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "queue.h"
+
+static const char ev[] = "{\"event_id\":\"x\"}";
+#define EVLEN (sizeof(ev) - 1)
+
+START_TEST(test_fifo_and_seq)
+{
+        struct queue q;
+        struct q_event *e;
+
+        q_init(&q, 1 << 20, CFG_DROP_NEWEST);
+        ck_assert_uint_eq(q_head_seq(&q), UINT64_MAX);
+        for (int i = 0; i < 3; i++)
+                ck_assert_int_eq(q_push(&q, ev, EVLEN), 0);
+        ck_assert_uint_eq(q.count, 3);
+        ck_assert_uint_eq(q.bytes, 3 * EVLEN);
+        ck_assert_uint_eq(q.held, 3 * Q_EVENT_COST(EVLEN));
+        for (uint64_t s = 1; s <= 3; s++) {
+                ck_assert_uint_eq(q_head_seq(&q), s);
+                e = q_pop(&q);
+                ck_assert_uint_eq(e->seq, s);
+                ck_assert(memcmp(e->data, ev, EVLEN) == 0);
+                q_event_free(&q, e);
+        }
+        ck_assert_ptr_null(q_pop(&q));
+        ck_assert_uint_eq(q.held, 0);
+}
+END_TEST
+
+START_TEST(test_drop_newest)
+{
+        struct queue q;
+
+        q_init(&q, 2 * Q_EVENT_COST(EVLEN), CFG_DROP_NEWEST);
+        ck_assert_int_eq(q_push(&q, ev, EVLEN), 0);
+        ck_assert_int_eq(q_push(&q, ev, EVLEN), 0);
+        ck_assert_int_eq(q_push(&q, ev, EVLEN), -ENOBUFS);
+        ck_assert_uint_eq(q.count, 2);
+        ck_assert_uint_eq(q_head_seq(&q), 1);
+        ck_assert_uint_eq(q_clear(&q), 2);
+        ck_assert_uint_eq(q.held, 0);
+}
+END_TEST
+
+START_TEST(test_drop_oldest)
+{
+        struct queue q;
+
+        q_init(&q, 2 * Q_EVENT_COST(EVLEN), CFG_DROP_OLDEST);
+        ck_assert_int_eq(q_push(&q, ev, EVLEN), 0);
+        ck_assert_int_eq(q_push(&q, ev, EVLEN), 0);
+        ck_assert_int_eq(q_push(&q, ev, EVLEN), 1);
+        ck_assert_uint_eq(q.count, 2);
+        ck_assert_uint_eq(q_head_seq(&q), 2);
+        q_clear(&q);
+}
+END_TEST
+
+START_TEST(test_charged_memory_counts)
+{
+        struct queue q;
+
+        /* Memory held by batches in flight counts against the bound;
+         * with nothing queued to drop, even drop_oldest refuses. */
+        q_init(&q, 2 * Q_EVENT_COST(EVLEN), CFG_DROP_OLDEST);
+        q_charge(&q, 2 * Q_EVENT_COST(EVLEN));
+        ck_assert_int_eq(q_push(&q, ev, EVLEN), -ENOBUFS);
+        q_release(&q, 2 * Q_EVENT_COST(EVLEN));
+        ck_assert_int_eq(q_push(&q, ev, EVLEN), 0);
+        q_clear(&q);
+}
+END_TEST
+
+static Suite *queue_suite(void)
+{
+        Suite *s = suite_create("queue");
+        TCase *tc = tcase_create("bounds");
+
+        tcase_add_test(tc, test_fifo_and_seq);
+        tcase_add_test(tc, test_drop_newest);
+        tcase_add_test(tc, test_drop_oldest);
+        tcase_add_test(tc, test_charged_memory_counts);
+        suite_add_tcase(s, tc);
+        return s;
+}
+
+int main(void)
+{
+        SRunner *sr = srunner_create(queue_suite());
+        int failed;
+
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
