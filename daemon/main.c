@@ -75,7 +75,7 @@ static void finish_stop(struct runtime *rt)
         if (lost)
                 log_err("%llu events could not be delivered before stop_timeout and are lost "
                         "(no spool_dir: memory-only mode)", (unsigned long long)lost);
-        else
+        else if (rt->exit_code == 0)
                 log_info("stopped: every accepted event was delivered");
         uv_close((uv_handle_t *)&rt->stop_timer, NULL);
         uv_close((uv_handle_t *)&rt->watchdog, NULL);

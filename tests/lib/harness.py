@@ -74,7 +74,9 @@ def segopsd_path():
     path = os.environ.get('SEGOPSD')
     if not path:
         raise unittest.SkipTest('SEGOPSD is not set (run through meson test)')
-    return path
+    # The daemon runs with its temp dir as cwd: a relative path (as in
+    # SEGOPSD=build/daemon/segopsd) must be resolved here, not there.
+    return os.path.abspath(path)
 
 
 def make_event(i, user='u1', event_type='test', payload=None, **fields):
@@ -315,6 +317,16 @@ class Daemon:
     def flush(self, timeout_ms=10000):
         return self.control({'op': 'flush', 'timeout_ms': timeout_ms},
                             timeout=timeout_ms / 1000.0 + 10)[0]
+
+    def wait_for_stats(self, predicate, timeout=10.0, interval=0.05):
+        """Poll stats until predicate(stats) is true or timeout passes;
+        returns the last stats either way (assert on it)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            st = self.stats()
+            if predicate(st) or time.monotonic() >= deadline:
+                return st
+            time.sleep(interval)
 
     def send_dgram(self, data):
         """Send one datagram (bytes, or text encoded as UTF-8)."""

@@ -28,7 +28,8 @@ requests, mints, violations, expired_token_uses, conflicts. A request
 record is a dict: kind ('events' | 'mint' | 'other'), method, path,
 headers (lower-cased names), batch_id, n_events, event_ids, body
 (uncompressed bytes), status (int, or 'dropped'), time
-(time.monotonic()), violations. A mint record: time, user_id,
+(time.monotonic() at arrival), done (when answered or dropped),
+violations. A mint record: time, user_id,
 user_id_sig, status, token.
 
 stop() closes the listening socket and every open connection; start()
@@ -293,7 +294,7 @@ class MockUpstream:
     def __init__(self, api_key='sk_test_0123456789abcdef', compression=None,
                  user_agent=r'^segopsd/\d+\.\d+\.\d+', token_ttl=3600,
                  require_sig=False, sig_secret=None, tls_cert=None,
-                 tls_key=None, bad_auth_is_violation=True):
+                 tls_key=None, bad_auth_is_violation=True, port=0):
         if not api_key.startswith(('sk_', 'pk_')):
             raise ValueError('api_key must start with sk_ or pk_')
         if compression not in ('gzip', 'none', None):
@@ -334,7 +335,8 @@ class MockUpstream:
 
         self._server = None
         self._thread = None
-        self._port = 0
+        self._port = port   # 0: any free port; a fixed one lets a test
+                            # replace one mock by another at the same URL
         self._bind()
 
     # ---- lifecycle -------------------------------------------------------
@@ -557,6 +559,10 @@ class MockUpstream:
         rec, problems = h.record
         h.record = None
         rec['violations'] = problems
+        # When the answer went out (or the request was dropped): with
+        # 'time' (arrival) it gives each request's span, so a test can
+        # count how many were in flight at once.
+        rec['done'] = time.monotonic()
         with self._lock:
             self._requests.append(rec)
             self._violations.extend('%s %s: %s' % (h.command, h.path, p)
