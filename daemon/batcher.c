@@ -110,8 +110,11 @@ static struct batch *batch_new(struct batcher *b, uint32_t cap)
         x->owner = b;
         rng_bytes16(rnd);
         proto_uuid_format(rnd, x->id);
-        x->next = b->batches;
-        b->batches = x;
+        /* Appended: batches go out in the order they were cut. */
+        struct batch **tail = &b->batches;
+        while (*tail)
+                tail = &(*tail)->next;
+        *tail = x;
         b->nbatches++;
         return x;
 }
@@ -178,8 +181,61 @@ static int batch_add(struct batch *x, uint64_t seq, const char *ev, size_t len)
         return 0;
 }
 
+/* The id inside an encoded event: proto writes event_id first, and ids
+ * are [A-Za-z0-9._:-] or a UUID, so no escapes can hide a quote. */
+static const char *event_id_of(const char *ev, size_t len, size_t *ret_len)
+{
+        static const char head[] = "{\"event_id\":\"";
+        const char *id = ev + sizeof(head) - 1, *end;
+
+        assert(len > sizeof(head) && memcmp(ev, head, sizeof(head) - 1) == 0);
+        end = memchr(id, '"', len - (sizeof(head) - 1));
+        *ret_len = end ? (size_t)(end - id) : 0;
+        return id;
+}
+
+/* Open-addressing set of the ids in the batch being cut: a sender may
+ * repeat an event_id (its own retry), and the two copies must not share
+ * a batch, or the upstream could refuse the whole batch. */
+#define IDSET_SLOTS 1024 /* > 2 * PROTO_BATCH_MAX_EVENTS */
+
+struct idset {
+        uint32_t gen;
+        uint32_t slot_gen[IDSET_SLOTS];
+        uint32_t slot_ev[IDSET_SLOTS];   /* index in the batch */
+};
+
+static uint32_t id_hash(const char *p, size_t n)
+{
+        uint32_t h = 2166136261u;
+
+        for (size_t i = 0; i < n; i++)
+                h = (h ^ (unsigned char)p[i]) * 16777619u;
+        return h;
+}
+
+/* True when the id was already in the set; adds it otherwise. */
+static bool idset_seen(struct idset *set, const struct batch *x, const char *id, size_t n)
+{
+        for (uint32_t i = id_hash(id, n) % IDSET_SLOTS;; i = (i + 1) % IDSET_SLOTS) {
+                size_t m;
+                const char *other;
+
+                if (set->slot_gen[i] != set->gen) {
+                        set->slot_gen[i] = set->gen;
+                        set->slot_ev[i] = x->n;
+                        return false;
+                }
+                other = event_id_of(x->body.data + x->evs[set->slot_ev[i]].off,
+                                    x->evs[set->slot_ev[i]].len, &m);
+                if (m == n && memcmp(other, id, n) == 0)
+                        return true;
+        }
+}
+
 static int cut_batch(struct batcher *b)
 {
+        static struct idset ids;
         const struct cfg *c = cfg_of(b);
         struct queue *q = queue_of(b);
         size_t size = PROTO_BATCH_OVERHEAD;
@@ -192,11 +248,21 @@ static int cut_batch(struct batcher *b)
         ret = proto_batch_begin(&x->body, x->id, daemon_now_ms());
         if (ret < 0)
                 goto fail;
+        if (++ids.gen == 0) {
+                memset(&ids, 0, sizeof(ids));
+                ids.gen = 1;
+        }
         while (q->head && x->n < c->batch_size) {
                 struct q_event *e = q->head;
+                const char *id;
+                size_t idlen;
+
                 /* A lone event over the limit still goes, alone: the
                  * upstream's 413 then decides its fate. */
                 if (x->n > 0 && size + e->len + 1 > c->max_batch_bytes)
+                        break;
+                id = event_id_of(e->data, e->len, &idlen);
+                if (idset_seen(&ids, x, id, idlen))
                         break;
                 ret = batch_add(x, e->seq, e->data, e->len);
                 if (ret < 0)

@@ -116,6 +116,8 @@ static const struct cfg_key cfg_keys[] = {
         KUNS("listen", "max_connections", max_connections, T_UINT, 1, 65536),
         KUNS("listen", "max_reply_bytes", max_reply_bytes, T_SIZE, KIB, GIB),
         KDBL("listen", "idle_timeout", idle_timeout, 0, false, 7 * 86400),
+        KUNS("listen", "max_datagram_bytes", max_datagram_bytes, T_SIZE, KIB,
+             4 * MIB),
         KUNS("listen", "dgram_burst", dgram_burst, T_UINT, 1, 4096),
 
         KUNS("log", "level", log_level, T_LOG_LEVEL, 0, 0),
@@ -270,6 +272,7 @@ void cfg_defaults(struct cfg *c)
         c->max_connections = 256;
         c->max_reply_bytes = MIB;
         c->idle_timeout = 300;
+        c->max_datagram_bytes = 256 * KIB;
         c->dgram_burst = 256;
 
         c->log_level = CFG_LOG_INFO;
@@ -853,6 +856,12 @@ int cfg_validate(const struct cfg *c, char *err, size_t errlen)
                 cfg_errf(err, errlen, "%s: [listen] max_message_bytes must "
                          "not exceed [batch] max_batch_bytes (got %zu and "
                          "%zu)", p, c->max_message_bytes, c->max_batch_bytes);
+                return -EINVAL;
+        }
+        if (c->max_datagram_bytes <= c->max_message_bytes) {
+                cfg_errf(err, errlen, "%s: [listen] max_datagram_bytes must "
+                         "be larger than max_message_bytes (got %zu and %zu)", p,
+                         c->max_datagram_bytes, c->max_message_bytes);
                 return -EINVAL;
         }
         if (c->spool_dir && c->max_spool < c->max_batch_bytes) {

@@ -55,6 +55,8 @@ struct cfg {
         size_t max_reply_bytes;     /* unread replies before disconnect,
                                        default 1M */
         double idle_timeout;        /* seconds, 0 = never, default 300 */
+        size_t max_datagram_bytes;  /* one datagram, all its messages;
+                                       default 256K */
         unsigned dgram_burst;       /* datagrams read per wakeup, default 256 */
 
         /* [log] */

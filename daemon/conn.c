@@ -44,7 +44,7 @@ struct conn_server {
         uv_timer_t sweep;
         struct conn *conns;
         unsigned count;
-        int open_handles;            /* listener + sweep, to free s */
+        int open_handles;            /* listener, sweep, connections */
         bool stopping;
 };
 
@@ -58,12 +58,20 @@ static void start_reading(struct conn *c);
 
 /* ---- lifetime ---- */
 
+static void srv_release(struct conn_server *s)
+{
+        if (--s->open_handles == 0)
+                free(s);
+}
+
 static void on_conn_closed(uv_handle_t *h)
 {
         struct conn *c = h->data;
+        struct conn_server *s = c->srv;
 
         framer_free(&c->fr);
         free(c);
+        srv_release(s);
 }
 
 static void conn_close(struct conn *c)
@@ -249,6 +257,11 @@ static void conn_process(struct conn *c)
         struct framer_line l;
         bool any = false;
 
+        /* Once the batcher is closed, nothing more can be taken in. */
+        if (c->srv->d->batcher.closing) {
+                conn_finish(c);
+                return;
+        }
         while (!c->closing && !waiting(c) && framer_next(&c->fr, &l)) {
                 handle_line(c, &l);
                 any = true;
@@ -270,11 +283,11 @@ static void conn_process(struct conn *c)
                 }
                 return;
         }
-        if (c->eof) {
+        if (c->eof || c->srv->stopping) {
                 conn_finish(c);
                 return;
         }
-        if (!c->reading && !c->srv->stopping)
+        if (!c->reading)
                 start_reading(c);
 }
 
@@ -345,6 +358,7 @@ static void on_connection(uv_stream_t *l, int status)
         uv_pipe_init(s->d->loop, &c->pipe, 0);
         c->pipe.data = c;
         c->srv = s;
+        s->open_handles++;
         if (uv_accept(l, (uv_stream_t *)&c->pipe) < 0) {
                 uv_close((uv_handle_t *)&c->pipe, on_conn_closed);
                 return;
@@ -375,10 +389,7 @@ static void on_sweep(uv_timer_t *t)
 
 static void on_srv_handle_closed(uv_handle_t *h)
 {
-        struct conn_server *s = h->data;
-
-        if (--s->open_handles == 0)
-                free(s);
+        srv_release(h->data);
 }
 
 static void srv_close_handles(struct conn_server *s)
@@ -456,16 +467,17 @@ static void drain_conn(struct conn *c)
 void conn_server_close(struct daemon *d)
 {
         struct conn_server *s = d->conns;
+        struct conn *c, *next;
 
         if (!s)
                 return;
         d->conns = NULL;
         s->stopping = true;
-        while (s->conns) {
-                struct conn *c = s->conns;
+        /* A connection waiting for a flush stays open: the flush is
+         * answered when the stop has sent everything (or gives up). */
+        for (c = s->conns; c; c = next) {
+                next = c->next;
                 drain_conn(c);
-                if (c == s->conns)
-                        conn_close(c);
         }
         srv_close_handles(s);
 }

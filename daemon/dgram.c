@@ -3,8 +3,10 @@
  * Each wakeup drains up to dgram_burst datagrams with recvmmsg() into a
  * fixed set of buffers (one syscall for many datagrams), splits each
  * datagram into its newline-separated messages, and hands them to
- * ingest. A datagram larger than max_message_bytes arrives truncated
- * and is rejected whole (oversize). Only set_user and reset_session ops
+ * ingest, which applies max_message_bytes to each. A datagram larger
+ * than max_datagram_bytes arrives truncated and is rejected whole
+ * (oversize). The buffers are allocated once; only the pages that big
+ * datagrams touch become resident. Only set_user and reset_session ops
  * are allowed here: there is no one to answer.
  */
 #include "dgram.h"
@@ -21,13 +23,13 @@
 #include "listen.h"
 #include "log.h"
 
-#define DGRAM_VLEN 32
+#define DGRAM_VLEN 16 /* > net.unix.max_dgram_qlen's usual 10 */
 
 struct dgram {
         struct daemon *d;
         uv_poll_t poll;
         int fd;
-        size_t slot;   /* bytes per buffer: max_message_bytes + 1 */
+        size_t slot;   /* bytes per buffer: max_datagram_bytes + 1 */
         char *bufs;    /* DGRAM_VLEN slots */
         struct mmsghdr msgs[DGRAM_VLEN];
         struct iovec iov[DGRAM_VLEN];
@@ -97,7 +99,7 @@ static unsigned read_burst(struct dgram *g, unsigned max)
                         if ((g->msgs[i].msg_hdr.msg_flags & MSG_TRUNC) || len >= g->slot) {
                                 struct proto_error err = {.reason = PROTO_E_OVERSIZE};
                                 snprintf(err.detail, sizeof(err.detail),
-                                         "datagram larger than max_message_bytes (%zu)",
+                                         "datagram larger than max_datagram_bytes (%zu)",
                                          g->slot - 1);
                                 g->d->stats.dgram_truncated++;
                                 ingest_reject(g->d, INGEST_DGRAM, &err);
@@ -135,7 +137,7 @@ int dgram_open(struct daemon *d)
                 return -ENOMEM;
         g->d = d;
         g->fd = -1;
-        g->slot = d->cfg.max_message_bytes + 1;
+        g->slot = d->cfg.max_datagram_bytes + 1;
         g->bufs = malloc(g->slot * DGRAM_VLEN);
         if (!g->bufs) {
                 r = -ENOMEM;

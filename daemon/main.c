@@ -36,14 +36,6 @@ struct runtime {
         int exit_code;
 };
 
-int64_t daemon_now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void usage(FILE *f)
 {
         fprintf(f,

@@ -277,7 +277,7 @@ static bool read_char(const char *s, size_t n, size_t *pos, char c)
  * without pretending to know the leap second table. */
 int proto_time_parse(const char *s, size_t n, int64_t *ret_ms)
 {
-        unsigned year, mon, day, hour, min, sec, oh = 0, om = 0;
+        unsigned year = 0, mon = 0, day = 0, hour = 0, min = 0, sec = 0, oh = 0, om = 0;
         unsigned frac = 0;
         int fdigits = 0;
         int sign = 0;

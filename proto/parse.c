@@ -9,9 +9,10 @@
  * (size and depth limits checked before jansson recurses, field rules,
  * timestamps, ids) and serialises the payload itself, so numbers come
  * out in their shortest round-trip form and nothing is allocated beyond
- * jansson's own tree.
+ * jansson's own tree. The common simple message never gets here: fast.c
+ * handles it without jansson and declines the rest to proto_parse_slow().
  */
-#include "proto.h"
+#include "parse-internal.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -667,9 +668,10 @@ static int parse_event(json_t *root, json_t *typev, int64_t now_ms,
         return 0;
 }
 
-int proto_parse(const char *line, size_t len, size_t max_bytes,
-                int64_t now_ms, const uint8_t rnd[16], struct proto_buf *out,
-                struct proto_msg *msg, struct proto_error *err)
+int proto_parse_slow(const char *line, size_t len, size_t max_bytes,
+                     int64_t now_ms, const uint8_t rnd[16],
+                     struct proto_buf *out, struct proto_msg *msg,
+                     struct proto_error *err)
 {
         size_t entry;
         json_error_t je;
@@ -735,4 +737,21 @@ out:
                 out->len = entry;
         json_decref(root);
         return r;
+}
+
+/* The common message takes the allocation-free path of fast.c, which
+ * declines (touching nothing) whatever it does not handle exactly like
+ * the code above; everything else, every rejection included, is done
+ * here. */
+int proto_parse(const char *line, size_t len, size_t max_bytes,
+                int64_t now_ms, const uint8_t rnd[16], struct proto_buf *out,
+                struct proto_msg *msg, struct proto_error *err)
+{
+        int r = proto_parse_fast(line, len, max_bytes, now_ms, rnd, out, msg,
+                                 err);
+
+        if (r != PROTO_FAST_UNHANDLED)
+                return r;
+        return proto_parse_slow(line, len, max_bytes, now_ms, rnd, out, msg,
+                                err);
 }

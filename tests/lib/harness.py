@@ -445,8 +445,21 @@ class SegopsTestCase(unittest.TestCase):
         d = Daemon(ddir, url or self.upstream.url,
                    key if key is not None else self.api_key, **overrides)
         self.daemons.append(d)
+        # Cleanups run last-in first-out: stop the daemon, then look for
+        # a sanitizer report in what it wrote (an ASan build exits 0 from
+        # some reports, and most tests never look at the exit code).
+        self.addCleanup(self._check_sanitizer, d)
         self.addCleanup(d.cleanup)
         return d
+
+    def _check_sanitizer(self, d):
+        text = d.stderr_text()
+        m = re.search(r'ERROR: (Address|Leak|Undefined)Sanitizer|'
+                      r'runtime error: ', text)
+        if m:
+            start = max(0, m.start() - 200)
+            self.fail('sanitizer report in segopsd stderr:\n' +
+                      text[start:start + 4000])
 
     def start_daemon(self, key=None, url=None, **overrides):
         return self.make_daemon(key, url, **overrides).start()

@@ -1,0 +1,302 @@
+/* test-batcher.c - batching rules on a real libuv loop, with the
+ * dry-run forwarder (api_url = stdout) whose output goes to a pipe we
+ * read back: batch_size, max_batch_bytes, flush_interval, flush waiters,
+ * draining, the memory account, and a clean close (uv_loop_close == 0). */
+#include <check.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon.h"
+
+struct fixture {
+        struct daemon d;
+        uv_loop_t loop;
+        int saved_stdout;
+        FILE *out;   /* what the forwarder printed */
+        char path[64];
+};
+
+static void setup(struct fixture *fx, unsigned batch_size, size_t max_batch_bytes,
+                  double flush_interval)
+{
+        int fd;
+
+        memset(fx, 0, sizeof(*fx));
+        ck_assert_int_eq(uv_loop_init(&fx->loop), 0);
+        fx->d.loop = &fx->loop;
+        cfg_defaults(&fx->d.cfg);
+        fx->d.cfg.api_url = strdup("stdout");
+        fx->d.cfg.batch_size = batch_size;
+        fx->d.cfg.max_batch_bytes = max_batch_bytes;
+        fx->d.cfg.flush_interval = flush_interval;
+        q_init(&fx->d.queue, fx->d.cfg.max_memory, CFG_DROP_NEWEST);
+
+        /* Point stdout at a temp file so the batches can be read back. */
+        snprintf(fx->path, sizeof(fx->path), "/tmp/test-batcher-XXXXXX");
+        fd = mkstemp(fx->path);
+        ck_assert_int_ge(fd, 0);
+        fflush(stdout);
+        fx->saved_stdout = dup(STDOUT_FILENO);
+        dup2(fd, STDOUT_FILENO);
+        close(fd);
+
+        ck_assert_int_eq(fwd_init(&fx->d.fwd, &fx->loop, &fx->d.cfg), 0);
+        ck_assert_int_eq(batcher_init(&fx->d.batcher, &fx->d), 0);
+}
+
+static void teardown(struct fixture *fx)
+{
+        batcher_close(&fx->d.batcher);
+        uv_run(&fx->loop, UV_RUN_DEFAULT);
+        ck_assert_int_eq(uv_loop_close(&fx->loop), 0);
+        fflush(stdout);
+        dup2(fx->saved_stdout, STDOUT_FILENO);
+        close(fx->saved_stdout);
+        unlink(fx->path);
+        proto_buf_free(&fx->d.scratch);
+        cfg_free(&fx->d.cfg);
+}
+
+static void push(struct fixture *fx, int i)
+{
+        char ev[128];
+        int n = snprintf(ev, sizeof(ev), "{\"event_id\":\"e%d\",\"user_id\":\"u\",\"event_type\":\"t\","
+                                         "\"occurred_at\":\"2026-01-01T00:00:00.000Z\",\"payload\":{}}", i);
+
+        ck_assert_int_eq(q_push(&fx->d.queue, ev, (size_t)n), 0);
+}
+
+/* One turn of the loop without blocking: UV_RUN_ONCE would sleep until
+ * the next timer, which may be flush_interval away. */
+static void turn(struct fixture *fx)
+{
+        uv_run(&fx->loop, UV_RUN_NOWAIT);
+        usleep(1000);
+}
+
+/* Run the loop until nothing is held (bounded: 5 s). */
+static void run_until_idle(struct fixture *fx)
+{
+        for (int i = 0; i < 5000 && !batcher_idle(&fx->d.batcher); i++)
+                turn(fx);
+        ck_assert(batcher_idle(&fx->d.batcher));
+}
+
+/* Read the printed batches: sizes[i] = events of batch i; returns count. */
+static int read_batches(struct fixture *fx, int *sizes, int max, int *first_id)
+{
+        FILE *f;
+        char *line = NULL;
+        size_t cap = 0;
+        int n = 0;
+
+        fflush(stdout);
+        f = fopen(fx->path, "r");
+        ck_assert_ptr_nonnull(f);
+        while (getline(&line, &cap, f) > 0 && n < max) {
+                json_error_t err;
+                json_t *j = json_loads(line, 0, &err);
+                ck_assert_msg(j != NULL, "batch is not JSON: %s", err.text);
+                json_t *evs = json_object_get(j, "events");
+                ck_assert(json_is_array(evs));
+                ck_assert(json_is_string(json_object_get(j, "batch_id")));
+                ck_assert(json_is_string(json_object_get(j, "sent_at")));
+                sizes[n] = (int)json_array_size(evs);
+                if (first_id) {
+                        const char *id = json_string_value(json_object_get(json_array_get(evs, 0), "event_id"));
+                        first_id[n] = atoi(id + 1);
+                }
+                n++;
+                json_decref(j);
+        }
+        free(line);
+        fclose(f);
+        return n;
+}
+
+START_TEST(test_batch_size)
+{
+        struct fixture fx;
+        int sizes[16], first[16], n;
+
+        setup(&fx, 5, 1048576, 0.01);
+        for (int i = 0; i < 23; i++)
+                push(&fx, i);
+        batcher_kick(&fx.d.batcher);
+        run_until_idle(&fx);
+        n = read_batches(&fx, sizes, 16, first);
+        ck_assert_int_eq(n, 5);
+        for (int i = 0; i < 4; i++) {
+                ck_assert_int_eq(sizes[i], 5);
+                ck_assert_int_eq(first[i], i * 5); /* in order */
+        }
+        ck_assert_int_eq(sizes[4], 3);
+        ck_assert_uint_eq(fx.d.queue.held, 0); /* memory account returns to 0 */
+        teardown(&fx);
+}
+END_TEST
+
+START_TEST(test_max_batch_bytes)
+{
+        struct fixture fx;
+        int sizes[64], n, total = 0;
+
+        /* ~100-byte events, 1 KiB batches: about 8 per batch. */
+        setup(&fx, 500, 1024, 0.01);
+        for (int i = 0; i < 100; i++)
+                push(&fx, i);
+        batcher_kick(&fx.d.batcher);
+        run_until_idle(&fx);
+        n = read_batches(&fx, sizes, 64, NULL);
+        for (int i = 0; i < n; i++) {
+                ck_assert_int_le(sizes[i], 10);
+                total += sizes[i];
+        }
+        ck_assert_int_eq(total, 100);
+        ck_assert_int_ge(n, 10);
+        teardown(&fx);
+}
+END_TEST
+
+START_TEST(test_partial_batch_waits_for_interval)
+{
+        struct fixture fx;
+        int sizes[4];
+        uint64_t t0;
+
+        setup(&fx, 20, 1048576, 0.2);
+        for (int i = 0; i < 3; i++)
+                push(&fx, i);
+        batcher_kick(&fx.d.batcher);
+        /* Not a full batch: nothing goes before flush_interval. */
+        turn(&fx);
+        ck_assert_int_eq(read_batches(&fx, sizes, 4, NULL), 0);
+        uv_update_time(&fx.loop);
+        t0 = uv_now(&fx.loop);
+        run_until_idle(&fx);
+        ck_assert_uint_ge(uv_now(&fx.loop) - t0, 100);
+        ck_assert_int_eq(read_batches(&fx, sizes, 4, NULL), 1);
+        ck_assert_int_eq(sizes[0], 3);
+        teardown(&fx);
+}
+END_TEST
+
+struct flush_result {
+        int calls, result;
+        uint64_t flushed;
+};
+
+static void on_flush(void *ud, int result, uint64_t flushed, uint64_t dropped, uint64_t pending)
+{
+        struct flush_result *r = ud;
+
+        r->calls++;
+        r->result = result;
+        r->flushed = flushed;
+}
+
+START_TEST(test_flush_sends_partial_batch_now)
+{
+        struct fixture fx;
+        struct flush_result r = {0};
+        int sizes[4];
+
+        setup(&fx, 20, 1048576, 3600); /* the interval never fires */
+        for (int i = 0; i < 7; i++)
+                push(&fx, i);
+        ck_assert_ptr_nonnull(batcher_flush(&fx.d.batcher, 5000, on_flush, &r));
+        for (int i = 0; i < 5000 && r.calls == 0; i++)
+                turn(&fx);
+        ck_assert_int_eq(r.calls, 1);
+        ck_assert_int_eq(r.result, 0);
+        ck_assert_uint_eq(r.flushed, 7);
+        ck_assert_int_eq(read_batches(&fx, sizes, 4, NULL), 1);
+        ck_assert_int_eq(sizes[0], 7);
+        ck_assert_uint_eq(fx.d.stats.sent, 7);
+        teardown(&fx);
+}
+END_TEST
+
+START_TEST(test_flush_with_nothing_held_answers_at_once)
+{
+        struct fixture fx;
+        struct flush_result r = {0};
+
+        setup(&fx, 20, 1048576, 3600);
+        ck_assert_ptr_null(batcher_flush(&fx.d.batcher, 5000, on_flush, &r));
+        ck_assert_int_eq(r.calls, 1);
+        ck_assert_uint_eq(r.flushed, 0);
+        teardown(&fx);
+}
+END_TEST
+
+START_TEST(test_drain_sends_everything)
+{
+        struct fixture fx;
+        int sizes[8], n, total = 0;
+
+        setup(&fx, 20, 1048576, 3600);
+        for (int i = 0; i < 45; i++)
+                push(&fx, i);
+        batcher_drain(&fx.d.batcher);
+        run_until_idle(&fx);
+        n = read_batches(&fx, sizes, 8, NULL);
+        for (int i = 0; i < n; i++)
+                total += sizes[i];
+        ck_assert_int_eq(total, 45);
+        ck_assert_uint_eq(fx.d.stats.dropped[DROP_SHUTDOWN], 0);
+        teardown(&fx);
+}
+END_TEST
+
+START_TEST(test_close_counts_what_is_left)
+{
+        struct fixture fx;
+
+        setup(&fx, 20, 1048576, 3600);
+        for (int i = 0; i < 4; i++)
+                push(&fx, i);
+        /* teardown closes with 4 events still queued */
+        batcher_close(&fx.d.batcher);
+        ck_assert_uint_eq(fx.d.stats.dropped[DROP_SHUTDOWN], 4);
+        uv_run(&fx.loop, UV_RUN_DEFAULT);
+        ck_assert_int_eq(uv_loop_close(&fx.loop), 0);
+        fflush(stdout);
+        dup2(fx.saved_stdout, STDOUT_FILENO);
+        close(fx.saved_stdout);
+        unlink(fx.path);
+        cfg_free(&fx.d.cfg);
+}
+END_TEST
+
+static Suite *batcher_suite(void)
+{
+        Suite *s = suite_create("batcher");
+        TCase *tc = tcase_create("batching");
+
+        tcase_set_timeout(tc, 20);
+        tcase_add_test(tc, test_batch_size);
+        tcase_add_test(tc, test_max_batch_bytes);
+        tcase_add_test(tc, test_partial_batch_waits_for_interval);
+        tcase_add_test(tc, test_flush_sends_partial_batch_now);
+        tcase_add_test(tc, test_flush_with_nothing_held_answers_at_once);
+        tcase_add_test(tc, test_drain_sends_everything);
+        tcase_add_test(tc, test_close_counts_what_is_left);
+        suite_add_tcase(s, tc);
+        return s;
+}
+
+int main(void)
+{
+        SRunner *sr = srunner_create(batcher_suite());
+        int failed;
+
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
