@@ -193,6 +193,9 @@ if [ "$up" != 1 ]; then
 fi
 sleep 0.5 # let start-up allocations settle before calling it idle
 IDLE_KB=$(proc_field "$DAEMON_PID" VmRSS)
+# The part of it that is segopsd's own (heap, stacks), not pages of
+# shared libraries that other processes map too.
+IDLE_ANON_KB=$(proc_field "$DAEMON_PID" RssAnon)
 
 echo "segopsd pid $DAEMON_PID, sink on 127.0.0.1:$PORT, compression=$COMPRESSION, $N events, $THREADS sender thread(s)"
 
@@ -246,6 +249,7 @@ CPU_S=$(calc '%.3f' "($CPU1 - $CPU0) / $CLK_TCK")
 CPU_PER_M=$(calc '%.3f' "$CPU_S * 1000000 / $N")
 PEAK_MIB=$(calc '%.1f' "$PEAK_KB / 1024")
 IDLE_MIB=$(calc '%.1f' "$IDLE_KB / 1024")
+IDLE_ANON_MIB=$(calc '%.1f' "$IDLE_ANON_KB / 1024")
 
 echo
 echo "segopsd stats:      $STATS"
@@ -262,7 +266,8 @@ printf '%-28s %s\n' \
         "segopsd CPU s" "$CPU_S" \
         "segopsd CPU s per million" "$CPU_PER_M" \
         "peak RSS MiB (VmHWM)" "$PEAK_MIB" \
-        "idle RSS MiB (VmRSS)" "$IDLE_MIB"
+        "idle RSS MiB (VmRSS)" "$IDLE_MIB" \
+        "  of which anonymous MiB" "$IDLE_ANON_MIB"
 echo
 
 verdict() { # verdict LABEL CONDITION(awk) [info]

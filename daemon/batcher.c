@@ -446,10 +446,18 @@ static void on_response(void *ud, const struct fwd_result *res)
                 return;
         }
         b->last_status = st;
-        if (st == 200 || st == 202) {
+        if (st >= 200 && st < 300) {
                 set_state(b, "ok");
                 note_accepted(b, x, res);
                 batch_free(b, x);
+        } else if (st >= 300 && st < 400) {
+                /* Not followed: a redirect means api_url is wrong, and
+                 * re-posting events elsewhere is not ours to decide. */
+                note_failure(b, res);
+                set_state(b, "redirected");
+                log_limited(LOG_ERR, "redirect", "upstream answered HTTP %ld (a redirect): "
+                            "check api_url; events are kept and retried", st);
+                retry_later(b, x, -1);
         } else if (st == 401 || st == 403) {
                 note_failure(b, res);
                 on_auth_failure(b, x, res);

@@ -516,7 +516,7 @@ static void g_object(struct gen *g, unsigned depth)
         static const char *const keys[] = {"a", "b", "k", "user_id", "x y",
                                            "\xc3\xa9", "", "payload"};
         size_t n = rng_below(6);
-        char key[16];
+        char key[32];
 
         g_str(g, "{");
         g_ws(g);
