@@ -32,6 +32,7 @@ struct conn {
         struct framer fr;
         struct flush_waiter *flush;  /* a flush in progress */
         uint64_t last_active;        /* loop ms */
+        pid_t pid;                   /* the peer, from SO_PEERCRED (0: unknown) */
         bool reading;
         bool eof;                    /* the client has finished sending */
         bool finishing;              /* shutdown requested */
@@ -211,7 +212,7 @@ static void run_op(struct conn *c, const struct proto_msg *msg)
                 c->flush = batcher_flush(&d->batcher, (uint64_t)msg->timeout_ms, on_flushed, c);
                 return;
         }
-        if (ctl_reply_sync(d, msg, &b) == 0)
+        if (ctl_reply_sync(d, msg, c->pid, &b) == 0)
                 reply_buf(c, &b);
         else
                 proto_buf_free(&b);
@@ -318,6 +319,18 @@ static void start_reading(struct conn *c)
 
 /* ---- accepting ---- */
 
+static pid_t peer_pid(struct conn *c)
+{
+        struct ucred uc;
+        socklen_t len = sizeof(uc);
+        uv_os_fd_t fd;
+
+        if (uv_fileno((uv_handle_t *)&c->pipe, &fd) < 0 ||
+            getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0)
+                return 0;
+        return uc.pid;
+}
+
 static void refuse(struct conn_server *s)
 {
         static const char msg[] = "{\"ok\":false,\"error\":\"too_many_connections\","
@@ -368,6 +381,7 @@ static void on_connection(uv_stream_t *l, int status)
         s->count++;
         s->d->stats.conn_accepted++;
         c->last_active = uv_now(s->d->loop);
+        c->pid = peer_pid(c);
         start_reading(c);
 }
 

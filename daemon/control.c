@@ -12,15 +12,43 @@
 #include "daemon.h"
 #include "log.h"
 
-void ctl_session_op(struct daemon *d, const struct proto_msg *msg)
+bool ctl_quiet_op(struct daemon *d, const struct proto_msg *msg, pid_t pid)
 {
-        if (msg->op == PROTO_OP_SET_USER) {
+        switch (msg->op) {
+        case PROTO_OP_SET_USER:
                 snprintf(d->user_id, sizeof(d->user_id), "%s", msg->user_id);
                 snprintf(d->user_id_sig, sizeof(d->user_id_sig), "%s",
                          msg->has_sig ? msg->user_id_sig : "");
+                return true;
+        case PROTO_OP_RESET_SESSION:
+                /* A no-op until the pk_ session exists; sk_ keys have no
+                 * session to reset. */
+                return true;
+        case PROTO_OP_CLIENT_DROPPED:
+                d->stats.client_dropped += msg->count;
+                clients_dropped(&d->clients, pid, msg->count, (uint64_t)daemon_now_ms());
+                log_limited(LOG_WARNING, "client_dropped", "process %d reports %llu events it "
+                            "could not hand over to segopsd", (int)pid,
+                            (unsigned long long)msg->count);
+                return true;
+        default:
+                return false;
         }
-        /* reset_session: a no-op until the pk_ session exists; sk_ keys
-         * have no session to reset. */
+}
+
+static json_t *clients_json(const struct clients *c)
+{
+        json_t *a = json_array();
+
+        for (size_t i = 0; i < CLIENTS_MAX; i++) {
+                const struct client_entry *e = &c->e[i];
+                if (!e->last_ms)
+                        continue;
+                json_array_append_new(a, json_pack("{s:i s:s s:I}", "pid", (int)e->pid,
+                                                   "comm", e->comm,
+                                                   "dropped", (json_int_t)e->dropped));
+        }
+        return a;
 }
 
 static int dump_line(json_t *j, struct proto_buf *out)
@@ -56,10 +84,10 @@ static json_t *stats_json(struct daemon *d)
                 json_object_set_new(drop, stats_drop_name(i), json_integer((json_int_t)s->dropped[i]));
 
         return json_pack(
-                "{s:b s:s s:I s:I s:I s:I s:o s:o s:I s:I s:I s:I s:I s:I s:I s:I s:I s:I"
+                "{s:b s:s s:I s:I s:I s:I s:o s:o s:I s:o s:I s:I s:I s:I s:I s:I s:I s:I s:I s:I"
                 " s:{s:s s:I s:s}"
                 " s:{s:b}"
-                " s:{s:I s:I s:I s:I s:I s:I}"
+                " s:{s:I s:I s:I s:I s:I s:I s:I}"
                 " s:I s:I}",
                 "ok", 1, "version", SEGOPS_VERSION,
                 "uptime_s", (json_int_t)((daemon_now_ms() - d->start_ms) / 1000),
@@ -68,6 +96,8 @@ static json_t *stats_json(struct daemon *d)
                 "rejected_total", (json_int_t)rejected,
                 "rejected", rej, "dropped", drop,
                 "client_dropped", (json_int_t)s->client_dropped,
+                "clients", clients_json(&d->clients),
+                "clients_evicted", (json_int_t)d->clients.evicted,
                 "queued_events", (json_int_t)batcher_held(&d->batcher),
                 "queued_bytes", (json_int_t)d->queue.held,
                 "max_memory", (json_int_t)d->cfg.max_memory,
@@ -83,6 +113,7 @@ static json_t *stats_json(struct daemon *d)
                 "session", "enabled", 0,
                 "ingest", "datagrams", (json_int_t)s->dgram_received,
                 "datagrams_oversize", (json_int_t)s->dgram_truncated,
+                "memfds", (json_int_t)s->dgram_memfd,
                 "connections", (json_int_t)s->conn_accepted,
                 "connections_refused", (json_int_t)s->conn_refused,
                 "connections_slow_closed", (json_int_t)s->conn_slow_closed,
@@ -91,18 +122,17 @@ static json_t *stats_json(struct daemon *d)
                 "log_suppressed", (json_int_t)log_suppressed());
 }
 
-int ctl_reply_sync(struct daemon *d, const struct proto_msg *msg, struct proto_buf *out)
+int ctl_reply_sync(struct daemon *d, const struct proto_msg *msg, pid_t pid,
+                   struct proto_buf *out)
 {
         switch (msg->op) {
         case PROTO_OP_PING:
                 return dump_line(json_pack("{s:b s:s}", "ok", 1, "version", SEGOPS_VERSION), out);
         case PROTO_OP_STATS:
                 return dump_line(stats_json(d), out);
-        case PROTO_OP_SET_USER:
-        case PROTO_OP_RESET_SESSION:
-                ctl_session_op(d, msg);
-                return dump_line(json_pack("{s:b}", "ok", 1), out);
-        case PROTO_OP_FLUSH:
+        default:
+                if (ctl_quiet_op(d, msg, pid))
+                        return dump_line(json_pack("{s:b}", "ok", 1), out);
                 break;
         }
         return -EINVAL;

@@ -2,18 +2,23 @@
 #ifndef SEGOPSD_CONTROL_H
 #define SEGOPSD_CONTROL_H
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "proto.h"
 
 struct daemon;
 
-/* set_user / reset_session (either socket). */
-void ctl_session_op(struct daemon *d, const struct proto_msg *msg);
+/* The ops that need no answer, so the datagram socket takes them too:
+ * set_user, reset_session, client_dropped. pid: the sender, from the
+ * socket's credentials (0 when unknown). Returns false for other ops. */
+bool ctl_quiet_op(struct daemon *d, const struct proto_msg *msg, pid_t pid);
 
-/* Append the reply line (with its newline) of a synchronous op: ping,
- * stats, set_user, reset_session. 0 or -ENOMEM. */
-int ctl_reply_sync(struct daemon *d, const struct proto_msg *msg, struct proto_buf *out);
+/* Carry out a synchronous op (any but flush) and append its reply line
+ * (with its newline). 0 or -ENOMEM. */
+int ctl_reply_sync(struct daemon *d, const struct proto_msg *msg, pid_t pid,
+                   struct proto_buf *out);
 
 /* {"ok":false,"error":REASON,"detail":...,"line":N}\n */
 int ctl_reply_error(struct proto_buf *out, const struct proto_error *err, uint64_t line);

@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "batcher.h"
+#include "clients.h"
 #include "config.h"
 #include "forward.h"
 #include "queue.h"
@@ -31,6 +32,7 @@ struct daemon {
         bool stopping;
 
         struct stats stats;
+        struct clients clients;   /* per-process client_dropped */
         struct proto_buf scratch; /* ingest's encoding buffer */
         char user_id[PROTO_USER_ID_MAX + 1];         /* latest set_user */
         char user_id_sig[PROTO_USER_ID_SIG_MAX + 1];

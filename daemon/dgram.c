@@ -12,9 +12,12 @@
 #include "dgram.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "control.h"
@@ -24,6 +27,13 @@
 #include "log.h"
 
 #define DGRAM_VLEN 16 /* > net.unix.max_dgram_qlen's usual 10 */
+#define DGRAM_MAX_FDS 4 /* one is used (a memfd); more are closed */
+#define MEMFD_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
+
+union dgram_cmsg {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(sizeof(int) * DGRAM_MAX_FDS)];
+};
 
 struct dgram {
         struct daemon *d;
@@ -33,23 +43,30 @@ struct dgram {
         char *bufs;    /* DGRAM_VLEN slots */
         struct mmsghdr msgs[DGRAM_VLEN];
         struct iovec iov[DGRAM_VLEN];
+        union dgram_cmsg cmsg[DGRAM_VLEN]; /* sender pid, passed fds */
 };
 
-static void handle_op(struct daemon *d, struct proto_msg *msg)
+/* What a datagram's ancillary data says. */
+struct dgram_meta {
+        pid_t pid;
+        int fds[DGRAM_MAX_FDS];
+        int nfds;
+        bool truncated;
+};
+
+static void handle_op(struct daemon *d, struct proto_msg *msg, pid_t pid)
 {
         struct proto_error err = {.reason = PROTO_E_OP_NOT_ALLOWED};
 
-        if (msg->op == PROTO_OP_SET_USER || msg->op == PROTO_OP_RESET_SESSION) {
-                ctl_session_op(d, msg);
+        if (ctl_quiet_op(d, msg, pid))
                 return;
-        }
         d->stats.ops--;
         snprintf(err.detail, sizeof(err.detail),
                  "this op needs a reply: send it on the control (stream) socket");
         ingest_reject(d, INGEST_DGRAM, &err);
 }
 
-static void handle_datagram(struct dgram *g, const char *p, size_t n)
+static void handle_datagram(struct dgram *g, const char *p, size_t n, pid_t pid)
 {
         struct proto_msg msg;
         struct proto_error err;
@@ -60,12 +77,101 @@ static void handle_datagram(struct dgram *g, const char *p, size_t n)
 
                 if (!ingest_blank(p, len) &&
                     ingest_line(g->d, INGEST_DGRAM, p, len, &msg, &err) == INGEST_OP)
-                        handle_op(g->d, &msg);
+                        handle_op(g->d, &msg, pid);
                 if (!nl)
                         break;
                 p = nl + 1;
                 n -= len + 1;
         }
+}
+
+static void reject(struct dgram *g, enum proto_reason why, const char *detail)
+{
+        struct proto_error err = {.reason = why};
+
+        snprintf(err.detail, sizeof(err.detail), "%s", detail);
+        ingest_reject(g->d, INGEST_DGRAM, &err);
+}
+
+static void read_meta(struct msghdr *h, struct dgram_meta *m)
+{
+        memset(m, 0, sizeof(*m));
+        m->truncated = (h->msg_flags & MSG_CTRUNC) != 0;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) {
+                if (c->cmsg_level != SOL_SOCKET)
+                        continue;
+                if (c->cmsg_type == SCM_CREDENTIALS &&
+                    c->cmsg_len >= CMSG_LEN(sizeof(struct ucred))) {
+                        struct ucred uc;
+                        memcpy(&uc, CMSG_DATA(c), sizeof(uc));
+                        m->pid = uc.pid;
+                } else if (c->cmsg_type == SCM_RIGHTS) {
+                        size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                        for (size_t i = 0; i < n; i++) {
+                                int fd;
+                                memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+                                if (m->nfds < DGRAM_MAX_FDS)
+                                        m->fds[m->nfds++] = fd;
+                                else
+                                        close(fd);
+                        }
+                }
+        }
+}
+
+/* A sealed memfd stands in for a datagram too large to send (see
+ * proto/PROTOCOL.md). Its content is handled like a datagram's. */
+static void handle_memfd(struct dgram *g, int fd, pid_t pid)
+{
+        struct stat st;
+        void *p;
+        int seals = fcntl(fd, F_GET_SEALS);
+
+        if (seals < 0 || (seals & MEMFD_SEALS) != MEMFD_SEALS) {
+                reject(g, PROTO_E_BAD_VALUE, "passed file is not a sealed memfd");
+                return;
+        }
+        if (fstat(fd, &st) < 0 || st.st_size <= 0) {
+                reject(g, PROTO_E_BAD_VALUE, "passed memfd is empty");
+                return;
+        }
+        if ((uint64_t)st.st_size > g->d->cfg.max_datagram_bytes) {
+                g->d->stats.dgram_truncated++;
+                reject(g, PROTO_E_OVERSIZE, "memfd larger than max_datagram_bytes");
+                return;
+        }
+        p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED) {
+                reject(g, PROTO_E_BAD_VALUE, "passed memfd cannot be read");
+                return;
+        }
+        g->d->stats.dgram_memfd++;
+        handle_datagram(g, p, (size_t)st.st_size, pid);
+        munmap(p, (size_t)st.st_size);
+}
+
+static void handle_one(struct dgram *g, struct mmsghdr *mm, const char *data)
+{
+        struct dgram_meta m;
+        size_t len = mm->msg_len;
+
+        read_meta(&mm->msg_hdr, &m);
+        g->d->stats.dgram_received++;
+        if (m.truncated || m.nfds > 1 || (m.nfds == 1 && len > 0)) {
+                reject(g, PROTO_E_BAD_VALUE, "unexpected file descriptors with a datagram");
+        } else if ((mm->msg_hdr.msg_flags & MSG_TRUNC) || len >= g->slot) {
+                char detail[96];
+                snprintf(detail, sizeof(detail), "datagram larger than max_datagram_bytes (%zu)",
+                         g->slot - 1);
+                g->d->stats.dgram_truncated++;
+                reject(g, PROTO_E_OVERSIZE, detail);
+        } else if (m.nfds == 1) {
+                handle_memfd(g, m.fds[0], m.pid);
+        } else {
+                handle_datagram(g, data, len, m.pid);
+        }
+        for (int i = 0; i < m.nfds; i++)
+                close(m.fds[i]);
 }
 
 /* Read up to max datagrams; returns how many, or 0 when none waited. */
@@ -78,13 +184,16 @@ static unsigned read_burst(struct dgram *g, unsigned max)
                 int n;
 
                 for (unsigned i = 0; i < want; i++) {
+                        struct msghdr *h = &g->msgs[i].msg_hdr;
                         g->iov[i].iov_base = g->bufs + (size_t)i * g->slot;
                         g->iov[i].iov_len = g->slot;
-                        memset(&g->msgs[i].msg_hdr, 0, sizeof(g->msgs[i].msg_hdr));
-                        g->msgs[i].msg_hdr.msg_iov = &g->iov[i];
-                        g->msgs[i].msg_hdr.msg_iovlen = 1;
+                        memset(h, 0, sizeof(*h));
+                        h->msg_iov = &g->iov[i];
+                        h->msg_iovlen = 1;
+                        h->msg_control = g->cmsg[i].buf;
+                        h->msg_controllen = sizeof(g->cmsg[i].buf);
                 }
-                n = recvmmsg(g->fd, g->msgs, want, MSG_DONTWAIT, NULL);
+                n = recvmmsg(g->fd, g->msgs, want, MSG_DONTWAIT | MSG_CMSG_CLOEXEC, NULL);
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -93,20 +202,8 @@ static unsigned read_burst(struct dgram *g, unsigned max)
                                             strerror(errno));
                         break;
                 }
-                for (int i = 0; i < n; i++) {
-                        size_t len = g->msgs[i].msg_len;
-                        g->d->stats.dgram_received++;
-                        if ((g->msgs[i].msg_hdr.msg_flags & MSG_TRUNC) || len >= g->slot) {
-                                struct proto_error err = {.reason = PROTO_E_OVERSIZE};
-                                snprintf(err.detail, sizeof(err.detail),
-                                         "datagram larger than max_datagram_bytes (%zu)",
-                                         g->slot - 1);
-                                g->d->stats.dgram_truncated++;
-                                ingest_reject(g->d, INGEST_DGRAM, &err);
-                                continue;
-                        }
-                        handle_datagram(g, g->iov[i].iov_base, len);
-                }
+                for (int i = 0; i < n; i++)
+                        handle_one(g, &g->msgs[i], g->iov[i].iov_base);
                 /* Go round again even after a short read: senders blocked
                  * on the short kernel queue refill it while we parse,
                  * and another recvmmsg is far cheaper than a trip
@@ -151,6 +248,13 @@ int dgram_open(struct daemon *d)
                 goto fail;
         }
         g->fd = r;
+        /* The sender's pid for client_dropped reports. */
+        r = setsockopt(g->fd, SOL_SOCKET, SO_PASSCRED, &(int){1}, sizeof(int));
+        if (r < 0) {
+                r = -errno;
+                log_err("events socket: SO_PASSCRED: %s", strerror(errno));
+                goto fail;
+        }
         r = uv_poll_init(d->loop, &g->poll, g->fd);
         if (r < 0) {
                 log_err("events socket: %s", uv_strerror(r));

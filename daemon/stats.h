@@ -36,7 +36,8 @@ struct stats {
         uint64_t retries;          /* resends of a batch */
         uint64_t splits;           /* batches split after a 413 */
         uint64_t dgram_received;   /* datagrams read */
-        uint64_t dgram_truncated;  /* datagrams over max_message_bytes */
+        uint64_t dgram_truncated;  /* datagrams over max_datagram_bytes */
+        uint64_t dgram_memfd;      /* datagrams passed as sealed memfds */
         uint64_t conn_accepted;
         uint64_t conn_refused;     /* over max_connections */
         uint64_t conn_slow_closed; /* unread replies over max_reply_bytes */

@@ -39,6 +39,7 @@ enum field {
         F_EVENT_ID,
         F_TIMEOUT_MS,
         F_USER_ID_SIG,
+        F_DROP_COUNT,
         F_COUNT,
         F_UNKNOWN = F_COUNT,
 };
@@ -56,6 +57,7 @@ static const char *const field_names[F_COUNT] = {
         [F_EVENT_ID] = "event_id",
         [F_TIMEOUT_MS] = "timeout_ms",
         [F_USER_ID_SIG] = "user_id_sig",
+        [F_DROP_COUNT] = "count",
 };
 
 static const struct {
@@ -69,6 +71,7 @@ static const struct {
         {"set_user", PROTO_OP_SET_USER,
          BIT(F_OP) | BIT(F_USER_ID) | BIT(F_USER_ID_SIG)},
         {"reset_session", PROTO_OP_RESET_SESSION, BIT(F_OP)},
+        {"client_dropped", PROTO_OP_CLIENT_DROPPED, BIT(F_OP) | BIT(F_DROP_COUNT)},
 };
 
 #define TRACK_FIELDS                                                           \
@@ -469,6 +472,7 @@ static int parse_op(json_t *root, json_t *opv, struct proto_msg *msg,
         const char *name;
         size_t k;
         int64_t timeout = PROTO_FLUSH_TIMEOUT_MS;
+        json_int_t count = 0;
         int r;
 
         if (!json_is_string(opv))
@@ -498,6 +502,19 @@ static int parse_op(json_t *root, json_t *opv, struct proto_msg *msg,
                                     "timeout_ms must be 0-%d",
                                     PROTO_FLUSH_TIMEOUT_MAX_MS);
         }
+        if (ops[k].op == PROTO_OP_CLIENT_DROPPED) {
+                if (!slots[F_DROP_COUNT])
+                        return fail(err, PROTO_E_MISSING_FIELD,
+                                    "missing field \"count\"");
+                if (!json_is_integer(slots[F_DROP_COUNT]))
+                        return fail(err, PROTO_E_WRONG_TYPE,
+                                    "field \"count\" must be an integer");
+                count = json_integer_value(slots[F_DROP_COUNT]);
+                if (count < 1 || count > PROTO_DROP_COUNT_MAX)
+                        return fail(err, PROTO_E_BAD_VALUE,
+                                    "count must be 1-%lld",
+                                    (long long)PROTO_DROP_COUNT_MAX);
+        }
         if (ops[k].op == PROTO_OP_SET_USER) {
                 r = check_required_string(slots[F_USER_ID], F_USER_ID,
                                           PROTO_USER_ID_MAX, err);
@@ -515,6 +532,7 @@ static int parse_op(json_t *root, json_t *opv, struct proto_msg *msg,
         msg->kind = PROTO_MSG_OP;
         msg->op = ops[k].op;
         msg->timeout_ms = ops[k].op == PROTO_OP_FLUSH ? timeout : 0;
+        msg->count = (uint64_t)count;
         msg->user_id[0] = '\0';
         msg->user_id_sig[0] = '\0';
         msg->has_sig = false;
@@ -662,6 +680,7 @@ static int parse_event(json_t *root, json_t *typev, int64_t now_ms,
         msg->kind = PROTO_MSG_EVENT;
         msg->op = 0;
         msg->timeout_ms = 0;
+        msg->count = 0;
         msg->user_id[0] = '\0';
         msg->user_id_sig[0] = '\0';
         msg->has_sig = false;

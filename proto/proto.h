@@ -32,6 +32,7 @@
 #define PROTO_BATCH_MAX_BYTES 1048576 /* upstream limit, uncompressed */
 #define PROTO_FLUSH_TIMEOUT_MS 30000  /* default timeout_ms of op flush */
 #define PROTO_FLUSH_TIMEOUT_MAX_MS 3600000
+#define PROTO_DROP_COUNT_MAX 9007199254740991LL /* 2^53 - 1 */
 
 /* ---- a growable byte buffer ---- */
 struct proto_buf {
@@ -109,12 +110,14 @@ enum proto_op {
         PROTO_OP_FLUSH,
         PROTO_OP_SET_USER,
         PROTO_OP_RESET_SESSION,
+        PROTO_OP_CLIENT_DROPPED, /* a client reports events it had to drop */
 };
 
 struct proto_msg {
         enum proto_kind kind;
         enum proto_op op;         /* PROTO_MSG_OP */
         int64_t timeout_ms;       /* PROTO_OP_FLUSH */
+        uint64_t count;           /* PROTO_OP_CLIENT_DROPPED */
         char user_id[PROTO_USER_ID_MAX + 1];         /* PROTO_OP_SET_USER */
         char user_id_sig[PROTO_USER_ID_SIG_MAX + 1]; /* "" when absent */
         bool has_sig;

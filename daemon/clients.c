@@ -1,0 +1,57 @@
+/* clients.c - the per-process table behind stats' "clients": bounded
+ * to CLIENTS_MAX entries, least recently reporting one evicted (and
+ * counted). The pid comes from socket credentials, never from a
+ * message, so a client cannot speak for another process. */
+#include "clients.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static void read_comm(pid_t pid, char *out, size_t outlen)
+{
+        char path[64];
+        ssize_t n;
+        int fd;
+
+        out[0] = '\0';
+        snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return;
+        n = read(fd, out, outlen - 1);
+        close(fd);
+        if (n <= 0) {
+                out[0] = '\0';
+                return;
+        }
+        out[n] = '\0';
+        out[strcspn(out, "\n")] = '\0';
+}
+
+void clients_dropped(struct clients *c, pid_t pid, uint64_t n, uint64_t now_ms)
+{
+        struct client_entry *slot = NULL, *oldest = &c->e[0];
+
+        for (size_t i = 0; i < CLIENTS_MAX; i++) {
+                struct client_entry *e = &c->e[i];
+                if (e->last_ms != 0 && e->pid == pid) {
+                        slot = e;
+                        break;
+                }
+                if (e->last_ms < oldest->last_ms)
+                        oldest = e;
+        }
+        if (!slot) {
+                slot = oldest;
+                if (slot->last_ms != 0)
+                        c->evicted++;
+                memset(slot, 0, sizeof(*slot));
+                slot->pid = pid;
+                if (pid > 0)
+                        read_comm(pid, slot->comm, sizeof(slot->comm));
+        }
+        slot->dropped += n;
+        slot->last_ms = now_ms ? now_ms : 1;
+}

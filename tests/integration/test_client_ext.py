@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""The client-side extensions of the local protocol (proto/PROTOCOL.md):
+client_dropped reports (per sending process, pid from the socket's
+credentials) and sealed memfds for datagrams too large to send."""
+
+import fcntl
+import json
+import os
+import socket
+import sys
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                '..', 'lib'))
+
+from harness import SegopsTestCase, event_id, make_event  # noqa: E402
+
+SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
+
+
+def memfd_with(data, seals=SEALS):
+    fd = os.memfd_create('segops-test', os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    os.write(fd, data)
+    if seals:
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
+    return fd
+
+
+class ClientDropped(SegopsTestCase):
+
+    def test_reported_on_datagram_per_process(self):
+        d = self.start_daemon()
+        d.send_dgram('{"op":"client_dropped","count":5}\n' +
+                     json.dumps(make_event(0)) + '\n')
+        d.send_dgram('{"op":"client_dropped","count":2}\n')
+        st = d.wait_for_stats(lambda s: s['client_dropped'] == 7, 5)
+        mine = [c for c in st['clients'] if c['pid'] == os.getpid()]
+        self.assertEqual(len(mine), 1, st['clients'])
+        self.assertEqual(mine[0]['dropped'], 7)
+        self.assertEqual(mine[0]['comm'], open('/proc/self/comm').read().strip())
+        self.assertEqual(d.flush(), {'ok': True, 'flushed': 1})
+        self.assertEqual(set(self.upstream.events), {event_id(0)})
+        # Ops are not events: received counts the event only.
+        self.assertEqual((st['received'], st['accepted']), (1, 1))
+
+    def test_reported_on_stream(self):
+        d = self.start_daemon()
+        replies = d.control([{'op': 'client_dropped', 'count': 3}])
+        self.assertEqual(replies, [{'ok': True}])
+        st = d.stats()
+        self.assertEqual(st['client_dropped'], 3)
+        self.assertEqual([c['dropped'] for c in st['clients']
+                          if c['pid'] == os.getpid()], [3])
+
+    def test_bad_reports_are_rejected(self):
+        d = self.start_daemon()
+        bad = ['{"op":"client_dropped"}',
+               '{"op":"client_dropped","count":0}',
+               '{"op":"client_dropped","count":-1}',
+               '{"op":"client_dropped","count":"5"}',
+               '{"op":"client_dropped","count":1,"pid":1}',
+               '{"op":"client_dropped","count":9007199254740992}']
+        replies = d.control(bad)
+        self.assertEqual([r['error'] for r in replies],
+                         ['missing_field', 'bad_value', 'bad_value',
+                          'wrong_type', 'unknown_field', 'bad_value'])
+        self.assertEqual(d.stats()['client_dropped'], 0)
+
+
+class Memfd(SegopsTestCase):
+
+    def send_fds(self, d, fds, payload=b''):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.connect(d.events_socket)
+            socket.send_fds(s, [payload], fds)
+
+    def test_large_message_via_memfd(self):
+        d = self.start_daemon(listen__max_message_bytes='1M',
+                              listen__max_datagram_bytes='2M',
+                              batch__max_batch_bytes='1M')
+        big = make_event(1, payload={'blob': 'y' * 900000})
+        small = make_event(2)
+        fd = memfd_with((json.dumps(big) + '\n' + json.dumps(small) + '\n').encode())
+        try:
+            self.send_fds(d, [fd])
+        finally:
+            os.close(fd)
+        self.assertEqual(d.flush(timeout_ms=15000)['ok'], True)
+        self.assertEqual(set(self.upstream.events), {event_id(1), event_id(2)})
+        self.assertEqual(self.upstream.events[event_id(1)]['payload'],
+                         big['payload'])
+        st = d.stats()
+        self.assertEqual(st['ingest']['memfds'], 1)
+        self.assertEqual(st['rejected'], {})
+        self.assertNoViolations()
+
+    def test_unsealed_or_oversize_or_extra_fds_rejected(self):
+        d = self.start_daemon(listen__max_message_bytes='1024',
+                              listen__max_datagram_bytes='4096')
+        line = (json.dumps(make_event(3)) + '\n').encode()
+        unsealed = memfd_with(line, seals=0)
+        oversize = memfd_with(line * 100)
+        a, b = memfd_with(line), memfd_with(line)
+        empty = memfd_with(b'')
+        try:
+            self.send_fds(d, [unsealed])
+            self.send_fds(d, [oversize])
+            self.send_fds(d, [a, b])
+            self.send_fds(d, [a], payload=line)
+            self.send_fds(d, [empty])
+            r, w = os.pipe()
+            pipe_name = 'pipe:[%d]' % os.fstat(r).st_ino
+            self.send_fds(d, [r])
+            os.close(r)
+            os.close(w)
+            d.send_dgram(line.decode())
+        finally:
+            for fd in (unsealed, oversize, a, b, empty):
+                os.close(fd)
+        self.assertEqual(d.flush(), {'ok': True, 'flushed': 1})
+        st = d.stats()
+        self.assertEqual(st['rejected'], {'bad_value': 5, 'oversize': 1})
+        self.assertEqual(set(self.upstream.events), {event_id(3)})
+        # Every passed descriptor was closed by the daemon.
+        fds = os.listdir('/proc/%d/fd' % d.proc.pid)
+        targets = [os.readlink('/proc/%d/fd/%s' % (d.proc.pid, f)) for f in fds]
+        self.assertEqual([t for t in targets if 'memfd' in t or t == pipe_name],
+                         [], targets)
+
+
+if __name__ == '__main__':
+    unittest.main()
