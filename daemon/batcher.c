@@ -47,6 +47,8 @@ struct batch {
         uint32_t n;
         struct batch_ev *evs;
         unsigned attempts;       /* sends so far */
+        uint64_t token_gen;      /* pk_: the session token it was sent with */
+        bool reminted;           /* pk_: already resent once after a 401 */
         uint64_t not_before;     /* loop ms */
         size_t charged;          /* bytes in the memory account */
         uv_work_t work;
@@ -301,11 +303,11 @@ static bool cut_due(struct batcher *b)
 
 static void on_response(void *ud, const struct fwd_result *res);
 
-static void send_batch(struct batcher *b, struct batch *x)
+static void send_batch(struct batcher *b, struct batch *x, const char *bearer, uint64_t gen)
 {
         struct fwd_post p = {
                 .path = EVENTS_PATH,
-                .bearer = b->d->api_key ? b->d->api_key : "",
+                .bearer = bearer ? bearer : "",
                 .idempotency_key = x->id,
                 .gzip = x->gz.len > 0,
                 .body = x->gz.len ? x->gz.data : x->body.data,
@@ -322,6 +324,7 @@ static void send_batch(struct batcher *b, struct batch *x)
         if (x->attempts > 0)
                 b->d->stats.retries++;
         x->attempts++;
+        x->token_gen = gen;
         x->state = BATCH_IN_FLIGHT;
 }
 
@@ -422,9 +425,28 @@ static void note_failure(struct batcher *b, const struct fwd_result *res)
 static void on_auth_failure(struct batcher *b, struct batch *x, const struct fwd_result *res)
 {
         const char *prev = b->state;
+        struct session *s = &b->d->session;
+
+        if (session_enabled(s) && res->status == 401) {
+                /* The token expired or was revoked: forget it; a new one
+                 * is minted and this batch resent once, at once. */
+                session_rejected(s, x->token_gen);
+                if (!x->reminted) {
+                        x->reminted = true;
+                        x->state = BATCH_READY;
+                        x->not_before = 0;
+                        return;
+                }
+        }
 
         set_state(b, "auth_error");
-        if (prev != b->state)
+        if (prev != b->state && session_enabled(s))
+                log_err("upstream refused a fresh session token with HTTP %ld (%s): events are "
+                        "kept and retried with backoff; check the pk_ key %s and the identity",
+                        res->status, res->status == 401 ? "rejected right after a mint"
+                                                        : "the session lacks permission",
+                        b->d->key_redacted);
+        else if (prev != b->state)
                 log_err("upstream refused the API key %s with HTTP %ld (%s): events are kept and "
                         "retried with backoff; fix the key (api_key_file or the api_key "
                         "credential) and restart segopsd",
@@ -578,11 +600,13 @@ static void on_interval(uv_timer_t *t)
         pump(b);
 }
 
-static void arm_wake(struct batcher *b, uint64_t now)
+/* Wake for the next due batch, unless sending waits for a session
+ * token (the session kicks us then), and for the next flush deadline. */
+static void arm_wake(struct batcher *b, uint64_t now, bool can_send)
 {
         uint64_t next = UINT64_MAX;
 
-        for (const struct batch *x = b->batches; x; x = x->next) {
+        for (const struct batch *x = b->batches; x && can_send; x = x->next) {
                 if (x->state != BATCH_READY)
                         continue;
                 uint64_t t = x->not_before > b->paused_until ? x->not_before : b->paused_until;
@@ -599,10 +623,29 @@ static void arm_wake(struct batcher *b, uint64_t now)
         uv_timer_start(&b->wake, on_wake, next > now ? next - now : 0, 0);
 }
 
-static void pump(struct batcher *b)
+/* Send every batch that is due, if a bearer is at hand (a pk_ session
+ * may still be minting: then the batches wait, and the session kicks
+ * us when its token arrives). */
+static bool dispatch(struct batcher *b, uint64_t now)
 {
         const struct cfg *c = cfg_of(b);
         struct fwd *f = &b->d->fwd;
+        const char *bearer = NULL;
+        uint64_t gen = 0;
+
+        for (struct batch *x = b->batches; x && f->in_flight < c->max_in_flight; x = x->next) {
+                if (x->state != BATCH_READY || now < x->not_before)
+                        continue;
+                if (!bearer && !(bearer = session_token(&b->d->session, &gen)))
+                        return false;
+                send_batch(b, x, bearer, gen);
+        }
+        return true;
+}
+
+static void pump(struct batcher *b)
+{
+        const struct cfg *c = cfg_of(b);
         uint64_t now = uv_now(b->d->loop);
 
         if (b->closing)
@@ -613,14 +656,12 @@ static void pump(struct batcher *b)
         if (!b->d->queue.head)
                 b->interval_due = false;
 
-        if (now >= b->paused_until) {
-                for (struct batch *x = b->batches; x && f->in_flight < c->max_in_flight;
-                     x = x->next)
-                        if (x->state == BATCH_READY && now >= x->not_before)
-                                send_batch(b, x);
-        }
+        bool can_send = true;
+
+        if (now >= b->paused_until)
+                can_send = dispatch(b, now);
         check_waiters(b, now);
-        arm_wake(b, now);
+        arm_wake(b, now, can_send);
 }
 
 /* ---- public ---- */

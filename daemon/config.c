@@ -98,6 +98,9 @@ static const struct cfg_key cfg_keys[] = {
         KDBL("upstream", "backoff_initial", backoff_initial, 0, true, 3600),
         KDBL("upstream", "backoff_max", backoff_max, 0, true, 86400),
         KDBL("upstream", "retry_after_max", retry_after_max, 0, false, 86400),
+        KDBL("upstream", "user_context_timeout", user_context_timeout, 0, true, 300),
+        KUNS("upstream", "user_context_max_output", user_context_max_output, T_SIZE, 256,
+             MIB),
 
         KUNS("batch", "batch_size", batch_size, T_UINT, 1, 500),
         KDBL("batch", "flush_interval", flush_interval, 0, true, 3600),
@@ -256,6 +259,8 @@ void cfg_defaults(struct cfg *c)
         c->backoff_initial = 0.5;
         c->backoff_max = 60;
         c->retry_after_max = 300;
+        c->user_context_timeout = 5;
+        c->user_context_max_output = 64 * KIB;
 
         c->batch_size = 20;
         c->flush_interval = 5.0;

@@ -34,6 +34,8 @@ struct cfg {
         double backoff_initial;     /* seconds, default 0.5 */
         double backoff_max;         /* seconds, default 60 */
         double retry_after_max;     /* seconds, default 300 */
+        double user_context_timeout;   /* seconds the command may run, default 5 */
+        size_t user_context_max_output;/* bytes of its stdout, default 64K */
 
         /* [batch] */
         unsigned batch_size;        /* 1..500, default 20 */

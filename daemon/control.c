@@ -19,10 +19,10 @@ bool ctl_quiet_op(struct daemon *d, const struct proto_msg *msg, pid_t pid)
                 snprintf(d->user_id, sizeof(d->user_id), "%s", msg->user_id);
                 snprintf(d->user_id_sig, sizeof(d->user_id_sig), "%s",
                          msg->has_sig ? msg->user_id_sig : "");
+                session_identity_changed(&d->session);
                 return true;
         case PROTO_OP_RESET_SESSION:
-                /* A no-op until the pk_ session exists; sk_ keys have no
-                 * session to reset. */
+                session_reset(&d->session); /* no-op for sk_ keys */
                 return true;
         case PROTO_OP_CLIENT_DROPPED:
                 d->stats.client_dropped += msg->count;
@@ -86,7 +86,7 @@ static json_t *stats_json(struct daemon *d)
         return json_pack(
                 "{s:b s:s s:I s:I s:I s:I s:o s:o s:I s:o s:I s:I s:I s:I s:I s:I s:I s:I s:I s:I"
                 " s:{s:s s:I s:s}"
-                " s:{s:b}"
+                " s:o"
                 " s:{s:I s:I s:I s:I s:I s:I s:I}"
                 " s:I s:I}",
                 "ok", 1, "version", SEGOPS_VERSION,
@@ -110,7 +110,7 @@ static json_t *stats_json(struct daemon *d)
                 "upstream", "state", d->batcher.state,
                 "last_status", (json_int_t)d->batcher.last_status,
                 "last_error", d->batcher.last_error,
-                "session", "enabled", 0,
+                "session", session_stats(&d->session),
                 "ingest", "datagrams", (json_int_t)s->dgram_received,
                 "datagrams_oversize", (json_int_t)s->dgram_truncated,
                 "memfds", (json_int_t)s->dgram_memfd,

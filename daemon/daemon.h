@@ -18,6 +18,7 @@
 #include "config.h"
 #include "forward.h"
 #include "queue.h"
+#include "session.h"
 #include "stats.h"
 
 struct dgram;
@@ -39,6 +40,7 @@ struct daemon {
         struct queue queue;
         struct batcher batcher;
         struct fwd fwd;
+        struct session session;   /* pk_ token; disabled for sk_ */
         struct dgram *dgram;
         struct conn_server *conns;
 };

@@ -64,6 +64,7 @@ static void finish_stop(struct runtime *rt)
         uint64_t lost;
 
         lost = batcher_close(&d->batcher);
+        session_close(&d->session);
         if (lost)
                 log_err("%llu events could not be delivered before stop_timeout and are lost "
                         "(no spool_dir: memory-only mode)", (unsigned long long)lost);
@@ -153,9 +154,6 @@ static int load_config(struct daemon *d, const char *path, bool quiet)
         if (d->cfg.spool_dir)
                 fprintf(stderr, "segopsd: warning: %s: spool_dir is not supported yet; running "
                         "memory-only\n", path);
-        if (d->api_key && strncmp(d->api_key, "pk_", 3) == 0)
-                fprintf(stderr, "segopsd: warning: pk_ keys need the session handshake, which "
-                        "this version does not do yet; use an sk_ key\n");
         return 0;
 }
 
@@ -191,6 +189,7 @@ static int run(struct runtime *rt)
                 return r;
         }
         batcher_init(&d->batcher, d);
+        session_init(&d->session, d);
         uv_timer_init(d->loop, &rt->stop_timer);
         rt->stop_timer.data = rt;
         start_watchdog(rt);

@@ -651,9 +651,6 @@ class FlushTests(SegopsTestCase):
 class PublicKeySessionTests(SegopsTestCase):
     api_key = 'pk_test_0123456789abcdef'
 
-    @unittest.skip('pk_ session handshake not implemented yet (main.c: '
-                   '"pk_ keys need the session handshake, which this '
-                   'version does not do yet")')
     def test_pk_key_mints_a_session(self):
         d = self.start_daemon()
         d.control([{'op': 'set_user', 'user_id': 'app-user'}])

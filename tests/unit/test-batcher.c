@@ -46,11 +46,13 @@ static void setup(struct fixture *fx, unsigned batch_size, size_t max_batch_byte
 
         ck_assert_int_eq(fwd_init(&fx->d.fwd, &fx->loop, &fx->d.cfg), 0);
         ck_assert_int_eq(batcher_init(&fx->d.batcher, &fx->d), 0);
+        session_init(&fx->d.session, &fx->d);
 }
 
 static void teardown(struct fixture *fx)
 {
         batcher_close(&fx->d.batcher);
+        session_close(&fx->d.session);
         uv_run(&fx->loop, UV_RUN_DEFAULT);
         ck_assert_int_eq(uv_loop_close(&fx->loop), 0);
         fflush(stdout);
@@ -262,6 +264,7 @@ START_TEST(test_close_counts_what_is_left)
                 push(&fx, i);
         /* teardown closes with 4 events still queued */
         batcher_close(&fx.d.batcher);
+        session_close(&fx.d.session);
         ck_assert_uint_eq(fx.d.stats.dropped[DROP_SHUTDOWN], 4);
         uv_run(&fx.loop, UV_RUN_DEFAULT);
         ck_assert_int_eq(uv_loop_close(&fx.loop), 0);

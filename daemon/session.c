@@ -1,0 +1,364 @@
+/* session.c - mints, caches and renews the pk_ session token.
+ *
+ * States: IDLE -> (IDENTIFYING ->) MINTING -> READY, and WAITING after a
+ * failure (backoff with full jitter, or the upstream's Retry-After).
+ * Every transition that blocks delivery is logged once, with what the
+ * operator should do. The batcher asks session_token() before each
+ * events request; nothing here blocks: the identity command runs
+ * through usercmd.c and the mint through the same curl multi handle as
+ * the events (forward.c).
+ */
+#include "session.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon.h"
+#include "log.h"
+#include "rng.h"
+#include "usercmd.h"
+
+#define SESSION_PATH "/api/auth/session/"
+#define FRESH_MARGIN_MS 60000 /* re-mint when less than this remains... */
+                              /* ...or half the lifetime, if shorter */
+#define TOKEN_MAX 4096        /* longest token accepted */
+
+static const char *state_name(enum session_state st)
+{
+        switch (st) {
+        case SESSION_DISABLED: return "disabled";
+        case SESSION_IDLE: return "idle";
+        case SESSION_IDENTIFYING: return "identifying";
+        case SESSION_MINTING: return "minting";
+        case SESSION_READY: return "ready";
+        case SESSION_WAITING: return "backing_off";
+        case SESSION_NO_IDENTITY: return "no_identity";
+        }
+        return "unknown";
+}
+
+static uint64_t now(const struct session *s)
+{
+        return uv_now(s->d->loop);
+}
+
+/* Log a problem once per change of problem, not once per attempt. */
+static void tell(struct session *s, const char *problem, int prio, const char *text)
+{
+        if (s->logged == problem)
+                return;
+        s->logged = problem;
+        log_msg(prio, "%s", text);
+}
+
+static void drop_token(struct session *s)
+{
+        if (s->token) {
+                explicit_bzero(s->token, strlen(s->token));
+                free(s->token);
+                s->token = NULL;
+        }
+}
+
+void session_init(struct session *s, struct daemon *d)
+{
+        memset(s, 0, sizeof(*s));
+        s->d = d;
+        uv_timer_init(d->loop, &s->retry);
+        s->retry.data = s;
+        if (d->api_key && strncmp(d->api_key, "pk_", 3) == 0 && !d->fwd.stdout_mode)
+                s->state = SESSION_IDLE;
+        else
+                s->state = SESSION_DISABLED;
+}
+
+bool session_enabled(const struct session *s)
+{
+        return s->state != SESSION_DISABLED;
+}
+
+static bool fresh(const struct session *s)
+{
+        uint64_t lifetime = s->expires_at - s->minted_at;
+        uint64_t margin = lifetime / 2 < FRESH_MARGIN_MS ? lifetime / 2 : FRESH_MARGIN_MS;
+
+        return s->token && now(s) + margin < s->expires_at;
+}
+
+static void on_retry(uv_timer_t *t)
+{
+        struct session *s = t->data;
+
+        /* The batcher asks for a token again, which starts the mint. */
+        batcher_kick(&s->d->batcher);
+}
+
+static void back_off(struct session *s, double retry_after)
+{
+        const struct cfg *c = &s->d->cfg;
+        uint64_t delay;
+
+        s->attempts++;
+        s->mint_failures++;
+        if (retry_after >= 0) {
+                double secs = retry_after < c->retry_after_max ? retry_after : c->retry_after_max;
+                delay = (uint64_t)(secs * 1000.0);
+        } else {
+                double cap = c->backoff_initial *
+                             ldexp(1.0, s->attempts > 30 ? 30 : (int)s->attempts - 1);
+                if (cap > c->backoff_max)
+                        cap = c->backoff_max;
+                delay = (uint64_t)(rng_unit() * cap * 1000.0);
+        }
+        s->state = SESSION_WAITING;
+        s->not_before = now(s) + delay;
+        uv_timer_start(&s->retry, on_retry, delay ? delay : 1, 0);
+}
+
+static int take_token(struct session *s, const struct fwd_result *res)
+{
+        json_t *j = json_loadb(res->body, res->body_len, 0, NULL);
+        json_t *tok = json_object_get(j, "token"), *exp = json_object_get(j, "expires_in");
+        double secs = json_is_number(exp) ? json_number_value(exp) : -1;
+        int r = -EINVAL;
+
+        if (!json_is_string(tok) || json_string_length(tok) == 0 ||
+            json_string_length(tok) > TOKEN_MAX || !(secs > 0 && secs < 1e7))
+                goto out;
+        /* A token goes into a header: refuse anything that could split it. */
+        for (const char *p = json_string_value(tok); *p; p++)
+                if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e)
+                        goto out;
+        drop_token(s);
+        s->token = strdup(json_string_value(tok));
+        if (!s->token) {
+                r = -ENOMEM;
+                goto out;
+        }
+        s->generation++;
+        s->minted_at = now(s);
+        s->expires_at = s->minted_at + (uint64_t)(secs * 1000.0);
+        r = 0;
+out:
+        json_decref(j);
+        return r;
+}
+
+static void on_mint(void *ud, const struct fwd_result *res)
+{
+        struct session *s = ud;
+        long st = res->status;
+        char msg[512];
+
+        proto_buf_free(&s->body);
+        if (s->state != SESSION_MINTING)
+                return; /* closed meanwhile */
+        s->last_status = st;
+        if (st == 200) {
+                if (take_token(s, res) == 0) {
+                        s->state = SESSION_READY;
+                        s->attempts = 0;
+                        s->mints++;
+                        s->last_error[0] = '\0';
+                        if (s->logged)
+                                log_info("pk_ session minted for user '%s'; sending resumes",
+                                         s->user_id);
+                        s->logged = NULL;
+                        batcher_kick(&s->d->batcher);
+                        return;
+                }
+                snprintf(s->last_error, sizeof(s->last_error),
+                         "session answer lacks a usable token/expires_in");
+                tell(s, "mint_body", LOG_ERR, "the upstream's session answer has no usable "
+                     "token and expires_in; events are kept, retrying with backoff");
+                back_off(s, -1);
+                return;
+        }
+        if (st == 400 || st == 401 || st == 403) {
+                snprintf(s->last_error, sizeof(s->last_error), "session mint: HTTP %ld", st);
+                snprintf(msg, sizeof(msg),
+                         "minting a session for user '%s' with key %s failed with HTTP %ld: %s. "
+                         "Events are kept and minting is retried with backoff",
+                         s->user_id, s->d->key_redacted, st,
+                         st == 401 ? "the pk_ key is unknown or revoked; fix api_key_file"
+                         : st == 403 ? "the user_id_sig is missing or wrong; sign the user id "
+                                       "with 'segopsctl sign-user-id' and send set_user with it"
+                                     : "the upstream found the request malformed; check the "
+                                       "identity sent with set_user or user_context_command");
+                tell(s, st == 401 ? "mint_401" : st == 403 ? "mint_403" : "mint_400", LOG_ERR, msg);
+                back_off(s, -1);
+                return;
+        }
+        if (res->curl_code)
+                snprintf(s->last_error, sizeof(s->last_error), "session mint: %s", res->error);
+        else
+                snprintf(s->last_error, sizeof(s->last_error), "session mint: HTTP %ld", st);
+        log_limited(LOG_WARNING, "mint_transient", "%s; retrying with backoff", s->last_error);
+        back_off(s, (st == 429 || st == 503) ? res->retry_after : -1);
+}
+
+static void mint(struct session *s, const char *user_id, const char *sig)
+{
+        struct fwd_post p = {.path = SESSION_PATH, .bearer = s->d->api_key};
+        int r;
+
+        snprintf(s->user_id, sizeof(s->user_id), "%s", user_id);
+        proto_buf_reset(&s->body);
+        r = proto_buf_append_str(&s->body, "{\"user_id\":");
+        if (r == 0)
+                r = proto_json_escape(&s->body, user_id, strlen(user_id));
+        if (r == 0 && sig[0]) {
+                r = proto_buf_append_str(&s->body, ",\"user_id_sig\":");
+                if (r == 0)
+                        r = proto_json_escape(&s->body, sig, strlen(sig));
+        }
+        if (r == 0)
+                r = proto_buf_append_str(&s->body, "}");
+        if (r == 0) {
+                p.body = s->body.data;
+                p.body_len = s->body.len;
+                s->state = SESSION_MINTING;
+                r = fwd_start(&s->d->fwd, &p, on_mint, s);
+        }
+        if (r < 0) {
+                proto_buf_free(&s->body);
+                snprintf(s->last_error, sizeof(s->last_error), "cannot start a mint: %s",
+                         strerror(-r));
+                back_off(s, -1);
+        }
+}
+
+static void on_identity(void *ud, const struct usercmd_result *res)
+{
+        struct session *s = ud;
+        char msg[512];
+
+        s->cmd = NULL;
+        if (res->error == 0) {
+                mint(s, res->user_id, res->user_id_sig);
+                return;
+        }
+        snprintf(s->last_error, sizeof(s->last_error), "user_context_command failed: %s",
+                 res->why);
+        snprintf(msg, sizeof(msg), "user_context_command failed: %s. pk_ events are kept; "
+                 "fix the command or send {\"op\":\"set_user\",...}", res->why);
+        tell(s, "usercmd", LOG_ERR, msg);
+        back_off(s, -1);
+}
+
+static void start(struct session *s)
+{
+        const struct cfg *c = &s->d->cfg;
+        char why[256];
+
+        if (s->d->user_id[0]) {
+                mint(s, s->d->user_id, s->d->user_id_sig);
+                return;
+        }
+        if (!c->user_context_command) {
+                s->state = SESSION_NO_IDENTITY;
+                snprintf(s->last_error, sizeof(s->last_error), "no identity for the pk_ session");
+                tell(s, "no_identity", LOG_WARNING,
+                     "pk_ key: events are kept until segopsd knows who is sending: send "
+                     "{\"op\":\"set_user\",\"user_id\":\"...\",\"user_id_sig\":\"...\"} on the "
+                     "control socket (segopsctl set-user), or set user_context_command");
+                return;
+        }
+        s->state = SESSION_IDENTIFYING;
+        if (usercmd_run(s->d->loop, c->user_context_command, c->user_context_timeout,
+                        c->user_context_max_output, on_identity, s, &s->cmd, why,
+                        sizeof(why)) < 0) {
+                snprintf(s->last_error, sizeof(s->last_error), "%s", why);
+                tell(s, "usercmd_spawn", LOG_ERR, why);
+                back_off(s, -1);
+        }
+}
+
+const char *session_token(struct session *s, uint64_t *generation)
+{
+        if (s->state == SESSION_DISABLED) {
+                *generation = 0;
+                return s->d->api_key ? s->d->api_key : ""; /* "": dry run */
+        }
+        if (s->state == SESSION_READY && fresh(s)) {
+                *generation = s->generation;
+                return s->token;
+        }
+        if (s->state == SESSION_READY) {
+                drop_token(s); /* about to expire: renew before use */
+                s->state = SESSION_IDLE;
+        }
+        if ((s->state == SESSION_IDLE || s->state == SESSION_NO_IDENTITY ||
+             s->state == SESSION_WAITING) && now(s) >= s->not_before)
+                start(s);
+        return NULL;
+}
+
+void session_rejected(struct session *s, uint64_t generation)
+{
+        if (s->state == SESSION_READY && generation == s->generation) {
+                s->invalidated++;
+                drop_token(s);
+                s->state = SESSION_IDLE;
+        }
+}
+
+void session_reset(struct session *s)
+{
+        if (s->state == SESSION_DISABLED)
+                return;
+        drop_token(s);
+        if (s->state == SESSION_READY || s->state == SESSION_NO_IDENTITY)
+                s->state = SESSION_IDLE;
+        batcher_kick(&s->d->batcher);
+}
+
+void session_identity_changed(struct session *s)
+{
+        if (s->state == SESSION_NO_IDENTITY) {
+                s->state = SESSION_IDLE;
+                batcher_kick(&s->d->batcher);
+        } else if (s->state == SESSION_WAITING && s->logged &&
+                   (!strcmp(s->logged, "mint_403") || !strcmp(s->logged, "mint_400"))) {
+                /* A new identity is worth trying now, not after backoff. */
+                s->not_before = 0;
+                batcher_kick(&s->d->batcher);
+        }
+}
+
+json_t *session_stats(const struct session *s)
+{
+        uint64_t t = now(s);
+        json_t *j = json_pack("{s:b s:s s:I s:I s:I s:I s:s}",
+                              "enabled", session_enabled(s), "state", state_name(s->state),
+                              "mints", (json_int_t)s->mints,
+                              "mint_failures", (json_int_t)s->mint_failures,
+                              "tokens_rejected", (json_int_t)s->invalidated,
+                              "last_status", (json_int_t)s->last_status,
+                              "last_error", s->last_error);
+
+        if (j && s->token) {
+                json_object_set_new(j, "token_age_s", json_real((double)(t - s->minted_at) / 1000.0));
+                json_object_set_new(j, "token_expires_in_s",
+                                    json_real(((double)s->expires_at - (double)t) / 1000.0));
+        }
+        if (j && session_enabled(s))
+                json_object_set_new(j, "identity_source",
+                                    json_string(s->d->user_id[0] ? "set_user"
+                                                : s->d->cfg.user_context_command ? "user_context_command"
+                                                                                 : "none"));
+        return j;
+}
+
+void session_close(struct session *s)
+{
+        usercmd_cancel(s->cmd);
+        s->cmd = NULL;
+        drop_token(s);
+        proto_buf_free(&s->body);
+        if (s->state != SESSION_DISABLED)
+                s->state = SESSION_IDLE;
+        uv_close((uv_handle_t *)&s->retry, NULL);
+}

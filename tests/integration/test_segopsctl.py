@@ -1,0 +1,361 @@
+#!/usr/bin/env python3
+"""Integration tests of segopsctl (issue 3 point 6, issue 4 point 5):
+every subcommand against a real segopsd and the MockUpstream, and the
+failure paths a person or a script meets — daemon not running, a socket
+they may not open, rejected lines, bad flags — with their exit codes
+(0 ok, 1 rejected/failed, 2 usage, 3 cannot connect, 4 no valid reply).
+
+Environment (set by meson): SEGOPSD, SEGOPSCTL.
+"""
+
+import json
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, '..', 'lib'))
+
+from harness import (SegopsTestCase, event_id, make_event, ndjson,  # noqa: E402
+                     sign_user_id)
+
+SCRUB = ('SEGOPS_SOCKET', 'SEGOPS_CONTROL_SOCKET', 'CREDENTIALS_DIRECTORY')
+
+
+def segopsctl_path():
+    path = os.environ.get('SEGOPSCTL')
+    if not path:
+        raise unittest.SkipTest('SEGOPSCTL is not set (run through meson test)')
+    return os.path.abspath(path)
+
+
+def run_ctl(*args, stdin=b'', env=None, timeout=30, prefix=()):
+    e = {k: v for k, v in os.environ.items() if k not in SCRUB}
+    e.update(env or {})
+    if isinstance(stdin, str):
+        stdin = stdin.encode('utf-8')
+    p = subprocess.run([*prefix, segopsctl_path(), *args], input=stdin,
+                       capture_output=True, timeout=timeout, env=e, check=False)
+    return (p.returncode, p.stdout.decode('utf-8', 'replace'),
+            p.stderr.decode('utf-8', 'replace'))
+
+
+class SegopsctlTests(SegopsTestCase):
+
+    def setUp(self):
+        super().setUp()
+        segopsctl_path()
+
+    def ctl(self, d, *args, **kw):
+        """segopsctl with --control/--socket pointing at daemon d."""
+        return run_ctl('--control', d.control_socket, '--socket',
+                       d.events_socket, *args, **kw)
+
+    # ---- help and usage ------------------------------------------------
+    def test_help_for_every_command(self):
+        rc, out, _ = run_ctl('--help')
+        self.assertEqual(rc, 0)
+        commands = ['send', 'identify', 'flush', 'stats', 'ping', 'set-user',
+                    'reset-session', 'check-config', 'sign-user-id']
+        for cmd in commands:
+            self.assertIn(cmd, out)
+            rc, out2, err = run_ctl(cmd, '--help')
+            self.assertEqual(rc, 0, cmd + ': ' + err)
+            self.assertIn('Usage: segopsctl ' + cmd, out2)
+        rc, out, _ = run_ctl('--version')
+        self.assertEqual(rc, 0)
+        self.assertRegex(out, r'^segopsctl \d+\.\d+\.\d+\n$')
+
+    def test_usage_errors_exit_2(self):
+        for args in (['bogus'], [], ['send', '--user'], ['send', '--user', 'u'],
+                     ['send', '--bogus'], ['stats', 'extra'], ['set-user'],
+                     ['check-config'], ['sign-user-id'],
+                     ['sign-user-id', 'u1', 'the-secret'],
+                     ['sign-user-id', 'u1', '--secret', 'x'],
+                     ['sign-user-id', 'u1', '--secret=x'],
+                     ['--timeout', 'soon', 'ping'], ['identify', '--type', 'x']):
+            rc, out, err = run_ctl(*args)
+            self.assertEqual(rc, 2, '%r: %s' % (args, err))
+            self.assertTrue(err.strip(), args)
+
+    # ---- daemon not running / not accessible ---------------------------
+    def test_daemon_not_running(self):
+        path = os.path.join(self.tmpdir, 'absent.sock')
+        for args in (['ping'], ['stats'], ['flush'],
+                     ['send', '--user', 'u', '--type', 't'], ['reset-session']):
+            rc, out, err = run_ctl('--control', path, *args)
+            self.assertEqual(rc, 3, args)
+            self.assertIn('cannot connect to %s: segopsd is not running '
+                          '(No such file or directory)' % path, err)
+        # A socket file nobody listens on any more (daemon crashed).
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(path)
+        s.close()
+        rc, _, err = run_ctl('--control', path, 'ping')
+        self.assertEqual(rc, 3)
+        self.assertIn('segopsd is not running (Connection refused)', err)
+        # The environment variable is honoured.
+        rc, _, err = run_ctl('ping', env={'SEGOPS_CONTROL_SOCKET': path})
+        self.assertEqual(rc, 3)
+        self.assertIn(path, err)
+
+    def test_socket_permission_denied(self):
+        if os.geteuid() != 0 or not shutil.which('setpriv'):
+            self.skipTest('needs root and setpriv to run as nobody')
+        d = self.start_daemon(listen__socket_mode='0660')
+        # Let nobody reach the directory, so that only the socket's own
+        # mode (root:root 0660) stands in the way.
+        os.chmod(self.tmpdir, 0o755)
+        st = os.stat(d.control_socket)
+        self.assertEqual(stat.S_IMODE(st.st_mode), 0o660)
+        exe = segopsctl_path()
+        if not os.access(exe, os.X_OK):
+            self.skipTest('segopsctl not executable')
+        rc, out, err = run_ctl('--control', d.control_socket, 'ping',
+                               prefix=('setpriv', '--reuid=nobody',
+                                       '--regid=nogroup', '--clear-groups'))
+        if rc == 126 or rc == 127 or 'Permission denied' in err and 'segopsctl:' not in err:
+            self.skipTest('nobody cannot execute segopsctl here: ' + err)
+        self.assertEqual(rc, 3, err)
+        self.assertIn('cannot connect to %s: permission denied: are you in '
+                      'group segops?' % d.control_socket, err)
+
+    # ---- ping, stats ---------------------------------------------------
+    def test_ping(self):
+        d = self.start_daemon()
+        version = d.ping()['version']
+        rc, out, err = self.ctl(d, 'ping')
+        self.assertEqual((rc, err), (0, ''))
+        self.assertEqual(out, 'segopsd %s is running\n' % version)
+        # Through the environment instead of flags.
+        rc, out, _ = run_ctl('ping', env={'SEGOPS_CONTROL_SOCKET': d.control_socket})
+        self.assertEqual(rc, 0)
+
+    def test_stats_table_and_json(self):
+        d = self.start_daemon()
+        d.control(['{"user_id":"u1","event_type":"x"}', 'not json',
+                   {'op': 'ping'}], expect=2)
+        rc, out, err = self.ctl(d, 'stats', '--json')
+        self.assertEqual(rc, 0, err)
+        st = json.loads(out)
+        self.assertTrue(st['ok'])
+        self.assertGreaterEqual(st['received'], 2)
+        self.assertEqual(st['rejected'].get('bad_json'), 1)
+        rc, out, err = self.ctl(d, 'stats')
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r'(?m)^received\s+\d+$')
+        self.assertRegex(out, r'(?m)^rejected:$')
+        self.assertRegex(out, r'(?m)^  bad_json\s+1$')
+        self.assertRegex(out, r'(?m)^upstream:$')
+        self.assertNotRegex(out, r'(?m)^ok\b')
+
+    # ---- send ----------------------------------------------------------
+    def test_send_one_event(self):
+        d = self.start_daemon()
+        rc, out, err = self.ctl(d, 'send', '--user', 'u "quoted"\\', '--type',
+                                'deploy', '--payload', '{"sha": "abc",\n "n": 1}',
+                                '--at', '2026-11-27T07:00:00.5+02:00',
+                                '--event-id', 'ctl-1')
+        self.assertEqual((rc, out, err), (0, '', ''))
+        rc, out, err = self.ctl(d, 'send', '--user', 'u2', '--type', 'epoch',
+                                '--at', '1700000000.25', '--event-id', 'ctl-2')
+        self.assertEqual(rc, 0, err)
+        self.assertEventsDelivered(['ctl-1', 'ctl-2'])
+        e1 = self.upstream.events['ctl-1']
+        self.assertEqual(e1['user_id'], 'u "quoted"\\')
+        self.assertEqual(e1['event_type'], 'deploy')
+        self.assertEqual(e1['payload'], {'sha': 'abc', 'n': 1})
+        self.assertEqual(e1['occurred_at'], '2026-11-27T05:00:00.500Z')
+        self.assertEqual(self.upstream.events['ctl-2']['occurred_at'],
+                         '2023-11-14T22:13:20.250Z')
+
+    def test_send_bad_payload_is_a_line_error(self):
+        d = self.start_daemon()
+        rc, out, err = self.ctl(d, 'send', '--user', 'u1', '--type', 't',
+                                '--payload', '{"a":')
+        self.assertEqual(rc, 1)
+        self.assertRegex(err, r'^line 1: bad_json: ')
+        rc, out, err = self.ctl(d, 'send', '--user', 'u1', '--type', 't',
+                                '--payload', '[1]')
+        self.assertEqual(rc, 1)
+        self.assertRegex(err, r'^line 1: wrong_type: ')
+        rc, out, err = self.ctl(d, 'send', '--user', 'u1', '--type', 't',
+                                '--at', 'yesterday')
+        self.assertEqual(rc, 1)
+        self.assertRegex(err, r'^line 1: bad_timestamp: ')
+        st = d.stats()
+        self.assertEqual(st['accepted'], 0)
+
+    def test_send_ndjson_one_bad_line(self):
+        d = self.start_daemon()
+        good = [make_event(i) for i in range(5)]
+        lines = [json.dumps(e) for e in good]
+        lines.insert(2, '{"user_id":"u1","event_type":"x","properties":{}}')
+        lines.insert(4, '')  # blank lines still count
+        text = '\n'.join(lines)  # no newline after the last line
+        rc, out, err = self.ctl(d, 'send', stdin=text)
+        self.assertEqual(rc, 1, err)
+        self.assertEqual(err.splitlines(),
+                         ['line 3: unknown_field: unknown field "properties" in track'])
+        self.assertEventsDelivered([event_id(i) for i in range(5)])
+        # All good: exit 0, silent.
+        rc, out, err = self.ctl(d, 'send', stdin=ndjson(
+            [make_event(i) for i in range(10, 20)]))
+        self.assertEqual((rc, out, err), (0, '', ''))
+        self.assertEventsDelivered([event_id(i) for i in range(10, 20)])
+        # Empty input: nothing to do, still confirmed.
+        rc, out, err = self.ctl(d, 'send', stdin='')
+        self.assertEqual((rc, err), (0, ''))
+
+    def test_send_bulk_large(self):
+        # More than the socket buffers hold: replies and writes interleave.
+        d = self.start_daemon()
+        msgs = [make_event(i, payload={'pad': 'x' * 200}) for i in range(3000)]
+        msgs[1500] = 'garbage'
+        rc, out, err = self.ctl(d, 'send', stdin=ndjson(msgs), timeout=60)
+        self.assertEqual(rc, 1)
+        self.assertEqual(err.splitlines(), ['line 1501: bad_json: ' +
+                                            err.split(': ', 2)[2].splitlines()[0]])
+        want = [event_id(i) for i in range(3000) if i != 1500]
+        self.assertEventsDelivered(want, timeout=30)
+
+    def test_send_datagram(self):
+        d = self.start_daemon()
+        rc, out, err = self.ctl(d, 'send', '--datagram', '--user', 'u1',
+                                '--type', 'dg', '--event-id', 'dg-1')
+        self.assertEqual(rc, 0, err)
+        self.assertEventsDelivered(['dg-1'])
+        rc, _, err = run_ctl('--socket', os.path.join(self.tmpdir, 'nope'),
+                             'send', '--datagram', '--user', 'u', '--type', 't')
+        self.assertEqual(rc, 3)
+        self.assertIn('segopsd is not running', err)
+
+    # ---- identify ------------------------------------------------------
+    def test_identify(self):
+        d = self.start_daemon()
+        rc, out, err = self.ctl(d, 'identify', '--user', 'u9', '--traits',
+                                '{"plan":"pro"}', '--event-id', 'id-1')
+        self.assertEqual(rc, 0, err)
+        self.assertEventsDelivered(['id-1'])
+        ev = self.upstream.events['id-1']
+        self.assertEqual(ev['event_type'], 'context_identified')
+        self.assertEqual(ev['payload'], {'traits': {'plan': 'pro'}})
+        rc, out, err = self.ctl(d, 'identify', '--user', 'u9', '--traits', '"x"')
+        self.assertEqual(rc, 1)
+        self.assertRegex(err, r'^line 1: wrong_type: ')
+
+    # ---- flush ---------------------------------------------------------
+    def test_flush(self):
+        # A long flush_interval: only the flush op makes the batch go now.
+        d = self.start_daemon(batch__flush_interval='60', batch__batch_size='500')
+        d.send_events_dgram([make_event(i) for i in range(7)])
+        d.wait_for_stats(lambda s: s['accepted'] >= 7)
+        rc, out, err = self.ctl(d, 'flush', '--timeout', '10')
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r'^flushed \d+ events\n$')
+        # flush returned: the upstream already has them.
+        missing = {event_id(i) for i in range(7)} - set(self.upstream.events)
+        self.assertFalse(missing)
+
+    def test_flush_failure(self):
+        # Every request fails: flush reports the error and what is pending.
+        self.upstream.stop()
+        d = self.start_daemon(batch__flush_interval='60')
+        d.send_events_dgram([make_event(i) for i in range(3)])
+        d.wait_for_stats(lambda s: s['accepted'] >= 3)
+        t0 = time.monotonic()
+        rc, out, err = self.ctl(d, 'flush', '--timeout', '1')
+        self.assertLess(time.monotonic() - t0, 8)
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn('flush failed: ', err)
+        self.assertRegex(err, r'3 events still pending')
+
+    # ---- set-user, reset-session ---------------------------------------
+    def test_set_user_and_reset_session(self):
+        d = self.start_daemon()
+        rc, out, err = self.ctl(d, 'set-user', 'u1', '--sig', 'ab' * 32)
+        self.assertEqual((rc, err), (0, ''))
+        rc, out, err = self.ctl(d, 'set-user', 'u2')
+        self.assertEqual((rc, err), (0, ''))
+        rc, out, err = self.ctl(d, 'reset-session')
+        self.assertEqual((rc, err), (0, ''))
+        rc, out, err = self.ctl(d, 'set-user', 'x' * 300)
+        self.assertEqual(rc, 1)
+        self.assertIn('set-user failed: bad_length', err)
+
+    # ---- check-config --------------------------------------------------
+    def test_check_config(self):
+        secret = 'sk_live_CtlSecretValue9876'
+        key = os.path.join(self.tmpdir, 'key')
+        with open(key, 'w') as f:
+            f.write(secret + '\n')
+        good = os.path.join(self.tmpdir, 'good.conf')
+        with open(good, 'w') as f:
+            f.write('[upstream]\napi_url = %s\napi_key_file = %s\n'
+                    % (self.upstream.url, key))
+        rc, out, err = run_ctl('check-config', good)
+        self.assertEqual((rc, out, err), (0, good + ': configuration OK\n', ''))
+        bad = os.path.join(self.tmpdir, 'bad.conf')
+        with open(bad, 'w') as f:
+            f.write('[upstream]\napi_url = %s\napi_key_file = %s\n'
+                    '[batch]\nbatch_size = lots\n' % (self.upstream.url, key))
+        rc, out, err = run_ctl('check-config', bad)
+        self.assertEqual(rc, 1)
+        self.assertIn(bad, err)
+        self.assertIn('batch_size', err)
+        inline = os.path.join(self.tmpdir, 'inline.conf')
+        with open(inline, 'w') as f:
+            f.write('[upstream]\napi_url = %s\napi_key = nope_%s\n'
+                    % (self.upstream.url, secret))
+        rc, out, err = run_ctl('check-config', inline)
+        self.assertEqual(rc, 1)
+        for text in (out, err):
+            self.assertNotIn(secret, text)
+            self.assertNotIn(secret[8:], text)
+        rc, out, err = run_ctl('check-config', os.path.join(self.tmpdir, 'none.conf'))
+        self.assertEqual(rc, 1)
+        self.assertTrue(err)
+
+    # ---- sign-user-id --------------------------------------------------
+    def test_sign_user_id(self):
+        secret = 'backend-Secret-42'
+        for user in ('u1', 'user@example.com', '\u00e9t\u00e9'):
+            rc, out, err = run_ctl('sign-user-id', user, stdin=secret + '\n')
+            self.assertEqual(rc, 0, err)
+            self.assertEqual(out, sign_user_id(secret, user) + '\n')
+            self.assertRegex(out, r'^[0-9a-f]{64}\n$')
+            self.assertNotIn(secret, out + err)
+        # Exactly one trailing newline is stripped, no more.
+        rc, out, _ = run_ctl('sign-user-id', 'u1', stdin=secret)
+        self.assertEqual(out, sign_user_id(secret, 'u1') + '\n')
+        rc, out, _ = run_ctl('sign-user-id', 'u1', stdin=secret + '\n\n')
+        self.assertEqual(out, sign_user_id(secret + '\n', 'u1') + '\n')
+        # Empty secrets are refused.
+        for empty in ('', '\n'):
+            rc, out, err = run_ctl('sign-user-id', 'u1', stdin=empty)
+            self.assertEqual((rc, out), (1, ''))
+            self.assertIn('empty', err)
+
+    def test_sign_user_id_secret_file(self):
+        secret = 'file-secret\twith tab'
+        path = os.path.join(self.tmpdir, 'signing.key')
+        with open(path, 'w') as f:
+            f.write(secret + '\n')
+        rc, out, err = run_ctl('sign-user-id', '--secret-file', path, 'u7',
+                               stdin='ignored\n')
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(out, sign_user_id(secret, 'u7') + '\n')
+        rc, out, err = run_ctl('sign-user-id', 'u7', '--secret-file',
+                               os.path.join(self.tmpdir, 'missing'))
+        self.assertEqual((rc, out), (1, ''))
+        self.assertIn('cannot open secret file', err)
+
+
+if __name__ == '__main__':
+    unittest.main(verbosity=2)
