@@ -156,6 +156,14 @@ static void on_mint(void *ud, const struct fwd_result *res)
         if (s->state != SESSION_MINTING)
                 return; /* closed meanwhile */
         s->last_status = st;
+        if (st == 200 && s->restart) {
+                /* reset_session came while this mint ran: its identity
+                 * may be stale, so mint again with the current one. */
+                s->restart = false;
+                s->state = SESSION_IDLE;
+                batcher_kick(&s->d->batcher);
+                return;
+        }
         if (st == 200) {
                 if (take_token(s, res) == 0) {
                         s->state = SESSION_READY;
@@ -236,6 +244,12 @@ static void on_identity(void *ud, const struct usercmd_result *res)
         char msg[512];
 
         s->cmd = NULL;
+        if (res->error == 0 && s->restart) {
+                s->restart = false;
+                s->state = SESSION_IDLE;
+                batcher_kick(&s->d->batcher);
+                return;
+        }
         if (res->error == 0) {
                 mint(s, res->user_id, res->user_id_sig);
                 return;
@@ -310,6 +324,8 @@ void session_reset(struct session *s)
         if (s->state == SESSION_DISABLED)
                 return;
         drop_token(s);
+        if (s->state == SESSION_MINTING || s->state == SESSION_IDENTIFYING)
+                s->restart = true;
         if (s->state == SESSION_READY || s->state == SESSION_NO_IDENTITY)
                 s->state = SESSION_IDLE;
         batcher_kick(&s->d->batcher);

@@ -41,6 +41,7 @@ struct session {
         uint64_t expires_at;     /* loop ms */
         uint64_t not_before;     /* loop ms: no mint before (backoff) */
         unsigned attempts;       /* failed mints in a row */
+        bool restart;            /* reset while a mint ran: mint again */
         uv_timer_t retry;
         struct usercmd *cmd;
         struct proto_buf body;   /* the mint request body, while in flight */
