@@ -559,13 +559,7 @@ int proto_parse_fast(const char *line, size_t len, size_t max_bytes,
         w = put(w, identify ? "}}" : "}", identify ? 2 : 1);
         out->len = (size_t)(w - out->data);
 
-        msg->kind = PROTO_MSG_EVENT;
-        msg->op = 0;
-        msg->timeout_ms = 0;
-        msg->count = 0;
-        msg->user_id[0] = '\0';
-        msg->user_id_sig[0] = '\0';
-        msg->has_sig = false;
+        proto_msg_set_event(msg);
         if (err) {
                 err->reason = PROTO_OK;
                 err->detail[0] = '\0';

@@ -33,4 +33,16 @@ int proto_parse_slow(const char *line, size_t len, size_t max_bytes,
                      struct proto_buf *out, struct proto_msg *msg,
                      struct proto_error *err);
 
+/* Mark msg as an event; both halves end an accepted event this way. */
+static inline void proto_msg_set_event(struct proto_msg *msg)
+{
+        msg->kind = PROTO_MSG_EVENT;
+        msg->op = 0;
+        msg->timeout_ms = 0;
+        msg->count = 0;
+        msg->user_id[0] = '\0';
+        msg->user_id_sig[0] = '\0';
+        msg->has_sig = false;
+}
+
 #endif

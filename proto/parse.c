@@ -677,13 +677,7 @@ static int parse_event(json_t *root, json_t *typev, int64_t now_ms,
         if (r < 0)
                 return fail(err, PROTO_E_NOMEM, "out of memory");
 
-        msg->kind = PROTO_MSG_EVENT;
-        msg->op = 0;
-        msg->timeout_ms = 0;
-        msg->count = 0;
-        msg->user_id[0] = '\0';
-        msg->user_id_sig[0] = '\0';
-        msg->has_sig = false;
+        proto_msg_set_event(msg);
         return 0;
 }
 
