@@ -606,6 +606,9 @@ static void arm_wake(struct batcher *b, uint64_t now, bool can_send)
 {
         uint64_t next = UINT64_MAX;
 
+        /* At max_in_flight the next answer pumps us: no timer needed. */
+        if (b->d->fwd.in_flight >= cfg_of(b)->max_in_flight)
+                can_send = false;
         for (const struct batch *x = b->batches; x && can_send; x = x->next) {
                 if (x->state != BATCH_READY)
                         continue;
