@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# run-shim.sh - what segops_track() costs an application.
+#
+# Runs bench/shim-bench twice: with segopsd running (forwarding to the
+# fake upstream bench/sink) and with no daemon at all. Each run prints
+# the median and p99 cost of one call for 1 and 4 threads against the
+# targets (median <= 1 us, p99 <= 20 us) and the events lost in a
+# 100,000-event burst from 4 threads (target: 0 with segopsd up). It
+# builds nothing: it uses a meson build directory (default ./build, or
+# $BUILD, or -b DIR). Missing a target is reported, not fatal: timings
+# depend on the machine. Exit 2 on a setup error.
+#
+# usage: bench/run-shim.sh [-b BUILD_DIR] [-n CALLS_PER_THREAD]
+
+set -u
+
+BUILD=${BUILD:-build}
+CALLS=20000
+
+die() { echo "run-shim: $*" >&2; exit 2; }
+
+while [ $# -gt 0 ]; do
+        case $1 in
+        -b) BUILD=$2; shift 2 ;;
+        -n) CALLS=$2; shift 2 ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        *) die "unknown argument $1" ;;
+        esac
+done
+
+SEGOPSD=$BUILD/daemon/segopsd
+SINK=$BUILD/bench/sink
+BENCH=$BUILD/bench/shim-bench
+for f in "$SEGOPSD" "$SINK" "$BENCH"; do
+        [ -x "$f" ] || die "$f not found: run 'meson setup $BUILD && ninja -C $BUILD' first"
+done
+BENCH_LIBDIR=$(cd "$BUILD/libshim" && pwd) || die "no $BUILD/libshim"
+
+TMP=$(mktemp -d -t segops-shim-bench.XXXXXX) || die "mktemp failed"
+SINK_PID=
+DAEMON_PID=
+
+stop_pid() {
+        local pid=$1 i
+        [ -n "$pid" ] || return 0
+        kill -TERM "$pid" 2>/dev/null || return 0
+        for ((i = 0; i < 50; i++)); do
+                kill -0 "$pid" 2>/dev/null || break
+                sleep 0.1
+        done
+        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+}
+
+# shellcheck disable=SC2317 # called by the trap
+cleanup() {
+        stop_pid "$DAEMON_PID"
+        stop_pid "$SINK_PID"
+        rm -rf -- "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 2' INT TERM HUP
+
+run_bench() {
+        SEGOPS_SOCKET=$TMP/events.sock SEGOPS_CONTROL_SOCKET=$TMP/segopsd.sock \
+        SHIM_BENCH_LABEL=$1 LD_LIBRARY_PATH=$BENCH_LIBDIR \
+                "$BENCH" "$CALLS" 4 100000
+}
+
+# --- daemon down: nothing listens at the path ---------------------------------
+run_bench "segopsd down:" || die "shim-bench failed"
+
+# --- daemon up ------------------------------------------------------------------
+"$SINK" --port-file "$TMP/port" >"$TMP/sink.out" 2>"$TMP/sink.err" &
+SINK_PID=$!
+for ((i = 0; i < 50; i++)); do
+        [ -s "$TMP/port" ] && break
+        sleep 0.1
+done
+[ -s "$TMP/port" ] || die "sink did not start"
+read -r PORT <"$TMP/port"
+printf 'sk_bench_0123456789\n' >"$TMP/api_key"
+chmod 600 "$TMP/api_key"
+cat >"$TMP/segopsd.conf" <<EOF
+[upstream]
+api_url = http://127.0.0.1:$PORT
+api_key_file = $TMP/api_key
+compression = none
+max_in_flight = 4
+
+[batch]
+batch_size = 500
+flush_interval = 0.2
+
+[buffer]
+max_memory = 256M
+
+[listen]
+events_socket = $TMP/events.sock
+control_socket = $TMP/segopsd.sock
+
+[log]
+level = warn
+EOF
+"$SEGOPSD" --config "$TMP/segopsd.conf" >"$TMP/segopsd.out" 2>"$TMP/segopsd.err" &
+DAEMON_PID=$!
+for ((i = 0; i < 100; i++)); do
+        [ -S "$TMP/segopsd.sock" ] && break
+        kill -0 "$DAEMON_PID" 2>/dev/null || break
+        sleep 0.1
+done
+[ -S "$TMP/segopsd.sock" ] || { cat "$TMP/segopsd.err" >&2; die "segopsd did not start"; }
+run_bench "segopsd up:" || die "shim-bench failed"
+exit 0

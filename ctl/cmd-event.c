@@ -1,0 +1,323 @@
+/* cmd-event.c - segopsctl send and identify: events into segopsd.
+ *
+ * Events go over the control (stream) socket followed by {"op":"ping"},
+ * so the exit status can say whether segopsd accepted every line: the
+ * daemon answers only rejected lines (with their line number) and the
+ * ping only after every earlier line was handled. The JSON we build
+ * escapes user ids and types with proto's escaper; --payload/--traits
+ * are passed through as written, so that the daemon's validation — the
+ * one that counts — speaks about them. --datagram sends on the events
+ * socket instead: fire-and-forget, like libshim.
+ */
+#include "ctl.h"
+#include "proto.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+struct event_args {
+        const char *user;
+        const char *type;     /* NULL for identify */
+        const char *object;   /* payload or traits JSON text */
+        const char *at;
+        const char *event_id;
+};
+
+/* Append raw JSON text given on the command line. A line break would
+ * end the message early; outside strings it is mere whitespace, inside
+ * one it is invalid JSON anyway, which we say here since the daemon
+ * would only ever see half a line. */
+static int append_raw_json(struct proto_buf *b, const char *opt, const char *s)
+{
+        bool in_string = false, escaped = false;
+        size_t start = b->len;
+        int r;
+
+        r = proto_buf_append_str(b, s);
+        if (r < 0)
+                return r;
+        for (size_t i = start; i < b->len; i++) {
+                char ch = b->data[i];
+
+                if (in_string) {
+                        if (escaped)
+                                escaped = false;
+                        else if (ch == '\\')
+                                escaped = true;
+                        else if (ch == '"')
+                                in_string = false;
+                        else if (ch == '\n' || ch == '\r')
+                                goto bad;
+                } else if (ch == '"') {
+                        in_string = true;
+                } else if (ch == '\n' || ch == '\r') {
+                        b->data[i] = ' ';
+                }
+        }
+        return 0;
+bad:
+        fprintf(stderr, "segopsctl: %s: a line break inside a JSON string is not valid JSON "
+                "(write \\n)\n", opt);
+        return -EINVAL;
+}
+
+/* Epoch seconds ("1700000000", "-1.5") go as a JSON number, anything
+ * else as a string for the daemon to judge as RFC 3339. */
+static bool looks_numeric(const char *s)
+{
+        size_t i = 0, digits = 0;
+
+        if (s[i] == '-')
+                i++;
+        for (; s[i] >= '0' && s[i] <= '9'; i++)
+                digits++;
+        if (s[i] == '.') {
+                i++;
+                for (; s[i] >= '0' && s[i] <= '9'; i++)
+                        digits++;
+        }
+        return digits > 0 && s[i] == '\0';
+}
+
+static int append_field(struct proto_buf *b, const char *key, const char *value)
+{
+        int r = proto_buf_append_str(b, key);
+
+        return r < 0 ? r : proto_json_escape(b, value, strlen(value));
+}
+
+static int build_event(struct proto_buf *b, const struct event_args *a)
+{
+        int r;
+
+        if (a->type) {
+                r = append_field(b, "{\"user_id\":", a->user);
+                if (r == 0)
+                        r = append_field(b, ",\"event_type\":", a->type);
+        } else {
+                r = append_field(b, "{\"type\":\"identify\",\"user_id\":", a->user);
+        }
+        if (r == 0 && a->event_id)
+                r = append_field(b, ",\"event_id\":", a->event_id);
+        if (r == 0 && a->at) {
+                if (looks_numeric(a->at)) {
+                        r = proto_buf_append_str(b, ",\"occurred_at\":");
+                        if (r == 0)
+                                r = proto_buf_append_str(b, a->at);
+                } else {
+                        r = append_field(b, ",\"occurred_at\":", a->at);
+                }
+        }
+        if (r == 0 && a->object) {
+                r = proto_buf_append_str(b, a->type ? ",\"payload\":" : ",\"traits\":");
+                if (r == 0)
+                        r = append_raw_json(b, a->type ? "--payload" : "--traits", a->object);
+        }
+        if (r == 0)
+                r = proto_buf_append_str(b, "}\n");
+        return r;
+}
+
+struct send_ctx {
+        unsigned rejected;
+        unsigned failed;   /* ok:false replies without a line number */
+        bool confirmed;    /* our ping's answer was the last reply */
+};
+
+static int on_send_reply(json_t *reply, const char *raw, size_t rawlen, void *ctx)
+{
+        struct send_ctx *s = ctx;
+        json_t *ok = json_object_get(reply, "ok");
+        json_t *line = json_object_get(reply, "line");
+
+        s->confirmed = false;
+        if (json_is_false(ok) && json_is_integer(line)) {
+                char prefix[48];
+
+                snprintf(prefix, sizeof(prefix), "line %lld: ",
+                         (long long)json_integer_value(line));
+                ctl_print_reply_error(prefix, reply);
+                s->rejected++;
+        } else if (json_is_true(ok) && json_object_get(reply, "version")) {
+                /* A ping's answer; a later reply means it was one the
+                 * input itself carried, not ours. */
+                s->confirmed = true;
+        } else if (json_is_true(ok)) {
+                /* The answer to an op the input carried: show it. */
+                fwrite(raw, 1, rawlen, stdout);
+                fputc('\n', stdout);
+        } else {
+                ctl_print_reply_error("segopsctl: segopsd: ", reply);
+                s->failed++;
+        }
+        return 0;
+}
+
+static int send_stream(const struct ctl_opts *o, const char *data, size_t len, int in_fd)
+{
+        struct ctl_request req = {
+                .data = data, .len = len, .in_fd = in_fd, .add_ping = true,
+                .timeout_ms = o->timeout_ms,
+        };
+        struct send_ctx s = {0};
+        int r;
+
+        r = ctl_exchange(o->control_path, &req, on_send_reply, &s, NULL);
+        if (r < 0)
+                return ctl_exchange_error(o->control_path, r);
+        if (s.failed)
+                return CTL_EXIT_FAIL;
+        if (!s.confirmed) {
+                fprintf(stderr, "segopsctl: %s: segopsd closed the connection before "
+                        "confirming the events%s\n", o->control_path,
+                        s.rejected ? "" : "; some may not have been received");
+                return CTL_EXIT_PROTO;
+        }
+        return s.rejected ? CTL_EXIT_FAIL : CTL_EXIT_OK;
+}
+
+/* One datagram to the events socket; no reply exists to wait for. */
+static int send_datagram(const struct ctl_opts *o, const char *data, size_t len)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        size_t n = strlen(o->events_path);
+        struct timeval tv = {.tv_sec = o->timeout_ms / 1000,
+                             .tv_usec = (o->timeout_ms % 1000) * 1000};
+        int fd, r = CTL_EXIT_OK;
+
+        if (n == 0 || n >= sizeof(sa.sun_path))
+                return ctl_exchange_error(o->events_path, -ENAMETOOLONG);
+        memcpy(sa.sun_path, o->events_path, n + 1);
+        fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+                fprintf(stderr, "segopsctl: socket: %s\n", strerror(errno));
+                return CTL_EXIT_FAIL;
+        }
+        /* A full socket queue blocks sendto(): bound that wait. */
+        (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        if (sendto(fd, data, len, MSG_NOSIGNAL, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                if (errno == EAGAIN || errno == EWOULDBLOCK)
+                        r = ctl_exchange_error(o->events_path, -ETIMEDOUT);
+                else
+                        r = ctl_exchange_error(o->events_path, -errno);
+        }
+        close(fd);
+        return r;
+}
+
+static void send_usage(FILE *f, bool identify)
+{
+        if (identify)
+                fprintf(f, "Usage: segopsctl identify --user USER [--traits JSON] [--at TIME]\n"
+                        "                          [--event-id ID] [--datagram]\n"
+                        "\n"
+                        "Send an identify event: the user's traits (a JSON object).\n");
+        else
+                fprintf(f, "Usage: segopsctl send --user USER --type TYPE [--payload JSON] [--at TIME]\n"
+                        "                      [--event-id ID] [--datagram]\n"
+                        "       segopsctl send < events.ndjson\n"
+                        "\n"
+                        "Send one event, or (without --user/--type) every NDJSON line of stdin.\n"
+                        "Exits 0 only when segopsd accepted every line; each rejected line is\n"
+                        "reported as \"line N: <error>: <detail>\" on stderr and the exit status is 1.\n");
+        fprintf(f, "\n"
+                "Options:\n"
+                "      --user USER      user_id\n"
+                "%s"
+                "      --%s JSON   a JSON object, passed to segopsd as written\n"
+                "      --at TIME        occurred_at: RFC 3339 or Unix epoch seconds\n"
+                "      --event-id ID    event_id (1-64 of A-Za-z0-9._:-), default: assigned\n"
+                "      --datagram       send on the events socket: no confirmation\n"
+                "      --control PATH, --socket PATH, --timeout SECS: see segopsctl --help\n"
+                "  -h, --help           show this help\n",
+                identify ? "" : "      --type TYPE      event_type\n",
+                identify ? "traits " : "payload");
+}
+
+static int run_event(struct ctl_opts *o, int argc, char **argv, bool identify)
+{
+        enum { OPT_USER = 1, OPT_TYPE, OPT_OBJECT, OPT_AT, OPT_ID, OPT_DGRAM };
+        const struct option opts[] = {
+                CTL_GLOBAL_LONGOPTS,
+                {"user", required_argument, NULL, OPT_USER},
+                {"type", required_argument, NULL, OPT_TYPE},
+                {identify ? "traits" : "payload", required_argument, NULL, OPT_OBJECT},
+                {"at", required_argument, NULL, OPT_AT},
+                {"event-id", required_argument, NULL, OPT_ID},
+                {"datagram", no_argument, NULL, OPT_DGRAM},
+                {"help", no_argument, NULL, 'h'},
+                {NULL, 0, NULL, 0},
+        };
+        const char *cmd = identify ? "identify" : "send";
+        struct event_args a = {0};
+        struct proto_buf b = {0};
+        bool dgram = false, any_field;
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+                switch (c) {
+                case OPT_USER: a.user = optarg; break;
+                case OPT_TYPE:
+                        if (identify)
+                                return ctl_usage_error(cmd, "identify has no --type (its "
+                                                       "event_type is context_identified)");
+                        a.type = optarg;
+                        break;
+                case OPT_OBJECT: a.object = optarg; break;
+                case OPT_AT: a.at = optarg; break;
+                case OPT_ID: a.event_id = optarg; break;
+                case OPT_DGRAM: dgram = true; break;
+                case 'h': send_usage(stdout, identify); return CTL_EXIT_OK;
+                case '?': send_usage(stderr, identify); return CTL_EXIT_USAGE;
+                default:
+                        r = ctl_global_opt(o, c, optarg);
+                        if (r != 0)
+                                return r;
+                }
+        }
+        if (optind < argc)
+                return ctl_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+
+        any_field = a.user || a.type || a.object || a.at || a.event_id;
+        if (!identify && !any_field) {
+                /* Bulk: stdin as it is, line numbers = stdin lines. */
+                if (dgram)
+                        return ctl_usage_error(cmd, "--datagram sends one event; "
+                                               "use socat for NDJSON datagrams");
+                return send_stream(o, NULL, 0, STDIN_FILENO);
+        }
+        if (!a.user)
+                return ctl_usage_error(cmd, "--user is required");
+        if (!identify && !a.type)
+                return ctl_usage_error(cmd, "--type is required with --user");
+        r = build_event(&b, &a);
+        if (r == -EINVAL) {
+                r = CTL_EXIT_FAIL;
+                goto out;
+        }
+        if (r < 0) {
+                fprintf(stderr, "segopsctl: %s\n", strerror(-r));
+                r = CTL_EXIT_FAIL;
+                goto out;
+        }
+        r = dgram ? send_datagram(o, b.data, b.len) : send_stream(o, b.data, b.len, -1);
+out:
+        proto_buf_free(&b);
+        return r;
+}
+
+int cmd_send(struct ctl_opts *o, int argc, char **argv)
+{
+        return run_event(o, argc, argv, false);
+}
+
+int cmd_identify(struct ctl_opts *o, int argc, char **argv)
+{
+        return run_event(o, argc, argv, true);
+}

@@ -1,0 +1,243 @@
+/* cmd-local.c - segopsctl commands that need no daemon: check-config
+ * and sign-user-id.
+ *
+ * check-config runs the daemon's own loader (daemon/config.c: cfg_load,
+ * cfg_validate, cfg_load_key), so it can never disagree with segopsd
+ * --check-config; it prints no part of the key. sign-user-id computes
+ * the user_id_sig of SPEC section 4 with libsegops-sign. Its secret
+ * comes from stdin or a file, never argv (argv is visible in ps and in
+ * shell history), and is wiped from memory as soon as it was used.
+ */
+#include "ctl.h"
+#include "config.h"
+#include "segops/sign.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#define SECRET_MAX 4096 /* bytes; an HMAC key longer than this is a mistake */
+
+/* ---- check-config ---- */
+
+static void check_config_usage(FILE *f)
+{
+        fprintf(f, "Usage: segopsctl check-config FILE\n\n"
+                "Validate a segopsd configuration file exactly as segopsd --check-config\n"
+                "does, the API key lookup included. Prints \"FILE: configuration OK\" and\n"
+                "exits 0, or the error (file, line, key; never the key's value) and exits 1.\n");
+}
+
+int cmd_check_config(struct ctl_opts *o, int argc, char **argv)
+{
+        static const struct option opts[] = {
+                CTL_GLOBAL_LONGOPTS,
+                {"help", no_argument, NULL, 'h'},
+                {NULL, 0, NULL, 0},
+        };
+        struct cfg cfg;
+        char err[1024] = "";
+        char *key = NULL;
+        const char *path;
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+                switch (c) {
+                case 'h': check_config_usage(stdout); return CTL_EXIT_OK;
+                case '?': check_config_usage(stderr); return CTL_EXIT_USAGE;
+                default:
+                        r = ctl_global_opt(o, c, optarg);
+                        if (r != 0)
+                                return r;
+                }
+        }
+        if (optind >= argc)
+                return ctl_usage_error("check-config", "FILE is required");
+        if (optind + 1 < argc)
+                return ctl_usage_error("check-config", "unexpected argument '%s'",
+                                       argv[optind + 1]);
+        path = argv[optind];
+
+        cfg_defaults(&cfg);
+        r = cfg_load(&cfg, path, err, sizeof(err));
+        if (r == 0)
+                r = cfg_validate(&cfg, err, sizeof(err));
+        if (r == 0)
+                r = cfg_load_key(&cfg, &key, err, sizeof(err));
+        if (key) {
+                explicit_bzero(key, strlen(key));
+                free(key);
+        }
+        cfg_free(&cfg);
+        if (r < 0) {
+                fprintf(stderr, "segopsctl: %s\n", err[0] ? err : strerror(-r));
+                return CTL_EXIT_FAIL;
+        }
+        printf("%s: configuration OK\n", path);
+        return CTL_EXIT_OK;
+}
+
+/* ---- sign-user-id ---- */
+
+static void sign_usage(FILE *f)
+{
+        fprintf(f, "Usage: segopsctl sign-user-id USER_ID [--secret-file FILE]\n\n"
+                "Print the user_id_sig of USER_ID: the lowercase hex HMAC-SHA256 of its\n"
+                "bytes, keyed with the signing secret. The secret is read from stdin (or\n"
+                "FILE), with one trailing newline removed; it is never taken from the\n"
+                "command line. This is for backends: the secret must not go to segopsd\n"
+                "or to clients.\n\n"
+                "  printf '%%s' \"$SECRET\" | segopsctl sign-user-id u1\n");
+}
+
+/* Read all of fd (at most SECRET_MAX bytes) into buf. Returns the
+ * length, or a negative errno (-EFBIG when longer). */
+static ssize_t read_all(int fd, char *buf, size_t cap)
+{
+        size_t len = 0;
+
+        for (;;) {
+                ssize_t k = read(fd, buf + len, cap - len);
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return -errno;
+                if (k == 0)
+                        return (ssize_t)len;
+                len += (size_t)k;
+                if (len == cap)
+                        return -EFBIG;
+        }
+}
+
+/* From a terminal: one line, typed without echo. */
+static ssize_t read_tty(int fd, char *buf, size_t cap)
+{
+        struct termios old, quiet;
+        size_t len = 0;
+        ssize_t r;
+
+        if (tcgetattr(fd, &old) < 0)
+                return read_all(fd, buf, cap);
+        quiet = old;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        quiet.c_lflag |= ECHONL;
+        fputs("Signing secret: ", stderr);
+        fflush(stderr);
+        (void)tcsetattr(fd, TCSAFLUSH, &quiet);
+        for (;;) {
+                r = read(fd, buf + len, 1);
+                if (r < 0 && errno == EINTR)
+                        continue;
+                if (r < 0) {
+                        r = -errno;
+                        break;
+                }
+                if (r == 0 || buf[len] == '\n') {
+                        len += (size_t)r;
+                        r = (ssize_t)len;
+                        break;
+                }
+                if (++len == cap) {
+                        r = -EFBIG;
+                        break;
+                }
+        }
+        (void)tcsetattr(fd, TCSAFLUSH, &old);
+        return r;
+}
+
+int cmd_sign_user_id(struct ctl_opts *o, int argc, char **argv)
+{
+        static const struct option opts[] = {
+                {"secret-file", required_argument, NULL, 'f'},
+                {"help", no_argument, NULL, 'h'},
+                {NULL, 0, NULL, 0},
+        };
+        const char *file = NULL, *user, *from;
+        char secret[SECRET_MAX + 1];
+        char hex[SEGOPS_SIGN_HEX_LEN + 1];
+        ssize_t n = 0;
+        int c, fd = -1, r;
+
+        /* getopt_long takes "--secret" for "--secret-file"; a user who
+         * typed --secret probably meant to pass the secret itself. */
+        for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+                if (strncmp(argv[i], "--s", 3) == 0 &&
+                    strcmp(argv[i], "--secret-file") != 0 &&
+                    strncmp(argv[i], "--secret-file=", 14) != 0)
+                        return ctl_usage_error("sign-user-id", "unknown option '%s' (the "
+                                               "secret is read from stdin or --secret-file "
+                                               "FILE, never from the command line)", argv[i]);
+
+        while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+                switch (c) {
+                case 'f': file = optarg; break;
+                case 'h': sign_usage(stdout); return CTL_EXIT_OK;
+                default: sign_usage(stderr); return CTL_EXIT_USAGE;
+                }
+        }
+        if (optind >= argc)
+                return ctl_usage_error("sign-user-id", "USER_ID is required");
+        if (optind + 1 < argc)
+                return ctl_usage_error("sign-user-id", "unexpected argument '%s' (the secret "
+                                       "is read from stdin or --secret-file, never argv)",
+                                       argv[optind + 1]);
+        user = argv[optind];
+        if (user[0] == '\0')
+                return ctl_usage_error("sign-user-id", "USER_ID must not be empty");
+
+        if (file) {
+                from = file;
+                fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+                if (fd < 0) {
+                        fprintf(stderr, "segopsctl: cannot open secret file %s: %s\n", file,
+                                strerror(errno));
+                        return CTL_EXIT_FAIL;
+                }
+                n = read_all(fd, secret, sizeof(secret));
+                close(fd);
+        } else {
+                from = "standard input";
+                n = isatty(STDIN_FILENO) ? read_tty(STDIN_FILENO, secret, sizeof(secret))
+                                         : read_all(STDIN_FILENO, secret, sizeof(secret));
+        }
+        if (n == -EFBIG) {
+                fprintf(stderr, "segopsctl: the secret in %s is longer than %d bytes\n", from,
+                        SECRET_MAX);
+                r = CTL_EXIT_FAIL;
+                goto out;
+        }
+        if (n < 0) {
+                fprintf(stderr, "segopsctl: reading the secret from %s: %s\n", from,
+                        strerror((int)-n));
+                r = CTL_EXIT_FAIL;
+                goto out;
+        }
+        /* Exactly one trailing newline: what echo and editors add. */
+        if (n > 0 && secret[n - 1] == '\n')
+                n--;
+        if (n == 0) {
+                fprintf(stderr, "segopsctl: the secret in %s is empty\n", from);
+                r = CTL_EXIT_FAIL;
+                goto out;
+        }
+        r = segops_sign_user_id(secret, (size_t)n, user, hex);
+        if (r < 0) {
+                fprintf(stderr, "segopsctl: cannot compute the signature: %s\n", strerror(-r));
+                r = CTL_EXIT_FAIL;
+                goto out;
+        }
+        printf("%s\n", hex);
+        r = fflush(stdout) == 0 ? CTL_EXIT_OK : CTL_EXIT_FAIL;
+out:
+        explicit_bzero(secret, sizeof(secret));
+        explicit_bzero(hex, sizeof(hex));
+        return r;
+}

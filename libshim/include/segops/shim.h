@@ -1,0 +1,132 @@
+/* segops/shim.h - fire-and-forget analytics events to segopsd.
+ *
+ * pkg-config: segops-shim. Link: $(pkg-config --cflags --libs segops-shim)
+ *
+ * libsegops-shim hands events to the local segopsd daemon over its
+ * events socket (AF_UNIX, SOCK_DGRAM) and never blocks the caller doing
+ * so. Each call encodes one NDJSON line into a fixed buffer allocated at
+ * open time; one background thread (started at the first event) packs
+ * many lines per datagram and pushes them out as fast as the daemon
+ * takes them. When the daemon is down or the buffer is full the event is
+ * dropped and counted (segops_dropped()); the count is reported to the
+ * daemon with the next datagram that gets through, so `segopsctl stats`
+ * shows it as "client_dropped".
+ *
+ * Conventions for every call:
+ *   - returns 0 on success or a negative errno value (see each call);
+ *   - errno is preserved; nothing is written to stdout/stderr; the
+ *     library never exits, aborts or raises SIGPIPE;
+ *   - a NULL handle or invalid argument gives -EINVAL; output parameters
+ *     are untouched on failure;
+ *   - all calls are thread-safe on one shared handle; none is
+ *     async-signal-safe;
+ *   - after fork() the child can keep using the handle: it gets its own
+ *     socket and sender thread; events the parent still held are the
+ *     parent's and are not sent twice;
+ *   - strings are UTF-8; invalid UTF-8 (overlong forms, surrogates,
+ *     truncated sequences, values above U+10FFFF) in any argument is
+ *     rejected with -EINVAL rather than passed on for the daemon to drop.
+ *
+ * Environment: SEGOPS_SOCKET (events socket, when open() gets NULL),
+ * SEGOPS_CONTROL_SOCKET (control socket; default: "segopsd.sock" in the
+ * events socket's directory), SEGOPS_SHIM_BUFFER_BYTES (size of the
+ * buffer, default 16 MiB, clamped to 64 KiB..1 GiB; pages are touched only
+ * when a burst actually fills them).
+ *
+ * This header is C89 and C++ clean.
+ */
+#ifndef SEGOPS_SHIM_H
+#define SEGOPS_SHIM_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* An opaque handle. One per process is the usual pattern; any number of
+ * threads may share it. */
+typedef struct segops_shim segops_shim;
+
+/* Create a handle for the events socket at socket_path, or, when NULL,
+ * $SEGOPS_SOCKET or "/run/segopsd/events.sock". Allocates the buffer;
+ * does not connect (the first event does, so opening never fails because
+ * the daemon is down).
+ * Returns 0 and sets *ret; -EINVAL (ret NULL, empty path or path longer
+ * than a socket address holds); -ENOMEM. */
+int segops_shim_open(segops_shim **ret, const char *socket_path);
+
+/* Queue one track event: user_id (1-256 bytes), event_type (1-128
+ * bytes), payload_json a JSON object as text or NULL for {}. occurred_at
+ * is the current time (UTC, milliseconds). The payload is checked only
+ * cheaply: after trimming whitespace it must start with '{' and end with
+ * '}' and be valid UTF-8; raw CR/LF in it become spaces. The daemon
+ * validates fully (an invalid payload is counted there as "rejected").
+ * Never blocks; allocates nothing once the handle is in use, except for
+ * an event whose line exceeds 64 KiB.
+ * Returns:
+ *   0         queued; the background thread sends it;
+ *   -EINVAL   NULL handle/user_id/event_type, a length out of range,
+ *             invalid UTF-8, or a payload that is not an object
+ *             (not counted as dropped: nothing was accepted);
+ *   -EMSGSIZE the encoded line exceeds 1 MiB (not counted);
+ *   -ENOTCONN the daemon is not running (counted as dropped); the shim
+ *             tries to connect again at most every 100 ms, so this is
+ *             a cheap, ordinary outcome;
+ *   -EACCES   the socket exists but may not be used (counted);
+ *   -ENOBUFS  the buffer is full: the daemon is slower than the caller
+ *             (counted);
+ *   -ENOMEM, -EAGAIN  a large event's memory or the sender thread could
+ *             not be had (counted). */
+int segops_track(segops_shim *s, const char *user_id, const char *event_type,
+                 const char *payload_json);
+
+/* As segops_track() with an explicit occurred_at, in Unix milliseconds
+ * (UTC). Years outside 0000-9999 are clamped to that range. Same returns. */
+int segops_track_at(segops_shim *s, const char *user_id,
+                    const char *event_type, int64_t occurred_at_ms,
+                    const char *payload_json);
+
+/* Queue an identify message: user_id (1-256 bytes) and traits_json, a
+ * JSON object as text or NULL for {}. The daemon turns it into the event
+ * "context_identified" with payload {"traits": ...}. Same returns as
+ * segops_track(). */
+int segops_identify(segops_shim *s, const char *user_id,
+                    const char *traits_json);
+
+/* Queue the op set_user: the identity the daemon uses for its next
+ * session mint (pk_ keys). user_id_sig may be NULL (1-256 bytes when
+ * given). Same returns as segops_track(). */
+int segops_set_user(segops_shim *s, const char *user_id,
+                    const char *user_id_sig);
+
+/* Queue the op reset_session: the daemon drops its cached session token.
+ * Same returns as segops_track() (minus the argument checks). */
+int segops_reset_session(segops_shim *s);
+
+/* Block until everything this handle holds has been handed to the daemon
+ * and the daemon reports that everything it holds was accepted upstream,
+ * or until timeout_ms (0-3600000) passes. Uses the control socket
+ * ($SEGOPS_CONTROL_SOCKET, else "segopsd.sock" next to the events
+ * socket). The only call that blocks.
+ * Returns 0; -EINVAL; -ETIMEDOUT (the buffer did not drain, or no reply
+ * in time); -ENOTCONN (the daemon is not running); -EACCES; -EIO (the
+ * daemon answered ok:false, e.g. the upstream did not accept in time, or
+ * an unreadable reply). */
+int segops_flush(segops_shim *s, int timeout_ms);
+
+/* Events (and ops) accepted from the caller but not handed to the daemon
+ * since the handle was opened: monotonic, never reset. 0 for NULL. */
+uint64_t segops_dropped(const segops_shim *s);
+
+/* Push out what the handle holds (waiting at most 2 seconds; what is
+ * left then is dropped), stop the thread, close the socket and free the
+ * handle. NULL is fine. The handle must not be used afterwards, nor
+ * concurrently with this call. */
+void segops_shim_close(segops_shim *s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,448 @@
+/* send.c - libshim's way to the daemon: connection, ring, sender thread.
+ *
+ * Producers (the public calls) only append encoded lines to a fixed ring
+ * under the handle's mutex; one background thread, started lazily at the
+ * first line, is the only one that sends. It packs as many whole lines
+ * as fit in SHIM_DGRAM_BYTES into each datagram (the daemon's socket
+ * holds only net.unix.max_dgram_qlen datagrams, so packing is what makes
+ * bursts survive), sends with the mutex released so producers never wait
+ * for a syscall, and on EAGAIN polls for POLLOUT while the daemon drains
+ * its queue. Keeping the send off the caller's path is what holds
+ * track() under a microsecond: a datagram send costs several.
+ * Connecting is lazy and rate limited (SHIM_RECONNECT_MS), so "daemon
+ * down" costs a clock read; a peer that vanished (daemon restarted) is
+ * reconnected by the thread. Drops are reported to the daemon as a
+ * client_dropped line leading the next datagram. Lines over a datagram's
+ * size travel as a sealed memfd. This file also speaks the one control
+ * op libshim needs: flush.
+ */
+#include "shim-internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+int64_t shim_now_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void shim_count_drop_locked(struct segops_shim *s, uint64_t n)
+{
+        __atomic_store_n(&s->dropped, s->dropped + n, __ATOMIC_RELAXED);
+        s->unreported += n;
+}
+
+static void close_socket_locked(struct segops_shim *s)
+{
+        if (s->fd >= 0)
+                close(s->fd);
+        s->fd = -1;
+        s->connected = false;
+        s->broken = false;
+}
+
+int shim_connect_locked(struct segops_shim *s)
+{
+        int64_t now;
+        int fd;
+
+        if (s->connected && !s->broken)
+                return 0;
+        now = shim_now_ms();
+        if (now < s->next_connect_ms)
+                return s->down_err;
+        /* An unlocked send may still be using the old socket; it is
+         * closed by the thread once that send returned. */
+        if (s->sending)
+                return s->down_err ? s->down_err : -ENOTCONN;
+        close_socket_locked(s);
+        s->next_connect_ms = now + SHIM_RECONNECT_MS;
+        fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0) {
+                s->down_err = -errno;
+                return s->down_err;
+        }
+        if (connect(fd, (const struct sockaddr *)&s->addr, s->addr_len) < 0) {
+                int e = errno;
+
+                close(fd);
+                s->down_err = (e == EACCES || e == EPERM) ? -EACCES : -ENOTCONN;
+                return s->down_err;
+        }
+        s->fd = fd;
+        s->connected = true;
+        s->down_err = -ENOTCONN;
+        return 0;
+}
+
+/* Find the lines to send next: up to SHIM_DGRAM_BYTES from the tail,
+ * whole lines only. Fills iov[0..1] (the ring may wrap) and returns the
+ * byte count, 0 when the ring is empty. A line is never longer than a
+ * datagram (longer ones take the memfd path), so there is always one. */
+static size_t next_chunk_locked(const struct segops_shim *s, struct iovec iov[2],
+                                int *ret_iovcnt)
+{
+        size_t want = s->used < SHIM_DGRAM_BYTES ? s->used : SHIM_DGRAM_BYTES;
+        size_t first = s->ring_size - s->tail;
+        size_t n1, n2, cut;
+        const char *nl;
+
+        if (want == 0)
+                return 0;
+        if (want < s->used) {
+                /* Cut after the last newline within want bytes. */
+                n1 = want < first ? want : first;
+                n2 = want - n1;
+                cut = 0;
+                if (n2) {
+                        nl = memrchr(s->ring, '\n', n2);
+                        if (nl)
+                                cut = n1 + (size_t)(nl - s->ring) + 1;
+                }
+                if (!cut) {
+                        nl = memrchr(s->ring + s->tail, '\n', n1);
+                        cut = nl ? (size_t)(nl - (s->ring + s->tail)) + 1 : 0;
+                }
+                want = cut;
+        }
+        n1 = want < first ? want : first;
+        n2 = want - n1;
+        iov[0].iov_base = s->ring + s->tail;
+        iov[0].iov_len = n1;
+        iov[1].iov_base = s->ring;
+        iov[1].iov_len = n2;
+        *ret_iovcnt = n2 ? 2 : 1;
+        return want;
+}
+
+static void consume_locked(struct segops_shim *s, size_t n)
+{
+        s->tail = (s->tail + n) % s->ring_size;
+        s->used -= n;
+        if (s->used == 0)
+                s->head = s->tail = 0;
+}
+
+static void deadline_ts(struct timespec *ts, int64_t ms_from_now)
+{
+        clock_gettime(CLOCK_MONOTONIC, ts);
+        ts->tv_sec += ms_from_now / 1000;
+        ts->tv_nsec += (long)(ms_from_now % 1000) * 1000000L;
+        if (ts->tv_nsec >= 1000000000L) {
+                ts->tv_sec++;
+                ts->tv_nsec -= 1000000000L;
+        }
+}
+
+static void *sender_main(void *arg)
+{
+        struct segops_shim *s = arg;
+        char prefix[64];
+
+        pthread_mutex_lock(&s->lock);
+        while (!s->stop) {
+                struct iovec iov[3];
+                struct msghdr mh;
+                struct timespec ts;
+                size_t n, plen = 0;
+                uint64_t reported = 0;
+                int iovcnt = 0, fd, r, e;
+                ssize_t k;
+
+                if (s->used == 0) {
+                        pthread_cond_broadcast(&s->drained);
+                        s->thread_idle = true;
+                        pthread_cond_wait(&s->wake, &s->lock);
+                        s->thread_idle = false;
+                        continue;
+                }
+                r = shim_connect_locked(s);
+                if (r < 0) {
+                        int64_t wait = s->next_connect_ms - shim_now_ms();
+
+                        deadline_ts(&ts, wait > 0 ? wait : 1);
+                        pthread_cond_timedwait(&s->wake, &s->lock, &ts);
+                        continue;
+                }
+                if (s->unreported) {
+                        reported = s->unreported;
+                        plen = shim_encode_dropped(prefix, sizeof(prefix), reported);
+                        iov[0].iov_base = prefix;
+                        iov[0].iov_len = plen;
+                }
+                n = next_chunk_locked(s, iov + (plen ? 1 : 0), &iovcnt);
+                iovcnt += plen ? 1 : 0;
+                fd = s->fd;
+                s->sending = n;
+                pthread_mutex_unlock(&s->lock);
+
+                memset(&mh, 0, sizeof(mh));
+                mh.msg_iov = iov;
+                mh.msg_iovlen = (size_t)iovcnt;
+                k = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+                e = errno;
+                if (k < 0 && (e == EAGAIN || e == EWOULDBLOCK)) {
+                        struct pollfd p = {.fd = fd, .events = POLLOUT};
+
+                        /* The daemon's queue is full: wait for room. The
+                         * timeout bounds the wait should the peer go away
+                         * without the socket noticing. */
+                        (void)poll(&p, 1, SHIM_RECONNECT_MS);
+                }
+
+                pthread_mutex_lock(&s->lock);
+                s->sending = 0;
+                if (k >= 0) {
+                        consume_locked(s, n);
+                        s->unreported -= reported;
+                        continue;
+                }
+                switch (e) {
+                case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+                case EWOULDBLOCK:
+#endif
+                case EINTR:
+                        break;
+                case ECONNREFUSED:
+                case ECONNRESET:
+                case ENOTCONN:
+                case EPIPE:
+                case EDESTADDRREQ:
+                        /* The daemon went away (restart): a new socket,
+                         * right away once, then at the usual rate. */
+                        close_socket_locked(s);
+                        s->next_connect_ms = 0;
+                        break;
+                case EMSGSIZE:
+                        /* Cannot happen with lines <= SHIM_DGRAM_BYTES and
+                         * the default buffers; never spin on it. */
+                        consume_locked(s, n);
+                        shim_count_drop_locked(s, 1);
+                        break;
+                default:
+                        /* ENOBUFS/ENOMEM: the kernel is short; retry soon. */
+                        deadline_ts(&ts, 10);
+                        pthread_cond_timedwait(&s->wake, &s->lock, &ts);
+                        break;
+                }
+        }
+        pthread_cond_broadcast(&s->drained);
+        pthread_mutex_unlock(&s->lock);
+        return NULL;
+}
+
+int shim_enqueue_locked(struct segops_shim *s, const char *line, size_t n)
+{
+        size_t first;
+
+        if (n > s->ring_size - s->used)
+                return -ENOBUFS;
+        if (!s->thread_started) {
+                pthread_attr_t attr;
+                sigset_t all, old;
+                int r;
+
+                /* The thread must not take the application's signals. */
+                sigfillset(&all);
+                pthread_sigmask(SIG_SETMASK, &all, &old);
+                pthread_attr_init(&attr);
+                pthread_attr_setstacksize(&attr, 64 * 1024);
+                r = pthread_create(&s->thread, &attr, sender_main, s);
+                pthread_attr_destroy(&attr);
+                pthread_sigmask(SIG_SETMASK, &old, NULL);
+                if (r != 0)
+                        return -EAGAIN;
+                s->thread_started = true;
+                s->stop = false;
+        }
+        first = s->ring_size - s->head;
+        if (n <= first) {
+                memcpy(s->ring + s->head, line, n);
+        } else {
+                memcpy(s->ring + s->head, line, first);
+                memcpy(s->ring, line + first, n - first);
+        }
+        s->head = (s->head + n) % s->ring_size;
+        s->used += n;
+        if (s->thread_idle) {
+                s->thread_idle = false;
+                pthread_cond_signal(&s->wake);
+        }
+        return 0;
+}
+
+int shim_send_memfd_locked(struct segops_shim *s, const char *line, size_t n)
+{
+        union {
+                struct cmsghdr h;
+                char buf[CMSG_SPACE(sizeof(int))];
+        } cm;
+        struct msghdr mh;
+        struct cmsghdr *c;
+        size_t off = 0;
+        int fd, r = 0;
+
+        fd = memfd_create("segops-shim", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        if (fd < 0)
+                return -errno;
+        while (off < n) {
+                ssize_t k = write(fd, line + off, n - off);
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0) {
+                        r = k < 0 ? -errno : -EIO;
+                        goto out;
+                }
+                off += (size_t)k;
+        }
+        if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
+                r = -errno;
+                goto out;
+        }
+        memset(&mh, 0, sizeof(mh));
+        memset(&cm, 0, sizeof(cm));
+        mh.msg_control = cm.buf;
+        mh.msg_controllen = sizeof(cm.buf);
+        c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &fd, sizeof(int));
+        if (sendmsg(s->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+                r = -errno;
+                if (r == -ECONNREFUSED || r == -ECONNRESET || r == -ENOTCONN) {
+                        s->broken = true; /* the thread reconnects */
+                        r = -ENOTCONN;
+                } else if (r == -EAGAIN) {
+                        r = -ENOBUFS; /* the daemon's queue is full */
+                }
+        }
+out:
+        close(fd);
+        return r;
+}
+
+int shim_wait_drained_locked(struct segops_shim *s, int64_t deadline_ms)
+{
+        while (s->used > 0 && s->thread_started) {
+                struct timespec ts;
+                int64_t left = deadline_ms - shim_now_ms();
+
+                if (left <= 0)
+                        return -ETIMEDOUT;
+                deadline_ts(&ts, left);
+                pthread_cond_timedwait(&s->drained, &s->lock, &ts);
+        }
+        return s->used > 0 ? -ETIMEDOUT : 0;
+}
+
+void shim_stop_thread_locked(struct segops_shim *s)
+{
+        pthread_t t;
+
+        if (!s->thread_started)
+                return;
+        s->stop = true;
+        t = s->thread;
+        pthread_cond_broadcast(&s->wake);
+        pthread_mutex_unlock(&s->lock);
+        pthread_join(t, NULL);
+        pthread_mutex_lock(&s->lock);
+        s->thread_started = false;
+        s->thread_idle = false;
+}
+
+/* ---- the control socket: op flush ---- */
+
+/* Read the one reply line: 0 once it is in buf, or -ETIMEDOUT/-ENOTCONN. */
+static int read_reply(int fd, char *buf, size_t cap, int64_t deadline_ms)
+{
+        size_t len = 0;
+
+        while (len + 1 < cap) {
+                struct pollfd p = {.fd = fd, .events = POLLIN};
+                int64_t left = deadline_ms - shim_now_ms();
+                ssize_t k;
+
+                if (left <= 0)
+                        return -ETIMEDOUT;
+                if (poll(&p, 1, left > 60000 ? 60000 : (int)left) < 0 && errno != EINTR)
+                        return -EIO;
+                k = recv(fd, buf + len, cap - 1 - len, MSG_DONTWAIT);
+                if (k < 0) {
+                        if (errno == EAGAIN || errno == EINTR)
+                                continue;
+                        return -ENOTCONN;
+                }
+                if (k == 0)
+                        return len ? 0 : -ENOTCONN;
+                len += (size_t)k;
+                buf[len] = '\0';
+                if (memchr(buf, '\n', len))
+                        return 0;
+        }
+        buf[len] = '\0';
+        return 0; /* a long reply: its start says enough */
+}
+
+int shim_control_flush(const struct segops_shim *s, int timeout_ms,
+                       int64_t deadline_ms)
+{
+        char req[64], reply[512];
+        const char *pre = "{\"op\":\"flush\",\"timeout_ms\":";
+        size_t n = 0, off = 0, nd = 0;
+        char digits[16];
+        unsigned v = (unsigned)timeout_ms;
+        int fd, r;
+
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        if (connect(fd, (const struct sockaddr *)&s->ctl_addr, s->ctl_addr_len) < 0) {
+                r = (errno == EACCES || errno == EPERM) ? -EACCES : -ENOTCONN;
+                goto out;
+        }
+        n = strlen(pre);
+        memcpy(req, pre, n);
+        do {
+                digits[nd++] = (char)('0' + v % 10);
+                v /= 10;
+        } while (v);
+        while (nd)
+                req[n++] = digits[--nd];
+        req[n++] = '}';
+        req[n++] = '\n';
+        while (off < n) {
+                ssize_t k = send(fd, req + off, n - off, MSG_NOSIGNAL);
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0) {
+                        r = -ENOTCONN;
+                        goto out;
+                }
+                off += (size_t)k;
+        }
+        r = read_reply(fd, reply, sizeof(reply), deadline_ms);
+        if (r < 0)
+                goto out;
+        /* Replies are compact JSON from the daemon; a full parser is not
+         * worth a dependency for one boolean. */
+        r = (strstr(reply, "\"ok\":true") || strstr(reply, "\"ok\": true")) ? 0 : -EIO;
+out:
+        close(fd);
+        return r;
+}

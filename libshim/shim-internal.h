@@ -1,0 +1,116 @@
+/* shim-internal.h - what libshim's files share: the handle, the encoder
+ * and the sender. Nothing here is exported (hidden visibility plus the
+ * version script); the unit tests link the static objects directly. */
+#ifndef SEGOPS_SHIM_INTERNAL_H
+#define SEGOPS_SHIM_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "segops/shim.h"
+
+#define SHIM_DGRAM_BYTES 65536          /* lines packed per datagram */
+#define SHIM_MAX_LINE (1024 * 1024)     /* largest line, newline included */
+#define SHIM_STACK_LINE 2048            /* encoded on the stack up to this */
+#define SHIM_BUFFER_DEFAULT (16u * 1024 * 1024)
+#define SHIM_BUFFER_MIN (64u * 1024)
+#define SHIM_BUFFER_MAX (1024u * 1024 * 1024)
+#define SHIM_RECONNECT_MS 100           /* at most one connect per this */
+#define SHIM_CLOSE_WAIT_MS 2000
+
+/* ---- encode.c: one NDJSON line, no I/O ---- */
+
+/* A line being built: in the caller's fixed buffer first, moved to the
+ * heap only when it outgrows it (up to SHIM_MAX_LINE). */
+struct shim_line {
+        char *p;
+        size_t len;
+        size_t cap;
+        char *heap; /* p when on the heap, else NULL */
+        int err;    /* first error: -ENOMEM or -EMSGSIZE */
+};
+
+void shim_line_init(struct shim_line *l, char *buf, size_t cap);
+void shim_line_free(struct shim_line *l);
+
+/* True when s[0..n) is valid UTF-8 (no overlong forms, surrogates or
+ * code points above U+10FFFF). */
+bool shim_utf8_valid(const char *s, size_t n);
+
+/* Each builds one complete line ending in '\n'. 0, -EINVAL (bad
+ * argument, see shim.h), -EMSGSIZE or -ENOMEM. On failure l is left
+ * for shim_line_free() only. */
+int shim_encode_track(struct shim_line *l, const char *user_id,
+                      const char *event_type, int64_t occurred_at_ms,
+                      const char *payload_json);
+int shim_encode_identify(struct shim_line *l, const char *user_id,
+                         int64_t occurred_at_ms, const char *traits_json);
+int shim_encode_set_user(struct shim_line *l, const char *user_id,
+                         const char *user_id_sig);
+int shim_encode_reset_session(struct shim_line *l);
+/* {"op":"client_dropped","count":N}\n into out (at least 64 bytes);
+ * returns its length. */
+size_t shim_encode_dropped(char *out, size_t cap, uint64_t count);
+
+/* ---- the handle (shim.c) ---- */
+struct segops_shim {
+        pthread_mutex_t lock;
+        pthread_cond_t wake;    /* producers/close -> sender thread */
+        pthread_cond_t drained; /* sender thread -> flush/close */
+
+        struct sockaddr_un addr; /* events socket */
+        socklen_t addr_len;
+        struct sockaddr_un ctl_addr; /* control socket */
+        socklen_t ctl_addr_len;
+
+        int fd;              /* events socket, -1 when none */
+        bool connected;
+        bool broken;         /* a send outside the thread saw the peer gone */
+        int down_err;        /* why the last connect failed (negative) */
+        int64_t next_connect_ms;
+
+        char *ring;          /* encoded lines, circular */
+        size_t ring_size;
+        size_t head;         /* producers write here */
+        size_t tail;         /* the thread sends from here */
+        size_t used;
+        size_t sending;      /* bytes the thread is sending unlocked */
+
+        bool thread_started;
+        bool thread_idle;    /* waiting on wake with nothing to do */
+        bool stop;
+        pthread_t thread;
+
+        uint64_t dropped;    /* total since open; read with atomics */
+        uint64_t unreported; /* not yet sent as client_dropped */
+
+        struct segops_shim *next; /* registry of open handles, for fork */
+};
+
+/* ---- send.c ---- */
+int64_t shim_now_ms(void); /* CLOCK_MONOTONIC */
+/* With s->lock held: connect if not connected and the rate limit allows.
+ * 0 or -ENOTCONN/-EACCES. */
+int shim_connect_locked(struct segops_shim *s);
+/* With s->lock held: append a line to the ring, start or wake the thread.
+ * 0, -ENOBUFS or -EAGAIN. */
+int shim_enqueue_locked(struct segops_shim *s, const char *line, size_t n);
+/* With s->lock held: send one line too large for a datagram as a sealed
+ * memfd. 0 or a negative errno. */
+int shim_send_memfd_locked(struct segops_shim *s, const char *line, size_t n);
+/* With s->lock held: wait until the ring is empty or deadline_ms passes.
+ * 0 or -ETIMEDOUT. */
+int shim_wait_drained_locked(struct segops_shim *s, int64_t deadline_ms);
+/* With s->lock held: stop the thread (drops the lock while joining). */
+void shim_stop_thread_locked(struct segops_shim *s);
+/* Send op flush on the control socket and wait for its reply. */
+int shim_control_flush(const struct segops_shim *s, int timeout_ms,
+                       int64_t deadline_ms);
+/* Count n events as dropped (lock held). */
+void shim_count_drop_locked(struct segops_shim *s, uint64_t n);
+
+#endif

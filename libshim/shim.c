@@ -1,0 +1,376 @@
+/* shim.c - libshim's public API: the handle's life and the calls.
+ *
+ * It owns the handle (open, close), argument checking, the order of
+ * work in each call (encode lock-free on the caller's stack, then take
+ * the mutex only to connect if needed and copy into the ring), errno
+ * preservation, and fork safety: every open handle is in a registry so
+ * a pthread_atfork child handler can give the child a clean handle (no
+ * parent thread, an empty ring, its own socket). Sending itself is in
+ * send.c, encoding in encode.c.
+ */
+#include "shim-internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EXPORT __attribute__((visibility("default")))
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t registry_once = PTHREAD_ONCE_INIT;
+static struct segops_shim *registry;
+
+/* Hold every handle still so the child inherits consistent state. */
+static void atfork_prepare(void)
+{
+        struct segops_shim *s;
+
+        pthread_mutex_lock(&registry_lock);
+        for (s = registry; s; s = s->next)
+                pthread_mutex_lock(&s->lock);
+}
+
+static void atfork_parent(void)
+{
+        struct segops_shim *s;
+
+        for (s = registry; s; s = s->next)
+                pthread_mutex_unlock(&s->lock);
+        pthread_mutex_unlock(&registry_lock);
+}
+
+static void atfork_child(void)
+{
+        struct segops_shim *s;
+
+        for (s = registry; s; s = s->next) {
+                /* The sender thread does not exist here; its condition
+                 * variables may record waiters that never return. */
+                pthread_cond_init(&s->wake, NULL);
+                pthread_cond_init(&s->drained, NULL);
+                s->thread_started = false;
+                s->thread_idle = false;
+                s->stop = false;
+                s->sending = 0;
+                /* What the ring holds is the parent's to send. */
+                s->head = s->tail = s->used = 0;
+                s->unreported = 0;
+                /* Own socket, own credentials (the daemon counts drops
+                 * per pid). */
+                if (s->fd >= 0)
+                        close(s->fd);
+                s->fd = -1;
+                s->connected = false;
+                s->broken = false;
+                s->next_connect_ms = 0;
+                pthread_mutex_unlock(&s->lock);
+        }
+        pthread_mutex_unlock(&registry_lock);
+}
+
+static void registry_init(void)
+{
+        (void)pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+static int set_addr(struct sockaddr_un *a, socklen_t *ret_len, const char *path,
+                    size_t n)
+{
+        if (n == 0 || n >= sizeof(a->sun_path))
+                return -EINVAL;
+        memset(a, 0, sizeof(*a));
+        a->sun_family = AF_UNIX;
+        memcpy(a->sun_path, path, n);
+        *ret_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+        return 0;
+}
+
+/* SEGOPS_SHIM_BUFFER_BYTES, clamped; the default when unset or bad. */
+static size_t buffer_size(void)
+{
+        const char *v = secure_getenv("SEGOPS_SHIM_BUFFER_BYTES");
+        unsigned long long x;
+        char *end;
+
+        if (!v || !*v)
+                return SHIM_BUFFER_DEFAULT;
+        errno = 0;
+        x = strtoull(v, &end, 10);
+        if (errno || end == v || *end)
+                return SHIM_BUFFER_DEFAULT;
+        if (x < SHIM_BUFFER_MIN)
+                return SHIM_BUFFER_MIN;
+        if (x > SHIM_BUFFER_MAX)
+                return SHIM_BUFFER_MAX;
+        return (size_t)x;
+}
+
+static int open_impl(segops_shim **ret, const char *socket_path)
+{
+        static const char def[] = "/run/segopsd/events.sock";
+        struct segops_shim *s = NULL;
+        const char *path = socket_path, *ctl, *slash;
+        char ctlbuf[sizeof(((struct sockaddr_un *)0)->sun_path) + 16];
+        size_t dl;
+        int r;
+
+        if (!ret)
+                return -EINVAL;
+        if (!path)
+                path = secure_getenv("SEGOPS_SOCKET");
+        if (!path || !*path)
+                path = def;
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->fd = -1;
+        s->down_err = -ENOTCONN;
+        r = set_addr(&s->addr, &s->addr_len, path, strlen(path));
+        if (r < 0)
+                goto out;
+        ctl = secure_getenv("SEGOPS_CONTROL_SOCKET");
+        if (!ctl || !*ctl) {
+                static const char base[] = "segopsd.sock";
+
+                slash = strrchr(path, '/');
+                dl = slash ? (size_t)(slash - path) + 1 : 0;
+                if (dl + sizeof(base) > sizeof(ctlbuf)) {
+                        r = -EINVAL;
+                        goto out;
+                }
+                memcpy(ctlbuf, path, dl);
+                memcpy(ctlbuf + dl, base, sizeof(base));
+                ctl = ctlbuf;
+        }
+        r = set_addr(&s->ctl_addr, &s->ctl_addr_len, ctl, strlen(ctl));
+        if (r < 0)
+                goto out;
+        s->ring_size = buffer_size();
+        /* Untouched pages cost no memory: the ring is as large as a burst
+         * needs, but resident only as far as bursts actually reach. */
+        s->ring = malloc(s->ring_size);
+        if (!s->ring) {
+                r = -ENOMEM;
+                goto out;
+        }
+        if (pthread_mutex_init(&s->lock, NULL) != 0) {
+                r = -ENOMEM;
+                goto out;
+        }
+        {
+                pthread_condattr_t ca;
+
+                pthread_condattr_init(&ca);
+                pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+                pthread_cond_init(&s->wake, &ca);
+                pthread_cond_init(&s->drained, &ca);
+                pthread_condattr_destroy(&ca);
+        }
+        pthread_once(&registry_once, registry_init);
+        pthread_mutex_lock(&registry_lock);
+        s->next = registry;
+        registry = s;
+        pthread_mutex_unlock(&registry_lock);
+        *ret = s;
+        s = NULL;
+        r = 0;
+out:
+        if (s) {
+                free(s->ring);
+                free(s);
+        }
+        return r;
+}
+
+EXPORT int segops_shim_open(segops_shim **ret, const char *socket_path)
+{
+        int saved = errno, r;
+
+        r = open_impl(ret, socket_path);
+        errno = saved;
+        return r;
+}
+
+static int64_t now_realtime_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Hand one encoded line over: ring, or memfd when it is too large for a
+ * datagram. Counts the drop on failure. */
+static int submit(struct segops_shim *s, struct shim_line *l)
+{
+        int r;
+
+        pthread_mutex_lock(&s->lock);
+        r = shim_connect_locked(s);
+        if (r < 0)
+                goto out;
+        if (l->len > SHIM_DGRAM_BYTES)
+                r = shim_send_memfd_locked(s, l->p, l->len);
+        else
+                r = shim_enqueue_locked(s, l->p, l->len);
+out:
+        if (r < 0)
+                shim_count_drop_locked(s, 1);
+        pthread_mutex_unlock(&s->lock);
+        return r;
+}
+
+/* The common tail of every queuing call: encoding failed or submit. */
+static int finish_call(struct segops_shim *s, struct shim_line *l, int r,
+                       int saved_errno)
+{
+        if (r == 0) {
+                r = submit(s, l);
+        } else if (r == -ENOMEM) {
+                /* An allocation failure loses a valid event: a drop. */
+                pthread_mutex_lock(&s->lock);
+                shim_count_drop_locked(s, 1);
+                pthread_mutex_unlock(&s->lock);
+        }
+        shim_line_free(l);
+        errno = saved_errno;
+        return r;
+}
+
+static int track_impl(segops_shim *s, const char *user_id,
+                      const char *event_type, int64_t occurred_at_ms,
+                      const char *payload_json)
+{
+        char buf[SHIM_STACK_LINE];
+        struct shim_line l;
+        int saved = errno;
+
+        if (!s)
+                return -EINVAL;
+        shim_line_init(&l, buf, sizeof(buf));
+        return finish_call(s, &l,
+                           shim_encode_track(&l, user_id, event_type,
+                                             occurred_at_ms, payload_json),
+                           saved);
+}
+
+EXPORT int segops_track_at(segops_shim *s, const char *user_id,
+                           const char *event_type, int64_t occurred_at_ms,
+                           const char *payload_json)
+{
+        return track_impl(s, user_id, event_type, occurred_at_ms, payload_json);
+}
+
+/* occurred_at is stamped here, not left to the daemon: the line may
+ * wait in the ring while the daemon catches up. */
+EXPORT int segops_track(segops_shim *s, const char *user_id,
+                        const char *event_type, const char *payload_json)
+{
+        if (!s)
+                return -EINVAL;
+        return track_impl(s, user_id, event_type, now_realtime_ms(), payload_json);
+}
+
+EXPORT int segops_identify(segops_shim *s, const char *user_id,
+                           const char *traits_json)
+{
+        char buf[SHIM_STACK_LINE];
+        struct shim_line l;
+        int saved = errno;
+
+        if (!s)
+                return -EINVAL;
+        shim_line_init(&l, buf, sizeof(buf));
+        return finish_call(s, &l,
+                           shim_encode_identify(&l, user_id, now_realtime_ms(),
+                                                traits_json),
+                           saved);
+}
+
+EXPORT int segops_set_user(segops_shim *s, const char *user_id,
+                           const char *user_id_sig)
+{
+        char buf[SHIM_STACK_LINE];
+        struct shim_line l;
+        int saved = errno;
+
+        if (!s)
+                return -EINVAL;
+        shim_line_init(&l, buf, sizeof(buf));
+        return finish_call(s, &l, shim_encode_set_user(&l, user_id, user_id_sig),
+                           saved);
+}
+
+EXPORT int segops_reset_session(segops_shim *s)
+{
+        char buf[64];
+        struct shim_line l;
+        int saved = errno;
+
+        if (!s)
+                return -EINVAL;
+        shim_line_init(&l, buf, sizeof(buf));
+        return finish_call(s, &l, shim_encode_reset_session(&l), saved);
+}
+
+EXPORT int segops_flush(segops_shim *s, int timeout_ms)
+{
+        int saved = errno, r;
+        int64_t deadline;
+
+        if (!s || timeout_ms < 0 || timeout_ms > 3600000)
+                return -EINVAL;
+        deadline = shim_now_ms() + timeout_ms;
+        pthread_mutex_lock(&s->lock);
+        if (s->used > 0 && !s->connected && s->fd < 0)
+                (void)shim_connect_locked(s);
+        r = shim_wait_drained_locked(s, deadline);
+        if (r == -ETIMEDOUT && !s->connected)
+                r = s->down_err; /* held back because the daemon is gone */
+        pthread_mutex_unlock(&s->lock);
+        if (r == 0)
+                r = shim_control_flush(s, timeout_ms, deadline);
+        errno = saved;
+        return r;
+}
+
+EXPORT uint64_t segops_dropped(const segops_shim *s)
+{
+        if (!s)
+                return 0;
+        return __atomic_load_n(&s->dropped, __ATOMIC_RELAXED);
+}
+
+EXPORT void segops_shim_close(segops_shim *s)
+{
+        struct segops_shim **pp;
+        int saved = errno;
+
+        if (!s)
+                return;
+        pthread_mutex_lock(&registry_lock);
+        for (pp = &registry; *pp; pp = &(*pp)->next) {
+                if (*pp == s) {
+                        *pp = s->next;
+                        break;
+                }
+        }
+        pthread_mutex_unlock(&registry_lock);
+
+        pthread_mutex_lock(&s->lock);
+        (void)shim_wait_drained_locked(s, shim_now_ms() + SHIM_CLOSE_WAIT_MS);
+        shim_stop_thread_locked(s);
+        s->used = 0; /* what is left after the bounded wait is lost */
+        if (s->fd >= 0)
+                close(s->fd);
+        s->fd = -1;
+        pthread_mutex_unlock(&s->lock);
+        pthread_cond_destroy(&s->wake);
+        pthread_cond_destroy(&s->drained);
+        pthread_mutex_destroy(&s->lock);
+        free(s->ring);
+        free(s);
+        errno = saved;
+}

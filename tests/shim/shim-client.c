@@ -1,0 +1,319 @@
+/* shim-client.c - a test program linked against the *installed*
+ * libsegops-shim (tests/integration/test_shim.py builds it with the
+ * pkg-config line an application would use). One mode per test case;
+ * the socket paths come from $SEGOPS_SOCKET / $SEGOPS_CONTROL_SOCKET.
+ * Where the test must act in between (start or restart the daemon) the
+ * program prints "WAIT <what>" and reads one line from stdin.
+ *
+ * malloc, calloc, realloc and free are interposed here (forwarding to
+ * glibc's __libc_* entry points) so the "alloc" mode can count every
+ * heap allocation the library makes per call.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <segops/shim.h>
+
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void __libc_free(void *);
+
+static unsigned long n_allocs;
+
+void *malloc(size_t n)
+{
+        __atomic_add_fetch(&n_allocs, 1, __ATOMIC_RELAXED);
+        return __libc_malloc(n);
+}
+
+void *calloc(size_t a, size_t b)
+{
+        __atomic_add_fetch(&n_allocs, 1, __ATOMIC_RELAXED);
+        return __libc_calloc(a, b);
+}
+
+void *realloc(void *p, size_t n)
+{
+        __atomic_add_fetch(&n_allocs, 1, __ATOMIC_RELAXED);
+        return __libc_realloc(p, n);
+}
+
+void free(void *p)
+{
+        __libc_free(p);
+}
+
+static segops_shim *shim;
+
+static double now_s(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void wait_for(const char *what)
+{
+        char line[64];
+
+        printf("WAIT %s\n", what);
+        fflush(stdout);
+        if (!fgets(line, sizeof(line), stdin))
+                exit(3);
+}
+
+static int track_i(const char *type, int t, long i)
+{
+        char payload[96];
+
+        snprintf(payload, sizeof(payload), "{\"t\":%d,\"i\":%ld,\"pid\":%d}", t,
+                 i, (int)getpid());
+        return segops_track(shim, "u1", type, payload);
+}
+
+struct burst_arg {
+        int t;
+        long n;
+        long fails;
+};
+
+static void *burst_thread(void *p)
+{
+        struct burst_arg *a = p;
+        long i;
+
+        for (i = 0; i < a->n; i++)
+                if (track_i("burst", a->t, i) != 0)
+                        a->fails++;
+        return NULL;
+}
+
+/* burst THREADS N: every thread tracks N events as fast as it can. */
+static int mode_burst(int threads, long n)
+{
+        pthread_t th[64];
+        struct burst_arg args[64];
+        long fails = 0;
+        int i, r;
+
+        if (threads < 1 || threads > 64)
+                return 2;
+        for (i = 0; i < threads; i++) {
+                args[i] = (struct burst_arg){.t = i, .n = n};
+                pthread_create(&th[i], NULL, burst_thread, &args[i]);
+        }
+        for (i = 0; i < threads; i++) {
+                pthread_join(th[i], NULL);
+                fails += args[i].fails;
+        }
+        r = segops_flush(shim, 60000);
+        printf("fails=%ld dropped=%" PRIu64 " flush=%d\n", fails,
+               segops_dropped(shim), r);
+        return 0;
+}
+
+/* absent N: the daemon is down; N calls must fail fast, then the test
+ * starts the daemon and the shim must resume and report its drops. */
+static int mode_absent(long n)
+{
+        double t0, worst = 0, total;
+        long i, bad = 0, ok = 0;
+        int r = 0;
+
+        t0 = now_s();
+        for (i = 0; i < n; i++) {
+                double a = now_s(), d;
+
+                r = track_i("absent", 0, i);
+                d = now_s() - a;
+                if (d > worst)
+                        worst = d;
+                if (r != -ENOTCONN)
+                        bad++;
+        }
+        total = now_s() - t0;
+        printf("absent bad=%ld worst_us=%.1f avg_ns=%.0f dropped=%" PRIu64
+               " flush=%d\n", bad, worst * 1e6, total / (double)n * 1e9,
+               segops_dropped(shim), segops_flush(shim, 1000));
+        wait_for("start");
+        /* The next connect attempt is at most 100 ms away. */
+        for (i = 0; i < 400 && ok < 10; i++) {
+                r = track_i("resumed", 0, i);
+                if (r == 0)
+                        ok++;
+                else
+                        usleep(5000);
+        }
+        r = segops_flush(shim, 20000);
+        printf("resumed ok=%ld dropped=%" PRIu64 " flush=%d\n", ok,
+               segops_dropped(shim), r);
+        return 0;
+}
+
+/* restart: events before, during and after a daemon restart; prints
+ * the index of every event the shim accepted. */
+static int mode_restart(void)
+{
+        long i, ok = 0, tries;
+        int r;
+
+        for (i = 0; i < 100; i++)
+                if (track_i("restart", 0, i) == 0)
+                        printf("ok %ld\n", i);
+        printf("flush1=%d\n", segops_flush(shim, 20000));
+        wait_for("stopped");
+        for (i = 100; i < 200; i++) {
+                if (track_i("restart", 0, i) == 0)
+                        printf("ok %ld\n", i);
+                usleep(1000);
+        }
+        wait_for("started");
+        for (tries = 0, i = 200; tries < 2000 && ok < 100; tries++, i++) {
+                r = track_i("restart", 0, i);
+                if (r == 0) {
+                        printf("ok %ld\n", i);
+                        ok++;
+                } else {
+                        usleep(2000);
+                }
+        }
+        r = segops_flush(shim, 20000);
+        printf("flush2=%d dropped=%" PRIu64 "\n", r, segops_dropped(shim));
+        return 0;
+}
+
+/* fork: parent and child both send; the child's events must arrive. */
+static int mode_fork(void)
+{
+        int i, status = 0, fails = 0;
+        pid_t pid;
+
+        for (i = 0; i < 50; i++)
+                fails += track_i("parent", 0, i) != 0;
+        pid = fork();
+        if (pid < 0)
+                return 2;
+        if (pid == 0) {
+                for (i = 0; i < 50; i++)
+                        fails += track_i("child", 1, i) != 0;
+                i = segops_flush(shim, 20000);
+                printf("child pid=%d fails=%d flush=%d\n", (int)getpid(), fails, i);
+                fflush(stdout);
+                segops_shim_close(shim);
+                _exit(fails || i ? 1 : 0);
+        }
+        for (i = 50; i < 100; i++)
+                fails += track_i("parent", 0, i) != 0;
+        waitpid(pid, &status, 0);
+        printf("parent fails=%d flush=%d child_exit=%d\n", fails,
+               segops_flush(shim, 20000),
+               WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        return 0;
+}
+
+/* flush N: N events then flush; prints FLUSHED once it returned. */
+static int mode_flush(long n)
+{
+        long i, fails = 0;
+        int r;
+
+        for (i = 0; i < n; i++)
+                fails += track_i("flush", 0, i) != 0;
+        r = segops_flush(shim, 20000);
+        printf("FLUSHED fails=%ld flush=%d\n", fails, r);
+        fflush(stdout);
+        wait_for("checked");
+        return 0;
+}
+
+/* large BYTES: one event whose payload string is BYTES long. */
+static int mode_large(long bytes)
+{
+        char *p = malloc((size_t)bytes + 32);
+        int r, r2;
+
+        if (!p)
+                return 2;
+        memcpy(p, "{\"big\":\"", 8);
+        memset(p + 8, 'x', (size_t)bytes);
+        memcpy(p + 8 + bytes, "\"}", 3);
+        r = segops_track(shim, "u1", "large", p);
+        r2 = segops_flush(shim, 20000);
+        printf("large r=%d flush=%d dropped=%" PRIu64 "\n", r, r2,
+               segops_dropped(shim));
+        free(p);
+        return 0;
+}
+
+/* ops: set_user, reset_session, identify, then an event. */
+static int mode_ops(void)
+{
+        int a = segops_set_user(shim, "alice", "00ff");
+        int b = segops_reset_session(shim);
+        int c = segops_identify(shim, "alice", "{\"plan\":\"pro\"}");
+        int d = segops_track(shim, "alice", "after_ops", NULL);
+
+        printf("ops set_user=%d reset=%d identify=%d track=%d flush=%d\n", a, b,
+               c, d, segops_flush(shim, 20000));
+        return 0;
+}
+
+/* alloc N: heap allocations made by N track() calls after the first. */
+static int mode_alloc(long n)
+{
+        unsigned long before, after;
+        long i, fails = 0;
+
+        track_i("alloc", 0, -1); /* the first call starts the thread */
+        segops_flush(shim, 20000);
+        before = __atomic_load_n(&n_allocs, __ATOMIC_RELAXED);
+        for (i = 0; i < n; i++)
+                fails += track_i("alloc", 0, i) != 0;
+        after = __atomic_load_n(&n_allocs, __ATOMIC_RELAXED);
+        printf("allocs=%lu fails=%ld flush=%d\n", after - before, fails,
+               segops_flush(shim, 20000));
+        return 0;
+}
+
+int main(int argc, char **argv)
+{
+        const char *mode = argc > 1 ? argv[1] : "";
+        long a = argc > 2 ? strtol(argv[2], NULL, 10) : 0;
+        long b = argc > 3 ? strtol(argv[3], NULL, 10) : 0;
+        int r, ret = 2;
+
+        setvbuf(stdout, NULL, _IOLBF, 0);
+        r = segops_shim_open(&shim, NULL);
+        if (r < 0) {
+                printf("open failed: %d\n", r);
+                return 1;
+        }
+        if (!strcmp(mode, "burst"))
+                ret = mode_burst((int)a, b);
+        else if (!strcmp(mode, "absent"))
+                ret = mode_absent(a);
+        else if (!strcmp(mode, "restart"))
+                ret = mode_restart();
+        else if (!strcmp(mode, "fork"))
+                ret = mode_fork();
+        else if (!strcmp(mode, "flush"))
+                ret = mode_flush(a);
+        else if (!strcmp(mode, "large"))
+                ret = mode_large(a);
+        else if (!strcmp(mode, "ops"))
+                ret = mode_ops();
+        else if (!strcmp(mode, "alloc"))
+                ret = mode_alloc(a);
+        segops_shim_close(shim);
+        return ret;
+}
