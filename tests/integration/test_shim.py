@@ -60,8 +60,20 @@ def build_client():
                     '-o', exe, src] + flags, check=True)
     libdir = os.path.dirname(pcdir)
     run_env = {'LD_LIBRARY_PATH': libdir}
-    _built.update(exe=exe, env=run_env)
+    _built.update(exe=exe, env=run_env, flags=flags, dest=dest)
     return exe, run_env
+
+
+def readme_example():
+    """The C example of README.md, between its markers."""
+    readme = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                          '..', '..', 'README.md')
+    with open(readme) as f:
+        text = f.read()
+    start = text.index('<!-- readme-example:shim -->')
+    end = text.index('<!-- /readme-example -->', start)
+    block = text[start:end]
+    return block[block.index('```c\n') + 5:block.rindex('```')]
 
 
 def tearDownModule():
@@ -253,6 +265,27 @@ class ShimTests(SegopsTestCase):
         self.assertEqual(sum(st['rejected'].values()), 0)
         types = sorted(e['event_type'] for e in self.upstream.events.values())
         self.assertEqual(types, ['after_ops', 'context_identified'])
+
+    def test_readme_example_builds_and_delivers(self):
+        """The README's example, built with the README's pkg-config
+        line against the installed library, delivers its two events."""
+        build_client()
+        src = os.path.join(_built['dest'], 'readme-example.c')
+        exe = os.path.join(_built['dest'], 'readme-example')
+        with open(src, 'w') as f:
+            f.write(readme_example())
+        subprocess.run(['cc', '-Wall', '-Werror', '-o', exe, src] +
+                       _built['flags'], check=True)
+        d = self.start_daemon()
+        env = dict(os.environ, SEGOPS_SOCKET=d.events_socket,
+                   SEGOPS_CONTROL_SOCKET=d.control_socket, **_built['env'])
+        out = subprocess.run([exe], env=env, capture_output=True, text=True,
+                             timeout=30)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(out.stdout.strip(), 'flush: 0, dropped: 0')
+        types = sorted(e['event_type'] for e in self.upstream.events.values())
+        self.assertEqual(types, ['context_identified', 'signup'])
+        self.assertNoViolations()
 
     def test_no_allocations_per_track(self):
         d = self.start_daemon()
