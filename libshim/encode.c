@@ -124,7 +124,6 @@ bool shim_utf8_valid(const char *str, size_t n)
         return true;
 }
 
-static const char hexdigits[] = "0123456789abcdef";
 
 /* Append s as a JSON string literal. The caller validated UTF-8. */
 static void add_string(struct shim_line *l, const char *s, size_t n)
@@ -138,7 +137,6 @@ static void add_string(struct shim_line *l, const char *s, size_t n)
         l->p[l->len++] = '"';
         while (i < n) {
                 unsigned char c;
-                char *o;
 
                 start = i;
                 while (i < n) {
@@ -151,27 +149,7 @@ static void add_string(struct shim_line *l, const char *s, size_t n)
                 l->len += i - start;
                 if (i == n)
                         break;
-                c = (unsigned char)s[i++];
-                o = l->p + l->len;
-                o[0] = '\\';
-                switch (c) {
-                case '"': o[1] = '"'; break;
-                case '\\': o[1] = '\\'; break;
-                case '\n': o[1] = 'n'; break;
-                case '\t': o[1] = 't'; break;
-                case '\r': o[1] = 'r'; break;
-                case '\b': o[1] = 'b'; break;
-                case '\f': o[1] = 'f'; break;
-                default:
-                        o[1] = 'u';
-                        o[2] = '0';
-                        o[3] = '0';
-                        o[4] = hexdigits[c >> 4];
-                        o[5] = hexdigits[c & 0xf];
-                        l->len += 4;
-                        break;
-                }
-                l->len += 2;
+                l->len += proto_json_escape_byte((unsigned char)s[i++], l->p + l->len);
         }
         l->p[l->len++] = '"';
 }

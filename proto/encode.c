@@ -92,6 +92,29 @@ void proto_buf_free(struct proto_buf *b)
 
 static const char hexdigits[] = "0123456789abcdef";
 
+size_t proto_json_escape_byte(unsigned char c, char out[6])
+{
+        out[0] = '\\';
+        switch (c) {
+        case '"': out[1] = '"'; return 2;
+        case '\\': out[1] = '\\'; return 2;
+        case '\n': out[1] = 'n'; return 2;
+        case '\t': out[1] = 't'; return 2;
+        case '\r': out[1] = 'r'; return 2;
+        case '\b': out[1] = 'b'; return 2;
+        case '\f': out[1] = 'f'; return 2;
+        default:
+                if (c >= 0x20)
+                        return 0;
+                out[1] = 'u';
+                out[2] = '0';
+                out[3] = '0';
+                out[4] = hexdigits[c >> 4];
+                out[5] = hexdigits[c & 0xf];
+                return 6;
+        }
+}
+
 int proto_json_escape(struct proto_buf *b, const char *s, size_t n)
 {
         size_t entry, i = 0, start;
@@ -108,7 +131,7 @@ int proto_json_escape(struct proto_buf *b, const char *s, size_t n)
         while (i < n) {
                 unsigned char c;
                 char esc[6];
-                size_t elen = 2;
+                size_t elen;
 
                 start = i;
                 while (i < n) {
@@ -122,25 +145,7 @@ int proto_json_escape(struct proto_buf *b, const char *s, size_t n)
                         goto fail;
                 if (i == n)
                         break;
-                c = (unsigned char)s[i++];
-                esc[0] = '\\';
-                switch (c) {
-                case '"': esc[1] = '"'; break;
-                case '\\': esc[1] = '\\'; break;
-                case '\n': esc[1] = 'n'; break;
-                case '\t': esc[1] = 't'; break;
-                case '\r': esc[1] = 'r'; break;
-                case '\b': esc[1] = 'b'; break;
-                case '\f': esc[1] = 'f'; break;
-                default:
-                        esc[1] = 'u';
-                        esc[2] = '0';
-                        esc[3] = '0';
-                        esc[4] = hexdigits[c >> 4];
-                        esc[5] = hexdigits[c & 0xf];
-                        elen = 6;
-                        break;
-                }
+                elen = proto_json_escape_byte((unsigned char)s[i++], esc);
                 r = proto_buf_append(b, esc, elen);
                 if (r < 0)
                         goto fail;

@@ -52,6 +52,9 @@ void proto_buf_free(struct proto_buf *b);  /* frees, zeroes; NULL ok */
  * quotes included. Escapes '"', '\\' and control characters; DEL and
  * non-ASCII bytes are copied as they are. 0 or -ENOMEM. */
 int proto_json_escape(struct proto_buf *b, const char *s, size_t n);
+/* The escape sequence for one byte: writes it to out and returns its
+ * length (2 or 6), or 0 when c needs no escaping inside a JSON string. */
+size_t proto_json_escape_byte(unsigned char c, char out[6]);
 
 /* ---- time ---- */
 /* Format Unix milliseconds as YYYY-MM-DDTHH:MM:SS.mmmZ plus a NUL.
