@@ -686,6 +686,11 @@ int batcher_init(struct batcher *b, struct daemon *d)
         return 0;
 }
 
+void batcher_wake(struct batcher *b)
+{
+        pump(b);
+}
+
 void batcher_kick(struct batcher *b)
 {
         if (b->nbatches < cfg_of(b)->max_in_flight && cut_due(b))

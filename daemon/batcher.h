@@ -55,8 +55,12 @@ struct batcher {
 
 int batcher_init(struct batcher *b, struct daemon *d);
 
-/* Events were queued: cut and send what is due. Cheap when nothing is. */
+/* Events were queued: cut and send what is due. Cheap when nothing is
+ * due, so ingest calls it after every read. */
 void batcher_kick(struct batcher *b);
+/* Something other than new events may let batches go (a session token
+ * arrived): look at everything again. */
+void batcher_wake(struct batcher *b);
 
 /* Wait until every event held now is resolved, up to timeout_ms. The
  * callback may run before this returns (nothing held). Returns the

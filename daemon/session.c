@@ -92,7 +92,7 @@ static void on_retry(uv_timer_t *t)
         struct session *s = t->data;
 
         /* The batcher asks for a token again, which starts the mint. */
-        batcher_kick(&s->d->batcher);
+        batcher_wake(&s->d->batcher);
 }
 
 static void back_off(struct session *s, double retry_after)
@@ -161,7 +161,7 @@ static void on_mint(void *ud, const struct fwd_result *res)
                  * may be stale, so mint again with the current one. */
                 s->restart = false;
                 s->state = SESSION_IDLE;
-                batcher_kick(&s->d->batcher);
+                batcher_wake(&s->d->batcher);
                 return;
         }
         if (st == 200) {
@@ -174,7 +174,7 @@ static void on_mint(void *ud, const struct fwd_result *res)
                                 log_info("pk_ session minted for user '%s'; sending resumes",
                                          s->user_id);
                         s->logged = NULL;
-                        batcher_kick(&s->d->batcher);
+                        batcher_wake(&s->d->batcher);
                         return;
                 }
                 snprintf(s->last_error, sizeof(s->last_error),
@@ -247,7 +247,7 @@ static void on_identity(void *ud, const struct usercmd_result *res)
         if (res->error == 0 && s->restart) {
                 s->restart = false;
                 s->state = SESSION_IDLE;
-                batcher_kick(&s->d->batcher);
+                batcher_wake(&s->d->batcher);
                 return;
         }
         if (res->error == 0) {
@@ -328,19 +328,19 @@ void session_reset(struct session *s)
                 s->restart = true;
         if (s->state == SESSION_READY || s->state == SESSION_NO_IDENTITY)
                 s->state = SESSION_IDLE;
-        batcher_kick(&s->d->batcher);
+        batcher_wake(&s->d->batcher);
 }
 
 void session_identity_changed(struct session *s)
 {
         if (s->state == SESSION_NO_IDENTITY) {
                 s->state = SESSION_IDLE;
-                batcher_kick(&s->d->batcher);
+                batcher_wake(&s->d->batcher);
         } else if (s->state == SESSION_WAITING && s->logged &&
                    (!strcmp(s->logged, "mint_403") || !strcmp(s->logged, "mint_400"))) {
                 /* A new identity is worth trying now, not after backoff. */
                 s->not_before = 0;
-                batcher_kick(&s->d->batcher);
+                batcher_wake(&s->d->batcher);
         }
 }
 
