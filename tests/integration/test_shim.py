@@ -56,6 +56,7 @@ def build_client():
                             'segops-shim'], env=env, check=True,
                            capture_output=True, text=True).stdout.split()
     exe = os.path.join(dest, 'shim-client')
+    flags = os.environ.get('SHIM_CLIENT_CFLAGS', '').split() + flags
     subprocess.run(['cc', '-std=c11', '-O1', '-Wall', '-Werror', '-pthread',
                     '-o', exe, src] + flags, check=True)
     libdir = os.path.dirname(pcdir)
