@@ -26,8 +26,8 @@
 #define EVENTS_PATH "/api/events/batch/"
 
 enum batch_state {
-        BATCH_COMPRESSING, /* on the thread pool */
         BATCH_READY,       /* to send once now >= not_before */
+        BATCH_COMPRESSING, /* on the thread pool */
         BATCH_IN_FLIGHT,
 };
 
@@ -235,6 +235,8 @@ static bool idset_seen(struct idset *set, const struct batch *x, const char *id,
         }
 }
 
+static void drop_batch(struct batcher *b, struct batch *x, enum stats_drop why);
+
 static int cut_batch(struct batcher *b)
 {
         static struct idset ids;
@@ -278,11 +280,11 @@ static int cut_batch(struct batcher *b)
         batch_ready(b, x);
         return 0;
 fail:
-        /* Events already moved stay in the body: re-queueing them would
-         * reorder them. Out of memory here is as fatal as anywhere. */
-        log_err("cannot build a batch: %s", strerror(-ret));
-        if (x->n == 0)
-                batch_free(b, x);
+        /* Out of memory with events already moved out of the queue: the
+         * half-built body cannot be sent, so they are counted as lost
+         * to memory, never left behind uncounted. */
+        log_err("cannot build a batch: %s; %u events dropped", strerror(-ret), x->n);
+        drop_batch(b, x, DROP_MEMORY_FULL);
         return ret;
 }
 
@@ -318,7 +320,10 @@ static void send_batch(struct batcher *b, struct batch *x, const char *bearer, u
         ret = fwd_start(&b->d->fwd, &p, on_response, x);
         if (ret < 0) {
                 x->not_before = uv_now(b->d->loop) + 1000;
-                log_limited(LOG_ERR, "send", "cannot start a request: %s", strerror(-ret));
+                set_state(b, "send_error");
+                snprintf(b->last_error, sizeof(b->last_error), "cannot start a request: %s",
+                         strerror(-ret));
+                log_limited(LOG_ERR, "send", "%s", b->last_error);
                 return;
         }
         if (x->attempts > 0)

@@ -277,7 +277,7 @@ void cfg_defaults(struct cfg *c)
         c->max_connections = 256;
         c->max_reply_bytes = MIB;
         c->idle_timeout = 300;
-        c->max_datagram_bytes = 256 * KIB;
+        c->max_datagram_bytes = 0; /* auto: see cfg_datagram_bytes() */
         c->dgram_burst = 256;
 
         c->log_level = CFG_LOG_INFO;
@@ -863,7 +863,7 @@ int cfg_validate(const struct cfg *c, char *err, size_t errlen)
                          "%zu)", p, c->max_message_bytes, c->max_batch_bytes);
                 return -EINVAL;
         }
-        if (c->max_datagram_bytes <= c->max_message_bytes) {
+        if (c->max_datagram_bytes && c->max_datagram_bytes <= c->max_message_bytes) {
                 cfg_errf(err, errlen, "%s: [listen] max_datagram_bytes must "
                          "be larger than max_message_bytes (got %zu and %zu)", p,
                          c->max_datagram_bytes, c->max_message_bytes);

@@ -58,13 +58,24 @@ struct cfg {
                                        default 1M */
         double idle_timeout;        /* seconds, 0 = never, default 300 */
         size_t max_datagram_bytes;  /* one datagram, all its messages;
-                                       default 256K */
+                                       0 (default) = cfg_datagram_bytes() */
         unsigned dgram_burst;       /* datagrams read per wakeup, default 256 */
 
         /* [log] */
         enum cfg_log_level log_level; /* err|warn|info|debug, default info */
         unsigned log_rate;          /* messages per key per 10 s, default 10 */
 };
+
+/* The datagram bound in force: max_datagram_bytes when set, else 256K
+ * or room for one max_message_bytes message and its newline. */
+static inline size_t cfg_datagram_bytes(const struct cfg *c)
+{
+        size_t one = c->max_message_bytes + 1;
+
+        if (c->max_datagram_bytes)
+                return c->max_datagram_bytes;
+        return one > 256 * 1024 ? one : 256 * 1024;
+}
 
 /* Fill c with the defaults of SPEC section 6. Never fails. */
 void cfg_defaults(struct cfg *c);

@@ -36,6 +36,7 @@ struct conn {
         bool reading;
         bool eof;                    /* the client has finished sending */
         bool finishing;              /* shutdown requested */
+        bool flushing_now;           /* inside batcher_flush(), see run_op */
         bool closing;
 };
 
@@ -56,13 +57,17 @@ struct write_req {
 
 static void conn_process(struct conn *c);
 static void start_reading(struct conn *c);
+static void drain_conn(struct conn *c);
 
 /* ---- lifetime ---- */
 
 static void srv_release(struct conn_server *s)
 {
-        if (--s->open_handles == 0)
+        if (--s->open_handles == 0) {
+                if (s->d->conns == s)
+                        s->d->conns = NULL;
                 free(s);
+        }
 }
 
 static void on_conn_closed(uv_handle_t *h)
@@ -197,7 +202,16 @@ static void on_flushed(void *ud, int result, uint64_t flushed, uint64_t dropped,
                 reply_buf(c, &b);
         else
                 proto_buf_free(&b);
-        if (!c->closing)
+        /* Answered at once: run_op's caller goes on with the next line.
+         * Recursing here would let a client stack up flush lines until
+         * the stack overflows. */
+        if (c->flushing_now || c->closing)
+                return;
+        /* During a stop, what the client sent after the flush is still
+         * to be read before the connection closes. */
+        if (c->srv->stopping)
+                drain_conn(c);
+        else
                 conn_process(c);
 }
 
@@ -209,7 +223,9 @@ static void run_op(struct conn *c, const struct proto_msg *msg)
         if (msg->op == PROTO_OP_FLUSH) {
                 /* Datagrams sent before this flush count too. */
                 dgram_drain(d);
+                c->flushing_now = true;
                 c->flush = batcher_flush(&d->batcher, (uint64_t)msg->timeout_ms, on_flushed, c);
+                c->flushing_now = false;
                 return;
         }
         if (ctl_reply_sync(d, msg, c->pid, &b) == 0)
@@ -483,9 +499,8 @@ void conn_server_close(struct daemon *d)
         struct conn_server *s = d->conns;
         struct conn *c, *next;
 
-        if (!s)
+        if (!s || s->stopping)
                 return;
-        d->conns = NULL;
         s->stopping = true;
         /* A connection waiting for a flush stays open: the flush is
          * answered when the stop has sent everything (or gives up). */
@@ -494,4 +509,16 @@ void conn_server_close(struct daemon *d)
                 drain_conn(c);
         }
         srv_close_handles(s);
+}
+
+void conn_server_abort(struct daemon *d)
+{
+        struct conn_server *s = d->conns;
+
+        if (!s)
+                return;
+        /* A client that does not read would hold its shutdown (and so
+         * the stop) forever: uv_close cancels what is still queued. */
+        while (s->conns)
+                conn_close(s->conns);
 }

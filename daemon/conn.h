@@ -12,4 +12,8 @@ int conn_server_open(struct daemon *d);
  * connection (a flush in progress is abandoned). */
 void conn_server_close(struct daemon *d);
 
+/* The end of a stop: close whatever connections are left, replies
+ * unwritten or not. */
+void conn_server_abort(struct daemon *d);
+
 #endif

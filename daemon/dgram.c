@@ -135,7 +135,7 @@ static void handle_memfd(struct dgram *g, int fd, pid_t pid)
                 reject(g, PROTO_E_BAD_VALUE, "passed memfd is empty");
                 return;
         }
-        if ((uint64_t)st.st_size > g->d->cfg.max_datagram_bytes) {
+        if ((uint64_t)st.st_size > cfg_datagram_bytes(&g->d->cfg)) {
                 g->d->stats.dgram_truncated++;
                 reject(g, PROTO_E_OVERSIZE, "memfd larger than max_datagram_bytes");
                 return;
@@ -236,7 +236,7 @@ int dgram_open(struct daemon *d)
                 return -ENOMEM;
         g->d = d;
         g->fd = -1;
-        g->slot = d->cfg.max_datagram_bytes + 1;
+        g->slot = cfg_datagram_bytes(&d->cfg) + 1;
         g->bufs = malloc(g->slot * DGRAM_VLEN);
         if (!g->bufs) {
                 r = -ENOMEM;

@@ -237,6 +237,28 @@ static int add_header(struct curl_slist **list, const char *name, const char *va
         return 0;
 }
 
+/* Authorization: Bearer <key or token>, sized to the credential (session
+ * tokens can be long); our copy is wiped once curl has its own. */
+static int add_bearer(struct curl_slist **list, const char *bearer)
+{
+        static const char head[] = "Authorization: Bearer ";
+        size_t n = sizeof(head) + strlen(bearer);
+        struct curl_slist *l;
+        char *line = malloc(n);
+
+        if (!line)
+                return -ENOMEM;
+        memcpy(line, head, sizeof(head) - 1);
+        memcpy(line + sizeof(head) - 1, bearer, n - sizeof(head) + 1);
+        l = curl_slist_append(*list, line);
+        explicit_bzero(line, n);
+        free(line);
+        if (!l)
+                return -ENOMEM;
+        *list = l;
+        return 0;
+}
+
 static int setup_easy(struct fwd *f, struct fwd_req *r, const struct fwd_post *p)
 {
         const struct cfg *c = f->cfg;
@@ -249,13 +271,7 @@ static int setup_easy(struct fwd *f, struct fwd_req *r, const struct fwd_post *p
                 return -EINVAL;
         if ((ret = add_header(&r->headers, "Content-Type", "application/json")) < 0)
                 return ret;
-        /* The credential is wiped from our copy once curl has its own. */
-        char bearer[600];
-        n = snprintf(bearer, sizeof(bearer), "Bearer %s", p->bearer);
-        if (n < 0 || (size_t)n >= sizeof(bearer))
-                return -EINVAL;
-        ret = add_header(&r->headers, "Authorization", bearer);
-        explicit_bzero(bearer, sizeof(bearer));
+        ret = add_bearer(&r->headers, p->bearer);
         if (ret < 0)
                 return ret;
         if (p->idempotency_key &&
@@ -390,10 +406,9 @@ static void finish(struct fwd *f, struct fwd_req *r, CURLcode code)
         res.body = r->resp;
         res.body_len = r->resp_len;
         f->in_flight--;
-        fwd_done_fn cb = r->cb;
-        void *ud = r->ud;
+        /* res points into r: r goes back only after the callback. */
+        r->cb(r->ud, &res);
         req_put(f, r);
-        cb(ud, &res);
 }
 
 static void check_multi_info(struct fwd *f)

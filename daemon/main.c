@@ -26,12 +26,14 @@
 #include "rng.h"
 
 #define STOP_POLL_MS 20
+#define STOP_GRACE_MS 1000 /* for replies still queued when the stop ends */
 
 struct runtime {
         struct daemon d;
         uv_signal_t sig_term, sig_int, sig_hup;
         uv_timer_t stop_timer;  /* polls for "all sent" during a stop */
         uv_timer_t watchdog;
+        uv_timer_t grace;       /* last replies' time to leave at the end */
         uint64_t stop_deadline;
         int exit_code;
 };
@@ -58,6 +60,14 @@ static void close_walk(uv_handle_t *h, void *arg)
                 uv_close(h, NULL);
 }
 
+static void on_grace(uv_timer_t *t)
+{
+        struct runtime *rt = t->data;
+
+        conn_server_abort(&rt->d);
+        uv_close((uv_handle_t *)t, NULL);
+}
+
 static void finish_stop(struct runtime *rt)
 {
         struct daemon *d = &rt->d;
@@ -65,6 +75,9 @@ static void finish_stop(struct runtime *rt)
 
         lost = batcher_close(&d->batcher);
         session_close(&d->session);
+        /* Connections still open get a moment to write their last
+         * replies (a flush's answer), then are closed regardless. */
+        uv_timer_start(&rt->grace, on_grace, STOP_GRACE_MS, 0);
         if (lost)
                 log_err("%llu events could not be delivered before stop_timeout and are lost "
                         "(no spool_dir: memory-only mode)", (unsigned long long)lost);
@@ -192,6 +205,10 @@ static int run(struct runtime *rt)
         session_init(&d->session, d);
         uv_timer_init(d->loop, &rt->stop_timer);
         rt->stop_timer.data = rt;
+        uv_timer_init(d->loop, &rt->grace);
+        rt->grace.data = rt;
+        /* Only the stop's own handles may keep the loop alive. */
+        uv_unref((uv_handle_t *)&rt->grace);
         start_watchdog(rt);
         uv_signal_init(d->loop, &rt->sig_term);
         uv_signal_init(d->loop, &rt->sig_int);

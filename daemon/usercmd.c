@@ -146,6 +146,7 @@ static void finish(struct usercmd *u)
         if (u->done || !u->exited || !u->eof)
                 return;
         u->done = true;
+        uv_timer_stop(&u->timer);
         if (u->failure) {
                 res.error = -EIO;
                 res.why = u->failure;
@@ -182,7 +183,8 @@ static void on_exit_cb(uv_process_t *p, int64_t status, int sig)
         u->exited = true;
         u->exit_status = status;
         u->term_signal = sig;
-        uv_timer_stop(&u->timer);
+        /* The timer keeps running until the output ends too: a child
+         * that left a grandchild holding stdout is still bounded. */
         finish(u);
 }
 
@@ -283,5 +285,6 @@ void usercmd_cancel(struct usercmd *u)
                 return;
         u->cancelled = true;
         kill_child(u, "cancelled");
-        /* finish() runs when the exit is reaped, and only closes. */
+        /* Closes now if the child was already reaped, else on its exit. */
+        finish(u);
 }

@@ -506,6 +506,29 @@ class StreamTests(IngestCase):
         st = d.stats()
         self.assertGreaterEqual(st['ingest']['connections_refused'], 1)
 
+    def test_many_flush_lines_at_once(self):
+        """60,000 flush ops in one burst, nothing held: each is answered
+        in turn, without recursion (a stack overflow once)."""
+        d = self.start_daemon(listen__max_message_bytes='1M',
+                              listen__max_reply_bytes='64M')
+        n = 60000
+        s = d.connect_control()
+        self.addCleanup(s.close)
+        s.settimeout(30)
+        threading.Thread(target=lambda: (s.sendall(b'{"op":"flush"}\n' * n),
+                                         s.shutdown(socket.SHUT_WR)),
+                         daemon=True).start()
+        data = b''
+        while True:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            data += chunk
+        replies = data.splitlines()
+        self.assertEqual(len(replies), n)
+        self.assertEqual(json.loads(replies[-1]), {'ok': True, 'flushed': 0})
+        self.assertTrue(d.running())
+
     def test_client_that_never_reads_is_disconnected(self):
         d = self.start_daemon(listen__max_reply_bytes='4096')
         bad_line = b'{"user_id":"u1","event_type":1}\n'

@@ -325,6 +325,23 @@ class SignatureTests(SessionCase):
         self._wrong_then_right(None)
 
 
+class LongTokenTests(SessionCase):
+    """Session tokens can be long (JWTs of 1-2 KB): the Authorization
+    header is sized to the token, not to a fixed buffer."""
+    upstream_options = {'token_len': 3000}
+
+    def test_3000_byte_token_is_used(self):
+        d = self.start_daemon()
+        self.set_user(d, 'long-token-user')
+        send_stream(d, [make_event(i) for i in range(3)])
+        self.assertEventsDelivered(ids(range(3)), timeout=10)
+        tok = self.upstream.mints[0]['token']
+        self.assertEqual(len(tok), 3004)
+        self.assertTrue(all(r['headers']['authorization'] == 'Bearer ' + tok
+                            for r in self.upstream.batch_requests))
+        self.assertNoViolations()
+
+
 class NoIdentityTests(SessionCase):
 
     def test_events_buffered_until_set_user(self):

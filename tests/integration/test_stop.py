@@ -199,6 +199,22 @@ class StopTests(SegopsTestCase):
             self.assertIn('pending', reply)
 
 
+class StopWithSilentClients(SegopsTestCase):
+
+    def test_client_that_never_reads_does_not_hold_the_stop(self):
+        """A client with 300 KB of unread replies at SIGTERM: the stop
+        ends anyway (a shutdown that never completes once hung it)."""
+        d = self.start_daemon()
+        s = d.connect_control()
+        self.addCleanup(s.close)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.sendall(b'{"op":"flush"}\n' * 20000)
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        self.assertEqual(d.stop(timeout=10), 0)
+        self.assertLess(time.monotonic() - t0, 5)
+
+
 class NotYetTests(SegopsTestCase):
 
     @unittest.skip('spool_dir is not implemented yet (main.c warns '

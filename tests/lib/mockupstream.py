@@ -292,7 +292,7 @@ class MockUpstream:
     call start() and stop()."""
 
     def __init__(self, api_key='sk_test_0123456789abcdef', compression=None,
-                 user_agent=r'^segopsd/\d+\.\d+\.\d+', token_ttl=3600,
+                 user_agent=r'^segopsd/\d+\.\d+\.\d+', token_ttl=3600, token_len=32,
                  require_sig=False, sig_secret=None, tls_cert=None,
                  tls_key=None, bad_auth_is_violation=True, port=0):
         if not api_key.startswith(('sk_', 'pk_')):
@@ -305,6 +305,7 @@ class MockUpstream:
         self.compression = compression
         self.user_agent_re = re.compile(user_agent)
         self.token_ttl = token_ttl
+        self.token_len = token_len
         self.require_sig = require_sig
         self.sig_secret = sig_secret.encode() \
             if isinstance(sig_secret, str) else sig_secret
@@ -805,7 +806,7 @@ class MockUpstream:
                               {'error': 'scripted'}, item)
             return
         ttl = self.token_ttl
-        token = 'tok_' + secrets.token_urlsafe(24)
+        token = 'tok_' + secrets.token_urlsafe(self.token_len)[:self.token_len]
         with self._lock:
             self._tokens[token] = {'expires': time.monotonic() + ttl,
                                    'revoked': False,
