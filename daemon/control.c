@@ -25,6 +25,9 @@ bool ctl_quiet_op(struct daemon *d, const struct proto_msg *msg, pid_t pid)
                 session_reset(&d->session); /* no-op for sk_ keys */
                 return true;
         case PROTO_OP_CLIENT_DROPPED:
+                /* The socket's word (SO_PEERCRED) over the message's. */
+                if (!pid)
+                        pid = msg->client_pid;
                 d->stats.client_dropped += msg->count;
                 clients_dropped(&d->clients, pid, msg->count, (uint64_t)daemon_now_ms());
                 log_limited(LOG_WARNING, "client_dropped", "process %d reports %llu events it "

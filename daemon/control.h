@@ -12,7 +12,8 @@ struct daemon;
 
 /* The ops that need no answer, so the datagram socket takes them too:
  * set_user, reset_session, client_dropped. pid: the sender, from the
- * socket's credentials (0 when unknown). Returns false for other ops. */
+ * socket's credentials (stream), or 0 (datagram: then client_dropped's
+ * self-declared pid is used). Returns false for other ops. */
 bool ctl_quiet_op(struct daemon *d, const struct proto_msg *msg, pid_t pid);
 
 /* Carry out a synchronous op (any but flush) and append its reply line

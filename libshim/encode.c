@@ -300,24 +300,40 @@ int shim_encode_reset_session(struct shim_line *l)
         return finish(l);
 }
 
-size_t shim_encode_dropped(char *out, size_t cap, uint64_t count)
+/* Decimal digits of v at out; returns how many. */
+static size_t put_decimal(char *out, uint64_t v)
 {
-        static const char pre[] = "{\"op\":\"client_dropped\",\"count\":";
         char digits[24];
         size_t nd = 0, n = 0;
 
+        do {
+                digits[nd++] = (char)('0' + v % 10);
+                v /= 10;
+        } while (v);
+        while (nd)
+                out[n++] = digits[--nd];
+        return n;
+}
+
+size_t shim_encode_dropped(char *out, size_t cap, uint64_t count, int32_t pid)
+{
+        static const char pre[] = "{\"op\":\"client_dropped\",\"count\":";
+        static const char mid[] = ",\"pid\":";
+        size_t n;
+
         if (count > (uint64_t)PROTO_DROP_COUNT_MAX)
                 count = (uint64_t)PROTO_DROP_COUNT_MAX;
-        do {
-                digits[nd++] = (char)('0' + count % 10);
-                count /= 10;
-        } while (count);
-        if (cap < sizeof(pre) - 1 + nd + 2)
+        /* Worst case: both numbers at 20 digits, then "}\n". */
+        if (cap < sizeof(pre) - 1 + 20 + sizeof(mid) - 1 + 20 + 2)
                 return 0;
         memcpy(out, pre, sizeof(pre) - 1);
         n = sizeof(pre) - 1;
-        while (nd)
-                out[n++] = digits[--nd];
+        n += put_decimal(out + n, count);
+        if (pid > 0) {
+                memcpy(out + n, mid, sizeof(mid) - 1);
+                n += sizeof(mid) - 1;
+                n += put_decimal(out + n, (uint64_t)pid);
+        }
         out[n++] = '}';
         out[n++] = '\n';
         return n;

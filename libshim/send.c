@@ -148,7 +148,7 @@ static void deadline_ts(struct timespec *ts, int64_t ms_from_now)
 static void *sender_main(void *arg)
 {
         struct segops_shim *s = arg;
-        char prefix[64];
+        char prefix[96];
 
         pthread_mutex_lock(&s->lock);
         while (!s->stop) {
@@ -177,7 +177,8 @@ static void *sender_main(void *arg)
                 }
                 if (s->unreported) {
                         reported = s->unreported;
-                        plen = shim_encode_dropped(prefix, sizeof(prefix), reported);
+                        plen = shim_encode_dropped(prefix, sizeof(prefix), reported,
+                                                   (int32_t)getpid());
                         iov[0].iov_base = prefix;
                         iov[0].iov_len = plen;
                 }

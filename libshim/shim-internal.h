@@ -52,9 +52,11 @@ int shim_encode_identify(struct shim_line *l, const char *user_id,
 int shim_encode_set_user(struct shim_line *l, const char *user_id,
                          const char *user_id_sig);
 int shim_encode_reset_session(struct shim_line *l);
-/* {"op":"client_dropped","count":N}\n into out (at least 64 bytes);
- * returns its length. */
-size_t shim_encode_dropped(char *out, size_t cap, uint64_t count);
+/* {"op":"client_dropped","count":N,"pid":P}\n into out (at least 96
+ * bytes; "pid" left out when pid <= 0); returns its length, or 0 when
+ * out is too small. The daemon cannot afford credentials on every
+ * datagram, so the process names itself. */
+size_t shim_encode_dropped(char *out, size_t cap, uint64_t count, int32_t pid);
 
 /* ---- the handle (shim.c) ---- */
 struct segops_shim {

@@ -40,6 +40,7 @@ static inline void proto_msg_set_event(struct proto_msg *msg)
         msg->op = 0;
         msg->timeout_ms = 0;
         msg->count = 0;
+        msg->client_pid = 0;
         msg->user_id[0] = '\0';
         msg->user_id_sig[0] = '\0';
         msg->has_sig = false;

@@ -40,6 +40,7 @@ enum field {
         F_TIMEOUT_MS,
         F_USER_ID_SIG,
         F_DROP_COUNT,
+        F_PID,
         F_COUNT,
         F_UNKNOWN = F_COUNT,
 };
@@ -58,6 +59,7 @@ static const char *const field_names[F_COUNT] = {
         [F_TIMEOUT_MS] = "timeout_ms",
         [F_USER_ID_SIG] = "user_id_sig",
         [F_DROP_COUNT] = "count",
+        [F_PID] = "pid",
 };
 
 static const struct {
@@ -71,7 +73,8 @@ static const struct {
         {"set_user", PROTO_OP_SET_USER,
          BIT(F_OP) | BIT(F_USER_ID) | BIT(F_USER_ID_SIG)},
         {"reset_session", PROTO_OP_RESET_SESSION, BIT(F_OP)},
-        {"client_dropped", PROTO_OP_CLIENT_DROPPED, BIT(F_OP) | BIT(F_DROP_COUNT)},
+        {"client_dropped", PROTO_OP_CLIENT_DROPPED,
+         BIT(F_OP) | BIT(F_DROP_COUNT) | BIT(F_PID)},
 };
 
 #define TRACK_FIELDS                                                           \
@@ -472,7 +475,7 @@ static int parse_op(json_t *root, json_t *opv, struct proto_msg *msg,
         const char *name;
         size_t k;
         int64_t timeout = PROTO_FLUSH_TIMEOUT_MS;
-        json_int_t count = 0;
+        json_int_t count = 0, pid = 0;
         int r;
 
         if (!json_is_string(opv))
@@ -514,6 +517,15 @@ static int parse_op(json_t *root, json_t *opv, struct proto_msg *msg,
                         return fail(err, PROTO_E_BAD_VALUE,
                                     "count must be 1-%lld",
                                     (long long)PROTO_DROP_COUNT_MAX);
+                if (slots[F_PID] && !json_is_integer(slots[F_PID]))
+                        return fail(err, PROTO_E_WRONG_TYPE,
+                                    "field \"pid\" must be an integer");
+                if (slots[F_PID]) {
+                        pid = json_integer_value(slots[F_PID]);
+                        if (pid < 1 || pid > INT32_MAX)
+                                return fail(err, PROTO_E_BAD_VALUE,
+                                            "pid must be 1-%d", INT32_MAX);
+                }
         }
         if (ops[k].op == PROTO_OP_SET_USER) {
                 r = check_required_string(slots[F_USER_ID], F_USER_ID,
@@ -533,6 +545,7 @@ static int parse_op(json_t *root, json_t *opv, struct proto_msg *msg,
         msg->op = ops[k].op;
         msg->timeout_ms = ops[k].op == PROTO_OP_FLUSH ? timeout : 0;
         msg->count = (uint64_t)count;
+        msg->client_pid = (int32_t)pid;
         msg->user_id[0] = '\0';
         msg->user_id_sig[0] = '\0';
         msg->has_sig = false;

@@ -121,6 +121,7 @@ struct proto_msg {
         enum proto_op op;         /* PROTO_MSG_OP */
         int64_t timeout_ms;       /* PROTO_OP_FLUSH */
         uint64_t count;           /* PROTO_OP_CLIENT_DROPPED */
+        int32_t client_pid;       /* its optional self-declared "pid", or 0 */
         char user_id[PROTO_USER_ID_MAX + 1];         /* PROTO_OP_SET_USER */
         char user_id_sig[PROTO_USER_ID_SIG_MAX + 1]; /* "" when absent */
         bool has_sig;

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The client-side extensions of the local protocol (proto/PROTOCOL.md):
-client_dropped reports (per sending process, pid from the socket's
-credentials) and sealed memfds for datagrams too large to send."""
+client_dropped reports (per sending process: the peer's credentials on
+the stream, a declared pid on datagrams) and sealed memfds for
+datagrams too large to send."""
 
 import fcntl
 import json
@@ -30,22 +31,27 @@ class ClientDropped(SegopsTestCase):
 
     def test_reported_on_datagram_per_process(self):
         d = self.start_daemon()
-        d.send_dgram('{"op":"client_dropped","count":5}\n' +
+        me = os.getpid()
+        d.send_dgram('{"op":"client_dropped","count":5,"pid":%d}\n' % me +
                      json.dumps(make_event(0)) + '\n')
-        d.send_dgram('{"op":"client_dropped","count":2}\n')
-        st = d.wait_for_stats(lambda s: s['client_dropped'] == 7, 5)
-        mine = [c for c in st['clients'] if c['pid'] == os.getpid()]
+        d.send_dgram('{"op":"client_dropped","count":2,"pid":%d}\n' % me)
+        d.send_dgram('{"op":"client_dropped","count":4}\n')  # no pid: unknown
+        st = d.wait_for_stats(lambda s: s['client_dropped'] == 11, 5)
+        mine = [c for c in st['clients'] if c['pid'] == me]
         self.assertEqual(len(mine), 1, st['clients'])
         self.assertEqual(mine[0]['dropped'], 7)
-        self.assertEqual(mine[0]['comm'], open('/proc/self/comm').read().strip())
+        with open('/proc/self/comm') as f:
+            self.assertEqual(mine[0]['comm'], f.read().strip())
+        self.assertEqual([c['dropped'] for c in st['clients'] if c['pid'] == 0], [4])
         self.assertEqual(d.flush(), {'ok': True, 'flushed': 1})
         self.assertEqual(set(self.upstream.events), {event_id(0)})
         # Ops are not events: received counts the event only.
         self.assertEqual((st['received'], st['accepted']), (1, 1))
 
     def test_reported_on_stream(self):
+        """On the stream the peer's credentials win over a declared pid."""
         d = self.start_daemon()
-        replies = d.control([{'op': 'client_dropped', 'count': 3}])
+        replies = d.control([{'op': 'client_dropped', 'count': 3, 'pid': 1}])
         self.assertEqual(replies, [{'ok': True}])
         st = d.stats()
         self.assertEqual(st['client_dropped'], 3)
@@ -58,12 +64,15 @@ class ClientDropped(SegopsTestCase):
                '{"op":"client_dropped","count":0}',
                '{"op":"client_dropped","count":-1}',
                '{"op":"client_dropped","count":"5"}',
-               '{"op":"client_dropped","count":1,"pid":1}',
+               '{"op":"client_dropped","count":1,"pid":"1"}',
+               '{"op":"client_dropped","count":1,"pid":0}',
+               '{"op":"client_dropped","count":1,"who":1}',
                '{"op":"client_dropped","count":9007199254740992}']
         replies = d.control(bad)
         self.assertEqual([r['error'] for r in replies],
                          ['missing_field', 'bad_value', 'bad_value',
-                          'wrong_type', 'unknown_field', 'bad_value'])
+                          'wrong_type', 'wrong_type', 'bad_value',
+                          'unknown_field', 'bad_value'])
         self.assertEqual(d.stats()['client_dropped'], 0)
 
 

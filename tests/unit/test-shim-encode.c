@@ -190,15 +190,17 @@ END_TEST
 
 START_TEST(client_dropped_line)
 {
-        char out[64];
-        size_t n = shim_encode_dropped(out, sizeof(out), 1234567);
+        char out[96];
+        size_t n = shim_encode_dropped(out, sizeof(out), 1234567, 4321);
+        const char *want = "{\"op\":\"client_dropped\",\"count\":1234567,\"pid\":4321}\n";
 
-        ck_assert_uint_eq(n, strlen("{\"op\":\"client_dropped\",\"count\":1234567}\n"));
-        ck_assert(memcmp(out, "{\"op\":\"client_dropped\",\"count\":1234567}\n", n) == 0);
-        n = shim_encode_dropped(out, sizeof(out), UINT64_MAX); /* capped 2^53-1 */
-        ck_assert(memcmp(out, "{\"op\":\"client_dropped\",\"count\":9007199254740991}\n",
-                         n) == 0);
-        ck_assert_uint_eq(shim_encode_dropped(out, 10, 1), 0);
+        ck_assert_uint_eq(n, strlen(want));
+        ck_assert(memcmp(out, want, n) == 0);
+        want = "{\"op\":\"client_dropped\",\"count\":9007199254740991}\n";
+        n = shim_encode_dropped(out, sizeof(out), UINT64_MAX, 0); /* capped 2^53-1 */
+        ck_assert_uint_eq(n, strlen(want));
+        ck_assert(memcmp(out, want, n) == 0);
+        ck_assert_uint_eq(shim_encode_dropped(out, 10, 1, 1), 0);
 }
 END_TEST
 
