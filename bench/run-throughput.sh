@@ -14,13 +14,16 @@
 # the run: timings depend on the machine.
 #
 # usage: bench/run-throughput.sh [-n EVENTS] [--gzip] [-t THREADS]
-#                                [-b BUILD_DIR] [--timeout SECONDS]
+#                                [--pack N] [-b BUILD_DIR] [--timeout SECONDS]
+#   --pack N  N events per datagram, as libshim sends them (default 1:
+#             one event per datagram, the measurement)
 
 set -u
 
 N=1000000
 COMPRESSION=none
 THREADS=1
+PACK=1
 BUILD=${BUILD:-build}
 TIMEOUT=120
 
@@ -48,6 +51,7 @@ while [ $# -gt 0 ]; do
         case $1 in
         -n) is_count "${2:-}" || die "bad -n"; N=$2; shift 2 ;;
         -t) is_count "${2:-}" || die "bad -t"; THREADS=$2; shift 2 ;;
+        --pack) is_count "${2:-}" || die "bad --pack"; PACK=$2; shift 2 ;;
         -b) [ $# -ge 2 ] || die "bad -b"; BUILD=$2; shift 2 ;;
         --timeout) is_count "${2:-}" || die "bad --timeout"
             TIMEOUT=$2; shift 2 ;;
@@ -197,11 +201,11 @@ IDLE_KB=$(proc_field "$DAEMON_PID" VmRSS)
 # shared libraries that other processes map too.
 IDLE_ANON_KB=$(proc_field "$DAEMON_PID" RssAnon)
 
-echo "segopsd pid $DAEMON_PID, sink on 127.0.0.1:$PORT, compression=$COMPRESSION, $N events, $THREADS sender thread(s)"
+echo "segopsd pid $DAEMON_PID, sink on 127.0.0.1:$PORT, compression=$COMPRESSION, $N events, $THREADS sender thread(s), $PACK per datagram"
 
 # --- the run ------------------------------------------------------------------
 CPU0=$(cpu_ticks "$DAEMON_PID")
-timeout "$TIMEOUT" "$SENDER" -n "$N" -s "$TMP/events.sock" -t "$THREADS" >"$TMP/sender.out"
+timeout "$TIMEOUT" "$SENDER" -n "$N" -s "$TMP/events.sock" -t "$THREADS" -p "$PACK" >"$TMP/sender.out"
 SENDER_RC=$?
 SENDER_LINE=$(cat "$TMP/sender.out")
 echo "sender: $SENDER_LINE"

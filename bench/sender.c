@@ -30,6 +30,7 @@
 #define STALL_LIMIT_NS  (UINT64_C(30) * 1000000000u)
 #define RETRY_SLEEP_NS  50000 /* 50 us between retries on a full buffer */
 #define DEFAULT_SOCKET  "/run/segopsd/events.sock"
+#define MAX_PACK        256   /* events per datagram: 256 x 200 B = 50 KiB */
 
 struct worker {
         pthread_t thread;
@@ -38,6 +39,7 @@ struct worker {
         uint64_t end;         /* one past the last */
         uint64_t sent;
         uint64_t retries;
+        uint64_t pack;        /* events per datagram */
         int err;              /* 0 or a negative errno */
 };
 
@@ -142,23 +144,29 @@ static int send_one(int fd, const char *buf, size_t len, uint64_t *retries)
 static void *worker_run(void *arg)
 {
         struct worker *w = arg;
-        char buf[512];
-        uint64_t i;
+        char buf[512 * MAX_PACK];
+        uint64_t i = w->first;
         int fd = open_socket(w->path);
 
         if (fd < 0) {
                 w->err = fd;
                 return NULL;
         }
-        for (i = w->first; i < w->end; i++) {
-                size_t len = format_event(buf, sizeof(buf), i);
-                int r = send_one(fd, buf, len, &w->retries);
+        while (i < w->end) {
+                size_t len = 0;
+                uint64_t k = 0;
+                int r;
 
+                /* pack events per datagram, as libshim does */
+                for (; k < w->pack && i + k < w->end; k++)
+                        len += format_event(buf + len, sizeof(buf) - len, i + k);
+                r = send_one(fd, buf, len, &w->retries);
                 if (r < 0) {
                         w->err = r;
                         break;
                 }
-                w->sent++;
+                w->sent += k;
+                i += k;
         }
         close(fd);
         return NULL;
@@ -167,7 +175,8 @@ static void *worker_run(void *arg)
 static void usage(FILE *f)
 {
         fprintf(f,
-                "usage: sender [-n EVENTS] [-s SOCKET] [-t THREADS]\n"
+                "usage: sender [-n EVENTS] [-s SOCKET] [-t THREADS] [-p PACK]\n"
+                "  -p PACK  events per datagram (default 1; up to 256)\n"
                 "  -n  events to send (default 1000000)\n"
                 "  -s  events socket (default $SEGOPS_SOCKET or "
                 DEFAULT_SOCKET ")\n"
@@ -179,14 +188,14 @@ int main(int argc, char **argv)
 {
         struct worker *w = NULL;
         const char *path = getenv("SEGOPS_SOCKET");
-        uint64_t n = 1000000, threads = 1, sent = 0, retries = 0, t0, t1, k;
+        uint64_t n = 1000000, threads = 1, pack = 1, sent = 0, retries = 0, t0, t1, k;
         double secs;
         int opt, r = 1;
         bool failed = false;
 
         if (!path || !*path)
                 path = DEFAULT_SOCKET;
-        while ((opt = getopt(argc, argv, "n:s:t:h")) != -1) {
+        while ((opt = getopt(argc, argv, "n:s:t:p:h")) != -1) {
                 switch (opt) {
                 case 'n':
                         if (parse_u64(optarg, 1, MAX_EVENTS, &n) < 0) {
@@ -200,6 +209,12 @@ int main(int argc, char **argv)
                 case 't':
                         if (parse_u64(optarg, 1, MAX_THREADS, &threads) < 0) {
                                 fprintf(stderr, "sender: bad -t\n");
+                                return 2;
+                        }
+                        break;
+                case 'p':
+                        if (parse_u64(optarg, 1, MAX_PACK, &pack) < 0) {
+                                fprintf(stderr, "sender: bad -p\n");
                                 return 2;
                         }
                         break;
@@ -222,6 +237,7 @@ int main(int argc, char **argv)
                 w[k].path = path;
                 w[k].first = n * k / threads;
                 w[k].end = n * (k + 1) / threads;
+                w[k].pack = pack;
         }
 
         t0 = now_ns();

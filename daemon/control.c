@@ -90,7 +90,7 @@ static json_t *stats_json(struct daemon *d)
                 "{s:b s:s s:I s:I s:I s:I s:o s:o s:I s:o s:I s:I s:I s:I s:I s:I s:I s:I s:I s:I"
                 " s:{s:s s:I s:s}"
                 " s:o"
-                " s:{s:I s:I s:I s:I s:I s:I s:I}"
+                " s:{s:I s:I s:I s:I s:I s:I s:I s:I s:I}"
                 " s:I s:I}",
                 "ok", 1, "version", SEGOPS_VERSION,
                 "uptime_s", (json_int_t)((daemon_now_ms() - d->start_ms) / 1000),
@@ -117,6 +117,8 @@ static json_t *stats_json(struct daemon *d)
                 "ingest", "datagrams", (json_int_t)s->dgram_received,
                 "datagrams_oversize", (json_int_t)s->dgram_truncated,
                 "memfds", (json_int_t)s->dgram_memfd,
+                "pauses", (json_int_t)s->dgram_pauses,
+                "paused_ms", (json_int_t)s->dgram_paused_ms,
                 "connections", (json_int_t)s->conn_accepted,
                 "connections_refused", (json_int_t)s->conn_refused,
                 "connections_slow_closed", (json_int_t)s->conn_slow_closed,

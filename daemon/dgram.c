@@ -12,6 +12,7 @@
 #include "dgram.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,13 @@
 
 #define DGRAM_VLEN 16 /* > net.unix.max_dgram_qlen's usual 10 */
 #define DGRAM_MAX_FDS 4 /* one is used (a memfd); more are closed */
+/* Backpressure: with the upstream healthy but slower than the senders,
+ * stop reading above 3/4 of max_memory until below 1/2 (senders then
+ * wait in the kernel queue, libshim in its ring), for at most
+ * PAUSE_MAX_MS at a time; after that, or with the upstream failing,
+ * when_full decides. */
+#define PAUSE_CHECK_MS 5
+#define PAUSE_MAX_MS 1000
 #define MEMFD_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
 
 union dgram_cmsg {
@@ -38,6 +46,9 @@ union dgram_cmsg {
 struct dgram {
         struct daemon *d;
         uv_poll_t poll;
+        uv_timer_t pause;   /* backpressure: checks when to read again */
+        uint64_t paused_at; /* loop ms; 0 when reading */
+        int open_handles;
         int fd;
         size_t slot;   /* bytes per buffer: max_datagram_bytes + 1 */
         char *bufs;    /* DGRAM_VLEN slots */
@@ -207,6 +218,40 @@ static unsigned read_burst(struct dgram *g, unsigned max)
         return total;
 }
 
+static bool upstream_healthy(const struct daemon *d)
+{
+        return strcmp(d->batcher.state, "ok") == 0;
+}
+
+static void on_readable(uv_poll_t *h, int status, int events);
+
+static void on_pause_check(uv_timer_t *t)
+{
+        struct dgram *g = t->data;
+        struct daemon *d = g->d;
+        uint64_t now = uv_now(d->loop);
+
+        if (d->queue.held > d->queue.limit / 2 && upstream_healthy(d) &&
+            now - g->paused_at < PAUSE_MAX_MS)
+                return;
+        d->stats.dgram_paused_ms += now - g->paused_at;
+        g->paused_at = 0;
+        uv_timer_stop(&g->pause);
+        uv_poll_start(&g->poll, UV_READABLE, on_readable);
+}
+
+static void maybe_pause(struct dgram *g)
+{
+        struct daemon *d = g->d;
+
+        if (d->queue.held <= d->queue.limit / 4 * 3 || !upstream_healthy(d))
+                return;
+        d->stats.dgram_pauses++;
+        g->paused_at = uv_now(d->loop);
+        uv_poll_stop(&g->poll);
+        uv_timer_start(&g->pause, on_pause_check, PAUSE_CHECK_MS, PAUSE_CHECK_MS);
+}
+
 static void on_readable(uv_poll_t *h, int status, int events)
 {
         struct dgram *g = h->data;
@@ -215,8 +260,10 @@ static void on_readable(uv_poll_t *h, int status, int events)
                 log_limited(LOG_ERR, "dgram_poll", "events socket: %s", uv_strerror(status));
                 return;
         }
-        if (read_burst(g, g->d->cfg.dgram_burst) > 0)
+        if (read_burst(g, g->d->cfg.dgram_burst) > 0) {
                 batcher_kick(&g->d->batcher);
+                maybe_pause(g);
+        }
 }
 
 int dgram_open(struct daemon *d)
@@ -251,6 +298,9 @@ int dgram_open(struct daemon *d)
                 goto fail;
         }
         g->poll.data = g;
+        uv_timer_init(d->loop, &g->pause);
+        g->pause.data = g;
+        g->open_handles = 2;
         uv_poll_start(&g->poll, UV_READABLE, on_readable);
         d->dgram = g;
         return 0;
@@ -274,6 +324,8 @@ static void on_closed(uv_handle_t *h)
 {
         struct dgram *g = h->data;
 
+        if (--g->open_handles > 0)
+                return;
         close(g->fd);
         free(g->bufs);
         free(g);
@@ -289,4 +341,5 @@ void dgram_close(struct daemon *d)
         d->dgram = NULL;
         uv_poll_stop(&g->poll);
         uv_close((uv_handle_t *)&g->poll, on_closed);
+        uv_close((uv_handle_t *)&g->pause, on_closed);
 }

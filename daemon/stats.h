@@ -38,6 +38,8 @@ struct stats {
         uint64_t dgram_received;   /* datagrams read */
         uint64_t dgram_truncated;  /* datagrams over max_datagram_bytes */
         uint64_t dgram_memfd;      /* datagrams passed as sealed memfds */
+        uint64_t dgram_pauses;     /* reading paused: memory 3/4 full */
+        uint64_t dgram_paused_ms;  /* total time paused */
         uint64_t conn_accepted;
         uint64_t conn_refused;     /* over max_connections */
         uint64_t conn_slow_closed; /* unread replies over max_reply_bytes */

@@ -12,6 +12,7 @@ import email.utils
 import json
 import os
 import re
+import socket
 import sys
 import time
 import unittest
@@ -567,6 +568,43 @@ class MemoryTests(SegopsTestCase):
         self.assertEqual(len(missing), lost)
         self.assertEqual(missing, list(range(missing[0],
                                              missing[0] + lost)))
+
+
+class BackpressureTests(SegopsTestCase):
+    """A healthy but slow upstream and a fast datagram sender: segopsd
+    stops reading above 3/4 of max_memory instead of dropping, so a
+    blocking sender waits and nothing is lost."""
+
+    def test_slow_healthy_upstream_pauses_reading_instead_of_dropping(self):
+        d = self.start_daemon(buffer__max_memory='2M',
+                              batch__max_batch_bytes='256K',
+                              batch__batch_size='500',
+                              upstream__max_in_flight='1',
+                              upstream__compression='none')
+        self.upstream.set_default(200, delay=0.05)
+        # Get the upstream state to "ok" first: pausing is for a healthy
+        # upstream only.
+        d.send_dgram(json.dumps(make_event(0)) + '\n')
+        self.assertEqual(d.flush()['ok'], True)
+        pad = 'x' * 400
+        n = 12000   # ~6 MB of events, three times max_memory
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.connect(d.events_socket)
+            s.settimeout(60)   # blocking: waits while the daemon pauses
+            batch = []
+            for i in range(1, n + 1):
+                batch.append(json.dumps(make_event(i, payload={'p': pad})))
+                if len(batch) == 50:
+                    s.send(('\n'.join(batch) + '\n').encode())
+                    batch = []
+            if batch:
+                s.send(('\n'.join(batch) + '\n').encode())
+        self.assertEqual(d.flush(timeout_ms=60000)['ok'], True)
+        st = d.stats()
+        self.assertEqual(st['dropped']['memory_full'], 0)
+        self.assertGreaterEqual(st['ingest']['pauses'], 1)
+        self.assertEqual(len(self.upstream.events), n + 1)
+        self.assertNoViolations()
 
 
 class FlushTests(SegopsTestCase):
