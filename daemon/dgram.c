@@ -35,6 +35,7 @@
  * PAUSE_MAX_MS at a time; after that, or with the upstream failing,
  * when_full decides. */
 #define PAUSE_CHECK_MS 5
+#define DRAIN_ALL (1u << 20) /* flush and stop read everything queued */
 #define PAUSE_MAX_MS 1000
 #define MEMFD_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
 
@@ -179,6 +180,17 @@ static void handle_one(struct dgram *g, struct mmsghdr *mm, const char *data)
                 close(m.fds[i]);
 }
 
+static bool upstream_healthy(const struct daemon *d)
+{
+        return strcmp(d->batcher.state, "ok") == 0;
+}
+
+/* Time to stop reading (see PAUSE_MAX_MS)? */
+static bool over_high_water(const struct daemon *d)
+{
+        return d->queue.held > d->queue.limit / 4 * 3 && upstream_healthy(d);
+}
+
 /* Read up to max datagrams; returns how many, or 0 when none waited. */
 static unsigned read_burst(struct dgram *g, unsigned max)
 {
@@ -214,13 +226,12 @@ static unsigned read_burst(struct dgram *g, unsigned max)
                  * and another recvmmsg is far cheaper than a trip
                  * through epoll. EAGAIN ends the burst. */
                 total += (unsigned)n;
+                /* Checked per recvmmsg, not per burst: a burst of big
+                 * datagrams would overshoot max_memory by far. */
+                if (g->paused_at == 0 && max != DRAIN_ALL && over_high_water(g->d))
+                        break;
         }
         return total;
-}
-
-static bool upstream_healthy(const struct daemon *d)
-{
-        return strcmp(d->batcher.state, "ok") == 0;
 }
 
 static void on_readable(uv_poll_t *h, int status, int events);
@@ -244,7 +255,7 @@ static void maybe_pause(struct dgram *g)
 {
         struct daemon *d = g->d;
 
-        if (d->queue.held <= d->queue.limit / 4 * 3 || !upstream_healthy(d))
+        if (!over_high_water(d))
                 return;
         d->stats.dgram_pauses++;
         g->paused_at = uv_now(d->loop);
@@ -316,7 +327,7 @@ void dgram_drain(struct daemon *d)
 {
         /* The kernel queue is short (max_dgram_qlen); the bound only
          * guards against a sender racing us forever. */
-        if (d->dgram && read_burst(d->dgram, 1u << 20) > 0)
+        if (d->dgram && read_burst(d->dgram, DRAIN_ALL) > 0)
                 batcher_kick(&d->batcher);
 }
 
