@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -172,10 +173,15 @@ int cmd_sign_user_id(struct ctl_opts *o, int argc, char **argv)
                 if (strncmp(argv[i], "--s", 3) == 0 &&
                     strcmp(argv[i], "--secret-file") != 0 &&
                     strncmp(argv[i], "--secret-file=", 14) != 0)
-                        return ctl_usage_error("sign-user-id", "unknown option '%s' (the "
+                        /* Name the option only: "--secret=VALUE" would
+                         * put the secret on stderr. */
+                        return ctl_usage_error("sign-user-id", "unknown option '%.*s' (the "
                                                "secret is read from stdin or --secret-file "
-                                               "FILE, never from the command line)", argv[i]);
+                                               "FILE, never from the command line)",
+                                               (int)strcspn(argv[i], "="), argv[i]);
 
+        /* No core dump may carry the secret. */
+        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
         while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
                 switch (c) {
                 case 'f': file = optarg; break;
@@ -186,9 +192,10 @@ int cmd_sign_user_id(struct ctl_opts *o, int argc, char **argv)
         if (optind >= argc)
                 return ctl_usage_error("sign-user-id", "USER_ID is required");
         if (optind + 1 < argc)
-                return ctl_usage_error("sign-user-id", "unexpected argument '%s' (the secret "
-                                       "is read from stdin or --secret-file, never argv)",
-                                       argv[optind + 1]);
+                /* Not echoed: an extra argument may well be the secret. */
+                return ctl_usage_error("sign-user-id", "one argument expected, the user id; "
+                                       "the secret is read from stdin or --secret-file, "
+                                       "never from the command line");
         user = argv[optind];
         if (user[0] == '\0')
                 return ctl_usage_error("sign-user-id", "USER_ID must not be empty");

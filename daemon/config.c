@@ -15,6 +15,7 @@
  * leaves the running configuration untouched.
  */
 #include "config.h"
+#include "proto.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -119,8 +120,9 @@ static const struct cfg_key cfg_keys[] = {
         KUNS("listen", "max_connections", max_connections, T_UINT, 1, 65536),
         KUNS("listen", "max_reply_bytes", max_reply_bytes, T_SIZE, KIB, GIB),
         KDBL("listen", "idle_timeout", idle_timeout, 0, false, 7 * 86400),
-        KUNS("listen", "max_datagram_bytes", max_datagram_bytes, T_SIZE, KIB,
-             4 * MIB),
+        /* Never below what libshim packs into one datagram. */
+        KUNS("listen", "max_datagram_bytes", max_datagram_bytes, T_SIZE,
+             PROTO_DATAGRAM_MIN, 4 * MIB),
         KUNS("listen", "dgram_burst", dgram_burst, T_UINT, 1, 4096),
 
         KUNS("log", "level", log_level, T_LOG_LEVEL, 0, 0),

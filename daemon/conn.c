@@ -439,7 +439,10 @@ int conn_server_open(struct daemon *d)
         if (!s)
                 return -ENOMEM;
         s->d = d;
-        fd = listen_unix(d->cfg.control_socket, SOCK_STREAM, d->cfg.socket_mode, err, sizeof(err));
+        bool adopted;
+
+        fd = listen_unix(d->cfg.control_socket, SOCK_STREAM, d->cfg.socket_mode, &adopted, err,
+                         sizeof(err));
         if (fd < 0) {
                 log_err("control socket %s", err);
                 free(s);

@@ -51,6 +51,7 @@ struct dgram {
         uint64_t paused_at; /* loop ms; 0 when reading */
         int open_handles;
         int fd;
+        bool adopted;       /* passed by systemd: not ours to shut down */
         size_t slot;   /* bytes per buffer: max_datagram_bytes + 1 */
         char *bufs;    /* DGRAM_VLEN slots */
         struct mmsghdr msgs[DGRAM_VLEN];
@@ -294,7 +295,8 @@ int dgram_open(struct daemon *d)
                 r = -ENOMEM;
                 goto fail;
         }
-        r = listen_unix(d->cfg.events_socket, SOCK_DGRAM, d->cfg.socket_mode, err, sizeof(err));
+        r = listen_unix(d->cfg.events_socket, SOCK_DGRAM, d->cfg.socket_mode, &g->adopted, err,
+                        sizeof(err));
         if (r < 0) {
                 log_err("events socket %s", err);
                 goto fail;
@@ -348,6 +350,12 @@ void dgram_close(struct daemon *d)
 
         if (!g)
                 return;
+        /* Refuse new datagrams first (senders get EPIPE and keep them),
+         * then read what is already queued: nothing accepted by the
+         * kernel is dropped unread. A socket systemd passed stays open
+         * for the next start instead. */
+        if (!g->adopted)
+                shutdown(g->fd, SHUT_RD);
         dgram_drain(d);
         d->dgram = NULL;
         uv_poll_stop(&g->poll);

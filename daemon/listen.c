@@ -68,13 +68,15 @@ static int clear_stale(const struct sockaddr_un *sa, int type)
         return 0;
 }
 
-int listen_unix(const char *path, int type, mode_t mode, char *err, size_t errlen)
+int listen_unix(const char *path, int type, mode_t mode, bool *ret_adopted, char *err,
+                size_t errlen)
 {
         struct sockaddr_un sa;
         mode_t old;
         int fd, r;
 
         fd = from_systemd(path, type);
+        *ret_adopted = fd >= 0;
         if (fd >= 0)
                 return fd;
         r = fill_addr(&sa, path);

@@ -3,6 +3,7 @@
 #ifndef SEGOPSD_LISTEN_H
 #define SEGOPSD_LISTEN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -10,7 +11,10 @@
  * at path: taken from systemd when it passed one for that path,
  * otherwise created. A stale socket file is replaced; a live one (some
  * process accepts on it) is an error (-EADDRINUSE) and left alone.
+ * *ret_adopted says whether systemd passed it (then it is systemd's to
+ * keep for the next start: never shut it down).
  * Returns the fd, or a negative errno with err filled. */
-int listen_unix(const char *path, int type, mode_t mode, char *err, size_t errlen);
+int listen_unix(const char *path, int type, mode_t mode, bool *ret_adopted, char *err,
+                size_t errlen);
 
 #endif

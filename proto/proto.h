@@ -29,6 +29,11 @@
 #define PROTO_UUID_LEN 36             /* 8-4-4-4-12, no NUL */
 #define PROTO_TIME_LEN 24             /* YYYY-MM-DDTHH:MM:SS.mmmZ, no NUL */
 #define PROTO_BATCH_MAX_EVENTS 500    /* upstream limit per request */
+#define PROTO_PACKED_MAX 65536        /* a client packs at most this many
+                                         bytes of lines in one datagram
+                                         (plus one client_dropped line) */
+#define PROTO_DATAGRAM_MIN 131072     /* smallest max_datagram_bytes: one
+                                         packed datagram always fits */
 #define PROTO_BATCH_MAX_BYTES 1048576 /* upstream limit, uncompressed */
 #define PROTO_FLUSH_TIMEOUT_MS 30000  /* default timeout_ms of op flush */
 #define PROTO_FLUSH_TIMEOUT_MAX_MS 3600000

@@ -105,10 +105,10 @@ class Memfd(SegopsTestCase):
 
     def test_unsealed_or_oversize_or_extra_fds_rejected(self):
         d = self.start_daemon(listen__max_message_bytes='1024',
-                              listen__max_datagram_bytes='4096')
+                              listen__max_datagram_bytes='128K')
         line = (json.dumps(make_event(3)) + '\n').encode()
         unsealed = memfd_with(line, seals=0)
-        oversize = memfd_with(line * 100)
+        oversize = memfd_with(line * (200000 // len(line)))
         a, b = memfd_with(line), memfd_with(line)
         empty = memfd_with(b'')
         try:

@@ -202,13 +202,13 @@ class DatagramTests(IngestCase):
         self.assertEqual((st['received'], st['accepted']), (2, 1))
 
     def test_datagram_over_max_datagram_bytes(self):
-        """Three 1000-byte messages (each under max_message_bytes) in one
+        """Three 60 KB messages (each under max_message_bytes) in one
         datagram over max_datagram_bytes: the datagram is rejected whole,
         the next one is taken."""
-        d = self.start_daemon(listen__max_message_bytes='1024',
-                              listen__max_datagram_bytes='2048',
-                              batch__max_batch_bytes='65536')
-        lines = [json.dumps(make_event(i, payload={'s': 'x' * 900}))
+        d = self.start_daemon(listen__max_message_bytes='64K',
+                              listen__max_datagram_bytes='128K',
+                              batch__max_batch_bytes='1M')
+        lines = [json.dumps(make_event(i, payload={'s': 'x' * 60000}))
                  for i in range(3)]
         d.send_dgram('\n'.join(lines) + '\n')
         d.send_dgram(json.dumps(make_event(9)) + '\n')

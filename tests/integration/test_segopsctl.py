@@ -82,6 +82,9 @@ class SegopsctlTests(SegopsTestCase):
             rc, out, err = run_ctl(*args)
             self.assertEqual(rc, 2, '%r: %s' % (args, err))
             self.assertTrue(err.strip(), args)
+            # A secret typed on the command line is never echoed back.
+            self.assertNotIn('the-secret', out + err)
+            self.assertNotIn('=x', out + err)
 
     # ---- daemon not running / not accessible ---------------------------
     def test_daemon_not_running(self):

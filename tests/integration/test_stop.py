@@ -7,6 +7,7 @@ at the deadline is counted and logged as lost.
 """
 
 import json
+import threading
 import os
 import signal
 import socket
@@ -197,6 +198,44 @@ class StopTests(SegopsTestCase):
             self.assertEqual(reply['flushed'], 5)
         else:
             self.assertIn('pending', reply)
+
+
+class StopWhileSending(SegopsTestCase):
+
+    def test_every_datagram_the_kernel_took_is_delivered(self):
+        """A sender keeps sending through the SIGTERM. Every datagram
+        whose send() succeeded was read and delivered: the socket refuses
+        new ones (EPIPE) before the last drain, never takes them to drop
+        them unread."""
+        d = self.start_daemon(batch__batch_size='500',
+                              upstream__stop_timeout='30')
+        ok = []
+        stop = threading.Event()
+
+        def sender():
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+                s.connect(d.events_socket)
+                s.settimeout(5)
+                for i in range(200000):
+                    if stop.is_set():
+                        return
+                    try:
+                        s.send((json.dumps(make_event(i)) + '\n').encode())
+                    except OSError:
+                        return
+                    ok.append(i)
+        t = threading.Thread(target=sender, daemon=True)
+        t.start()
+        time.sleep(0.5)
+        self.assertEqual(d.stop(timeout=20), 0)
+        stop.set()
+        t.join(timeout=10)
+        self.assertGreater(len(ok), 100)
+        missing = {event_id(i) for i in ok} - set(self.upstream.events)
+        self.assertEqual(missing, set(), '%d of %d sent events missing'
+                         % (len(missing), len(ok)))
+        self.assertIn('every accepted event was delivered', d.stderr_text())
+        self.assertNoViolations()
 
 
 class StopWithSilentClients(SegopsTestCase):
