@@ -12,9 +12,11 @@
  * Connecting is lazy and rate limited (SHIM_RECONNECT_MS), so "daemon
  * down" costs a clock read; a peer that vanished (daemon restarted) is
  * reconnected by the thread. Drops are reported to the daemon as a
- * client_dropped line leading the next datagram. Lines over a datagram's
- * size travel as a sealed memfd. This file also speaks the one control
- * op libshim needs: flush.
+ * client_dropped line leading the next datagram, or, by flush and close,
+ * on the control socket (so they are not held back until the next event).
+ * Lines over a datagram's size travel as a sealed memfd. This file also
+ * speaks the control ops libshim needs: flush and client_dropped, without
+ * ever blocking past the caller's deadline.
  */
 #include "shim-internal.h"
 
@@ -126,6 +128,29 @@ static size_t next_chunk_locked(const struct segops_shim *s, struct iovec iov[2]
         return want;
 }
 
+static size_t count_nl(const char *p, size_t n)
+{
+        const char *end = p + n;
+        size_t k = 0;
+
+        while (p < end && (p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+                k++;
+                p++;
+        }
+        return k;
+}
+
+size_t shim_count_lines_locked(const struct segops_shim *s, size_t n)
+{
+        size_t first = s->ring_size - s->tail;
+
+        if (n > s->used)
+                n = s->used;
+        if (n <= first)
+                return count_nl(s->ring + s->tail, n);
+        return count_nl(s->ring + s->tail, first) + count_nl(s->ring, n - first);
+}
+
 static void consume_locked(struct segops_shim *s, size_t n)
 {
         s->tail = (s->tail + n) % s->ring_size;
@@ -176,7 +201,11 @@ static void *sender_main(void *arg)
                         continue;
                 }
                 if (s->unreported) {
+                        /* Claimed now (given back below if the send
+                         * fails) so that a concurrent flush or close
+                         * does not report the same drops as well. */
                         reported = s->unreported;
+                        s->unreported = 0;
                         plen = shim_encode_dropped(prefix, sizeof(prefix), reported,
                                                    (int32_t)getpid());
                         iov[0].iov_base = prefix;
@@ -206,9 +235,9 @@ static void *sender_main(void *arg)
                 s->sending = 0;
                 if (k >= 0) {
                         consume_locked(s, n);
-                        s->unreported -= reported;
                         continue;
                 }
+                s->unreported += reported;
                 switch (e) {
                 case EAGAIN:
 #if EWOULDBLOCK != EAGAIN
@@ -228,9 +257,11 @@ static void *sender_main(void *arg)
                         break;
                 case EMSGSIZE:
                         /* Cannot happen with lines <= SHIM_DGRAM_BYTES and
-                         * the default buffers; never spin on it. */
+                         * the default buffers; never spin on it. Every
+                         * line in it is lost (the prefix is not a line of
+                         * the ring: it went back to unreported above). */
+                        shim_count_drop_locked(s, shim_count_lines_locked(s, n));
                         consume_locked(s, n);
-                        shim_count_drop_locked(s, 1);
                         break;
                 default:
                         /* ENOBUFS/ENOMEM: the kernel is short; retry soon. */
@@ -366,13 +397,17 @@ void shim_stop_thread_locked(struct segops_shim *s)
         s->thread_idle = false;
 }
 
-/* ---- the control socket: op flush ---- */
+/* ---- the control socket: op flush and client_dropped ---- */
 
-/* Read the one reply line: 0 once it is in buf, or -ETIMEDOUT/-ENOTCONN. */
-static int read_reply(int fd, char *buf, size_t cap, int64_t deadline_ms)
+/* Read until `lines` reply lines are in buf (NUL-terminated) or it is
+ * full: 0, or -ETIMEDOUT/-ENOTCONN/-EIO. */
+static int read_replies(int fd, char *buf, size_t cap, unsigned lines,
+                        int64_t deadline_ms)
 {
         size_t len = 0;
+        unsigned seen = 0;
 
+        buf[0] = '\0';
         while (len + 1 < cap) {
                 struct pollfd p = {.fd = fd, .events = POLLIN};
                 int64_t left = deadline_ms - shim_now_ms();
@@ -384,66 +419,148 @@ static int read_reply(int fd, char *buf, size_t cap, int64_t deadline_ms)
                         return -EIO;
                 k = recv(fd, buf + len, cap - 1 - len, MSG_DONTWAIT);
                 if (k < 0) {
-                        if (errno == EAGAIN || errno == EINTR)
+                        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
                                 continue;
                         return -ENOTCONN;
                 }
-                if (k == 0)
+                if (k == 0) /* closed early: what came says enough */
                         return len ? 0 : -ENOTCONN;
+                for (size_t i = len; i < len + (size_t)k; i++)
+                        seen += buf[i] == '\n';
                 len += (size_t)k;
                 buf[len] = '\0';
-                if (memchr(buf, '\n', len))
+                if (seen >= lines)
                         return 0;
         }
-        buf[len] = '\0';
-        return 0; /* a long reply: its start says enough */
+        return 0; /* long replies: their start says enough */
 }
 
-int shim_control_flush(const struct segops_shim *s, int timeout_ms,
-                       int64_t deadline_ms)
+/* Replies are compact JSON from the daemon; a full parser is not worth a
+ * dependency for one boolean. Looks at line only up to its newline. */
+static bool reply_ok(const char *line)
 {
-        char req[64], reply[512];
-        const char *pre = "{\"op\":\"flush\",\"timeout_ms\":";
-        size_t n = 0, off = 0, nd = 0;
-        char digits[16];
-        unsigned v = (unsigned)timeout_ms;
-        int fd, r;
+        const char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line) : strlen(line);
+        static const char a[] = "\"ok\":true", b[] = "\"ok\": true";
 
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return -errno;
-        if (connect(fd, (const struct sockaddr *)&s->ctl_addr, s->ctl_addr_len) < 0) {
-                r = (errno == EACCES || errno == EPERM) ? -EACCES : -ENOTCONN;
-                goto out;
-        }
-        n = strlen(pre);
-        memcpy(req, pre, n);
+        return memmem(line, n, a, sizeof(a) - 1) || memmem(line, n, b, sizeof(b) - 1);
+}
+
+static size_t put_uint(char *out, uint64_t v)
+{
+        char digits[24];
+        size_t n = 0, nd = 0;
+
         do {
                 digits[nd++] = (char)('0' + v % 10);
                 v /= 10;
         } while (v);
         while (nd)
-                req[n++] = digits[--nd];
-        req[n++] = '}';
-        req[n++] = '\n';
-        while (off < n) {
-                ssize_t k = send(fd, req + off, n - off, MSG_NOSIGNAL);
+                out[n++] = digits[--nd];
+        return n;
+}
 
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0) {
-                        r = -ENOTCONN;
-                        goto out;
-                }
-                off += (size_t)k;
+/* Connect to the control socket without ever blocking: a Unix stream
+ * connect() waits for as long as the daemon's listen backlog is full,
+ * and this runs on the caller's thread. Returns the fd or -ETIMEDOUT
+ * (backlog full), -EACCES, -ENOTCONN. */
+static int control_connect(const struct segops_shim *s)
+{
+        int fd, e;
+
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return -errno;
+        if (connect(fd, (const struct sockaddr *)&s->ctl_addr, s->ctl_addr_len) == 0)
+                return fd;
+        e = errno;
+        close(fd);
+        if (e == EAGAIN || e == EWOULDBLOCK || e == EINPROGRESS)
+                return -ETIMEDOUT;
+        return (e == EACCES || e == EPERM) ? -EACCES : -ENOTCONN;
+}
+
+int shim_control(struct segops_shim *s, bool flush, int64_t deadline_ms)
+{
+        char req[192], reply[1024];
+        static const char pre[] = "{\"op\":\"flush\",\"timeout_ms\":";
+        const char *flush_reply = reply;
+        size_t n = 0, plen = 0;
+        uint64_t claim;
+        int64_t now, left, reply_deadline;
+        unsigned lines = 0;
+        ssize_t k;
+        int fd = -1, r;
+
+        /* Claim the unreported drops so the sender thread does not put
+         * the same ones on a datagram meanwhile; given back on failure. */
+        pthread_mutex_lock(&s->lock);
+        claim = s->unreported;
+        s->unreported = 0;
+        pthread_mutex_unlock(&s->lock);
+        if (!flush && !claim)
+                return 0;
+        if (claim) {
+                plen = shim_encode_dropped(req, sizeof(req), claim, 0);
+                n = plen;
+                lines += plen ? 1 : 0;
         }
-        r = read_reply(fd, reply, sizeof(reply), deadline_ms);
+        now = shim_now_ms();
+        left = deadline_ms - now;
+        if (flush) {
+                /* The daemon gets what is left minus time for its reply to
+                 * reach us, so it answers ok:false rather than we give up
+                 * first; the reply is awaited at least SHIM_REPLY_GRACE_MS
+                 * (which makes flush(s, 0) a real question). */
+                left = left > SHIM_REPLY_GRACE_MS ? left - SHIM_REPLY_GRACE_MS : 0;
+                memcpy(req + n, pre, sizeof(pre) - 1);
+                n += sizeof(pre) - 1;
+                n += put_uint(req + n, (uint64_t)left);
+                req[n++] = '}';
+                req[n++] = '\n';
+                lines++;
+        }
+        r = 0;
+        if (n == 0)
+                goto out; /* nothing to say after all */
+        reply_deadline = deadline_ms > now + SHIM_REPLY_GRACE_MS ?
+                         deadline_ms : now + SHIM_REPLY_GRACE_MS;
+        fd = control_connect(s);
+        if (fd < 0) {
+                r = fd;
+                goto out;
+        }
+        /* A fresh socket's buffer takes this small request whole; a short
+         * write means something is badly wrong, so no waiting for room. */
+        do
+                k = send(fd, req, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        while (k < 0 && errno == EINTR);
+        if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+                r = -ENOTCONN;
+                goto out;
+        }
+        if (k < 0 || (size_t)k != n) {
+                r = -ETIMEDOUT;
+                goto out;
+        }
+        r = read_replies(fd, reply, sizeof(reply), lines, reply_deadline);
         if (r < 0)
                 goto out;
-        /* Replies are compact JSON from the daemon; a full parser is not
-         * worth a dependency for one boolean. */
-        r = (strstr(reply, "\"ok\":true") || strstr(reply, "\"ok\": true")) ? 0 : -EIO;
+        if (plen) {
+                if (reply_ok(reply))
+                        claim = 0; /* reported */
+                flush_reply = strchr(reply, '\n');
+                flush_reply = flush_reply ? flush_reply + 1 : "";
+        }
+        if (flush)
+                r = reply_ok(flush_reply) ? 0 : -EIO;
 out:
-        close(fd);
+        if (fd >= 0)
+                close(fd);
+        if (claim) {
+                pthread_mutex_lock(&s->lock);
+                s->unreported += claim;
+                pthread_mutex_unlock(&s->lock);
+        }
         return r;
 }

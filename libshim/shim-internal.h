@@ -15,12 +15,18 @@
 
 #define SHIM_DGRAM_BYTES 65536          /* lines packed per datagram */
 #define SHIM_MAX_LINE (1024 * 1024)     /* largest line, newline included */
-#define SHIM_STACK_LINE 2048            /* encoded on the stack up to this */
+/* Lines up to this are encoded on the caller's stack; longer ones take
+ * one heap buffer per call (shim.h says so). Bigger would cover more
+ * events but eats into small thread stacks (PTHREAD_STACK_MIN is 16 KiB)
+ * in a library call that promises to be cheap. */
+#define SHIM_STACK_LINE 4096
 #define SHIM_BUFFER_DEFAULT (16u * 1024 * 1024)
 #define SHIM_BUFFER_MIN (64u * 1024)
 #define SHIM_BUFFER_MAX (1024u * 1024 * 1024)
 #define SHIM_RECONNECT_MS 100           /* at most one connect per this */
 #define SHIM_CLOSE_WAIT_MS 2000
+#define SHIM_CLOSE_REPORT_MS 100        /* close's client_dropped report */
+#define SHIM_REPLY_GRACE_MS 20          /* a control reply's trip to us */
 
 /* ---- encode.c: one NDJSON line, no I/O ---- */
 
@@ -109,9 +115,16 @@ int shim_send_memfd_locked(struct segops_shim *s, const char *line, size_t n);
 int shim_wait_drained_locked(struct segops_shim *s, int64_t deadline_ms);
 /* With s->lock held: stop the thread (drops the lock while joining). */
 void shim_stop_thread_locked(struct segops_shim *s);
-/* Send op flush on the control socket and wait for its reply. */
-int shim_control_flush(const struct segops_shim *s, int timeout_ms,
-                       int64_t deadline_ms);
+/* Without the lock: on the control socket, report the unreported drops
+ * (op client_dropped, when there are any) and, when flush, send op flush
+ * with the time left until deadline_ms (minus SHIM_REPLY_GRACE_MS) and
+ * wait for its reply until deadline_ms, or at least SHIM_REPLY_GRACE_MS.
+ * Never blocks on connect or send. Drops count as reported only once the
+ * daemon said ok to them. 0, -ETIMEDOUT, -ENOTCONN, -EACCES or -EIO. */
+int shim_control(struct segops_shim *s, bool flush, int64_t deadline_ms);
+/* With s->lock held: the newlines (lines) in the first n bytes of the
+ * ring from its tail. */
+size_t shim_count_lines_locked(const struct segops_shim *s, size_t n);
 /* Count n events as dropped (lock held). */
 void shim_count_drop_locked(struct segops_shim *s, uint64_t n);
 

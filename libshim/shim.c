@@ -41,6 +41,22 @@ static void atfork_parent(void)
         pthread_mutex_unlock(&registry_lock);
 }
 
+/* Both condition variables wait on CLOCK_MONOTONIC, the clock every
+ * deadline here is computed on (deadline_ts() in send.c); with the
+ * default CLOCK_REALTIME every timed wait would return at once and spin.
+ * Used by open and by the fork child, which must re-create them the
+ * same way. */
+static void init_conds(struct segops_shim *s)
+{
+        pthread_condattr_t ca;
+
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&s->wake, &ca);
+        pthread_cond_init(&s->drained, &ca);
+        pthread_condattr_destroy(&ca);
+}
+
 static void atfork_child(void)
 {
         struct segops_shim *s;
@@ -48,8 +64,7 @@ static void atfork_child(void)
         for (s = registry; s; s = s->next) {
                 /* The sender thread does not exist here; its condition
                  * variables may record waiters that never return. */
-                pthread_cond_init(&s->wake, NULL);
-                pthread_cond_init(&s->drained, NULL);
+                init_conds(s);
                 s->thread_started = false;
                 s->thread_idle = false;
                 s->stop = false;
@@ -159,15 +174,7 @@ static int open_impl(segops_shim **ret, const char *socket_path)
                 r = -ENOMEM;
                 goto out;
         }
-        {
-                pthread_condattr_t ca;
-
-                pthread_condattr_init(&ca);
-                pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-                pthread_cond_init(&s->wake, &ca);
-                pthread_cond_init(&s->drained, &ca);
-                pthread_condattr_destroy(&ca);
-        }
+        init_conds(s);
         pthread_once(&registry_once, registry_init);
         pthread_mutex_lock(&registry_lock);
         s->next = registry;
@@ -331,7 +338,9 @@ EXPORT int segops_flush(segops_shim *s, int timeout_ms)
                 r = s->down_err; /* held back because the daemon is gone */
         pthread_mutex_unlock(&s->lock);
         if (r == 0)
-                r = shim_control_flush(s, timeout_ms, deadline);
+                r = shim_control(s, true, deadline);
+        else
+                (void)shim_control(s, false, deadline); /* drops, at least */
         errno = saved;
         return r;
 }
@@ -362,11 +371,16 @@ EXPORT void segops_shim_close(segops_shim *s)
         pthread_mutex_lock(&s->lock);
         (void)shim_wait_drained_locked(s, shim_now_ms() + SHIM_CLOSE_WAIT_MS);
         shim_stop_thread_locked(s);
-        s->used = 0; /* what is left after the bounded wait is lost */
+        /* What is left after the bounded wait is lost: counted, so the
+         * report below tells the daemon. */
+        shim_count_drop_locked(s, shim_count_lines_locked(s, s->used));
+        s->used = 0;
         if (s->fd >= 0)
                 close(s->fd);
         s->fd = -1;
         pthread_mutex_unlock(&s->lock);
+        /* Best effort, bounded, and free when nothing was dropped. */
+        (void)shim_control(s, false, shim_now_ms() + SHIM_CLOSE_REPORT_MS);
         pthread_cond_destroy(&s->wake);
         pthread_cond_destroy(&s->drained);
         pthread_mutex_destroy(&s->lock);

@@ -16,6 +16,7 @@ Environment (set by meson): SEGOPSD, MESON_BUILD_ROOT, SHIM_CLIENT_SRC.
 import glob
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -220,6 +221,46 @@ class ShimTests(SegopsTestCase):
         self.assertEqual(sorted(p['i'] for p in child), list(range(50)))
         self.assertEqual(sorted(p['i'] for p in parent), list(range(100)))
         self.assertNotEqual(child[0]['pid'], parent[0]['pid'])
+
+    def test_fork_child_waits_without_spinning(self):
+        """A forked child's timed waits sleep: its condition variables
+        are re-created on CLOCK_MONOTONIC like the parent's."""
+        d = self.make_daemon()
+        tmp = tempfile.mkdtemp(prefix='segops-shim-sink-')
+        self.addCleanup(shutil.rmtree, tmp, True)
+        path = os.path.join(tmp, 'sink.sock')
+        sink = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.addCleanup(sink.close)
+        sink.bind(path)  # never read: the child's events cannot drain
+        c = self.client(d, 'forkcpu', 20000,
+                        extra_env={'SEGOPS_SOCKET': path})
+        f = fields(c.until('child'))
+        c.until('parent')
+        self.assertEqual(c.finish(), 0)
+        self.assertEqual(f['fails'], '0')
+        self.assertEqual(f['flush'], str(-110))  # -ETIMEDOUT
+        # Spinning would burn about the whole 500 ms.
+        self.assertLess(int(f['cpu_ms']), 150, f)
+
+    def test_flush_reports_drops_on_control_socket(self):
+        """Drops are reported by flush itself, not only by a later
+        datagram carrying events."""
+        d = self.make_daemon()
+        c = self.client(d, 'dropflush', 50)
+        f = fields(c.until('absent'))
+        self.assertEqual(f, {'bad': '0', 'dropped': '50'})
+        c.until('WAIT')
+        d.start()
+        c.go()
+        f = fields(c.until('resumed'))
+        self.assertEqual(c.finish(), 0)
+        self.assertEqual(f, {'dropped': '50', 'flush': '0'})
+        # The flush was answered after the report: no waiting needed.
+        st = d.stats()
+        self.assertEqual(st['client_dropped'], 50)
+        mine = [e for e in st['clients'] if e['pid'] == c.proc.pid]
+        self.assertEqual(len(mine), 1, st['clients'])
+        self.assertEqual(mine[0]['dropped'], 50)
 
     def test_flush_returns_after_upstream_has_events(self):
         d = self.start_daemon(batch__flush_interval='5')

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -160,6 +161,23 @@ static int mode_absent(long n)
         return 0;
 }
 
+/* dropflush N: N events while the daemon is absent, then (once it
+ * runs) only a flush: no datagram carries the drop count, so the daemon
+ * can only have it from the flush's report on the control socket. */
+static int mode_dropflush(long n)
+{
+        long i, bad = 0;
+        int r;
+
+        for (i = 0; i < n; i++)
+                bad += track_i("absent", 0, i) != -ENOTCONN;
+        printf("absent bad=%ld dropped=%" PRIu64 "\n", bad, segops_dropped(shim));
+        wait_for("start");
+        r = segops_flush(shim, 20000);
+        printf("resumed dropped=%" PRIu64 " flush=%d\n", segops_dropped(shim), r);
+        return 0;
+}
+
 /* restart: events before, during and after a daemon restart; prints
  * the index of every event the shim accepted. */
 static int mode_restart(void)
@@ -218,6 +236,40 @@ static int mode_fork(void)
         printf("parent fails=%d flush=%d child_exit=%d\n", fails,
                segops_flush(shim, 20000),
                WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        return 0;
+}
+
+/* forkcpu N: the child queues N events for an events socket nobody
+ * reads (the test binds it), so they cannot drain, then waits in
+ * segops_flush(500 ms). The wait must sleep: the child's CPU time over
+ * it shows whether its condition variables still use the right clock. */
+static int mode_forkcpu(long n)
+{
+        struct rusage a, b;
+        long i, fails = 0, cpu_ms;
+        int status = 0, r;
+        pid_t pid;
+
+        pid = fork();
+        if (pid < 0)
+                return 2;
+        if (pid == 0) {
+                for (i = 0; i < n; i++)
+                        fails += track_i("forkcpu", 1, i) != 0;
+                getrusage(RUSAGE_SELF, &a);
+                r = segops_flush(shim, 500);
+                getrusage(RUSAGE_SELF, &b);
+                cpu_ms = (b.ru_utime.tv_sec - a.ru_utime.tv_sec +
+                          b.ru_stime.tv_sec - a.ru_stime.tv_sec) * 1000 +
+                         (b.ru_utime.tv_usec - a.ru_utime.tv_usec +
+                          b.ru_stime.tv_usec - a.ru_stime.tv_usec) / 1000;
+                printf("child fails=%ld flush=%d cpu_ms=%ld\n", fails, r, cpu_ms);
+                fflush(stdout);
+                /* No close: it would wait 2 s for a ring that cannot drain. */
+                _exit(0);
+        }
+        waitpid(pid, &status, 0);
+        printf("parent child_exit=%d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
         return 0;
 }
 
@@ -306,6 +358,10 @@ int main(int argc, char **argv)
                 ret = mode_restart();
         else if (!strcmp(mode, "fork"))
                 ret = mode_fork();
+        else if (!strcmp(mode, "dropflush"))
+                ret = mode_dropflush(a);
+        else if (!strcmp(mode, "forkcpu"))
+                ret = mode_forkcpu(a);
         else if (!strcmp(mode, "flush"))
                 ret = mode_flush(a);
         else if (!strcmp(mode, "large"))

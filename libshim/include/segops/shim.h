@@ -9,7 +9,8 @@
  * many lines per datagram and pushes them out as fast as the daemon
  * takes them. When the daemon is down or the buffer is full the event is
  * dropped and counted (segops_dropped()); the count is reported to the
- * daemon with the next datagram that gets through, so `segopsctl stats`
+ * daemon with the next datagram that gets through, or by segops_flush()
+ * and segops_shim_close() on the control socket, so `segopsctl stats`
  * shows it as "client_dropped".
  *
  * Conventions for every call:
@@ -62,8 +63,9 @@ int segops_shim_open(segops_shim **ret, const char *socket_path);
  * cheaply: after trimming whitespace it must start with '{' and end with
  * '}' and be valid UTF-8; raw CR/LF in it become spaces. The daemon
  * validates fully (an invalid payload is counted there as "rejected").
- * Never blocks; allocates nothing once the handle is in use, except for
- * an event whose line exceeds 64 KiB.
+ * Never blocks; allocates nothing once the handle is in use for an event
+ * whose encoded line is at most 4 KiB; a longer line takes one heap
+ * buffer for the duration of the call.
  * Returns:
  *   0         queued; the background thread sends it;
  *   -EINVAL   NULL handle/user_id/event_type, a length out of range,
@@ -108,11 +110,16 @@ int segops_reset_session(segops_shim *s);
  * and the daemon reports that everything it holds was accepted upstream,
  * or until timeout_ms (0-3600000) passes. Uses the control socket
  * ($SEGOPS_CONTROL_SOCKET, else "segopsd.sock" next to the events
- * socket). The only call that blocks.
- * Returns 0; -EINVAL; -ETIMEDOUT (the buffer did not drain, or no reply
- * in time); -ENOTCONN (the daemon is not running); -EACCES; -EIO (the
- * daemon answered ok:false, e.g. the upstream did not accept in time, or
- * an unreadable reply). */
+ * socket), where it also reports drops not yet reported. The only call
+ * that blocks; it never waits to connect (a daemon too busy to accept
+ * gives -ETIMEDOUT) and may overrun timeout_ms by at most 20 ms, the
+ * time allowed for the daemon's answer to arrive. timeout_ms 0 therefore
+ * asks "is everything already delivered?": 0 only when this handle
+ * holds nothing and the daemon, asked with timeout_ms 0, says ok.
+ * Returns 0; -EINVAL; -ETIMEDOUT (the buffer did not drain, the daemon
+ * did not accept the connection, or no reply in time); -ENOTCONN (the
+ * daemon is not running); -EACCES; -EIO (the daemon answered ok:false,
+ * e.g. the upstream did not accept in time, or an unreadable reply). */
 int segops_flush(segops_shim *s, int timeout_ms);
 
 /* Events (and ops) accepted from the caller but not handed to the daemon
@@ -120,8 +127,9 @@ int segops_flush(segops_shim *s, int timeout_ms);
 uint64_t segops_dropped(const segops_shim *s);
 
 /* Push out what the handle holds (waiting at most 2 seconds; what is
- * left then is dropped), stop the thread, close the socket and free the
- * handle. NULL is fine. The handle must not be used afterwards, nor
+ * left then is dropped and counted), stop the thread, report drops not
+ * yet reported on the control socket (best effort, at most 0.1 s more),
+ * close the socket and free the handle. NULL is fine. The handle must not be used afterwards, nor
  * concurrently with this call. */
 void segops_shim_close(segops_shim *s);
 
