@@ -144,7 +144,9 @@ static int on_send_reply(json_t *reply, const char *raw, size_t rawlen, void *ct
                          (long long)json_integer_value(line));
                 ctl_print_reply_error(prefix, reply);
                 s->rejected++;
-        } else if (json_is_true(ok) && json_object_get(reply, "version")) {
+        } else if (json_is_true(ok) && json_object_get(reply, "version") &&
+                   json_object_size(reply) == 2) {
+                /* Exactly {"ok":true,"version":...}: stats has more keys. */
                 /* A ping's answer; a later reply means it was one the
                  * input itself carried, not ours. */
                 s->confirmed = true;
