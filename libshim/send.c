@@ -14,9 +14,12 @@
  * reconnected by the thread. Drops are reported to the daemon as a
  * client_dropped line leading the next datagram, or, by flush and close,
  * on the control socket (so they are not held back until the next event).
- * Lines over a datagram's size travel as a sealed memfd. This file also
- * speaks the control ops libshim needs: flush and client_dropped, without
- * ever blocking past the caller's deadline.
+ * Lines over a datagram's size travel as a sealed memfd: the caller
+ * builds it without the lock, queues the fd in a few fixed slots, and
+ * the thread sends it (SCM_RIGHTS, retried like a datagram on a full
+ * queue); memfds and datagrams take turns, unordered between them.
+ * This file also speaks the control ops libshim needs: flush and
+ * client_dropped, without ever blocking past the caller's deadline.
  */
 #include "shim-internal.h"
 
@@ -51,7 +54,6 @@ static void close_socket_locked(struct segops_shim *s)
                 close(s->fd);
         s->fd = -1;
         s->connected = false;
-        s->broken = false;
 }
 
 int shim_connect_locked(struct segops_shim *s)
@@ -59,7 +61,7 @@ int shim_connect_locked(struct segops_shim *s)
         int64_t now;
         int fd;
 
-        if (s->connected && !s->broken)
+        if (s->connected)
                 return 0;
         now = shim_now_ms();
         if (now < s->next_connect_ms)
@@ -170,6 +172,94 @@ static void deadline_ts(struct timespec *ts, int64_t ms_from_now)
         }
 }
 
+/* One zero-length datagram carrying fd (SCM_RIGHTS): how a line too
+ * large for a datagram travels. sendmsg's result; errno as it left it. */
+static ssize_t send_fd(int sock, int fd)
+{
+        union {
+                struct cmsghdr h;
+                char buf[CMSG_SPACE(sizeof(int))];
+        } cm;
+        struct msghdr mh;
+        struct cmsghdr *c;
+
+        memset(&mh, 0, sizeof(mh));
+        memset(&cm, 0, sizeof(cm));
+        mh.msg_control = cm.buf;
+        mh.msg_controllen = sizeof(cm.buf);
+        c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &fd, sizeof(int));
+        return sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+static void pop_memfd_locked(struct segops_shim *s)
+{
+        close(s->memfds[s->memfd_head]);
+        s->memfd_head = (s->memfd_head + 1) % SHIM_MEMFD_SLOTS;
+        s->memfd_count--;
+}
+
+/* The thread's turn for the oldest pending memfd (lock held, connected).
+ * The fd stays in its slot during the unlocked send, so flush and close
+ * still count it as held; only the thread ever removes it while running.
+ * Retries (EAGAIN, a vanished daemon) keep it at the head: memfds go out
+ * in the order they were queued. */
+static void send_memfd_step_locked(struct segops_shim *s)
+{
+        int sock = s->fd, mfd = s->memfds[s->memfd_head], e;
+        struct timespec ts;
+        ssize_t k;
+
+        s->sending = 1;
+        pthread_mutex_unlock(&s->lock);
+        k = send_fd(sock, mfd);
+        e = errno;
+        if (k < 0 && (e == EAGAIN || e == EWOULDBLOCK)) {
+                struct pollfd p = {.fd = sock, .events = POLLOUT};
+
+                /* As for datagrams: the daemon's queue is full. */
+                (void)poll(&p, 1, SHIM_RECONNECT_MS);
+        }
+        pthread_mutex_lock(&s->lock);
+        s->sending = 0;
+        if (k >= 0) {
+                pop_memfd_locked(s); /* the daemon holds its own copy */
+                return;
+        }
+        switch (e) {
+        case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+        case EWOULDBLOCK:
+#endif
+        case EINTR:
+                break;
+        case ECONNREFUSED:
+        case ECONNRESET:
+        case ENOTCONN:
+        case EPIPE:
+        case EDESTADDRREQ:
+                close_socket_locked(s);
+                s->next_connect_ms = 0;
+                break;
+        case ENOBUFS:
+        case ENOMEM:
+        case ETOOMANYREFS:
+                /* The kernel is short (or too many fds in flight): soon. */
+                deadline_ts(&ts, 10);
+                pthread_cond_timedwait(&s->wake, &s->lock, &ts);
+                break;
+        default:
+                /* This fd will never go (EPERM from a policy, EMSGSIZE):
+                 * lost, never spun on. */
+                pop_memfd_locked(s);
+                shim_count_drop_locked(s, 1);
+                break;
+        }
+}
+
 static void *sender_main(void *arg)
 {
         struct segops_shim *s = arg;
@@ -185,7 +275,7 @@ static void *sender_main(void *arg)
                 int iovcnt = 0, fd, r, e;
                 ssize_t k;
 
-                if (s->used == 0) {
+                if (s->used == 0 && s->memfd_count == 0) {
                         pthread_cond_broadcast(&s->drained);
                         s->thread_idle = true;
                         pthread_cond_wait(&s->wake, &s->lock);
@@ -200,6 +290,14 @@ static void *sender_main(void *arg)
                         pthread_cond_timedwait(&s->wake, &s->lock, &ts);
                         continue;
                 }
+                /* Memfds and packed datagrams take turns, so neither kind
+                 * starves the other; no order between them is kept. */
+                if (s->memfd_count && (s->used == 0 || s->memfd_turn)) {
+                        s->memfd_turn = false;
+                        send_memfd_step_locked(s);
+                        continue;
+                }
+                s->memfd_turn = true;
                 if (s->unreported) {
                         /* Claimed now (given back below if the send
                          * fails) so that a concurrent flush or close
@@ -275,30 +373,48 @@ static void *sender_main(void *arg)
         return NULL;
 }
 
+/* Start the sender thread if it is not running: 0 or -EAGAIN. */
+static int start_thread_locked(struct segops_shim *s)
+{
+        pthread_attr_t attr;
+        sigset_t all, old;
+        int r;
+
+        if (s->thread_started)
+                return 0;
+        /* The thread must not take the application's signals. */
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        pthread_attr_init(&attr);
+        pthread_attr_setstacksize(&attr, 64 * 1024);
+        r = pthread_create(&s->thread, &attr, sender_main, s);
+        pthread_attr_destroy(&attr);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (r != 0)
+                return -EAGAIN;
+        s->thread_started = true;
+        s->stop = false;
+        return 0;
+}
+
+static void wake_thread_locked(struct segops_shim *s)
+{
+        if (s->thread_idle) {
+                s->thread_idle = false;
+                pthread_cond_signal(&s->wake);
+        }
+}
+
 int shim_enqueue_locked(struct segops_shim *s, const char *line, size_t n)
 {
         size_t first;
+        int r;
 
         if (n > s->ring_size - s->used)
                 return -ENOBUFS;
-        if (!s->thread_started) {
-                pthread_attr_t attr;
-                sigset_t all, old;
-                int r;
-
-                /* The thread must not take the application's signals. */
-                sigfillset(&all);
-                pthread_sigmask(SIG_SETMASK, &all, &old);
-                pthread_attr_init(&attr);
-                pthread_attr_setstacksize(&attr, 64 * 1024);
-                r = pthread_create(&s->thread, &attr, sender_main, s);
-                pthread_attr_destroy(&attr);
-                pthread_sigmask(SIG_SETMASK, &old, NULL);
-                if (r != 0)
-                        return -EAGAIN;
-                s->thread_started = true;
-                s->stop = false;
-        }
+        r = start_thread_locked(s);
+        if (r < 0)
+                return r;
         first = s->ring_size - s->head;
         if (n <= first) {
                 memcpy(s->ring + s->head, line, n);
@@ -308,23 +424,14 @@ int shim_enqueue_locked(struct segops_shim *s, const char *line, size_t n)
         }
         s->head = (s->head + n) % s->ring_size;
         s->used += n;
-        if (s->thread_idle) {
-                s->thread_idle = false;
-                pthread_cond_signal(&s->wake);
-        }
+        wake_thread_locked(s);
         return 0;
 }
 
-int shim_send_memfd_locked(struct segops_shim *s, const char *line, size_t n)
+int shim_memfd_make(const char *line, size_t n)
 {
-        union {
-                struct cmsghdr h;
-                char buf[CMSG_SPACE(sizeof(int))];
-        } cm;
-        struct msghdr mh;
-        struct cmsghdr *c;
         size_t off = 0;
-        int fd, r = 0;
+        int fd, r;
 
         fd = memfd_create("segops-shim", MFD_CLOEXEC | MFD_ALLOW_SEALING);
         if (fd < 0)
@@ -340,36 +447,60 @@ int shim_send_memfd_locked(struct segops_shim *s, const char *line, size_t n)
                 }
                 off += (size_t)k;
         }
+        /* Sealed, so the daemon may map it without fearing that we shrink
+         * or change it under its feet. */
         if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
                 r = -errno;
                 goto out;
         }
-        memset(&mh, 0, sizeof(mh));
-        memset(&cm, 0, sizeof(cm));
-        mh.msg_control = cm.buf;
-        mh.msg_controllen = sizeof(cm.buf);
-        c = CMSG_FIRSTHDR(&mh);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &fd, sizeof(int));
-        if (sendmsg(s->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
-                r = -errno;
-                if (r == -ECONNREFUSED || r == -ECONNRESET || r == -ENOTCONN) {
-                        s->broken = true; /* the thread reconnects */
-                        r = -ENOTCONN;
-                } else if (r == -EAGAIN) {
-                        r = -ENOBUFS; /* the daemon's queue is full */
-                }
-        }
+        return fd;
 out:
         close(fd);
         return r;
 }
 
+int shim_enqueue_memfd_locked(struct segops_shim *s, int memfd)
+{
+        int r;
+
+        if (s->memfd_count == SHIM_MEMFD_SLOTS) {
+                r = -ENOBUFS;
+                goto out;
+        }
+        r = start_thread_locked(s);
+        if (r < 0)
+                goto out;
+        s->memfds[(s->memfd_head + s->memfd_count) % SHIM_MEMFD_SLOTS] = memfd;
+        s->memfd_count++;
+        memfd = -1;
+        wake_thread_locked(s);
+out:
+        if (memfd >= 0)
+                close(memfd);
+        return r;
+}
+
+unsigned shim_discard_memfds_locked(struct segops_shim *s)
+{
+        unsigned n = s->memfd_count;
+
+        while (s->memfd_count) {
+                close(s->memfds[s->memfd_head]);
+                s->memfd_head = (s->memfd_head + 1) % SHIM_MEMFD_SLOTS;
+                s->memfd_count--;
+        }
+        s->memfd_head = 0;
+        return n;
+}
+
+static bool holds_locked(const struct segops_shim *s)
+{
+        return s->used > 0 || s->memfd_count > 0;
+}
+
 int shim_wait_drained_locked(struct segops_shim *s, int64_t deadline_ms)
 {
-        while (s->used > 0 && s->thread_started) {
+        while (holds_locked(s) && s->thread_started) {
                 struct timespec ts;
                 int64_t left = deadline_ms - shim_now_ms();
 
@@ -378,7 +509,7 @@ int shim_wait_drained_locked(struct segops_shim *s, int64_t deadline_ms)
                 deadline_ts(&ts, left);
                 pthread_cond_timedwait(&s->drained, &s->lock, &ts);
         }
-        return s->used > 0 ? -ETIMEDOUT : 0;
+        return holds_locked(s) ? -ETIMEDOUT : 0;
 }
 
 void shim_stop_thread_locked(struct segops_shim *s)

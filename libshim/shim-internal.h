@@ -27,6 +27,10 @@
 #define SHIM_CLOSE_WAIT_MS 2000
 #define SHIM_CLOSE_REPORT_MS 100        /* close's client_dropped report */
 #define SHIM_REPLY_GRACE_MS 20          /* a control reply's trip to us */
+/* Sealed memfds (lines over a datagram) waiting for the sender thread.
+ * Each holds an fd of the host process and its pages until sent, so
+ * the bound is small; past it a large event is dropped (-ENOBUFS). */
+#define SHIM_MEMFD_SLOTS 16
 
 /* ---- encode.c: one NDJSON line, no I/O ---- */
 
@@ -77,7 +81,6 @@ struct segops_shim {
 
         int fd;              /* events socket, -1 when none */
         bool connected;
-        bool broken;         /* a send outside the thread saw the peer gone */
         int down_err;        /* why the last connect failed (negative) */
         int64_t next_connect_ms;
 
@@ -86,7 +89,16 @@ struct segops_shim {
         size_t head;         /* producers write here */
         size_t tail;         /* the thread sends from here */
         size_t used;
-        size_t sending;      /* bytes the thread is sending unlocked */
+        size_t sending;      /* nonzero while the thread sends unlocked:
+                              * a datagram's bytes, or 1 for a memfd */
+
+        /* Pending sealed memfds, oldest at memfd_head, circular. One
+         * stays here while the thread sends it unlocked, so flush and
+         * close see it as held. */
+        int memfds[SHIM_MEMFD_SLOTS];
+        unsigned memfd_head;
+        unsigned memfd_count;
+        bool memfd_turn;     /* the thread alternates memfds and datagrams */
 
         bool thread_started;
         bool thread_idle;    /* waiting on wake with nothing to do */
@@ -107,11 +119,18 @@ int shim_connect_locked(struct segops_shim *s);
 /* With s->lock held: append a line to the ring, start or wake the thread.
  * 0, -ENOBUFS or -EAGAIN. */
 int shim_enqueue_locked(struct segops_shim *s, const char *line, size_t n);
-/* With s->lock held: send one line too large for a datagram as a sealed
- * memfd. 0 or a negative errno. */
-int shim_send_memfd_locked(struct segops_shim *s, const char *line, size_t n);
-/* With s->lock held: wait until the ring is empty or deadline_ms passes.
- * 0 or -ETIMEDOUT. */
+/* Without the lock: a sealed, CLOEXEC memfd holding line[0..n), for a
+ * line too large for a datagram. The fd, or -ENOMEM/-EMFILE/... */
+int shim_memfd_make(const char *line, size_t n);
+/* With s->lock held: hand a memfd from shim_memfd_make() to the sender
+ * thread, which owns it from then on (also on failure: it is closed).
+ * 0, -ENOBUFS (every slot taken) or -EAGAIN (no thread). */
+int shim_enqueue_memfd_locked(struct segops_shim *s, int memfd);
+/* With s->lock held: close every pending memfd and empty the slots;
+ * returns how many there were (for close and the fork child). */
+unsigned shim_discard_memfds_locked(struct segops_shim *s);
+/* With s->lock held: wait until the ring and the memfd slots are empty
+ * or deadline_ms passes. 0 or -ETIMEDOUT. */
 int shim_wait_drained_locked(struct segops_shim *s, int64_t deadline_ms);
 /* With s->lock held: stop the thread (drops the lock while joining). */
 void shim_stop_thread_locked(struct segops_shim *s);

@@ -290,6 +290,31 @@ class ShimTests(SegopsTestCase):
         self.assertEqual(f['r'], str(-90))  # -EMSGSIZE
         self.assertEqual(f['dropped'], '0')
 
+    def test_large_events_amid_small_ones_all_delivered(self):
+        """Large events (memfds) queue for the sender thread like small
+        ones, so a momentarily full daemon queue delays them instead of
+        dropping them."""
+        d = self.start_daemon(listen__max_message_bytes='1M',
+                              listen__max_datagram_bytes='2M',
+                              batch__max_batch_bytes='1M',
+                              batch__batch_size='500',
+                              batch__flush_interval='0.05')
+        size = 100 * 1000
+        c = self.client(d, 'mixed', 200, size)
+        f = fields(c.until('mixed', timeout=120))
+        self.assertEqual(c.finish(), 0)
+        sent = int(f.pop('small_sent'))
+        self.assertEqual(f, {'big_fails': '0', 'small_fails': '0',
+                             'dropped': '0', 'flush': '0'})
+        big = payloads(self.upstream, 'big')
+        self.assertEqual(sorted(p['i'] for p in big), list(range(200)))
+        self.assertTrue(all(p['big'] == 'x' * size for p in big))
+        small = {(p['t'], p['i']) for p in payloads(self.upstream, 'small')}
+        self.assertEqual(len(small), sent)
+        st = d.stats()
+        self.assertEqual(st['client_dropped'], 0)
+        self.assertEqual(sum(st['rejected'].values()), 0)
+
     def test_ops_go_out(self):
         d = self.start_daemon()
         before = d.stats()

@@ -65,7 +65,13 @@ int segops_shim_open(segops_shim **ret, const char *socket_path);
  * validates fully (an invalid payload is counted there as "rejected").
  * Never blocks; allocates nothing once the handle is in use for an event
  * whose encoded line is at most 4 KiB; a longer line takes one heap
- * buffer for the duration of the call.
+ * buffer for the duration of the call. A line over 64 KiB does not fit
+ * a datagram: the call writes it into a sealed memfd and queues that for
+ * the background thread, which holds at most 16 such events (each an
+ * open file descriptor, close-on-exec, until sent) and retries while the
+ * daemon's queue is full, as for small events. Large events reach the
+ * daemon in the order they were queued, and so do small ones, but the
+ * two are not ordered with each other.
  * Returns:
  *   0         queued; the background thread sends it;
  *   -EINVAL   NULL handle/user_id/event_type, a length out of range,
@@ -76,10 +82,12 @@ int segops_shim_open(segops_shim **ret, const char *socket_path);
  *             tries to connect again at most every 100 ms, so this is
  *             a cheap, ordinary outcome;
  *   -EACCES   the socket exists but may not be used (counted);
- *   -ENOBUFS  the buffer is full: the daemon is slower than the caller
- *             (counted);
- *   -ENOMEM, -EAGAIN  a large event's memory or the sender thread could
- *             not be had (counted). */
+ *   -ENOBUFS  the buffer, or for a line over 64 KiB the 16 pending
+ *             large events, is full: the daemon is slower than the
+ *             caller (counted);
+ *   -ENOMEM, -EMFILE, -EAGAIN  a large event's memory or file
+ *             descriptor, or the sender thread, could not be had
+ *             (counted). */
 int segops_track(segops_shim *s, const char *user_id, const char *event_type,
                  const char *payload_json);
 
