@@ -24,15 +24,13 @@
 #define DEFAULT_ITERATIONS 1000000UL
 #define MAX_ITERATIONS 1000000000UL
 
-typedef int (*parse_fn)(const char *, size_t, size_t, int64_t,
-                        const uint8_t *, struct proto_buf *,
+typedef int (*parse_fn)(const char *, size_t, size_t, int64_t, const uint8_t *, struct proto_buf *,
                         struct proto_msg *, struct proto_error *);
 
-static const char message[] =
-        "{\"user_id\":\"user-417\",\"event_type\":\"bench_event\","
-        "\"event_id\":\"e123417\",\"payload\":{\"seq\":123417,\"pad\":"
-        "\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}}";
+static const char message[] = "{\"user_id\":\"user-417\",\"event_type\":\"bench_event\","
+                              "\"event_id\":\"e123417\",\"payload\":{\"seq\":123417,\"pad\":"
+                              "\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                              "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}}";
 
 static double cpu_ns(void)
 {
@@ -45,8 +43,7 @@ static double cpu_ns(void)
 /* ns per message, or a negative errno if a parse failed. */
 static double measure(parse_fn fn, unsigned long n, struct proto_buf *out)
 {
-        static const uint8_t rnd[16] = {1, 2, 3, 4, 5, 6, 7, 8,
-                                        9, 10, 11, 12, 13, 14, 15, 16};
+        static const uint8_t rnd[16] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 };
         struct proto_msg msg;
         struct proto_error err;
         double t0, t1;
@@ -67,7 +64,7 @@ static double measure(parse_fn fn, unsigned long n, struct proto_buf *out)
 
 int main(int argc, char **argv)
 {
-        struct proto_buf fast_out = {0}, slow_out = {0};
+        struct proto_buf fast_out = { 0 }, slow_out = { 0 };
         unsigned long n = DEFAULT_ITERATIONS;
         double fast, slow;
         int ret = 1;
@@ -81,8 +78,7 @@ int main(int argc, char **argv)
 
                 errno = 0;
                 n = strtoul(argv[1], &end, 10);
-                if (errno || end == argv[1] || *end || n == 0 ||
-                    n > MAX_ITERATIONS) {
+                if (errno || end == argv[1] || *end || n == 0 || n > MAX_ITERATIONS) {
                         fprintf(stderr, "bad iteration count: %s\n", argv[1]);
                         return 2;
                 }

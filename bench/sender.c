@@ -24,23 +24,23 @@
 #include <time.h>
 #include <unistd.h>
 
-#define EVENT_BYTES     200   /* target size of one message, newline included */
-#define MAX_THREADS     64
-#define MAX_EVENTS      UINT64_C(100000000)
-#define STALL_LIMIT_NS  (UINT64_C(30) * 1000000000u)
-#define RETRY_SLEEP_NS  50000 /* 50 us between retries on a full buffer */
-#define DEFAULT_SOCKET  "/run/segopsd/events.sock"
-#define MAX_PACK        256   /* events per datagram: 256 x 200 B = 50 KiB */
+#define EVENT_BYTES 200 /* target size of one message, newline included */
+#define MAX_THREADS 64
+#define MAX_EVENTS UINT64_C(100000000)
+#define STALL_LIMIT_NS (UINT64_C(30) * 1000000000u)
+#define RETRY_SLEEP_NS 50000 /* 50 us between retries on a full buffer */
+#define DEFAULT_SOCKET "/run/segopsd/events.sock"
+#define MAX_PACK 256 /* events per datagram: 256 x 200 B = 50 KiB */
 
 struct worker {
         pthread_t thread;
         const char *path;
-        uint64_t first;       /* first event index */
-        uint64_t end;         /* one past the last */
+        uint64_t first; /* first event index */
+        uint64_t end;   /* one past the last */
         uint64_t sent;
         uint64_t retries;
-        uint64_t pack;        /* events per datagram */
-        int err;              /* 0 or a negative errno */
+        uint64_t pack; /* events per datagram */
+        int err;       /* 0 or a negative errno */
 };
 
 static uint64_t now_ns(void)
@@ -69,10 +69,9 @@ static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
 /* Write event i into buf, padded to EVENT_BYTES. Returns its length. */
 static size_t format_event(char *buf, size_t len, uint64_t i)
 {
-        static const char pad[] =
-                "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-                "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-                "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+        static const char pad[] = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                                  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                                  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
         int base, r;
         int padlen;
 
@@ -129,8 +128,7 @@ static int send_one(int fd, const char *buf, size_t len, uint64_t *retries)
                         return (size_t)n == len ? 0 : -EMSGSIZE;
                 if (errno == EINTR)
                         continue;
-                if (errno != ENOBUFS && errno != EAGAIN &&
-                    errno != EWOULDBLOCK)
+                if (errno != ENOBUFS && errno != EAGAIN && errno != EWOULDBLOCK)
                         return -errno;
                 if (stalled_since == 0)
                         stalled_since = now_ns();
@@ -178,8 +176,7 @@ static void usage(FILE *f)
                 "usage: sender [-n EVENTS] [-s SOCKET] [-t THREADS] [-p PACK]\n"
                 "  -p PACK  events per datagram (default 1; up to 256)\n"
                 "  -n  events to send (default 1000000)\n"
-                "  -s  events socket (default $SEGOPS_SOCKET or "
-                DEFAULT_SOCKET ")\n"
+                "  -s  events socket (default $SEGOPS_SOCKET or " DEFAULT_SOCKET ")\n"
                 "  -t  sending threads, 1..%d (default 1)\n",
                 MAX_THREADS);
 }
@@ -203,9 +200,7 @@ int main(int argc, char **argv)
                                 return 2;
                         }
                         break;
-                case 's':
-                        path = optarg;
-                        break;
+                case 's': path = optarg; break;
                 case 't':
                         if (parse_u64(optarg, 1, MAX_THREADS, &threads) < 0) {
                                 fprintf(stderr, "sender: bad -t\n");
@@ -218,12 +213,8 @@ int main(int argc, char **argv)
                                 return 2;
                         }
                         break;
-                case 'h':
-                        usage(stdout);
-                        return 0;
-                default:
-                        usage(stderr);
-                        return 2;
+                case 'h': usage(stdout); return 0;
+                default: usage(stderr); return 2;
                 }
         }
         if (threads > n)
@@ -245,8 +236,7 @@ int main(int argc, char **argv)
                 worker_run(&w[0]);
         } else {
                 for (k = 0; k < threads; k++) {
-                        int e = pthread_create(&w[k].thread, NULL, worker_run,
-                                               &w[k]);
+                        int e = pthread_create(&w[k].thread, NULL, worker_run, &w[k]);
                         if (e) {
                                 /* Run it here instead: every event still
                                  * goes out. */
@@ -264,16 +254,14 @@ int main(int argc, char **argv)
                 sent += w[k].sent;
                 retries += w[k].retries;
                 if (w[k].err < 0 && !failed) {
-                        fprintf(stderr, "sender: %s: %s\n", path,
-                                strerror(-w[k].err));
+                        fprintf(stderr, "sender: %s: %s\n", path, strerror(-w[k].err));
                         failed = true;
                 }
         }
         secs = (double)(t1 - t0) / 1e9;
         printf("sent %" PRIu64 " events in %.3f s (%.0f events/s, %" PRIu64
                " retries) start_ns=%" PRIu64 " end_ns=%" PRIu64 "\n",
-               sent, secs, secs > 0 ? (double)sent / secs : 0.0, retries, t0,
-               t1);
+               sent, secs, secs > 0 ? (double)sent / secs : 0.0, retries, t0, t1);
         fflush(stdout);
         r = failed || sent != n ? 1 : 0;
 out:

@@ -80,7 +80,7 @@ static long run(int threads, long n, bool timed, const char *label)
                         return -1;
         }
         for (i = 0; i < threads; i++) {
-                w[i] = (struct worker){.id = i, .n = n, .ns = all ? all + (long)i * n : NULL};
+                w[i] = (struct worker){ .id = i, .n = n, .ns = all ? all + (long)i * n : NULL };
                 pthread_create(&th[i], NULL, worker_main, &w[i]);
         }
         for (i = 0; i < threads; i++) {

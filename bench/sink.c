@@ -34,35 +34,35 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#define MAX_CONNS        256
+#define MAX_CONNS 256
 #define MAX_HEADER_BYTES (16u * 1024)
-#define MAX_BODY_BYTES   (8u * 1024 * 1024)
-#define MAX_PLAIN_BYTES  (32u * 1024 * 1024)
-#define MAX_EXPECT       UINT64_C(100000000)
-#define INITIAL_IN_CAP   (64u * 1024)
-#define OUT_CAP          1024
-#define READ_ROUNDS      64
+#define MAX_BODY_BYTES (8u * 1024 * 1024)
+#define MAX_PLAIN_BYTES (32u * 1024 * 1024)
+#define MAX_EXPECT UINT64_C(100000000)
+#define INITIAL_IN_CAP (64u * 1024)
+#define OUT_CAP 1024
+#define READ_ROUNDS 64
 
 struct conn {
         int fd;
-        char *in;            /* bytes read, not yet consumed */
+        char *in; /* bytes read, not yet consumed */
         size_t in_len;
         size_t in_cap;
-        char out[OUT_CAP];   /* one response at a time */
+        char out[OUT_CAP]; /* one response at a time */
         size_t out_len;
         size_t out_off;
-        bool close_after;    /* close once out is sent */
-        bool sent_continue;  /* "100 Continue" already queued this request */
-        bool want_out;       /* EPOLLOUT registered instead of EPOLLIN */
+        bool close_after;   /* close once out is sent */
+        bool sent_continue; /* "100 Continue" already queued this request */
+        bool want_out;      /* EPOLLOUT registered instead of EPOLLIN */
 };
 
 struct counts {
         uint64_t unique;
         uint64_t duplicates;
-        uint64_t foreign;    /* ids outside e0..e<expect-1> */
-        uint64_t events;     /* every id seen */
-        uint64_t requests;   /* batch POSTs */
-        uint64_t bytes;      /* batch bodies as received on the wire */
+        uint64_t foreign;  /* ids outside e0..e<expect-1> */
+        uint64_t events;   /* every id seen */
+        uint64_t requests; /* batch POSTs */
+        uint64_t bytes;    /* batch bodies as received on the wire */
         uint64_t first_ns;
         uint64_t last_ns;
 };
@@ -72,19 +72,19 @@ struct sink {
         int lfd;
         int sigfd;
         uint64_t expect;
-        uint8_t *seen;        /* bitmap of expect bits */
+        uint8_t *seen; /* bitmap of expect bits */
         struct counts n;
         struct conn *conns[MAX_CONNS];
         unsigned nconns;
-        uint64_t refused;     /* connections closed at the cap */
-        char *plain;          /* gunzip output, reused */
+        uint64_t refused; /* connections closed at the cap */
+        char *plain;      /* gunzip output, reused */
         size_t plain_cap;
 };
 
 struct request {
         char method[8];
         char path[64];
-        size_t header_len;    /* through the blank line */
+        size_t header_len; /* through the blank line */
         size_t content_length;
         bool gzip;
         bool expect_continue;
@@ -117,14 +117,12 @@ static int parse_u64(const char *s, uint64_t max, uint64_t *ret)
 static int format_counts(const struct sink *s, char *buf, size_t len)
 {
         int r = snprintf(buf, len,
-                         "{\"unique\":%" PRIu64 ",\"duplicates\":%" PRIu64
-                         ",\"foreign\":%" PRIu64 ",\"events\":%" PRIu64
-                         ",\"requests\":%" PRIu64 ",\"bytes\":%" PRIu64
-                         ",\"expect\":%" PRIu64 ",\"first_ns\":%" PRIu64
-                         ",\"last_ns\":%" PRIu64 "}",
-                         s->n.unique, s->n.duplicates, s->n.foreign,
-                         s->n.events, s->n.requests, s->n.bytes, s->expect,
-                         s->n.first_ns, s->n.last_ns);
+                         "{\"unique\":%" PRIu64 ",\"duplicates\":%" PRIu64 ",\"foreign\":%" PRIu64
+                         ",\"events\":%" PRIu64 ",\"requests\":%" PRIu64 ",\"bytes\":%" PRIu64
+                         ",\"expect\":%" PRIu64 ",\"first_ns\":%" PRIu64 ",\"last_ns\":%" PRIu64
+                         "}",
+                         s->n.unique, s->n.duplicates, s->n.foreign, s->n.events, s->n.requests,
+                         s->n.bytes, s->expect, s->n.first_ns, s->n.last_ns);
         if (r < 0 || (size_t)r >= len)
                 return -ENOSPC;
         return r;
@@ -160,16 +158,15 @@ foreign:
 }
 
 /* Find every "event_id" : "value" in body; count new ones and repeats. */
-static void scan_ids(struct sink *s, const char *body, size_t len,
-                     uint64_t *ret_accepted, uint64_t *ret_dups)
+static void scan_ids(struct sink *s, const char *body, size_t len, uint64_t *ret_accepted,
+                     uint64_t *ret_dups)
 {
         static const char key[] = "\"event_id\"";
         const char *p = body, *end = body + len;
         uint64_t acc = 0, dup = 0;
 
         while (p < end) {
-                const char *hit = memmem(p, (size_t)(end - p), key,
-                                         sizeof(key) - 1);
+                const char *hit = memmem(p, (size_t)(end - p), key, sizeof(key) - 1);
                 const char *v;
 
                 if (!hit)
@@ -252,8 +249,7 @@ out:
 
 static void conn_set_events(struct sink *s, struct conn *c, bool want_out)
 {
-        struct epoll_event ev = { .events = want_out ? EPOLLOUT : EPOLLIN,
-                                  .data.ptr = c };
+        struct epoll_event ev = { .events = want_out ? EPOLLOUT : EPOLLIN, .data.ptr = c };
 
         if (c->want_out == want_out)
                 return;
@@ -276,8 +272,7 @@ static void conn_close(struct sink *s, struct conn *c)
         free(c);
 }
 
-static int queue_response(struct conn *c, int status, const char *reason,
-                          const char *body)
+static int queue_response(struct conn *c, int status, const char *reason, const char *body)
 {
         size_t blen = strlen(body);
         int r;
@@ -286,8 +281,7 @@ static int queue_response(struct conn *c, int status, const char *reason,
         r = snprintf(c->out, sizeof(c->out),
                      "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
                      "Content-Length: %zu\r\n%s\r\n%s",
-                     status, reason, blen,
-                     c->close_after ? "Connection: close\r\n" : "", body);
+                     status, reason, blen, c->close_after ? "Connection: close\r\n" : "", body);
         if (r < 0 || (size_t)r >= sizeof(c->out))
                 return -ENOSPC;
         c->out_len = (size_t)r;
@@ -302,8 +296,7 @@ static int conn_flush(struct conn *c)
         unsigned rounds;
 
         for (rounds = 0; c->out_off < c->out_len && rounds < 16; rounds++) {
-                ssize_t n = send(c->fd, c->out + c->out_off,
-                                 c->out_len - c->out_off, MSG_NOSIGNAL);
+                ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -327,12 +320,10 @@ static bool name_is(const char *line, size_t nlen, const char *name)
 /* Parse the head of the request at c->in. Returns 1 with *rq filled when
  * the head is complete, 0 when more bytes are needed, -errno (with an HTTP
  * status in *ret_status) when it is malformed. */
-static int parse_head(const struct conn *c, struct request *rq,
-                      int *ret_status)
+static int parse_head(const struct conn *c, struct request *rq, int *ret_status)
 {
         const char *buf = c->in, *end, *line, *eol, *sp1, *sp2;
-        size_t scan = c->in_len < MAX_HEADER_BYTES ? c->in_len
-                                                   : MAX_HEADER_BYTES;
+        size_t scan = c->in_len < MAX_HEADER_BYTES ? c->in_len : MAX_HEADER_BYTES;
         bool http10, has_length = false;
 
         memset(rq, 0, sizeof(*rq));
@@ -398,8 +389,7 @@ static int parse_head(const struct conn *c, struct request *rq,
                 } else if (name_is(line, nlen, "content-encoding")) {
                         if (vlen == 4 && strncasecmp(v, "gzip", 4) == 0)
                                 rq->gzip = true;
-                        else if (!(vlen == 8 &&
-                                   strncasecmp(v, "identity", 8) == 0)) {
+                        else if (!(vlen == 8 && strncasecmp(v, "identity", 8) == 0)) {
                                 *ret_status = 415;
                                 return -EPROTONOSUPPORT;
                         }
@@ -411,8 +401,7 @@ static int parse_head(const struct conn *c, struct request *rq,
                 } else if (name_is(line, nlen, "connection")) {
                         if (vlen == 5 && strncasecmp(v, "close", 5) == 0)
                                 rq->close = true;
-                        else if (vlen == 10 &&
-                                 strncasecmp(v, "keep-alive", 10) == 0)
+                        else if (vlen == 10 && strncasecmp(v, "keep-alive", 10) == 0)
                                 rq->close = false;
                 } else if (name_is(line, nlen, "expect")) {
                         if (vlen == 12 && strncasecmp(v, "100-continue", 12) == 0)
@@ -426,8 +415,7 @@ static int parse_head(const struct conn *c, struct request *rq,
         return 1;
 }
 
-static int handle_batch(struct sink *s, struct conn *c,
-                        const struct request *rq)
+static int handle_batch(struct sink *s, struct conn *c, const struct request *rq)
 {
         const char *body = c->in + rq->header_len;
         size_t len = rq->content_length;
@@ -440,10 +428,8 @@ static int handle_batch(struct sink *s, struct conn *c,
                 long plain = gunzip(s, body, len);
 
                 if (plain < 0) {
-                        fprintf(stderr, "sink: bad gzip body: %s\n",
-                                strerror((int)-plain));
-                        return queue_response(c, 400, "Bad Request",
-                                              "{\"error\":\"bad gzip\"}");
+                        fprintf(stderr, "sink: bad gzip body: %s\n", strerror((int)-plain));
+                        return queue_response(c, 400, "Bad Request", "{\"error\":\"bad gzip\"}");
                 }
                 body = s->plain;
                 len = (size_t)plain;
@@ -455,22 +441,18 @@ static int handle_batch(struct sink *s, struct conn *c,
                         s->n.first_ns = t;
                 s->n.last_ns = t;
         }
-        snprintf(resp, sizeof(resp),
-                 "{\"accepted\":%" PRIu64 ",\"duplicates\":%" PRIu64 "}", acc,
+        snprintf(resp, sizeof(resp), "{\"accepted\":%" PRIu64 ",\"duplicates\":%" PRIu64 "}", acc,
                  dup);
         return queue_response(c, 200, "OK", resp);
 }
 
-static int handle_request(struct sink *s, struct conn *c,
-                          const struct request *rq)
+static int handle_request(struct sink *s, struct conn *c, const struct request *rq)
 {
         char body[512];
 
-        if (strcmp(rq->method, "POST") == 0 &&
-            strcmp(rq->path, "/api/events/batch/") == 0)
+        if (strcmp(rq->method, "POST") == 0 && strcmp(rq->path, "/api/events/batch/") == 0)
                 return handle_batch(s, c, rq);
-        if (strcmp(rq->method, "POST") == 0 &&
-            strcmp(rq->path, "/api/auth/session/") == 0)
+        if (strcmp(rq->method, "POST") == 0 && strcmp(rq->path, "/api/auth/session/") == 0)
                 /* Only so a pk_ key also works; sk_ keys never mint. */
                 return queue_response(c, 200, "OK",
                                       "{\"token\":\"bench-token\","
@@ -520,8 +502,7 @@ static int conn_process(struct sink *s, struct conn *c)
                 if (r < 0) {
                         c->close_after = true;
                         c->in_len = 0;
-                        (void)queue_response(c, status, "Error",
-                                             "{\"error\":\"bad request\"}");
+                        (void)queue_response(c, status, "Error", "{\"error\":\"bad request\"}");
                         return conn_flush(c) == 1 ? 1 : -ECONNRESET;
                 }
                 if (r == 0)
@@ -537,8 +518,7 @@ static int conn_process(struct sink *s, struct conn *c)
                                 c->in_cap = need;
                         }
                         if (rq.expect_continue && !c->sent_continue) {
-                                static const char cont[] =
-                                        "HTTP/1.1 100 Continue\r\n\r\n";
+                                static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
                                 memcpy(c->out, cont, sizeof(cont) - 1);
                                 c->out_len = sizeof(cont) - 1;
@@ -616,8 +596,7 @@ static void on_accept(struct sink *s)
                 struct epoll_event ev = { .events = EPOLLIN };
                 struct conn *c;
                 int one = 1;
-                int fd = accept4(s->lfd, NULL, NULL,
-                                 SOCK_NONBLOCK | SOCK_CLOEXEC);
+                int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
                 if (fd < 0) {
                         if (errno == EINTR || errno == ECONNABORTED)
@@ -629,8 +608,7 @@ static void on_accept(struct sink *s)
                         close(fd);
                         continue;
                 }
-                (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
-                                 sizeof(one));
+                (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
                 c = calloc(1, sizeof(*c));
                 if (c)
                         c->in = malloc(INITIAL_IN_CAP);
@@ -688,8 +666,7 @@ static int sink_listen(struct sink *s, unsigned port, const char *port_file)
         if (s->lfd < 0)
                 return -errno;
         (void)setsockopt(s->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        if (bind(s->lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-            listen(s->lfd, 128) < 0 ||
+        if (bind(s->lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(s->lfd, 128) < 0 ||
             getsockname(s->lfd, (struct sockaddr *)&sa, &salen) < 0)
                 return -errno;
         if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->lfd, &ev) < 0)
@@ -728,10 +705,9 @@ static int sink_run(struct sink *s)
 
 static void usage(FILE *f)
 {
-        fprintf(f,
-                "usage: sink [--port N] [--port-file FILE] [--expect N]\n"
-                "  Fake upstream on 127.0.0.1. Counts event ids e0..e<N-1>.\n"
-                "  GET /_count or SIGTERM reports the totals as JSON.\n");
+        fprintf(f, "usage: sink [--port N] [--port-file FILE] [--expect N]\n"
+                   "  Fake upstream on 127.0.0.1. Counts event ids e0..e<N-1>.\n"
+                   "  GET /_count or SIGTERM reports the totals as JSON.\n");
 }
 
 int main(int argc, char **argv)
@@ -743,8 +719,7 @@ int main(int argc, char **argv)
                 { "help", no_argument, NULL, 'h' },
                 { NULL, 0, NULL, 0 },
         };
-        struct sink s = { .epfd = -1, .lfd = -1, .sigfd = -1,
-                          .expect = 1000000 };
+        struct sink s = { .epfd = -1, .lfd = -1, .sigfd = -1, .expect = 1000000 };
         const char *port_file = NULL;
         uint64_t port = 0;
         struct epoll_event ev = { .events = EPOLLIN };
@@ -760,23 +735,16 @@ int main(int argc, char **argv)
                                 return 2;
                         }
                         break;
-                case 'f':
-                        port_file = optarg;
-                        break;
+                case 'f': port_file = optarg; break;
                 case 'e':
-                        if (parse_u64(optarg, MAX_EXPECT, &s.expect) < 0 ||
-                            s.expect == 0) {
+                        if (parse_u64(optarg, MAX_EXPECT, &s.expect) < 0 || s.expect == 0) {
                                 fprintf(stderr, "sink: bad --expect "
                                                 "(1..100000000)\n");
                                 return 2;
                         }
                         break;
-                case 'h':
-                        usage(stdout);
-                        return 0;
-                default:
-                        usage(stderr);
-                        return 2;
+                case 'h': usage(stdout); return 0;
+                default: usage(stderr); return 2;
                 }
         }
 

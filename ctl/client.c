@@ -30,7 +30,7 @@ static const char ping_line[] = "{\"op\":\"ping\"}\n";
 
 static int connect_control(const char *path, int *ret_fd)
 {
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
         size_t n = strlen(path);
         int fd, r;
 
@@ -102,7 +102,7 @@ static int deliver_lines(struct proto_buf *in, size_t *done, bool at_eof, ctl_re
 int ctl_exchange(const char *path, const struct ctl_request *req, ctl_reply_fn fn, void *ctx,
                  unsigned *ret_replies)
 {
-        struct proto_buf out = {0}, in = {0};
+        struct proto_buf out = { 0 }, in = { 0 };
         size_t out_off = 0, in_done = 0;
         bool input_eof = req->in_fd < 0, tail_added = false, wr_closed = false;
         char last = '\n'; /* last byte of user input queued */
@@ -142,10 +142,10 @@ int ctl_exchange(const char *path, const struct ctl_request *req, ctl_reply_fn f
                 }
 
                 want_input = !input_eof && out.len - out_off < OUT_HIGH_WATER;
-                p[0] = (struct pollfd){.fd = fd, .events = POLLIN};
+                p[0] = (struct pollfd){ .fd = fd, .events = POLLIN };
                 if (!wr_closed && out_off < out.len)
                         p[0].events |= POLLOUT;
-                p[1] = (struct pollfd){.fd = want_input ? req->in_fd : -1, .events = POLLIN};
+                p[1] = (struct pollfd){ .fd = want_input ? req->in_fd : -1, .events = POLLIN };
                 n = poll(p, 2, req->timeout_ms);
                 if (n < 0) {
                         if (errno == EINTR)
@@ -241,30 +241,37 @@ int ctl_exchange_error(const char *path, int r)
                 return CTL_EXIT_CONNECT;
         case EACCES:
         case EPERM:
-                fprintf(stderr, "segopsctl: cannot connect to %s: permission denied: "
-                        "are you in group segops?\n", path);
+                fprintf(stderr,
+                        "segopsctl: cannot connect to %s: permission denied: "
+                        "are you in group segops?\n",
+                        path);
                 return CTL_EXIT_CONNECT;
         case EAGAIN:
-                fprintf(stderr, "segopsctl: cannot connect to %s: segopsd is busy "
-                        "(its listen queue is full); try again\n", path);
+                fprintf(stderr,
+                        "segopsctl: cannot connect to %s: segopsd is busy "
+                        "(its listen queue is full); try again\n",
+                        path);
                 return CTL_EXIT_CONNECT;
         case ENAMETOOLONG:
-                fprintf(stderr, "segopsctl: cannot connect to '%s': not a usable socket path "
-                        "(empty or too long)\n", path);
+                fprintf(stderr,
+                        "segopsctl: cannot connect to '%s': not a usable socket path "
+                        "(empty or too long)\n",
+                        path);
                 return CTL_EXIT_USAGE;
         case ETIMEDOUT:
-                fprintf(stderr, "segopsctl: %s: segopsd did not answer in time "
-                        "(see --timeout)\n", path);
+                fprintf(stderr,
+                        "segopsctl: %s: segopsd did not answer in time "
+                        "(see --timeout)\n",
+                        path);
                 return CTL_EXIT_PROTO;
         case EBADMSG:
-                fprintf(stderr, "segopsctl: %s: segopsd sent a reply that is not a JSON "
-                        "object line\n", path);
+                fprintf(stderr,
+                        "segopsctl: %s: segopsd sent a reply that is not a JSON "
+                        "object line\n",
+                        path);
                 return CTL_EXIT_PROTO;
-        case ECANCELED:
-                return CTL_EXIT_FAIL; /* already reported */
-        default:
-                fprintf(stderr, "segopsctl: %s: %s\n", path, strerror(-r));
-                return CTL_EXIT_PROTO;
+        case ECANCELED: return CTL_EXIT_FAIL; /* already reported */
+        default: fprintf(stderr, "segopsctl: %s: %s\n", path, strerror(-r)); return CTL_EXIT_PROTO;
         }
 }
 
@@ -301,9 +308,12 @@ int ctl_simple_op(const struct ctl_opts *o, const char *line, int timeout_ms, js
                   char **ret_raw)
 {
         struct ctl_request req = {
-                .data = line, .len = strlen(line), .in_fd = -1, .timeout_ms = timeout_ms,
+                .data = line,
+                .len = strlen(line),
+                .in_fd = -1,
+                .timeout_ms = timeout_ms,
         };
-        struct simple_ctx s = {0};
+        struct simple_ctx s = { 0 };
         int r;
 
         r = ctl_exchange(o->control_path, &req, on_simple_reply, &s, NULL);
@@ -312,8 +322,10 @@ int ctl_simple_op(const struct ctl_opts *o, const char *line, int timeout_ms, js
                 goto out;
         }
         if (!s.reply) {
-                fprintf(stderr, "segopsctl: %s: segopsd closed the connection without "
-                        "answering\n", o->control_path);
+                fprintf(stderr,
+                        "segopsctl: %s: segopsd closed the connection without "
+                        "answering\n",
+                        o->control_path);
                 r = CTL_EXIT_PROTO;
                 goto out;
         }

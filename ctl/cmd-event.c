@@ -23,8 +23,8 @@
 
 struct event_args {
         const char *user;
-        const char *type;     /* NULL for identify */
-        const char *object;   /* payload or traits JSON text */
+        const char *type;   /* NULL for identify */
+        const char *object; /* payload or traits JSON text */
         const char *at;
         const char *event_id;
 };
@@ -62,8 +62,10 @@ static int append_raw_json(struct proto_buf *b, const char *opt, const char *s)
         }
         return 0;
 bad:
-        fprintf(stderr, "segopsctl: %s: a line break inside a JSON string is not valid JSON "
-                "(write \\n)\n", opt);
+        fprintf(stderr,
+                "segopsctl: %s: a line break inside a JSON string is not valid JSON "
+                "(write \\n)\n",
+                opt);
         return -EINVAL;
 }
 
@@ -126,8 +128,8 @@ static int build_event(struct proto_buf *b, const struct event_args *a)
 
 struct send_ctx {
         unsigned rejected;
-        unsigned failed;   /* ok:false replies without a line number */
-        bool confirmed;    /* our ping's answer was the last reply */
+        unsigned failed; /* ok:false replies without a line number */
+        bool confirmed;  /* our ping's answer was the last reply */
 };
 
 static int on_send_reply(json_t *reply, const char *raw, size_t rawlen, void *ctx)
@@ -140,8 +142,8 @@ static int on_send_reply(json_t *reply, const char *raw, size_t rawlen, void *ct
         if (json_is_false(ok) && json_is_integer(line)) {
                 char prefix[48];
 
-                snprintf(prefix, sizeof(prefix), "line %lld: ",
-                         (long long)json_integer_value(line));
+                snprintf(prefix, sizeof(prefix),
+                         "line %lld: ", (long long)json_integer_value(line));
                 ctl_print_reply_error(prefix, reply);
                 s->rejected++;
         } else if (json_is_true(ok) && json_object_get(reply, "version") &&
@@ -164,10 +166,13 @@ static int on_send_reply(json_t *reply, const char *raw, size_t rawlen, void *ct
 static int send_stream(const struct ctl_opts *o, const char *data, size_t len, int in_fd)
 {
         struct ctl_request req = {
-                .data = data, .len = len, .in_fd = in_fd, .add_ping = true,
+                .data = data,
+                .len = len,
+                .in_fd = in_fd,
+                .add_ping = true,
                 .timeout_ms = o->timeout_ms,
         };
-        struct send_ctx s = {0};
+        struct send_ctx s = { 0 };
         int r;
 
         r = ctl_exchange(o->control_path, &req, on_send_reply, &s, NULL);
@@ -176,9 +181,10 @@ static int send_stream(const struct ctl_opts *o, const char *data, size_t len, i
         if (s.failed)
                 return CTL_EXIT_FAIL;
         if (!s.confirmed) {
-                fprintf(stderr, "segopsctl: %s: segopsd closed the connection before "
-                        "confirming the events%s\n", o->control_path,
-                        s.rejected ? "" : "; some may not have been received");
+                fprintf(stderr,
+                        "segopsctl: %s: segopsd closed the connection before "
+                        "confirming the events%s\n",
+                        o->control_path, s.rejected ? "" : "; some may not have been received");
                 return CTL_EXIT_PROTO;
         }
         return s.rejected ? CTL_EXIT_FAIL : CTL_EXIT_OK;
@@ -187,10 +193,10 @@ static int send_stream(const struct ctl_opts *o, const char *data, size_t len, i
 /* One datagram to the events socket; no reply exists to wait for. */
 static int send_datagram(const struct ctl_opts *o, const char *data, size_t len)
 {
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
         size_t n = strlen(o->events_path);
-        struct timeval tv = {.tv_sec = o->timeout_ms / 1000,
-                             .tv_usec = (o->timeout_ms % 1000) * 1000};
+        struct timeval tv = { .tv_sec = o->timeout_ms / 1000,
+                              .tv_usec = (o->timeout_ms % 1000) * 1000 };
         int fd, r = CTL_EXIT_OK;
 
         if (n == 0 || n >= sizeof(sa.sun_path))
@@ -217,18 +223,22 @@ static void send_usage(FILE *f, bool identify)
 {
         if (identify)
                 fprintf(f, "Usage: segopsctl identify --user USER [--traits JSON] [--at TIME]\n"
-                        "                          [--event-id ID] [--datagram]\n"
-                        "\n"
-                        "Send an identify event: the user's traits (a JSON object).\n");
+                           "                          [--event-id ID] [--datagram]\n"
+                           "\n"
+                           "Send an identify event: the user's traits (a JSON object).\n");
         else
-                fprintf(f, "Usage: segopsctl send --user USER --type TYPE [--payload JSON] [--at TIME]\n"
+                fprintf(f,
+                        "Usage: segopsctl send --user USER --type TYPE [--payload JSON] [--at "
+                        "TIME]\n"
                         "                      [--event-id ID] [--datagram]\n"
                         "       segopsctl send < events.ndjson\n"
                         "\n"
                         "Send one event, or (without --user/--type) every NDJSON line of stdin.\n"
                         "Exits 0 only when segopsd accepted every line; each rejected line is\n"
-                        "reported as \"line N: <error>: <detail>\" on stderr and the exit status is 1.\n");
-        fprintf(f, "\n"
+                        "reported as \"line N: <error>: <detail>\" on stderr and the exit status "
+                        "is 1.\n");
+        fprintf(f,
+                "\n"
                 "Options:\n"
                 "      --user USER      user_id\n"
                 "%s"
@@ -247,18 +257,18 @@ static int run_event(struct ctl_opts *o, int argc, char **argv, bool identify)
         enum { OPT_USER = 1, OPT_TYPE, OPT_OBJECT, OPT_AT, OPT_ID, OPT_DGRAM };
         const struct option opts[] = {
                 CTL_GLOBAL_LONGOPTS,
-                {"user", required_argument, NULL, OPT_USER},
-                {"type", required_argument, NULL, OPT_TYPE},
-                {identify ? "traits" : "payload", required_argument, NULL, OPT_OBJECT},
-                {"at", required_argument, NULL, OPT_AT},
-                {"event-id", required_argument, NULL, OPT_ID},
-                {"datagram", no_argument, NULL, OPT_DGRAM},
-                {"help", no_argument, NULL, 'h'},
-                {NULL, 0, NULL, 0},
+                { "user", required_argument, NULL, OPT_USER },
+                { "type", required_argument, NULL, OPT_TYPE },
+                { identify ? "traits" : "payload", required_argument, NULL, OPT_OBJECT },
+                { "at", required_argument, NULL, OPT_AT },
+                { "event-id", required_argument, NULL, OPT_ID },
+                { "datagram", no_argument, NULL, OPT_DGRAM },
+                { "help", no_argument, NULL, 'h' },
+                { NULL, 0, NULL, 0 },
         };
         const char *cmd = identify ? "identify" : "send";
-        struct event_args a = {0};
-        struct proto_buf b = {0};
+        struct event_args a = { 0 };
+        struct proto_buf b = { 0 };
         bool dgram = false, any_field;
         int c, r;
 
@@ -268,7 +278,7 @@ static int run_event(struct ctl_opts *o, int argc, char **argv, bool identify)
                 case OPT_TYPE:
                         if (identify)
                                 return ctl_usage_error(cmd, "identify has no --type (its "
-                                                       "event_type is context_identified)");
+                                                            "event_type is context_identified)");
                         a.type = optarg;
                         break;
                 case OPT_OBJECT: a.object = optarg; break;
@@ -291,7 +301,7 @@ static int run_event(struct ctl_opts *o, int argc, char **argv, bool identify)
                 /* Bulk: stdin as it is, line numbers = stdin lines. */
                 if (dgram)
                         return ctl_usage_error(cmd, "--datagram sends one event; "
-                                               "use socat for NDJSON datagrams");
+                                                    "use socat for NDJSON datagrams");
                 return send_stream(o, NULL, 0, STDIN_FILENO);
         }
         if (!a.user)

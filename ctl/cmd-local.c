@@ -29,17 +29,17 @@
 static void check_config_usage(FILE *f)
 {
         fprintf(f, "Usage: segopsctl check-config FILE\n\n"
-                "Validate a segopsd configuration file exactly as segopsd --check-config\n"
-                "does, the API key lookup included. Prints \"FILE: configuration OK\" and\n"
-                "exits 0, or the error (file, line, key; never the key's value) and exits 1.\n");
+                   "Validate a segopsd configuration file exactly as segopsd --check-config\n"
+                   "does, the API key lookup included. Prints \"FILE: configuration OK\" and\n"
+                   "exits 0, or the error (file, line, key; never the key's value) and exits 1.\n");
 }
 
 int cmd_check_config(struct ctl_opts *o, int argc, char **argv)
 {
         static const struct option opts[] = {
                 CTL_GLOBAL_LONGOPTS,
-                {"help", no_argument, NULL, 'h'},
-                {NULL, 0, NULL, 0},
+                { "help", no_argument, NULL, 'h' },
+                { NULL, 0, NULL, 0 },
         };
         struct cfg cfg;
         char err[1024] = "";
@@ -88,12 +88,12 @@ int cmd_check_config(struct ctl_opts *o, int argc, char **argv)
 static void sign_usage(FILE *f)
 {
         fprintf(f, "Usage: segopsctl sign-user-id USER_ID [--secret-file FILE]\n\n"
-                "Print the user_id_sig of USER_ID: the lowercase hex HMAC-SHA256 of its\n"
-                "bytes, keyed with the signing secret. The secret is read from stdin (or\n"
-                "FILE), with one trailing newline removed; it is never taken from the\n"
-                "command line. This is for backends: the secret must not go to segopsd\n"
-                "or to clients.\n\n"
-                "  printf '%%s' \"$SECRET\" | segopsctl sign-user-id u1\n");
+                   "Print the user_id_sig of USER_ID: the lowercase hex HMAC-SHA256 of its\n"
+                   "bytes, keyed with the signing secret. The secret is read from stdin (or\n"
+                   "FILE), with one trailing newline removed; it is never taken from the\n"
+                   "command line. This is for backends: the secret must not go to segopsd\n"
+                   "or to clients.\n\n"
+                   "  printf '%%s' \"$SECRET\" | segopsctl sign-user-id u1\n");
 }
 
 /* Read all of fd (at most SECRET_MAX bytes) into buf. Returns the
@@ -157,9 +157,9 @@ static ssize_t read_tty(int fd, char *buf, size_t cap)
 int cmd_sign_user_id(struct ctl_opts *o, int argc, char **argv)
 {
         static const struct option opts[] = {
-                {"secret-file", required_argument, NULL, 'f'},
-                {"help", no_argument, NULL, 'h'},
-                {NULL, 0, NULL, 0},
+                { "secret-file", required_argument, NULL, 'f' },
+                { "help", no_argument, NULL, 'h' },
+                { NULL, 0, NULL, 0 },
         };
         const char *file = NULL, *user, *from;
         char secret[SECRET_MAX + 1];
@@ -170,12 +170,12 @@ int cmd_sign_user_id(struct ctl_opts *o, int argc, char **argv)
         /* getopt_long takes "--secret" for "--secret-file"; a user who
          * typed --secret probably meant to pass the secret itself. */
         for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
-                if (strncmp(argv[i], "--s", 3) == 0 &&
-                    strcmp(argv[i], "--secret-file") != 0 &&
+                if (strncmp(argv[i], "--s", 3) == 0 && strcmp(argv[i], "--secret-file") != 0 &&
                     strncmp(argv[i], "--secret-file=", 14) != 0)
                         /* Name the option only: "--secret=VALUE" would
                          * put the secret on stderr. */
-                        return ctl_usage_error("sign-user-id", "unknown option '%.*s' (the "
+                        return ctl_usage_error("sign-user-id",
+                                               "unknown option '%.*s' (the "
                                                "secret is read from stdin or --secret-file "
                                                "FILE, never from the command line)",
                                                (int)strcspn(argv[i], "="), argv[i]);
@@ -193,7 +193,8 @@ int cmd_sign_user_id(struct ctl_opts *o, int argc, char **argv)
                 return ctl_usage_error("sign-user-id", "USER_ID is required");
         if (optind + 1 < argc)
                 /* Not echoed: an extra argument may well be the secret. */
-                return ctl_usage_error("sign-user-id", "one argument expected, the user id; "
+                return ctl_usage_error("sign-user-id",
+                                       "one argument expected, the user id; "
                                        "the secret is read from stdin or --secret-file, "
                                        "never from the command line");
         user = argv[optind];

@@ -24,8 +24,8 @@ static int simple_options(struct ctl_opts *o, int argc, char **argv, const char 
 {
         static const struct option opts[] = {
                 CTL_GLOBAL_LONGOPTS,
-                {"help", no_argument, NULL, 'h'},
-                {NULL, 0, NULL, 0},
+                { "help", no_argument, NULL, 'h' },
+                { NULL, 0, NULL, 0 },
         };
         int c, r;
 
@@ -76,8 +76,8 @@ static int run_op(const struct ctl_opts *o, const char *line, int timeout_ms, co
 static void ping_usage(FILE *f)
 {
         fprintf(f, "Usage: segopsctl ping\n\n"
-                "Check that segopsd is running and answering: prints\n"
-                "\"segopsd VERSION is running\" and exits 0, or explains and exits 3/4.\n");
+                   "Check that segopsd is running and answering: prints\n"
+                   "\"segopsd VERSION is running\" and exits 0, or explains and exits 3/4.\n");
 }
 
 int cmd_ping(struct ctl_opts *o, int argc, char **argv)
@@ -103,10 +103,10 @@ int cmd_ping(struct ctl_opts *o, int argc, char **argv)
 static void stats_usage(FILE *f)
 {
         fprintf(f, "Usage: segopsctl stats [--json]\n\n"
-                "Show segopsd's counters (totals since it started) as a table:\n"
-                "received, accepted, rejected and dropped by reason, the queue, the\n"
-                "upstream's state, the pk_ session. --json prints the daemon's reply\n"
-                "line as it is, for scripts.\n");
+                   "Show segopsd's counters (totals since it started) as a table:\n"
+                   "received, accepted, rejected and dropped by reason, the queue, the\n"
+                   "upstream's state, the pk_ session. --json prints the daemon's reply\n"
+                   "line as it is, for scripts.\n");
 }
 
 static void print_value(json_t *v)
@@ -114,24 +114,12 @@ static void print_value(json_t *v)
         char *s;
 
         switch (json_typeof(v)) {
-        case JSON_STRING:
-                fputs(json_string_value(v), stdout);
-                break;
-        case JSON_INTEGER:
-                printf("%" JSON_INTEGER_FORMAT, json_integer_value(v));
-                break;
-        case JSON_REAL:
-                printf("%.3f", json_real_value(v));
-                break;
-        case JSON_TRUE:
-                fputs("yes", stdout);
-                break;
-        case JSON_FALSE:
-                fputs("no", stdout);
-                break;
-        case JSON_NULL:
-                fputs("-", stdout);
-                break;
+        case JSON_STRING: fputs(json_string_value(v), stdout); break;
+        case JSON_INTEGER: printf("%" JSON_INTEGER_FORMAT, json_integer_value(v)); break;
+        case JSON_REAL: printf("%.3f", json_real_value(v)); break;
+        case JSON_TRUE: fputs("yes", stdout); break;
+        case JSON_FALSE: fputs("no", stdout); break;
+        case JSON_NULL: fputs("-", stdout); break;
         default:
                 s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
                 fputs(s ? s : "?", stdout);
@@ -145,7 +133,8 @@ static void print_table(json_t *obj, int depth)
         json_t *v;
         int width = 0;
 
-        json_object_foreach(obj, key, v) {
+        json_object_foreach(obj, key, v)
+        {
                 int n = (int)strlen(key);
 
                 if (depth == 0 && strcmp(key, "ok") == 0)
@@ -153,7 +142,8 @@ static void print_table(json_t *obj, int depth)
                 if (n > width && n <= 40)
                         width = n;
         }
-        json_object_foreach(obj, key, v) {
+        json_object_foreach(obj, key, v)
+        {
                 if (depth == 0 && strcmp(key, "ok") == 0)
                         continue;
                 if (json_is_object(v) && depth < STATS_MAX_DEPTH) {
@@ -172,9 +162,9 @@ int cmd_stats(struct ctl_opts *o, int argc, char **argv)
 {
         static const struct option opts[] = {
                 CTL_GLOBAL_LONGOPTS,
-                {"json", no_argument, NULL, 'j'},
-                {"help", no_argument, NULL, 'h'},
-                {NULL, 0, NULL, 0},
+                { "json", no_argument, NULL, 'j' },
+                { "help", no_argument, NULL, 'h' },
+                { NULL, 0, NULL, 0 },
         };
         json_t *reply = NULL;
         char *raw = NULL;
@@ -212,9 +202,9 @@ int cmd_stats(struct ctl_opts *o, int argc, char **argv)
 static void flush_usage(FILE *f)
 {
         fprintf(f, "Usage: segopsctl flush [--timeout SECONDS]\n\n"
-                "Wait until every event segopsd holds now has been accepted upstream\n"
-                "(default timeout 30 s). Prints \"flushed N events\" and exits 0, or the\n"
-                "error and the number of events still pending and exits 1.\n");
+                   "Wait until every event segopsd holds now has been accepted upstream\n"
+                   "(default timeout 30 s). Prints \"flushed N events\" and exits 0, or the\n"
+                   "error and the number of events still pending and exits 1.\n");
 }
 
 int cmd_flush(struct ctl_opts *o, int argc, char **argv)
@@ -241,8 +231,9 @@ int cmd_flush(struct ctl_opts *o, int argc, char **argv)
                 ctl_print_reply_error("segopsctl: flush failed: ", reply);
                 pending = json_object_get(reply, "pending");
                 if (json_is_integer(pending))
-                        fprintf(stderr, "segopsctl: %" JSON_INTEGER_FORMAT
-                                " events still pending\n", json_integer_value(pending));
+                        fprintf(stderr,
+                                "segopsctl: %" JSON_INTEGER_FORMAT " events still pending\n",
+                                json_integer_value(pending));
                 r = CTL_EXIT_FAIL;
         }
         json_decref(reply);
@@ -254,20 +245,20 @@ int cmd_flush(struct ctl_opts *o, int argc, char **argv)
 static void set_user_usage(FILE *f)
 {
         fprintf(f, "Usage: segopsctl set-user USER [--sig HEX]\n\n"
-                "Set the identity segopsd uses for the next pk_ session mint (the\n"
-                "set_user op). HEX is the user_id_sig your backend computed (see\n"
-                "segopsctl sign-user-id); give it when the key requires signed ids.\n");
+                   "Set the identity segopsd uses for the next pk_ session mint (the\n"
+                   "set_user op). HEX is the user_id_sig your backend computed (see\n"
+                   "segopsctl sign-user-id); give it when the key requires signed ids.\n");
 }
 
 int cmd_set_user(struct ctl_opts *o, int argc, char **argv)
 {
         static const struct option opts[] = {
                 CTL_GLOBAL_LONGOPTS,
-                {"sig", required_argument, NULL, 's'},
-                {"help", no_argument, NULL, 'h'},
-                {NULL, 0, NULL, 0},
+                { "sig", required_argument, NULL, 's' },
+                { "help", no_argument, NULL, 'h' },
+                { NULL, 0, NULL, 0 },
         };
-        struct proto_buf b = {0};
+        struct proto_buf b = { 0 };
         const char *sig = NULL, *user;
         json_t *reply = NULL;
         int c, r;
@@ -314,8 +305,8 @@ out:
 static void reset_session_usage(FILE *f)
 {
         fprintf(f, "Usage: segopsctl reset-session\n\n"
-                "Drop segopsd's cached pk_ session token; the next send mints a new one\n"
-                "with the current identity. A no-op with sk_ keys.\n");
+                   "Drop segopsd's cached pk_ session token; the next send mints a new one\n"
+                   "with the current identity. A no-op with sk_ keys.\n");
 }
 
 int cmd_reset_session(struct ctl_opts *o, int argc, char **argv)
@@ -326,8 +317,7 @@ int cmd_reset_session(struct ctl_opts *o, int argc, char **argv)
         r = simple_options(o, argc, argv, "reset-session", reset_session_usage);
         if (r >= 0)
                 return r;
-        r = run_op(o, "{\"op\":\"reset_session\"}\n", o->timeout_ms, "reset-session", &reply,
-                   NULL);
+        r = run_op(o, "{\"op\":\"reset_session\"}\n", o->timeout_ms, "reset-session", &reply, NULL);
         json_decref(reply);
         return r;
 }

@@ -15,7 +15,7 @@
 #define CTL_DEFAULT_EVENTS "/run/segopsd/events.sock"
 #define CTL_DEFAULT_CONTROL "/run/segopsd/segopsd.sock"
 #define CTL_DEFAULT_TIMEOUT_MS 10000
-#define CTL_FLUSH_GRACE_MS 5000      /* reply wait beyond a flush's timeout */
+#define CTL_FLUSH_GRACE_MS 5000        /* reply wait beyond a flush's timeout */
 #define CTL_MAX_REPLY_BYTES (4u << 20) /* one reply line */
 
 enum {
@@ -40,10 +40,12 @@ enum {
         CTL_OPT_CONTROL,
         CTL_OPT_TIMEOUT,
 };
-#define CTL_GLOBAL_LONGOPTS                                            \
-        {"socket", required_argument, NULL, CTL_OPT_SOCKET},           \
-        {"control", required_argument, NULL, CTL_OPT_CONTROL},         \
-        {"timeout", required_argument, NULL, CTL_OPT_TIMEOUT}
+#define CTL_GLOBAL_LONGOPTS                                                                        \
+        { "socket", required_argument, NULL, CTL_OPT_SOCKET },                                     \
+                { "control", required_argument, NULL, CTL_OPT_CONTROL },                           \
+        {                                                                                          \
+                "timeout", required_argument, NULL, CTL_OPT_TIMEOUT                                \
+        }
 
 /* Handle one global option; 0, or CTL_EXIT_USAGE after a message. */
 int ctl_global_opt(struct ctl_opts *o, int c, const char *arg);
@@ -62,10 +64,10 @@ typedef int (*ctl_reply_fn)(json_t *reply, const char *raw, size_t rawlen, void 
 struct ctl_request {
         const char *data; /* sent first; may be NULL */
         size_t len;
-        int in_fd;        /* then everything read from this fd, or -1 */
-        bool add_ping;    /* then {"op":"ping"} (a newline is added first
+        int in_fd;      /* then everything read from this fd, or -1 */
+        bool add_ping;  /* then {"op":"ping"} (a newline is added first
                              when the input did not end with one) */
-        int timeout_ms;   /* longest wait for the daemon */
+        int timeout_ms; /* longest wait for the daemon */
 };
 
 /* Connect to the control socket at path, send the request, half-close

@@ -23,38 +23,38 @@ static const struct command {
         int (*run)(struct ctl_opts *o, int argc, char **argv);
         const char *summary;
 } commands[] = {
-        {"send", cmd_send, "send one event, or NDJSON lines from stdin"},
-        {"identify", cmd_identify, "send an identify event (user traits)"},
-        {"flush", cmd_flush, "wait until every held event is delivered upstream"},
-        {"stats", cmd_stats, "show the daemon's counters"},
-        {"ping", cmd_ping, "check that segopsd is running"},
-        {"set-user", cmd_set_user, "set the identity for pk_ session mints"},
-        {"reset-session", cmd_reset_session, "drop the cached pk_ session token"},
-        {"check-config", cmd_check_config, "validate a configuration file"},
-        {"sign-user-id", cmd_sign_user_id, "print the user_id_sig of a user id"},
+        { "send", cmd_send, "send one event, or NDJSON lines from stdin" },
+        { "identify", cmd_identify, "send an identify event (user traits)" },
+        { "flush", cmd_flush, "wait until every held event is delivered upstream" },
+        { "stats", cmd_stats, "show the daemon's counters" },
+        { "ping", cmd_ping, "check that segopsd is running" },
+        { "set-user", cmd_set_user, "set the identity for pk_ session mints" },
+        { "reset-session", cmd_reset_session, "drop the cached pk_ session token" },
+        { "check-config", cmd_check_config, "validate a configuration file" },
+        { "sign-user-id", cmd_sign_user_id, "print the user_id_sig of a user id" },
 };
 
 static void usage(FILE *f)
 {
         fprintf(f, "Usage: segopsctl [OPTIONS] COMMAND [ARGS...]\n"
-                "\n"
-                "Talk to segopsd, the local analytics forwarder.\n"
-                "\n"
-                "Commands:\n");
+                   "\n"
+                   "Talk to segopsd, the local analytics forwarder.\n"
+                   "\n"
+                   "Commands:\n");
         for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
                 fprintf(f, "  %-15s %s\n", commands[i].name, commands[i].summary);
         fprintf(f, "\n"
-                "Options (before or after the command):\n"
-                "      --socket PATH    events socket (default $SEGOPS_SOCKET, else\n"
-                "                       " CTL_DEFAULT_EVENTS ")\n"
-                "      --control PATH   control socket (default $SEGOPS_CONTROL_SOCKET, else\n"
-                "                       " CTL_DEFAULT_CONTROL ")\n"
-                "      --timeout SECS   how long to wait for a reply (default 10)\n"
-                "  -h, --help           show this help; COMMAND --help for a command\n"
-                "  -V, --version        show the version\n"
-                "\n"
-                "Exit status: 0 ok, 1 rejected or failed, 2 usage error, 3 cannot connect\n"
-                "to segopsd, 4 no valid reply in time. See segopsctl(1).\n");
+                   "Options (before or after the command):\n"
+                   "      --socket PATH    events socket (default $SEGOPS_SOCKET, else\n"
+                   "                       " CTL_DEFAULT_EVENTS ")\n"
+                   "      --control PATH   control socket (default $SEGOPS_CONTROL_SOCKET, else\n"
+                   "                       " CTL_DEFAULT_CONTROL ")\n"
+                   "      --timeout SECS   how long to wait for a reply (default 10)\n"
+                   "  -h, --help           show this help; COMMAND --help for a command\n"
+                   "  -V, --version        show the version\n"
+                   "\n"
+                   "Exit status: 0 ok, 1 rejected or failed, 2 usage error, 3 cannot connect\n"
+                   "to segopsd, 4 no valid reply in time. See segopsctl(1).\n");
 }
 
 int ctl_parse_seconds(const char *s, int *ret_ms)
@@ -85,20 +85,17 @@ int ctl_usage_error(const char *cmd, const char *fmt, ...)
 int ctl_global_opt(struct ctl_opts *o, int c, const char *arg)
 {
         switch (c) {
-        case CTL_OPT_SOCKET:
-                o->events_path = arg;
-                return 0;
-        case CTL_OPT_CONTROL:
-                o->control_path = arg;
-                return 0;
+        case CTL_OPT_SOCKET: o->events_path = arg; return 0;
+        case CTL_OPT_CONTROL: o->control_path = arg; return 0;
         case CTL_OPT_TIMEOUT:
                 if (ctl_parse_seconds(arg, &o->timeout_ms) < 0 || o->timeout_ms == 0)
-                        return ctl_usage_error(NULL, "--timeout: '%s' is not a number of "
-                                               "seconds between 0.001 and 3600", arg);
+                        return ctl_usage_error(NULL,
+                                               "--timeout: '%s' is not a number of "
+                                               "seconds between 0.001 and 3600",
+                                               arg);
                 o->timeout_set = true;
                 return 0;
-        default:
-                return CTL_EXIT_USAGE;
+        default: return CTL_EXIT_USAGE;
         }
 }
 
@@ -113,9 +110,9 @@ int main(int argc, char **argv)
 {
         static const struct option opts[] = {
                 CTL_GLOBAL_LONGOPTS,
-                {"help", no_argument, NULL, 'h'},
-                {"version", no_argument, NULL, 'V'},
-                {NULL, 0, NULL, 0},
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
+                { NULL, 0, NULL, 0 },
         };
         struct ctl_opts o = {
                 .events_path = env_or("SEGOPS_SOCKET", CTL_DEFAULT_EVENTS),
@@ -131,15 +128,9 @@ int main(int argc, char **argv)
         /* '+': stop at the command; its options are its own. */
         while ((c = getopt_long(argc, argv, "+hV", opts, NULL)) != -1) {
                 switch (c) {
-                case 'h':
-                        usage(stdout);
-                        return CTL_EXIT_OK;
-                case 'V':
-                        printf("segopsctl %s\n", SEGOPS_VERSION);
-                        return CTL_EXIT_OK;
-                case '?':
-                        fprintf(stderr, "Try 'segopsctl --help'.\n");
-                        return CTL_EXIT_USAGE;
+                case 'h': usage(stdout); return CTL_EXIT_OK;
+                case 'V': printf("segopsctl %s\n", SEGOPS_VERSION); return CTL_EXIT_OK;
+                case '?': fprintf(stderr, "Try 'segopsctl --help'.\n"); return CTL_EXIT_USAGE;
                 default:
                         r = ctl_global_opt(&o, c, optarg);
                         if (r != 0)

@@ -40,17 +40,17 @@ struct batch {
         struct batch *next;
         struct batcher *owner;
         enum batch_state state;
-        bool orphaned;           /* batcher closed while compressing */
+        bool orphaned; /* batcher closed while compressing */
         char id[PROTO_UUID_LEN + 1];
-        struct proto_buf body;   /* uncompressed, identical on retries */
-        struct proto_buf gz;     /* compressed body, when gzip is on */
+        struct proto_buf body; /* uncompressed, identical on retries */
+        struct proto_buf gz;   /* compressed body, when gzip is on */
         uint32_t n;
         struct batch_ev *evs;
-        unsigned attempts;       /* sends so far */
-        uint64_t token_gen;      /* pk_: the session token it was sent with */
-        bool reminted;           /* pk_: already resent once after a 401 */
-        uint64_t not_before;     /* loop ms */
-        size_t charged;          /* bytes in the memory account */
+        unsigned attempts;   /* sends so far */
+        uint64_t token_gen;  /* pk_: the session token it was sent with */
+        bool reminted;       /* pk_: already resent once after a 401 */
+        uint64_t not_before; /* loop ms */
+        size_t charged;      /* bytes in the memory account */
         uv_work_t work;
         int work_ret;
 };
@@ -146,8 +146,8 @@ static void gz_after(uv_work_t *w, int status)
         if (status < 0 || x->work_ret < 0) {
                 /* Send it uncompressed rather than lose it. */
                 proto_buf_free(&x->gz);
-                log_limited(LOG_WARNING, "gzip", "could not compress batch %s, sending it uncompressed",
-                            x->id);
+                log_limited(LOG_WARNING, "gzip",
+                            "could not compress batch %s, sending it uncompressed", x->id);
         }
         recharge(b, x);
         x->state = BATCH_READY;
@@ -204,7 +204,7 @@ static const char *event_id_of(const char *ev, size_t len, size_t *ret_len)
 struct idset {
         uint32_t gen;
         uint32_t slot_gen[IDSET_SLOTS];
-        uint32_t slot_ev[IDSET_SLOTS];   /* index in the batch */
+        uint32_t slot_ev[IDSET_SLOTS]; /* index in the batch */
 };
 
 static uint32_t id_hash(const char *p, size_t n)
@@ -371,7 +371,7 @@ static void drop_batch(struct batcher *b, struct batch *x, enum stats_drop why)
 static void split_batch(struct batcher *b, struct batch *x)
 {
         uint32_t half = x->n / 2;
-        struct batch *parts[2] = {NULL, NULL};
+        struct batch *parts[2] = { NULL, NULL };
         int ret = 0;
 
         for (int h = 0; h < 2 && ret == 0; h++) {
@@ -448,8 +448,9 @@ static void on_auth_failure(struct batcher *b, struct batch *x, const struct fwd
         if (prev != b->state && session_enabled(s))
                 log_err("upstream refused a fresh session token with HTTP %ld (%s): events are "
                         "kept and retried with backoff; check the pk_ key %s and the identity",
-                        res->status, res->status == 401 ? "rejected right after a mint"
-                                                        : "the session lacks permission",
+                        res->status,
+                        res->status == 401 ? "rejected right after a mint"
+                                           : "the session lacks permission",
                         b->d->key_redacted);
         else if (prev != b->state)
                 log_err("upstream refused the API key %s with HTTP %ld (%s): events are kept and "
@@ -482,15 +483,18 @@ static void on_response(void *ud, const struct fwd_result *res)
                  * re-posting events elsewhere is not ours to decide. */
                 note_failure(b, res);
                 set_state(b, "redirected");
-                log_limited(LOG_ERR, "redirect", "upstream answered HTTP %ld (a redirect): "
-                            "check api_url; events are kept and retried", st);
+                log_limited(LOG_ERR, "redirect",
+                            "upstream answered HTTP %ld (a redirect): "
+                            "check api_url; events are kept and retried",
+                            st);
                 retry_later(b, x, -1);
         } else if (st == 401 || st == 403) {
                 note_failure(b, res);
                 on_auth_failure(b, x, res);
         } else if (st == 413) {
                 if (x->n <= 1) {
-                        log_limited(LOG_ERR, "413", "upstream refused a single event as too large "
+                        log_limited(LOG_ERR, "413",
+                                    "upstream refused a single event as too large "
                                     "(HTTP 413); it is dropped");
                         drop_batch(b, x, DROP_TOO_LARGE);
                 } else {
@@ -506,13 +510,16 @@ static void on_response(void *ud, const struct fwd_result *res)
                 note_failure(b, res);
                 if (res->tls_error) {
                         set_state(b, "tls_error");
-                        log_limited(LOG_ERR, "tls", "TLS failure talking to the upstream: %s; "
+                        log_limited(LOG_ERR, "tls",
+                                    "TLS failure talking to the upstream: %s; "
                                     "check api_url and ca_file (events are kept and retried)",
                                     res->error);
                 } else {
                         set_state(b, "retrying");
-                        log_limited(LOG_WARNING, "transient", "upstream request failed (%s), "
-                                    "retrying with backoff", b->last_error);
+                        log_limited(LOG_WARNING, "transient",
+                                    "upstream request failed (%s), "
+                                    "retrying with backoff",
+                                    b->last_error);
                 }
                 retry_later(b, x, -1);
         } else {
@@ -521,8 +528,10 @@ static void on_response(void *ud, const struct fwd_result *res)
                 note_failure(b, res);
                 log_excerpt(res->body, res->body_len < 160 ? res->body_len : 160, excerpt,
                             sizeof(excerpt));
-                log_limited(LOG_ERR, "rejected", "upstream rejected batch %s of %u events with "
-                            "HTTP %ld (%s); the events are dropped", x->id, x->n, st, excerpt);
+                log_limited(LOG_ERR, "rejected",
+                            "upstream rejected batch %s of %u events with "
+                            "HTTP %ld (%s); the events are dropped",
+                            x->id, x->n, st, excerpt);
                 drop_batch(b, x, DROP_UPSTREAM_REJECTED);
         }
         pump(b);

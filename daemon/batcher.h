@@ -22,30 +22,30 @@ struct batch;
 
 /* result 0: everything held at the request is delivered (or was
  * dropped: dropped says how many); -ETIMEDOUT: pending are left. */
-typedef void (*batcher_flush_fn)(void *ud, int result, uint64_t flushed,
-                                 uint64_t dropped, uint64_t pending);
+typedef void (*batcher_flush_fn)(void *ud, int result, uint64_t flushed, uint64_t dropped,
+                                 uint64_t pending);
 
 struct flush_waiter {
         struct flush_waiter *next;
-        uint64_t target;      /* every seq <= target must be resolved */
-        uint64_t held;        /* events held when the flush began */
-        uint64_t dropped0;    /* total drops when it began */
-        uint64_t deadline;    /* loop time, ms */
+        uint64_t target;   /* every seq <= target must be resolved */
+        uint64_t held;     /* events held when the flush began */
+        uint64_t dropped0; /* total drops when it began */
+        uint64_t deadline; /* loop time, ms */
         batcher_flush_fn cb;
         void *ud;
 };
 
 struct batcher {
         struct daemon *d;
-        struct batch *batches;   /* every live batch */
+        struct batch *batches; /* every live batch */
         unsigned nbatches;
-        uv_timer_t interval;     /* flush_interval, periodic */
-        uv_timer_t wake;         /* next retry / pause end / deadline */
-        bool interval_due;       /* cut partial batches */
-        uint64_t paused_until;   /* loop ms; Retry-After pauses sending */
-        uint64_t flush_target;   /* cut partial batches up to this seq */
+        uv_timer_t interval;   /* flush_interval, periodic */
+        uv_timer_t wake;       /* next retry / pause end / deadline */
+        bool interval_due;     /* cut partial batches */
+        uint64_t paused_until; /* loop ms; Retry-After pauses sending */
+        uint64_t flush_target; /* cut partial batches up to this seq */
         struct flush_waiter *waiters;
-        bool draining;           /* stopping: send everything */
+        bool draining; /* stopping: send everything */
         bool closing;
         /* upstream health, for stats and for logging once per change */
         const char *state;
@@ -66,8 +66,8 @@ void batcher_wake(struct batcher *b);
  * callback may run before this returns (nothing held). Returns the
  * waiter (for batcher_flush_cancel), or NULL when cb already ran or
  * memory ran out (then cb ran with -ENOMEM). */
-struct flush_waiter *batcher_flush(struct batcher *b, uint64_t timeout_ms,
-                                   batcher_flush_fn cb, void *ud);
+struct flush_waiter *batcher_flush(struct batcher *b, uint64_t timeout_ms, batcher_flush_fn cb,
+                                   void *ud);
 /* The requester went away: forget the waiter, do not call it. */
 void batcher_flush_cancel(struct batcher *b, struct flush_waiter *w);
 

@@ -10,15 +10,15 @@
 #define CLIENTS_MAX 64 /* processes remembered; the least recent goes */
 
 struct client_entry {
-        pid_t pid;          /* 0: free slot */
-        char comm[17];      /* /proc/PID/comm when first seen */
+        pid_t pid;     /* 0: free slot */
+        char comm[17]; /* /proc/PID/comm when first seen */
         uint64_t dropped;
-        uint64_t last_ms;   /* for eviction */
+        uint64_t last_ms; /* for eviction */
 };
 
 struct clients {
         struct client_entry e[CLIENTS_MAX];
-        uint64_t evicted;   /* entries pushed out of the table */
+        uint64_t evicted; /* entries pushed out of the table */
 };
 
 /* pid (0 when unknown) reported n dropped events at now_ms. */

@@ -8,7 +8,7 @@
 
 int gz_compress(const char *in, size_t len, struct proto_buf *out)
 {
-        z_stream z = {0};
+        z_stream z = { 0 };
         int ret;
 
         /* 15 + 16: a gzip wrapper, not zlib's. */

@@ -54,14 +54,14 @@ static char cfg_dflt_events_socket[] = "/run/segopsd/events.sock";
 static char cfg_dflt_control_socket[] = "/run/segopsd/segopsd.sock";
 
 enum cfg_type {
-        T_STR,      /* any string; empty = NULL */
-        T_URL,      /* api_url */
-        T_SECRET,   /* api_key: stored, checked by cfg_load_key, never shown */
-        T_SOCKET,   /* a Unix socket path: must fit in sun_path */
-        T_DOUBLE,   /* seconds */
-        T_UINT,     /* unsigned */
-        T_SIZE,     /* size_t, "64M" style */
-        T_MODE,     /* octal file mode */
+        T_STR,    /* any string; empty = NULL */
+        T_URL,    /* api_url */
+        T_SECRET, /* api_key: stored, checked by cfg_load_key, never shown */
+        T_SOCKET, /* a Unix socket path: must fit in sun_path */
+        T_DOUBLE, /* seconds */
+        T_UINT,   /* unsigned */
+        T_SIZE,   /* size_t, "64M" style */
+        T_MODE,   /* octal file mode */
         T_COMPRESSION,
         T_WHEN_FULL,
         T_LOG_LEVEL,
@@ -80,11 +80,18 @@ struct cfg_key {
 };
 
 #define F(field) offsetof(struct cfg, field)
-#define KSTR(sec, name, type) { sec, #name, type, F(name), 0, 0, false, 0, 0 }
-#define KDBL(sec, name, field, lo, open, hi) \
-        { sec, name, T_DOUBLE, F(field), lo, hi, open, 0, 0 }
-#define KUNS(sec, name, field, type, lo, hi) \
-        { sec, name, type, F(field), 0, 0, false, lo, hi }
+#define KSTR(sec, name, type)                                                                      \
+        {                                                                                          \
+                sec, #name, type, F(name), 0, 0, false, 0, 0                                       \
+        }
+#define KDBL(sec, name, field, lo, open, hi)                                                       \
+        {                                                                                          \
+                sec, name, T_DOUBLE, F(field), lo, hi, open, 0, 0                                  \
+        }
+#define KUNS(sec, name, field, type, lo, hi)                                                       \
+        {                                                                                          \
+                sec, name, type, F(field), 0, 0, false, lo, hi                                     \
+        }
 
 static const struct cfg_key cfg_keys[] = {
         KSTR("upstream", api_url, T_URL),
@@ -100,8 +107,7 @@ static const struct cfg_key cfg_keys[] = {
         KDBL("upstream", "backoff_max", backoff_max, 0, true, 86400),
         KDBL("upstream", "retry_after_max", retry_after_max, 0, false, 86400),
         KDBL("upstream", "user_context_timeout", user_context_timeout, 0, true, 300),
-        KUNS("upstream", "user_context_max_output", user_context_max_output, T_SIZE, 256,
-             MIB),
+        KUNS("upstream", "user_context_max_output", user_context_max_output, T_SIZE, 256, MIB),
 
         KUNS("batch", "batch_size", batch_size, T_UINT, 1, 500),
         KDBL("batch", "flush_interval", flush_interval, 0, true, 3600),
@@ -115,14 +121,13 @@ static const struct cfg_key cfg_keys[] = {
         KSTR("listen", events_socket, T_SOCKET),
         KSTR("listen", control_socket, T_SOCKET),
         KUNS("listen", "socket_mode", socket_mode, T_MODE, 0, 0777),
-        KUNS("listen", "max_message_bytes", max_message_bytes, T_SIZE, KIB,
-             MIB),
+        KUNS("listen", "max_message_bytes", max_message_bytes, T_SIZE, KIB, MIB),
         KUNS("listen", "max_connections", max_connections, T_UINT, 1, 65536),
         KUNS("listen", "max_reply_bytes", max_reply_bytes, T_SIZE, KIB, GIB),
         KDBL("listen", "idle_timeout", idle_timeout, 0, false, 7 * 86400),
         /* Never below what libshim packs into one datagram. */
-        KUNS("listen", "max_datagram_bytes", max_datagram_bytes, T_SIZE,
-             PROTO_DATAGRAM_MIN, 4 * MIB),
+        KUNS("listen", "max_datagram_bytes", max_datagram_bytes, T_SIZE, PROTO_DATAGRAM_MIN,
+             4 * MIB),
         KUNS("listen", "dgram_burst", dgram_burst, T_UINT, 1, 4096),
 
         KUNS("log", "level", log_level, T_LOG_LEVEL, 0, 0),
@@ -137,20 +142,19 @@ static const char *const cfg_sections[] = {
 
 /* Every heap string in struct cfg, for copying and freeing. */
 static const size_t cfg_str_fields[] = {
-        F(path),          F(api_url),        F(api_key_file),
-        F(api_key),       F(user_context_command), F(ca_file),
-        F(spool_dir),     F(events_socket),  F(control_socket),
+        F(path),    F(api_url),   F(api_key_file),  F(api_key),        F(user_context_command),
+        F(ca_file), F(spool_dir), F(events_socket), F(control_socket),
 };
 
 struct cfg_parse {
         struct cfg *c;
         FILE *f;
-        unsigned lineno;     /* line the reader handed to inih last */
+        unsigned lineno; /* line the reader handed to inih last */
         size_t bytes;
-        bool indented;       /* that line starts with white space */
-        bool failed;         /* msg holds the first error */
-        bool stop;           /* reader returns EOF from now on */
-        int error;           /* negative errno for the first error */
+        bool indented; /* that line starts with white space */
+        bool failed;   /* msg holds the first error */
+        bool stop;     /* reader returns EOF from now on */
+        int error;     /* negative errno for the first error */
         unsigned errline;
         char msg[512];
         unsigned seen_line[CFG_NKEYS]; /* 0 = not seen yet */
@@ -169,8 +173,8 @@ static void cfg_free_str(char **p)
 }
 
 /* Format into a caller's err buffer, which may be NULL or empty. */
-__attribute__((format(printf, 3, 4)))
-static void cfg_errf(char *err, size_t errlen, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void cfg_errf(char *err, size_t errlen,
+                                                           const char *fmt, ...)
 {
         va_list ap;
 
@@ -194,8 +198,9 @@ static void cfg_show(const char *value, char *out, size_t outlen)
 
         assert(outlen > CFG_SHOW_MAX + 8);
         if (cfg_looks_like_key(value)) {
-                snprintf(out, outlen, "value not shown: it looks like an "
-                                      "API key");
+                snprintf(out, outlen,
+                         "value not shown: it looks like an "
+                         "API key");
                 return;
         }
         out[n++] = '\'';
@@ -211,8 +216,8 @@ static void cfg_show(const char *value, char *out, size_t outlen)
         out[n] = '\0';
 }
 
-__attribute__((format(printf, 2, 3)))
-static void cfg_fail(struct cfg_parse *st, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void cfg_fail(struct cfg_parse *st, const char *fmt,
+                                                           ...)
 {
         va_list ap;
 
@@ -228,9 +233,8 @@ static void cfg_fail(struct cfg_parse *st, const char *fmt, ...)
 
 /* "[section] key: what (got 'value')" -- the value is left out for the
  * secret and for anything that looks like a key. */
-__attribute__((format(printf, 4, 5)))
-static void cfg_fail_key(struct cfg_parse *st, const struct cfg_key *k,
-                         const char *value, const char *fmt, ...)
+__attribute__((format(printf, 4, 5))) static void
+cfg_fail_key(struct cfg_parse *st, const struct cfg_key *k, const char *value, const char *fmt, ...)
 {
         char what[256], shown[CFG_SHOW_MAX + 64];
         va_list ap;
@@ -294,8 +298,7 @@ void cfg_free(struct cfg *c)
                 return;
         if (c->api_key)
                 explicit_bzero(c->api_key, strlen(c->api_key));
-        for (i = 0; i < sizeof(cfg_str_fields) / sizeof(cfg_str_fields[0]);
-             i++)
+        for (i = 0; i < sizeof(cfg_str_fields) / sizeof(cfg_str_fields[0]); i++)
                 cfg_free_str(cfg_str(c, cfg_str_fields[i]));
 }
 
@@ -305,11 +308,9 @@ static int cfg_copy(struct cfg *dst, const struct cfg *src)
         size_t i;
 
         *dst = *src;
-        for (i = 0; i < sizeof(cfg_str_fields) / sizeof(cfg_str_fields[0]);
-             i++)
+        for (i = 0; i < sizeof(cfg_str_fields) / sizeof(cfg_str_fields[0]); i++)
                 *cfg_str(dst, cfg_str_fields[i]) = NULL;
-        for (i = 0; i < sizeof(cfg_str_fields) / sizeof(cfg_str_fields[0]);
-             i++) {
+        for (i = 0; i < sizeof(cfg_str_fields) / sizeof(cfg_str_fields[0]); i++) {
                 const char *s = *cfg_str((struct cfg *)src, cfg_str_fields[i]);
                 char *d;
 
@@ -343,14 +344,25 @@ int cfg_parse_size(const char *s, size_t *ret)
                 return -ERANGE;
         p = end;
         switch (*p) {
-        case 'k': case 'K': mult = KIB; p++; break;
-        case 'm': case 'M': mult = MIB; p++; break;
-        case 'g': case 'G': mult = GIB; p++; break;
+        case 'k':
+        case 'K':
+                mult = KIB;
+                p++;
+                break;
+        case 'm':
+        case 'M':
+                mult = MIB;
+                p++;
+                break;
+        case 'g':
+        case 'G':
+                mult = GIB;
+                p++;
+                break;
         default: break;
         }
         /* optional "B", or "iB" after a multiplier: 64M, 64MB, 64MiB */
-        if (mult != 1 && (p[0] == 'i' || p[0] == 'I') &&
-            (p[1] == 'b' || p[1] == 'B'))
+        if (mult != 1 && (p[0] == 'i' || p[0] == 'I') && (p[1] == 'b' || p[1] == 'B'))
                 p += 2;
         else if (*p == 'b' || *p == 'B')
                 p++;
@@ -413,8 +425,7 @@ static int cfg_parse_uint(const char *s, unsigned long long *ret)
         return 0;
 }
 
-static int cfg_set_string(struct cfg_parse *st, const struct cfg_key *k,
-                          const char *value)
+static int cfg_set_string(struct cfg_parse *st, const struct cfg_key *k, const char *value)
 {
         char **p = cfg_str(st->c, k->off);
         char *d = NULL;
@@ -431,15 +442,16 @@ static int cfg_set_string(struct cfg_parse *st, const struct cfg_key *k,
                 else if (strncmp(value, "http://", 7) == 0)
                         host = value + 7;
                 if (!host || !*host || *host == '/') {
-                        cfg_fail_key(st, k, value, "must be \"stdout\" or a "
+                        cfg_fail_key(st, k, value,
+                                     "must be \"stdout\" or a "
                                      "URL starting with https:// (or "
                                      "http://)");
                         return -EINVAL;
                 }
                 for (i = 0; i < len; i++)
-                        if ((unsigned char)value[i] <= 0x20 ||
-                            (unsigned char)value[i] >= 0x7f) {
-                                cfg_fail_key(st, k, value, "must not contain "
+                        if ((unsigned char)value[i] <= 0x20 || (unsigned char)value[i] >= 0x7f) {
+                                cfg_fail_key(st, k, value,
+                                             "must not contain "
                                              "spaces or control characters");
                                 return -EINVAL;
                         }
@@ -448,7 +460,8 @@ static int cfg_set_string(struct cfg_parse *st, const struct cfg_key *k,
                 struct sockaddr_un sun;
 
                 if (strlen(value) >= sizeof(sun.sun_path)) {
-                        cfg_fail_key(st, k, value, "socket path is longer "
+                        cfg_fail_key(st, k, value,
+                                     "socket path is longer "
                                      "than %zu bytes",
                                      sizeof(sun.sun_path) - 1);
                         return -EINVAL;
@@ -478,43 +491,44 @@ static int cfg_set_string(struct cfg_parse *st, const struct cfg_key *k,
         return 0;
 }
 
-static int cfg_set_double(struct cfg_parse *st, const struct cfg_key *k,
-                          const char *value)
+static int cfg_set_double(struct cfg_parse *st, const struct cfg_key *k, const char *value)
 {
         double d;
 
-        if (cfg_parse_double(value, &d) < 0 ||
-            (k->dmin_open ? d <= k->dmin : d < k->dmin) || d > k->dmax) {
+        if (cfg_parse_double(value, &d) < 0 || (k->dmin_open ? d <= k->dmin : d < k->dmin) ||
+            d > k->dmax) {
                 if (k->dmin_open)
-                        cfg_fail_key(st, k, value, "must be a number of "
+                        cfg_fail_key(st, k, value,
+                                     "must be a number of "
                                      "seconds greater than %g and at most %g",
                                      k->dmin, k->dmax);
                 else
-                        cfg_fail_key(st, k, value, "must be a number of "
-                                     "seconds from %g to %g", k->dmin,
-                                     k->dmax);
+                        cfg_fail_key(st, k, value,
+                                     "must be a number of "
+                                     "seconds from %g to %g",
+                                     k->dmin, k->dmax);
                 return -EINVAL;
         }
         *(double *)(void *)((char *)st->c + k->off) = d;
         return 0;
 }
 
-static int cfg_set_uint(struct cfg_parse *st, const struct cfg_key *k,
-                        const char *value)
+static int cfg_set_uint(struct cfg_parse *st, const struct cfg_key *k, const char *value)
 {
         unsigned long long n;
 
         if (cfg_parse_uint(value, &n) < 0 || n < k->umin || n > k->umax) {
-                cfg_fail_key(st, k, value, "must be a whole number from %llu "
-                             "to %llu", k->umin, k->umax);
+                cfg_fail_key(st, k, value,
+                             "must be a whole number from %llu "
+                             "to %llu",
+                             k->umin, k->umax);
                 return -EINVAL;
         }
         *(unsigned *)(void *)((char *)st->c + k->off) = (unsigned)n;
         return 0;
 }
 
-static int cfg_set_size(struct cfg_parse *st, const struct cfg_key *k,
-                        const char *value)
+static int cfg_set_size(struct cfg_parse *st, const struct cfg_key *k, const char *value)
 {
         char lo[32], hi[32];
         size_t n;
@@ -524,15 +538,18 @@ static int cfg_set_size(struct cfg_parse *st, const struct cfg_key *k,
         if (r < 0 || n < k->umin || n > k->umax) {
                 cfg_fmt_size(k->umin, lo, sizeof(lo));
                 if (r == -EINVAL)
-                        cfg_fail_key(st, k, value, "must be a size: a whole "
+                        cfg_fail_key(st, k, value,
+                                     "must be a size: a whole "
                                      "number with an optional K, M or G "
                                      "suffix");
                 else if (k->umax == SIZE_MAX)
                         cfg_fail_key(st, k, value, "must be at least %s", lo);
                 else {
                         cfg_fmt_size(k->umax, hi, sizeof(hi));
-                        cfg_fail_key(st, k, value, "must be a size from %s "
-                                     "to %s", lo, hi);
+                        cfg_fail_key(st, k, value,
+                                     "must be a size from %s "
+                                     "to %s",
+                                     lo, hi);
                 }
                 return -EINVAL;
         }
@@ -540,8 +557,7 @@ static int cfg_set_size(struct cfg_parse *st, const struct cfg_key *k,
         return 0;
 }
 
-static int cfg_set_mode(struct cfg_parse *st, const struct cfg_key *k,
-                        const char *value)
+static int cfg_set_mode(struct cfg_parse *st, const struct cfg_key *k, const char *value)
 {
         unsigned long n;
         char *end;
@@ -560,15 +576,15 @@ static int cfg_set_mode(struct cfg_parse *st, const struct cfg_key *k,
         st->c->socket_mode = (mode_t)n;
         return 0;
 bad:
-        cfg_fail_key(st, k, value, "must be an octal file mode from 0 to "
+        cfg_fail_key(st, k, value,
+                     "must be an octal file mode from 0 to "
                      "0777, e.g. 0660");
         return -EINVAL;
 }
 
 /* Match value against a list of words; the index is the enum value. */
-static int cfg_set_word(struct cfg_parse *st, const struct cfg_key *k,
-                        const char *value, const char *const *words,
-                        const int *vals, size_t n, const char *expect)
+static int cfg_set_word(struct cfg_parse *st, const struct cfg_key *k, const char *value,
+                        const char *const *words, const int *vals, size_t n, const char *expect)
 {
         size_t i;
 
@@ -582,46 +598,34 @@ static int cfg_set_word(struct cfg_parse *st, const struct cfg_key *k,
         return -EINVAL;
 }
 
-static int cfg_apply(struct cfg_parse *st, const struct cfg_key *k,
-                     const char *value)
+static int cfg_apply(struct cfg_parse *st, const struct cfg_key *k, const char *value)
 {
         static const char *const comp_w[] = { "gzip", "none" };
-        static const int comp_v[] = { CFG_COMPRESSION_GZIP,
-                                      CFG_COMPRESSION_NONE };
+        static const int comp_v[] = { CFG_COMPRESSION_GZIP, CFG_COMPRESSION_NONE };
         static const char *const full_w[] = { "drop_newest", "drop_oldest" };
         static const int full_v[] = { CFG_DROP_NEWEST, CFG_DROP_OLDEST };
         static const char *const lvl_w[] = { "err", "warn", "info", "debug" };
-        static const int lvl_v[] = { CFG_LOG_ERR, CFG_LOG_WARN, CFG_LOG_INFO,
-                                     CFG_LOG_DEBUG };
+        static const int lvl_v[] = { CFG_LOG_ERR, CFG_LOG_WARN, CFG_LOG_INFO, CFG_LOG_DEBUG };
 
         _Static_assert(sizeof(enum cfg_compression) == sizeof(int) &&
-                       sizeof(enum cfg_when_full) == sizeof(int) &&
-                       sizeof(enum cfg_log_level) == sizeof(int),
+                               sizeof(enum cfg_when_full) == sizeof(int) &&
+                               sizeof(enum cfg_log_level) == sizeof(int),
                        "cfg_set_word stores enums as int");
 
         switch (k->type) {
         case T_STR:
         case T_URL:
         case T_SECRET:
-        case T_SOCKET:
-                return cfg_set_string(st, k, value);
-        case T_DOUBLE:
-                return cfg_set_double(st, k, value);
-        case T_UINT:
-                return cfg_set_uint(st, k, value);
-        case T_SIZE:
-                return cfg_set_size(st, k, value);
-        case T_MODE:
-                return cfg_set_mode(st, k, value);
-        case T_COMPRESSION:
-                return cfg_set_word(st, k, value, comp_w, comp_v, 2,
-                                    "gzip or none");
+        case T_SOCKET: return cfg_set_string(st, k, value);
+        case T_DOUBLE: return cfg_set_double(st, k, value);
+        case T_UINT: return cfg_set_uint(st, k, value);
+        case T_SIZE: return cfg_set_size(st, k, value);
+        case T_MODE: return cfg_set_mode(st, k, value);
+        case T_COMPRESSION: return cfg_set_word(st, k, value, comp_w, comp_v, 2, "gzip or none");
         case T_WHEN_FULL:
-                return cfg_set_word(st, k, value, full_w, full_v, 2,
-                                    "drop_newest or drop_oldest");
+                return cfg_set_word(st, k, value, full_w, full_v, 2, "drop_newest or drop_oldest");
         case T_LOG_LEVEL:
-                return cfg_set_word(st, k, value, lvl_w, lvl_v, 4,
-                                    "err, warn, info or debug");
+                return cfg_set_word(st, k, value, lvl_w, lvl_v, 4, "err, warn, info or debug");
         }
         assert(!"unknown key type");
         return -EINVAL;
@@ -632,8 +636,7 @@ static bool cfg_known_section(const char *name, size_t len)
         size_t i;
 
         for (i = 0; i < sizeof(cfg_sections) / sizeof(cfg_sections[0]); i++)
-                if (strlen(cfg_sections[i]) == len &&
-                    memcmp(cfg_sections[i], name, len) == 0)
+                if (strlen(cfg_sections[i]) == len && memcmp(cfg_sections[i], name, len) == 0)
                         return true;
         return false;
 }
@@ -641,8 +644,7 @@ static bool cfg_known_section(const char *name, size_t len)
 /* inih's handler: one call per "key = value" (and per continuation line,
  * which is how an indented line after a key looks to inih). Returns 1 to
  * go on, 0 on error; the first error's message is what cfg_load reports. */
-static int cfg_handler(void *user, const char *section, const char *name,
-                       const char *value)
+static int cfg_handler(void *user, const char *section, const char *name, const char *value)
 {
         struct cfg_parse *st = user;
         const struct cfg_key *k = NULL;
@@ -673,13 +675,16 @@ static int cfg_handler(void *user, const char *section, const char *name,
         }
         if (st->seen_line[i]) {
                 if (st->indented)
-                        cfg_fail_key(st, k, value, "an indented line "
+                        cfg_fail_key(st, k, value,
+                                     "an indented line "
                                      "continues the value from line %u; "
                                      "remove the indentation",
                                      st->seen_line[i]);
                 else
-                        cfg_fail_key(st, k, value, "set more than once "
-                                     "(first on line %u)", st->seen_line[i]);
+                        cfg_fail_key(st, k, value,
+                                     "set more than once "
+                                     "(first on line %u)",
+                                     st->seen_line[i]);
                 return 0;
         }
         st->seen_line[i] = st->lineno;
@@ -701,16 +706,17 @@ static char *cfg_reader(char *buf, int num, void *stream)
         len = strlen(buf);
         st->bytes += len;
         if (st->bytes > CFG_MAX_FILE_BYTES) {
-                cfg_fail(st, "file is larger than %d bytes",
-                         CFG_MAX_FILE_BYTES);
+                cfg_fail(st, "file is larger than %d bytes", CFG_MAX_FILE_BYTES);
                 st->stop = true;
                 return NULL;
         }
         if (len == 0 || (buf[len - 1] != '\n' && !feof(st->f))) {
                 int ch;
 
-                cfg_fail(st, "line is longer than %d characters or "
-                         "contains a NUL byte", num - 3);
+                cfg_fail(st,
+                         "line is longer than %d characters or "
+                         "contains a NUL byte",
+                         num - 3);
                 /* Skip the rest of the line; the file size cap bounds
                  * this loop. */
                 while ((ch = getc(st->f)) != EOF && ch != '\n')
@@ -730,8 +736,7 @@ static char *cfg_reader(char *buf, int num, void *stream)
                 q = strchr(p, ']');
                 if (q && !cfg_known_section(p + 1, (size_t)(q - p - 1)))
                         cfg_fail(st, "unknown section [%.*s]",
-                                 (int)(q - p - 1 > 64 ? 64 : q - p - 1),
-                                 p + 1);
+                                 (int)(q - p - 1 > 64 ? 64 : q - p - 1), p + 1);
         }
         return buf;
 }
@@ -762,14 +767,12 @@ int cfg_load(struct cfg *c, const char *path, char *err, size_t errlen)
         f = fopen(path, "re");
         if (!f) {
                 r = -errno;
-                cfg_errf(err, errlen, "%s: cannot open: %s", path,
-                         strerror(errno));
+                cfg_errf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
                 goto out;
         }
         if (fstat(fileno(f), &sb) < 0) {
                 r = -errno;
-                cfg_errf(err, errlen, "%s: cannot stat: %s", path,
-                         strerror(errno));
+                cfg_errf(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
                 goto out;
         }
         /* fopen succeeds on a directory and fgets then just fails: that
@@ -790,8 +793,7 @@ int cfg_load(struct cfg *c, const char *path, char *err, size_t errlen)
         /* inih's own syntax errors (r = first bad line) and ours (in st)
          * are separate: report whichever came first. */
         if (st->failed && (r <= 0 || (unsigned)r >= st->errline)) {
-                cfg_errf(err, errlen, "%s:%u: %s", path, st->errline,
-                         st->msg);
+                cfg_errf(err, errlen, "%s:%u: %s", path, st->errline, st->msg);
                 r = st->error;
                 goto out;
         }
@@ -801,8 +803,10 @@ int cfg_load(struct cfg *c, const char *path, char *err, size_t errlen)
                 goto out;
         }
         if (r != 0) {
-                cfg_errf(err, errlen, "%s:%d: syntax error: expected "
-                         "'[section]', 'key = value' or a comment", path, r);
+                cfg_errf(err, errlen,
+                         "%s:%d: syntax error: expected "
+                         "'[section]', 'key = value' or a comment",
+                         path, r);
                 r = -EINVAL;
                 goto out;
         }
@@ -835,52 +839,61 @@ int cfg_validate(const struct cfg *c, char *err, size_t errlen)
         }
         p = c->path ? c->path : "(defaults)";
         if (!c->api_url) {
-                cfg_errf(err, errlen, "%s: [upstream] api_url is not set "
-                         "(an https:// URL, or \"stdout\" for a dry run)", p);
+                cfg_errf(err, errlen,
+                         "%s: [upstream] api_url is not set "
+                         "(an https:// URL, or \"stdout\" for a dry run)",
+                         p);
                 return -EINVAL;
         }
         if (!c->events_socket || !c->control_socket) {
                 cfg_errf(err, errlen, "%s: [listen] %s is not set", p,
-                         c->events_socket ? "control_socket"
-                                          : "events_socket");
+                         c->events_socket ? "control_socket" : "events_socket");
                 return -EINVAL;
         }
         if (strcmp(c->events_socket, c->control_socket) == 0) {
-                cfg_errf(err, errlen, "%s: [listen] events_socket and "
-                         "control_socket must differ (both are '%s')", p,
-                         c->events_socket);
+                cfg_errf(err, errlen,
+                         "%s: [listen] events_socket and "
+                         "control_socket must differ (both are '%s')",
+                         p, c->events_socket);
                 return -EINVAL;
         }
         /* One batch being sent plus one being filled must fit. */
         if (c->max_memory / 2 < c->max_batch_bytes) {
-                cfg_errf(err, errlen, "%s: [buffer] max_memory must be at "
+                cfg_errf(err, errlen,
+                         "%s: [buffer] max_memory must be at "
                          "least twice [batch] max_batch_bytes (got %zu and "
-                         "%zu)", p, c->max_memory, c->max_batch_bytes);
+                         "%zu)",
+                         p, c->max_memory, c->max_batch_bytes);
                 return -EINVAL;
         }
         /* A message bigger than a batch could never be sent. */
         if (c->max_message_bytes > c->max_batch_bytes) {
-                cfg_errf(err, errlen, "%s: [listen] max_message_bytes must "
+                cfg_errf(err, errlen,
+                         "%s: [listen] max_message_bytes must "
                          "not exceed [batch] max_batch_bytes (got %zu and "
-                         "%zu)", p, c->max_message_bytes, c->max_batch_bytes);
+                         "%zu)",
+                         p, c->max_message_bytes, c->max_batch_bytes);
                 return -EINVAL;
         }
         if (c->max_datagram_bytes && c->max_datagram_bytes <= c->max_message_bytes) {
-                cfg_errf(err, errlen, "%s: [listen] max_datagram_bytes must "
-                         "be larger than max_message_bytes (got %zu and %zu)", p,
-                         c->max_datagram_bytes, c->max_message_bytes);
+                cfg_errf(err, errlen,
+                         "%s: [listen] max_datagram_bytes must "
+                         "be larger than max_message_bytes (got %zu and %zu)",
+                         p, c->max_datagram_bytes, c->max_message_bytes);
                 return -EINVAL;
         }
         if (c->spool_dir && c->max_spool < c->max_batch_bytes) {
-                cfg_errf(err, errlen, "%s: [buffer] max_spool must be at "
+                cfg_errf(err, errlen,
+                         "%s: [buffer] max_spool must be at "
                          "least [batch] max_batch_bytes (got %zu and %zu)",
                          p, c->max_spool, c->max_batch_bytes);
                 return -EINVAL;
         }
         if (c->backoff_initial > c->backoff_max) {
-                cfg_errf(err, errlen, "%s: [upstream] backoff_initial must "
-                         "not exceed backoff_max (got %g and %g)", p,
-                         c->backoff_initial, c->backoff_max);
+                cfg_errf(err, errlen,
+                         "%s: [upstream] backoff_initial must "
+                         "not exceed backoff_max (got %g and %g)",
+                         p, c->backoff_initial, c->backoff_max);
                 return -EINVAL;
         }
         return 0;
@@ -904,8 +917,7 @@ void cfg_redact_key(const char *key, char *out, size_t outlen)
         if (len < 12 || !*prefix)
                 snprintf(out, outlen, "%s" ELLIPSIS, prefix);
         else
-                snprintf(out, outlen, "%s" ELLIPSIS "%s", prefix,
-                         key + len - 4);
+                snprintf(out, outlen, "%s" ELLIPSIS "%s", prefix, key + len - 4);
 }
 
 /* Read a one-line secret file. Returns 0 with *ret malloc'd, or a
@@ -966,8 +978,7 @@ out:
 
 /* Check a key after its trailing white space is stripped (in place).
  * where names its origin; the message shows at most the redacted key. */
-static int cfg_check_key(char *key, const char *where, char *err,
-                         size_t errlen)
+static int cfg_check_key(char *key, const char *where, char *err, size_t errlen)
 {
         char red[32];
         size_t len = strlen(key), i;
@@ -979,23 +990,27 @@ static int cfg_check_key(char *key, const char *where, char *err,
                 return -EINVAL;
         }
         if (!cfg_looks_like_key(key)) {
-                cfg_errf(err, errlen, "%s: API key must start with sk_ or "
-                         "pk_ (value not shown)", where);
+                cfg_errf(err, errlen,
+                         "%s: API key must start with sk_ or "
+                         "pk_ (value not shown)",
+                         where);
                 return -EINVAL;
         }
         cfg_redact_key(key, red, sizeof(red));
         if (len < CFG_KEY_MIN_LEN || len > CFG_KEY_MAX_LEN) {
-                cfg_errf(err, errlen, "%s: API key must be %d to %d "
-                         "characters long (got %zu: %s)", where,
-                         CFG_KEY_MIN_LEN, CFG_KEY_MAX_LEN, len, red);
+                cfg_errf(err, errlen,
+                         "%s: API key must be %d to %d "
+                         "characters long (got %zu: %s)",
+                         where, CFG_KEY_MIN_LEN, CFG_KEY_MAX_LEN, len, red);
                 return -EINVAL;
         }
         for (i = 0; i < len; i++)
-                if ((unsigned char)key[i] <= 0x20 ||
-                    (unsigned char)key[i] >= 0x7f) {
-                        cfg_errf(err, errlen, "%s: API key contains white "
+                if ((unsigned char)key[i] <= 0x20 || (unsigned char)key[i] >= 0x7f) {
+                        cfg_errf(err, errlen,
+                                 "%s: API key contains white "
                                  "space or a non-printable character at "
-                                 "position %zu (%s)", where, i + 1, red);
+                                 "position %zu (%s)",
+                                 where, i + 1, red);
                         return -EINVAL;
                 }
         return 0;
@@ -1013,8 +1028,7 @@ static void cfg_name_file(const char *src, char *dst, size_t dstlen)
                 snprintf(dst, dstlen, "%s", src);
 }
 
-int cfg_load_key(const struct cfg *c, char **ret_key, char *err,
-                 size_t errlen)
+int cfg_load_key(const struct cfg *c, char **ret_key, char *err, size_t errlen)
 {
         char where[PATH_MAX + 128], path[PATH_MAX + 16];
         const char *credir;
@@ -1027,20 +1041,18 @@ int cfg_load_key(const struct cfg *c, char **ret_key, char *err,
         }
         credir = getenv("CREDENTIALS_DIRECTORY");
         if (credir && *credir) {
-                if ((size_t)snprintf(path, sizeof(path), "%s/api_key",
-                                     credir) >= sizeof(path)) {
-                        cfg_errf(err, errlen, "$CREDENTIALS_DIRECTORY is too "
+                if ((size_t)snprintf(path, sizeof(path), "%s/api_key", credir) >= sizeof(path)) {
+                        cfg_errf(err, errlen,
+                                 "$CREDENTIALS_DIRECTORY is too "
                                  "long");
                         return -ENAMETOOLONG;
                 }
-                snprintf(where, sizeof(where), "credential api_key (%s)",
-                         path);
+                snprintf(where, sizeof(where), "credential api_key (%s)", path);
                 r = cfg_read_secret(path, &key);
                 if (r == 0)
                         goto check;
                 if (r != -ENOENT) {
-                        cfg_errf(err, errlen, "%s: cannot read: %s", where,
-                                 strerror(-r));
+                        cfg_errf(err, errlen, "%s: cannot read: %s", where, strerror(-r));
                         return r;
                 }
         }
@@ -1051,8 +1063,10 @@ int cfg_load_key(const struct cfg *c, char **ret_key, char *err,
                 snprintf(where, sizeof(where), "%s (api_key_file)", name);
                 r = cfg_read_secret(c->api_key_file, &key);
                 if (r < 0) {
-                        cfg_errf(err, errlen, "%s: cannot read API key "
-                                 "file: %s", where, strerror(-r));
+                        cfg_errf(err, errlen,
+                                 "%s: cannot read API key "
+                                 "file: %s",
+                                 where, strerror(-r));
                         return r;
                 }
                 goto check;
@@ -1071,7 +1085,8 @@ int cfg_load_key(const struct cfg *c, char **ret_key, char *err,
                 *ret_key = NULL;
                 return 0;
         }
-        cfg_errf(err, errlen, "%s: no API key: set [upstream] api_key_file "
+        cfg_errf(err, errlen,
+                 "%s: no API key: set [upstream] api_key_file "
                  "or pass the systemd credential api_key",
                  c->path ? c->path : "(config)");
         return -ENOKEY;

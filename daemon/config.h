@@ -29,41 +29,41 @@ struct cfg {
         char *ca_file;              /* may be NULL */
         double timeout;             /* seconds per request, > 0 */
         enum cfg_compression compression;
-        unsigned max_in_flight;     /* 1..64 */
-        double stop_timeout;        /* seconds, >= 0 */
-        double backoff_initial;     /* seconds, default 0.5 */
-        double backoff_max;         /* seconds, default 60 */
-        double retry_after_max;     /* seconds, default 300 */
-        double user_context_timeout;   /* seconds the command may run, default 5 */
-        size_t user_context_max_output;/* bytes of its stdout, default 64K */
+        unsigned max_in_flight;         /* 1..64 */
+        double stop_timeout;            /* seconds, >= 0 */
+        double backoff_initial;         /* seconds, default 0.5 */
+        double backoff_max;             /* seconds, default 60 */
+        double retry_after_max;         /* seconds, default 300 */
+        double user_context_timeout;    /* seconds the command may run, default 5 */
+        size_t user_context_max_output; /* bytes of its stdout, default 64K */
 
         /* [batch] */
-        unsigned batch_size;        /* 1..500, default 20 */
-        double flush_interval;      /* seconds, > 0, default 5.0 */
-        size_t max_batch_bytes;     /* 1 KiB..1 MiB, default 1 MiB */
+        unsigned batch_size;    /* 1..500, default 20 */
+        double flush_interval;  /* seconds, > 0, default 5.0 */
+        size_t max_batch_bytes; /* 1 KiB..1 MiB, default 1 MiB */
 
         /* [buffer] */
-        size_t max_memory;          /* bytes, default 64M */
-        char *spool_dir;            /* NULL = memory only */
-        size_t max_spool;           /* bytes, default 1G */
+        size_t max_memory; /* bytes, default 64M */
+        char *spool_dir;   /* NULL = memory only */
+        size_t max_spool;  /* bytes, default 1G */
         enum cfg_when_full when_full;
 
         /* [listen] */
         char *events_socket;
         char *control_socket;
-        mode_t socket_mode;         /* octal in the file, default 0660 */
-        size_t max_message_bytes;   /* 1 KiB..1 MiB, default 64 KiB */
-        unsigned max_connections;   /* stream connections, default 256 */
-        size_t max_reply_bytes;     /* unread replies before disconnect,
+        mode_t socket_mode;        /* octal in the file, default 0660 */
+        size_t max_message_bytes;  /* 1 KiB..1 MiB, default 64 KiB */
+        unsigned max_connections;  /* stream connections, default 256 */
+        size_t max_reply_bytes;    /* unread replies before disconnect,
                                        default 1M */
-        double idle_timeout;        /* seconds, 0 = never, default 300 */
-        size_t max_datagram_bytes;  /* one datagram, all its messages;
+        double idle_timeout;       /* seconds, 0 = never, default 300 */
+        size_t max_datagram_bytes; /* one datagram, all its messages;
                                        0 (default) = cfg_datagram_bytes() */
-        unsigned dgram_burst;       /* datagrams read per wakeup, default 256 */
+        unsigned dgram_burst;      /* datagrams read per wakeup, default 256 */
 
         /* [log] */
         enum cfg_log_level log_level; /* err|warn|info|debug, default info */
-        unsigned log_rate;          /* messages per key per 10 s, default 10 */
+        unsigned log_rate;            /* messages per key per 10 s, default 10 */
 };
 
 /* The datagram bound in force: max_datagram_bytes when set, else 256K
@@ -94,8 +94,7 @@ int cfg_validate(const struct cfg *c, char *err, size_t errlen);
  * sk_ or pk_. Returns 0 with *ret_key malloc'd, or a negative errno with
  * err filled (naming file and line, never the key). With api_url =
  * stdout a missing key is not an error: *ret_key is NULL. */
-int cfg_load_key(const struct cfg *c, char **ret_key, char *err,
-                 size_t errlen);
+int cfg_load_key(const struct cfg *c, char **ret_key, char *err, size_t errlen);
 
 /* "sk_…abcd": the prefix and last 4 characters, for logs. */
 void cfg_redact_key(const char *key, char *out, size_t outlen);

@@ -30,13 +30,13 @@ struct conn {
         struct conn_server *srv;
         struct conn *next;
         struct framer fr;
-        struct flush_waiter *flush;  /* a flush in progress */
-        uint64_t last_active;        /* loop ms */
-        pid_t pid;                   /* the peer, from SO_PEERCRED (0: unknown) */
+        struct flush_waiter *flush; /* a flush in progress */
+        uint64_t last_active;       /* loop ms */
+        pid_t pid;                  /* the peer, from SO_PEERCRED (0: unknown) */
         bool reading;
-        bool eof;                    /* the client has finished sending */
-        bool finishing;              /* shutdown requested */
-        bool flushing_now;           /* inside batcher_flush(), see run_op */
+        bool eof;          /* the client has finished sending */
+        bool finishing;    /* shutdown requested */
+        bool flushing_now; /* inside batcher_flush(), see run_op */
         bool closing;
 };
 
@@ -46,7 +46,7 @@ struct conn_server {
         uv_timer_t sweep;
         struct conn *conns;
         unsigned count;
-        int open_handles;            /* listener, sweep, connections */
+        int open_handles; /* listener, sweep, connections */
         bool stopping;
 };
 
@@ -142,9 +142,11 @@ static void conn_write(struct conn *c, const char *p, size_t n)
 
         if (c->closing)
                 return;
-        if (uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) + n > s->d->cfg.max_reply_bytes) {
+        if (uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) + n >
+            s->d->cfg.max_reply_bytes) {
                 s->d->stats.conn_slow_closed++;
-                log_limited(LOG_WARNING, "slow_client", "closing a control connection that does "
+                log_limited(LOG_WARNING, "slow_client",
+                            "closing a control connection that does "
                             "not read its replies (max_reply_bytes)");
                 conn_close(c);
                 return;
@@ -171,7 +173,7 @@ static void reply_buf(struct conn *c, struct proto_buf *b)
 
 static void reply_error(struct conn *c, const struct proto_error *err, uint64_t line)
 {
-        struct proto_buf b = {0};
+        struct proto_buf b = { 0 };
 
         if (ctl_reply_error(&b, err, line) == 0)
                 reply_buf(c, &b);
@@ -191,11 +193,10 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
         *buf = uv_buf_init(p, (unsigned)n);
 }
 
-static void on_flushed(void *ud, int result, uint64_t flushed, uint64_t dropped,
-                       uint64_t pending)
+static void on_flushed(void *ud, int result, uint64_t flushed, uint64_t dropped, uint64_t pending)
 {
         struct conn *c = ud;
-        struct proto_buf b = {0};
+        struct proto_buf b = { 0 };
 
         c->flush = NULL;
         if (ctl_reply_flush(&b, result, flushed, dropped, pending) == 0)
@@ -218,7 +219,7 @@ static void on_flushed(void *ud, int result, uint64_t flushed, uint64_t dropped,
 static void run_op(struct conn *c, const struct proto_msg *msg)
 {
         struct daemon *d = c->srv->d;
-        struct proto_buf b = {0};
+        struct proto_buf b = { 0 };
 
         if (msg->op == PROTO_OP_FLUSH) {
                 /* Datagrams sent before this flush count too. */
@@ -252,14 +253,9 @@ static void handle_line(struct conn *c, const struct framer_line *l)
         if (ingest_blank(l->data, l->len))
                 return;
         switch (ingest_line(d, INGEST_STREAM, l->data, l->len, &msg, &err)) {
-        case INGEST_EVENT:
-                break;
-        case INGEST_OP:
-                run_op(c, &msg);
-                break;
-        case INGEST_REJECTED:
-                reply_error(c, &err, l->line_no);
-                break;
+        case INGEST_EVENT: break;
+        case INGEST_OP: run_op(c, &msg); break;
+        case INGEST_REJECTED: reply_error(c, &err, l->line_no); break;
         }
 }
 
@@ -349,14 +345,17 @@ static pid_t peer_pid(struct conn *c)
 
 static void refuse(struct conn_server *s)
 {
-        static const char msg[] = "{\"ok\":false,\"error\":\"too_many_connections\","
-                                  "\"detail\":\"segopsd is at max_connections; try again later\"}\n";
+        static const char msg[] =
+                "{\"ok\":false,\"error\":\"too_many_connections\","
+                "\"detail\":\"segopsd is at max_connections; try again later\"}\n";
         uv_pipe_t *p = malloc(sizeof(*p));
         uv_buf_t buf = uv_buf_init((char *)msg, sizeof(msg) - 1);
 
         s->d->stats.conn_refused++;
-        log_limited(LOG_WARNING, "max_connections", "refused a control connection: "
-                    "max_connections (%u) reached", s->d->cfg.max_connections);
+        log_limited(LOG_WARNING, "max_connections",
+                    "refused a control connection: "
+                    "max_connections (%u) reached",
+                    s->d->cfg.max_connections);
         if (!p)
                 return;
         uv_pipe_init(s->d->loop, p, 0);

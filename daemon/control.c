@@ -30,12 +30,12 @@ bool ctl_quiet_op(struct daemon *d, const struct proto_msg *msg, pid_t pid)
                         pid = msg->client_pid;
                 d->stats.client_dropped += msg->count;
                 clients_dropped(&d->clients, pid, msg->count, (uint64_t)daemon_now_ms());
-                log_limited(LOG_WARNING, "client_dropped", "process %d reports %llu events it "
-                            "could not hand over to segopsd", (int)pid,
-                            (unsigned long long)msg->count);
+                log_limited(LOG_WARNING, "client_dropped",
+                            "process %d reports %llu events it "
+                            "could not hand over to segopsd",
+                            (int)pid, (unsigned long long)msg->count);
                 return true;
-        default:
-                return false;
+        default: return false;
         }
 }
 
@@ -47,9 +47,8 @@ static json_t *clients_json(const struct clients *c)
                 const struct client_entry *e = &c->e[i];
                 if (!e->last_ms)
                         continue;
-                json_array_append_new(a, json_pack("{s:i s:s s:I}", "pid", (int)e->pid,
-                                                   "comm", e->comm,
-                                                   "dropped", (json_int_t)e->dropped));
+                json_array_append_new(a, json_pack("{s:i s:s s:I}", "pid", (int)e->pid, "comm",
+                                                   e->comm, "dropped", (json_int_t)e->dropped));
         }
         return a;
 }
@@ -80,12 +79,16 @@ static json_t *stats_json(struct daemon *d)
 
         for (int i = 1; i < PROTO_REASON_COUNT; i++) {
                 if (s->rejected[i])
-                        json_object_set_new(rej, proto_reason_name(i), json_integer((json_int_t)s->rejected[i]));
+                        json_object_set_new(rej, proto_reason_name(i),
+                                            json_integer((json_int_t)s->rejected[i]));
                 rejected += s->rejected[i];
         }
         for (int i = 0; i < DROP_REASON_COUNT; i++)
-                json_object_set_new(drop, stats_drop_name(i), json_integer((json_int_t)s->dropped[i]));
+                json_object_set_new(drop, stats_drop_name(i),
+                                    json_integer((json_int_t)s->dropped[i]));
 
+        /* One key and its value per line. */
+        /* clang-format off */
         return json_pack(
                 "{s:b s:s s:I s:I s:I s:I s:o s:o s:I s:o s:I s:I s:I s:I s:I s:I s:I s:I s:I s:I"
                 " s:{s:s s:I s:s}"
@@ -125,16 +128,15 @@ static json_t *stats_json(struct daemon *d)
                 "connections_idle_closed", (json_int_t)s->conn_idle_closed,
                 "ops", (json_int_t)s->ops,
                 "log_suppressed", (json_int_t)log_suppressed());
+        /* clang-format on */
 }
 
-int ctl_reply_sync(struct daemon *d, const struct proto_msg *msg, pid_t pid,
-                   struct proto_buf *out)
+int ctl_reply_sync(struct daemon *d, const struct proto_msg *msg, pid_t pid, struct proto_buf *out)
 {
         switch (msg->op) {
         case PROTO_OP_PING:
                 return dump_line(json_pack("{s:b s:s}", "ok", 1, "version", SEGOPS_VERSION), out);
-        case PROTO_OP_STATS:
-                return dump_line(stats_json(d), out);
+        case PROTO_OP_STATS: return dump_line(stats_json(d), out);
         default:
                 if (ctl_quiet_op(d, msg, pid))
                         return dump_line(json_pack("{s:b}", "ok", 1), out);
@@ -167,12 +169,13 @@ int ctl_reply_flush(struct proto_buf *out, int result, uint64_t flushed, uint64_
                 j = json_pack("{s:b s:I}", "ok", 1, "flushed", (json_int_t)flushed);
         else if (result == 0)
                 j = json_pack("{s:b s:s s:I s:I s:I}", "ok", 0, "error",
-                              "the upstream rejected some events; they were dropped",
-                              "flushed", (json_int_t)flushed, "dropped", (json_int_t)dropped,
-                              "pending", (json_int_t)0);
+                              "the upstream rejected some events; they were dropped", "flushed",
+                              (json_int_t)flushed, "dropped", (json_int_t)dropped, "pending",
+                              (json_int_t)0);
         else
                 j = json_pack("{s:b s:s s:I}", "ok", 0, "error",
-                              result == -ETIMEDOUT ? "timeout: the upstream has not accepted every event yet"
+                              result == -ETIMEDOUT
+                                      ? "timeout: the upstream has not accepted every event yet"
                               : result == -ESHUTDOWN ? "segopsd is stopping"
                                                      : strerror(-result),
                               "pending", (json_int_t)pending);

@@ -18,8 +18,7 @@ bool ctl_quiet_op(struct daemon *d, const struct proto_msg *msg, pid_t pid);
 
 /* Carry out a synchronous op (any but flush) and append its reply line
  * (with its newline). 0 or -ENOMEM. */
-int ctl_reply_sync(struct daemon *d, const struct proto_msg *msg, pid_t pid,
-                   struct proto_buf *out);
+int ctl_reply_sync(struct daemon *d, const struct proto_msg *msg, pid_t pid, struct proto_buf *out);
 
 /* {"ok":false,"error":REASON,"detail":...,"line":N}\n */
 int ctl_reply_error(struct proto_buf *out, const struct proto_error *err, uint64_t line);

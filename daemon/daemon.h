@@ -27,20 +27,20 @@ struct conn_server;
 struct daemon {
         uv_loop_t *loop;
         struct cfg cfg;
-        char *api_key;            /* NULL in dry-run mode */
+        char *api_key; /* NULL in dry-run mode */
         char key_redacted[32];
         int64_t start_ms;
         bool stopping;
 
         struct stats stats;
-        struct clients clients;   /* per-process client_dropped */
-        struct proto_buf scratch; /* ingest's encoding buffer */
-        char user_id[PROTO_USER_ID_MAX + 1];         /* latest set_user */
+        struct clients clients;              /* per-process client_dropped */
+        struct proto_buf scratch;            /* ingest's encoding buffer */
+        char user_id[PROTO_USER_ID_MAX + 1]; /* latest set_user */
         char user_id_sig[PROTO_USER_ID_SIG_MAX + 1];
         struct queue queue;
         struct batcher batcher;
         struct fwd fwd;
-        struct session session;   /* pk_ token; disabled for sk_ */
+        struct session session; /* pk_ token; disabled for sk_ */
         struct dgram *dgram;
         struct conn_server *conns;
 };

@@ -27,7 +27,7 @@
 #include "listen.h"
 #include "log.h"
 
-#define DGRAM_VLEN 16 /* > net.unix.max_dgram_qlen's usual 10 */
+#define DGRAM_VLEN 16   /* > net.unix.max_dgram_qlen's usual 10 */
 #define DGRAM_MAX_FDS 4 /* one is used (a memfd); more are closed */
 /* Backpressure: with the upstream healthy but slower than the senders,
  * stop reading above 3/4 of max_memory until below 1/2 (senders then
@@ -51,9 +51,9 @@ struct dgram {
         uint64_t paused_at; /* loop ms; 0 when reading */
         int open_handles;
         int fd;
-        bool adopted;       /* passed by systemd: not ours to shut down */
-        size_t slot;   /* bytes per buffer: max_datagram_bytes + 1 */
-        char *bufs;    /* DGRAM_VLEN slots */
+        bool adopted; /* passed by systemd: not ours to shut down */
+        size_t slot;  /* bytes per buffer: max_datagram_bytes + 1 */
+        char *bufs;   /* DGRAM_VLEN slots */
         struct mmsghdr msgs[DGRAM_VLEN];
         struct iovec iov[DGRAM_VLEN];
         union dgram_cmsg cmsg[DGRAM_VLEN]; /* passed fds (memfds) */
@@ -68,7 +68,7 @@ struct dgram_meta {
 
 static void handle_op(struct daemon *d, struct proto_msg *msg)
 {
-        struct proto_error err = {.reason = PROTO_E_OP_NOT_ALLOWED};
+        struct proto_error err = { .reason = PROTO_E_OP_NOT_ALLOWED };
 
         if (ctl_quiet_op(d, msg, 0))
                 return;
@@ -99,7 +99,7 @@ static void handle_datagram(struct dgram *g, const char *p, size_t n)
 
 static void reject(struct dgram *g, enum proto_reason why, const char *detail)
 {
-        struct proto_error err = {.reason = why};
+        struct proto_error err = { .reason = why };
 
         snprintf(err.detail, sizeof(err.detail), "%s", detail);
         ingest_reject(g->d, INGEST_DGRAM, &err);

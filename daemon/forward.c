@@ -71,8 +71,7 @@ static void on_poll(uv_poll_t *h, int status, int events)
         check_multi_info(f);
 }
 
-static int socket_cb(CURL *easy, curl_socket_t fd, int action, void *userp,
-                     void *socketp)
+static int socket_cb(CURL *easy, curl_socket_t fd, int action, void *userp, void *socketp)
 {
         struct fwd *f = userp;
         struct fwd_sock *s = socketp;
@@ -366,10 +365,8 @@ static bool is_tls_error(CURLcode c)
         case CURLE_USE_SSL_FAILED:
         case CURLE_SSL_ENGINE_NOTFOUND:
         case CURLE_SSL_ENGINE_SETFAILED:
-        case CURLE_SSL_ENGINE_INITFAILED:
-                return true;
-        default:
-                return false;
+        case CURLE_SSL_ENGINE_INITFAILED: return true;
+        default: return false;
         }
 }
 
@@ -385,7 +382,7 @@ static void unlink_active(struct fwd *f, struct fwd_req *r)
 
 static void finish(struct fwd *f, struct fwd_req *r, CURLcode code)
 {
-        struct fwd_result res = {.retry_after = -1};
+        struct fwd_result res = { .retry_after = -1 };
         curl_off_t ra = -1;
 
         res.curl_code = (int)code;

@@ -20,16 +20,16 @@
 
 #include "config.h"
 
-#define FWD_RESP_MAX 8192   /* response body bytes kept */
+#define FWD_RESP_MAX 8192 /* response body bytes kept */
 
 struct fwd_result {
-        long status;         /* HTTP status, 0 when there was no response */
-        int curl_code;       /* CURLE_OK when the exchange completed */
-        bool tls_error;      /* certificate or TLS failure: operator must fix */
-        double retry_after;  /* seconds from Retry-After, < 0 when absent */
-        const char *body;    /* response body, NUL-terminated, may be cut */
+        long status;        /* HTTP status, 0 when there was no response */
+        int curl_code;      /* CURLE_OK when the exchange completed */
+        bool tls_error;     /* certificate or TLS failure: operator must fix */
+        double retry_after; /* seconds from Retry-After, < 0 when absent */
+        const char *body;   /* response body, NUL-terminated, may be cut */
         size_t body_len;
-        const char *error;   /* curl's message when curl_code != CURLE_OK */
+        const char *error; /* curl's message when curl_code != CURLE_OK */
 };
 
 typedef void (*fwd_done_fn)(void *ud, const struct fwd_result *res);
@@ -44,10 +44,10 @@ struct fwd {
         bool stdout_mode;
         char *base_url;
         const struct cfg *cfg;
-        struct fwd_req *active;     /* in flight */
-        struct fwd_req *idle;       /* reusable, easy handle kept */
-        struct fwd_req *done_list;  /* stdout mode: finished, to report */
-        struct fwd_sock *socks;     /* poll contexts, for shutdown */
+        struct fwd_req *active;    /* in flight */
+        struct fwd_req *idle;      /* reusable, easy handle kept */
+        struct fwd_req *done_list; /* stdout mode: finished, to report */
+        struct fwd_sock *socks;    /* poll contexts, for shutdown */
         unsigned in_flight;
         bool closing;
 };
@@ -56,11 +56,11 @@ struct fwd {
 int fwd_init(struct fwd *f, uv_loop_t *loop, const struct cfg *cfg);
 
 struct fwd_post {
-        const char *path;           /* e.g. "/api/events/batch/" */
-        const char *bearer;         /* Authorization: Bearer ... */
-        const char *idempotency_key;/* NULL: no header */
-        bool gzip;                  /* body is gzip: Content-Encoding */
-        const char *body;           /* must stay valid until done */
+        const char *path;            /* e.g. "/api/events/batch/" */
+        const char *bearer;          /* Authorization: Bearer ... */
+        const char *idempotency_key; /* NULL: no header */
+        bool gzip;                   /* body is gzip: Content-Encoding */
+        const char *body;            /* must stay valid until done */
         size_t body_len;
 };
 

@@ -16,22 +16,22 @@
 struct framer {
         char *buf;
         size_t cap;
-        size_t start;   /* first byte of the current line */
-        size_t scan;    /* bytes before this hold no newline */
-        size_t len;     /* bytes in buf */
+        size_t start; /* first byte of the current line */
+        size_t scan;  /* bytes before this hold no newline */
+        size_t len;   /* bytes in buf */
         size_t max_line;
-        uint64_t line_no;  /* number of the last line returned */
-        bool discarding;   /* inside an oversize line */
+        uint64_t line_no; /* number of the last line returned */
+        bool discarding;  /* inside an oversize line */
 };
 
 struct framer_line {
-        const char *data;  /* valid until the next framer call */
-        size_t len;        /* without the newline */
-        uint64_t line_no;  /* 1-based */
-        bool oversize;     /* data is NULL, the line was discarded */
+        const char *data; /* valid until the next framer call */
+        size_t len;       /* without the newline */
+        uint64_t line_no; /* 1-based */
+        bool oversize;    /* data is NULL, the line was discarded */
 };
 
-int framer_init(struct framer *f, size_t max_line);  /* 0 or -ENOMEM */
+int framer_init(struct framer *f, size_t max_line); /* 0 or -ENOMEM */
 void framer_free(struct framer *f);
 
 /* Where the next read may write, and how much. Always > 0 bytes. */

@@ -43,11 +43,13 @@ static void queue_event(struct daemon *d, const char *ev, size_t len)
         d->stats.accepted++;
         if (r > 0) {
                 d->stats.dropped[DROP_MEMORY_FULL] += (uint64_t)r;
-                log_limited(LOG_WARNING, "memory_full", "max_memory reached: dropped the oldest "
+                log_limited(LOG_WARNING, "memory_full",
+                            "max_memory reached: dropped the oldest "
                             "queued events (when_full = drop_oldest)");
         } else if (r < 0) {
                 d->stats.dropped[DROP_MEMORY_FULL]++;
-                log_limited(LOG_WARNING, "memory_full", "max_memory reached: dropped a new event "
+                log_limited(LOG_WARNING, "memory_full",
+                            "max_memory reached: dropped a new event "
                             "(when_full = drop_newest)");
         }
 }

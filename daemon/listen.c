@@ -86,8 +86,10 @@ int listen_unix(const char *path, int type, mode_t mode, bool *ret_adopted, char
         }
         r = clear_stale(&sa, type);
         if (r == -EADDRINUSE) {
-                snprintf(err, errlen, "%s: another process (a running segopsd?) is already "
-                         "listening on this socket; stop it or choose another path", path);
+                snprintf(err, errlen,
+                         "%s: another process (a running segopsd?) is already "
+                         "listening on this socket; stop it or choose another path",
+                         path);
                 return r;
         }
         if (r == -EEXIST) {
@@ -107,8 +109,7 @@ int listen_unix(const char *path, int type, mode_t mode, bool *ret_adopted, char
         old = umask(0777 & ~mode);
         r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
         umask(old);
-        if (r < 0 || chmod(path, mode) < 0 ||
-            (type == SOCK_STREAM && listen(fd, SOMAXCONN) < 0)) {
+        if (r < 0 || chmod(path, mode) < 0 || (type == SOCK_STREAM && listen(fd, SOMAXCONN) < 0)) {
                 r = -errno;
                 snprintf(err, errlen, "%s: %s", path, strerror(errno));
                 close(fd);

@@ -57,7 +57,10 @@ void log_set_level(enum cfg_log_level level)
 static const char *prio_name(int prio)
 {
         switch (prio) {
-        case LOG_EMERG: case LOG_ALERT: case LOG_CRIT: case LOG_ERR: return "error";
+        case LOG_EMERG:
+        case LOG_ALERT:
+        case LOG_CRIT:
+        case LOG_ERR: return "error";
         case LOG_WARNING: return "warning";
         case LOG_NOTICE: return "notice";
         case LOG_INFO: return "info";

@@ -16,8 +16,7 @@
 void log_init(enum cfg_log_level level, unsigned rate_per_10s);
 void log_set_level(enum cfg_log_level level);
 
-void log_msg(int prio, const char *fmt, ...)
-        __attribute__((format(printf, 2, 3)));
+void log_msg(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Like log_msg, but at most rate_per_10s lines per key in any 10 s
  * window; the rest are counted and summarised when the window ends. The

@@ -31,27 +31,26 @@
 struct runtime {
         struct daemon d;
         uv_signal_t sig_term, sig_int, sig_hup;
-        uv_timer_t stop_timer;  /* polls for "all sent" during a stop */
+        uv_timer_t stop_timer; /* polls for "all sent" during a stop */
         uv_timer_t watchdog;
-        uv_timer_t grace;       /* last replies' time to leave at the end */
+        uv_timer_t grace; /* last replies' time to leave at the end */
         uint64_t stop_deadline;
         int exit_code;
 };
 
 static void usage(FILE *f)
 {
-        fprintf(f,
-                "Usage: segopsd [OPTIONS]\n"
-                "\n"
-                "Receive analytics events on local Unix sockets and forward them to SegOps.\n"
-                "\n"
-                "  -c, --config FILE    configuration file (default " CFG_DEFAULT_PATH ")\n"
-                "      --check-config   check the configuration and the key, then exit\n"
-                "  -h, --help           show this help\n"
-                "  -V, --version        show the version\n"
-                "\n"
-                "Runs in the foreground. SIGTERM/SIGINT stop it cleanly (events still held are\n"
-                "sent for up to stop_timeout seconds); SIGHUP re-reads [log] level.\n");
+        fprintf(f, "Usage: segopsd [OPTIONS]\n"
+                   "\n"
+                   "Receive analytics events on local Unix sockets and forward them to SegOps.\n"
+                   "\n"
+                   "  -c, --config FILE    configuration file (default " CFG_DEFAULT_PATH ")\n"
+                   "      --check-config   check the configuration and the key, then exit\n"
+                   "  -h, --help           show this help\n"
+                   "  -V, --version        show the version\n"
+                   "\n"
+                   "Runs in the foreground. SIGTERM/SIGINT stop it cleanly (events still held are\n"
+                   "sent for up to stop_timeout seconds); SIGHUP re-reads [log] level.\n");
 }
 
 static void close_walk(uv_handle_t *h, void *arg)
@@ -80,7 +79,8 @@ static void finish_stop(struct runtime *rt)
         uv_timer_start(&rt->grace, on_grace, STOP_GRACE_MS, 0);
         if (lost)
                 log_err("%llu events could not be delivered before stop_timeout and are lost "
-                        "(no spool_dir: memory-only mode)", (unsigned long long)lost);
+                        "(no spool_dir: memory-only mode)",
+                        (unsigned long long)lost);
         else if (rt->exit_code == 0)
                 log_info("stopped: every accepted event was delivered");
         uv_close((uv_handle_t *)&rt->stop_timer, NULL);
@@ -162,11 +162,15 @@ static int load_config(struct daemon *d, const char *path, bool quiet)
         else
                 snprintf(d->key_redacted, sizeof(d->key_redacted), "(none)");
         if (!quiet && d->cfg.api_key && !getenv("CREDENTIALS_DIRECTORY") && !d->cfg.api_key_file)
-                fprintf(stderr, "segopsd: warning: %s: the API key is written in the config file; "
-                        "prefer api_key_file or a systemd credential\n", path);
+                fprintf(stderr,
+                        "segopsd: warning: %s: the API key is written in the config file; "
+                        "prefer api_key_file or a systemd credential\n",
+                        path);
         if (d->cfg.spool_dir)
-                fprintf(stderr, "segopsd: warning: %s: spool_dir is not supported yet; running "
-                        "memory-only\n", path);
+                fprintf(stderr,
+                        "segopsd: warning: %s: spool_dir is not supported yet; running "
+                        "memory-only\n",
+                        path);
         return 0;
 }
 
@@ -185,7 +189,8 @@ static void print_hello(const struct daemon *d)
                  SEGOPS_VERSION, d->cfg.events_socket, d->cfg.control_socket, d->cfg.api_url,
                  d->key_redacted);
         log_info("send a first event: echo '{\"user_id\":\"u1\",\"event_type\":\"hello\"}' | "
-                 "socat -u - UNIX-SENDTO:%s", d->cfg.events_socket);
+                 "socat -u - UNIX-SENDTO:%s",
+                 d->cfg.events_socket);
 }
 
 static int run(struct runtime *rt)
@@ -246,11 +251,11 @@ static int run(struct runtime *rt)
 int main(int argc, char **argv)
 {
         static const struct option opts[] = {
-                {"config", required_argument, NULL, 'c'},
-                {"check-config", no_argument, NULL, 'C'},
-                {"help", no_argument, NULL, 'h'},
-                {"version", no_argument, NULL, 'V'},
-                {NULL, 0, NULL, 0},
+                { "config", required_argument, NULL, 'c' },
+                { "check-config", no_argument, NULL, 'C' },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
+                { NULL, 0, NULL, 0 },
         };
         static struct runtime rt;
         const char *path = CFG_DEFAULT_PATH;

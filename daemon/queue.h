@@ -16,19 +16,19 @@
 
 struct q_event {
         struct q_event *next;
-        uint64_t seq;  /* arrival number, 1, 2, ... */
+        uint64_t seq; /* arrival number, 1, 2, ... */
         uint32_t len;
-        char data[];   /* the normalised event JSON, not NUL-terminated */
+        char data[]; /* the normalised event JSON, not NUL-terminated */
 };
 
 struct queue {
         struct q_event *head, *tail;
         size_t count;
-        size_t bytes;       /* sum of len of queued events */
-        size_t held;        /* memory account: queued + charged */
-        size_t limit;       /* max_memory */
+        size_t bytes; /* sum of len of queued events */
+        size_t held;  /* memory account: queued + charged */
+        size_t limit; /* max_memory */
         enum cfg_when_full when_full;
-        uint64_t next_seq;  /* seq of the next event pushed */
+        uint64_t next_seq; /* seq of the next event pushed */
 };
 
 /* What one queued event costs in the account. */

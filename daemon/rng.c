@@ -6,8 +6,8 @@
 #include <string.h>
 #include <sys/random.h>
 
-static uint64_t rng_s[4] = {0x9e3779b97f4a7c15ULL, 0xbf58476d1ce4e5b9ULL,
-                            0x94d049bb133111ebULL, 0x2545f4914f6cdd1dULL};
+static uint64_t rng_s[4] = { 0x9e3779b97f4a7c15ULL, 0xbf58476d1ce4e5b9ULL, 0x94d049bb133111ebULL,
+                             0x2545f4914f6cdd1dULL };
 
 static inline uint64_t rotl(uint64_t x, int k)
 {

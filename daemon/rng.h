@@ -8,9 +8,9 @@
 
 #include <stdint.h>
 
-int rng_init(void);                /* 0 or -errno from getrandom */
+int rng_init(void); /* 0 or -errno from getrandom */
 uint64_t rng_next(void);
 void rng_bytes16(uint8_t out[16]);
-double rng_unit(void);             /* uniform in [0, 1) */
+double rng_unit(void); /* uniform in [0, 1) */
 
 #endif

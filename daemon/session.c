@@ -179,7 +179,8 @@ static void on_mint(void *ud, const struct fwd_result *res)
                 }
                 snprintf(s->last_error, sizeof(s->last_error),
                          "session answer lacks a usable token/expires_in");
-                tell(s, "mint_body", LOG_ERR, "the upstream's session answer has no usable "
+                tell(s, "mint_body", LOG_ERR,
+                     "the upstream's session answer has no usable "
                      "token and expires_in; events are kept, retrying with backoff");
                 back_off(s, -1);
                 return;
@@ -190,7 +191,7 @@ static void on_mint(void *ud, const struct fwd_result *res)
                          "minting a session for user '%s' with key %s failed with HTTP %ld: %s. "
                          "Events are kept and minting is retried with backoff",
                          s->user_id, s->d->key_redacted, st,
-                         st == 401 ? "the pk_ key is unknown or revoked; fix api_key_file"
+                         st == 401   ? "the pk_ key is unknown or revoked; fix api_key_file"
                          : st == 403 ? "the user_id_sig is missing or wrong; sign the user id "
                                        "with 'segopsctl sign-user-id' and send set_user with it"
                                      : "the upstream found the request malformed; check the "
@@ -209,7 +210,7 @@ static void on_mint(void *ud, const struct fwd_result *res)
 
 static void mint(struct session *s, const char *user_id, const char *sig)
 {
-        struct fwd_post p = {.path = SESSION_PATH, .bearer = s->d->api_key};
+        struct fwd_post p = { .path = SESSION_PATH, .bearer = s->d->api_key };
         int r;
 
         snprintf(s->user_id, sizeof(s->user_id), "%s", user_id);
@@ -254,10 +255,11 @@ static void on_identity(void *ud, const struct usercmd_result *res)
                 mint(s, res->user_id, res->user_id_sig);
                 return;
         }
-        snprintf(s->last_error, sizeof(s->last_error), "user_context_command failed: %s",
+        snprintf(s->last_error, sizeof(s->last_error), "user_context_command failed: %s", res->why);
+        snprintf(msg, sizeof(msg),
+                 "user_context_command failed: %s. pk_ events are kept; "
+                 "fix the command or send {\"op\":\"set_user\",...}",
                  res->why);
-        snprintf(msg, sizeof(msg), "user_context_command failed: %s. pk_ events are kept; "
-                 "fix the command or send {\"op\":\"set_user\",...}", res->why);
         tell(s, "usercmd", LOG_ERR, msg);
         back_off(s, -1);
 }
@@ -305,7 +307,8 @@ const char *session_token(struct session *s, uint64_t *generation)
                 s->state = SESSION_IDLE;
         }
         if ((s->state == SESSION_IDLE || s->state == SESSION_NO_IDENTITY ||
-             s->state == SESSION_WAITING) && now(s) >= s->not_before)
+             s->state == SESSION_WAITING) &&
+            now(s) >= s->not_before)
                 start(s);
         return NULL;
 }
@@ -347,24 +350,24 @@ void session_identity_changed(struct session *s)
 json_t *session_stats(const struct session *s)
 {
         uint64_t t = now(s);
-        json_t *j = json_pack("{s:b s:s s:I s:I s:I s:I s:s}",
-                              "enabled", session_enabled(s), "state", state_name(s->state),
-                              "mints", (json_int_t)s->mints,
-                              "mint_failures", (json_int_t)s->mint_failures,
-                              "tokens_rejected", (json_int_t)s->invalidated,
-                              "last_status", (json_int_t)s->last_status,
+        json_t *j = json_pack("{s:b s:s s:I s:I s:I s:I s:s}", "enabled", session_enabled(s),
+                              "state", state_name(s->state), "mints", (json_int_t)s->mints,
+                              "mint_failures", (json_int_t)s->mint_failures, "tokens_rejected",
+                              (json_int_t)s->invalidated, "last_status", (json_int_t)s->last_status,
                               "last_error", s->last_error);
 
         if (j && s->token) {
-                json_object_set_new(j, "token_age_s", json_real((double)(t - s->minted_at) / 1000.0));
+                json_object_set_new(j, "token_age_s",
+                                    json_real((double)(t - s->minted_at) / 1000.0));
                 json_object_set_new(j, "token_expires_in_s",
                                     json_real(((double)s->expires_at - (double)t) / 1000.0));
         }
         if (j && session_enabled(s))
                 json_object_set_new(j, "identity_source",
                                     json_string(s->d->user_id[0] ? "set_user"
-                                                : s->d->cfg.user_context_command ? "user_context_command"
-                                                                                 : "none"));
+                                                : s->d->cfg.user_context_command
+                                                        ? "user_context_command"
+                                                        : "none"));
         return j;
 }
 

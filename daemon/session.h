@@ -35,22 +35,22 @@ enum session_state {
 struct session {
         struct daemon *d;
         enum session_state state;
-        char *token;             /* never logged, never in stats */
-        uint64_t generation;     /* bumped per token, to match 401s */
-        uint64_t minted_at;      /* loop ms */
-        uint64_t expires_at;     /* loop ms */
-        uint64_t not_before;     /* loop ms: no mint before (backoff) */
-        unsigned attempts;       /* failed mints in a row */
-        bool restart;            /* reset while a mint ran: mint again */
+        char *token;         /* never logged, never in stats */
+        uint64_t generation; /* bumped per token, to match 401s */
+        uint64_t minted_at;  /* loop ms */
+        uint64_t expires_at; /* loop ms */
+        uint64_t not_before; /* loop ms: no mint before (backoff) */
+        unsigned attempts;   /* failed mints in a row */
+        bool restart;        /* reset while a mint ran: mint again */
         uv_timer_t retry;
         struct usercmd *cmd;
-        struct proto_buf body;   /* the mint request body, while in flight */
+        struct proto_buf body;               /* the mint request body, while in flight */
         char user_id[PROTO_USER_ID_MAX + 1]; /* identity of the last mint */
         /* stats */
         uint64_t mints, mint_failures, invalidated;
         long last_status;
         char last_error[256];
-        const char *logged;      /* problem last logged, to log once per change */
+        const char *logged; /* problem last logged, to log once per change */
 };
 
 void session_init(struct session *s, struct daemon *d);

@@ -23,23 +23,23 @@ enum stats_drop {
 const char *stats_drop_name(enum stats_drop r);
 
 struct stats {
-        uint64_t received;         /* events and rejected lines */
-        uint64_t ops;              /* ops carried out (not in received) */
+        uint64_t received; /* events and rejected lines */
+        uint64_t ops;      /* ops carried out (not in received) */
         uint64_t accepted;
         uint64_t rejected[PROTO_REASON_COUNT];
         uint64_t dropped[DROP_REASON_COUNT];
-        uint64_t client_dropped;   /* reported by clients (libshim) */
-        uint64_t sent;             /* events the upstream accepted */
-        uint64_t duplicates;       /* of those, already seen upstream */
+        uint64_t client_dropped; /* reported by clients (libshim) */
+        uint64_t sent;           /* events the upstream accepted */
+        uint64_t duplicates;     /* of those, already seen upstream */
         uint64_t batches_sent;
-        uint64_t requests;         /* HTTP requests finished */
-        uint64_t retries;          /* resends of a batch */
-        uint64_t splits;           /* batches split after a 413 */
-        uint64_t dgram_received;   /* datagrams read */
-        uint64_t dgram_truncated;  /* datagrams over max_datagram_bytes */
-        uint64_t dgram_memfd;      /* datagrams passed as sealed memfds */
-        uint64_t dgram_pauses;     /* reading paused: memory 3/4 full */
-        uint64_t dgram_paused_ms;  /* total time paused */
+        uint64_t requests;        /* HTTP requests finished */
+        uint64_t retries;         /* resends of a batch */
+        uint64_t splits;          /* batches split after a 413 */
+        uint64_t dgram_received;  /* datagrams read */
+        uint64_t dgram_truncated; /* datagrams over max_datagram_bytes */
+        uint64_t dgram_memfd;     /* datagrams passed as sealed memfds */
+        uint64_t dgram_pauses;    /* reading paused: memory 3/4 full */
+        uint64_t dgram_paused_ms; /* total time paused */
         uint64_t conn_accepted;
         uint64_t conn_refused;     /* over max_connections */
         uint64_t conn_slow_closed; /* unread replies over max_reply_bytes */

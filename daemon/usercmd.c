@@ -29,7 +29,7 @@ struct usercmd {
         bool exited, eof, done, cancelled;
         int64_t exit_status;
         int term_signal;
-        const char *failure;   /* set when we killed it, or read failed */
+        const char *failure; /* set when we killed it, or read failed */
         char *buf;
         size_t len, cap;
         usercmd_done_fn cb;
@@ -110,7 +110,8 @@ static int parse_identity(const char *buf, size_t len, struct usercmd_result *re
                 res->why = "its output is not a JSON object";
                 goto out;
         }
-        json_object_foreach(j, key, v) {
+        json_object_foreach(j, key, v)
+        {
                 if (strcmp(key, "user_id") && strcmp(key, "user_id_sig")) {
                         res->why = "its output has a field other than user_id and user_id_sig";
                         goto out;
@@ -118,7 +119,8 @@ static int parse_identity(const char *buf, size_t len, struct usercmd_result *re
         }
         v = json_object_get(j, "user_id");
         if (!json_is_string(v) || json_string_length(v) < 1 ||
-            json_string_length(v) > PROTO_USER_ID_MAX || strlen(json_string_value(v)) != json_string_length(v)) {
+            json_string_length(v) > PROTO_USER_ID_MAX ||
+            strlen(json_string_value(v)) != json_string_length(v)) {
                 res->why = "its output lacks a user_id string of 1-256 bytes";
                 goto out;
         }
@@ -141,7 +143,7 @@ out:
 
 static void finish(struct usercmd *u)
 {
-        struct usercmd_result res = {0};
+        struct usercmd_result res = { 0 };
 
         if (u->done || !u->exited || !u->eof)
                 return;
@@ -224,15 +226,16 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 int usercmd_run(uv_loop_t *loop, const char *command, double timeout_s, size_t max_output,
                 usercmd_done_fn cb, void *ud, struct usercmd **ret, char *why, size_t whylen)
 {
-        static char *env[] = {"PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8", NULL};
+        static char *env[] = { "PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8", NULL };
         char line[USERCMD_MAX_LINE], *argv[USERCMD_MAX_ARGS];
-        uv_process_options_t opt = {0};
+        uv_process_options_t opt = { 0 };
         uv_stdio_container_t stdio[3];
         struct usercmd *u;
         int r;
 
         if (usercmd_split(command, line, sizeof(line), argv, USERCMD_MAX_ARGS) < 0) {
-                snprintf(why, whylen, "user_context_command cannot be split into words "
+                snprintf(why, whylen,
+                         "user_context_command cannot be split into words "
                          "(unbalanced quotes, empty, or too long)");
                 return -EINVAL;
         }

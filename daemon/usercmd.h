@@ -9,8 +9,8 @@
 #include "proto.h"
 
 struct usercmd_result {
-        int error;         /* 0, or a negative errno */
-        const char *why;   /* when error: what went wrong, for the log */
+        int error;       /* 0, or a negative errno */
+        const char *why; /* when error: what went wrong, for the log */
         char user_id[PROTO_USER_ID_MAX + 1];
         char user_id_sig[PROTO_USER_ID_SIG_MAX + 1]; /* "" when absent */
 };

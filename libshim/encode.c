@@ -116,14 +116,13 @@ bool shim_utf8_valid(const char *str, size_t n)
                                 return false;
                         cp = (cp << 6) | (s[i + k] & 0x3f);
                 }
-                if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-                    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+                if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
+                    (cp >= 0xd800 && cp <= 0xdfff))
                         return false;
                 i += len;
         }
         return true;
 }
-
 
 /* Append s as a JSON string literal. The caller validated UTF-8. */
 static void add_string(struct shim_line *l, const char *s, size_t n)
@@ -225,9 +224,8 @@ static int finish(struct shim_line *l)
         return l->err;
 }
 
-int shim_encode_track(struct shim_line *l, const char *user_id,
-                      const char *event_type, int64_t occurred_at_ms,
-                      const char *payload_json)
+int shim_encode_track(struct shim_line *l, const char *user_id, const char *event_type,
+                      int64_t occurred_at_ms, const char *payload_json)
 {
         size_t nu, ne;
         int r;
@@ -250,8 +248,8 @@ int shim_encode_track(struct shim_line *l, const char *user_id,
         return finish(l);
 }
 
-int shim_encode_identify(struct shim_line *l, const char *user_id,
-                         int64_t occurred_at_ms, const char *traits_json)
+int shim_encode_identify(struct shim_line *l, const char *user_id, int64_t occurred_at_ms,
+                         const char *traits_json)
 {
         size_t nu;
         int r;
@@ -271,8 +269,7 @@ int shim_encode_identify(struct shim_line *l, const char *user_id,
         return finish(l);
 }
 
-int shim_encode_set_user(struct shim_line *l, const char *user_id,
-                         const char *user_id_sig)
+int shim_encode_set_user(struct shim_line *l, const char *user_id, const char *user_id_sig)
 {
         size_t nu, ns = 0;
 

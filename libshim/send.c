@@ -94,8 +94,7 @@ int shim_connect_locked(struct segops_shim *s)
  * whole lines only. Fills iov[0..1] (the ring may wrap) and returns the
  * byte count, 0 when the ring is empty. A line is never longer than a
  * datagram (longer ones take the memfd path), so there is always one. */
-static size_t next_chunk_locked(const struct segops_shim *s, struct iovec iov[2],
-                                int *ret_iovcnt)
+static size_t next_chunk_locked(const struct segops_shim *s, struct iovec iov[2], int *ret_iovcnt)
 {
         size_t want = s->used < SHIM_DGRAM_BYTES ? s->used : SHIM_DGRAM_BYTES;
         size_t first = s->ring_size - s->tail;
@@ -218,7 +217,7 @@ static void send_memfd_step_locked(struct segops_shim *s)
         k = send_fd(sock, mfd);
         e = errno;
         if (k < 0 && (e == EAGAIN || e == EWOULDBLOCK)) {
-                struct pollfd p = {.fd = sock, .events = POLLOUT};
+                struct pollfd p = { .fd = sock, .events = POLLOUT };
 
                 /* As for datagrams: the daemon's queue is full. */
                 (void)poll(&p, 1, SHIM_RECONNECT_MS);
@@ -234,8 +233,7 @@ static void send_memfd_step_locked(struct segops_shim *s)
 #if EWOULDBLOCK != EAGAIN
         case EWOULDBLOCK:
 #endif
-        case EINTR:
-                break;
+        case EINTR: break;
         case ECONNREFUSED:
         case ECONNRESET:
         case ENOTCONN:
@@ -321,7 +319,7 @@ static void *sender_main(void *arg)
                 k = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
                 e = errno;
                 if (k < 0 && (e == EAGAIN || e == EWOULDBLOCK)) {
-                        struct pollfd p = {.fd = fd, .events = POLLOUT};
+                        struct pollfd p = { .fd = fd, .events = POLLOUT };
 
                         /* The daemon's queue is full: wait for room. The
                          * timeout bounds the wait should the peer go away
@@ -341,8 +339,7 @@ static void *sender_main(void *arg)
 #if EWOULDBLOCK != EAGAIN
                 case EWOULDBLOCK:
 #endif
-                case EINTR:
-                        break;
+                case EINTR: break;
                 case ECONNREFUSED:
                 case ECONNRESET:
                 case ENOTCONN:
@@ -532,15 +529,14 @@ void shim_stop_thread_locked(struct segops_shim *s)
 
 /* Read until `lines` reply lines are in buf (NUL-terminated) or it is
  * full: 0, or -ETIMEDOUT/-ENOTCONN/-EIO. */
-static int read_replies(int fd, char *buf, size_t cap, unsigned lines,
-                        int64_t deadline_ms)
+static int read_replies(int fd, char *buf, size_t cap, unsigned lines, int64_t deadline_ms)
 {
         size_t len = 0;
         unsigned seen = 0;
 
         buf[0] = '\0';
         while (len + 1 < cap) {
-                struct pollfd p = {.fd = fd, .events = POLLIN};
+                struct pollfd p = { .fd = fd, .events = POLLIN };
                 int64_t left = deadline_ms - shim_now_ms();
                 ssize_t k;
 
@@ -654,8 +650,8 @@ int shim_control(struct segops_shim *s, bool flush, int64_t deadline_ms)
         r = 0;
         if (n == 0)
                 goto out; /* nothing to say after all */
-        reply_deadline = deadline_ms > now + SHIM_REPLY_GRACE_MS ?
-                         deadline_ms : now + SHIM_REPLY_GRACE_MS;
+        reply_deadline =
+                deadline_ms > now + SHIM_REPLY_GRACE_MS ? deadline_ms : now + SHIM_REPLY_GRACE_MS;
         fd = control_connect(s);
         if (fd < 0) {
                 r = fd;

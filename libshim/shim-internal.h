@@ -13,8 +13,8 @@
 
 #include "segops/shim.h"
 
-#define SHIM_DGRAM_BYTES 65536          /* lines packed per datagram */
-#define SHIM_MAX_LINE (1024 * 1024)     /* largest line, newline included */
+#define SHIM_DGRAM_BYTES 65536      /* lines packed per datagram */
+#define SHIM_MAX_LINE (1024 * 1024) /* largest line, newline included */
 /* Lines up to this are encoded on the caller's stack; longer ones take
  * one heap buffer per call (shim.h says so). Bigger would cover more
  * events but eats into small thread stacks (PTHREAD_STACK_MIN is 16 KiB)
@@ -23,10 +23,10 @@
 #define SHIM_BUFFER_DEFAULT (16u * 1024 * 1024)
 #define SHIM_BUFFER_MIN (64u * 1024)
 #define SHIM_BUFFER_MAX (1024u * 1024 * 1024)
-#define SHIM_RECONNECT_MS 100           /* at most one connect per this */
+#define SHIM_RECONNECT_MS 100 /* at most one connect per this */
 #define SHIM_CLOSE_WAIT_MS 2000
-#define SHIM_CLOSE_REPORT_MS 100        /* close's client_dropped report */
-#define SHIM_REPLY_GRACE_MS 20          /* a control reply's trip to us */
+#define SHIM_CLOSE_REPORT_MS 100 /* close's client_dropped report */
+#define SHIM_REPLY_GRACE_MS 20   /* a control reply's trip to us */
 /* Sealed memfds (lines over a datagram) waiting for the sender thread.
  * Each holds an fd of the host process and its pages until sent, so
  * the bound is small; past it a large event is dropped (-ENOBUFS). */
@@ -54,13 +54,11 @@ bool shim_utf8_valid(const char *s, size_t n);
 /* Each builds one complete line ending in '\n'. 0, -EINVAL (bad
  * argument, see shim.h), -EMSGSIZE or -ENOMEM. On failure l is left
  * for shim_line_free() only. */
-int shim_encode_track(struct shim_line *l, const char *user_id,
-                      const char *event_type, int64_t occurred_at_ms,
-                      const char *payload_json);
-int shim_encode_identify(struct shim_line *l, const char *user_id,
-                         int64_t occurred_at_ms, const char *traits_json);
-int shim_encode_set_user(struct shim_line *l, const char *user_id,
-                         const char *user_id_sig);
+int shim_encode_track(struct shim_line *l, const char *user_id, const char *event_type,
+                      int64_t occurred_at_ms, const char *payload_json);
+int shim_encode_identify(struct shim_line *l, const char *user_id, int64_t occurred_at_ms,
+                         const char *traits_json);
+int shim_encode_set_user(struct shim_line *l, const char *user_id, const char *user_id_sig);
 int shim_encode_reset_session(struct shim_line *l);
 /* {"op":"client_dropped","count":N,"pid":P}\n into out (at least 96
  * bytes; "pid" left out when pid <= 0); returns its length, or 0 when
@@ -79,17 +77,17 @@ struct segops_shim {
         struct sockaddr_un ctl_addr; /* control socket */
         socklen_t ctl_addr_len;
 
-        int fd;              /* events socket, -1 when none */
+        int fd; /* events socket, -1 when none */
         bool connected;
-        int down_err;        /* why the last connect failed (negative) */
+        int down_err; /* why the last connect failed (negative) */
         int64_t next_connect_ms;
 
-        char *ring;          /* encoded lines, circular */
+        char *ring; /* encoded lines, circular */
         size_t ring_size;
-        size_t head;         /* producers write here */
-        size_t tail;         /* the thread sends from here */
+        size_t head; /* producers write here */
+        size_t tail; /* the thread sends from here */
         size_t used;
-        size_t sending;      /* nonzero while the thread sends unlocked:
+        size_t sending; /* nonzero while the thread sends unlocked:
                               * a datagram's bytes, or 1 for a memfd */
 
         /* Pending sealed memfds, oldest at memfd_head, circular. One
@@ -98,10 +96,10 @@ struct segops_shim {
         int memfds[SHIM_MEMFD_SLOTS];
         unsigned memfd_head;
         unsigned memfd_count;
-        bool memfd_turn;     /* the thread alternates memfds and datagrams */
+        bool memfd_turn; /* the thread alternates memfds and datagrams */
 
         bool thread_started;
-        bool thread_idle;    /* waiting on wake with nothing to do */
+        bool thread_idle; /* waiting on wake with nothing to do */
         bool stop;
         pthread_t thread;
 

@@ -93,8 +93,7 @@ static void registry_init(void)
         (void)pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
 
-static int set_addr(struct sockaddr_un *a, socklen_t *ret_len, const char *path,
-                    size_t n)
+static int set_addr(struct sockaddr_un *a, socklen_t *ret_len, const char *path, size_t n)
 {
         if (n == 0 || n >= sizeof(a->sun_path))
                 return -EINVAL;
@@ -245,8 +244,7 @@ out:
 }
 
 /* The common tail of every queuing call: encoding failed or submit. */
-static int finish_call(struct segops_shim *s, struct shim_line *l, int r,
-                       int saved_errno)
+static int finish_call(struct segops_shim *s, struct shim_line *l, int r, int saved_errno)
 {
         if (r == 0) {
                 r = submit(s, l);
@@ -261,9 +259,8 @@ static int finish_call(struct segops_shim *s, struct shim_line *l, int r,
         return r;
 }
 
-static int track_impl(segops_shim *s, const char *user_id,
-                      const char *event_type, int64_t occurred_at_ms,
-                      const char *payload_json)
+static int track_impl(segops_shim *s, const char *user_id, const char *event_type,
+                      int64_t occurred_at_ms, const char *payload_json)
 {
         char buf[SHIM_STACK_LINE];
         struct shim_line l;
@@ -273,30 +270,27 @@ static int track_impl(segops_shim *s, const char *user_id,
                 return -EINVAL;
         shim_line_init(&l, buf, sizeof(buf));
         return finish_call(s, &l,
-                           shim_encode_track(&l, user_id, event_type,
-                                             occurred_at_ms, payload_json),
+                           shim_encode_track(&l, user_id, event_type, occurred_at_ms, payload_json),
                            saved);
 }
 
-EXPORT int segops_track_at(segops_shim *s, const char *user_id,
-                           const char *event_type, int64_t occurred_at_ms,
-                           const char *payload_json)
+EXPORT int segops_track_at(segops_shim *s, const char *user_id, const char *event_type,
+                           int64_t occurred_at_ms, const char *payload_json)
 {
         return track_impl(s, user_id, event_type, occurred_at_ms, payload_json);
 }
 
 /* occurred_at is stamped here, not left to the daemon: the line may
  * wait in the ring while the daemon catches up. */
-EXPORT int segops_track(segops_shim *s, const char *user_id,
-                        const char *event_type, const char *payload_json)
+EXPORT int segops_track(segops_shim *s, const char *user_id, const char *event_type,
+                        const char *payload_json)
 {
         if (!s)
                 return -EINVAL;
         return track_impl(s, user_id, event_type, now_realtime_ms(), payload_json);
 }
 
-EXPORT int segops_identify(segops_shim *s, const char *user_id,
-                           const char *traits_json)
+EXPORT int segops_identify(segops_shim *s, const char *user_id, const char *traits_json)
 {
         char buf[SHIM_STACK_LINE];
         struct shim_line l;
@@ -305,14 +299,11 @@ EXPORT int segops_identify(segops_shim *s, const char *user_id,
         if (!s)
                 return -EINVAL;
         shim_line_init(&l, buf, sizeof(buf));
-        return finish_call(s, &l,
-                           shim_encode_identify(&l, user_id, now_realtime_ms(),
-                                                traits_json),
+        return finish_call(s, &l, shim_encode_identify(&l, user_id, now_realtime_ms(), traits_json),
                            saved);
 }
 
-EXPORT int segops_set_user(segops_shim *s, const char *user_id,
-                           const char *user_id_sig)
+EXPORT int segops_set_user(segops_shim *s, const char *user_id, const char *user_id_sig)
 {
         char buf[SHIM_STACK_LINE];
         struct shim_line l;
@@ -321,8 +312,7 @@ EXPORT int segops_set_user(segops_shim *s, const char *user_id,
         if (!s)
                 return -EINVAL;
         shim_line_init(&l, buf, sizeof(buf));
-        return finish_call(s, &l, shim_encode_set_user(&l, user_id, user_id_sig),
-                           saved);
+        return finish_call(s, &l, shim_encode_set_user(&l, user_id, user_id_sig), saved);
 }
 
 EXPORT int segops_reset_session(segops_shim *s)

@@ -175,8 +175,7 @@ static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
         return era * 146097 + doe - 719468;
 }
 
-static void civil_from_days(int64_t z, int64_t *ret_y, unsigned *ret_m,
-                            unsigned *ret_d)
+static void civil_from_days(int64_t z, int64_t *ret_y, unsigned *ret_m, unsigned *ret_d)
 {
         int64_t era, doe, yoe, doy, mp, y;
         unsigned m;
@@ -201,8 +200,7 @@ static bool is_leap(int64_t y)
 
 static unsigned days_in_month(int64_t y, unsigned m)
 {
-        static const unsigned char dim[12] = {31, 28, 31, 30, 31, 30,
-                                              31, 31, 30, 31, 30, 31};
+        static const unsigned char dim[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
         return m == 2 && is_leap(y) ? 29 : dim[m - 1];
 }
 
@@ -250,8 +248,7 @@ void proto_time_format(int64_t ms, char out[PROTO_TIME_LEN + 1])
 }
 
 /* Read exactly `width` decimal digits at s[*pos]. */
-static bool read_digits(const char *s, size_t n, size_t *pos, int width,
-                        unsigned *ret)
+static bool read_digits(const char *s, size_t n, size_t *pos, int width, unsigned *ret)
 {
         unsigned v = 0;
 
@@ -326,8 +323,7 @@ int proto_time_parse(const char *s, size_t n, int64_t *ret_ms)
         } else if (s[pos] == '+' || s[pos] == '-') {
                 sign = s[pos] == '+' ? 1 : -1;
                 pos++;
-                if (!read_digits(s, n, &pos, 2, &oh) ||
-                    !read_char(s, n, &pos, ':') ||
+                if (!read_digits(s, n, &pos, 2, &oh) || !read_char(s, n, &pos, ':') ||
                     !read_digits(s, n, &pos, 2, &om))
                         return -EINVAL;
                 if (oh > 23 || om > 59)
@@ -337,16 +333,15 @@ int proto_time_parse(const char *s, size_t n, int64_t *ret_ms)
         }
         if (pos != n)
                 return -EINVAL;
-        if (mon < 1 || mon > 12 || day < 1 || day > days_in_month(year, mon) ||
-            hour > 23 || min > 59 || sec > 60)
+        if (mon < 1 || mon > 12 || day < 1 || day > days_in_month(year, mon) || hour > 23 ||
+            min > 59 || sec > 60)
                 return -EINVAL;
         if (sec == 60) {
                 sec = 59;
                 frac = 999;
         }
-        ms = days_from_civil(year, mon, day) * MS_PER_DAY +
-             (int64_t)hour * 3600000 + (int64_t)min * 60000 +
-             (int64_t)sec * 1000 + frac;
+        ms = days_from_civil(year, mon, day) * MS_PER_DAY + (int64_t)hour * 3600000 +
+             (int64_t)min * 60000 + (int64_t)sec * 1000 + frac;
         /* Local time = UTC + offset, so UTC = local - offset. */
         ms -= (int64_t)sign * ((int64_t)oh * 60 + om) * 60000;
         if (ms < TIME_MIN_MS || ms > TIME_MAX_MS)
@@ -383,9 +378,8 @@ bool proto_event_id_valid(const char *s, size_t n)
         for (size_t i = 0; i < n; i++) {
                 char c = s[i];
 
-                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                      (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-                      c == ':' || c == '-'))
+                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '.' || c == '_' || c == ':' || c == '-'))
                         return false;
         }
         return true;
@@ -393,8 +387,7 @@ bool proto_event_id_valid(const char *s, size_t n)
 
 /* ---- batch envelope ---- */
 
-int proto_batch_begin(struct proto_buf *b, const char *batch_id,
-                      int64_t sent_at_ms)
+int proto_batch_begin(struct proto_buf *b, const char *batch_id, int64_t sent_at_ms)
 {
         char t[PROTO_TIME_LEN + 1];
         size_t entry;
@@ -428,8 +421,7 @@ fail:
         return r;
 }
 
-int proto_batch_add(struct proto_buf *b, const char *event, size_t n,
-                    bool first)
+int proto_batch_add(struct proto_buf *b, const char *event, size_t n, bool first)
 {
         int r;
 

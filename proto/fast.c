@@ -48,12 +48,12 @@ enum fast_field {
 };
 
 #define FBIT(f) (1u << (f))
-#define TRACK_MEMBERS                                                          \
-        (FBIT(FF_TYPE) | FBIT(FF_USER_ID) | FBIT(FF_EVENT_TYPE) |              \
-         FBIT(FF_OCCURRED_AT) | FBIT(FF_PAYLOAD) | FBIT(FF_EVENT_ID))
-#define IDENTIFY_MEMBERS                                                       \
-        (FBIT(FF_TYPE) | FBIT(FF_USER_ID) | FBIT(FF_TRAITS) |                  \
-         FBIT(FF_OCCURRED_AT) | FBIT(FF_EVENT_ID))
+#define TRACK_MEMBERS                                                                              \
+        (FBIT(FF_TYPE) | FBIT(FF_USER_ID) | FBIT(FF_EVENT_TYPE) | FBIT(FF_OCCURRED_AT) |           \
+         FBIT(FF_PAYLOAD) | FBIT(FF_EVENT_ID))
+#define IDENTIFY_MEMBERS                                                                           \
+        (FBIT(FF_TYPE) | FBIT(FF_USER_ID) | FBIT(FF_TRAITS) | FBIT(FF_OCCURRED_AT) |               \
+         FBIT(FF_EVENT_ID))
 
 struct span {
         const char *p;
@@ -130,8 +130,7 @@ static inline uint64_t word_special(uint64_t w)
         const uint64_t high = UINT64_C(0x8080808080808080);
         uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
 
-        return ((((w - ones * 0x20) | (q - ones) | (b - ones)) & ~w) | w) &
-               high;
+        return ((((w - ones * 0x20) | (q - ones) | (b - ones)) & ~w) | w) & high;
 }
 
 /* Bytes before the first marked one: on little-endian machines the
@@ -207,8 +206,8 @@ static bool scan_int(struct scan *s, char c)
                         s->p++;
         if (s->p - first > FAST_MAX_INT_DIGITS)
                 return false;
-        if (s->p < s->end && ((*s->p >= '0' && *s->p <= '9') || *s->p == '.' ||
-                              *s->p == 'e' || *s->p == 'E'))
+        if (s->p < s->end &&
+            ((*s->p >= '0' && *s->p <= '9') || *s->p == '.' || *s->p == 'e' || *s->p == 'E'))
                 return false;
         return true;
 }
@@ -227,14 +226,10 @@ static bool scan_scalar(struct scan *s, char c)
         struct span str;
 
         switch (c) {
-        case '"':
-                return scan_string(s, &str);
-        case 't':
-                return scan_word(s, "rue", 3);
-        case 'f':
-                return scan_word(s, "alse", 4);
-        case 'n':
-                return scan_word(s, "ull", 3);
+        case '"': return scan_string(s, &str);
+        case 't': return scan_word(s, "rue", 3);
+        case 'f': return scan_word(s, "alse", 4);
+        case 'n': return scan_word(s, "ull", 3);
         default:
                 if (c == '-' || (c >= '0' && c <= '9'))
                         return scan_int(s, c);
@@ -373,8 +368,7 @@ static enum fast_field classify(const struct span *k)
                 if (!memcmp(k->p, "occurred_at", 11))
                         return FF_OCCURRED_AT;
                 break;
-        default:
-                break;
+        default: break;
         }
         return FF_OTHER;
 }
@@ -471,9 +465,8 @@ static char *put_compact(char *w, const struct span *v)
 
 #define LIT(s) s, sizeof(s) - 1
 
-int proto_parse_fast(const char *line, size_t len, size_t max_bytes,
-                     int64_t now_ms, const uint8_t rnd[16],
-                     struct proto_buf *out, struct proto_msg *msg,
+int proto_parse_fast(const char *line, size_t len, size_t max_bytes, int64_t now_ms,
+                     const uint8_t rnd[16], struct proto_buf *out, struct proto_msg *msg,
                      struct proto_error *err)
 {
         struct scan s;
@@ -506,16 +499,14 @@ int proto_parse_fast(const char *line, size_t len, size_t max_bytes,
         if (!(m.seen & FBIT(FF_USER_ID)) || m.v[FF_USER_ID].n < 1 ||
             m.v[FF_USER_ID].n > PROTO_USER_ID_MAX)
                 return PROTO_FAST_UNHANDLED;
-        if (!identify &&
-            (!(m.seen & FBIT(FF_EVENT_TYPE)) || m.v[FF_EVENT_TYPE].n < 1 ||
-             m.v[FF_EVENT_TYPE].n > PROTO_EVENT_TYPE_MAX))
+        if (!identify && (!(m.seen & FBIT(FF_EVENT_TYPE)) || m.v[FF_EVENT_TYPE].n < 1 ||
+                          m.v[FF_EVENT_TYPE].n > PROTO_EVENT_TYPE_MAX))
                 return PROTO_FAST_UNHANDLED;
         if ((m.seen & FBIT(FF_EVENT_ID)) &&
             !proto_event_id_valid(m.v[FF_EVENT_ID].p, m.v[FF_EVENT_ID].n))
                 return PROTO_FAST_UNHANDLED;
         if ((m.seen & FBIT(FF_OCCURRED_AT)) &&
-            proto_time_parse(m.v[FF_OCCURRED_AT].p, m.v[FF_OCCURRED_AT].n,
-                             &at) < 0)
+            proto_time_parse(m.v[FF_OCCURRED_AT].p, m.v[FF_OCCURRED_AT].n, &at) < 0)
                 return PROTO_FAST_UNHANDLED;
 
         /* Accepted: one reservation, then plain copies. Out of memory is

@@ -21,16 +21,14 @@
  * string or absent occurred_at. Returns 0 (accepted, exactly as
  * proto_parse_slow() would have) or PROTO_FAST_UNHANDLED for anything
  * else, including every invalid message; it never rejects. */
-int proto_parse_fast(const char *line, size_t len, size_t max_bytes,
-                     int64_t now_ms, const uint8_t rnd[16],
-                     struct proto_buf *out, struct proto_msg *msg,
+int proto_parse_fast(const char *line, size_t len, size_t max_bytes, int64_t now_ms,
+                     const uint8_t rnd[16], struct proto_buf *out, struct proto_msg *msg,
                      struct proto_error *err);
 
 /* The complete jansson-based parser (proto/parse.c); same contract as
  * proto_parse(). */
-int proto_parse_slow(const char *line, size_t len, size_t max_bytes,
-                     int64_t now_ms, const uint8_t rnd[16],
-                     struct proto_buf *out, struct proto_msg *msg,
+int proto_parse_slow(const char *line, size_t len, size_t max_bytes, int64_t now_ms,
+                     const uint8_t rnd[16], struct proto_buf *out, struct proto_msg *msg,
                      struct proto_error *err);
 
 /* Mark msg as an event; both halves end an accepted event this way. */

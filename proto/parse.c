@@ -67,22 +67,19 @@ static const struct {
         enum proto_op op;
         unsigned allowed;
 } ops[] = {
-        {"ping", PROTO_OP_PING, BIT(F_OP)},
-        {"stats", PROTO_OP_STATS, BIT(F_OP)},
-        {"flush", PROTO_OP_FLUSH, BIT(F_OP) | BIT(F_TIMEOUT_MS)},
-        {"set_user", PROTO_OP_SET_USER,
-         BIT(F_OP) | BIT(F_USER_ID) | BIT(F_USER_ID_SIG)},
-        {"reset_session", PROTO_OP_RESET_SESSION, BIT(F_OP)},
-        {"client_dropped", PROTO_OP_CLIENT_DROPPED,
-         BIT(F_OP) | BIT(F_DROP_COUNT) | BIT(F_PID)},
+        { "ping", PROTO_OP_PING, BIT(F_OP) },
+        { "stats", PROTO_OP_STATS, BIT(F_OP) },
+        { "flush", PROTO_OP_FLUSH, BIT(F_OP) | BIT(F_TIMEOUT_MS) },
+        { "set_user", PROTO_OP_SET_USER, BIT(F_OP) | BIT(F_USER_ID) | BIT(F_USER_ID_SIG) },
+        { "reset_session", PROTO_OP_RESET_SESSION, BIT(F_OP) },
+        { "client_dropped", PROTO_OP_CLIENT_DROPPED, BIT(F_OP) | BIT(F_DROP_COUNT) | BIT(F_PID) },
 };
 
-#define TRACK_FIELDS                                                           \
-        (BIT(F_TYPE) | BIT(F_USER_ID) | BIT(F_EVENT_TYPE) |                    \
-         BIT(F_OCCURRED_AT) | BIT(F_PAYLOAD) | BIT(F_EVENT_ID))
-#define IDENTIFY_FIELDS                                                        \
-        (BIT(F_TYPE) | BIT(F_USER_ID) | BIT(F_TRAITS) | BIT(F_OCCURRED_AT) |  \
+#define TRACK_FIELDS                                                                               \
+        (BIT(F_TYPE) | BIT(F_USER_ID) | BIT(F_EVENT_TYPE) | BIT(F_OCCURRED_AT) | BIT(F_PAYLOAD) |  \
          BIT(F_EVENT_ID))
+#define IDENTIFY_FIELDS                                                                            \
+        (BIT(F_TYPE) | BIT(F_USER_ID) | BIT(F_TRAITS) | BIT(F_OCCURRED_AT) | BIT(F_EVENT_ID))
 
 static enum field classify(const char *key)
 {
@@ -94,11 +91,10 @@ static enum field classify(const char *key)
 
 /* ---- error details ---- */
 
-static int fail(struct proto_error *err, enum proto_reason reason,
-                const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(struct proto_error *err, enum proto_reason reason, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
 
-static int fail(struct proto_error *err, enum proto_reason reason,
-                const char *fmt, ...)
+static int fail(struct proto_error *err, enum proto_reason reason, const char *fmt, ...)
 {
         va_list ap;
 
@@ -172,9 +168,7 @@ static enum proto_reason prescan(const char *s, size_t n)
                         continue;
                 }
                 switch (c) {
-                case '"':
-                        in_str = true;
-                        break;
+                case '"': in_str = true; break;
                 case '{':
                 case '[':
                         if (++depth > PROTO_MAX_DEPTH)
@@ -185,8 +179,7 @@ static enum proto_reason prescan(const char *s, size_t n)
                         if (depth > 0)
                                 depth--;
                         break;
-                default:
-                        break;
+                default: break;
                 }
         }
         return PROTO_OK;
@@ -195,21 +188,14 @@ static enum proto_reason prescan(const char *s, size_t n)
 static enum proto_reason reason_of_jansson(const json_error_t *je)
 {
         switch (json_error_code(je)) {
-        case json_error_invalid_utf8:
-                return PROTO_E_BAD_UTF8;
+        case json_error_invalid_utf8: return PROTO_E_BAD_UTF8;
         case json_error_null_character:
-        case json_error_null_byte_in_key:
-                return PROTO_E_NUL;
-        case json_error_numeric_overflow:
-                return PROTO_E_BAD_NUMBER;
-        case json_error_duplicate_key:
-                return PROTO_E_DUPLICATE_KEY;
-        case json_error_stack_overflow:
-                return PROTO_E_TOO_DEEP;
-        case json_error_out_of_memory:
-                return PROTO_E_NOMEM;
-        default:
-                return PROTO_E_BAD_JSON;
+        case json_error_null_byte_in_key: return PROTO_E_NUL;
+        case json_error_numeric_overflow: return PROTO_E_BAD_NUMBER;
+        case json_error_duplicate_key: return PROTO_E_DUPLICATE_KEY;
+        case json_error_stack_overflow: return PROTO_E_TOO_DEEP;
+        case json_error_out_of_memory: return PROTO_E_NOMEM;
+        default: return PROTO_E_BAD_JSON;
         }
 }
 
@@ -220,8 +206,7 @@ static int put_int(struct proto_buf *b, json_int_t v)
         char tmp[24];
         size_t i = sizeof(tmp);
         /* Through unsigned so INT64_MIN negates without overflow. */
-        unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v
-                                     : (unsigned long long)v;
+        unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
 
         do {
                 tmp[--i] = (char)('0' + u % 10);
@@ -269,7 +254,8 @@ static int put_value(struct proto_buf *b, json_t *v)
                 r = proto_buf_append(b, "{", 1);
                 if (r < 0)
                         return r;
-                json_object_foreach(v, key, item) {
+                json_object_foreach(v, key, item)
+                {
                         if (!first) {
                                 r = proto_buf_append(b, ",", 1);
                                 if (r < 0)
@@ -291,7 +277,8 @@ static int put_value(struct proto_buf *b, json_t *v)
                 r = proto_buf_append(b, "[", 1);
                 if (r < 0)
                         return r;
-                json_array_foreach(v, i, item) {
+                json_array_foreach(v, i, item)
+                {
                         if (i > 0) {
                                 r = proto_buf_append(b, ",", 1);
                                 if (r < 0)
@@ -302,19 +289,12 @@ static int put_value(struct proto_buf *b, json_t *v)
                                 return r;
                 }
                 return proto_buf_append(b, "]", 1);
-        case JSON_STRING:
-                return proto_json_escape(b, json_string_value(v),
-                                         json_string_length(v));
-        case JSON_INTEGER:
-                return put_int(b, json_integer_value(v));
-        case JSON_REAL:
-                return put_real(b, json_real_value(v));
-        case JSON_TRUE:
-                return proto_buf_append(b, "true", 4);
-        case JSON_FALSE:
-                return proto_buf_append(b, "false", 5);
-        case JSON_NULL:
-                return proto_buf_append(b, "null", 4);
+        case JSON_STRING: return proto_json_escape(b, json_string_value(v), json_string_length(v));
+        case JSON_INTEGER: return put_int(b, json_integer_value(v));
+        case JSON_REAL: return put_real(b, json_real_value(v));
+        case JSON_TRUE: return proto_buf_append(b, "true", 4);
+        case JSON_FALSE: return proto_buf_append(b, "false", 5);
+        case JSON_NULL: return proto_buf_append(b, "null", 4);
         }
         return -EINVAL;
 }
@@ -322,28 +302,24 @@ static int put_value(struct proto_buf *b, json_t *v)
 /* ---- field checks ---- */
 
 /* A required or optional string of lo..hi bytes. */
-static int check_string(json_t *v, enum field f, size_t lo, size_t hi,
-                        struct proto_error *err)
+static int check_string(json_t *v, enum field f, size_t lo, size_t hi, struct proto_error *err)
 {
         size_t n;
 
         if (!json_is_string(v))
-                return fail(err, PROTO_E_WRONG_TYPE,
-                            "field \"%s\" must be a string", field_names[f]);
+                return fail(err, PROTO_E_WRONG_TYPE, "field \"%s\" must be a string",
+                            field_names[f]);
         n = json_string_length(v);
         if (n < lo || n > hi)
-                return fail(err, PROTO_E_BAD_LENGTH,
-                            "field \"%s\" must be %zu-%zu bytes, not %zu",
+                return fail(err, PROTO_E_BAD_LENGTH, "field \"%s\" must be %zu-%zu bytes, not %zu",
                             field_names[f], lo, hi, n);
         return 0;
 }
 
-static int check_required_string(json_t *v, enum field f, size_t hi,
-                                 struct proto_error *err)
+static int check_required_string(json_t *v, enum field f, size_t hi, struct proto_error *err)
 {
         if (!v)
-                return fail(err, PROTO_E_MISSING_FIELD,
-                            "missing field \"%s\"", field_names[f]);
+                return fail(err, PROTO_E_MISSING_FIELD, "missing field \"%s\"", field_names[f]);
         return check_string(v, f, 1, hi, err);
 }
 
@@ -376,13 +352,10 @@ static int epoch_to_ms(json_t *v, int64_t *ret_ms, struct proto_error *err)
 
                 /* jansson never yields NaN or inf; the bounds keep the
                  * casts below defined. */
-                if (!(d >= (double)TIME_MIN_MS - 1.0 &&
-                      d <= (double)TIME_MAX_MS + 1.0))
+                if (!(d >= (double)TIME_MIN_MS - 1.0 && d <= (double)TIME_MAX_MS + 1.0))
                         goto range;
                 near = floor_i64(d + 0.5);
-                ms = (d - (double)near < 1e-3 && (double)near - d < 1e-3)
-                             ? near
-                             : floor_i64(d);
+                ms = (d - (double)near < 1e-3 && (double)near - d < 1e-3) ? near : floor_i64(d);
                 if (ms < TIME_MIN_MS || ms > TIME_MAX_MS)
                         goto range;
         }
@@ -393,8 +366,7 @@ range:
                     "occurred_at must be epoch seconds within years 0000-9999");
 }
 
-static int check_time(json_t *v, int64_t now_ms, int64_t *ret_ms,
-                      struct proto_error *err)
+static int check_time(json_t *v, int64_t now_ms, int64_t *ret_ms, struct proto_error *err)
 {
         char shown[FIELD_NAME_SHOW];
 
@@ -408,10 +380,8 @@ static int check_time(json_t *v, int64_t now_ms, int64_t *ret_ms,
                 return fail(err, PROTO_E_WRONG_TYPE,
                             "field \"occurred_at\" must be an RFC 3339 string "
                             "or epoch seconds");
-        if (proto_time_parse(json_string_value(v), json_string_length(v),
-                             ret_ms) < 0) {
-                sanitize(json_string_value(v), json_string_length(v), shown,
-                         sizeof(shown));
+        if (proto_time_parse(json_string_value(v), json_string_length(v), ret_ms) < 0) {
+                sanitize(json_string_value(v), json_string_length(v), shown, sizeof(shown));
                 return fail(err, PROTO_E_BAD_TIMESTAMP,
                             "occurred_at \"%s\" is not an RFC 3339 date-time "
                             "within years 0000-9999",
@@ -425,8 +395,7 @@ static int check_event_id(json_t *v, struct proto_error *err)
         if (!v)
                 return 0;
         if (!json_is_string(v))
-                return fail(err, PROTO_E_WRONG_TYPE,
-                            "field \"event_id\" must be a string");
+                return fail(err, PROTO_E_WRONG_TYPE, "field \"event_id\" must be a string");
         if (!proto_event_id_valid(json_string_value(v), json_string_length(v)))
                 return fail(err, PROTO_E_BAD_EVENT_ID,
                             "event_id must be 1-%d characters of "
@@ -438,27 +407,26 @@ static int check_event_id(json_t *v, struct proto_error *err)
 static int check_object(json_t *v, enum field f, struct proto_error *err)
 {
         if (v && !json_is_object(v))
-                return fail(err, PROTO_E_WRONG_TYPE,
-                            "field \"%s\" must be an object", field_names[f]);
+                return fail(err, PROTO_E_WRONG_TYPE, "field \"%s\" must be an object",
+                            field_names[f]);
         return 0;
 }
 
 /* One pass over the keys: fill slots[] and stop at the first key the
  * message does not have, naming it. */
-static int collect(json_t *root, unsigned allowed, const char *what,
-                   json_t *slots[F_COUNT], struct proto_error *err)
+static int collect(json_t *root, unsigned allowed, const char *what, json_t *slots[F_COUNT],
+                   struct proto_error *err)
 {
         char shown[FIELD_NAME_SHOW];
 
-        for (void *it = json_object_iter(root); it;
-             it = json_object_iter_next(root, it)) {
+        for (void *it = json_object_iter(root); it; it = json_object_iter_next(root, it)) {
                 const char *key = json_object_iter_key(it);
                 enum field f = classify(key);
 
                 if (f == F_UNKNOWN || !(allowed & BIT(f))) {
                         sanitize(key, strlen(key), shown, sizeof(shown));
-                        return fail(err, PROTO_E_UNKNOWN_FIELD,
-                                    "unknown field \"%s\" in %s", shown, what);
+                        return fail(err, PROTO_E_UNKNOWN_FIELD, "unknown field \"%s\" in %s", shown,
+                                    what);
                 }
                 slots[f] = json_object_iter_value(it);
         }
@@ -467,10 +435,9 @@ static int collect(json_t *root, unsigned allowed, const char *what,
 
 /* ---- the two message kinds ---- */
 
-static int parse_op(json_t *root, json_t *opv, struct proto_msg *msg,
-                    struct proto_error *err)
+static int parse_op(json_t *root, json_t *opv, struct proto_msg *msg, struct proto_error *err)
 {
-        json_t *slots[F_COUNT] = {0};
+        json_t *slots[F_COUNT] = { 0 };
         char shown[FIELD_NAME_SHOW];
         const char *name;
         size_t k;
@@ -479,17 +446,14 @@ static int parse_op(json_t *root, json_t *opv, struct proto_msg *msg,
         int r;
 
         if (!json_is_string(opv))
-                return fail(err, PROTO_E_WRONG_TYPE,
-                            "field \"op\" must be a string");
+                return fail(err, PROTO_E_WRONG_TYPE, "field \"op\" must be a string");
         name = json_string_value(opv);
         for (k = 0; k < sizeof(ops) / sizeof(ops[0]); k++)
                 if (!strcmp(name, ops[k].name))
                         break;
         if (k == sizeof(ops) / sizeof(ops[0])) {
-                sanitize(name, json_string_length(opv), shown,
-                         sizeof(shown));
-                return fail(err, PROTO_E_UNKNOWN_OP, "unknown op \"%s\"",
-                            shown);
+                sanitize(name, json_string_length(opv), shown, sizeof(shown));
+                return fail(err, PROTO_E_UNKNOWN_OP, "unknown op \"%s\"", shown);
         }
         r = collect(root, ops[k].allowed, ops[k].name, slots, err);
         if (r < 0)
@@ -501,35 +465,28 @@ static int parse_op(json_t *root, json_t *opv, struct proto_msg *msg,
                                     "field \"timeout_ms\" must be an integer");
                 timeout = json_integer_value(slots[F_TIMEOUT_MS]);
                 if (timeout < 0 || timeout > PROTO_FLUSH_TIMEOUT_MAX_MS)
-                        return fail(err, PROTO_E_BAD_VALUE,
-                                    "timeout_ms must be 0-%d",
+                        return fail(err, PROTO_E_BAD_VALUE, "timeout_ms must be 0-%d",
                                     PROTO_FLUSH_TIMEOUT_MAX_MS);
         }
         if (ops[k].op == PROTO_OP_CLIENT_DROPPED) {
                 if (!slots[F_DROP_COUNT])
-                        return fail(err, PROTO_E_MISSING_FIELD,
-                                    "missing field \"count\"");
+                        return fail(err, PROTO_E_MISSING_FIELD, "missing field \"count\"");
                 if (!json_is_integer(slots[F_DROP_COUNT]))
-                        return fail(err, PROTO_E_WRONG_TYPE,
-                                    "field \"count\" must be an integer");
+                        return fail(err, PROTO_E_WRONG_TYPE, "field \"count\" must be an integer");
                 count = json_integer_value(slots[F_DROP_COUNT]);
                 if (count < 1 || count > PROTO_DROP_COUNT_MAX)
-                        return fail(err, PROTO_E_BAD_VALUE,
-                                    "count must be 1-%lld",
+                        return fail(err, PROTO_E_BAD_VALUE, "count must be 1-%lld",
                                     (long long)PROTO_DROP_COUNT_MAX);
                 if (slots[F_PID] && !json_is_integer(slots[F_PID]))
-                        return fail(err, PROTO_E_WRONG_TYPE,
-                                    "field \"pid\" must be an integer");
+                        return fail(err, PROTO_E_WRONG_TYPE, "field \"pid\" must be an integer");
                 if (slots[F_PID]) {
                         pid = json_integer_value(slots[F_PID]);
                         if (pid < 1 || pid > INT32_MAX)
-                                return fail(err, PROTO_E_BAD_VALUE,
-                                            "pid must be 1-%d", INT32_MAX);
+                                return fail(err, PROTO_E_BAD_VALUE, "pid must be 1-%d", INT32_MAX);
                 }
         }
         if (ops[k].op == PROTO_OP_SET_USER) {
-                r = check_required_string(slots[F_USER_ID], F_USER_ID,
-                                          PROTO_USER_ID_MAX, err);
+                r = check_required_string(slots[F_USER_ID], F_USER_ID, PROTO_USER_ID_MAX, err);
                 if (r < 0)
                         return r;
                 if (slots[F_USER_ID_SIG]) {
@@ -552,11 +509,9 @@ static int parse_op(json_t *root, json_t *opv, struct proto_msg *msg,
         if (ops[k].op == PROTO_OP_SET_USER) {
                 json_t *u = slots[F_USER_ID], *s = slots[F_USER_ID_SIG];
 
-                memcpy(msg->user_id, json_string_value(u),
-                       json_string_length(u) + 1);
+                memcpy(msg->user_id, json_string_value(u), json_string_length(u) + 1);
                 if (s) {
-                        memcpy(msg->user_id_sig, json_string_value(s),
-                               json_string_length(s) + 1);
+                        memcpy(msg->user_id_sig, json_string_value(s), json_string_length(s) + 1);
                         msg->has_sig = true;
                 }
         }
@@ -569,14 +524,13 @@ static int put_field(struct proto_buf *out, const char *lead, json_t *v)
 
         if (r < 0)
                 return r;
-        return proto_json_escape(out, json_string_value(v),
-                                 json_string_length(v));
+        return proto_json_escape(out, json_string_value(v), json_string_length(v));
 }
 
 /* Write the normalised upstream event; the caller restores out->len if
  * this runs out of memory half way. */
-static int emit_event(struct proto_buf *out, json_t *slots[F_COUNT],
-                      bool identify, int64_t at, const uint8_t rnd[16])
+static int emit_event(struct proto_buf *out, json_t *slots[F_COUNT], bool identify, int64_t at,
+                      const uint8_t rnd[16])
 {
         char idbuf[PROTO_UUID_LEN + 1], tbuf[PROTO_TIME_LEN + 1];
         int r;
@@ -597,8 +551,7 @@ static int emit_event(struct proto_buf *out, json_t *slots[F_COUNT],
         if (r < 0)
                 return r;
         if (identify)
-                r = proto_buf_append_str(
-                        out, ",\"event_type\":\"context_identified\"");
+                r = proto_buf_append_str(out, ",\"event_type\":\"context_identified\"");
         else
                 r = put_field(out, ",\"event_type\":", slots[F_EVENT_TYPE]);
         if (r < 0)
@@ -632,11 +585,10 @@ static int emit_event(struct proto_buf *out, json_t *slots[F_COUNT],
         return r;
 }
 
-static int parse_event(json_t *root, json_t *typev, int64_t now_ms,
-                       const uint8_t rnd[16], struct proto_buf *out,
-                       struct proto_msg *msg, struct proto_error *err)
+static int parse_event(json_t *root, json_t *typev, int64_t now_ms, const uint8_t rnd[16],
+                       struct proto_buf *out, struct proto_msg *msg, struct proto_error *err)
 {
-        json_t *slots[F_COUNT] = {0};
+        json_t *slots[F_COUNT] = { 0 };
         char shown[FIELD_NAME_SHOW];
         bool identify = false;
         int64_t at;
@@ -646,14 +598,12 @@ static int parse_event(json_t *root, json_t *typev, int64_t now_ms,
                 const char *t;
 
                 if (!json_is_string(typev))
-                        return fail(err, PROTO_E_WRONG_TYPE,
-                                    "field \"type\" must be a string");
+                        return fail(err, PROTO_E_WRONG_TYPE, "field \"type\" must be a string");
                 t = json_string_value(typev);
                 if (!strcmp(t, "identify")) {
                         identify = true;
                 } else if (strcmp(t, "track") != 0) {
-                        sanitize(t, json_string_length(typev), shown,
-                                 sizeof(shown));
+                        sanitize(t, json_string_length(typev), shown, sizeof(shown));
                         return fail(err, PROTO_E_BAD_TYPE,
                                     "type \"%s\" is neither \"track\" nor "
                                     "\"identify\"",
@@ -665,13 +615,12 @@ static int parse_event(json_t *root, json_t *typev, int64_t now_ms,
         if (r < 0)
                 return r;
 
-        r = check_required_string(slots[F_USER_ID], F_USER_ID,
-                                  PROTO_USER_ID_MAX, err);
+        r = check_required_string(slots[F_USER_ID], F_USER_ID, PROTO_USER_ID_MAX, err);
         if (r < 0)
                 return r;
         if (!identify) {
-                r = check_required_string(slots[F_EVENT_TYPE], F_EVENT_TYPE,
-                                          PROTO_EVENT_TYPE_MAX, err);
+                r = check_required_string(slots[F_EVENT_TYPE], F_EVENT_TYPE, PROTO_EVENT_TYPE_MAX,
+                                          err);
                 if (r < 0)
                         return r;
         }
@@ -681,8 +630,8 @@ static int parse_event(json_t *root, json_t *typev, int64_t now_ms,
         r = check_time(slots[F_OCCURRED_AT], now_ms, &at, err);
         if (r < 0)
                 return r;
-        r = check_object(slots[identify ? F_TRAITS : F_PAYLOAD],
-                         identify ? F_TRAITS : F_PAYLOAD, err);
+        r = check_object(slots[identify ? F_TRAITS : F_PAYLOAD], identify ? F_TRAITS : F_PAYLOAD,
+                         err);
         if (r < 0)
                 return r;
 
@@ -694,9 +643,8 @@ static int parse_event(json_t *root, json_t *typev, int64_t now_ms,
         return 0;
 }
 
-int proto_parse_slow(const char *line, size_t len, size_t max_bytes,
-                     int64_t now_ms, const uint8_t rnd[16],
-                     struct proto_buf *out, struct proto_msg *msg,
+int proto_parse_slow(const char *line, size_t len, size_t max_bytes, int64_t now_ms,
+                     const uint8_t rnd[16], struct proto_buf *out, struct proto_msg *msg,
                      struct proto_error *err)
 {
         size_t entry;
@@ -712,16 +660,15 @@ int proto_parse_slow(const char *line, size_t len, size_t max_bytes,
         entry = out->len;
 
         if (len > max_bytes)
-                return fail(err, PROTO_E_OVERSIZE,
-                            "message of %zu bytes exceeds the limit of %zu",
+                return fail(err, PROTO_E_OVERSIZE, "message of %zu bytes exceeds the limit of %zu",
                             len, max_bytes);
-        while (len > 0 && (line[0] == ' ' || line[0] == '\t' ||
-                           line[0] == '\r' || line[0] == '\n')) {
+        while (len > 0 &&
+               (line[0] == ' ' || line[0] == '\t' || line[0] == '\r' || line[0] == '\n')) {
                 line++;
                 len--;
         }
-        while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t' ||
-                           line[len - 1] == '\r' || line[len - 1] == '\n'))
+        while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t' || line[len - 1] == '\r' ||
+                           line[len - 1] == '\n'))
                 len--;
         if (len == 0)
                 return fail(err, PROTO_E_BAD_JSON, "empty message");
@@ -730,21 +677,17 @@ int proto_parse_slow(const char *line, size_t len, size_t max_bytes,
         if (why == PROTO_E_NUL)
                 return fail(err, why, "raw NUL byte in message");
         if (why == PROTO_E_TOO_DEEP)
-                return fail(err, why, "nesting deeper than %d levels",
-                            PROTO_MAX_DEPTH);
+                return fail(err, why, "nesting deeper than %d levels", PROTO_MAX_DEPTH);
 
-        root = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
-                          &je);
+        root = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
         if (!root) {
                 why = reason_of_jansson(&je);
                 /* jansson quotes input near the error: keep it printable. */
-                sanitize(je.text, strnlen(je.text, sizeof(je.text)), shown,
-                         sizeof(shown));
+                sanitize(je.text, strnlen(je.text, sizeof(je.text)), shown, sizeof(shown));
                 return fail(err, why, "%s at byte %d", shown, je.position);
         }
         if (!json_is_object(root)) {
-                r = fail(err, PROTO_E_NOT_OBJECT,
-                         "message must be a JSON object");
+                r = fail(err, PROTO_E_NOT_OBJECT, "message must be a JSON object");
                 goto out;
         }
 
@@ -752,8 +695,7 @@ int proto_parse_slow(const char *line, size_t len, size_t max_bytes,
         if (opv)
                 r = parse_op(root, opv, msg, err);
         else
-                r = parse_event(root, json_object_get(root, "type"), now_ms,
-                                rnd, out, msg, err);
+                r = parse_event(root, json_object_get(root, "type"), now_ms, rnd, out, msg, err);
         if (r >= 0 && err) {
                 err->reason = PROTO_OK;
                 err->detail[0] = '\0';
@@ -769,15 +711,13 @@ out:
  * declines (touching nothing) whatever it does not handle exactly like
  * the code above; everything else, every rejection included, is done
  * here. */
-int proto_parse(const char *line, size_t len, size_t max_bytes,
-                int64_t now_ms, const uint8_t rnd[16], struct proto_buf *out,
-                struct proto_msg *msg, struct proto_error *err)
+int proto_parse(const char *line, size_t len, size_t max_bytes, int64_t now_ms,
+                const uint8_t rnd[16], struct proto_buf *out, struct proto_msg *msg,
+                struct proto_error *err)
 {
-        int r = proto_parse_fast(line, len, max_bytes, now_ms, rnd, out, msg,
-                                 err);
+        int r = proto_parse_fast(line, len, max_bytes, now_ms, rnd, out, msg, err);
 
         if (r != PROTO_FAST_UNHANDLED)
                 return r;
-        return proto_parse_slow(line, len, max_bytes, now_ms, rnd, out, msg,
-                                err);
+        return proto_parse_slow(line, len, max_bytes, now_ms, rnd, out, msg, err);
 }

@@ -29,10 +29,12 @@
 #define PROTO_UUID_LEN 36             /* 8-4-4-4-12, no NUL */
 #define PROTO_TIME_LEN 24             /* YYYY-MM-DDTHH:MM:SS.mmmZ, no NUL */
 #define PROTO_BATCH_MAX_EVENTS 500    /* upstream limit per request */
-#define PROTO_PACKED_MAX 65536        /* a client packs at most this many
+#define PROTO_PACKED_MAX                                                                           \
+        65536 /* a client packs at most this many
                                          bytes of lines in one datagram
                                          (plus one client_dropped line) */
-#define PROTO_DATAGRAM_MIN 131072     /* smallest max_datagram_bytes: one
+#define PROTO_DATAGRAM_MIN                                                                         \
+        131072                        /* smallest max_datagram_bytes: one
                                          packed datagram always fits */
 #define PROTO_BATCH_MAX_BYTES 1048576 /* upstream limit, uncompressed */
 #define PROTO_FLUSH_TIMEOUT_MS 30000  /* default timeout_ms of op flush */
@@ -83,25 +85,25 @@ bool proto_event_id_valid(const char *s, size_t n);
  * stable strings used in replies and in stats. */
 enum proto_reason {
         PROTO_OK = 0,
-        PROTO_E_BAD_JSON,      /* syntax error, trailing garbage, empty */
-        PROTO_E_NOT_OBJECT,    /* valid JSON but not an object */
-        PROTO_E_BAD_UTF8,      /* invalid UTF-8 */
-        PROTO_E_NUL,           /* \u0000 or a raw NUL byte */
-        PROTO_E_TOO_DEEP,      /* nesting deeper than PROTO_MAX_DEPTH */
-        PROTO_E_BAD_NUMBER,    /* fits neither int64 nor a finite double */
-        PROTO_E_DUPLICATE_KEY, /* the same key twice in one object */
-        PROTO_E_OVERSIZE,      /* longer than max_message_bytes */
-        PROTO_E_MISSING_FIELD, /* a required field is absent */
-        PROTO_E_WRONG_TYPE,    /* a field has the wrong JSON type */
-        PROTO_E_BAD_LENGTH,    /* a string field empty or too long */
-        PROTO_E_UNKNOWN_FIELD, /* a top-level field the message lacks */
-        PROTO_E_BAD_TIMESTAMP, /* occurred_at unparsable or out of range */
-        PROTO_E_BAD_EVENT_ID,  /* event_id not 1-64 of [A-Za-z0-9._:-] */
-        PROTO_E_BAD_TYPE,      /* "type" neither "track" nor "identify" */
-        PROTO_E_UNKNOWN_OP,    /* "op" not one this protocol has */
-        PROTO_E_BAD_VALUE,     /* e.g. timeout_ms out of range */
-        PROTO_E_OP_NOT_ALLOWED,/* set by callers: op not on this socket */
-        PROTO_E_NOMEM,         /* out of memory while parsing */
+        PROTO_E_BAD_JSON,       /* syntax error, trailing garbage, empty */
+        PROTO_E_NOT_OBJECT,     /* valid JSON but not an object */
+        PROTO_E_BAD_UTF8,       /* invalid UTF-8 */
+        PROTO_E_NUL,            /* \u0000 or a raw NUL byte */
+        PROTO_E_TOO_DEEP,       /* nesting deeper than PROTO_MAX_DEPTH */
+        PROTO_E_BAD_NUMBER,     /* fits neither int64 nor a finite double */
+        PROTO_E_DUPLICATE_KEY,  /* the same key twice in one object */
+        PROTO_E_OVERSIZE,       /* longer than max_message_bytes */
+        PROTO_E_MISSING_FIELD,  /* a required field is absent */
+        PROTO_E_WRONG_TYPE,     /* a field has the wrong JSON type */
+        PROTO_E_BAD_LENGTH,     /* a string field empty or too long */
+        PROTO_E_UNKNOWN_FIELD,  /* a top-level field the message lacks */
+        PROTO_E_BAD_TIMESTAMP,  /* occurred_at unparsable or out of range */
+        PROTO_E_BAD_EVENT_ID,   /* event_id not 1-64 of [A-Za-z0-9._:-] */
+        PROTO_E_BAD_TYPE,       /* "type" neither "track" nor "identify" */
+        PROTO_E_UNKNOWN_OP,     /* "op" not one this protocol has */
+        PROTO_E_BAD_VALUE,      /* e.g. timeout_ms out of range */
+        PROTO_E_OP_NOT_ALLOWED, /* set by callers: op not on this socket */
+        PROTO_E_NOMEM,          /* out of memory while parsing */
         PROTO_REASON_COUNT
 };
 
@@ -123,10 +125,10 @@ enum proto_op {
 
 struct proto_msg {
         enum proto_kind kind;
-        enum proto_op op;         /* PROTO_MSG_OP */
-        int64_t timeout_ms;       /* PROTO_OP_FLUSH */
-        uint64_t count;           /* PROTO_OP_CLIENT_DROPPED */
-        int32_t client_pid;       /* its optional self-declared "pid", or 0 */
+        enum proto_op op;                            /* PROTO_MSG_OP */
+        int64_t timeout_ms;                          /* PROTO_OP_FLUSH */
+        uint64_t count;                              /* PROTO_OP_CLIENT_DROPPED */
+        int32_t client_pid;                          /* its optional self-declared "pid", or 0 */
         char user_id[PROTO_USER_ID_MAX + 1];         /* PROTO_OP_SET_USER */
         char user_id_sig[PROTO_USER_ID_SIG_MAX + 1]; /* "" when absent */
         bool has_sig;
@@ -152,24 +154,22 @@ struct proto_error {
  *
  * Returns 0, or -EINVAL with err filled (err->reason says why), or
  * -ENOMEM. On failure out->len is as it was on entry. */
-int proto_parse(const char *line, size_t len, size_t max_bytes,
-                int64_t now_ms, const uint8_t rnd[16], struct proto_buf *out,
-                struct proto_msg *msg, struct proto_error *err);
+int proto_parse(const char *line, size_t len, size_t max_bytes, int64_t now_ms,
+                const uint8_t rnd[16], struct proto_buf *out, struct proto_msg *msg,
+                struct proto_error *err);
 
 /* ---- batch encoding (SPEC section 4) ---- */
 /* {"batch_id":"<uuid>","sent_at":"<time>","events":[ */
-int proto_batch_begin(struct proto_buf *b, const char *batch_id,
-                      int64_t sent_at_ms);
+int proto_batch_begin(struct proto_buf *b, const char *batch_id, int64_t sent_at_ms);
 /* Append one encoded event (as produced by proto_parse); first says
  * whether it is the first of the batch (no comma before it). */
-int proto_batch_add(struct proto_buf *b, const char *event, size_t n,
-                    bool first);
+int proto_batch_add(struct proto_buf *b, const char *event, size_t n, bool first);
 /* ]} */
 int proto_batch_end(struct proto_buf *b);
 /* Bytes the envelope adds around the events: begin + end, and 1 per
  * comma; lets callers size a batch before encoding it. */
-#define PROTO_BATCH_OVERHEAD                                                   \
-        (sizeof("{\"batch_id\":\"\",\"sent_at\":\"\",\"events\":[]}") - 1 +    \
-         PROTO_UUID_LEN + PROTO_TIME_LEN)
+#define PROTO_BATCH_OVERHEAD                                                                       \
+        (sizeof("{\"batch_id\":\"\",\"sent_at\":\"\",\"events\":[]}") - 1 + PROTO_UUID_LEN +       \
+         PROTO_TIME_LEN)
 
 #endif

@@ -19,8 +19,8 @@
 
 #define MAC_LEN 32 /* SHA-256 output */
 
-SEGOPS_EXPORT int segops_sign_user_id(const void *secret, size_t secret_len,
-                                      const char *user_id, char out_hex[65])
+SEGOPS_EXPORT int segops_sign_user_id(const void *secret, size_t secret_len, const char *user_id,
+                                      char out_hex[65])
 {
         static const char hex[] = "0123456789abcdef";
         unsigned char mac[MAC_LEN];

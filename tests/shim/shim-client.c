@@ -77,8 +77,7 @@ static int track_i(const char *type, int t, long i)
 {
         char payload[96];
 
-        snprintf(payload, sizeof(payload), "{\"t\":%d,\"i\":%ld,\"pid\":%d}", t,
-                 i, (int)getpid());
+        snprintf(payload, sizeof(payload), "{\"t\":%d,\"i\":%ld,\"pid\":%d}", t, i, (int)getpid());
         return segops_track(shim, "u1", type, payload);
 }
 
@@ -110,7 +109,7 @@ static int mode_burst(int threads, long n)
         if (threads < 1 || threads > 64)
                 return 2;
         for (i = 0; i < threads; i++) {
-                args[i] = (struct burst_arg){.t = i, .n = n};
+                args[i] = (struct burst_arg){ .t = i, .n = n };
                 pthread_create(&th[i], NULL, burst_thread, &args[i]);
         }
         for (i = 0; i < threads; i++) {
@@ -118,8 +117,7 @@ static int mode_burst(int threads, long n)
                 fails += args[i].fails;
         }
         r = segops_flush(shim, 60000);
-        printf("fails=%ld dropped=%" PRIu64 " flush=%d\n", fails,
-               segops_dropped(shim), r);
+        printf("fails=%ld dropped=%" PRIu64 " flush=%d\n", fails, segops_dropped(shim), r);
         return 0;
 }
 
@@ -143,9 +141,9 @@ static int mode_absent(long n)
                         bad++;
         }
         total = now_s() - t0;
-        printf("absent bad=%ld worst_us=%.1f avg_ns=%.0f dropped=%" PRIu64
-               " flush=%d\n", bad, worst * 1e6, total / (double)n * 1e9,
-               segops_dropped(shim), segops_flush(shim, 1000));
+        printf("absent bad=%ld worst_us=%.1f avg_ns=%.0f dropped=%" PRIu64 " flush=%d\n", bad,
+               worst * 1e6, total / (double)n * 1e9, segops_dropped(shim),
+               segops_flush(shim, 1000));
         wait_for("start");
         /* The next connect attempt is at most 100 ms away. */
         for (i = 0; i < 400 && ok < 10; i++) {
@@ -156,8 +154,7 @@ static int mode_absent(long n)
                         usleep(5000);
         }
         r = segops_flush(shim, 20000);
-        printf("resumed ok=%ld dropped=%" PRIu64 " flush=%d\n", ok,
-               segops_dropped(shim), r);
+        printf("resumed ok=%ld dropped=%" PRIu64 " flush=%d\n", ok, segops_dropped(shim), r);
         return 0;
 }
 
@@ -233,8 +230,7 @@ static int mode_fork(void)
         for (i = 50; i < 100; i++)
                 fails += track_i("parent", 0, i) != 0;
         waitpid(pid, &status, 0);
-        printf("parent fails=%d flush=%d child_exit=%d\n", fails,
-               segops_flush(shim, 20000),
+        printf("parent fails=%d flush=%d child_exit=%d\n", fails, segops_flush(shim, 20000),
                WIFEXITED(status) ? WEXITSTATUS(status) : -1);
         return 0;
 }
@@ -259,10 +255,12 @@ static int mode_forkcpu(long n)
                 getrusage(RUSAGE_SELF, &a);
                 r = segops_flush(shim, 500);
                 getrusage(RUSAGE_SELF, &b);
-                cpu_ms = (b.ru_utime.tv_sec - a.ru_utime.tv_sec +
-                          b.ru_stime.tv_sec - a.ru_stime.tv_sec) * 1000 +
-                         (b.ru_utime.tv_usec - a.ru_utime.tv_usec +
-                          b.ru_stime.tv_usec - a.ru_stime.tv_usec) / 1000;
+                cpu_ms = (b.ru_utime.tv_sec - a.ru_utime.tv_sec + b.ru_stime.tv_sec -
+                          a.ru_stime.tv_sec) *
+                                 1000 +
+                         (b.ru_utime.tv_usec - a.ru_utime.tv_usec + b.ru_stime.tv_usec -
+                          a.ru_stime.tv_usec) /
+                                 1000;
                 printf("child fails=%ld flush=%d cpu_ms=%ld\n", fails, r, cpu_ms);
                 fflush(stdout);
                 /* No close: it would wait 2 s for a ring that cannot drain. */
@@ -301,8 +299,7 @@ static int mode_large(long bytes)
         memcpy(p + 8 + bytes, "\"}", 3);
         r = segops_track(shim, "u1", "large", p);
         r2 = segops_flush(shim, 20000);
-        printf("large r=%d flush=%d dropped=%" PRIu64 "\n", r, r2,
-               segops_dropped(shim));
+        printf("large r=%d flush=%d dropped=%" PRIu64 "\n", r, r2, segops_dropped(shim));
         free(p);
         return 0;
 }
@@ -353,7 +350,7 @@ static int mode_mixed(long n, long bytes)
         if (!p)
                 return 2;
         for (k = 0; k < 4; k++) {
-                args[k] = (struct mixed_arg){.t = k, .big_done = &big_done};
+                args[k] = (struct mixed_arg){ .t = k, .big_done = &big_done };
                 pthread_create(&th[k], NULL, mixed_small, &args[k]);
         }
         for (i = 0; i < n; i++) {
@@ -373,8 +370,8 @@ static int mode_mixed(long n, long bytes)
         }
         r = segops_flush(shim, 60000);
         printf("mixed big_fails=%ld small_fails=%ld small_sent=%ld "
-               "dropped=%" PRIu64 " flush=%d\n", big_fails, small_fails,
-               small_sent, segops_dropped(shim), r);
+               "dropped=%" PRIu64 " flush=%d\n",
+               big_fails, small_fails, small_sent, segops_dropped(shim), r);
         free(p);
         return 0;
 }
@@ -387,8 +384,8 @@ static int mode_ops(void)
         int c = segops_identify(shim, "alice", "{\"plan\":\"pro\"}");
         int d = segops_track(shim, "alice", "after_ops", NULL);
 
-        printf("ops set_user=%d reset=%d identify=%d track=%d flush=%d\n", a, b,
-               c, d, segops_flush(shim, 20000));
+        printf("ops set_user=%d reset=%d identify=%d track=%d flush=%d\n", a, b, c, d,
+               segops_flush(shim, 20000));
         return 0;
 }
 
@@ -404,8 +401,7 @@ static int mode_alloc(long n)
         for (i = 0; i < n; i++)
                 fails += track_i("alloc", 0, i) != 0;
         after = __atomic_load_n(&n_allocs, __ATOMIC_RELAXED);
-        printf("allocs=%lu fails=%ld flush=%d\n", after - before, fails,
-               segops_flush(shim, 20000));
+        printf("allocs=%lu fails=%ld flush=%d\n", after - before, fails, segops_flush(shim, 20000));
         return 0;
 }
 

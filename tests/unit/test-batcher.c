@@ -16,7 +16,7 @@ struct fixture {
         struct daemon d;
         uv_loop_t loop;
         int saved_stdout;
-        FILE *out;   /* what the forwarder printed */
+        FILE *out; /* what the forwarder printed */
         char path[64];
 };
 
@@ -66,8 +66,10 @@ static void teardown(struct fixture *fx)
 static void push(struct fixture *fx, int i)
 {
         char ev[128];
-        int n = snprintf(ev, sizeof(ev), "{\"event_id\":\"e%d\",\"user_id\":\"u\",\"event_type\":\"t\","
-                                         "\"occurred_at\":\"2026-01-01T00:00:00.000Z\",\"payload\":{}}", i);
+        int n = snprintf(ev, sizeof(ev),
+                         "{\"event_id\":\"e%d\",\"user_id\":\"u\",\"event_type\":\"t\","
+                         "\"occurred_at\":\"2026-01-01T00:00:00.000Z\",\"payload\":{}}",
+                         i);
 
         ck_assert_int_eq(q_push(&fx->d.queue, ev, (size_t)n), 0);
 }
@@ -109,7 +111,8 @@ static int read_batches(struct fixture *fx, int *sizes, int max, int *first_id)
                 ck_assert(json_is_string(json_object_get(j, "sent_at")));
                 sizes[n] = (int)json_array_size(evs);
                 if (first_id) {
-                        const char *id = json_string_value(json_object_get(json_array_get(evs, 0), "event_id"));
+                        const char *id = json_string_value(
+                                json_object_get(json_array_get(evs, 0), "event_id"));
                         first_id[n] = atoi(id + 1);
                 }
                 n++;
@@ -204,7 +207,7 @@ static void on_flush(void *ud, int result, uint64_t flushed, uint64_t dropped, u
 START_TEST(test_flush_sends_partial_batch_now)
 {
         struct fixture fx;
-        struct flush_result r = {0};
+        struct flush_result r = { 0 };
         int sizes[4];
 
         setup(&fx, 20, 1048576, 3600); /* the interval never fires */
@@ -226,7 +229,7 @@ END_TEST
 START_TEST(test_flush_with_nothing_held_answers_at_once)
 {
         struct fixture fx;
-        struct flush_result r = {0};
+        struct flush_result r = { 0 };
 
         setup(&fx, 20, 1048576, 3600);
         ck_assert_ptr_null(batcher_flush(&fx.d.batcher, 5000, on_flush, &r));

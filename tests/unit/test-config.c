@@ -184,9 +184,9 @@ START_TEST(test_full_file)
         ck_assert_int_eq(cfg_validate(&c, err, sizeof(err)), 0);
 
         /* Loading again over a loaded config replaces its strings. */
-        r = cfg_load(&c, write_file("u.conf",
-                                    "[upstream]\napi_url = stdout\n"
-                                    "ca_file =\n[buffer]\nspool_dir =\n"),
+        r = cfg_load(&c,
+                     write_file("u.conf", "[upstream]\napi_url = stdout\n"
+                                          "ca_file =\n[buffer]\nspool_dir =\n"),
                      err, sizeof(err));
         ck_assert_msg(r == 0, "%s", err);
         ck_assert_str_eq(c.api_url, "stdout");
@@ -278,16 +278,14 @@ START_TEST(test_bad_values)
                 int r;
 
                 /* The bad key sits on line 5, after a valid one. */
-                snprintf(content, sizeof(content),
-                         "; line 1\n[%s]\n\n; line 4\n%s = %s\n",
+                snprintf(content, sizeof(content), "; line 1\n[%s]\n\n; line 4\n%s = %s\n",
                          b->section, b->key, b->value);
                 r = load(&c, content, err, sizeof(err));
-                ck_assert_msg(r == -EINVAL, "%s = '%s': r=%d err=%s", b->key,
-                              b->value, r, err);
-                snprintf(want, sizeof(want), "%s:5: [%s] %s: ",
-                         tpath("t.conf"), b->section, b->key);
-                ck_assert_msg(strncmp(err, want, strlen(want)) == 0,
-                              "want prefix '%s', got '%s'", want, err);
+                ck_assert_msg(r == -EINVAL, "%s = '%s': r=%d err=%s", b->key, b->value, r, err);
+                snprintf(want, sizeof(want), "%s:5: [%s] %s: ", tpath("t.conf"), b->section,
+                         b->key);
+                ck_assert_msg(strncmp(err, want, strlen(want)) == 0, "want prefix '%s', got '%s'",
+                              want, err);
                 snprintf(got, sizeof(got), "(got '%.60s", b->value);
                 ck_assert_msg(strstr(err, got), "no '%s' in '%s'", got, err);
                 /* A failed load leaves the defaults alone. */
@@ -308,8 +306,7 @@ static void expect_error(const char *content, const char *want_suffix)
         r = load(&c, content, err, sizeof(err));
         ck_assert_msg(r == -EINVAL, "r=%d for:\n%s", r, content);
         snprintf(want, sizeof(want), "%s:%s", tpath("t.conf"), want_suffix);
-        ck_assert_msg(strcmp(err, want) == 0, "want '%s'\n got '%s'", want,
-                      err);
+        ck_assert_msg(strcmp(err, want) == 0, "want '%s'\n got '%s'", want, err);
         cfg_free(&c);
 }
 
@@ -320,10 +317,8 @@ START_TEST(test_unknown_and_duplicate)
         expect_error("[upstream]\napi_url = stdout\n[bacth]\nbatch_size = 2\n",
                      "3: unknown section [bacth]");
         /* A section with no keys is still checked. */
-        expect_error("[upstream]\napi_url = stdout\n[extra]\n",
-                     "3: unknown section [extra]");
-        expect_error("api_url = stdout\n",
-                     "1: key 'api_url' is outside any section");
+        expect_error("[upstream]\napi_url = stdout\n[extra]\n", "3: unknown section [extra]");
+        expect_error("api_url = stdout\n", "1: key 'api_url' is outside any section");
         expect_error("[upstream]\ntimeout = 5\ncompression = none\n"
                      "timeout = 6\n",
                      "4: [upstream] timeout: set more than once (first on "
@@ -351,7 +346,7 @@ START_TEST(test_unknown_and_duplicate)
                 memcpy(content + sizeof(content) - 11, "\ntimeout 5\n", 11);
                 content[sizeof(content) - 1] = '\0';
                 expect_error(content, "2: line is longer than 197 characters "
-                             "or contains a NUL byte");
+                                      "or contains a NUL byte");
         }
         unlink(tpath("t.conf"));
 }
@@ -367,8 +362,7 @@ START_TEST(test_file_errors)
         cfg_defaults(&c);
         r = cfg_load(&c, p, err, sizeof(err));
         ck_assert_int_eq(r, -ENOENT);
-        snprintf(want, sizeof(want), "%s: cannot open: %s", p,
-                 strerror(ENOENT));
+        snprintf(want, sizeof(want), "%s: cannot open: %s", p, strerror(ENOENT));
         ck_assert_str_eq(err, want);
 
         r = cfg_load(&c, tmpdir, err, sizeof(err));
@@ -420,16 +414,14 @@ START_TEST(test_sizes)
         ck_assert_int_eq(cfg_parse_size("1iB", &n), -EINVAL);
         ck_assert_int_eq(cfg_parse_size("1MBB", &n), -EINVAL);
         ck_assert_int_eq(cfg_parse_size("1T", &n), -EINVAL);
-        ck_assert_int_eq(cfg_parse_size("18446744073709551616", &n),
-                         -ERANGE);
+        ck_assert_int_eq(cfg_parse_size("18446744073709551616", &n), -ERANGE);
         ck_assert_int_eq(cfg_parse_size("17179869184G", &n), -ERANGE);
         ck_assert_int_eq(cfg_parse_size("18014398509481984K", &n), -ERANGE);
         ck_assert_uint_eq(n, 7);
         ck_assert_int_eq(cfg_parse_size(NULL, &n), -EINVAL);
         ck_assert_int_eq(cfg_parse_size("1", NULL), -EINVAL);
         if (SIZE_MAX == UINT64_MAX) {
-                ck_assert_int_eq(cfg_parse_size("18446744073709551615", &n),
-                                 0);
+                ck_assert_int_eq(cfg_parse_size("18446744073709551615", &n), 0);
                 ck_assert_uint_eq(n, SIZE_MAX);
         }
 }
@@ -441,18 +433,15 @@ START_TEST(test_socket_mode)
                 const char *text;
                 unsigned mode;
         } ok[] = {
-                { "0660", 0660 }, { "600", 0600 }, { "0", 0 },
-                { "0777", 0777 }, { "0007", 07 },
+                { "0660", 0660 }, { "600", 0600 }, { "0", 0 }, { "0777", 0777 }, { "0007", 07 },
         };
         char content[128], err[512];
         struct cfg c;
         size_t i;
 
         for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
-                snprintf(content, sizeof(content),
-                         "[listen]\nsocket_mode = %s\n", ok[i].text);
-                ck_assert_msg(load(&c, content, err, sizeof(err)) == 0, "%s",
-                              err);
+                snprintf(content, sizeof(content), "[listen]\nsocket_mode = %s\n", ok[i].text);
+                ck_assert_msg(load(&c, content, err, sizeof(err)) == 0, "%s", err);
                 ck_assert_uint_eq(c.socket_mode, ok[i].mode);
                 cfg_free(&c);
         }
@@ -471,22 +460,21 @@ START_TEST(test_validate)
 
         c.max_memory = 1048576; /* twice max_batch_bytes is 2M */
         ck_assert_int_eq(cfg_validate(&c, err, sizeof(err)), -EINVAL);
-        ck_assert_msg(strstr(err, "max_memory must be at least twice"), "%s",
-                      err);
+        ck_assert_msg(strstr(err, "max_memory must be at least twice"), "%s", err);
         c.max_batch_bytes = 512 * 1024;
         ck_assert_int_eq(cfg_validate(&c, err, sizeof(err)), 0);
 
         c.backoff_initial = 61;
         ck_assert_int_eq(cfg_validate(&c, err, sizeof(err)), -EINVAL);
         ck_assert_msg(strstr(err, "backoff_initial must not exceed "
-                             "backoff_max"), "%s", err);
+                                  "backoff_max"),
+                      "%s", err);
         c.backoff_initial = 60;
         ck_assert_int_eq(cfg_validate(&c, err, sizeof(err)), 0);
 
         c.max_message_bytes = 1048576;
         ck_assert_int_eq(cfg_validate(&c, err, sizeof(err)), -EINVAL);
-        ck_assert_msg(strstr(err, "max_message_bytes must not exceed"), "%s",
-                      err);
+        ck_assert_msg(strstr(err, "max_message_bytes must not exceed"), "%s", err);
         c.max_message_bytes = 65536;
 
         c.control_socket = c.events_socket;
@@ -520,8 +508,7 @@ static void load_and_key(const char *content, char *err, size_t errlen)
 
 START_TEST(test_secret_never_shown)
 {
-        char long_key[700], long_line[400], wrong_prefix[64],
-                with_space[64];
+        char long_key[700], long_line[400], wrong_prefix[64], with_space[64];
         char content[1200], err[2048];
         const char *contents[24];
         size_t n = 0, i;
@@ -531,14 +518,12 @@ START_TEST(test_secret_never_shown)
         memcpy(long_key, SECRET, strlen(SECRET));
         long_key[sizeof(long_key) - 1] = '\0';
         memset(long_line, 'k', sizeof(long_line));
-        memcpy(long_line, "[upstream]\napi_key = " SECRET,
-               strlen("[upstream]\napi_key = " SECRET));
+        memcpy(long_line, "[upstream]\napi_key = " SECRET, strlen("[upstream]\napi_key = " SECRET));
         long_line[sizeof(long_line) - 1] = '\0';
         snprintf(wrong_prefix, sizeof(wrong_prefix), "xk_%s", SECRET_CORE);
         snprintf(with_space, sizeof(with_space), "%s tail", SECRET);
 
-        contents[n++] = "[upstream]\napi_key = " SECRET "\napi_key = " SECRET
-                        "\n";
+        contents[n++] = "[upstream]\napi_key = " SECRET "\napi_key = " SECRET "\n";
         contents[n++] = "[upstream]\napi_key = " SECRET "\n  " SECRET "\n";
         contents[n++] = "[batch]\napi_key = " SECRET "\n";
         contents[n++] = "[bogus]\napi_key = " SECRET "\n";
@@ -551,14 +536,12 @@ START_TEST(test_secret_never_shown)
         contents[n++] = "[buffer]\nmax_memory = " SECRET "\n";
         contents[n++] = long_line;
         /* pasted into api_key_file: shown redacted, not as a file name */
-        contents[n++] = "[upstream]\napi_url = stdout\napi_key_file = " SECRET
-                        "\n";
+        contents[n++] = "[upstream]\napi_url = stdout\napi_key_file = " SECRET "\n";
 
         for (i = 0; i < n; i++) {
                 load_and_key(contents[i], err, sizeof(err));
                 ck_assert_msg(err[0] != '\0', "no error for case %zu", i);
-                ck_assert_msg(!strstr(err, SECRET_CORE),
-                              "case %zu leaks the key: %s", i, err);
+                ck_assert_msg(!strstr(err, SECRET_CORE), "case %zu leaks the key: %s", i, err);
         }
 
         /* Bad keys, inline and from a file. */
@@ -569,24 +552,23 @@ START_TEST(test_secret_never_shown)
                 for (i = 0; i < 3; i++) {
                         snprintf(content, sizeof(content),
                                  "[upstream]\napi_url = stdout\n"
-                                 "api_key = %s\n", bad[i]);
+                                 "api_key = %s\n",
+                                 bad[i]);
                         load_and_key(content, err, sizeof(err));
                         /* the long key is refused as a long line */
-                        ck_assert_msg(strstr(err, i < 2 ?
-                                             ":3: [upstream] api_key: " :
-                                             ":3: line is longer"),
+                        ck_assert_msg(strstr(err, i < 2 ? ":3: [upstream] api_key: "
+                                                        : ":3: line is longer"),
                                       "%s", err);
-                        ck_assert_msg(!strstr(err, SECRET_CORE),
-                                      "inline %zu leaks: %s", i, err);
+                        ck_assert_msg(!strstr(err, SECRET_CORE), "inline %zu leaks: %s", i, err);
 
                         write_file("bad_key", bad[i]);
                         snprintf(content, sizeof(content),
                                  "[upstream]\napi_url = stdout\n"
-                                 "api_key_file = %s\n", keyfile);
+                                 "api_key_file = %s\n",
+                                 keyfile);
                         load_and_key(content, err, sizeof(err));
                         ck_assert_msg(strstr(err, keyfile), "%s", err);
-                        ck_assert_msg(!strstr(err, SECRET_CORE),
-                                      "file %zu leaks: %s", i, err);
+                        ck_assert_msg(!strstr(err, SECRET_CORE), "file %zu leaks: %s", i, err);
                 }
                 unlink(keyfile);
         }
@@ -604,26 +586,24 @@ START_TEST(test_key_lookup_order)
         snprintf(credir, sizeof(credir), "%s", tpath("creds"));
         ck_assert_int_eq(mkdir(credir, 0700), 0);
         write_file("creds/api_key", "sk_fromcredentials1\n");
-        snprintf(keyfile, sizeof(keyfile), "%s",
-                 write_file("keyfile", "pk_fromkeyfile2 \n\n\t"));
+        snprintf(keyfile, sizeof(keyfile), "%s", write_file("keyfile", "pk_fromkeyfile2 \n\n\t"));
         snprintf(content, sizeof(content),
                  "[upstream]\napi_url = https://x.example\n"
-                 "api_key_file = %s\napi_key = sk_inlinekey3\n", keyfile);
+                 "api_key_file = %s\napi_key = sk_inlinekey3\n",
+                 keyfile);
         ck_assert_msg(load(&c, content, err, sizeof(err)) == 0, "%s", err);
         ck_assert_uint_eq(c.api_key_line, 4);
 
         /* 1: the systemd credential wins */
         ck_assert_int_eq(setenv("CREDENTIALS_DIRECTORY", credir, 1), 0);
-        ck_assert_msg(cfg_load_key(&c, &key, err, sizeof(err)) == 0, "%s",
-                      err);
+        ck_assert_msg(cfg_load_key(&c, &key, err, sizeof(err)) == 0, "%s", err);
         ck_assert_str_eq(key, "sk_fromcredentials1");
         free(key);
         key = NULL;
 
         /* 2: a credentials directory without api_key falls through */
         unlink(tpath("creds/api_key"));
-        ck_assert_msg(cfg_load_key(&c, &key, err, sizeof(err)) == 0, "%s",
-                      err);
+        ck_assert_msg(cfg_load_key(&c, &key, err, sizeof(err)) == 0, "%s", err);
         ck_assert_str_eq(key, "pk_fromkeyfile2"); /* white space stripped */
         free(key);
         key = NULL;
@@ -633,8 +613,7 @@ START_TEST(test_key_lookup_order)
         /* 3: then the inline key */
         free(c.api_key_file);
         c.api_key_file = NULL;
-        ck_assert_msg(cfg_load_key(&c, &key, err, sizeof(err)) == 0, "%s",
-                      err);
+        ck_assert_msg(cfg_load_key(&c, &key, err, sizeof(err)) == 0, "%s", err);
         ck_assert_str_eq(key, "sk_inlinekey3");
         free(key);
         key = NULL;
@@ -663,21 +642,29 @@ START_TEST(test_bad_key)
         char *key = NULL;
         struct cfg c;
 
-        ck_assert_int_eq(load(&c, "[upstream]\napi_url = stdout\n\n"
-                              "api_key = ak_1234567890\n", err, sizeof(err)),
+        ck_assert_int_eq(load(&c,
+                              "[upstream]\napi_url = stdout\n\n"
+                              "api_key = ak_1234567890\n",
+                              err, sizeof(err)),
                          0);
         ck_assert_int_eq(cfg_load_key(&c, &key, err, sizeof(err)), -EINVAL);
         ck_assert_ptr_null(key);
-        snprintf(want, sizeof(want), "%s:4: [upstream] api_key: API key must "
-                 "start with sk_ or pk_ (value not shown)", tpath("t.conf"));
+        snprintf(want, sizeof(want),
+                 "%s:4: [upstream] api_key: API key must "
+                 "start with sk_ or pk_ (value not shown)",
+                 tpath("t.conf"));
         ck_assert_str_eq(err, want);
         cfg_free(&c);
 
-        ck_assert_int_eq(load(&c, "[upstream]\napi_url = stdout\n"
-                              "api_key = sk_1234\n", err, sizeof(err)), 0);
+        ck_assert_int_eq(load(&c,
+                              "[upstream]\napi_url = stdout\n"
+                              "api_key = sk_1234\n",
+                              err, sizeof(err)),
+                         0);
         ck_assert_int_eq(cfg_load_key(&c, &key, err, sizeof(err)), -EINVAL);
         ck_assert_msg(strstr(err, "must be 8 to 512 characters long (got 7: "
-                             "sk_\xe2\x80\xa6)"), "%s", err);
+                                  "sk_\xe2\x80\xa6)"),
+                      "%s", err);
         cfg_free(&c);
         unlink(tpath("t.conf"));
 }
@@ -694,12 +681,15 @@ START_TEST(test_unreadable_key_file)
         /* Set but missing is an error, not a fall-through to api_key. */
         snprintf(content, sizeof(content),
                  "[upstream]\napi_url = https://x.example\n"
-                 "api_key_file = %s\napi_key = sk_inlinekey3\n", keyfile);
+                 "api_key_file = %s\napi_key = sk_inlinekey3\n",
+                 keyfile);
         ck_assert_msg(load(&c, content, err, sizeof(err)) == 0, "%s", err);
         ck_assert_int_eq(cfg_load_key(&c, &key, err, sizeof(err)), -ENOENT);
         ck_assert_ptr_null(key);
-        snprintf(want, sizeof(want), "%s (api_key_file): cannot read API key "
-                 "file: %s", keyfile, strerror(ENOENT));
+        snprintf(want, sizeof(want),
+                 "%s (api_key_file): cannot read API key "
+                 "file: %s",
+                 keyfile, strerror(ENOENT));
         ck_assert_str_eq(err, want);
 
         /* A directory is not a key file. */
@@ -715,8 +705,7 @@ START_TEST(test_unreadable_key_file)
                 ck_assert_int_eq(chmod(p, 0), 0);
                 free(c.api_key_file);
                 c.api_key_file = strdup(p);
-                ck_assert_int_eq(cfg_load_key(&c, &key, err, sizeof(err)),
-                                 -EACCES);
+                ck_assert_int_eq(cfg_load_key(&c, &key, err, sizeof(err)), -EACCES);
                 ck_assert_msg(strstr(err, strerror(EACCES)), "%s", err);
                 unlink(p);
         }
@@ -738,9 +727,11 @@ START_TEST(test_redact)
         char out[64];
 
         cfg_redact_key("sk_abcdefghijkl1234", out, sizeof(out));
-        ck_assert_str_eq(out, "sk_\xe2\x80\xa6" "1234");
+        ck_assert_str_eq(out, "sk_\xe2\x80\xa6"
+                              "1234");
         cfg_redact_key("pk_abcdefgh9876", out, sizeof(out));
-        ck_assert_str_eq(out, "pk_\xe2\x80\xa6" "9876");
+        ck_assert_str_eq(out, "pk_\xe2\x80\xa6"
+                              "9876");
         cfg_redact_key("pk_short", out, sizeof(out));
         ck_assert_str_eq(out, "pk_\xe2\x80\xa6");
         cfg_redact_key("sk_12345678", out, sizeof(out)); /* 11 chars */
@@ -764,9 +755,9 @@ static Suite *config_suite(void)
         Suite *s = suite_create("config");
         TCase *tc;
 
-#define CASE(name)                                      \
-        tc = tcase_create(#name);                       \
-        tcase_add_test(tc, name);                       \
+#define CASE(name)                                                                                 \
+        tc = tcase_create(#name);                                                                  \
+        tcase_add_test(tc, name);                                                                  \
         suite_add_tcase(s, tc)
 
         CASE(test_defaults);
@@ -800,8 +791,7 @@ static void remove_tree(const char *dir, int depth)
                 char p[PATH_MAX];
                 struct stat sb;
 
-                if (strcmp(e->d_name, ".") == 0 ||
-                    strcmp(e->d_name, "..") == 0)
+                if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
                         continue;
                 snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
                 if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode) && depth > 0)
@@ -819,8 +809,7 @@ int main(void)
         SRunner *sr;
         int failed;
 
-        snprintf(tmpdir, sizeof(tmpdir), "%s/test-config.XXXXXX",
-                 base && *base ? base : "/tmp");
+        snprintf(tmpdir, sizeof(tmpdir), "%s/test-config.XXXXXX", base && *base ? base : "/tmp");
         if (!mkdtemp(tmpdir)) {
                 perror("mkdtemp");
                 return 1;

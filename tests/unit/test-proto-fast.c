@@ -25,8 +25,7 @@
 #define MAX_INPUT 4096 /* generated and mutated inputs stay below this */
 #define MUTATIONS 30000
 
-static const uint8_t rnd[16] = {0xde, 1, 2,  3,  4,  5,  6,  7,
-                                8,    9, 10, 11, 12, 13, 14, 0xff};
+static const uint8_t rnd[16] = { 0xde, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 0xff };
 
 #define X16 "xxxxxxxxxxxxxxxx"
 #define X64 X16 X16 X16 X16
@@ -72,8 +71,7 @@ static const char *shown(const char *s, size_t n)
                 if (c >= 0x20 && c < 0x7f && c != '\\')
                         buf[o++] = (char)c;
                 else
-                        o += (size_t)snprintf(buf + o, sizeof(buf) - o,
-                                              "\\x%02x", c);
+                        o += (size_t)snprintf(buf + o, sizeof(buf) - o, "\\x%02x", c);
         }
         buf[o] = '\0';
         return buf;
@@ -86,46 +84,39 @@ struct run {
         struct proto_error err;
 };
 
-typedef int (*parse_fn)(const char *, size_t, size_t, int64_t,
-                        const uint8_t *, struct proto_buf *,
+typedef int (*parse_fn)(const char *, size_t, size_t, int64_t, const uint8_t *, struct proto_buf *,
                         struct proto_msg *, struct proto_error *);
 
 /* Run one parser from a known state: PREFIX already in out, msg and err
  * filled with a pattern, so "untouched" and "the same" are memcmp. */
-static void run_one(parse_fn fn, const char *in, size_t len, size_t max,
-                    bool with_err, struct run *ru)
+static void run_one(parse_fn fn, const char *in, size_t len, size_t max, bool with_err,
+                    struct run *ru)
 {
         memset(&ru->out, 0, sizeof(ru->out));
         ck_assert_int_eq(proto_buf_append_str(&ru->out, PREFIX), 0);
         memset(&ru->msg, 0xa5, sizeof(ru->msg));
         memset(&ru->err, 0x5a, sizeof(ru->err));
-        ru->r = fn(in, len, max, NOW_MS, rnd, &ru->out, &ru->msg,
-                   with_err ? &ru->err : NULL);
+        ru->r = fn(in, len, max, NOW_MS, rnd, &ru->out, &ru->msg, with_err ? &ru->err : NULL);
 }
 
-static void assert_same(const struct run *a, const struct run *b,
-                        const char *what, const char *in, size_t len)
+static void assert_same(const struct run *a, const struct run *b, const char *what, const char *in,
+                        size_t len)
 {
-        ck_assert_msg(a->r == b->r, "%s: return %d vs %d for %s", what, a->r,
-                      b->r, shown(in, len));
-        ck_assert_msg(a->out.len == b->out.len &&
-                              !memcmp(a->out.data, b->out.data, a->out.len),
-                      "%s: output differs for %s:\n%.*s\n%.*s", what,
-                      shown(in, len), (int)a->out.len, a->out.data,
-                      (int)b->out.len, b->out.data);
-        ck_assert_msg(!memcmp(&a->msg, &b->msg, sizeof(a->msg)),
-                      "%s: msg differs for %s", what, shown(in, len));
+        ck_assert_msg(a->r == b->r, "%s: return %d vs %d for %s", what, a->r, b->r, shown(in, len));
+        ck_assert_msg(a->out.len == b->out.len && !memcmp(a->out.data, b->out.data, a->out.len),
+                      "%s: output differs for %s:\n%.*s\n%.*s", what, shown(in, len),
+                      (int)a->out.len, a->out.data, (int)b->out.len, b->out.data);
+        ck_assert_msg(!memcmp(&a->msg, &b->msg, sizeof(a->msg)), "%s: msg differs for %s", what,
+                      shown(in, len));
         ck_assert_msg(a->err.reason == b->err.reason &&
-                              !memcmp(a->err.detail, b->err.detail,
-                                      sizeof(a->err.detail)),
-                      "%s: err differs for %s: %s vs %s", what,
-                      shown(in, len), a->err.detail, b->err.detail);
+                              !memcmp(a->err.detail, b->err.detail, sizeof(a->err.detail)),
+                      "%s: err differs for %s: %s vs %s", what, shown(in, len), a->err.detail,
+                      b->err.detail);
 }
 
 /* Compare fast, slow and proto_parse on one input; true when the fast
  * path handled it. */
-static bool diff_max(const char *in, size_t len, size_t max, bool with_err,
-                     struct stats *st)
+static bool diff_max(const char *in, size_t len, size_t max, bool with_err, struct stats *st)
 {
         struct run fast, slow, full;
         struct proto_msg pristine_msg;
@@ -143,22 +134,17 @@ static bool diff_max(const char *in, size_t len, size_t max, bool with_err,
 
         handled = fast.r != PROTO_FAST_UNHANDLED;
         if (handled) {
-                ck_assert_msg(fast.r == 0, "fast path returned %d for %s",
-                              fast.r, shown(in, len));
+                ck_assert_msg(fast.r == 0, "fast path returned %d for %s", fast.r, shown(in, len));
                 assert_same(&fast, &slow, "fast vs slow", in, len);
         } else {
                 memset(&pristine_msg, 0xa5, sizeof(pristine_msg));
                 memset(&pristine_err, 0x5a, sizeof(pristine_err));
                 ck_assert_msg(fast.out.len == strlen(PREFIX) &&
-                                      !memcmp(fast.out.data, PREFIX,
-                                              strlen(PREFIX)),
+                                      !memcmp(fast.out.data, PREFIX, strlen(PREFIX)),
                               "declined but wrote out for %s", shown(in, len));
-                ck_assert_msg(!memcmp(&fast.msg, &pristine_msg,
-                                      sizeof(pristine_msg)) &&
-                                      !memcmp(&fast.err, &pristine_err,
-                                              sizeof(pristine_err)),
-                              "declined but touched msg/err for %s",
-                              shown(in, len));
+                ck_assert_msg(!memcmp(&fast.msg, &pristine_msg, sizeof(pristine_msg)) &&
+                                      !memcmp(&fast.err, &pristine_err, sizeof(pristine_err)),
+                              "declined but touched msg/err for %s", shown(in, len));
         }
         assert_same(&full, &slow, "proto_parse vs slow", in, len);
         /* On failure the slow path leaves out as it found it. */
@@ -226,8 +212,7 @@ static const char *const must_handle[] = {
         "{\"b\":null}]}}",
         /* lengths at their limits */
         "{\"user_id\":\"" X256 "\",\"event_type\":\"" X128 "\"}",
-        "{\"user_id\":\"u\",\"event_type\":\"" X64 "\xc3\xa9" X16 X16 X16
-        "xxxxxxxxxxxxxx\"}",
+        "{\"user_id\":\"u\",\"event_type\":\"" X64 "\xc3\xa9" X16 X16 X16 "xxxxxxxxxxxxxx\"}",
         /* every value type, nesting, empty containers */
         PL("{}"),
         PL("{\"a\":[]}"),
@@ -293,9 +278,24 @@ static const char *const valid_other[] = {
 /* Hostile and broken messages: both must agree (the fast path declines
  * each, or the diff fails). */
 static const char *const hostile[] = {
-        "", " ", "\r", "{", "}", "[]", "{}", "null", "true", "1", "\"x\"",
-        "{\"user_id\":\"u1\"", EV("") " x", EV("") "{}", EV("") ",",
-        EV("") "\n" EV(""), "{\"user_id\":\"u1\",}", "{,\"user_id\":\"u1\"}",
+        "",
+        " ",
+        "\r",
+        "{",
+        "}",
+        "[]",
+        "{}",
+        "null",
+        "true",
+        "1",
+        "\"x\"",
+        "{\"user_id\":\"u1\"",
+        EV("") " x",
+        EV("") "{}",
+        EV("") ",",
+        EV("") "\n" EV(""),
+        "{\"user_id\":\"u1\",}",
+        "{,\"user_id\":\"u1\"}",
         "{\"user_id\":\"u1\",,\"event_type\":\"e\"}",
         "{\"user_id\" \"u1\",\"event_type\":\"e\"}",
         "{\"user_id\"::\"u1\",\"event_type\":\"e\"}",
@@ -306,24 +306,57 @@ static const char *const hostile[] = {
         "{\"user_id\":\"u1\",\"event_type\":e}",
         "[" EV("") "]",
         "\xef\xbb\xbf" EV(""), /* a BOM is not whitespace */
-        "\x0b" EV(""), "\x0c" EV(""), "\xc2\xa0" EV(""),
-        PL("{\"n\":NaN}"), PL("{\"n\":Infinity}"), PL("{\"n\":01}"),
-        PL("{\"n\":-}"), PL("{\"n\":+1}"), PL("{\"n\":1.}"), PL("{\"n\":.5}"),
-        PL("{\"n\":1e}"), PL("{\"n\":0x10}"), PL("{\"n\":--1}"),
-        PL("{\"n\":1 2}"), PL("{\"n\":00}"), PL("{\"n\":-01}"),
-        PL("{\"n\":1e400}"), PL("{\"n\":99999999999999999999999}"),
-        PL("{\"n\":-9223372036854775809}"), PL("{\"n\":9223372036854775808}"),
-        PL("{\"t\":tru}"), PL("{\"t\":truee}"), PL("{\"t\":True}"),
-        PL("{\"t\":nul}"), PL("{\"t\":nulll}"), PL("{\"t\":falsey}"),
-        PL("{\"a\":[1,]}"), PL("{\"a\":[,1]}"), PL("{\"a\":[1 2]}"),
-        PL("{\"a\":{\"b\"}}"), PL("{\"a\":{\"b\":}}"), PL("{\"a\":{1:2}}"),
-        PL("{\"a\":[}"), PL("{\"a\":{]}"), PL("{\"a\":[1}"), PL("{\"a\":{\"b\":1]}"),
-        PL("{\"a\":1,}"), PL("{\"a\":1"), PL("{\"a\":1}}"), PL("{\"a\":\"x}"),
-        PL("{\"s\":\"a\x01z\"}"), PL("{\"s\":\"a\tz\"}"), PL("{\"s\":\"a\nz\"}"),
+        "\x0b" EV(""),
+        "\x0c" EV(""),
+        "\xc2\xa0" EV(""),
+        PL("{\"n\":NaN}"),
+        PL("{\"n\":Infinity}"),
+        PL("{\"n\":01}"),
+        PL("{\"n\":-}"),
+        PL("{\"n\":+1}"),
+        PL("{\"n\":1.}"),
+        PL("{\"n\":.5}"),
+        PL("{\"n\":1e}"),
+        PL("{\"n\":0x10}"),
+        PL("{\"n\":--1}"),
+        PL("{\"n\":1 2}"),
+        PL("{\"n\":00}"),
+        PL("{\"n\":-01}"),
+        PL("{\"n\":1e400}"),
+        PL("{\"n\":99999999999999999999999}"),
+        PL("{\"n\":-9223372036854775809}"),
+        PL("{\"n\":9223372036854775808}"),
+        PL("{\"t\":tru}"),
+        PL("{\"t\":truee}"),
+        PL("{\"t\":True}"),
+        PL("{\"t\":nul}"),
+        PL("{\"t\":nulll}"),
+        PL("{\"t\":falsey}"),
+        PL("{\"a\":[1,]}"),
+        PL("{\"a\":[,1]}"),
+        PL("{\"a\":[1 2]}"),
+        PL("{\"a\":{\"b\"}}"),
+        PL("{\"a\":{\"b\":}}"),
+        PL("{\"a\":{1:2}}"),
+        PL("{\"a\":[}"),
+        PL("{\"a\":{]}"),
+        PL("{\"a\":[1}"),
+        PL("{\"a\":{\"b\":1]}"),
+        PL("{\"a\":1,}"),
+        PL("{\"a\":1"),
+        PL("{\"a\":1}}"),
+        PL("{\"a\":\"x}"),
+        PL("{\"s\":\"a\x01z\"}"),
+        PL("{\"s\":\"a\tz\"}"),
+        PL("{\"s\":\"a\nz\"}"),
         PL("{\"s\x1f\":1}"),
-        PL("{\"s\":\"\\ud800\"}"), PL("{\"s\":\"\\udc00\\ud800\"}"),
-        PL("{\"s\":\"\\q\"}"), PL("{\"s\":\"\\u12\"}"), PL("{\"s\":\"\\\"}"),
-        PL("{\"s\":\"\\u0000\"}"), PL("{\"a\\u0000b\":1}"),
+        PL("{\"s\":\"\\ud800\"}"),
+        PL("{\"s\":\"\\udc00\\ud800\"}"),
+        PL("{\"s\":\"\\q\"}"),
+        PL("{\"s\":\"\\u12\"}"),
+        PL("{\"s\":\"\\\"}"),
+        PL("{\"s\":\"\\u0000\"}"),
+        PL("{\"a\\u0000b\":1}"),
         "{\"user_id\":\"\xc0\xaf\",\"event_type\":\"e\"}",
         "{\"user_id\":\"\xc1\xbf\",\"event_type\":\"e\"}",
         "{\"user_id\":\"\xe0\x80\xaf\",\"event_type\":\"e\"}",
@@ -347,42 +380,69 @@ static const char *const hostile[] = {
         "{\"user_id\":\"\xe2\x28\xa1\",\"event_type\":\"e\"}",
         "{\"user_id\":\"\xf0\x90\x28\xbc\",\"event_type\":\"e\"}",
         "{\"user_id\":\"u\",\"event_type\":\"e\xc3\"}",
-        PL("{\"k\xc3\":1}"), "{\"\xc3\":1}", "\xc3" EV(""), EV("") "\xc3",
+        PL("{\"k\xc3\":1}"),
+        "{\"\xc3\":1}",
+        "\xc3" EV(""),
+        EV("") "\xc3",
         "{\xc3\xa9:1}",
         /* duplicates */
-        EV(",\"user_id\":\"u2\""), EV(",\"event_type\":\"e\""),
-        EV(",\"payload\":{},\"payload\":{}"), EV(",\"type\":\"track\",\"type\":\"track\""),
-        PL("{\"a\":1,\"a\":2}"), PL("{\"a\":1,\"b\":2,\"a\":3}"),
-        PL("{\"x\":[{\"b\":1,\"b\":1}]}"), PL("{\"a\":{\"b\":{\"c\":1,\"c\":1}}}"),
-        PL("{\"a\":{\"b\":1},\"a\":{\"b\":1}}"), PL("{\"\":1,\"\":2}"),
-        PL("{\"\xc3\xa9\":1,\"\xc3\xa9\":2}"), PL("{\"a\":1,\"\\u0061\":2}"),
+        EV(",\"user_id\":\"u2\""),
+        EV(",\"event_type\":\"e\""),
+        EV(",\"payload\":{},\"payload\":{}"),
+        EV(",\"type\":\"track\",\"type\":\"track\""),
+        PL("{\"a\":1,\"a\":2}"),
+        PL("{\"a\":1,\"b\":2,\"a\":3}"),
+        PL("{\"x\":[{\"b\":1,\"b\":1}]}"),
+        PL("{\"a\":{\"b\":{\"c\":1,\"c\":1}}}"),
+        PL("{\"a\":{\"b\":1},\"a\":{\"b\":1}}"),
+        PL("{\"\":1,\"\":2}"),
+        PL("{\"\xc3\xa9\":1,\"\xc3\xa9\":2}"),
+        PL("{\"a\":1,\"\\u0061\":2}"),
         /* fields */
-        EV(",\"properties\":{\"a\":1}"), EV(",\"traits\":{}"),
-        EV(",\"timeout_ms\":5"), EV(",\"\":1"), EV(",\"User_id\":\"u\""),
-        EV(",\"user_id_sig\":\"s\""), EV(",\"op\":\"ping\""),
-        "{\"event_type\":\"e\"}", "{\"user_id\":\"u1\"}",
+        EV(",\"properties\":{\"a\":1}"),
+        EV(",\"traits\":{}"),
+        EV(",\"timeout_ms\":5"),
+        EV(",\"\":1"),
+        EV(",\"User_id\":\"u\""),
+        EV(",\"user_id_sig\":\"s\""),
+        EV(",\"op\":\"ping\""),
+        "{\"event_type\":\"e\"}",
+        "{\"user_id\":\"u1\"}",
         "{\"user_id\":1,\"event_type\":\"e\"}",
         "{\"user_id\":null,\"event_type\":\"e\"}",
         "{\"user_id\":[\"u\"],\"event_type\":\"e\"}",
         "{\"user_id\":\"u\",\"event_type\":{}}",
         "{\"user_id\":\"u\",\"event_type\":true}",
-        PL("null"), PL("[]"), PL("\"{}\""), PL("1"), PL("[{}]"),
-        EV(",\"event_id\":12"), EV(",\"event_id\":null"),
-        EV(",\"occurred_at\":true"), EV(",\"occurred_at\":null"),
-        EV(",\"occurred_at\":[1]"), EV(",\"occurred_at\":{}"),
-        EV(",\"type\":1"), EV(",\"type\":null"), EV(",\"type\":\"page\""),
-        EV(",\"type\":\"Track\""), EV(",\"type\":\"\""),
-        EV(",\"type\":\"track \""), EV(",\"type\":\"trac\""),
+        PL("null"),
+        PL("[]"),
+        PL("\"{}\""),
+        PL("1"),
+        PL("[{}]"),
+        EV(",\"event_id\":12"),
+        EV(",\"event_id\":null"),
+        EV(",\"occurred_at\":true"),
+        EV(",\"occurred_at\":null"),
+        EV(",\"occurred_at\":[1]"),
+        EV(",\"occurred_at\":{}"),
+        EV(",\"type\":1"),
+        EV(",\"type\":null"),
+        EV(",\"type\":\"page\""),
+        EV(",\"type\":\"Track\""),
+        EV(",\"type\":\"\""),
+        EV(",\"type\":\"track \""),
+        EV(",\"type\":\"trac\""),
         EV(",\"type\":\"identify\""),
         "{\"user_id\":\"\",\"event_type\":\"e\"}",
         "{\"user_id\":\"" X256 "x\",\"event_type\":\"e\"}",
         "{\"user_id\":\"u\",\"event_type\":\"\"}",
         "{\"user_id\":\"u\",\"event_type\":\"" X128 "x\"}",
-        "{\"user_id\":\"u\",\"event_type\":\"" X64 "\xc3\xa9" X16 X16 X16
-        "xxxxxxxxxxxxxxx\"}",
-        EV(",\"event_id\":\"\""), EV(",\"event_id\":\"" X64 "x\""),
-        EV(",\"event_id\":\"a b\""), EV(",\"event_id\":\"a/b\""),
-        EV(",\"event_id\":\"caf\xc3\xa9\""), EV(",\"event_id\":\"a\\nb\""),
+        "{\"user_id\":\"u\",\"event_type\":\"" X64 "\xc3\xa9" X16 X16 X16 "xxxxxxxxxxxxxxx\"}",
+        EV(",\"event_id\":\"\""),
+        EV(",\"event_id\":\"" X64 "x\""),
+        EV(",\"event_id\":\"a b\""),
+        EV(",\"event_id\":\"a/b\""),
+        EV(",\"event_id\":\"caf\xc3\xa9\""),
+        EV(",\"event_id\":\"a\\nb\""),
         EV(",\"occurred_at\":\"2026-13-01T00:00:00Z\""),
         EV(",\"occurred_at\":\"2023-02-29T00:00:00Z\""),
         EV(",\"occurred_at\":\"2026-11-27T05:00:00\""),
@@ -390,9 +450,11 @@ static const char *const hostile[] = {
         EV(",\"occurred_at\":\"2026-11-27T05:00:00+24:00\""),
         EV(",\"occurred_at\":\"0000-01-01T00:00:00+00:01\""),
         EV(",\"occurred_at\":\"9999-12-31T23:59:59-00:01\""),
-        EV(",\"occurred_at\":\"\""), EV(",\"occurred_at\":\"yesterday\""),
+        EV(",\"occurred_at\":\"\""),
+        EV(",\"occurred_at\":\"yesterday\""),
         EV(",\"occurred_at\":\"2026-11-27T05:00:00Z \""),
-        EV(",\"occurred_at\":253402300800"), EV(",\"occurred_at\":1e300"),
+        EV(",\"occurred_at\":253402300800"),
+        EV(",\"occurred_at\":1e300"),
         EV(",\"occurred_at\":-9223372036854775808"),
         "{\"type\":\"identify\",\"user_id\":\"u\",\"event_type\":\"e\"}",
         "{\"type\":\"identify\",\"user_id\":\"u\",\"payload\":{}}",
@@ -401,7 +463,10 @@ static const char *const hostile[] = {
         "{\"type\":\"identify\",\"traits\":{}}",
         "{\"type\":\"identify\",\"user_id\":\"\"}",
         "{\"type\":\"identify\",\"user_id\":\"u\",\"occurred_at\":\"x\"}",
-        "{\"op\":1}", "{\"op\":null}", "{\"op\":\"launch\"}", "{\"op\":\"\"}",
+        "{\"op\":1}",
+        "{\"op\":null}",
+        "{\"op\":\"launch\"}",
+        "{\"op\":\"\"}",
         "{\"op\":\"ping\",\"timeout_ms\":5}",
         "{\"op\":\"flush\",\"timeout_ms\":-1}",
         "{\"op\":\"set_user\"}",
@@ -412,7 +477,10 @@ struct raw {
         const char *s;
         size_t n;
 };
-#define RAW(s) {s, sizeof(s) - 1}
+#define RAW(s)                                                                                     \
+        {                                                                                          \
+                s, sizeof(s) - 1                                                                   \
+        }
 static const struct raw hostile_raw[] = {
         RAW("{\"user_id\":\"u\0x\",\"event_type\":\"e\"}"),
         RAW("{\"user_id\":\"u1\",\"event_type\":\"e\"}\0"),
@@ -446,7 +514,7 @@ static void g_str(struct gen *g, const char *s)
 
 static void g_ws(struct gen *g)
 {
-        static const char *const ws[] = {" ", "\t", "\n", "\r", "  ", " \n "};
+        static const char *const ws[] = { " ", "\t", "\n", "\r", "  ", " \n " };
 
         if (rng_below(5) == 0)
                 g_str(g, ws[rng_below(6)]);
@@ -458,14 +526,34 @@ static void g_ws(struct gen *g)
 static void g_string_body(struct gen *g, bool allow_escapes)
 {
         static const char *const plain[] = {
-                "a", "Z", "k", "0", " ", "-", "_", ".", ":", "/", "'", "{",
-                "}", "[", "]", ",", "\x7f", "\xc3\xa9", "\xe4\xb8\xad",
-                "\xf0\x9f\x98\x80", "\xef\xbf\xbf", "\xf4\x8f\xbf\xbf",
-                "xxxxxxxxxxxxxxxx", "user", "value",
+                "a",
+                "Z",
+                "k",
+                "0",
+                " ",
+                "-",
+                "_",
+                ".",
+                ":",
+                "/",
+                "'",
+                "{",
+                "}",
+                "[",
+                "]",
+                ",",
+                "\x7f",
+                "\xc3\xa9",
+                "\xe4\xb8\xad",
+                "\xf0\x9f\x98\x80",
+                "\xef\xbf\xbf",
+                "\xf4\x8f\xbf\xbf",
+                "xxxxxxxxxxxxxxxx",
+                "user",
+                "value",
         };
         static const char *const esc[] = {
-                "\\n", "\\\"", "\\\\", "\\/", "\\u00e9", "\\ud83d\\ude00",
-                "\\t", "\\u0041",
+                "\\n", "\\\"", "\\\\", "\\/", "\\u00e9", "\\ud83d\\ude00", "\\t", "\\u0041",
         };
         size_t n = rng_below(12);
 
@@ -473,8 +561,7 @@ static void g_string_body(struct gen *g, bool allow_escapes)
                 if (allow_escapes && rng_below(40) == 0)
                         g_str(g, esc[rng_below(sizeof(esc) / sizeof(esc[0]))]);
                 else
-                        g_str(g, plain[rng_below(sizeof(plain) /
-                                                 sizeof(plain[0]))]);
+                        g_str(g, plain[rng_below(sizeof(plain) / sizeof(plain[0]))]);
         }
 }
 
@@ -487,8 +574,8 @@ static void g_string(struct gen *g, bool allow_escapes)
 
 static void g_number(struct gen *g)
 {
-        static const char *const odd[] = {"1.5", "-0", "0.0", "1e3",
-                                          "12345678901234567890", "-2E-2"};
+        static const char *const odd[] = { "1.5",  "-0", "0.0", "1e3", "12345678901234567890",
+                                           "-2E-2" };
         char tmp[32];
         size_t digits = 1 + rng_below(rng_below(4) == 0 ? 19 : 6);
         size_t o = 0;
@@ -513,8 +600,8 @@ static void g_value(struct gen *g, unsigned depth);
 
 static void g_object(struct gen *g, unsigned depth)
 {
-        static const char *const keys[] = {"a", "b", "k", "user_id", "x y",
-                                           "\xc3\xa9", "", "payload"};
+        static const char *const keys[] = { "a",   "b",        "k", "user_id",
+                                            "x y", "\xc3\xa9", "",  "payload" };
         size_t n = rng_below(6);
         char key[32];
 
@@ -528,8 +615,7 @@ static void g_object(struct gen *g, unsigned depth)
                  * duplicate, unless only valid input is wanted. */
                 if (!g->valid_only && rng_below(8) == 0) {
                         g_str(g, "\"");
-                        g_str(g, keys[rng_below(sizeof(keys) /
-                                                sizeof(keys[0]))]);
+                        g_str(g, keys[rng_below(sizeof(keys) / sizeof(keys[0]))]);
                         g_str(g, "\"");
                 } else {
                         snprintf(key, sizeof(key), "\"k%zu\"", i);
@@ -550,23 +636,13 @@ static void g_value(struct gen *g, unsigned depth)
 
         switch (pick) {
         case 0:
-        case 1:
-                g_string(g, true);
-                break;
+        case 1: g_string(g, true); break;
         case 2:
-        case 3:
-                g_number(g);
-                break;
-        case 4:
-                g_str(g, "true");
-                break;
-        case 5:
-                g_str(g, rng_below(2) ? "false" : "null");
-                break;
+        case 3: g_number(g); break;
+        case 4: g_str(g, "true"); break;
+        case 5: g_str(g, rng_below(2) ? "false" : "null"); break;
         case 6:
-        case 7:
-                g_object(g, depth);
-                break;
+        case 7: g_object(g, depth); break;
         default: {
                 size_t n = rng_below(5);
 
@@ -588,8 +664,10 @@ static void g_value(struct gen *g, unsigned depth)
 static void g_message(struct gen *g)
 {
         static const char *const times[] = {
-                "\"2026-11-27T05:00:00Z\"", "\"2026-11-27T07:00:00.5+02:00\"",
-                "\"1999-12-31 23:59:59.999999z\"", "\"2026-02-30T00:00:00Z\"",
+                "\"2026-11-27T05:00:00Z\"",
+                "\"2026-11-27T07:00:00.5+02:00\"",
+                "\"1999-12-31 23:59:59.999999z\"",
+                "\"2026-02-30T00:00:00Z\"",
                 "1700000000",
         };
         bool identify = rng_below(6) == 0;
@@ -626,8 +704,7 @@ static void g_message(struct gen *g)
                 g_ws(g);
                 g_str(g, ":");
                 g_ws(g);
-                if (!strcmp(fields[i], "payload") ||
-                    !strcmp(fields[i], "traits")) {
+                if (!strcmp(fields[i], "payload") || !strcmp(fields[i], "traits")) {
                         g_object(g, 2);
                 } else if (!strcmp(fields[i], "type")) {
                         g_str(g, identify ? "\"identify\"" : "\"track\"");
@@ -636,8 +713,7 @@ static void g_message(struct gen *g)
                         g_number(g);
                         g_str(g, "\"");
                 } else if (!strcmp(fields[i], "occurred_at")) {
-                        g_str(g, times[rng_below(sizeof(times) /
-                                                 sizeof(times[0]))]);
+                        g_str(g, times[rng_below(sizeof(times) / sizeof(times[0]))]);
                 } else {
                         g_str(g, "\"");
                         g_str(g, fields[i]);
@@ -655,11 +731,15 @@ static void g_message(struct gen *g)
 static void mutate(char *buf, size_t *len, size_t cap)
 {
         static const char *const special[] = {
-                "\"", "\\", "{", "}", "[", "]", ",", ":", "\0", "\x80",
-                "\xc0", "\xed\xa0\x80", "\xf4\x90", "0", "9", "-", ".", "e",
-                " ", "\t", "\n", "\r", "\x01", "\x7f", "\xff", "\xc3",
-                "\xe2\x82", "\xf0\x9f\x98", "null", "true", "1e400",
-                "99999999999999999999", "\"\":1,", "\\u0000", "\\ud800",
+                "\"",       "\\",      "{",        "}",
+                "[",        "]",       ",",        ":",
+                "\0",       "\x80",    "\xc0",     "\xed\xa0\x80",
+                "\xf4\x90", "0",       "9",        "-",
+                ".",        "e",       " ",        "\t",
+                "\n",       "\r",      "\x01",     "\x7f",
+                "\xff",     "\xc3",    "\xe2\x82", "\xf0\x9f\x98",
+                "null",     "true",    "1e400",    "99999999999999999999",
+                "\"\":1,",  "\\u0000", "\\ud800",
         };
         size_t n = *len, pos, k;
         const char *sp;
@@ -673,9 +753,7 @@ static void mutate(char *buf, size_t *len, size_t cap)
                 if (n)
                         buf[rng_below(n)] = (char)rng_below(256);
                 break;
-        case 2: /* truncate */
-                *len = rng_below(n + 1);
-                break;
+        case 2: /* truncate */ *len = rng_below(n + 1); break;
         case 3: /* delete a short range */
                 if (n) {
                         pos = rng_below(n);
@@ -719,8 +797,7 @@ START_TEST(test_must_handle)
 {
         const char *in = must_handle[_i];
 
-        ck_assert_msg(diff_str(in, NULL), "fast path declined %s",
-                      shown(in, strlen(in)));
+        ck_assert_msg(diff_str(in, NULL), "fast path declined %s", shown(in, strlen(in)));
         /* Without err, and with max_bytes exactly the length. */
         ck_assert(diff_max(in, strlen(in), strlen(in), false, NULL));
 }
@@ -746,8 +823,7 @@ START_TEST(test_hostile)
 {
         const char *in = hostile[_i];
 
-        ck_assert_msg(!diff_str(in, NULL), "fast path took %s",
-                      shown(in, strlen(in)));
+        ck_assert_msg(!diff_str(in, NULL), "fast path took %s", shown(in, strlen(in)));
 }
 END_TEST
 
@@ -783,15 +859,14 @@ START_TEST(test_depth)
                                               i % 2 ? "[" : "{\"k\":");
                 o += (size_t)snprintf(buf + o, sizeof(buf) - o, "1");
                 for (unsigned i = levels - 1; i >= 2; i--)
-                        o += (size_t)snprintf(buf + o, sizeof(buf) - o, "%s",
-                                              i % 2 ? "]" : "}");
+                        o += (size_t)snprintf(buf + o, sizeof(buf) - o, "%s", i % 2 ? "]" : "}");
                 o += (size_t)snprintf(buf + o, sizeof(buf) - o, "}");
                 ck_assert_uint_lt(o, sizeof(buf));
                 handled = diff(buf, o, NULL);
                 /* levels counts the message; the innermost container is
                  * level levels-1 here plus the scalar inside it. */
-                ck_assert_msg(handled == (levels - 1 <= PROTO_MAX_DEPTH),
-                              "levels %u handled %d", levels, handled);
+                ck_assert_msg(handled == (levels - 1 <= PROTO_MAX_DEPTH), "levels %u handled %d",
+                              levels, handled);
         }
 }
 END_TEST
@@ -803,20 +878,16 @@ START_TEST(test_many_keys)
 
         for (unsigned n = 30; n <= 34; n++) {
                 for (int dup = 0; dup < 2; dup++) {
-                        size_t o = (size_t)snprintf(buf, sizeof(buf), "%s{",
-                                                    EV_PREFIX_P);
+                        size_t o = (size_t)snprintf(buf, sizeof(buf), "%s{", EV_PREFIX_P);
                         bool handled;
 
                         for (unsigned i = 0; i < n; i++)
-                                o += (size_t)snprintf(
-                                        buf + o, sizeof(buf) - o,
-                                        "%s\"key%u\":%u", i ? "," : "",
-                                        dup && i == n - 1 ? 0 : i, i);
+                                o += (size_t)snprintf(buf + o, sizeof(buf) - o, "%s\"key%u\":%u",
+                                                      i ? "," : "", dup && i == n - 1 ? 0 : i, i);
                         o += (size_t)snprintf(buf + o, sizeof(buf) - o, "}}");
                         handled = diff(buf, o, NULL);
-                        ck_assert_msg(handled == (!dup && n <= 32),
-                                      "%u keys dup %d: handled %d", n, dup,
-                                      handled);
+                        ck_assert_msg(handled == (!dup && n <= 32), "%u keys dup %d: handled %d", n,
+                                      dup, handled);
                 }
         }
 }
@@ -826,8 +897,8 @@ END_TEST
 START_TEST(test_generated_and_mutated)
 {
         static char buf[MAX_INPUT];
-        struct stats gen = {0}, mut = {0};
-        struct gen g = {.buf = buf, .cap = sizeof(buf)};
+        struct stats gen = { 0 }, mut = { 0 };
+        struct gen g = { .buf = buf, .cap = sizeof(buf) };
         const size_t n_must = sizeof(must_handle) / sizeof(must_handle[0]);
 
         rng_state = UINT64_C(0x5e9095);
@@ -877,15 +948,11 @@ static Suite *proto_fast_suite(void)
         TCase *tc;
 
         tc = tcase_create("corpus");
-        tcase_add_loop_test(tc, test_must_handle, 0,
-                            sizeof(must_handle) / sizeof(must_handle[0]));
-        tcase_add_loop_test(tc, test_valid_other, 0,
-                            sizeof(valid_other) / sizeof(valid_other[0]));
+        tcase_add_loop_test(tc, test_must_handle, 0, sizeof(must_handle) / sizeof(must_handle[0]));
+        tcase_add_loop_test(tc, test_valid_other, 0, sizeof(valid_other) / sizeof(valid_other[0]));
         tcase_add_test(tc, test_ops_declined);
-        tcase_add_loop_test(tc, test_hostile, 0,
-                            sizeof(hostile) / sizeof(hostile[0]));
-        tcase_add_loop_test(tc, test_hostile_raw, 0,
-                            sizeof(hostile_raw) / sizeof(hostile_raw[0]));
+        tcase_add_loop_test(tc, test_hostile, 0, sizeof(hostile) / sizeof(hostile[0]));
+        tcase_add_loop_test(tc, test_hostile_raw, 0, sizeof(hostile_raw) / sizeof(hostile_raw[0]));
         suite_add_tcase(s, tc);
 
         tc = tcase_create("limits");

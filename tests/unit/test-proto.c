@@ -20,8 +20,7 @@
 #define RND_UUID "00010203-0405-4607-8809-0a0b0c0d0e0f"
 #define PREFIX "PREFIX"
 
-static const uint8_t rnd[16] = {0, 1, 2,  3,  4,  5,  6,  7,
-                                8, 9, 10, 11, 12, 13, 14, 15};
+static const uint8_t rnd[16] = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15 };
 
 #define X16 "xxxxxxxxxxxxxxxx"
 #define X64 X16 X16 X16 X16
@@ -40,7 +39,10 @@ struct bad_case {
         enum proto_reason want;
 };
 
-#define BAD(s, why) {s, sizeof(s) - 1, why}
+#define BAD(s, why)                                                                                \
+        {                                                                                          \
+                s, sizeof(s) - 1, why                                                              \
+        }
 
 static const struct bad_case bad_cases[] = {
         /* not JSON */
@@ -66,8 +68,7 @@ static const struct bad_case bad_cases[] = {
         BAD("null", PROTO_E_NOT_OBJECT),
         BAD("true", PROTO_E_NOT_OBJECT),
         /* invalid UTF-8 */
-        BAD("{\"user_id\":\"\xc0\xaf\",\"event_type\":\"e\"}",
-            PROTO_E_BAD_UTF8), /* overlong '/' */
+        BAD("{\"user_id\":\"\xc0\xaf\",\"event_type\":\"e\"}", PROTO_E_BAD_UTF8), /* overlong '/' */
         BAD("{\"user_id\":\"\xe0\x80\xaf\",\"event_type\":\"e\"}",
             PROTO_E_BAD_UTF8), /* overlong, 3 bytes */
         BAD("{\"user_id\":\"\xf0\x80\x80\xaf\",\"event_type\":\"e\"}",
@@ -91,16 +92,13 @@ static const struct bad_case bad_cases[] = {
         /* numbers */
         BAD(EV(",\"payload\":{\"n\":1e400}"), PROTO_E_BAD_NUMBER),
         BAD(EV(",\"payload\":{\"n\":-1e400}"), PROTO_E_BAD_NUMBER),
-        BAD(EV(",\"payload\":{\"n\":99999999999999999999999}"),
-            PROTO_E_BAD_NUMBER),
-        BAD(EV(",\"payload\":{\"n\":-9223372036854775809}"),
-            PROTO_E_BAD_NUMBER),
+        BAD(EV(",\"payload\":{\"n\":99999999999999999999999}"), PROTO_E_BAD_NUMBER),
+        BAD(EV(",\"payload\":{\"n\":-9223372036854775809}"), PROTO_E_BAD_NUMBER),
         BAD(AT("1e999"), PROTO_E_BAD_NUMBER),
         /* duplicate keys */
         BAD(EV(",\"user_id\":\"u2\""), PROTO_E_DUPLICATE_KEY),
         BAD(EV(",\"payload\":{\"a\":1,\"a\":2}"), PROTO_E_DUPLICATE_KEY),
-        BAD(EV(",\"payload\":{\"x\":[{\"b\":1,\"b\":1}]}"),
-            PROTO_E_DUPLICATE_KEY),
+        BAD(EV(",\"payload\":{\"x\":[{\"b\":1,\"b\":1}]}"), PROTO_E_DUPLICATE_KEY),
         /* unknown fields */
         BAD(EV(",\"properties\":{\"a\":1}"), PROTO_E_UNKNOWN_FIELD),
         BAD(EV(",\"traits\":{}"), PROTO_E_UNKNOWN_FIELD),
@@ -130,14 +128,11 @@ static const struct bad_case bad_cases[] = {
         BAD(EV(",\"type\":null"), PROTO_E_WRONG_TYPE),
         /* lengths */
         BAD("{\"user_id\":\"\",\"event_type\":\"e\"}", PROTO_E_BAD_LENGTH),
-        BAD("{\"user_id\":\"" X256 "x\",\"event_type\":\"e\"}",
-            PROTO_E_BAD_LENGTH),
+        BAD("{\"user_id\":\"" X256 "x\",\"event_type\":\"e\"}", PROTO_E_BAD_LENGTH),
         BAD("{\"user_id\":\"u\",\"event_type\":\"\"}", PROTO_E_BAD_LENGTH),
-        BAD("{\"user_id\":\"u\",\"event_type\":\"" X128 "x\"}",
-            PROTO_E_BAD_LENGTH),
+        BAD("{\"user_id\":\"u\",\"event_type\":\"" X128 "x\"}", PROTO_E_BAD_LENGTH),
         /* 129 bytes that are 65 characters: the limit is in bytes */
-        BAD("{\"user_id\":\"u\",\"event_type\":\"" X64 "\xc3\xa9" X16 X16 X16
-            "xxxxxxxxxxxxxxx\"}",
+        BAD("{\"user_id\":\"u\",\"event_type\":\"" X64 "\xc3\xa9" X16 X16 X16 "xxxxxxxxxxxxxxx\"}",
             PROTO_E_BAD_LENGTH),
         /* event ids */
         BAD(EV(",\"event_id\":\"\""), PROTO_E_BAD_EVENT_ID),
@@ -181,12 +176,9 @@ static const struct bad_case bad_cases[] = {
         /* identify */
         BAD("{\"type\":\"identify\",\"user_id\":\"u\",\"event_type\":\"e\"}",
             PROTO_E_UNKNOWN_FIELD),
-        BAD("{\"type\":\"identify\",\"user_id\":\"u\",\"payload\":{}}",
-            PROTO_E_UNKNOWN_FIELD),
-        BAD("{\"type\":\"identify\",\"user_id\":\"u\",\"traits\":[]}",
-            PROTO_E_WRONG_TYPE),
-        BAD("{\"type\":\"identify\",\"user_id\":\"u\",\"traits\":null}",
-            PROTO_E_WRONG_TYPE),
+        BAD("{\"type\":\"identify\",\"user_id\":\"u\",\"payload\":{}}", PROTO_E_UNKNOWN_FIELD),
+        BAD("{\"type\":\"identify\",\"user_id\":\"u\",\"traits\":[]}", PROTO_E_WRONG_TYPE),
+        BAD("{\"type\":\"identify\",\"user_id\":\"u\",\"traits\":null}", PROTO_E_WRONG_TYPE),
         BAD("{\"type\":\"identify\",\"traits\":{}}", PROTO_E_MISSING_FIELD),
         BAD("{\"type\":\"identify\",\"user_id\":\"\"}", PROTO_E_BAD_LENGTH),
         BAD("{\"type\":\"identify\",\"user_id\":\"u\",\"occurred_at\":\"x\"}",
@@ -200,42 +192,36 @@ static const struct bad_case bad_cases[] = {
         BAD("{\"op\":\"ping\",\"timeout_ms\":5}", PROTO_E_UNKNOWN_FIELD),
         BAD("{\"op\":\"stats\",\"verbose\":true}", PROTO_E_UNKNOWN_FIELD),
         BAD("{\"op\":\"ping\",\"type\":\"track\"}", PROTO_E_UNKNOWN_FIELD),
-        BAD("{\"user_id\":\"u\",\"op\":\"reset_session\"}",
-            PROTO_E_UNKNOWN_FIELD),
+        BAD("{\"user_id\":\"u\",\"op\":\"reset_session\"}", PROTO_E_UNKNOWN_FIELD),
         BAD("{\"op\":\"flush\",\"timeout_ms\":-1}", PROTO_E_BAD_VALUE),
         BAD("{\"op\":\"flush\",\"timeout_ms\":3600001}", PROTO_E_BAD_VALUE),
         BAD("{\"op\":\"flush\",\"timeout_ms\":\"5\"}", PROTO_E_WRONG_TYPE),
         BAD("{\"op\":\"flush\",\"timeout_ms\":1.5}", PROTO_E_WRONG_TYPE),
         BAD("{\"op\":\"flush\",\"timeout_ms\":null}", PROTO_E_WRONG_TYPE),
         BAD("{\"op\":\"set_user\"}", PROTO_E_MISSING_FIELD),
-        BAD("{\"op\":\"set_user\",\"user_id_sig\":\"ab\"}",
-            PROTO_E_MISSING_FIELD),
+        BAD("{\"op\":\"set_user\",\"user_id_sig\":\"ab\"}", PROTO_E_MISSING_FIELD),
         BAD("{\"op\":\"set_user\",\"user_id\":\"\"}", PROTO_E_BAD_LENGTH),
-        BAD("{\"op\":\"set_user\",\"user_id\":\"" X256 "x\"}",
-            PROTO_E_BAD_LENGTH),
+        BAD("{\"op\":\"set_user\",\"user_id\":\"" X256 "x\"}", PROTO_E_BAD_LENGTH),
         BAD("{\"op\":\"set_user\",\"user_id\":7}", PROTO_E_WRONG_TYPE),
-        BAD("{\"op\":\"set_user\",\"user_id\":\"u\",\"user_id_sig\":1}",
-            PROTO_E_WRONG_TYPE),
-        BAD("{\"op\":\"set_user\",\"user_id\":\"u\",\"user_id_sig\":\"\"}",
-            PROTO_E_BAD_LENGTH),
+        BAD("{\"op\":\"set_user\",\"user_id\":\"u\",\"user_id_sig\":1}", PROTO_E_WRONG_TYPE),
+        BAD("{\"op\":\"set_user\",\"user_id\":\"u\",\"user_id_sig\":\"\"}", PROTO_E_BAD_LENGTH),
 };
 
 /* Parse into a buffer that already holds PREFIX and check the verdict;
  * on failure the buffer must be exactly as it was. */
-static void check_bad(const char *in, size_t len, size_t max,
-                      enum proto_reason want, const char *label)
+static void check_bad(const char *in, size_t len, size_t max, enum proto_reason want,
+                      const char *label)
 {
-        struct proto_buf out = {0};
+        struct proto_buf out = { 0 };
         struct proto_msg msg;
-        struct proto_error err = {.reason = PROTO_OK};
+        struct proto_error err = { .reason = PROTO_OK };
         int r;
 
         ck_assert_int_eq(proto_buf_append_str(&out, PREFIX), 0);
         r = proto_parse(in, len, max, NOW_MS, rnd, &out, &msg, &err);
         ck_assert_msg(r == -EINVAL, "%s: returned %d, want -EINVAL", label, r);
         ck_assert_msg(err.reason == want, "%s: got %s (%s), want %s", label,
-                      proto_reason_name(err.reason), err.detail,
-                      proto_reason_name(want));
+                      proto_reason_name(err.reason), err.detail, proto_reason_name(want));
         ck_assert_msg(err.detail[0] != '\0', "%s: empty detail", label);
         ck_assert_uint_eq(out.len, strlen(PREFIX));
         ck_assert(memcmp(out.data, PREFIX, out.len) == 0);
@@ -266,125 +252,111 @@ struct good_case {
         const char *want;
 };
 
-#define OUT(id, uid, type, at, payload)                                        \
-        "{\"event_id\":\"" id "\",\"user_id\":\"" uid                          \
-        "\",\"event_type\":\"" type "\",\"occurred_at\":\"" at                 \
-        "\",\"payload\":" payload "}"
+#define OUT(id, uid, type, at, payload)                                                            \
+        "{\"event_id\":\"" id "\",\"user_id\":\"" uid "\",\"event_type\":\"" type                  \
+        "\",\"occurred_at\":\"" at "\",\"payload\":" payload "}"
 
 static const struct good_case good_cases[] = {
-        {"{\"user_id\":\"u1\",\"event_type\":\"deploy\","
-         "\"payload\":{\"sha\":\"abc\"}}",
-         OUT(RND_UUID, "u1", "deploy", NOW_STR, "{\"sha\":\"abc\"}")},
+        { "{\"user_id\":\"u1\",\"event_type\":\"deploy\","
+          "\"payload\":{\"sha\":\"abc\"}}",
+          OUT(RND_UUID, "u1", "deploy", NOW_STR, "{\"sha\":\"abc\"}") },
         /* whitespace, CRLF, explicit type, default payload */
-        {" \t{ \"type\" : \"track\", \"user_id\" : \"u1\",\n"
-         " \"event_type\" : \"e\" }  \r",
-         OUT(RND_UUID, "u1", "e", NOW_STR, "{}")},
+        { " \t{ \"type\" : \"track\", \"user_id\" : \"u1\",\n"
+          " \"event_type\" : \"e\" }  \r",
+          OUT(RND_UUID, "u1", "e", NOW_STR, "{}") },
         /* any field order in, canonical order out */
-        {"{\"payload\":{\"b\":1,\"a\":2},\"event_type\":\"e\","
-         "\"event_id\":\"id-1\",\"user_id\":\"u\"}",
-         OUT("id-1", "u", "e", NOW_STR, "{\"b\":1,\"a\":2}")},
-        {EV(",\"event_id\":\"abc:1.2_3-X\""),
-         OUT("abc:1.2_3-X", "u1", "e", NOW_STR, "{}")},
-        {EV(",\"event_id\":\"" X64 "\""), OUT(X64, "u1", "e", NOW_STR, "{}")},
+        { "{\"payload\":{\"b\":1,\"a\":2},\"event_type\":\"e\","
+          "\"event_id\":\"id-1\",\"user_id\":\"u\"}",
+          OUT("id-1", "u", "e", NOW_STR, "{\"b\":1,\"a\":2}") },
+        { EV(",\"event_id\":\"abc:1.2_3-X\""), OUT("abc:1.2_3-X", "u1", "e", NOW_STR, "{}") },
+        { EV(",\"event_id\":\"" X64 "\""), OUT(X64, "u1", "e", NOW_STR, "{}") },
         /* timestamps: offsets to UTC, fractions truncated */
-        {AT("\"2026-11-27T07:00:00.123456+02:00\""),
-         OUT(RND_UUID, "u1", "e", "2026-11-27T05:00:00.123Z", "{}")},
-        {AT("\"2026-11-27T00:30:00-05:00\""),
-         OUT(RND_UUID, "u1", "e", "2026-11-27T05:30:00.000Z", "{}")},
-        {AT("\"2026-12-31T23:30:00-01:00\""),
-         OUT(RND_UUID, "u1", "e", "2027-01-01T00:30:00.000Z", "{}")},
-        {AT("\"2024-03-01T00:15:00+01:00\""),
-         OUT(RND_UUID, "u1", "e", "2024-02-29T23:15:00.000Z", "{}")},
-        {AT("\"2026-11-27t05:00:00.9z\""),
-         OUT(RND_UUID, "u1", "e", "2026-11-27T05:00:00.900Z", "{}")},
-        {AT("\"2026-11-27 05:00:00.99999999999Z\""),
-         OUT(RND_UUID, "u1", "e", "2026-11-27T05:00:00.999Z", "{}")},
-        {AT("\"2016-12-31T23:59:60Z\""),
-         OUT(RND_UUID, "u1", "e", "2016-12-31T23:59:59.999Z", "{}")},
-        {AT("\"2000-02-29T12:34:56.789-00:00\""),
-         OUT(RND_UUID, "u1", "e", "2000-02-29T12:34:56.789Z", "{}")},
-        {AT("\"0000-01-01T00:00:00Z\""),
-         OUT(RND_UUID, "u1", "e", "0000-01-01T00:00:00.000Z", "{}")},
+        { AT("\"2026-11-27T07:00:00.123456+02:00\""),
+          OUT(RND_UUID, "u1", "e", "2026-11-27T05:00:00.123Z", "{}") },
+        { AT("\"2026-11-27T00:30:00-05:00\""),
+          OUT(RND_UUID, "u1", "e", "2026-11-27T05:30:00.000Z", "{}") },
+        { AT("\"2026-12-31T23:30:00-01:00\""),
+          OUT(RND_UUID, "u1", "e", "2027-01-01T00:30:00.000Z", "{}") },
+        { AT("\"2024-03-01T00:15:00+01:00\""),
+          OUT(RND_UUID, "u1", "e", "2024-02-29T23:15:00.000Z", "{}") },
+        { AT("\"2026-11-27t05:00:00.9z\""),
+          OUT(RND_UUID, "u1", "e", "2026-11-27T05:00:00.900Z", "{}") },
+        { AT("\"2026-11-27 05:00:00.99999999999Z\""),
+          OUT(RND_UUID, "u1", "e", "2026-11-27T05:00:00.999Z", "{}") },
+        { AT("\"2016-12-31T23:59:60Z\""),
+          OUT(RND_UUID, "u1", "e", "2016-12-31T23:59:59.999Z", "{}") },
+        { AT("\"2000-02-29T12:34:56.789-00:00\""),
+          OUT(RND_UUID, "u1", "e", "2000-02-29T12:34:56.789Z", "{}") },
+        { AT("\"0000-01-01T00:00:00Z\""),
+          OUT(RND_UUID, "u1", "e", "0000-01-01T00:00:00.000Z", "{}") },
         /* epoch seconds */
-        {AT("1700000000"),
-         OUT(RND_UUID, "u1", "e", "2023-11-14T22:13:20.000Z", "{}")},
-        {AT("1700000000.9999"),
-         OUT(RND_UUID, "u1", "e", "2023-11-14T22:13:20.999Z", "{}")},
-        {AT("1700000000.123"),
-         OUT(RND_UUID, "u1", "e", "2023-11-14T22:13:20.123Z", "{}")},
-        {AT("1.001"),
-         OUT(RND_UUID, "u1", "e", "1970-01-01T00:00:01.001Z", "{}")},
-        {AT("-1.5"),
-         OUT(RND_UUID, "u1", "e", "1969-12-31T23:59:58.500Z", "{}")},
-        {AT("-0.0001"),
-         OUT(RND_UUID, "u1", "e", "1969-12-31T23:59:59.999Z", "{}")},
-        {AT("0"), OUT(RND_UUID, "u1", "e", "1970-01-01T00:00:00.000Z", "{}")},
-        {AT("1.7e9"),
-         OUT(RND_UUID, "u1", "e", "2023-11-14T22:13:20.000Z", "{}")},
-        {AT("253402300799"),
-         OUT(RND_UUID, "u1", "e", "9999-12-31T23:59:59.000Z", "{}")},
+        { AT("1700000000"), OUT(RND_UUID, "u1", "e", "2023-11-14T22:13:20.000Z", "{}") },
+        { AT("1700000000.9999"), OUT(RND_UUID, "u1", "e", "2023-11-14T22:13:20.999Z", "{}") },
+        { AT("1700000000.123"), OUT(RND_UUID, "u1", "e", "2023-11-14T22:13:20.123Z", "{}") },
+        { AT("1.001"), OUT(RND_UUID, "u1", "e", "1970-01-01T00:00:01.001Z", "{}") },
+        { AT("-1.5"), OUT(RND_UUID, "u1", "e", "1969-12-31T23:59:58.500Z", "{}") },
+        { AT("-0.0001"), OUT(RND_UUID, "u1", "e", "1969-12-31T23:59:59.999Z", "{}") },
+        { AT("0"), OUT(RND_UUID, "u1", "e", "1970-01-01T00:00:00.000Z", "{}") },
+        { AT("1.7e9"), OUT(RND_UUID, "u1", "e", "2023-11-14T22:13:20.000Z", "{}") },
+        { AT("253402300799"), OUT(RND_UUID, "u1", "e", "9999-12-31T23:59:59.000Z", "{}") },
         /* identify */
-        {"{\"type\":\"identify\",\"user_id\":\"u1\","
-         "\"traits\":{\"plan\":\"pro\",\"seats\":3}}",
-         OUT(RND_UUID, "u1", "context_identified", NOW_STR,
-             "{\"traits\":{\"plan\":\"pro\",\"seats\":3}}")},
-        {"{\"type\":\"identify\",\"user_id\":\"u1\"}",
-         OUT(RND_UUID, "u1", "context_identified", NOW_STR,
-             "{\"traits\":{}}")},
-        {"{\"event_id\":\"i1\",\"occurred_at\":\"2026-01-02T03:04:05Z\","
-         "\"user_id\":\"u1\",\"type\":\"identify\",\"traits\":{}}",
-         OUT("i1", "u1", "context_identified", "2026-01-02T03:04:05.000Z",
-             "{\"traits\":{}}")},
+        { "{\"type\":\"identify\",\"user_id\":\"u1\","
+          "\"traits\":{\"plan\":\"pro\",\"seats\":3}}",
+          OUT(RND_UUID, "u1", "context_identified", NOW_STR,
+              "{\"traits\":{\"plan\":\"pro\",\"seats\":3}}") },
+        { "{\"type\":\"identify\",\"user_id\":\"u1\"}",
+          OUT(RND_UUID, "u1", "context_identified", NOW_STR, "{\"traits\":{}}") },
+        { "{\"event_id\":\"i1\",\"occurred_at\":\"2026-01-02T03:04:05Z\","
+          "\"user_id\":\"u1\",\"type\":\"identify\",\"traits\":{}}",
+          OUT("i1", "u1", "context_identified", "2026-01-02T03:04:05.000Z", "{\"traits\":{}}") },
         /* numbers keep their kind and round-trip, shortest form */
-        {EV(",\"payload\":{\"i\":-9223372036854775808,"
-            "\"j\":9223372036854775807,\"r\":0.1,\"f\":1.0,\"z\":-0.0,"
-            "\"big\":1e300,\"t\":1e-7,"
-            "\"x\":1E2,\"p\":3.141592653589793,\"u\":1e-400}"),
-         OUT(RND_UUID, "u1", "e", NOW_STR,
-             "{\"i\":-9223372036854775808,\"j\":9223372036854775807,"
-             "\"r\":0.1,\"f\":1.0,\"z\":-0.0,\"big\":1e+300,\"t\":1e-07,"
-             "\"x\":100.0,\"p\":3.141592653589793,\"u\":0.0}")},
+        { EV(",\"payload\":{\"i\":-9223372036854775808,"
+             "\"j\":9223372036854775807,\"r\":0.1,\"f\":1.0,\"z\":-0.0,"
+             "\"big\":1e300,\"t\":1e-7,"
+             "\"x\":1E2,\"p\":3.141592653589793,\"u\":1e-400}"),
+          OUT(RND_UUID, "u1", "e", NOW_STR,
+              "{\"i\":-9223372036854775808,\"j\":9223372036854775807,"
+              "\"r\":0.1,\"f\":1.0,\"z\":-0.0,\"big\":1e+300,\"t\":1e-07,"
+              "\"x\":100.0,\"p\":3.141592653589793,\"u\":0.0}") },
         /* strings re-escaped minimally; UTF-8 kept as is */
-        {EV(",\"payload\":{"
-            "\"s\":\"a\\\"b\\\\c\\/d\\n\\t\\u0001\\u00e9\\u20ac\","
-            "\"k\\u00e9\":\"\xe2\x82\xac\",\"d\":\"\x7f\"}"),
-         OUT(RND_UUID, "u1", "e", NOW_STR,
-             "{\"s\":\"a\\\"b\\\\c/d\\n\\t\\u0001\xc3\xa9\xe2\x82\xac\","
-             "\"k\xc3\xa9\":\"\xe2\x82\xac\",\"d\":\"\x7f\"}")},
-        {"{\"user_id\":\"\\\"q\\\"\\u00e9\",\"event_type\":\"a\\\\b\"}",
-         OUT(RND_UUID, "\\\"q\\\"\xc3\xa9", "a\\\\b", NOW_STR, "{}")},
+        { EV(",\"payload\":{"
+             "\"s\":\"a\\\"b\\\\c\\/d\\n\\t\\u0001\\u00e9\\u20ac\","
+             "\"k\\u00e9\":\"\xe2\x82\xac\",\"d\":\"\x7f\"}"),
+          OUT(RND_UUID, "u1", "e", NOW_STR,
+              "{\"s\":\"a\\\"b\\\\c/d\\n\\t\\u0001\xc3\xa9\xe2\x82\xac\","
+              "\"k\xc3\xa9\":\"\xe2\x82\xac\",\"d\":\"\x7f\"}") },
+        { "{\"user_id\":\"\\\"q\\\"\\u00e9\",\"event_type\":\"a\\\\b\"}",
+          OUT(RND_UUID, "\\\"q\\\"\xc3\xa9", "a\\\\b", NOW_STR, "{}") },
         /* structure kept, whitespace dropped */
-        {EV(",\"payload\":{ \"a\" : [ 1 , [ ] , { } , null , true , false ] ,"
-            " \"b\" : { \"c\" : [ { \"d\" : \"[{\" } ] } }"),
-         OUT(RND_UUID, "u1", "e", NOW_STR,
-             "{\"a\":[1,[],{},null,true,false],"
-             "\"b\":{\"c\":[{\"d\":\"[{\"}]}}")},
+        { EV(",\"payload\":{ \"a\" : [ 1 , [ ] , { } , null , true , false ] ,"
+             " \"b\" : { \"c\" : [ { \"d\" : \"[{\" } ] } }"),
+          OUT(RND_UUID, "u1", "e", NOW_STR,
+              "{\"a\":[1,[],{},null,true,false],"
+              "\"b\":{\"c\":[{\"d\":\"[{\"}]}}") },
         /* the longest allowed fields */
-        {"{\"user_id\":\"" X256 "\",\"event_type\":\"" X128 "\"}",
-         OUT(RND_UUID, X256, X128, NOW_STR, "{}")},
+        { "{\"user_id\":\"" X256 "\",\"event_type\":\"" X128 "\"}",
+          OUT(RND_UUID, X256, X128, NOW_STR, "{}") },
 };
 
 START_TEST(test_golden)
 {
         const struct good_case *c = &good_cases[_i];
-        struct proto_buf out = {0};
+        struct proto_buf out = { 0 };
         struct proto_msg msg;
         struct proto_error err;
         size_t wlen = strlen(c->want);
         int r;
 
         ck_assert_int_eq(proto_buf_append_str(&out, PREFIX), 0);
-        r = proto_parse(c->in, strlen(c->in), PROTO_MAX_MESSAGE_BYTES, NOW_MS,
-                        rnd, &out, &msg, &err);
-        ck_assert_msg(r == 0, "good case %d: %d %s (%s)", _i, r,
-                      proto_reason_name(err.reason), err.detail);
+        r = proto_parse(c->in, strlen(c->in), PROTO_MAX_MESSAGE_BYTES, NOW_MS, rnd, &out, &msg,
+                        &err);
+        ck_assert_msg(r == 0, "good case %d: %d %s (%s)", _i, r, proto_reason_name(err.reason),
+                      err.detail);
         ck_assert_int_eq(msg.kind, PROTO_MSG_EVENT);
         ck_assert_int_eq(err.reason, PROTO_OK);
         ck_assert_msg(out.len == strlen(PREFIX) + wlen &&
-                              memcmp(out.data + strlen(PREFIX), c->want,
-                                     wlen) == 0,
-                      "good case %d:\n got  %.*s\n want %s", _i,
-                      (int)(out.len - strlen(PREFIX)),
+                              memcmp(out.data + strlen(PREFIX), c->want, wlen) == 0,
+                      "good case %d:\n got  %.*s\n want %s", _i, (int)(out.len - strlen(PREFIX)),
                       out.data + strlen(PREFIX), c->want);
         ck_assert(memcmp(out.data, PREFIX, strlen(PREFIX)) == 0);
         proto_buf_free(&out);
@@ -417,36 +389,32 @@ struct op_case {
 };
 
 static const struct op_case op_cases[] = {
-        {"{\"op\":\"ping\"}", PROTO_OP_PING, 0, "", NULL},
-        {" {\"op\":\"stats\"}\r", PROTO_OP_STATS, 0, "", NULL},
-        {"{\"op\":\"flush\"}", PROTO_OP_FLUSH, 30000, "", NULL},
-        {"{\"op\":\"flush\",\"timeout_ms\":0}", PROTO_OP_FLUSH, 0, "", NULL},
-        {"{\"timeout_ms\":3600000,\"op\":\"flush\"}", PROTO_OP_FLUSH, 3600000,
-         "", NULL},
-        {"{\"op\":\"set_user\",\"user_id\":\"u1\"}", PROTO_OP_SET_USER, 0,
-         "u1", NULL},
-        {"{\"op\":\"set_user\",\"user_id\":\"u\\u00e9\",\"user_id_sig\":"
-         "\"ab12\"}",
-         PROTO_OP_SET_USER, 0, "u\xc3\xa9", "ab12"},
-        {"{\"op\":\"set_user\",\"user_id\":\"" X256 "\"}", PROTO_OP_SET_USER,
-         0, X256, NULL},
-        {"{\"op\":\"reset_session\"}", PROTO_OP_RESET_SESSION, 0, "", NULL},
+        { "{\"op\":\"ping\"}", PROTO_OP_PING, 0, "", NULL },
+        { " {\"op\":\"stats\"}\r", PROTO_OP_STATS, 0, "", NULL },
+        { "{\"op\":\"flush\"}", PROTO_OP_FLUSH, 30000, "", NULL },
+        { "{\"op\":\"flush\",\"timeout_ms\":0}", PROTO_OP_FLUSH, 0, "", NULL },
+        { "{\"timeout_ms\":3600000,\"op\":\"flush\"}", PROTO_OP_FLUSH, 3600000, "", NULL },
+        { "{\"op\":\"set_user\",\"user_id\":\"u1\"}", PROTO_OP_SET_USER, 0, "u1", NULL },
+        { "{\"op\":\"set_user\",\"user_id\":\"u\\u00e9\",\"user_id_sig\":"
+          "\"ab12\"}",
+          PROTO_OP_SET_USER, 0, "u\xc3\xa9", "ab12" },
+        { "{\"op\":\"set_user\",\"user_id\":\"" X256 "\"}", PROTO_OP_SET_USER, 0, X256, NULL },
+        { "{\"op\":\"reset_session\"}", PROTO_OP_RESET_SESSION, 0, "", NULL },
 };
 
 START_TEST(test_ops)
 {
         const struct op_case *c = &op_cases[_i];
-        struct proto_buf out = {0};
+        struct proto_buf out = { 0 };
         struct proto_msg msg;
         struct proto_error err;
         int r;
 
         memset(&msg, 0xa5, sizeof(msg));
         ck_assert_int_eq(proto_buf_append_str(&out, PREFIX), 0);
-        r = proto_parse(c->in, strlen(c->in), PROTO_MAX_MESSAGE_BYTES, NOW_MS,
-                        rnd, &out, &msg, &err);
-        ck_assert_msg(r == 0, "op case %d: %s (%s)", _i,
-                      proto_reason_name(err.reason), err.detail);
+        r = proto_parse(c->in, strlen(c->in), PROTO_MAX_MESSAGE_BYTES, NOW_MS, rnd, &out, &msg,
+                        &err);
+        ck_assert_msg(r == 0, "op case %d: %s (%s)", _i, proto_reason_name(err.reason), err.detail);
         ck_assert_int_eq(msg.kind, PROTO_MSG_OP);
         ck_assert_int_eq(msg.op, c->op);
         if (c->op == PROTO_OP_FLUSH)
@@ -465,15 +433,14 @@ START_TEST(test_oversize)
 {
         const char *ev = EV("");
         size_t n = strlen(ev);
-        struct proto_buf out = {0};
+        struct proto_buf out = { 0 };
         struct proto_msg msg;
         struct proto_error err;
 
         check_bad(ev, n, n - 1, PROTO_E_OVERSIZE, "one byte over");
         /* The limit is on the raw line: padding counts too. */
         check_bad(" " EV("") " ", n + 2, n + 1, PROTO_E_OVERSIZE, "padding");
-        ck_assert_int_eq(proto_parse(ev, n, n, NOW_MS, rnd, &out, &msg, &err),
-                         0);
+        ck_assert_int_eq(proto_parse(ev, n, n, NOW_MS, rnd, &out, &msg, &err), 0);
         proto_buf_free(&out);
 }
 END_TEST
@@ -495,7 +462,7 @@ END_TEST
 /* An event whose payload nests to `depth` levels in all, NUL-terminated. */
 static char *nested(int depth, const char *open, const char *close)
 {
-        struct proto_buf b = {0};
+        struct proto_buf b = { 0 };
 
         ck_assert_int_eq(proto_buf_append_str(&b, EV_PAYLOAD "{\"a\":"), 0);
         /* The event object and the payload are two levels already. */
@@ -510,7 +477,7 @@ static char *nested(int depth, const char *open, const char *close)
 
 START_TEST(test_depth)
 {
-        struct proto_buf out = {0};
+        struct proto_buf out = { 0 };
         struct proto_msg msg;
         struct proto_error err;
         char *s;
@@ -518,28 +485,23 @@ START_TEST(test_depth)
 
         /* Exactly 64 levels are fine, with arrays and with objects. */
         s = nested(PROTO_MAX_DEPTH, "[", "]");
-        r = proto_parse(s, strlen(s), PROTO_MAX_MESSAGE_BYTES, NOW_MS, rnd,
-                        &out, &msg, &err);
+        r = proto_parse(s, strlen(s), PROTO_MAX_MESSAGE_BYTES, NOW_MS, rnd, &out, &msg, &err);
         ck_assert_msg(r == 0, "64 arrays: %s", err.detail);
         free(s);
         s = nested(PROTO_MAX_DEPTH, "{\"k\":", "}");
-        r = proto_parse(s, strlen(s), PROTO_MAX_MESSAGE_BYTES, NOW_MS, rnd,
-                        &out, &msg, &err);
+        r = proto_parse(s, strlen(s), PROTO_MAX_MESSAGE_BYTES, NOW_MS, rnd, &out, &msg, &err);
         ck_assert_msg(r == 0, "64 objects: %s", err.detail);
         free(s);
         /* 65 are not. */
         s = nested(PROTO_MAX_DEPTH + 1, "[", "]");
-        check_bad(s, strlen(s), PROTO_MAX_MESSAGE_BYTES, PROTO_E_TOO_DEEP,
-                  "65 arrays");
+        check_bad(s, strlen(s), PROTO_MAX_MESSAGE_BYTES, PROTO_E_TOO_DEEP, "65 arrays");
         free(s);
         s = nested(PROTO_MAX_DEPTH + 1, "{\"k\":", "}");
-        check_bad(s, strlen(s), PROTO_MAX_MESSAGE_BYTES, PROTO_E_TOO_DEEP,
-                  "65 objects");
+        check_bad(s, strlen(s), PROTO_MAX_MESSAGE_BYTES, PROTO_E_TOO_DEEP, "65 objects");
         free(s);
         /* Thousands of levels are refused before jansson recurses. */
         s = nested(5000, "[", "]");
-        check_bad(s, strlen(s), PROTO_MAX_MESSAGE_BYTES, PROTO_E_TOO_DEEP,
-                  "5000 arrays");
+        check_bad(s, strlen(s), PROTO_MAX_MESSAGE_BYTES, PROTO_E_TOO_DEEP, "5000 arrays");
         free(s);
         proto_buf_free(&out);
 }
@@ -548,18 +510,16 @@ END_TEST
 START_TEST(test_depth_strings)
 {
         /* Brackets inside strings, even after escaped quotes, are text. */
-        struct proto_buf b = {0}, out = {0};
+        struct proto_buf b = { 0 }, out = { 0 };
         struct proto_msg msg;
         struct proto_error err;
         int r;
 
-        ck_assert_int_eq(
-                proto_buf_append_str(&b, EV_PAYLOAD "{\"s\":\"\\\"\\\\"), 0);
+        ck_assert_int_eq(proto_buf_append_str(&b, EV_PAYLOAD "{\"s\":\"\\\"\\\\"), 0);
         for (int i = 0; i < 200; i++)
                 ck_assert_int_eq(proto_buf_append_str(&b, "[{"), 0);
         ck_assert_int_eq(proto_buf_append_str(&b, "\"}}"), 0);
-        r = proto_parse(b.data, b.len, PROTO_MAX_MESSAGE_BYTES, NOW_MS, rnd,
-                        &out, &msg, &err);
+        r = proto_parse(b.data, b.len, PROTO_MAX_MESSAGE_BYTES, NOW_MS, rnd, &out, &msg, &err);
         ck_assert_msg(r == 0, "%s", err.detail);
         proto_buf_free(&b);
         proto_buf_free(&out);
@@ -570,22 +530,20 @@ END_TEST
 
 START_TEST(test_detail)
 {
-        struct proto_buf out = {0};
+        struct proto_buf out = { 0 };
         struct proto_msg msg;
         struct proto_error err;
         const char *in = EV(",\"properties\":{}");
         const char *evil = "{\"pro\\u0001perties\\\"\xc3\xa9" X128 "\":1}";
         int r;
 
-        r = proto_parse(in, strlen(in), PROTO_MAX_MESSAGE_BYTES, NOW_MS, rnd,
-                        &out, &msg, &err);
+        r = proto_parse(in, strlen(in), PROTO_MAX_MESSAGE_BYTES, NOW_MS, rnd, &out, &msg, &err);
         ck_assert_int_eq(r, -EINVAL);
         ck_assert_int_eq(err.reason, PROTO_E_UNKNOWN_FIELD);
         ck_assert_ptr_nonnull(strstr(err.detail, "\"properties\""));
 
         /* A hostile key is cut and shown as printable ASCII only. */
-        r = proto_parse(evil, strlen(evil), PROTO_MAX_MESSAGE_BYTES, NOW_MS,
-                        rnd, &out, &msg, &err);
+        r = proto_parse(evil, strlen(evil), PROTO_MAX_MESSAGE_BYTES, NOW_MS, rnd, &out, &msg, &err);
         ck_assert_int_eq(r, -EINVAL);
         ck_assert_int_eq(err.reason, PROTO_E_UNKNOWN_FIELD);
         ck_assert_ptr_nonnull(strstr(err.detail, "pro\\x01perties\\\""));
@@ -594,8 +552,7 @@ START_TEST(test_detail)
                 ck_assert(*p >= 0x20 && *p < 0x7f);
 
         /* jansson's own message is kept printable too. */
-        r = proto_parse("{\"a\xff\":1}", 8, PROTO_MAX_MESSAGE_BYTES, NOW_MS,
-                        rnd, &out, &msg, &err);
+        r = proto_parse("{\"a\xff\":1}", 8, PROTO_MAX_MESSAGE_BYTES, NOW_MS, rnd, &out, &msg, &err);
         ck_assert_int_eq(err.reason, PROTO_E_BAD_UTF8);
         for (const char *p = err.detail; *p; p++)
                 ck_assert(*p >= 0x20 && *p < 0x7f);
@@ -611,20 +568,16 @@ END_TEST
 START_TEST(test_reason_names)
 {
         static const char *const want[PROTO_REASON_COUNT] = {
-                "ok",            "bad_json",      "not_object",
-                "bad_utf8",      "nul",           "too_deep",
-                "bad_number",    "duplicate_key", "oversize",
-                "missing_field", "wrong_type",    "bad_length",
-                "unknown_field", "bad_timestamp", "bad_event_id",
-                "bad_type",      "unknown_op",    "bad_value",
-                "op_not_allowed", "nomem",
+                "ok",         "bad_json",   "not_object",    "bad_utf8",       "nul",
+                "too_deep",   "bad_number", "duplicate_key", "oversize",       "missing_field",
+                "wrong_type", "bad_length", "unknown_field", "bad_timestamp",  "bad_event_id",
+                "bad_type",   "unknown_op", "bad_value",     "op_not_allowed", "nomem",
         };
 
         for (int i = 0; i < PROTO_REASON_COUNT; i++)
-                ck_assert_str_eq(proto_reason_name((enum proto_reason)i),
-                                 want[i]);
+                ck_assert_str_eq(proto_reason_name((enum proto_reason)i), want[i]);
         ck_assert_str_eq(proto_reason_name(PROTO_REASON_COUNT), "unknown");
-        ck_assert_str_eq(proto_reason_name((enum proto_reason)-1), "unknown");
+        ck_assert_str_eq(proto_reason_name((enum proto_reason) - 1), "unknown");
 }
 END_TEST
 
@@ -634,15 +587,15 @@ static const struct {
         int64_t ms;
         const char *s;
 } time_cases[] = {
-        {0, "1970-01-01T00:00:00.000Z"},
-        {-1, "1969-12-31T23:59:59.999Z"},
-        {-86400000, "1969-12-31T00:00:00.000Z"},
-        {951827696789, "2000-02-29T12:34:56.789Z"},
-        {NOW_MS, NOW_STR},
-        {-62135596800000, "0001-01-01T00:00:00.000Z"},
-        {-62167219200000, "0000-01-01T00:00:00.000Z"},
-        {253402300799999, "9999-12-31T23:59:59.999Z"},
-        {4107542400000, "2100-03-01T00:00:00.000Z"},
+        { 0, "1970-01-01T00:00:00.000Z" },
+        { -1, "1969-12-31T23:59:59.999Z" },
+        { -86400000, "1969-12-31T00:00:00.000Z" },
+        { 951827696789, "2000-02-29T12:34:56.789Z" },
+        { NOW_MS, NOW_STR },
+        { -62135596800000, "0001-01-01T00:00:00.000Z" },
+        { -62167219200000, "0000-01-01T00:00:00.000Z" },
+        { 253402300799999, "9999-12-31T23:59:59.999Z" },
+        { 4107542400000, "2100-03-01T00:00:00.000Z" },
 };
 
 START_TEST(test_time_format)
@@ -650,8 +603,7 @@ START_TEST(test_time_format)
         char buf[PROTO_TIME_LEN + 1];
         int64_t ms;
 
-        for (size_t i = 0; i < sizeof(time_cases) / sizeof(time_cases[0]);
-             i++) {
+        for (size_t i = 0; i < sizeof(time_cases) / sizeof(time_cases[0]); i++) {
                 proto_time_format(time_cases[i].ms, buf);
                 ck_assert_str_eq(buf, time_cases[i].s);
                 ck_assert_int_eq(proto_time_parse(buf, strlen(buf), &ms), 0);
@@ -680,8 +632,7 @@ START_TEST(test_time_roundtrip)
                 proto_time_format(t, buf);
                 ck_assert_int_eq(strlen(buf), PROTO_TIME_LEN);
                 ck_assert_int_eq(proto_time_parse(buf, PROTO_TIME_LEN, &ms), 0);
-                ck_assert_msg(ms == t, "%s: %lld != %lld", buf, (long long)ms,
-                              (long long)t);
+                ck_assert_msg(ms == t, "%s: %lld != %lld", buf, (long long)ms, (long long)t);
         }
         ck_assert_int_gt(n, 10000);
 }
@@ -693,32 +644,21 @@ START_TEST(test_time_parse)
 
         ck_assert_int_eq(proto_time_parse("2026-11-27T05:00:00Z", 20, &ms), 0);
         ck_assert_int_eq(ms, NOW_MS - 123);
-        ck_assert_int_eq(
-                proto_time_parse("2026-11-27T06:00:00.1239+01:00", 30, &ms), 0);
+        ck_assert_int_eq(proto_time_parse("2026-11-27T06:00:00.1239+01:00", 30, &ms), 0);
         ck_assert_int_eq(ms, NOW_MS);
         /* Only n bytes are read: no NUL needed, none past n used. */
-        ck_assert_int_eq(proto_time_parse("2026-11-27T05:00:00Zjunk", 20, &ms),
-                         0);
-        ck_assert_int_eq(proto_time_parse("2026-11-27T05:00:00Z", 19, &ms),
-                         -EINVAL);
-        ck_assert_int_eq(proto_time_parse("2026-11-27T05:00:00Z", 0, &ms),
-                         -EINVAL);
+        ck_assert_int_eq(proto_time_parse("2026-11-27T05:00:00Zjunk", 20, &ms), 0);
+        ck_assert_int_eq(proto_time_parse("2026-11-27T05:00:00Z", 19, &ms), -EINVAL);
+        ck_assert_int_eq(proto_time_parse("2026-11-27T05:00:00Z", 0, &ms), -EINVAL);
         ms = 7;
-        ck_assert_int_eq(proto_time_parse("2026-02-29T00:00:00Z", 20, &ms),
-                         -EINVAL);
+        ck_assert_int_eq(proto_time_parse("2026-02-29T00:00:00Z", 20, &ms), -EINVAL);
         ck_assert_int_eq(ms, 7); /* untouched on failure */
         ck_assert_int_eq(proto_time_parse("2024-02-29T00:00:00Z", 20, &ms), 0);
         ck_assert_int_eq(proto_time_parse("2000-02-29T00:00:00Z", 20, &ms), 0);
-        ck_assert_int_eq(proto_time_parse("2026-11-27T05:00:00+23:59", 25,
-                                          &ms),
-                         0);
-        ck_assert_int_eq(proto_time_parse("2026-11-27T05:00:00+23:60", 25,
-                                          &ms),
-                         -EINVAL);
-        ck_assert_int_eq(proto_time_parse("2026-11-27T05:00:00-05", 22, &ms),
-                         -EINVAL);
-        ck_assert_int_eq(proto_time_parse("+026-11-27T05:00:00Z", 20, &ms),
-                         -EINVAL);
+        ck_assert_int_eq(proto_time_parse("2026-11-27T05:00:00+23:59", 25, &ms), 0);
+        ck_assert_int_eq(proto_time_parse("2026-11-27T05:00:00+23:60", 25, &ms), -EINVAL);
+        ck_assert_int_eq(proto_time_parse("2026-11-27T05:00:00-05", 22, &ms), -EINVAL);
+        ck_assert_int_eq(proto_time_parse("+026-11-27T05:00:00Z", 20, &ms), -EINVAL);
 }
 END_TEST
 
@@ -731,22 +671,21 @@ START_TEST(test_escape)
                 size_t n;
                 const char *want;
         } cases[] = {
-                {"", 0, "\"\""},
-                {"plain", 5, "\"plain\""},
-                {"a\"b", 3, "\"a\\\"b\""},
-                {"a\\b", 3, "\"a\\\\b\""},
-                {"\n\t\r\b\f", 5, "\"\\n\\t\\r\\b\\f\""},
-                {"\x01\x1f", 2, "\"\\u0001\\u001f\""},
-                {"\0x", 2, "\"\\u0000x\""},
-                {"\x7f/\xc3\xa9", 4, "\"\x7f/\xc3\xa9\""},
-                {"\"\"\\\\", 4, "\"\\\"\\\"\\\\\\\\\""},
+                { "", 0, "\"\"" },
+                { "plain", 5, "\"plain\"" },
+                { "a\"b", 3, "\"a\\\"b\"" },
+                { "a\\b", 3, "\"a\\\\b\"" },
+                { "\n\t\r\b\f", 5, "\"\\n\\t\\r\\b\\f\"" },
+                { "\x01\x1f", 2, "\"\\u0001\\u001f\"" },
+                { "\0x", 2, "\"\\u0000x\"" },
+                { "\x7f/\xc3\xa9", 4, "\"\x7f/\xc3\xa9\"" },
+                { "\"\"\\\\", 4, "\"\\\"\\\"\\\\\\\\\"" },
         };
-        struct proto_buf b = {0};
+        struct proto_buf b = { 0 };
 
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
                 proto_buf_reset(&b);
-                ck_assert_int_eq(proto_json_escape(&b, cases[i].in, cases[i].n),
-                                 0);
+                ck_assert_int_eq(proto_json_escape(&b, cases[i].in, cases[i].n), 0);
                 ck_assert_uint_eq(b.len, strlen(cases[i].want));
                 ck_assert(memcmp(b.data, cases[i].want, b.len) == 0);
         }
@@ -760,7 +699,7 @@ START_TEST(test_escape_all_bytes)
 {
         /* Every byte value escaped and parsed back gives the original. */
         char in[256];
-        struct proto_buf b = {0};
+        struct proto_buf b = { 0 };
         json_error_t je;
         json_t *v;
 
@@ -819,7 +758,7 @@ START_TEST(test_batch)
                 "{\"type\":\"identify\",\"user_id\":\"u2\"}",
                 EV(",\"event_id\":\"fixed\",\"occurred_at\":1.5"),
         };
-        struct proto_buf ev = {0}, b = {0};
+        struct proto_buf ev = { 0 }, b = { 0 };
         struct proto_msg msg;
         struct proto_error err;
         size_t starts[4];
@@ -829,9 +768,8 @@ START_TEST(test_batch)
 
         for (size_t i = 0; i < 3; i++) {
                 starts[i] = ev.len;
-                ck_assert_int_eq(proto_parse(lines[i], strlen(lines[i]),
-                                             PROTO_MAX_MESSAGE_BYTES, NOW_MS,
-                                             rnd, &ev, &msg, &err),
+                ck_assert_int_eq(proto_parse(lines[i], strlen(lines[i]), PROTO_MAX_MESSAGE_BYTES,
+                                             NOW_MS, rnd, &ev, &msg, &err),
                                  0);
         }
         starts[3] = ev.len;
@@ -849,31 +787,26 @@ START_TEST(test_batch)
         proto_buf_reset(&b);
         ck_assert_int_eq(proto_batch_begin(&b, id, NOW_MS), 0);
         for (size_t i = 0; i < 3; i++)
-                ck_assert_int_eq(proto_batch_add(&b, ev.data + starts[i],
-                                                 starts[i + 1] - starts[i],
-                                                 i == 0),
-                                 0);
+                ck_assert_int_eq(
+                        proto_batch_add(&b, ev.data + starts[i], starts[i + 1] - starts[i], i == 0),
+                        0);
         ck_assert_int_eq(proto_batch_end(&b), 0);
         ck_assert_uint_eq(b.len, PROTO_BATCH_OVERHEAD + ev.len + 2);
 
         v = json_loadb(b.data, b.len, JSON_REJECT_DUPLICATES, &je);
         ck_assert_msg(v != NULL, "%s: %.*s", je.text, (int)b.len, b.data);
-        ck_assert_str_eq(json_string_value(json_object_get(v, "batch_id")),
-                         RND_UUID);
-        ck_assert_str_eq(json_string_value(json_object_get(v, "sent_at")),
-                         NOW_STR);
+        ck_assert_str_eq(json_string_value(json_object_get(v, "batch_id")), RND_UUID);
+        ck_assert_str_eq(json_string_value(json_object_get(v, "sent_at")), NOW_STR);
         events = json_object_get(v, "events");
         ck_assert_uint_eq(json_array_size(events), 3);
-        ck_assert_str_eq(json_string_value(json_object_get(
-                                 json_array_get(events, 1), "event_type")),
-                         "context_identified");
-        ck_assert_str_eq(json_string_value(json_object_get(
-                                 json_array_get(events, 2), "occurred_at")),
-                         "1970-01-01T00:00:01.500Z");
+        ck_assert_str_eq(
+                json_string_value(json_object_get(json_array_get(events, 1), "event_type")),
+                "context_identified");
+        ck_assert_str_eq(
+                json_string_value(json_object_get(json_array_get(events, 2), "occurred_at")),
+                "1970-01-01T00:00:01.500Z");
         ck_assert_int_eq(json_integer_value(json_object_get(
-                                 json_object_get(json_array_get(events, 0),
-                                                 "payload"),
-                                 "n")),
+                                 json_object_get(json_array_get(events, 0), "payload"), "n")),
                          1);
         json_decref(v);
 
@@ -885,7 +818,7 @@ END_TEST
 
 START_TEST(test_buf)
 {
-        struct proto_buf b = {0};
+        struct proto_buf b = { 0 };
 
         for (int i = 0; i < 1000; i++)
                 ck_assert_int_eq(proto_buf_append(&b, "0123456789", 10), 0);
@@ -908,8 +841,7 @@ static Suite *proto_suite(void)
         TCase *tc;
 
         tc = tcase_create("reject");
-        tcase_add_loop_test(tc, test_reject, 0,
-                            sizeof(bad_cases) / sizeof(bad_cases[0]));
+        tcase_add_loop_test(tc, test_reject, 0, sizeof(bad_cases) / sizeof(bad_cases[0]));
         tcase_add_test(tc, test_reject_count);
         tcase_add_test(tc, test_detail);
         tcase_add_test(tc, test_reason_names);
@@ -923,15 +855,12 @@ static Suite *proto_suite(void)
         suite_add_tcase(s, tc);
 
         tc = tcase_create("normalise");
-        tcase_add_loop_test(tc, test_golden, 0,
-                            sizeof(good_cases) / sizeof(good_cases[0]));
-        tcase_add_loop_test(tc, test_output_is_json, 0,
-                            sizeof(good_cases) / sizeof(good_cases[0]));
+        tcase_add_loop_test(tc, test_golden, 0, sizeof(good_cases) / sizeof(good_cases[0]));
+        tcase_add_loop_test(tc, test_output_is_json, 0, sizeof(good_cases) / sizeof(good_cases[0]));
         suite_add_tcase(s, tc);
 
         tc = tcase_create("ops");
-        tcase_add_loop_test(tc, test_ops, 0,
-                            sizeof(op_cases) / sizeof(op_cases[0]));
+        tcase_add_loop_test(tc, test_ops, 0, sizeof(op_cases) / sizeof(op_cases[0]));
         suite_add_tcase(s, tc);
 
         tc = tcase_create("time");

@@ -36,8 +36,8 @@ static const char *text(void)
 
 START_TEST(track_exact_line)
 {
-        ck_assert_int_eq(shim_encode_track(&l, "u1", "signup", 1795755600123LL,
-                                           "{\"plan\":\"pro\"}"), 0);
+        ck_assert_int_eq(
+                shim_encode_track(&l, "u1", "signup", 1795755600123LL, "{\"plan\":\"pro\"}"), 0);
         ck_assert_str_eq(text(), "{\"user_id\":\"u1\",\"event_type\":\"signup\","
                                  "\"occurred_at\":\"2026-11-27T05:00:00.123Z\","
                                  "\"payload\":{\"plan\":\"pro\"}}\n");
@@ -55,11 +55,10 @@ END_TEST
 
 START_TEST(escapes_quotes_backslashes_controls)
 {
-        ck_assert_int_eq(shim_encode_track(&l, "a\"b\\c", "x\n\t\r\b\f\x01\x1f\x7f",
-                                           0, NULL), 0);
+        ck_assert_int_eq(shim_encode_track(&l, "a\"b\\c", "x\n\t\r\b\f\x01\x1f\x7f", 0, NULL), 0);
         ck_assert_ptr_nonnull(strstr(text(), "\"user_id\":\"a\\\"b\\\\c\""));
-        ck_assert_ptr_nonnull(strstr(text(),
-                                     "\"event_type\":\"x\\n\\t\\r\\b\\f\\u0001\\u001f\x7f\""));
+        ck_assert_ptr_nonnull(
+                strstr(text(), "\"event_type\":\"x\\n\\t\\r\\b\\f\\u0001\\u001f\x7f\""));
         /* One line: the only raw newline is the terminator. */
         ck_assert_ptr_eq(memchr(l.p, '\n', l.len), l.p + l.len - 1);
 }
@@ -67,8 +66,8 @@ END_TEST
 
 START_TEST(utf8_valid_passes_through)
 {
-        ck_assert_int_eq(shim_encode_track(&l, "caf\xc3\xa9", "\xe2\x82\xac\xf0\x9f\x98\x80",
-                                           0, NULL), 0);
+        ck_assert_int_eq(
+                shim_encode_track(&l, "caf\xc3\xa9", "\xe2\x82\xac\xf0\x9f\x98\x80", 0, NULL), 0);
         ck_assert_ptr_nonnull(strstr(text(), "\"caf\xc3\xa9\""));
         ck_assert_ptr_nonnull(strstr(text(), "\"\xe2\x82\xac\xf0\x9f\x98\x80\""));
 }
@@ -77,11 +76,14 @@ END_TEST
 START_TEST(utf8_invalid_rejected)
 {
         static const char *bad[] = {
-                "\xff", "\xc3", "a\x80", "\xc0\xaf",  /* overlong '/' */
-                "\xe0\x80\xaf",                       /* overlong */
-                "\xed\xa0\x80",                       /* surrogate U+D800 */
-                "\xf4\x90\x80\x80",                   /* U+110000 */
-                "\xe2\x82",                           /* truncated */
+                "\xff",
+                "\xc3",
+                "a\x80",
+                "\xc0\xaf",         /* overlong '/' */
+                "\xe0\x80\xaf",     /* overlong */
+                "\xed\xa0\x80",     /* surrogate U+D800 */
+                "\xf4\x90\x80\x80", /* U+110000 */
+                "\xe2\x82",         /* truncated */
         };
         size_t i;
 
@@ -91,7 +93,7 @@ START_TEST(utf8_invalid_rejected)
                 ck_assert_int_eq(shim_encode_track(&l, bad[i], "t", 0, NULL), -EINVAL);
                 shim_line_free(&l);
                 shim_line_init(&l, buf, sizeof(buf));
-                ck_assert_int_eq(shim_encode_track(&l, "u", "t", 0, "{\"s\":\"x\"}") , 0);
+                ck_assert_int_eq(shim_encode_track(&l, "u", "t", 0, "{\"s\":\"x\"}"), 0);
                 shim_line_free(&l);
                 shim_line_init(&l, buf, sizeof(buf));
                 {
@@ -130,8 +132,7 @@ END_TEST
 
 START_TEST(payload_cheap_checks)
 {
-        static const char *bad[] = {"", "   ", "[]", "{", "}", "\"x\"", "1",
-                                    "{} x", "x {}"};
+        static const char *bad[] = { "", "   ", "[]", "{", "}", "\"x\"", "1", "{} x", "x {}" };
         size_t i;
 
         for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -139,8 +140,7 @@ START_TEST(payload_cheap_checks)
         shim_line_free(&l);
         shim_line_init(&l, buf, sizeof(buf));
         /* Whitespace trimmed; raw CR/LF inside become spaces. */
-        ck_assert_int_eq(shim_encode_track(&l, "u", "t", 0,
-                                           " \r\n{\"a\":\r\n1}\n "), 0);
+        ck_assert_int_eq(shim_encode_track(&l, "u", "t", 0, " \r\n{\"a\":\r\n1}\n "), 0);
         ck_assert_ptr_nonnull(strstr(text(), "\"payload\":{\"a\":  1}}\n"));
         ck_assert_ptr_eq(memchr(l.p, '\n', l.len), l.p + l.len - 1);
         ck_assert_ptr_null(memchr(l.p, '\r', l.len));

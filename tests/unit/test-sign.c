@@ -74,9 +74,11 @@ static void fill_vectors(void)
         v[6].name = "RFC 4231 case 7";
         memset(v[6].key, 0xaa, 131);
         v[6].key_len = 131;
-        strncpy(v[6].data, "This is a test using a larger than block-size key and a larger "
+        strncpy(v[6].data,
+                "This is a test using a larger than block-size key and a larger "
                 "than block-size data. The key needs to be hashed before being used by "
-                "the HMAC algorithm.", sizeof(v[6].data) - 1);
+                "the HMAC algorithm.",
+                sizeof(v[6].data) - 1);
         v[6].mac = "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2";
 }
 
@@ -90,8 +92,8 @@ START_TEST(rfc4231)
         memset(out, 'X', sizeof(out));
         ck_assert_int_eq(segops_sign_user_id(v->key, v->key_len, v->data, out), 0);
         ck_assert_uint_eq(strlen(out), 64);
-        ck_assert_msg(strncmp(out, v->mac, strlen(v->mac)) == 0, "%s: got %s, want %s",
-                      v->name, out, v->mac);
+        ck_assert_msg(strncmp(out, v->mac, strlen(v->mac)) == 0, "%s: got %s, want %s", v->name,
+                      out, v->mac);
 }
 END_TEST
 
@@ -103,22 +105,22 @@ START_TEST(known_user_ids)
                 const char *user_id;
                 const char *sig;
         } k[] = {
-                {"backend-secret", 14, "u1",
-                 "f4932702b45931d59b960201eab046762ce45884203433a5dd5cc8cc4ff33b0c"},
-                {"backend-secret", 14, "user@example.com",
-                 "3d303d85e188e44258aed6c735e6e6489fdc73f3a9ec46cd0698f8a6351db9db"},
+                { "backend-secret", 14, "u1",
+                  "f4932702b45931d59b960201eab046762ce45884203433a5dd5cc8cc4ff33b0c" },
+                { "backend-secret", 14, "user@example.com",
+                  "3d303d85e188e44258aed6c735e6e6489fdc73f3a9ec46cd0698f8a6351db9db" },
                 /* The secret is bytes: an embedded NUL counts. */
-                {"s3cr3t\0bin", 10, "42",
-                 "bfb62f5a55bcf99ae4de7e779e05aa8cdff557259e33e9766eb13ca7b79de5f7"},
+                { "s3cr3t\0bin", 10, "42",
+                  "bfb62f5a55bcf99ae4de7e779e05aa8cdff557259e33e9766eb13ca7b79de5f7" },
                 /* UTF-8 user ids are signed as their bytes. */
-                {"k", 1, "\xc3\xa9t\xc3\xa9-\xe6\x97\xa5\xe6\x9c\xac",
-                 "782ab19da2c4ad9018fde415769534baea7dba7a24a213f396339716c3785f4b"},
+                { "k", 1, "\xc3\xa9t\xc3\xa9-\xe6\x97\xa5\xe6\x9c\xac",
+                  "782ab19da2c4ad9018fde415769534baea7dba7a24a213f396339716c3785f4b" },
         };
         char out[65];
 
         for (size_t i = 0; i < sizeof(k) / sizeof(k[0]); i++) {
-                ck_assert_int_eq(segops_sign_user_id(k[i].secret, k[i].secret_len,
-                                                     k[i].user_id, out), 0);
+                ck_assert_int_eq(
+                        segops_sign_user_id(k[i].secret, k[i].secret_len, k[i].user_id, out), 0);
                 ck_assert_str_eq(out, k[i].sig);
         }
 }

@@ -360,15 +360,19 @@ START_TEST(run_environment_is_scrubbed)
         ck_assert_msg(r.error == 0, "error %d: %s", r.error, r.why);
         ck_assert_str_eq(r.user_id, "unset");
 
-        run_cmd(&r, "/bin/sh -c 'printf \"{\\\"user_id\\\": \\\"%s\\\"}\" "
-                    "\"${SEGOPS_TEST_SECRET:-unset}\"'", 5, 65536);
+        run_cmd(&r,
+                "/bin/sh -c 'printf \"{\\\"user_id\\\": \\\"%s\\\"}\" "
+                "\"${SEGOPS_TEST_SECRET:-unset}\"'",
+                5, 65536);
         ck_assert_msg(r.error == 0, "error %d: %s", r.error, r.why);
         ck_assert_str_eq(r.user_id, "unset");
 
         /* Only PATH and LANG (and what sh itself sets) remain. */
-        run_cmd(&r, "/bin/sh -c 'printf \"{\\\"user_id\\\": \\\"%s\\\"}\" "
-                    "\"$(env | cut -d= -f1 | grep -v -e ^PWD$ -e ^SHLVL$ -e ^_$ | sort | "
-                    "tr \"\\n\" ,)\"'", 5, 65536);
+        run_cmd(&r,
+                "/bin/sh -c 'printf \"{\\\"user_id\\\": \\\"%s\\\"}\" "
+                "\"$(env | cut -d= -f1 | grep -v -e ^PWD$ -e ^SHLVL$ -e ^_$ | sort | "
+                "tr \"\\n\" ,)\"'",
+                5, 65536);
         ck_assert_msg(r.error == 0, "error %d: %s", r.error, r.why);
         ck_assert_str_eq(r.user_id, "LANG,PATH,");
 }
@@ -379,8 +383,8 @@ START_TEST(run_stdin_is_dev_null_and_stderr_ignored)
         struct run r;
 
         /* cat would wait forever on an inherited terminal or pipe. */
-        run_cmd(&r, "/bin/sh -c \"cat; echo noise >&2; echo '{\\\"user_id\\\":\\\"in-ok\\\"}'\"",
-                2, 65536);
+        run_cmd(&r, "/bin/sh -c \"cat; echo noise >&2; echo '{\\\"user_id\\\":\\\"in-ok\\\"}'\"", 2,
+                65536);
         ck_assert_msg(r.error == 0, "error %d: %s", r.error, r.why);
         ck_assert_str_eq(r.user_id, "in-ok");
         ck_assert_msg(r.elapsed < 1.5, "took %.3f s", r.elapsed);
@@ -420,8 +424,8 @@ START_TEST(run_two_at_once)
         ck_assert_int_eq(usercmd_run(&loop, "/bin/sleep 30", 0.3, 65536, on_done, &a, &a.u,
                                      a.spawn_why, sizeof(a.spawn_why)),
                          0);
-        ck_assert_int_eq(usercmd_run(&loop, "/bin/echo '{\"user_id\":\"b\"}'", 5, 65536, on_done, &b,
-                                     &b.u, b.spawn_why, sizeof(b.spawn_why)),
+        ck_assert_int_eq(usercmd_run(&loop, "/bin/echo '{\"user_id\":\"b\"}'", 5, 65536, on_done,
+                                     &b, &b.u, b.spawn_why, sizeof(b.spawn_why)),
                          0);
         ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
         ck_assert_int_eq(uv_loop_close(&loop), 0);

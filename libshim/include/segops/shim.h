@@ -93,22 +93,19 @@ int segops_track(segops_shim *s, const char *user_id, const char *event_type,
 
 /* As segops_track() with an explicit occurred_at, in Unix milliseconds
  * (UTC). Years outside 0000-9999 are clamped to that range. Same returns. */
-int segops_track_at(segops_shim *s, const char *user_id,
-                    const char *event_type, int64_t occurred_at_ms,
-                    const char *payload_json);
+int segops_track_at(segops_shim *s, const char *user_id, const char *event_type,
+                    int64_t occurred_at_ms, const char *payload_json);
 
 /* Queue an identify message: user_id (1-256 bytes) and traits_json, a
  * JSON object as text or NULL for {}. The daemon turns it into the event
  * "context_identified" with payload {"traits": ...}. Same returns as
  * segops_track(). */
-int segops_identify(segops_shim *s, const char *user_id,
-                    const char *traits_json);
+int segops_identify(segops_shim *s, const char *user_id, const char *traits_json);
 
 /* Queue the op set_user: the identity the daemon uses for its next
  * session mint (pk_ keys). user_id_sig may be NULL (1-256 bytes when
  * given). Same returns as segops_track(). */
-int segops_set_user(segops_shim *s, const char *user_id,
-                    const char *user_id_sig);
+int segops_set_user(segops_shim *s, const char *user_id, const char *user_id_sig);
 
 /* Queue the op reset_session: the daemon drops its cached session token.
  * Same returns as segops_track() (minus the argument checks). */

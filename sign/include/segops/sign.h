@@ -36,8 +36,8 @@ extern "C" {
  * failure out_hex is left untouched. The function keeps no state, is
  * thread-safe and wipes its intermediate MAC from memory; wiping the
  * secret is the caller's business. */
-int segops_sign_user_id(const void *secret, size_t secret_len,
-                        const char *user_id, char out_hex[65]);
+int segops_sign_user_id(const void *secret, size_t secret_len, const char *user_id,
+                        char out_hex[65]);
 
 #ifdef __cplusplus
 }
