@@ -297,8 +297,7 @@ int shim_encode_reset_session(struct shim_line *l)
         return finish(l);
 }
 
-/* Decimal digits of v at out; returns how many. */
-static size_t put_decimal(char *out, uint64_t v)
+size_t shim_put_decimal(char *out, uint64_t v)
 {
         char digits[24];
         size_t nd = 0, n = 0;
@@ -325,11 +324,11 @@ size_t shim_encode_dropped(char *out, size_t cap, uint64_t count, int32_t pid)
                 return 0;
         memcpy(out, pre, sizeof(pre) - 1);
         n = sizeof(pre) - 1;
-        n += put_decimal(out + n, count);
+        n += shim_put_decimal(out + n, count);
         if (pid > 0) {
                 memcpy(out + n, mid, sizeof(mid) - 1);
                 n += sizeof(mid) - 1;
-                n += put_decimal(out + n, (uint64_t)pid);
+                n += shim_put_decimal(out + n, (uint64_t)pid);
         }
         out[n++] = '}';
         out[n++] = '\n';

@@ -201,6 +201,40 @@ static void pop_memfd_locked(struct segops_shim *s)
         s->memfd_count--;
 }
 
+/* After a failed send (lock held): wait, reconnect or give up. Returns
+ * true when the payload can never go (EMSGSIZE, EPERM from a policy, ...)
+ * and the caller must drop and count it rather than spin on it. */
+static bool send_failed_locked(struct segops_shim *s, int e)
+{
+        struct timespec ts;
+
+        switch (e) {
+        case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+        case EWOULDBLOCK:
+#endif
+        case EINTR: return false; /* the poll before this waited already */
+        case ECONNREFUSED:
+        case ECONNRESET:
+        case ENOTCONN:
+        case EPIPE:
+        case EDESTADDRREQ:
+                /* The daemon went away (restart): a new socket, right
+                 * away once, then at the usual rate. */
+                close_socket_locked(s);
+                s->next_connect_ms = 0;
+                return false;
+        case ENOBUFS:
+        case ENOMEM:
+        case ETOOMANYREFS:
+                /* The kernel is short (or too many fds in flight): soon. */
+                deadline_ts(&ts, 10);
+                pthread_cond_timedwait(&s->wake, &s->lock, &ts);
+                return false;
+        default: return true;
+        }
+}
+
 /* The thread's turn for the oldest pending memfd (lock held, connected).
  * The fd stays in its slot during the unlocked send, so flush and close
  * still count it as held; only the thread ever removes it while running.
@@ -209,7 +243,6 @@ static void pop_memfd_locked(struct segops_shim *s)
 static void send_memfd_step_locked(struct segops_shim *s)
 {
         int sock = s->fd, mfd = s->memfds[s->memfd_head], e;
-        struct timespec ts;
         ssize_t k;
 
         s->sending = 1;
@@ -228,33 +261,9 @@ static void send_memfd_step_locked(struct segops_shim *s)
                 pop_memfd_locked(s); /* the daemon holds its own copy */
                 return;
         }
-        switch (e) {
-        case EAGAIN:
-#if EWOULDBLOCK != EAGAIN
-        case EWOULDBLOCK:
-#endif
-        case EINTR: break;
-        case ECONNREFUSED:
-        case ECONNRESET:
-        case ENOTCONN:
-        case EPIPE:
-        case EDESTADDRREQ:
-                close_socket_locked(s);
-                s->next_connect_ms = 0;
-                break;
-        case ENOBUFS:
-        case ENOMEM:
-        case ETOOMANYREFS:
-                /* The kernel is short (or too many fds in flight): soon. */
-                deadline_ts(&ts, 10);
-                pthread_cond_timedwait(&s->wake, &s->lock, &ts);
-                break;
-        default:
-                /* This fd will never go (EPERM from a policy, EMSGSIZE):
-                 * lost, never spun on. */
+        if (send_failed_locked(s, e)) {
                 pop_memfd_locked(s);
                 shim_count_drop_locked(s, 1);
-                break;
         }
 }
 
@@ -334,35 +343,12 @@ static void *sender_main(void *arg)
                         continue;
                 }
                 s->unreported += reported;
-                switch (e) {
-                case EAGAIN:
-#if EWOULDBLOCK != EAGAIN
-                case EWOULDBLOCK:
-#endif
-                case EINTR: break;
-                case ECONNREFUSED:
-                case ECONNRESET:
-                case ENOTCONN:
-                case EPIPE:
-                case EDESTADDRREQ:
-                        /* The daemon went away (restart): a new socket,
-                         * right away once, then at the usual rate. */
-                        close_socket_locked(s);
-                        s->next_connect_ms = 0;
-                        break;
-                case EMSGSIZE:
-                        /* Cannot happen with lines <= SHIM_DGRAM_BYTES and
-                         * the default buffers; never spin on it. Every
-                         * line in it is lost (the prefix is not a line of
-                         * the ring: it went back to unreported above). */
+                if (send_failed_locked(s, e)) {
+                        /* Every line in it is lost (the prefix is not a
+                         * line of the ring: it went back to unreported
+                         * above). */
                         shim_count_drop_locked(s, shim_count_lines_locked(s, n));
                         consume_locked(s, n);
-                        break;
-                default:
-                        /* ENOBUFS/ENOMEM: the kernel is short; retry soon. */
-                        deadline_ts(&ts, 10);
-                        pthread_cond_timedwait(&s->wake, &s->lock, &ts);
-                        break;
                 }
         }
         pthread_cond_broadcast(&s->drained);
@@ -573,20 +559,6 @@ static bool reply_ok(const char *line)
         return memmem(line, n, a, sizeof(a) - 1) || memmem(line, n, b, sizeof(b) - 1);
 }
 
-static size_t put_uint(char *out, uint64_t v)
-{
-        char digits[24];
-        size_t n = 0, nd = 0;
-
-        do {
-                digits[nd++] = (char)('0' + v % 10);
-                v /= 10;
-        } while (v);
-        while (nd)
-                out[n++] = digits[--nd];
-        return n;
-}
-
 /* Connect to the control socket without ever blocking: a Unix stream
  * connect() waits for as long as the daemon's listen backlog is full,
  * and this runs on the caller's thread. Returns the fd or -ETIMEDOUT
@@ -642,7 +614,7 @@ int shim_control(struct segops_shim *s, bool flush, int64_t deadline_ms)
                 left = left > SHIM_REPLY_GRACE_MS ? left - SHIM_REPLY_GRACE_MS : 0;
                 memcpy(req + n, pre, sizeof(pre) - 1);
                 n += sizeof(pre) - 1;
-                n += put_uint(req + n, (uint64_t)left);
+                n += shim_put_decimal(req + n, (uint64_t)left);
                 req[n++] = '}';
                 req[n++] = '\n';
                 lines++;

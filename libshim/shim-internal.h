@@ -65,6 +65,8 @@ int shim_encode_reset_session(struct shim_line *l);
  * out is too small. The daemon cannot afford credentials on every
  * datagram, so the process names itself. */
 size_t shim_encode_dropped(char *out, size_t cap, uint64_t count, int32_t pid);
+/* The decimal digits of v at out (at most 20); returns how many. */
+size_t shim_put_decimal(char *out, uint64_t v);
 
 /* ---- the handle (shim.c) ---- */
 struct segops_shim {
