@@ -44,7 +44,7 @@ struct batch {
         char id[PROTO_UUID_LEN + 1];
         struct proto_buf body; /* uncompressed, identical on retries */
         struct proto_buf gz;   /* compressed body, when gzip is on */
-        uint32_t n;
+        uint32_t n, evs_cap;
         struct batch_ev *evs;
         unsigned attempts;   /* sends so far */
         uint64_t token_gen;  /* pk_: the session token it was sent with */
@@ -72,13 +72,54 @@ static void set_state(struct batcher *b, const char *state)
         b->state = state;
 }
 
+/* ---- the memory account ----
+ *
+ * A batch is charged what it holds: its struct and the allocator's
+ * bookkeeping for its blocks (BATCH_COST), its body and compressed body,
+ * and its event index. An event moving from the queue into a batch costs
+ * its bytes plus a comma and an index entry, less than Q_EVENT_COST, so
+ * cutting only ever adds the envelope and the struct; the queue keeps
+ * that much free for every batch not yet cut (q->reserve). Together,
+ * max_memory holds without dropping anything at the cut. */
+#define BATCH_COST (sizeof(struct batch) + 4 * 16)
+#define BATCH_SLOT_COST (BATCH_COST + PROTO_BATCH_OVERHEAD)
+
+static size_t batch_charge(const struct batch *x)
+{
+        return BATCH_COST + x->body.cap + x->gz.cap + (size_t)x->evs_cap * sizeof(*x->evs);
+}
+
 static void recharge(struct batcher *b, struct batch *x)
 {
-        size_t now = x->body.cap + x->gz.cap + (size_t)x->n * sizeof(*x->evs);
+        size_t now = batch_charge(x);
 
         q_release(queue_of(b), x->charged);
         q_charge(queue_of(b), now);
         x->charged = now;
+}
+
+/* nbatches changed: keep room for the batches still to be cut. A 413
+ * split may take nbatches past max_in_flight; the reserve is then 0. */
+static void count_batches(struct batcher *b, int delta)
+{
+        unsigned slots = cfg_of(b)->max_in_flight;
+
+        b->nbatches = (unsigned)((int)b->nbatches + delta);
+        queue_of(b)->reserve = b->nbatches < slots ? (slots - b->nbatches) * BATCH_SLOT_COST : 0;
+}
+
+/* Give back what building left over: a body or index that grew by
+ * doubling is trimmed to what it holds before it is charged. */
+static void batch_trim(struct batch *x)
+{
+        proto_buf_shrink(&x->body);
+        if (x->n > 0 && x->n < x->evs_cap) {
+                struct batch_ev *evs = realloc(x->evs, (size_t)x->n * sizeof(*evs));
+                if (evs) {
+                        x->evs = evs;
+                        x->evs_cap = x->n;
+                }
+        }
 }
 
 static void batch_free(struct batcher *b, struct batch *x)
@@ -86,7 +127,7 @@ static void batch_free(struct batcher *b, struct batch *x)
         for (struct batch **p = &b->batches; *p; p = &(*p)->next) {
                 if (*p == x) {
                         *p = x->next;
-                        b->nbatches--;
+                        count_batches(b, -1);
                         break;
                 }
         }
@@ -109,6 +150,7 @@ static struct batch *batch_new(struct batcher *b, uint32_t cap)
                 free(x);
                 return NULL;
         }
+        x->evs_cap = cap;
         x->owner = b;
         rng_bytes16(rnd);
         proto_uuid_format(rnd, x->id);
@@ -117,7 +159,7 @@ static struct batch *batch_new(struct batcher *b, uint32_t cap)
         while (*tail)
                 tail = &(*tail)->next;
         *tail = x;
-        b->nbatches++;
+        count_batches(b, +1);
         return x;
 }
 
@@ -128,6 +170,23 @@ static void gz_work(uv_work_t *w)
         struct batch *x = w->data;
 
         x->work_ret = gz_compress(x->body.data, x->body.len, &x->gz);
+        proto_buf_shrink(&x->gz);
+}
+
+/* Keep the compressed body only when it is smaller and the account has
+ * room for it beside the plain one (kept for a 413 split). */
+static bool gz_worth_keeping(struct batcher *b, const struct batch *x)
+{
+        const struct queue *q = &b->d->queue;
+        size_t now = batch_charge(x);
+
+        if (x->gz.len >= x->body.len)
+                return false;
+        if (q->held - x->charged + now + q->reserve > q->limit) {
+                b->d->stats.gzip_skipped++;
+                return false;
+        }
+        return true;
 }
 
 static void gz_after(uv_work_t *w, int status)
@@ -148,6 +207,8 @@ static void gz_after(uv_work_t *w, int status)
                 proto_buf_free(&x->gz);
                 log_limited(LOG_WARNING, "gzip",
                             "could not compress batch %s, sending it uncompressed", x->id);
+        } else if (!gz_worth_keeping(b, x)) {
+                proto_buf_free(&x->gz);
         }
         recharge(b, x);
         x->state = BATCH_READY;
@@ -156,6 +217,7 @@ static void gz_after(uv_work_t *w, int status)
 
 static void batch_ready(struct batcher *b, struct batch *x)
 {
+        batch_trim(x);
         recharge(b, x);
         if (cfg_of(b)->compression == CFG_COMPRESSION_GZIP && !b->d->fwd.stdout_mode) {
                 x->state = BATCH_COMPRESSING;
@@ -694,6 +756,7 @@ int batcher_init(struct batcher *b, struct daemon *d)
         uv_timer_init(d->loop, &b->wake);
         b->interval.data = b;
         b->wake.data = b;
+        count_batches(b, 0);
         if (ms == 0)
                 ms = 1;
         uv_timer_start(&b->interval, on_interval, ms, ms);
@@ -799,7 +862,7 @@ uint64_t batcher_close(struct batcher *b)
                          * runs either way and frees it. */
                         uv_cancel((uv_req_t *)&x->work);
                         b->batches = x->next;
-                        b->nbatches--;
+                        count_batches(b, -1);
                         q_release(queue_of(b), x->charged);
                         x->orphaned = true;
                         continue;

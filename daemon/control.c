@@ -90,7 +90,7 @@ static json_t *stats_json(struct daemon *d)
         /* One key and its value per line. */
         /* clang-format off */
         return json_pack(
-                "{s:b s:s s:I s:I s:I s:I s:o s:o s:I s:o s:I s:I s:I s:I s:I s:I s:I s:I s:I s:I"
+                "{s:b s:s s:I s:I s:I s:I s:o s:o s:I s:o s:I s:I s:I s:I s:I s:I s:I s:I s:I s:I s:I s:I"
                 " s:{s:s s:I s:s}"
                 " s:o"
                 " s:{s:I s:I s:I s:I s:I s:I s:I s:I s:I}"
@@ -112,6 +112,8 @@ static json_t *stats_json(struct daemon *d)
                 "duplicates", (json_int_t)s->duplicates,
                 "batches_sent", (json_int_t)s->batches_sent,
                 "retries", (json_int_t)s->retries,
+                "splits", (json_int_t)s->splits,
+                "gzip_skipped", (json_int_t)s->gzip_skipped,
                 "spooled", (json_int_t)0,
                 "upstream", "state", d->batcher.state,
                 "last_status", (json_int_t)d->batcher.last_status,

@@ -29,7 +29,7 @@ int q_push(struct queue *q, const char *ev, size_t len)
         struct q_event *e;
         int dropped = 0;
 
-        while (q->held + cost > q->limit) {
+        while (q->held + q->reserve + cost > q->limit) {
                 if (q->when_full == CFG_DROP_NEWEST || !q->head)
                         return -ENOBUFS;
                 drop_head(q);

@@ -27,6 +27,7 @@ struct queue {
         size_t bytes; /* sum of len of queued events */
         size_t held;  /* memory account: queued + charged */
         size_t limit; /* max_memory */
+        size_t reserve; /* kept free for what the batcher will charge */
         enum cfg_when_full when_full;
         uint64_t next_seq; /* seq of the next event pushed */
 };
@@ -46,7 +47,9 @@ int q_push(struct queue *q, const char *ev, size_t len);
 struct q_event *q_pop(struct queue *q);
 void q_event_free(struct queue *q, struct q_event *e);
 
-/* Charge / release memory held outside the queue (batch bodies). */
+/* Charge / release memory held outside the queue (batch bodies). The
+ * batcher sets q->reserve so that new events leave room for what its
+ * next batches will charge: held + reserve never passes limit by a push. */
 void q_charge(struct queue *q, size_t n);
 void q_release(struct queue *q, size_t n);
 

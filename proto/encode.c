@@ -78,6 +78,19 @@ void proto_buf_reset(struct proto_buf *b)
                 b->len = 0;
 }
 
+void proto_buf_shrink(struct proto_buf *b)
+{
+        char *p;
+
+        if (!b || b->len == b->cap || b->len == 0)
+                return;
+        p = realloc(b->data, b->len);
+        if (!p)
+                return; /* still valid, only bigger than it needs */
+        b->data = p;
+        b->cap = b->len;
+}
+
 void proto_buf_free(struct proto_buf *b)
 {
         if (!b)

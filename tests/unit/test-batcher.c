@@ -20,11 +20,10 @@ struct fixture {
         char path[64];
 };
 
-static void setup(struct fixture *fx, unsigned batch_size, size_t max_batch_bytes,
-                  double flush_interval)
+/* The config with its defaults and these; setup_start() runs it. */
+static void setup_cfg(struct fixture *fx, unsigned batch_size, size_t max_batch_bytes,
+                      double flush_interval)
 {
-        int fd;
-
         memset(fx, 0, sizeof(*fx));
         ck_assert_int_eq(uv_loop_init(&fx->loop), 0);
         fx->d.loop = &fx->loop;
@@ -33,6 +32,12 @@ static void setup(struct fixture *fx, unsigned batch_size, size_t max_batch_byte
         fx->d.cfg.batch_size = batch_size;
         fx->d.cfg.max_batch_bytes = max_batch_bytes;
         fx->d.cfg.flush_interval = flush_interval;
+}
+
+static void setup_start(struct fixture *fx)
+{
+        int fd;
+
         q_init(&fx->d.queue, fx->d.cfg.max_memory, CFG_DROP_NEWEST);
 
         /* Point stdout at a temp file so the batches can be read back. */
@@ -47,6 +52,13 @@ static void setup(struct fixture *fx, unsigned batch_size, size_t max_batch_byte
         ck_assert_int_eq(fwd_init(&fx->d.fwd, &fx->loop, &fx->d.cfg), 0);
         ck_assert_int_eq(batcher_init(&fx->d.batcher, &fx->d), 0);
         session_init(&fx->d.session, &fx->d);
+}
+
+static void setup(struct fixture *fx, unsigned batch_size, size_t max_batch_bytes,
+                  double flush_interval)
+{
+        setup_cfg(fx, batch_size, max_batch_bytes, flush_interval);
+        setup_start(fx);
 }
 
 static void teardown(struct fixture *fx)
@@ -279,6 +291,56 @@ START_TEST(test_close_counts_what_is_left)
 }
 END_TEST
 
+/* max_memory bounds what the batches hold too: cutting a batch (its
+ * envelope, a body grown by doubling) and compressing it (a second body)
+ * must not take the account past the limit, even with the queue full to
+ * the brim and every batch kept by an upstream that never answers. */
+START_TEST(test_memory_account_holds_when_batches_are_cut_and_compressed)
+{
+        struct fixture fx;
+        char ev[1200];
+        unsigned seed = 1;
+        int pushed = 0, ret;
+
+        setup_cfg(&fx, 20, 65536, 0.01);
+        fx.d.cfg.max_memory = 256 * 1024;
+        fx.d.cfg.compression = CFG_COMPRESSION_GZIP;
+        free(fx.d.cfg.api_url);
+        fx.d.cfg.api_url = strdup("http://127.0.0.1:9/"); /* discard: refused */
+        fx.d.api_key = "sk_unit";
+        setup_start(&fx);
+        do {
+                /* ~1 KB of payload that gzip shrinks only a little. */
+                int n = snprintf(ev, sizeof(ev),
+                                 "{\"event_id\":\"e%d\",\"user_id\":\"u\",\"event_type\":\"t\","
+                                 "\"occurred_at\":\"2026-01-01T00:00:00.000Z\",\"payload\":{\"r\":\"",
+                                 pushed);
+                for (int i = 0; i < 1000; i++)
+                        ev[n++] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/"
+                                [rand_r(&seed) % 64];
+                n += snprintf(ev + n, sizeof(ev) - (size_t)n, "\"}}");
+                ret = q_push(&fx.d.queue, ev, (size_t)n);
+                if (ret == 0)
+                        pushed++;
+        } while (ret == 0 && pushed < 10000);
+        ck_assert_int_eq(ret, -ENOBUFS);
+        ck_assert_uint_le(fx.d.queue.held, fx.d.cfg.max_memory);
+
+        batcher_kick(&fx.d.batcher);
+        ck_assert_uint_eq(fx.d.batcher.nbatches, fx.d.cfg.max_in_flight);
+        for (int i = 0; i < 300; i++) {
+                ck_assert_uint_le(fx.d.queue.held, fx.d.cfg.max_memory);
+                turn(&fx);
+        }
+        ck_assert_uint_le(fx.d.queue.held, fx.d.cfg.max_memory);
+        ck_assert_uint_eq(batcher_held(&fx.d.batcher), (uint64_t)pushed);
+        /* No room for a second body: the batches go uncompressed, counted. */
+        ck_assert_uint_gt(fx.d.stats.gzip_skipped, 0);
+        fx.d.api_key = NULL;
+        teardown(&fx);
+}
+END_TEST
+
 static Suite *batcher_suite(void)
 {
         Suite *s = suite_create("batcher");
@@ -292,6 +354,7 @@ static Suite *batcher_suite(void)
         tcase_add_test(tc, test_flush_with_nothing_held_answers_at_once);
         tcase_add_test(tc, test_drain_sends_everything);
         tcase_add_test(tc, test_close_counts_what_is_left);
+        tcase_add_test(tc, test_memory_account_holds_when_batches_are_cut_and_compressed);
         suite_add_tcase(s, tc);
         return s;
 }
