@@ -24,9 +24,9 @@ struct q_event {
 struct queue {
         struct q_event *head, *tail;
         size_t count;
-        size_t bytes; /* sum of len of queued events */
-        size_t held;  /* memory account: queued + charged */
-        size_t limit; /* max_memory */
+        size_t bytes;   /* sum of len of queued events */
+        size_t held;    /* memory account: queued + charged */
+        size_t limit;   /* max_memory */
         size_t reserve; /* kept free for what the batcher will charge */
         enum cfg_when_full when_full;
         uint64_t next_seq; /* seq of the next event pushed */

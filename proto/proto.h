@@ -52,8 +52,8 @@ struct proto_buf {
 int proto_buf_reserve(struct proto_buf *b, size_t n);
 int proto_buf_append(struct proto_buf *b, const void *p, size_t n);
 int proto_buf_append_str(struct proto_buf *b, const char *s);
-void proto_buf_reset(struct proto_buf *b); /* len = 0, keeps memory */
-void proto_buf_free(struct proto_buf *b);  /* frees, zeroes; NULL ok */
+void proto_buf_reset(struct proto_buf *b);  /* len = 0, keeps memory */
+void proto_buf_free(struct proto_buf *b);   /* frees, zeroes; NULL ok */
 void proto_buf_shrink(struct proto_buf *b); /* cap = len, when realloc allows */
 
 /* Append s (n bytes, assumed valid UTF-8) as a JSON string literal,

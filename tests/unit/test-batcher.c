@@ -311,10 +311,11 @@ START_TEST(test_memory_account_holds_when_batches_are_cut_and_compressed)
         setup_start(&fx);
         do {
                 /* ~1 KB of payload that gzip shrinks only a little. */
-                int n = snprintf(ev, sizeof(ev),
-                                 "{\"event_id\":\"e%d\",\"user_id\":\"u\",\"event_type\":\"t\","
-                                 "\"occurred_at\":\"2026-01-01T00:00:00.000Z\",\"payload\":{\"r\":\"",
-                                 pushed);
+                int n = snprintf(
+                        ev, sizeof(ev),
+                        "{\"event_id\":\"e%d\",\"user_id\":\"u\",\"event_type\":\"t\","
+                        "\"occurred_at\":\"2026-01-01T00:00:00.000Z\",\"payload\":{\"r\":\"",
+                        pushed);
                 for (int i = 0; i < 1000; i++)
                         ev[n++] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/"
                                 [rand_r(&seed) % 64];
