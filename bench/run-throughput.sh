@@ -15,8 +15,11 @@
 #
 # usage: bench/run-throughput.sh [-n EVENTS] [--gzip] [-t THREADS]
 #                                [--pack N] [-b BUILD_DIR] [--timeout SECONDS]
+#                                [--no-raw]
 #   --pack N  N events per datagram, as libshim sends them (default 1:
 #             one event per datagram, the issue's measurement)
+#   --no-raw  skip the ceiling run (the same sender into bench/rawsink, a
+#             receiver that only reads the socket)
 
 set -u
 
@@ -24,6 +27,7 @@ N=1000000
 COMPRESSION=none
 THREADS=1
 PACK=1
+RAW=1
 BUILD=${BUILD:-build}
 TIMEOUT=120
 
@@ -56,6 +60,7 @@ while [ $# -gt 0 ]; do
         --timeout) is_count "${2:-}" || die "bad --timeout"
             TIMEOUT=$2; shift 2 ;;
         --gzip) COMPRESSION=gzip; shift ;;
+        --no-raw) RAW=0; shift ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; exit 2 ;;
         esac
@@ -64,7 +69,8 @@ done
 SEGOPSD=$BUILD/daemon/segopsd
 SINK=$BUILD/bench/sink
 SENDER=$BUILD/bench/sender
-for f in "$SEGOPSD" "$SINK" "$SENDER"; do
+RAWSINK=$BUILD/bench/rawsink
+for f in "$SEGOPSD" "$SINK" "$SENDER" "$RAWSINK"; do
         [ -x "$f" ] || die "$f not found: run 'meson setup $BUILD && ninja -C $BUILD' first (or set BUILD)"
 done
 command -v socat >/dev/null || die "socat is needed"
@@ -73,6 +79,7 @@ CLK_TCK=$(getconf CLK_TCK) || die "getconf CLK_TCK failed"
 TMP=$(mktemp -d -t segops-bench.XXXXXX) || die "mktemp failed"
 SINK_PID=
 DAEMON_PID=
+RAW_PID=
 
 # Stop one process we started: SIGTERM, up to $2 seconds, then SIGKILL.
 stop_pid() {
@@ -92,6 +99,7 @@ stop_pid() {
 
 # shellcheck disable=SC2317 # called by the trap
 cleanup() {
+        stop_pid "$RAW_PID" 5
         stop_pid "$DAEMON_PID" 5
         stop_pid "$SINK_PID" 5
         rm -rf -- "$TMP"
@@ -141,6 +149,26 @@ cpu_ticks() { # utime + stime of a process
 }
 
 calc() { awk "BEGIN { printf \"$1\", ($2) }"; }
+
+# --- the ceiling: the same sender into a receiver that only reads ------------
+RAW_EPS=
+RAW_CPU_PER_M=
+if [ "$RAW" = 1 ]; then
+        "$RAWSINK" "$TMP/raw.sock" "$N" >"$TMP/raw.out" 2>"$TMP/raw.err" &
+        RAW_PID=$!
+        for ((i = 0; i < 50; i++)); do
+                [ -S "$TMP/raw.sock" ] && break
+                sleep 0.1
+        done
+        [ -S "$TMP/raw.sock" ] || die "rawsink did not start"
+        timeout "$TIMEOUT" "$SENDER" -n "$N" -s "$TMP/raw.sock" -t "$THREADS" -p "$PACK" \
+                >/dev/null || die "the sender failed on the ceiling run"
+        wait "$RAW_PID" || die "rawsink: $(cat "$TMP/raw.err")"
+        RAW_PID=
+        read -r _ raw_events _ _ _ raw_elapsed _ raw_cpu <"$TMP/raw.out"
+        RAW_EPS=$(calc '%.0f' "$raw_elapsed > 0 ? $raw_events / $raw_elapsed : 0")
+        RAW_CPU_PER_M=$(calc '%.3f' "$raw_cpu * 1000000 / $raw_events")
+fi
 
 # --- the sink ---------------------------------------------------------------
 "$SINK" --port-file "$TMP/port" --expect "$N" >"$TMP/sink.out" 2>"$TMP/sink.err" &
@@ -272,6 +300,12 @@ printf '%-28s %s\n' \
         "peak RSS MiB (VmHWM)" "$PEAK_MIB" \
         "idle RSS MiB (VmRSS)" "$IDLE_MIB" \
         "  of which anonymous MiB" "$IDLE_ANON_MIB"
+if [ -n "$RAW_EPS" ]; then
+        printf '%-28s %s\n' \
+                "ceiling events/s (rawsink)" "$RAW_EPS" \
+                "  rawsink CPU s per million" "$RAW_CPU_PER_M" \
+                "  segopsd share of ceiling" "$(calc '%.0f%%' "$RAW_EPS > 0 ? 100 * $EPS / $RAW_EPS : 0")"
+fi
 echo
 
 verdict() { # verdict LABEL CONDITION(awk) [info]
