@@ -16,6 +16,7 @@ SEGOPSCTL = path of segopsctl (optional).
 """
 
 import ctypes
+import fcntl
 import json
 import os
 import re
@@ -171,21 +172,42 @@ class Daemon:
             f.write('\n'.join(lines))
 
     # ---- process ---------------------------------------------------------
-    def start(self, wait=True, args=()):
-        """Start the daemon; with wait, block until ping answers."""
+    def start(self, wait=True, args=(), listen_fds=()):
+        """Start the daemon; with wait, block until ping answers.
+        listen_fds: sockets handed over as systemd does (fds 3, 4, ...
+        with LISTEN_FDS and LISTEN_PID set to the daemon's own pid)."""
         if self.running():
             raise RuntimeError('daemon already running')
         env = {k: v for k, v in os.environ.items() if k not in _SCRUB_ENV}
         env.update(self._extra_env)
+        argv = [segopsd_path(), '--config', self.config_path, *args]
+        preexec = _die_with_parent
+        pass_fds = ()
+        if listen_fds:
+            fds = [f.fileno() for f in listen_fds]
+            pass_fds = tuple(range(3, 3 + len(fds)))
+            env['LISTEN_FDS'] = str(len(fds))
+            # LISTEN_PID must be the daemon's pid: a shell that execs it
+            # keeps its own.
+            argv = ['/bin/sh', '-c', 'LISTEN_PID=$$ exec "$0" "$@"', *argv]
+
+            def preexec():
+                _die_with_parent()
+                # Out of the way first, then to 3, 4, ...: a source may
+                # itself sit on one of the targets.
+                high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in fds]
+                for i, fd in enumerate(high):
+                    os.dup2(fd, 3 + i)
+                    os.close(fd)
         # Each start appends to the same log files, so a restart keeps
         # the earlier run's output for the test to read.
         out = open(self.stdout_path, 'ab')
         err = open(self.stderr_path, 'ab')
         try:
             self.proc = subprocess.Popen(
-                [segopsd_path(), '--config', self.config_path, *args],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
-                cwd=self.tmpdir, preexec_fn=_die_with_parent)
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                env=env, cwd=self.tmpdir, preexec_fn=preexec,
+                pass_fds=pass_fds)
         finally:
             out.close()
             err.close()
