@@ -14,10 +14,11 @@
  * reconnected by the thread. Drops are reported to the daemon as a
  * client_dropped line leading the next datagram, or, by flush and close,
  * on the control socket (so they are not held back until the next event).
- * Lines over a datagram's size travel as a sealed memfd: the caller
- * builds it without the lock, queues the fd in a few fixed slots, and
- * the thread sends it (SCM_RIGHTS, retried like a datagram on a full
- * queue); memfds and datagrams take turns, unordered between them.
+ * Lines over a datagram's size wait in the ring like any other; when
+ * one reaches the tail, the thread copies it into a sealed memfd and
+ * sends that (SCM_RIGHTS), retried like a datagram on a full queue. So
+ * every line goes out in the order it was queued, and a burst of large
+ * events is bounded by the ring's bytes, not by a count of fds.
  * This file also speaks the control ops libshim needs: flush and
  * client_dropped, without ever blocking past the caller's deadline.
  */
@@ -90,10 +91,46 @@ int shim_connect_locked(struct segops_shim *s)
         return 0;
 }
 
+/* The n bytes at the ring's tail as iov[0..1] (the ring may wrap);
+ * returns how many iovecs are used. */
+static int ring_span_locked(const struct segops_shim *s, size_t n, struct iovec iov[2])
+{
+        size_t first = s->ring_size - s->tail;
+        size_t n1 = n < first ? n : first;
+
+        iov[0].iov_base = s->ring + s->tail;
+        iov[0].iov_len = n1;
+        iov[1].iov_base = s->ring;
+        iov[1].iov_len = n - n1;
+        return n - n1 ? 2 : 1;
+}
+
+/* The length (newline included) of the line at the tail when it is too
+ * long for a datagram, else 0: such a line goes out as a memfd. */
+static size_t big_line_locked(const struct segops_shim *s)
+{
+        size_t first = s->ring_size - s->tail, n1, look;
+        const char *nl;
+
+        if (s->used <= SHIM_DGRAM_BYTES)
+                return 0;
+        look = SHIM_DGRAM_BYTES + 1; /* a newline in there: not big */
+        n1 = look < first ? look : first;
+        if (memchr(s->ring + s->tail, '\n', n1) ||
+            (look > n1 && memchr(s->ring, '\n', look - n1)))
+                return 0;
+        /* Every line ends with a newline: find this one's. */
+        nl = memchr(s->ring + s->tail, '\n', s->used < first ? s->used : first);
+        if (nl)
+                return (size_t)(nl - (s->ring + s->tail)) + 1;
+        nl = memchr(s->ring, '\n', s->used - first);
+        return nl ? first + (size_t)(nl - s->ring) + 1 : s->used;
+}
+
 /* Find the lines to send next: up to SHIM_DGRAM_BYTES from the tail,
  * whole lines only. Fills iov[0..1] (the ring may wrap) and returns the
- * byte count, 0 when the ring is empty. A line is never longer than a
- * datagram (longer ones take the memfd path), so there is always one. */
+ * byte count, 0 when the ring is empty. The caller has sent a line too
+ * long for a datagram as a memfd first, so there is always one. */
 static size_t next_chunk_locked(const struct segops_shim *s, struct iovec iov[2], int *ret_iovcnt)
 {
         size_t want = s->used < SHIM_DGRAM_BYTES ? s->used : SHIM_DGRAM_BYTES;
@@ -119,13 +156,7 @@ static size_t next_chunk_locked(const struct segops_shim *s, struct iovec iov[2]
                 }
                 want = cut;
         }
-        n1 = want < first ? want : first;
-        n2 = want - n1;
-        iov[0].iov_base = s->ring + s->tail;
-        iov[0].iov_len = n1;
-        iov[1].iov_base = s->ring;
-        iov[1].iov_len = n2;
-        *ret_iovcnt = n2 ? 2 : 1;
+        *ret_iovcnt = ring_span_locked(s, want, iov);
         return want;
 }
 
@@ -194,11 +225,46 @@ static ssize_t send_fd(int sock, int fd)
         return sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
-static void pop_memfd_locked(struct segops_shim *s)
+/* A sealed, CLOEXEC memfd holding the iovecs' bytes: the fd, or
+ * -errno. Sealed, so the daemon may map it without fearing that we
+ * shrink or change it under its feet. */
+static int memfd_make(const struct iovec *iov, int iovcnt)
 {
-        close(s->memfds[s->memfd_head]);
-        s->memfd_head = (s->memfd_head + 1) % SHIM_MEMFD_SLOTS;
-        s->memfd_count--;
+        int fd = memfd_create("segops-shim", MFD_CLOEXEC | MFD_ALLOW_SEALING), r;
+
+        if (fd < 0)
+                return -errno;
+        for (int i = 0; i < iovcnt; i++) {
+                const char *p = iov[i].iov_base;
+                size_t off = 0;
+
+                while (off < iov[i].iov_len) {
+                        ssize_t k = write(fd, p + off, iov[i].iov_len - off);
+
+                        if (k < 0 && errno == EINTR)
+                                continue;
+                        if (k <= 0) {
+                                r = k < 0 ? -errno : -EIO;
+                                goto out;
+                        }
+                        off += (size_t)k;
+                }
+        }
+        if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
+                r = -errno;
+                goto out;
+        }
+        return fd;
+out:
+        close(fd);
+        return r;
+}
+
+void shim_forget_big_locked(struct segops_shim *s)
+{
+        if (s->big_fd >= 0)
+                close(s->big_fd);
+        s->big_fd = -1;
 }
 
 /* After a failed send (lock held): wait, reconnect or give up. Returns
@@ -235,20 +301,28 @@ static bool send_failed_locked(struct segops_shim *s, int e)
         }
 }
 
-/* The thread's turn for the oldest pending memfd (lock held, connected).
- * The fd stays in its slot during the unlocked send, so flush and close
- * still count it as held; only the thread ever removes it while running.
- * Retries (EAGAIN, a vanished daemon) keep it at the head: memfds go out
- * in the order they were queued. */
-static void send_memfd_step_locked(struct segops_shim *s)
+/* Send the n-byte line at the tail as a memfd (lock held, connected).
+ * The memfd is built once, unlocked (producers only ever write outside
+ * the used part of the ring), and kept in big_fd across retries; the
+ * line leaves the ring only once sent, so flush and close count it as
+ * held until then. */
+static void send_big_locked(struct segops_shim *s, size_t n)
 {
-        int sock = s->fd, mfd = s->memfds[s->memfd_head], e;
-        ssize_t k;
+        struct iovec iov[2];
+        int iovcnt = ring_span_locked(s, n, iov);
+        int sock = s->fd, mfd = s->big_fd, e = 0;
+        ssize_t k = -1;
 
-        s->sending = 1;
+        s->sending = n;
         pthread_mutex_unlock(&s->lock);
-        k = send_fd(sock, mfd);
-        e = errno;
+        if (mfd < 0)
+                mfd = memfd_make(iov, iovcnt);
+        if (mfd < 0) {
+                e = -mfd;
+        } else {
+                k = send_fd(sock, mfd);
+                e = errno;
+        }
         if (k < 0 && (e == EAGAIN || e == EWOULDBLOCK)) {
                 struct pollfd p = { .fd = sock, .events = POLLOUT };
 
@@ -257,13 +331,16 @@ static void send_memfd_step_locked(struct segops_shim *s)
         }
         pthread_mutex_lock(&s->lock);
         s->sending = 0;
+        s->big_fd = mfd >= 0 ? mfd : -1;
         if (k >= 0) {
-                pop_memfd_locked(s); /* the daemon holds its own copy */
+                shim_forget_big_locked(s); /* the daemon holds its own copy */
+                consume_locked(s, n);
                 return;
         }
         if (send_failed_locked(s, e)) {
-                pop_memfd_locked(s);
+                shim_forget_big_locked(s);
                 shim_count_drop_locked(s, 1);
+                consume_locked(s, n);
         }
 }
 
@@ -282,7 +359,7 @@ static void *sender_main(void *arg)
                 int iovcnt = 0, fd, r, e;
                 ssize_t k;
 
-                if (s->used == 0 && s->memfd_count == 0) {
+                if (s->used == 0) {
                         pthread_cond_broadcast(&s->drained);
                         s->thread_idle = true;
                         pthread_cond_wait(&s->wake, &s->lock);
@@ -297,14 +374,11 @@ static void *sender_main(void *arg)
                         pthread_cond_timedwait(&s->wake, &s->lock, &ts);
                         continue;
                 }
-                /* Memfds and packed datagrams take turns, so neither kind
-                 * starves the other; no order between them is kept. */
-                if (s->memfd_count && (s->used == 0 || s->memfd_turn)) {
-                        s->memfd_turn = false;
-                        send_memfd_step_locked(s);
+                n = big_line_locked(s);
+                if (n) {
+                        send_big_locked(s, n);
                         continue;
                 }
-                s->memfd_turn = true;
                 if (s->unreported) {
                         /* Claimed now (given back below if the send
                          * fails) so that a concurrent flush or close
@@ -393,6 +467,8 @@ int shim_enqueue_locked(struct segops_shim *s, const char *line, size_t n)
         size_t first;
         int r;
 
+        if (n > s->ring_size)
+                return -EMSGSIZE; /* could never fit */
         if (n > s->ring_size - s->used)
                 return -ENOBUFS;
         r = start_thread_locked(s);
@@ -411,74 +487,9 @@ int shim_enqueue_locked(struct segops_shim *s, const char *line, size_t n)
         return 0;
 }
 
-int shim_memfd_make(const char *line, size_t n)
-{
-        size_t off = 0;
-        int fd, r;
-
-        fd = memfd_create("segops-shim", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-        if (fd < 0)
-                return -errno;
-        while (off < n) {
-                ssize_t k = write(fd, line + off, n - off);
-
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k <= 0) {
-                        r = k < 0 ? -errno : -EIO;
-                        goto out;
-                }
-                off += (size_t)k;
-        }
-        /* Sealed, so the daemon may map it without fearing that we shrink
-         * or change it under its feet. */
-        if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
-                r = -errno;
-                goto out;
-        }
-        return fd;
-out:
-        close(fd);
-        return r;
-}
-
-int shim_enqueue_memfd_locked(struct segops_shim *s, int memfd)
-{
-        int r;
-
-        if (s->memfd_count == SHIM_MEMFD_SLOTS) {
-                r = -ENOBUFS;
-                goto out;
-        }
-        r = start_thread_locked(s);
-        if (r < 0)
-                goto out;
-        s->memfds[(s->memfd_head + s->memfd_count) % SHIM_MEMFD_SLOTS] = memfd;
-        s->memfd_count++;
-        memfd = -1;
-        wake_thread_locked(s);
-out:
-        if (memfd >= 0)
-                close(memfd);
-        return r;
-}
-
-unsigned shim_discard_memfds_locked(struct segops_shim *s)
-{
-        unsigned n = s->memfd_count;
-
-        while (s->memfd_count) {
-                close(s->memfds[s->memfd_head]);
-                s->memfd_head = (s->memfd_head + 1) % SHIM_MEMFD_SLOTS;
-                s->memfd_count--;
-        }
-        s->memfd_head = 0;
-        return n;
-}
-
 static bool holds_locked(const struct segops_shim *s)
 {
-        return s->used > 0 || s->memfd_count > 0;
+        return s->used > 0;
 }
 
 int shim_wait_drained_locked(struct segops_shim *s, int64_t deadline_ms)

@@ -27,10 +27,6 @@
 #define SHIM_CLOSE_WAIT_MS 2000
 #define SHIM_CLOSE_REPORT_MS 100 /* close's client_dropped report */
 #define SHIM_REPLY_GRACE_MS 20   /* a control reply's trip to us */
-/* Sealed memfds (lines over a datagram) waiting for the sender thread.
- * Each holds an fd of the host process and its pages until sent, so
- * the bound is small; past it a large event is dropped (-ENOBUFS). */
-#define SHIM_MEMFD_SLOTS 16
 
 /* ---- encode.c: one NDJSON line, no I/O ---- */
 
@@ -90,15 +86,10 @@ struct segops_shim {
         size_t tail; /* the thread sends from here */
         size_t used;
         size_t sending; /* nonzero while the thread sends unlocked:
-                              * a datagram's bytes, or 1 for a memfd */
-
-        /* Pending sealed memfds, oldest at memfd_head, circular. One
-         * stays here while the thread sends it unlocked, so flush and
-         * close see it as held. */
-        int memfds[SHIM_MEMFD_SLOTS];
-        unsigned memfd_head;
-        unsigned memfd_count;
-        bool memfd_turn; /* the thread alternates memfds and datagrams */
+                              * the bytes it is sending from the tail */
+        /* The sealed memfd made for the line at the tail when that line
+         * is too long for a datagram, kept across retries; -1 if none. */
+        int big_fd;
 
         bool thread_started;
         bool thread_idle; /* waiting on wake with nothing to do */
@@ -117,20 +108,14 @@ int64_t shim_now_ms(void); /* CLOCK_MONOTONIC */
  * 0 or -ENOTCONN/-EACCES. */
 int shim_connect_locked(struct segops_shim *s);
 /* With s->lock held: append a line to the ring, start or wake the thread.
- * 0, -ENOBUFS or -EAGAIN. */
+ * 0, -ENOBUFS (no room now), -EMSGSIZE (longer than the ring) or -EAGAIN.
+ * Lines too long for a datagram are queued the same way. */
 int shim_enqueue_locked(struct segops_shim *s, const char *line, size_t n);
-/* Without the lock: a sealed, CLOEXEC memfd holding line[0..n), for a
- * line too large for a datagram. The fd, or -ENOMEM/-EMFILE/... */
-int shim_memfd_make(const char *line, size_t n);
-/* With s->lock held: hand a memfd from shim_memfd_make() to the sender
- * thread, which owns it from then on (also on failure: it is closed).
- * 0, -ENOBUFS (every slot taken) or -EAGAIN (no thread). */
-int shim_enqueue_memfd_locked(struct segops_shim *s, int memfd);
-/* With s->lock held: close every pending memfd and empty the slots;
- * returns how many there were (for close and the fork child). */
-unsigned shim_discard_memfds_locked(struct segops_shim *s);
-/* With s->lock held: wait until the ring and the memfd slots are empty
- * or deadline_ms passes. 0 or -ETIMEDOUT. */
+/* With s->lock held: close the memfd of a large line, if one was made
+ * (for close and the fork child, whose ring is emptied). */
+void shim_forget_big_locked(struct segops_shim *s);
+/* With s->lock held: wait until the ring is empty or deadline_ms
+ * passes. 0 or -ETIMEDOUT. */
 int shim_wait_drained_locked(struct segops_shim *s, int64_t deadline_ms);
 /* With s->lock held: stop the thread (drops the lock while joining). */
 void shim_stop_thread_locked(struct segops_shim *s);

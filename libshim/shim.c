@@ -1,9 +1,8 @@
 /* shim.c - libshim's public API: the handle's life and the calls.
  *
  * It owns the handle (open, close), argument checking, the order of
- * work in each call (encode lock-free on the caller's stack, build a
- * large line's memfd lock-free too, then take the mutex only to connect
- * if needed and copy into the ring or queue the memfd), errno
+ * work in each call (encode lock-free on the caller's stack, then take
+ * the mutex only to connect if needed and copy into the ring), errno
  * preservation, and fork safety: every open handle is in a registry so
  * a pthread_atfork child handler can give the child a clean handle (no
  * parent thread, an empty ring, its own socket). Sending itself is in
@@ -70,11 +69,10 @@ static void atfork_child(void)
                 s->thread_idle = false;
                 s->stop = false;
                 s->sending = 0;
-                /* What the ring holds is the parent's to send; so are
-                 * the pending memfds, whose fds fork duplicated here. */
+                /* What the ring holds is the parent's to send; so is
+                 * the memfd of a large line, duplicated here by fork. */
                 s->head = s->tail = s->used = 0;
-                (void)shim_discard_memfds_locked(s);
-                s->memfd_turn = false;
+                shim_forget_big_locked(s);
                 s->unreported = 0;
                 /* Own socket, own credentials (the daemon counts drops
                  * per pid). */
@@ -143,6 +141,7 @@ static int open_impl(segops_shim **ret, const char *socket_path)
         if (!s)
                 return -ENOMEM;
         s->fd = -1;
+        s->big_fd = -1;
         s->down_err = -ENOTCONN;
         r = set_addr(&s->addr, &s->addr_len, path, strlen(path));
         if (r < 0)
@@ -210,36 +209,21 @@ static int64_t now_realtime_ms(void)
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Hand one encoded line over: ring, or memfd slot when it is too large
- * for a datagram. The memfd is built and written before the lock is
- * taken (copying up to 1 MiB under it would stall every other thread);
- * the sender thread sends it. Counts the drop on failure. */
+/* Hand one encoded line over to the ring, whatever its size: the
+ * sender thread packs small lines into datagrams and sends one too large
+ * for a datagram as a sealed memfd, in order. Counts the drop on
+ * failure. */
 static int submit(struct segops_shim *s, struct shim_line *l)
 {
-        int memfd = -1, r = 0;
+        int r;
 
-        if (l->len > SHIM_DGRAM_BYTES) {
-                memfd = shim_memfd_make(l->p, l->len);
-                if (memfd < 0)
-                        r = memfd;
-        }
         pthread_mutex_lock(&s->lock);
+        r = shim_connect_locked(s);
         if (r == 0)
-                r = shim_connect_locked(s);
-        if (r < 0)
-                goto out;
-        if (memfd >= 0) {
-                r = shim_enqueue_memfd_locked(s, memfd); /* owns it now */
-                memfd = -1;
-        } else {
                 r = shim_enqueue_locked(s, l->p, l->len);
-        }
-out:
         if (r < 0)
                 shim_count_drop_locked(s, 1);
         pthread_mutex_unlock(&s->lock);
-        if (memfd >= 0)
-                close(memfd);
         return r;
 }
 
@@ -336,7 +320,7 @@ EXPORT int segops_flush(segops_shim *s, int timeout_ms)
                 return -EINVAL;
         deadline = shim_now_ms() + timeout_ms;
         pthread_mutex_lock(&s->lock);
-        if ((s->used > 0 || s->memfd_count > 0) && !s->connected && s->fd < 0)
+        if (s->used > 0 && !s->connected && s->fd < 0)
                 (void)shim_connect_locked(s);
         r = shim_wait_drained_locked(s, deadline);
         if (r == -ETIMEDOUT && !s->connected)
@@ -380,7 +364,7 @@ EXPORT void segops_shim_close(segops_shim *s)
          * report below tells the daemon. */
         shim_count_drop_locked(s, shim_count_lines_locked(s, s->used));
         s->used = 0;
-        shim_count_drop_locked(s, shim_discard_memfds_locked(s));
+        shim_forget_big_locked(s);
         if (s->fd >= 0)
                 close(s->fd);
         s->fd = -1;

@@ -315,6 +315,31 @@ class ShimTests(SegopsTestCase):
         self.assertEqual(st['client_dropped'], 0)
         self.assertEqual(sum(st['rejected'].values()), 0)
 
+    def test_large_events_in_a_burst_keep_their_order(self):
+        """Large events wait in the ring like small ones: a flat-out
+        burst of them (12 MB, within the 16 MiB ring) loses nothing, and
+        large and small events arrive in the order they were sent (one
+        request at a time, so arrival order is queue order)."""
+        d = self.start_daemon(listen__max_message_bytes='1M',
+                              listen__max_datagram_bytes='2M',
+                              batch__max_batch_bytes='1M',
+                              batch__batch_size='500',
+                              batch__flush_interval='0.05',
+                              upstream__max_in_flight='1')
+        n, size = 120, 100 * 1000
+        c = self.client(d, 'bigburst', n, size)
+        f = fields(c.until('bigburst', timeout=120))
+        self.assertEqual(c.finish(), 0)
+        self.assertEqual(f, {'fails': '0', 'dropped': '0', 'flush': '0'})
+        order = [(e['event_type'], e['payload']['i'])
+                 for e in self.upstream.events.values()
+                 if e['event_type'] in ('big', 'small')]
+        want = [(k, i) for i in range(n) for k in ('big', 'small')]
+        self.assertEqual(order, want)
+        self.assertTrue(all(p['big'] == 'x' * size
+                            for p in payloads(self.upstream, 'big')))
+        self.assertEqual(d.stats()['client_dropped'], 0)
+
     def test_ops_go_out(self):
         d = self.start_daemon()
         before = d.stats()

@@ -66,12 +66,12 @@ int segops_shim_open(segops_shim **ret, const char *socket_path);
  * Never blocks; allocates nothing once the handle is in use for an event
  * whose encoded line is at most 4 KiB; a longer line takes one heap
  * buffer for the duration of the call. A line over 64 KiB does not fit
- * a datagram: the call writes it into a sealed memfd and queues that for
- * the background thread, which holds at most 16 such events (each an
- * open file descriptor, close-on-exec, until sent) and retries while the
- * daemon's queue is full, as for small events. Large events reach the
- * daemon in the order they were queued, and so do small ones, but the
- * two are not ordered with each other.
+ * a datagram: it waits in the buffer like any other, and the background
+ * thread copies it into a sealed memfd when its turn comes, so events of
+ * every size reach the daemon in the order they were queued. Copying a
+ * large line into the buffer holds the handle's lock for that long
+ * (tens of microseconds per MiB), which other threads' calls then wait
+ * out.
  * Returns:
  *   0         queued; the background thread sends it;
  *   -EINVAL   NULL handle/user_id/event_type, a length out of range,
