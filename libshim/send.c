@@ -116,8 +116,7 @@ static size_t big_line_locked(const struct segops_shim *s)
                 return 0;
         look = SHIM_DGRAM_BYTES + 1; /* a newline in there: not big */
         n1 = look < first ? look : first;
-        if (memchr(s->ring + s->tail, '\n', n1) ||
-            (look > n1 && memchr(s->ring, '\n', look - n1)))
+        if (memchr(s->ring + s->tail, '\n', n1) || (look > n1 && memchr(s->ring, '\n', look - n1)))
                 return 0;
         /* Every line ends with a newline: find this one's. */
         nl = memchr(s->ring + s->tail, '\n', s->used < first ? s->used : first);
