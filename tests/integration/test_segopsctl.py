@@ -10,11 +10,13 @@ Environment (set by meson): SEGOPSD, SEGOPSCTL.
 
 import json
 import os
+import select
 import shutil
 import socket
 import stat
 import subprocess
 import sys
+import termios
 import time
 import unittest
 
@@ -349,6 +351,46 @@ class SegopsctlTests(SegopsTestCase):
             rc, out, err = run_ctl('sign-user-id', 'u1', stdin=empty)
             self.assertEqual((rc, out), (1, ''))
             self.assertIn('empty', err)
+
+    def test_sign_user_id_from_a_terminal_does_not_echo(self):
+        """Typed at a terminal, the secret is read with echo off (only
+        the newline shows), and the terminal is left as it was."""
+        secret = 'typed-Secret-7'
+        master, slave = os.openpty()
+        try:
+            e = {k: v for k, v in os.environ.items() if k not in SCRUB}
+            p = subprocess.Popen([segopsctl_path(), 'sign-user-id', 'u1'],
+                                 stdin=slave, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, env=e)
+            self.addCleanup(lambda: p.poll() is None and p.kill())
+            # Type only once echo is off: the switch flushes what was
+            # typed before it.
+            deadline = time.monotonic() + 10
+            while termios.tcgetattr(slave)[3] & termios.ECHO:
+                self.assertLess(time.monotonic(), deadline, 'echo never off')
+                time.sleep(0.01)
+            os.write(master, (secret + '\n').encode())
+            out, err = p.communicate(timeout=10)
+            self.assertEqual(p.returncode, 0, err)
+            self.assertEqual(out.decode(), sign_user_id(secret, 'u1') + '\n')
+            self.assertIn('Signing secret:', err.decode())
+            self.assertNotIn(secret, err.decode())
+            # What the terminal showed: the newline, never the secret.
+            shown = b''
+            while select.select([master], [], [], 0.2)[0]:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+            self.assertNotIn(secret.encode(), shown)
+            self.assertTrue(termios.tcgetattr(slave)[3] & termios.ECHO,
+                            'echo not restored')
+        finally:
+            os.close(master)
+            os.close(slave)
 
     def test_sign_user_id_secret_file(self):
         secret = 'file-secret\twith tab'
