@@ -763,6 +763,17 @@ int batcher_init(struct batcher *b, struct daemon *d)
         return 0;
 }
 
+void batcher_reconfigure(struct batcher *b)
+{
+        uint64_t ms = (uint64_t)(b->d->cfg.flush_interval * 1000.0);
+
+        if (b->closing)
+                return;
+        uv_timer_start(&b->interval, on_interval, ms ? ms : 1, ms ? ms : 1);
+        count_batches(b, 0);
+        pump(b);
+}
+
 void batcher_wake(struct batcher *b)
 {
         pump(b);

@@ -71,6 +71,10 @@ struct flush_waiter *batcher_flush(struct batcher *b, uint64_t timeout_ms, batch
 /* The requester went away: forget the waiter, do not call it. */
 void batcher_flush_cancel(struct batcher *b, struct flush_waiter *w);
 
+/* The config was reloaded: restart the flush_interval timer and look
+ * again at what is queued (batch_size or max_batch_bytes may be lower). */
+void batcher_reconfigure(struct batcher *b);
+
 /* Events held: queued plus in batches. */
 uint64_t batcher_held(const struct batcher *b);
 unsigned batcher_in_flight(const struct batcher *b);

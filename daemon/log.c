@@ -54,6 +54,11 @@ void log_set_level(enum cfg_log_level level)
         log_max_prio = prio_of_level(level);
 }
 
+void log_set_rate(unsigned rate_per_10s)
+{
+        log_rate = rate_per_10s;
+}
+
 static const char *prio_name(int prio)
 {
         switch (prio) {

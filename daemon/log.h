@@ -15,6 +15,7 @@
 
 void log_init(enum cfg_log_level level, unsigned rate_per_10s);
 void log_set_level(enum cfg_log_level level);
+void log_set_rate(unsigned rate_per_10s);
 
 void log_msg(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

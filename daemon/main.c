@@ -23,6 +23,7 @@
 #include "daemon.h"
 #include "dgram.h"
 #include "log.h"
+#include "reload.h"
 #include "rng.h"
 
 #define STOP_POLL_MS 20
@@ -50,7 +51,8 @@ static void usage(FILE *f)
                    "  -V, --version        show the version\n"
                    "\n"
                    "Runs in the foreground. SIGTERM/SIGINT stop it cleanly (events still held are\n"
-                   "sent for up to stop_timeout seconds); SIGHUP re-reads [log] level.\n");
+                   "sent for up to stop_timeout seconds); SIGHUP reloads the config (see "
+                   "segopsd(8)).\n");
 }
 
 static void close_walk(uv_handle_t *h, void *arg)
@@ -120,17 +122,7 @@ static void on_signal(uv_signal_t *h, int signum)
         struct runtime *rt = h->data;
 
         if (signum == SIGHUP) {
-                struct cfg fresh;
-                char err[512];
-
-                cfg_defaults(&fresh);
-                if (cfg_load(&fresh, rt->d.cfg.path, err, sizeof(err)) < 0) {
-                        log_err("reload failed, keeping the running configuration: %s", err);
-                } else {
-                        log_set_level(fresh.log_level);
-                        log_info("reloaded [log] level; other changes need a restart");
-                }
-                cfg_free(&fresh);
+                (void)daemon_reload(&rt->d);
                 return;
         }
         begin_stop(rt);

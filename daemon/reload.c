@@ -1,0 +1,128 @@
+/* reload.c - SIGHUP: re-read the config and apply what can change
+ * without a restart (SPEC section 6).
+ *
+ * All or nothing: a file that fails to load or validate, or a key that
+ * cannot be read, leaves the running configuration as it was. Values
+ * bound to what was set up at start (the sockets and their buffers, the
+ * upstream URL and connection pool, the batch slots, the spool, the kind
+ * of key) keep their running value, and the log names each one that
+ * changed as needing a restart. Everything else applies from the next
+ * batch, request, connection or log line on; nothing queued or in flight
+ * is touched. A new key (same kind) replaces the old one: for pk_ keys
+ * the session token is dropped, so the next mint uses the new key.
+ */
+#include "reload.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon.h"
+#include "log.h"
+
+static bool str_eq(const char *a, const char *b)
+{
+        return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static void swap_str(char **a, char **b)
+{
+        char *t = *a;
+
+        *a = *b;
+        *b = t;
+}
+
+/* A field that needs a restart: the new config takes the running value
+ * back (strings by swapping, so cfg_free of either frees each once). */
+#define KEEP_NUM(fresh, old, field, key)                                                           \
+        do {                                                                                       \
+                if ((fresh)->field != (old)->field) {                                              \
+                        (fresh)->field = (old)->field;                                             \
+                        needs_restart(key);                                                        \
+                }                                                                                  \
+        } while (0)
+#define KEEP_STR(fresh, old, field, key)                                                           \
+        do {                                                                                       \
+                if (!str_eq((fresh)->field, (old)->field)) {                                       \
+                        swap_str(&(fresh)->field, &(old)->field);                                  \
+                        needs_restart(key);                                                        \
+                }                                                                                  \
+        } while (0)
+
+static void needs_restart(const char *key)
+{
+        log_warn("reload: %s changed; it takes effect at the next restart", key);
+}
+
+static void keep_restart_only(struct cfg *fresh, struct cfg *old)
+{
+        KEEP_STR(fresh, old, api_url, "[upstream] api_url");
+        KEEP_NUM(fresh, old, max_in_flight, "[upstream] max_in_flight");
+        KEEP_STR(fresh, old, spool_dir, "[buffer] spool_dir");
+        KEEP_NUM(fresh, old, max_spool, "[buffer] max_spool");
+        KEEP_STR(fresh, old, events_socket, "[listen] events_socket");
+        KEEP_STR(fresh, old, control_socket, "[listen] control_socket");
+        KEEP_NUM(fresh, old, socket_mode, "[listen] socket_mode");
+        KEEP_NUM(fresh, old, max_message_bytes, "[listen] max_message_bytes");
+        KEEP_NUM(fresh, old, max_datagram_bytes, "[listen] max_datagram_bytes");
+        KEEP_NUM(fresh, old, idle_timeout, "[listen] idle_timeout");
+}
+
+static bool same_kind(const char *a, const char *b)
+{
+        return (!a && !b) || (a && b && strncmp(a, b, 3) == 0);
+}
+
+int daemon_reload(struct daemon *d)
+{
+        struct cfg fresh, old;
+        char err[1024], *key = NULL;
+        int r;
+
+        cfg_defaults(&fresh);
+        r = cfg_load(&fresh, d->cfg.path, err, sizeof(err));
+        if (r == 0)
+                r = cfg_validate(&fresh, err, sizeof(err));
+        if (r == 0)
+                r = cfg_load_key(&fresh, &key, err, sizeof(err));
+        if (r == 0 && !same_kind(key, d->api_key)) {
+                snprintf(err, sizeof(err),
+                         "the key changed kind (sk_/pk_, or none); that needs a restart");
+                r = -EINVAL;
+        }
+        if (r < 0) {
+                log_err("reload failed, keeping the running configuration: %s", err);
+                if (key)
+                        explicit_bzero(key, strlen(key));
+                free(key);
+                cfg_free(&fresh);
+                return r;
+        }
+        keep_restart_only(&fresh, &d->cfg);
+        old = d->cfg;
+        d->cfg = fresh; /* the same address: modules keep &d->cfg */
+        cfg_free(&old);
+
+        if (key && !str_eq(key, d->api_key)) {
+                explicit_bzero(d->api_key, strlen(d->api_key));
+                free(d->api_key);
+                d->api_key = key;
+                key = NULL;
+                cfg_redact_key(d->api_key, d->key_redacted, sizeof(d->key_redacted));
+                log_info("reload: API key replaced, now %s", d->key_redacted);
+                if (session_enabled(&d->session))
+                        session_reset(&d->session);
+        }
+        if (key)
+                explicit_bzero(key, strlen(key));
+        free(key);
+
+        log_set_level(d->cfg.log_level);
+        log_set_rate(d->cfg.log_rate);
+        d->queue.limit = d->cfg.max_memory;
+        d->queue.when_full = d->cfg.when_full;
+        batcher_reconfigure(&d->batcher);
+        log_info("reloaded %s", d->cfg.path);
+        return 0;
+}

@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""Integration tests of SIGHUP: reload what can change without a restart
+(SPEC section 6).
+
+A reload re-reads the config file and the key, all or nothing: a bad
+file or key keeps the running configuration; a value bound to what was
+set up at start keeps its running value and the log says it needs a
+restart; everything else applies from the next batch on, including a
+rotated key.
+"""
+
+import os
+import re
+import signal
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                '..', 'lib'))
+
+from harness import SegopsTestCase, event_id, make_event  # noqa: E402
+
+NEW_KEY = 'sk_test_rotated_9876543210'
+
+
+def send_stream(d, messages):
+    replies = d.control(list(messages) + [{'op': 'ping'}])
+    if [r.get('ok') for r in replies] != [True]:
+        raise AssertionError('not accepted: %r' % replies[:5])
+
+
+class ReloadTests(SegopsTestCase):
+
+    def reload(self, d, expect):
+        """SIGHUP, then wait for the log line expect (a regex) that
+        only this reload can have written."""
+        before = d.stderr_text()
+        d.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            new = d.stderr_text()[len(before):]
+            if re.search(expect, new):
+                return new
+            time.sleep(0.02)
+        self.fail('no %r after SIGHUP:\n%s' % (expect, d.stderr_tail()))
+
+    def test_batch_settings_and_a_rotated_key_apply_to_the_next_batch(self):
+        d = self.start_daemon()
+        send_stream(d, [make_event(i) for i in range(5)])
+        self.assertEqual(d.flush()['ok'], True)
+
+        d.config['batch']['batch_size'] = '3'
+        d.config['batch']['flush_interval'] = '60'
+        d.write_config()
+        d.write_key(NEW_KEY)
+        log = self.reload(d, r'reloaded ')
+        self.assertIn('API key replaced, now sk_', log)
+        self.assertNotIn(NEW_KEY, d.stderr_text())
+        self.assertNotIn('needs a restart', log)
+        self.upstream.api_key = NEW_KEY
+        n_before = len(self.upstream.batch_requests)
+
+        send_stream(d, [make_event(i) for i in range(5, 12)])
+        # batch_size 3: two full batches go at once ...
+        self.assertEventsDelivered([event_id(i) for i in range(5, 11)])
+        # ... and the seventh waits for the new 60 s interval (the old
+        # one was 0.2 s).
+        time.sleep(1.0)
+        self.assertNotIn(event_id(11), self.upstream.events)
+        self.assertEqual(d.flush()['ok'], True)
+        self.assertEventsDelivered([event_id(11)])
+        after = self.upstream.batch_requests[n_before:]
+        self.assertEqual([r['n_events'] for r in after], [3, 3, 1])
+        self.assertTrue(all(r['headers']['authorization'] ==
+                            'Bearer ' + NEW_KEY for r in after))
+        self.assertNoViolations()
+
+    def test_a_bad_file_keeps_the_running_configuration(self):
+        d = self.start_daemon(batch__batch_size='2')
+        d.config['batch']['batch_size'] = '7'
+        d.config['batch']['no_such_key'] = '1'
+        d.write_config()
+        log = self.reload(d, r'reload failed')
+        self.assertIn('keeping the running configuration', log)
+        self.assertIn('no_such_key', log)
+        self.assertTrue(d.running())
+        send_stream(d, [make_event(i) for i in range(4)])
+        self.assertEqual(d.flush()['ok'], True)
+        self.assertEqual([r['n_events'] for r in self.upstream.batch_requests],
+                         [2, 2])
+        self.assertNoViolations()
+
+    def test_a_key_of_another_kind_is_refused(self):
+        d = self.start_daemon()
+        d.write_key('pk_test_public_1234567890')
+        log = self.reload(d, r'reload failed')
+        self.assertIn('needs a restart', log)
+        self.assertNotIn('pk_test_public_1234567890', d.stderr_text())
+        send_stream(d, [make_event(0)])
+        self.assertEqual(d.flush()['ok'], True)
+        self.assertEventsDelivered([event_id(0)])
+        self.assertNoViolations()
+
+    def test_restart_only_values_keep_running_and_say_so(self):
+        d = self.start_daemon()
+        old_socket = d.events_socket
+        d.config['listen']['events_socket'] = os.path.join(self.tmpdir,
+                                                           'moved.sock')
+        d.config['upstream']['max_in_flight'] = '1'
+        d.config['log']['level'] = 'warn'
+        d.write_config()
+        log = self.reload(d, r'max_in_flight changed')
+        self.assertIn('[listen] events_socket changed; it takes effect at '
+                      'the next restart', log)
+        self.assertFalse(os.path.exists(os.path.join(self.tmpdir,
+                                                     'moved.sock')))
+        # The old socket still takes events.
+        d.send_dgram('{"user_id":"u1","event_type":"t","event_id":"%s"}\n'
+                     % event_id(0))
+        self.assertEqual(d.flush()['ok'], True)
+        self.assertEventsDelivered([event_id(0)])
+        self.assertEqual(d.events_socket, old_socket)
+        # log level warn took effect: no info line after the reload's own.
+        text = d.stderr_text()
+        tail = text[text.rindex('max_in_flight changed'):]
+        self.assertNotIn('reloaded ', tail)
+        self.assertNoViolations()
+
+
+
+class PublicKeyReloadTests(SegopsTestCase):
+    """A rotated pk_ key: the session token of the old key is dropped and
+    the next send mints with the new one."""
+
+    api_key = 'pk_test_old_0123456789'
+
+    def test_rotated_pk_key_mints_anew(self):
+        d = self.start_daemon()
+        self.assertEqual(d.control({'op': 'set_user', 'user_id': 'u1'}),
+                         [{'ok': True}])
+        send_stream(d, [make_event(0)])
+        self.assertEqual(d.flush()['ok'], True)
+        self.assertEqual(len(self.upstream.mints), 1)
+
+        new = 'pk_test_new_9876543210'
+        d.write_key(new)
+        self.reload(d, r'reloaded ')
+        # From now on the upstream knows only the new key: a mint with
+        # the old one would be refused (401) and the events kept.
+        self.upstream.api_key = new
+        send_stream(d, [make_event(1)])
+        self.assertEqual(d.flush()['ok'], True)
+        self.assertEventsDelivered([event_id(0), event_id(1)])
+        self.assertEqual([m['status'] for m in self.upstream.mints],
+                         [200, 200])
+        self.assertNotIn(new, d.stderr_text())
+        self.assertNoViolations()
+
+    reload = ReloadTests.reload
+
+
+if __name__ == '__main__':
+    unittest.main(verbosity=2)
