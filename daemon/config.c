@@ -123,6 +123,7 @@ static const struct cfg_key cfg_keys[] = {
         KUNS("listen", "socket_mode", socket_mode, T_MODE, 0, 0777),
         KUNS("listen", "max_message_bytes", max_message_bytes, T_SIZE, KIB, MIB),
         KUNS("listen", "max_connections", max_connections, T_UINT, 1, 65536),
+        KUNS("listen", "max_connections_per_uid", max_connections_per_uid, T_UINT, 0, 65536),
         KUNS("listen", "max_reply_bytes", max_reply_bytes, T_SIZE, KIB, GIB),
         KDBL("listen", "idle_timeout", idle_timeout, 0, false, 7 * 86400),
         /* Never below what libshim packs into one datagram. */
@@ -281,6 +282,7 @@ void cfg_defaults(struct cfg *c)
         c->socket_mode = 0660;
         c->max_message_bytes = 64 * KIB;
         c->max_connections = 256;
+        c->max_connections_per_uid = 64;
         c->max_reply_bytes = MIB;
         c->idle_timeout = 300;
         c->max_datagram_bytes = 0; /* auto: see cfg_datagram_bytes() */

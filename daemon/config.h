@@ -51,15 +51,17 @@ struct cfg {
         /* [listen] */
         char *events_socket;
         char *control_socket;
-        mode_t socket_mode;        /* octal in the file, default 0660 */
-        size_t max_message_bytes;  /* 1 KiB..1 MiB, default 64 KiB */
-        unsigned max_connections;  /* stream connections, default 256 */
-        size_t max_reply_bytes;    /* unread replies before disconnect,
+        mode_t socket_mode;               /* octal in the file, default 0660 */
+        size_t max_message_bytes;         /* 1 KiB..1 MiB, default 64 KiB */
+        unsigned max_connections;         /* stream connections, default 256 */
+        unsigned max_connections_per_uid; /* of them one uid's, 0 = no cap,
+                                             default 64 */
+        size_t max_reply_bytes;           /* unread replies before disconnect,
                                        default 1M */
-        double idle_timeout;       /* seconds, 0 = never, default 300 */
-        size_t max_datagram_bytes; /* one datagram, all its messages;
+        double idle_timeout;              /* seconds, 0 = never, default 300 */
+        size_t max_datagram_bytes;        /* one datagram, all its messages;
                                        0 (default) = cfg_datagram_bytes() */
-        unsigned dgram_burst;      /* datagrams read per wakeup, default 256 */
+        unsigned dgram_burst;             /* datagrams read per wakeup, default 256 */
 
         /* [log] */
         enum cfg_log_level log_level; /* err|warn|info|debug, default info */

@@ -5,7 +5,8 @@
  * per rejected line. A flush op makes the connection wait: it stops
  * reading and processing until the flush is answered, so replies stay
  * in order and "events, then ping" means what SPEC section 2 says.
- * Bounds: max_connections (one over it gets an error line and is
+ * Bounds: max_connections and, per peer uid (SO_PEERCRED),
+ * max_connections_per_uid (one over either gets an error line and is
  * closed), max_reply_bytes of unread replies (a client that never
  * reads is cut off), idle_timeout.
  */
@@ -33,6 +34,7 @@ struct conn {
         struct flush_waiter *flush; /* a flush in progress */
         uint64_t last_active;       /* loop ms */
         pid_t pid;                  /* the peer, from SO_PEERCRED (0: unknown) */
+        uid_t uid;                  /* the peer's uid (max_connections_per_uid) */
         bool reading;
         bool eof;          /* the client has finished sending */
         bool finishing;    /* shutdown requested */
@@ -331,16 +333,48 @@ static void start_reading(struct conn *c)
 
 /* ---- accepting ---- */
 
-static pid_t peer_pid(struct conn *c)
+/* The peer's pid and uid (SO_PEERCRED); pid 0 and uid -1 when unknown. */
+static void peer_cred(struct conn *c)
 {
         struct ucred uc;
         socklen_t len = sizeof(uc);
         uv_os_fd_t fd;
 
+        c->pid = 0;
+        c->uid = (uid_t)-1;
         if (uv_fileno((uv_handle_t *)&c->pipe, &fd) < 0 ||
             getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0)
-                return 0;
-        return uc.pid;
+                return;
+        c->pid = uc.pid;
+        c->uid = uc.uid;
+}
+
+static unsigned conns_of_uid(const struct conn_server *s, uid_t uid)
+{
+        unsigned n = 0;
+
+        for (const struct conn *c = s->conns; c; c = c->next)
+                n += c->uid == uid;
+        return n;
+}
+
+/* One uid over max_connections_per_uid: the error line, then close; the
+ * connection never joined the list. */
+static void refuse_uid(struct conn *c)
+{
+        static const char msg[] =
+                "{\"ok\":false,\"error\":\"too_many_connections\","
+                "\"detail\":\"this user has max_connections_per_uid open; close some\"}\n";
+        struct conn_server *s = c->srv;
+        uv_buf_t buf = uv_buf_init((char *)msg, sizeof(msg) - 1);
+
+        s->d->stats.conn_refused_uid++;
+        log_limited(LOG_WARNING, "max_connections_per_uid",
+                    "refused a control connection from uid %u (pid %d): "
+                    "max_connections_per_uid (%u) reached",
+                    (unsigned)c->uid, (int)c->pid, s->d->cfg.max_connections_per_uid);
+        uv_try_write((uv_stream_t *)&c->pipe, &buf, 1);
+        uv_close((uv_handle_t *)&c->pipe, on_conn_closed);
 }
 
 static void refuse(struct conn_server *s)
@@ -391,12 +425,17 @@ static void on_connection(uv_stream_t *l, int status)
                 uv_close((uv_handle_t *)&c->pipe, on_conn_closed);
                 return;
         }
+        peer_cred(c);
+        if (s->d->cfg.max_connections_per_uid &&
+            conns_of_uid(s, c->uid) >= s->d->cfg.max_connections_per_uid) {
+                refuse_uid(c);
+                return;
+        }
         c->next = s->conns;
         s->conns = c;
         s->count++;
         s->d->stats.conn_accepted++;
         c->last_active = uv_now(s->d->loop);
-        c->pid = peer_pid(c);
         start_reading(c);
 }
 

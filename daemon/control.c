@@ -93,7 +93,7 @@ static json_t *stats_json(struct daemon *d)
                 "{s:b s:s s:I s:I s:I s:I s:o s:o s:I s:o s:I s:I s:I s:I s:I s:I s:I s:I s:I s:I s:I s:I"
                 " s:{s:s s:I s:s}"
                 " s:o"
-                " s:{s:I s:I s:I s:I s:I s:I s:I s:I s:I}"
+                " s:{s:I s:I s:I s:I s:I s:I s:I s:I s:I s:I}"
                 " s:I s:I}",
                 "ok", 1, "version", SEGOPS_VERSION,
                 "uptime_s", (json_int_t)((daemon_now_ms() - d->start_ms) / 1000),
@@ -126,6 +126,7 @@ static json_t *stats_json(struct daemon *d)
                 "paused_ms", (json_int_t)s->dgram_paused_ms,
                 "connections", (json_int_t)s->conn_accepted,
                 "connections_refused", (json_int_t)s->conn_refused,
+                "connections_refused_uid", (json_int_t)s->conn_refused_uid,
                 "connections_slow_closed", (json_int_t)s->conn_slow_closed,
                 "connections_idle_closed", (json_int_t)s->conn_idle_closed,
                 "ops", (json_int_t)s->ops,

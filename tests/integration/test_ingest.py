@@ -506,6 +506,50 @@ class StreamTests(IngestCase):
         st = d.stats()
         self.assertGreaterEqual(st['ingest']['connections_refused'], 1)
 
+    def test_max_connections_per_uid(self):
+        """One uid at its cap is refused; another uid still gets in."""
+        d = self.start_daemon(listen__max_connections_per_uid='2',
+                              listen__socket_mode='0666')
+        mine = [d.connect_control(), d.connect_control()]
+        for s in mine:
+            self.addCleanup(s.close)
+            s.sendall(b'{"op":"ping"}\n')
+            self.assertEqual(json.loads(read_line(s))['ok'], True)
+        with d.connect_control() as c:
+            reply = json.loads(read_line(c))
+            self.assertEqual(reply['error'], 'too_many_connections')
+            self.assertIn('max_connections_per_uid', reply['detail'])
+        # (stats on a connection already open: a new one would be refused)
+        mine[1].sendall(b'{"op":"stats"}\n')
+        st = json.loads(read_line(mine[1]))
+        self.assertEqual(st['ingest']['connections_refused_uid'], 1)
+        self.assertEqual(st['ingest']['connections_refused'], 0)
+        if os.geteuid() != 0:
+            self.skipTest('another uid needs root to switch to')
+        # Another user, at the same moment, is served.
+        os.chmod(self.tmpdir, 0o711)
+        script = ('import json, os, socket, sys\n'
+                  'os.setgid(65534); os.setuid(65534)\n'
+                  's = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n'
+                  's.settimeout(10); s.connect(sys.argv[1])\n'
+                  's.sendall(b\'{"op":"ping"}\\n\')\n'
+                  'print(s.makefile().readline().strip())\n')
+        p = subprocess.run([sys.executable, '-c', script, d.control_socket],
+                           capture_output=True, timeout=20, check=False)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(json.loads(p.stdout)['ok'], True)
+        # And a slot of this uid frees when one of its connections goes.
+        mine[0].close()
+        deadline = time.monotonic() + 5
+        while True:
+            with d.connect_control() as c:
+                c.sendall(b'{"op":"ping"}\n')
+                reply = json.loads(read_line(c))
+            if reply['ok'] or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertEqual(reply['ok'], True)
+
     def test_many_flush_lines_at_once(self):
         """60,000 flush ops in one burst, nothing held: each is answered
         in turn, without recursion (a stack overflow once)."""
