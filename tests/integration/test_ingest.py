@@ -73,6 +73,19 @@ def exchange(d, data, timeout=15.0):
     return parse_lines(buf.decode('utf-8'))
 
 
+def ping_until_admitted(d, timeout=5.0):
+    """Ping on fresh connections until one is admitted (a freed slot
+    takes the daemon a moment to see); returns the last reply."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with d.connect_control() as c:
+            c.sendall(b'{"op":"ping"}\n')
+            reply = json.loads(read_line(c))
+        if reply['ok'] or time.monotonic() > deadline:
+            return reply
+        time.sleep(0.05)
+
+
 def read_line(sock, timeout=10.0):
     """Read one reply line from a connected socket (bytes up to \\n)."""
     deadline = time.monotonic() + timeout
@@ -493,15 +506,7 @@ class StreamTests(IngestCase):
         a.close()
         # A slot is free again once one closes (the daemon needs a
         # moment to see the close).
-        deadline = time.monotonic() + 5
-        while True:
-            with d.connect_control() as c:
-                c.sendall(b'{"op":"ping"}\n')
-                reply = json.loads(read_line(c))
-            if reply['ok'] or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        self.assertEqual(reply['ok'], True)
+        self.assertEqual(ping_until_admitted(d)['ok'], True)
         b.close()
         st = d.stats()
         self.assertGreaterEqual(st['ingest']['connections_refused'], 1)
@@ -540,15 +545,7 @@ class StreamTests(IngestCase):
         self.assertEqual(json.loads(p.stdout)['ok'], True)
         # And a slot of this uid frees when one of its connections goes.
         mine[0].close()
-        deadline = time.monotonic() + 5
-        while True:
-            with d.connect_control() as c:
-                c.sendall(b'{"op":"ping"}\n')
-                reply = json.loads(read_line(c))
-            if reply['ok'] or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        self.assertEqual(reply['ok'], True)
+        self.assertEqual(ping_until_admitted(d)['ok'], True)
 
     def test_many_flush_lines_at_once(self):
         """60,000 flush ops in one burst, nothing held: each is answered
