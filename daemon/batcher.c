@@ -99,7 +99,11 @@ static void recharge(struct batcher *b, struct batch *x)
 }
 
 /* nbatches changed: keep room for the batches still to be cut. A 413
- * split may take nbatches past max_in_flight; the reserve is then 0. */
+ * split may take nbatches past max_in_flight; the reserve is then 0, and
+ * each split adds one BATCH_SLOT_COST over it: while an upstream keeps
+ * answering 413, at most max_in_flight * batch_size of them (every
+ * batch split down to single events), ~37 KB with the defaults. The
+ * README's bounds table says so. */
 static void count_batches(struct batcher *b, int delta)
 {
         unsigned slots = cfg_of(b)->max_in_flight;

@@ -29,9 +29,17 @@ int q_push(struct queue *q, const char *ev, size_t len)
         struct q_event *e;
         int dropped = 0;
 
-        while (q->held + q->reserve + cost > q->limit) {
-                if (q->when_full == CFG_DROP_NEWEST || !q->head)
+        if (q->held + q->reserve + cost > q->limit) {
+                /* Refused outright when even an empty queue would not
+                 * make room (batches hold the rest): drop_oldest must
+                 * not throw the queue away for nothing. */
+                size_t queued = q->bytes + q->count * Q_EVENT_COST(0);
+
+                if (q->when_full == CFG_DROP_NEWEST ||
+                    q->held - queued + q->reserve + cost > q->limit)
                         return -ENOBUFS;
+        }
+        while (q->held + q->reserve + cost > q->limit) {
                 drop_head(q);
                 dropped++;
         }

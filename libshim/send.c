@@ -107,14 +107,14 @@ static int ring_span_locked(const struct segops_shim *s, size_t n, struct iovec 
 
 /* The length (newline included) of the line at the tail when it is too
  * long for a datagram, else 0: such a line goes out as a memfd. */
-static size_t big_line_locked(const struct segops_shim *s)
+size_t shim_big_line_locked(const struct segops_shim *s)
 {
         size_t first = s->ring_size - s->tail, n1, look;
         const char *nl;
 
         if (s->used <= SHIM_DGRAM_BYTES)
                 return 0;
-        look = SHIM_DGRAM_BYTES + 1; /* a newline in there: not big */
+        look = SHIM_DGRAM_BYTES; /* a newline in there: the line fits */
         n1 = look < first ? look : first;
         if (memchr(s->ring + s->tail, '\n', n1) || (look > n1 && memchr(s->ring, '\n', look - n1)))
                 return 0;
@@ -130,7 +130,7 @@ static size_t big_line_locked(const struct segops_shim *s)
  * whole lines only. Fills iov[0..1] (the ring may wrap) and returns the
  * byte count, 0 when the ring is empty. The caller has sent a line too
  * long for a datagram as a memfd first, so there is always one. */
-static size_t next_chunk_locked(const struct segops_shim *s, struct iovec iov[2], int *ret_iovcnt)
+size_t shim_next_chunk_locked(const struct segops_shim *s, struct iovec iov[2], int *ret_iovcnt)
 {
         size_t want = s->used < SHIM_DGRAM_BYTES ? s->used : SHIM_DGRAM_BYTES;
         size_t first = s->ring_size - s->tail;
@@ -314,8 +314,14 @@ static void send_big_locked(struct segops_shim *s, size_t n)
 
         s->sending = n;
         pthread_mutex_unlock(&s->lock);
-        if (mfd < 0)
+        if (mfd < 0) {
                 mfd = memfd_make(iov, iovcnt);
+                /* In big_fd before the send and its wait, so that a fork
+                 * meanwhile closes it in the child (atfork_child). */
+                pthread_mutex_lock(&s->lock);
+                s->big_fd = mfd >= 0 ? mfd : -1;
+                pthread_mutex_unlock(&s->lock);
+        }
         if (mfd < 0) {
                 e = -mfd;
         } else {
@@ -373,7 +379,7 @@ static void *sender_main(void *arg)
                         pthread_cond_timedwait(&s->wake, &s->lock, &ts);
                         continue;
                 }
-                n = big_line_locked(s);
+                n = shim_big_line_locked(s);
                 if (n) {
                         send_big_locked(s, n);
                         continue;
@@ -389,7 +395,7 @@ static void *sender_main(void *arg)
                         iov[0].iov_base = prefix;
                         iov[0].iov_len = plen;
                 }
-                n = next_chunk_locked(s, iov + (plen ? 1 : 0), &iovcnt);
+                n = shim_next_chunk_locked(s, iov + (plen ? 1 : 0), &iovcnt);
                 iovcnt += plen ? 1 : 0;
                 fd = s->fd;
                 s->sending = n;

@@ -21,7 +21,8 @@
  * in a library call that promises to be cheap. */
 #define SHIM_STACK_LINE 4096
 #define SHIM_BUFFER_DEFAULT (16u * 1024 * 1024)
-#define SHIM_BUFFER_MIN (64u * 1024)
+/* At least the largest line, so that every line fits an empty ring. */
+#define SHIM_BUFFER_MIN (2u * SHIM_MAX_LINE)
 #define SHIM_BUFFER_MAX (1024u * 1024 * 1024)
 #define SHIM_RECONNECT_MS 100 /* at most one connect per this */
 #define SHIM_CLOSE_WAIT_MS 2000
@@ -111,6 +112,14 @@ int shim_connect_locked(struct segops_shim *s);
  * 0, -ENOBUFS (no room now), -EMSGSIZE (longer than the ring) or -EAGAIN.
  * Lines too long for a datagram are queued the same way. */
 int shim_enqueue_locked(struct segops_shim *s, const char *line, size_t n);
+/* With s->lock held: the length (newline included) of the line at the
+ * ring's tail when it is longer than SHIM_DGRAM_BYTES (it goes out as a
+ * memfd), else 0. */
+size_t shim_big_line_locked(const struct segops_shim *s);
+/* With s->lock held and shim_big_line_locked() == 0: the whole lines
+ * from the tail that fit one datagram, as iov[0..1] (*ret_iovcnt of
+ * them); their byte count, never 0 while the ring holds anything. */
+size_t shim_next_chunk_locked(const struct segops_shim *s, struct iovec iov[2], int *ret_iovcnt);
 /* With s->lock held: close the memfd of a large line, if one was made
  * (for close and the fork child, whose ring is emptied). */
 void shim_forget_big_locked(struct segops_shim *s);

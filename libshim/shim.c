@@ -221,7 +221,7 @@ static int submit(struct segops_shim *s, struct shim_line *l)
         r = shim_connect_locked(s);
         if (r == 0)
                 r = shim_enqueue_locked(s, l->p, l->len);
-        if (r < 0)
+        if (r < 0 && r != -EMSGSIZE) /* EMSGSIZE: nothing was accepted */
                 shim_count_drop_locked(s, 1);
         pthread_mutex_unlock(&s->lock);
         return r;

@@ -63,6 +63,36 @@ START_TEST(test_drop_oldest)
 }
 END_TEST
 
+/* drop_oldest with batches holding nearly all of the account: when even
+ * an empty queue would not make room, the new event is refused and the
+ * queued ones stay (dropping them would lose them for nothing, and
+ * uncounted: the caller counts the one refusal). */
+START_TEST(test_drop_oldest_keeps_the_queue_when_dropping_cannot_help)
+{
+        static char big[4096];
+        struct queue q;
+        size_t small = Q_EVENT_COST(EVLEN);
+
+        ck_assert_uint_le(4 * small, sizeof(big));
+        q_init(&q, 10 * small, CFG_DROP_OLDEST);
+        q_charge(&q, 7 * small);
+        ck_assert_int_eq(q_push(&q, ev, EVLEN), 0);
+        ck_assert_int_eq(q_push(&q, ev, EVLEN), 0);
+        ck_assert_int_eq(q_push(&q, ev, EVLEN), 0);
+        /* 4 events' worth would need the 3 queued plus room that the
+         * batches hold: refused, nothing dropped. */
+        ck_assert_int_eq(q_push(&q, big, 4 * small - Q_EVENT_COST(0)), -ENOBUFS);
+        ck_assert_uint_eq(q.count, 3);
+        /* One that dropping does make room for still goes in. */
+        ck_assert_int_eq(q_push(&q, big, 2 * small - Q_EVENT_COST(0)), 2);
+        ck_assert_uint_eq(q.count, 2);
+        ck_assert_uint_le(q.held, q.limit);
+        q_clear(&q);
+        q_release(&q, 7 * small);
+        ck_assert_uint_eq(q.held, 0);
+}
+END_TEST
+
 START_TEST(test_charged_memory_counts)
 {
         struct queue q;
@@ -87,6 +117,7 @@ static Suite *queue_suite(void)
         tcase_add_test(tc, test_drop_newest);
         tcase_add_test(tc, test_drop_oldest);
         tcase_add_test(tc, test_charged_memory_counts);
+        tcase_add_test(tc, test_drop_oldest_keeps_the_queue_when_dropping_cannot_help);
         suite_add_tcase(s, tc);
         return s;
 }

@@ -82,12 +82,12 @@ int segops_shim_open(segops_shim **ret, const char *socket_path);
  *             tries to connect again at most every 100 ms, so this is
  *             a cheap, ordinary outcome;
  *   -EACCES   the socket exists but may not be used (counted);
- *   -ENOBUFS  the buffer, or for a line over 64 KiB the 16 pending
- *             large events, is full: the daemon is slower than the
- *             caller (counted);
- *   -ENOMEM, -EMFILE, -EAGAIN  a large event's memory or file
- *             descriptor, or the sender thread, could not be had
- *             (counted). */
+ *   -ENOBUFS  the buffer is full: the daemon is slower than the caller
+ *             (counted);
+ *   -EAGAIN   the sender thread could not be started (counted).
+ * A large event whose memfd cannot be made later (no memory, no file
+ * descriptor) is retried, or dropped and counted when that can never
+ * work; segops_dropped() shows it. */
 int segops_track(segops_shim *s, const char *user_id, const char *event_type,
                  const char *payload_json);
 
