@@ -139,13 +139,18 @@ proc_field() { # /proc/PID/status field in kB
         echo 0
 }
 
-cpu_ticks() { # utime + stime of a process
+cpu_ticks() { # utime + stime of a process; with "user", utime alone
         local line rest
         read -r line <"/proc/$1/stat" || { echo 0; return; }
         rest=${line##*) }
+        local which=${2:-all}
         # shellcheck disable=SC2086
         set -- $rest
-        echo $(( ${12} + ${13} ))
+        if [ "$which" = user ]; then
+                echo "${12}"
+        else
+                echo $(( ${12} + ${13} ))
+        fi
 }
 
 calc() { awk "BEGIN { printf \"$1\", ($2) }"; }
@@ -233,6 +238,7 @@ echo "segopsd pid $DAEMON_PID, sink on 127.0.0.1:$PORT, compression=$COMPRESSION
 
 # --- the run ------------------------------------------------------------------
 CPU0=$(cpu_ticks "$DAEMON_PID")
+UCPU0=$(cpu_ticks "$DAEMON_PID" user)
 timeout "$TIMEOUT" "$SENDER" -n "$N" -s "$TMP/events.sock" -t "$THREADS" -p "$PACK" >"$TMP/sender.out"
 SENDER_RC=$?
 SENDER_LINE=$(cat "$TMP/sender.out")
@@ -253,6 +259,7 @@ while [ "$SECONDS" -lt "$deadline" ]; do
         sleep 0.05
 done
 CPU1=$(cpu_ticks "$DAEMON_PID")
+UCPU1=$(cpu_ticks "$DAEMON_PID" user)
 PEAK_KB=$(proc_field "$DAEMON_PID" VmHWM)
 STATS=$(control '{"op":"stats"}')
 
@@ -279,6 +286,7 @@ fi
 EPS=$(calc '%.0f' "$ELAPSED > 0 ? $UNIQUE / $ELAPSED : 0")
 CPU_S=$(calc '%.3f' "($CPU1 - $CPU0) / $CLK_TCK")
 CPU_PER_M=$(calc '%.3f' "$CPU_S * 1000000 / $N")
+USER_PER_M=$(calc '%.3f' "($UCPU1 - $UCPU0) / $CLK_TCK * 1000000 / $N")
 PEAK_MIB=$(calc '%.1f' "$PEAK_KB / 1024")
 IDLE_MIB=$(calc '%.1f' "$IDLE_KB / 1024")
 IDLE_ANON_MIB=$(calc '%.1f' "$IDLE_ANON_KB / 1024")
@@ -297,6 +305,7 @@ printf '%-28s %s\n' \
         "events/s end to end" "$EPS" \
         "segopsd CPU s" "$CPU_S" \
         "segopsd CPU s per million" "$CPU_PER_M" \
+        "  of which user space" "$USER_PER_M" \
         "peak RSS MiB (VmHWM)" "$PEAK_MIB" \
         "idle RSS MiB (VmRSS)" "$IDLE_MIB" \
         "  of which anonymous MiB" "$IDLE_ANON_MIB"

@@ -322,8 +322,8 @@ static int cut_batch(struct batcher *b)
                 memset(&ids, 0, sizeof(ids));
                 ids.gen = 1;
         }
-        while (q->head && x->n < c->batch_size) {
-                struct q_event *e = q->head;
+        while (q->count && x->n < c->batch_size) {
+                const struct q_event *e = q_peek(q);
                 const char *id;
                 size_t idlen;
 
@@ -338,7 +338,7 @@ static int cut_batch(struct batcher *b)
                 if (ret < 0)
                         goto fail;
                 size += e->len + 1;
-                q_event_free(q, q_pop(q));
+                q_drop(q);
         }
         ret = proto_batch_end(&x->body);
         if (ret < 0)
@@ -359,12 +359,12 @@ static bool cut_due(struct batcher *b)
         const struct cfg *c = cfg_of(b);
         struct queue *q = queue_of(b);
 
-        if (!q->head)
+        if (!q->count)
                 return false;
         if (q->count >= c->batch_size ||
             q->bytes + q->count + PROTO_BATCH_OVERHEAD >= c->max_batch_bytes)
                 return true;
-        return b->interval_due || b->draining || q->head->seq <= b->flush_target;
+        return b->interval_due || b->draining || q_head_seq(q) <= b->flush_target;
 }
 
 /* ---- sending ---- */
@@ -627,10 +627,8 @@ static uint64_t low_water(const struct batcher *b)
 
 static uint64_t held_upto(const struct batcher *b, uint64_t target)
 {
-        uint64_t n = 0;
+        uint64_t n = q_count_upto(&b->d->queue, target);
 
-        for (const struct q_event *e = b->d->queue.head; e && e->seq <= target; e = e->next)
-                n++;
         for (const struct batch *x = b->batches; x; x = x->next)
                 for (uint32_t i = 0; i < x->n; i++)
                         n += x->evs[i].seq <= target;
@@ -736,7 +734,7 @@ static void pump(struct batcher *b)
         while (b->nbatches < c->max_in_flight && cut_due(b))
                 if (cut_batch(b) < 0)
                         break;
-        if (!b->d->queue.head)
+        if (!b->d->queue.count)
                 b->interval_due = false;
 
         bool can_send = true;
@@ -851,7 +849,7 @@ void batcher_drain(struct batcher *b)
 
 bool batcher_idle(const struct batcher *b)
 {
-        return !b->batches && !b->d->queue.head;
+        return !b->batches && !b->d->queue.count;
 }
 
 uint64_t batcher_close(struct batcher *b)

@@ -1,12 +1,37 @@
-/* queue.c - a singly linked FIFO of encoded events and the memory
- * account that bounds it. One allocation per event, freed by whoever
- * pops it; the account is the single place max_memory is enforced. */
+/* queue.c - a FIFO of encoded events in blocks, and the memory account
+ * that bounds it.
+ *
+ * Records go one after another into 64 KiB blocks; the oldest block is
+ * freed, or kept as the one spare, when its last record is dropped. So
+ * queuing an event is a copy, not an allocation, and the account is the
+ * single place max_memory is enforced. Sequence numbers of the queued
+ * events are contiguous: they are handed out on push only, and events
+ * leave from the head only.
+ */
 #include "queue.h"
 
 #include <assert.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+
+struct q_block {
+        struct q_block *next;
+        size_t cap;  /* bytes in mem */
+        size_t head; /* offset of the oldest record */
+        size_t tail; /* offset of the next record */
+        _Alignas(struct q_event) char mem[];
+};
+
+/* A record's size, rounded so the next one stays aligned. */
+static size_t rec_size(size_t len)
+{
+        size_t n = offsetof(struct q_event, data) + len;
+        size_t a = _Alignof(struct q_event);
+
+        return (n + a - 1) / a * a;
+}
 
 void q_init(struct queue *q, size_t limit, enum cfg_when_full when_full)
 {
@@ -16,19 +41,71 @@ void q_init(struct queue *q, size_t limit, enum cfg_when_full when_full)
         q->next_seq = 1;
 }
 
-static void drop_head(struct queue *q)
+static struct q_block *block_new(struct queue *q, size_t rec)
 {
-        struct q_event *e = q_pop(q);
+        size_t cap = rec > Q_BLOCK_BYTES ? rec : Q_BLOCK_BYTES;
+        struct q_block *k;
 
-        q_event_free(q, e);
+        if (q->spare && q->spare->cap >= cap) {
+                k = q->spare;
+                q->spare = NULL;
+        } else {
+                k = malloc(sizeof(*k) + cap);
+                if (!k)
+                        return NULL;
+                k->cap = cap;
+        }
+        k->next = NULL;
+        k->head = k->tail = 0;
+        return k;
+}
+
+static void block_done(struct queue *q, struct q_block *k)
+{
+        if (!q->spare && k->cap == Q_BLOCK_BYTES) {
+                q->spare = k;
+                return;
+        }
+        free(k);
+}
+
+const struct q_event *q_peek(const struct queue *q)
+{
+        if (!q->count)
+                return NULL;
+        return (const struct q_event *)(q->first->mem + q->first->head);
+}
+
+void q_drop(struct queue *q)
+{
+        struct q_block *k = q->first;
+        const struct q_event *e = q_peek(q);
+
+        assert(e);
+        q->count--;
+        q->bytes -= e->len;
+        q_release(q, Q_EVENT_COST(e->len));
+        k->head += rec_size(e->len);
+        if (k->head < k->tail)
+                return;
+        /* The block is empty: the newest stays for the next push. */
+        if (k == q->last) {
+                k->head = k->tail = 0;
+                return;
+        }
+        q->first = k->next;
+        block_done(q, k);
 }
 
 int q_push(struct queue *q, const char *ev, size_t len)
 {
-        size_t cost = Q_EVENT_COST(len);
+        size_t cost = Q_EVENT_COST(len), rec = rec_size(len);
+        struct q_block *k = q->last;
         struct q_event *e;
         int dropped = 0;
 
+        if (len > UINT32_MAX)
+                return -ENOBUFS;
         if (q->held + q->reserve + cost > q->limit) {
                 /* Refused outright when even an empty queue would not
                  * make room (batches hold the rest): drop_oldest must
@@ -40,48 +117,29 @@ int q_push(struct queue *q, const char *ev, size_t len)
                         return -ENOBUFS;
         }
         while (q->held + q->reserve + cost > q->limit) {
-                drop_head(q);
+                q_drop(q);
                 dropped++;
         }
-        e = malloc(sizeof(*e) + len);
-        if (!e)
-                return -ENOMEM;
-        e->next = NULL;
+        k = q->last;
+        if (!k || k->cap - k->tail < rec) {
+                k = block_new(q, rec);
+                if (!k)
+                        return -ENOMEM;
+                if (q->last)
+                        q->last->next = k;
+                else
+                        q->first = k;
+                q->last = k;
+        }
+        e = (struct q_event *)(k->mem + k->tail);
         e->seq = q->next_seq++;
         e->len = (uint32_t)len;
         memcpy(e->data, ev, len);
-        if (q->tail)
-                q->tail->next = e;
-        else
-                q->head = e;
-        q->tail = e;
+        k->tail += rec;
         q->count++;
         q->bytes += len;
         q->held += cost;
         return dropped;
-}
-
-struct q_event *q_pop(struct queue *q)
-{
-        struct q_event *e = q->head;
-
-        if (!e)
-                return NULL;
-        q->head = e->next;
-        if (!q->head)
-                q->tail = NULL;
-        e->next = NULL;
-        q->count--;
-        q->bytes -= e->len;
-        return e;
-}
-
-void q_event_free(struct queue *q, struct q_event *e)
-{
-        if (!e)
-                return;
-        q_release(q, Q_EVENT_COST(e->len));
-        free(e);
 }
 
 void q_charge(struct queue *q, size_t n)
@@ -97,16 +155,34 @@ void q_release(struct queue *q, size_t n)
 
 uint64_t q_head_seq(const struct queue *q)
 {
-        return q->head ? q->head->seq : UINT64_MAX;
+        const struct q_event *e = q_peek(q);
+
+        return e ? e->seq : UINT64_MAX;
+}
+
+size_t q_count_upto(const struct queue *q, uint64_t upto)
+{
+        uint64_t head = q_head_seq(q), last = q->next_seq - 1;
+
+        if (!q->count || upto < head)
+                return 0;
+        return (size_t)((upto < last ? upto : last) - head + 1);
 }
 
 size_t q_clear(struct queue *q)
 {
-        size_t n = 0;
+        size_t n = q->count;
 
-        while (q->head) {
-                drop_head(q);
-                n++;
+        while (q->count)
+                q_drop(q);
+        while (q->first) {
+                struct q_block *k = q->first;
+
+                q->first = k->next;
+                free(k);
         }
+        q->last = NULL;
+        free(q->spare);
+        q->spare = NULL;
         return n;
 }

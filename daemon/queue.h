@@ -14,15 +14,23 @@
 
 #include "config.h"
 
+/* One queued event: a record inside a block of the queue. */
 struct q_event {
-        struct q_event *next;
         uint64_t seq; /* arrival number, 1, 2, ... */
         uint32_t len;
         char data[]; /* the normalised event JSON, not NUL-terminated */
 };
 
+/* Records are appended to blocks of Q_BLOCK_BYTES (one larger event gets
+ * a block of its own) and consumed from the oldest block, which is freed
+ * (or kept as the one spare) once empty: no allocation per event. */
+#define Q_BLOCK_BYTES (64 * 1024)
+
+struct q_block;
+
 struct queue {
-        struct q_event *head, *tail;
+        struct q_block *first, *last; /* oldest records, newest records */
+        struct q_block *spare;        /* one emptied block kept for reuse */
         size_t count;
         size_t bytes;   /* sum of len of queued events */
         size_t held;    /* memory account: queued + charged */
@@ -32,20 +40,26 @@ struct queue {
         uint64_t next_seq; /* seq of the next event pushed */
 };
 
-/* What one queued event costs in the account. */
-#define Q_EVENT_COST(len) (sizeof(struct q_event) + (len) + 16)
+/* What one queued event costs in the account: its record (<= len + 19),
+ * its share of the block, and never less than the same event costs in a
+ * batch (len + 17), so moving it there never raises the account. The
+ * blocks' unused ends (at most two blocks) are not counted. */
+#define Q_EVENT_COST(len) ((len) + 40)
 
 void q_init(struct queue *q, size_t limit, enum cfg_when_full when_full);
 
 /* Append an event. With the account full, drop_newest refuses it
  * (-ENOBUFS) and drop_oldest drops queued events from the head until it
- * fits (or refuses it when nothing queued is left to drop). Returns the
- * number of old events dropped (>= 0), or -ENOBUFS / -ENOMEM. */
+ * fits (or refuses it, dropping nothing, when even an empty queue would
+ * not make room). Returns the number of old events dropped (>= 0), or
+ * -ENOBUFS / -ENOMEM. */
 int q_push(struct queue *q, const char *ev, size_t len);
 
-/* Detach the head; the caller owns it and must q_event_free() it. */
-struct q_event *q_pop(struct queue *q);
-void q_event_free(struct queue *q, struct q_event *e);
+/* The oldest queued event, or NULL; valid until the next push or drop. */
+const struct q_event *q_peek(const struct queue *q);
+
+/* Remove the oldest queued event (there must be one). */
+void q_drop(struct queue *q);
 
 /* Charge / release memory held outside the queue (batch bodies). The
  * batcher sets q->reserve so that new events leave room for what its
@@ -56,7 +70,11 @@ void q_release(struct queue *q, size_t n);
 /* seq of the oldest queued event, or UINT64_MAX when empty. */
 uint64_t q_head_seq(const struct queue *q);
 
-/* Free everything queued; returns how many events were freed. */
+/* How many queued events have seq <= upto. */
+size_t q_count_upto(const struct queue *q, uint64_t upto);
+
+/* Free everything queued, and the blocks; returns how many events were
+ * freed. The queue stays usable. */
 size_t q_clear(struct queue *q);
 
 #endif

@@ -13,7 +13,7 @@ static const char ev[] = "{\"event_id\":\"x\"}";
 START_TEST(test_fifo_and_seq)
 {
         struct queue q;
-        struct q_event *e;
+        const struct q_event *e;
 
         q_init(&q, 1 << 20, CFG_DROP_NEWEST);
         ck_assert_uint_eq(q_head_seq(&q), UINT64_MAX);
@@ -24,13 +24,58 @@ START_TEST(test_fifo_and_seq)
         ck_assert_uint_eq(q.held, 3 * Q_EVENT_COST(EVLEN));
         for (uint64_t s = 1; s <= 3; s++) {
                 ck_assert_uint_eq(q_head_seq(&q), s);
-                e = q_pop(&q);
+                e = q_peek(&q);
                 ck_assert_uint_eq(e->seq, s);
                 ck_assert(memcmp(e->data, ev, EVLEN) == 0);
-                q_event_free(&q, e);
+                q_drop(&q);
         }
-        ck_assert_ptr_null(q_pop(&q));
+        ck_assert_ptr_null(q_peek(&q));
         ck_assert_uint_eq(q.held, 0);
+        q_clear(&q);
+}
+END_TEST
+
+/* Many events of every size across many blocks, and one larger than a
+ * block, come out whole and in order while pushes and drops interleave;
+ * q_count_upto agrees with a count by hand. */
+START_TEST(test_blocks_keep_order_and_bytes)
+{
+        static char buf[Q_BLOCK_BYTES * 2];
+        struct queue q;
+        uint64_t next_out = 1, pushed = 0;
+        unsigned seed = 7;
+
+        for (size_t i = 0; i < sizeof(buf); i++)
+                buf[i] = (char)('a' + i % 26);
+        q_init(&q, (size_t)1 << 30, CFG_DROP_NEWEST);
+        for (int round = 0; round < 20000; round++) {
+                size_t len = (size_t)rand_r(&seed) % 700;
+
+                if (round == 5000)
+                        len = Q_BLOCK_BYTES + 100; /* a block of its own */
+                if (rand_r(&seed) % 3 != 0 || !q.count) {
+                        /* Event i holds buf from offset i % 26 on. */
+                        ck_assert_int_eq(q_push(&q, buf + pushed % 26, len), 0);
+                        pushed++;
+                        continue;
+                }
+                const struct q_event *e = q_peek(&q);
+                ck_assert_uint_eq(e->seq, next_out);
+                ck_assert(memcmp(e->data, buf + (next_out - 1) % 26, e->len) == 0);
+                ck_assert_uint_eq(q_count_upto(&q, next_out + 2), q.count < 3 ? q.count : 3);
+                q_drop(&q);
+                next_out++;
+        }
+        ck_assert_uint_eq(q.count, pushed - (next_out - 1));
+        ck_assert_uint_eq(q_count_upto(&q, 0), 0);
+        ck_assert_uint_eq(q_count_upto(&q, UINT64_MAX), q.count);
+        ck_assert_uint_eq(q_clear(&q), pushed - (next_out - 1));
+        ck_assert_uint_eq(q.held, 0);
+        ck_assert_uint_eq(q.bytes, 0);
+        /* Usable again after a clear. */
+        ck_assert_int_eq(q_push(&q, ev, EVLEN), 0);
+        ck_assert_uint_eq(q_peek(&q)->seq, pushed + 1);
+        q_clear(&q);
 }
 END_TEST
 
@@ -114,6 +159,7 @@ static Suite *queue_suite(void)
         TCase *tc = tcase_create("bounds");
 
         tcase_add_test(tc, test_fifo_and_seq);
+        tcase_add_test(tc, test_blocks_keep_order_and_bytes);
         tcase_add_test(tc, test_drop_newest);
         tcase_add_test(tc, test_drop_oldest);
         tcase_add_test(tc, test_charged_memory_counts);
