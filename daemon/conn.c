@@ -277,6 +277,7 @@ static void conn_process(struct conn *c)
                 conn_finish(c);
                 return;
         }
+        ingest_clock(c->srv->d);
         while (!c->closing && !waiting(c) && framer_next(&c->fr, &l)) {
                 handle_line(c, &l);
                 any = true;

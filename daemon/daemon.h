@@ -30,6 +30,7 @@ struct daemon {
         char *api_key; /* NULL in dry-run mode */
         char key_redacted[32];
         int64_t start_ms;
+        int64_t rx_ms; /* receipt time of the messages being read (ingest_clock) */
         bool stopping;
 
         struct stats stats;

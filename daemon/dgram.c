@@ -220,6 +220,7 @@ static unsigned read_burst(struct dgram *g, unsigned max)
                                             strerror(errno));
                         break;
                 }
+                ingest_clock(g->d);
                 for (int i = 0; i < n; i++)
                         handle_one(g, &g->msgs[i], g->iov[i].iov_base);
                 /* Go round again even after a short read: senders blocked

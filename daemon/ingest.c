@@ -54,6 +54,11 @@ static void queue_event(struct daemon *d, const char *ev, size_t len)
         }
 }
 
+void ingest_clock(struct daemon *d)
+{
+        d->rx_ms = daemon_now_ms();
+}
+
 enum ingest_outcome ingest_line(struct daemon *d, enum ingest_source src, const char *line,
                                 size_t len, struct proto_msg *msg, struct proto_error *err)
 {
@@ -63,7 +68,9 @@ enum ingest_outcome ingest_line(struct daemon *d, enum ingest_source src, const 
 
         rng_bytes16(rnd);
         proto_buf_reset(out);
-        r = proto_parse(line, len, d->cfg.max_message_bytes, daemon_now_ms(), rnd, out, msg, err);
+        if (!d->rx_ms)
+                ingest_clock(d);
+        r = proto_parse(line, len, d->cfg.max_message_bytes, d->rx_ms, rnd, out, msg, err);
         if (r < 0) {
                 if (r == -ENOMEM) {
                         err->reason = PROTO_E_NOMEM;

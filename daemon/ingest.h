@@ -22,6 +22,11 @@ enum ingest_outcome {
 /* True when line holds nothing but whitespace (skipped, not counted). */
 bool ingest_blank(const char *line, size_t len);
 
+/* Read the clock for the messages about to be ingested: the sockets call
+ * it once per read or burst, so a burst of thousands of datagrams costs
+ * one clock read, and its events share a receipt time to the ms. */
+void ingest_clock(struct daemon *d);
+
 enum ingest_outcome ingest_line(struct daemon *d, enum ingest_source src, const char *line,
                                 size_t len, struct proto_msg *msg, struct proto_error *err);
 

@@ -439,6 +439,21 @@ static bool span_is(const struct span *v, const char *lit, size_t n)
         return v->n == n && memcmp(v->p, lit, n) == 0;
 }
 
+/* proto_time_format through a one-entry cache: the daemon stamps a
+ * burst's events with one receipt time, so most calls format nothing.
+ * Per thread, so callers on several threads stay independent. */
+static void format_time_cached(int64_t ms, char out[PROTO_TIME_LEN + 1])
+{
+        static _Thread_local int64_t last_ms = INT64_MIN;
+        static _Thread_local char last[PROTO_TIME_LEN + 1];
+
+        if (ms != last_ms) {
+                proto_time_format(ms, last);
+                last_ms = ms;
+        }
+        memcpy(out, last, PROTO_TIME_LEN + 1);
+}
+
 static char *put(char *w, const void *p, size_t n)
 {
         memcpy(w, p, n);
@@ -534,7 +549,7 @@ int proto_parse_fast(const char *line, size_t len, size_t max_bytes, int64_t now
                 w = put(w, LIT("\",\"event_type\":\""));
                 w = put(w, m.v[FF_EVENT_TYPE].p, m.v[FF_EVENT_TYPE].n);
         }
-        proto_time_format(at, tbuf);
+        format_time_cached(at, tbuf);
         w = put(w, LIT("\",\"occurred_at\":\""));
         w = put(w, tbuf, PROTO_TIME_LEN);
         if (identify)
