@@ -48,6 +48,8 @@ struct batch {
         struct batch_ev *evs;
         unsigned attempts;   /* sends so far */
         uint64_t token_gen;  /* pk_: the session token it was sent with */
+        uint64_t key_gen;    /* d->key_gen when it was sent (a reload may
+                                replace the key meanwhile) */
         bool reminted;       /* pk_: already resent once after a 401 */
         uint64_t not_before; /* loop ms */
         size_t charged;      /* bytes in the memory account */
@@ -396,6 +398,7 @@ static void send_batch(struct batcher *b, struct batch *x, const char *bearer, u
                 b->d->stats.retries++;
         x->attempts++;
         x->token_gen = gen;
+        x->key_gen = b->d->key_gen;
         x->state = BATCH_IN_FLIGHT;
 }
 
@@ -498,6 +501,13 @@ static void on_auth_failure(struct batcher *b, struct batch *x, const struct fwd
         const char *prev = b->state;
         struct session *s = &b->d->session;
 
+        if (x->key_gen != b->d->key_gen) {
+                /* Sent with the key a reload has replaced since: says
+                 * nothing about the new one. Again, at once, with it. */
+                x->state = BATCH_READY;
+                x->not_before = 0;
+                return;
+        }
         if (session_enabled(s) && res->status == 401) {
                 /* The token expired or was revoked: forget it; a new one
                  * is minted and this batch resent once, at once. */
@@ -771,7 +781,12 @@ void batcher_reconfigure(struct batcher *b)
 
         if (b->closing)
                 return;
-        uv_timer_start(&b->interval, on_interval, ms ? ms : 1, ms ? ms : 1);
+        if (!ms)
+                ms = 1;
+        /* Restarted only when it changed: SIGHUPs more often than the
+         * interval must not keep postponing it. */
+        if (uv_timer_get_repeat(&b->interval) != ms)
+                uv_timer_start(&b->interval, on_interval, ms, ms);
         count_batches(b, 0);
         pump(b);
 }

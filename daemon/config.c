@@ -217,6 +217,27 @@ static void cfg_show(const char *value, char *out, size_t outlen)
         out[n] = '\0';
 }
 
+/* A section or key name the parser did not know, for an error message:
+ * bounded, printable, and never an API key pasted where a name goes. */
+static void cfg_name(const char *name, size_t n, char *out, size_t outlen)
+{
+        size_t i, k = 0;
+
+        if (n >= 3 && (strncmp(name, "sk_", 3) == 0 || strncmp(name, "pk_", 3) == 0)) {
+                snprintf(out, outlen, "(not shown: it looks like an API key)");
+                return;
+        }
+        for (i = 0; i < n && i < CFG_SHOW_MAX && k + 4 < outlen; i++) {
+                unsigned char ch = (unsigned char)name[i];
+                out[k++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
+        }
+        if (i < n && k + 4 < outlen) {
+                memcpy(out + k, "...", 3);
+                k += 3;
+        }
+        out[k] = '\0';
+}
+
 __attribute__((format(printf, 2, 3))) static void cfg_fail(struct cfg_parse *st, const char *fmt,
                                                            ...)
 {
@@ -650,6 +671,7 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
 {
         struct cfg_parse *st = user;
         const struct cfg_key *k = NULL;
+        char shown[CFG_SHOW_MAX + 8];
         size_t i;
 
         /* Builds with INI_CALL_HANDLER_ON_NEW_SECTION pass NULLs here. */
@@ -658,11 +680,13 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
         if (st->failed)
                 return 0;
         if (!*section) {
-                cfg_fail(st, "key '%s' is outside any section", name);
+                cfg_name(name, strlen(name), shown, sizeof(shown));
+                cfg_fail(st, "key '%s' is outside any section", shown);
                 return 0;
         }
         if (!cfg_known_section(section, strlen(section))) {
-                cfg_fail(st, "unknown section [%s]", section);
+                cfg_name(section, strlen(section), shown, sizeof(shown));
+                cfg_fail(st, "unknown section [%s]", shown);
                 return 0;
         }
         for (i = 0; i < CFG_NKEYS; i++)
@@ -672,7 +696,8 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
                         break;
                 }
         if (!k) {
-                cfg_fail(st, "[%s] unknown key '%s'", section, name);
+                cfg_name(name, strlen(name), shown, sizeof(shown));
+                cfg_fail(st, "[%s] unknown key '%s'", section, shown);
                 return 0;
         }
         if (st->seen_line[i]) {
@@ -736,9 +761,12 @@ static char *cfg_reader(char *buf, int num, void *stream)
         p = buf + strspn(buf, " \t");
         if (*p == '[') {
                 q = strchr(p, ']');
-                if (q && !cfg_known_section(p + 1, (size_t)(q - p - 1)))
-                        cfg_fail(st, "unknown section [%.*s]",
-                                 (int)(q - p - 1 > 64 ? 64 : q - p - 1), p + 1);
+                if (q && !cfg_known_section(p + 1, (size_t)(q - p - 1))) {
+                        char shown[CFG_SHOW_MAX + 8];
+
+                        cfg_name(p + 1, (size_t)(q - p - 1), shown, sizeof(shown));
+                        cfg_fail(st, "unknown section [%s]", shown);
+                }
         }
         return buf;
 }

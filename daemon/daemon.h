@@ -29,6 +29,7 @@ struct daemon {
         struct cfg cfg;
         char *api_key; /* NULL in dry-run mode */
         char key_redacted[32];
+        uint64_t key_gen; /* bumped when a reload replaces the key */
         int64_t start_ms;
         int64_t rx_ms; /* receipt time of the messages being read (ingest_clock) */
         bool stopping;

@@ -33,40 +33,65 @@ static void swap_str(char **a, char **b)
         *b = t;
 }
 
+/* The restart-only keys a reload found changed, logged once it took. */
+struct restart_notes {
+        const char *keys[16];
+        unsigned n;
+};
+
+static void note(struct restart_notes *rn, const char *key)
+{
+        if (rn->n < sizeof(rn->keys) / sizeof(rn->keys[0]))
+                rn->keys[rn->n++] = key;
+}
+
 /* A field that needs a restart: the new config takes the running value
- * back (strings by swapping, so cfg_free of either frees each once). */
+ * back. Strings are swapped, so cfg_free of either frees each once, and
+ * a second pass (restore_restart_only) swaps them back. */
 #define KEEP_NUM(fresh, old, field, key)                                                           \
         do {                                                                                       \
                 if ((fresh)->field != (old)->field) {                                              \
                         (fresh)->field = (old)->field;                                             \
-                        needs_restart(key);                                                        \
+                        note(rn, key);                                                             \
                 }                                                                                  \
         } while (0)
 #define KEEP_STR(fresh, old, field, key)                                                           \
         do {                                                                                       \
                 if (!str_eq((fresh)->field, (old)->field)) {                                       \
                         swap_str(&(fresh)->field, &(old)->field);                                  \
-                        needs_restart(key);                                                        \
+                        note(rn, key);                                                             \
                 }                                                                                  \
         } while (0)
 
-static void needs_restart(const char *key)
-{
-        log_warn("reload: %s changed; it takes effect at the next restart", key);
-}
-
-static void keep_restart_only(struct cfg *fresh, struct cfg *old)
+static void keep_restart_only(struct cfg *fresh, struct cfg *old, struct restart_notes *rn)
 {
         KEEP_STR(fresh, old, api_url, "[upstream] api_url");
-        KEEP_NUM(fresh, old, max_in_flight, "[upstream] max_in_flight");
+        /* libcurl keeps the CA store of a path, and open connections
+         * keep their verification: a new CA needs a fresh start. */
+        KEEP_STR(fresh, old, ca_file, "[upstream] ca_file");
         KEEP_STR(fresh, old, spool_dir, "[buffer] spool_dir");
-        KEEP_NUM(fresh, old, max_spool, "[buffer] max_spool");
         KEEP_STR(fresh, old, events_socket, "[listen] events_socket");
         KEEP_STR(fresh, old, control_socket, "[listen] control_socket");
+        KEEP_NUM(fresh, old, max_in_flight, "[upstream] max_in_flight");
+        KEEP_NUM(fresh, old, max_spool, "[buffer] max_spool");
         KEEP_NUM(fresh, old, socket_mode, "[listen] socket_mode");
         KEEP_NUM(fresh, old, max_message_bytes, "[listen] max_message_bytes");
         KEEP_NUM(fresh, old, max_datagram_bytes, "[listen] max_datagram_bytes");
         KEEP_NUM(fresh, old, idle_timeout, "[listen] idle_timeout");
+}
+
+/* Undo keep_restart_only's swaps: the running config gets its own
+ * strings back (a failed reload changes nothing). */
+static void restore_restart_only(struct cfg *fresh, struct cfg *old)
+{
+        struct restart_notes ignored = { .n = 0 };
+        struct restart_notes *rn = &ignored;
+
+        KEEP_STR(fresh, old, api_url, "");
+        KEEP_STR(fresh, old, ca_file, "");
+        KEEP_STR(fresh, old, spool_dir, "");
+        KEEP_STR(fresh, old, events_socket, "");
+        KEEP_STR(fresh, old, control_socket, "");
 }
 
 static bool same_kind(const char *a, const char *b)
@@ -76,12 +101,21 @@ static bool same_kind(const char *a, const char *b)
 
 int daemon_reload(struct daemon *d)
 {
+        struct restart_notes rn = { .n = 0 };
         struct cfg fresh, old;
         char err[1024], *key = NULL;
+        bool kept = false;
         int r;
 
         cfg_defaults(&fresh);
         r = cfg_load(&fresh, d->cfg.path, err, sizeof(err));
+        /* What would run: the new file with the restart-only values put
+         * back. That is what must validate and find its key (against
+         * the running api_url). */
+        if (r == 0) {
+                keep_restart_only(&fresh, &d->cfg, &rn);
+                kept = true;
+        }
         if (r == 0)
                 r = cfg_validate(&fresh, err, sizeof(err));
         if (r == 0)
@@ -93,16 +127,19 @@ int daemon_reload(struct daemon *d)
         }
         if (r < 0) {
                 log_err("reload failed, keeping the running configuration: %s", err);
+                if (kept)
+                        restore_restart_only(&fresh, &d->cfg);
                 if (key)
                         explicit_bzero(key, strlen(key));
                 free(key);
                 cfg_free(&fresh);
                 return r;
         }
-        keep_restart_only(&fresh, &d->cfg);
         old = d->cfg;
         d->cfg = fresh; /* the same address: modules keep &d->cfg */
         cfg_free(&old);
+        for (unsigned i = 0; i < rn.n; i++)
+                log_warn("reload: %s changed; it takes effect at the next restart", rn.keys[i]);
 
         if (key && !str_eq(key, d->api_key)) {
                 explicit_bzero(d->api_key, strlen(d->api_key));
@@ -110,9 +147,10 @@ int daemon_reload(struct daemon *d)
                 d->api_key = key;
                 key = NULL;
                 cfg_redact_key(d->api_key, d->key_redacted, sizeof(d->key_redacted));
+                d->key_gen++;
                 log_info("reload: API key replaced, now %s", d->key_redacted);
                 if (session_enabled(&d->session))
-                        session_reset(&d->session);
+                        session_key_changed(&d->session);
         }
         if (key)
                 explicit_bzero(key, strlen(key));

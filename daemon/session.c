@@ -156,9 +156,10 @@ static void on_mint(void *ud, const struct fwd_result *res)
         if (s->state != SESSION_MINTING)
                 return; /* closed meanwhile */
         s->last_status = st;
-        if (st == 200 && s->restart) {
-                /* reset_session came while this mint ran: its identity
-                 * may be stale, so mint again with the current one. */
+        if (s->restart) {
+                /* reset_session, or a new key, came while this mint ran:
+                 * whatever it answered concerns a stale identity or key,
+                 * so mint again with the current ones. */
                 s->restart = false;
                 s->state = SESSION_IDLE;
                 batcher_wake(&s->d->batcher);
@@ -245,7 +246,7 @@ static void on_identity(void *ud, const struct usercmd_result *res)
         char msg[512];
 
         s->cmd = NULL;
-        if (res->error == 0 && s->restart) {
+        if (s->restart) {
                 s->restart = false;
                 s->state = SESSION_IDLE;
                 batcher_wake(&s->d->batcher);
@@ -332,6 +333,22 @@ void session_reset(struct session *s)
         if (s->state == SESSION_READY || s->state == SESSION_NO_IDENTITY)
                 s->state = SESSION_IDLE;
         batcher_wake(&s->d->batcher);
+}
+
+void session_key_changed(struct session *s)
+{
+        if (s->state == SESSION_DISABLED)
+                return;
+        if (s->state == SESSION_WAITING) {
+                /* The backoff was earned by the old key: the new one
+                 * is tried at once. */
+                uv_timer_stop(&s->retry);
+                s->state = SESSION_IDLE;
+                s->not_before = 0;
+                s->attempts = 0;
+                s->logged = NULL;
+        }
+        session_reset(s);
 }
 
 void session_identity_changed(struct session *s)

@@ -68,6 +68,9 @@ void session_rejected(struct session *s, uint64_t generation);
 /* reset_session: drop the token; the next send re-mints with the
  * current identity. */
 void session_reset(struct session *s);
+/* A reload replaced the key: as session_reset, and a backoff earned by
+ * the old key is forgotten, so the new key is tried at once. */
+void session_key_changed(struct session *s);
 
 /* set_user: a new identity may unblock a session that had none. */
 void session_identity_changed(struct session *s);

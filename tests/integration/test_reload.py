@@ -91,6 +91,42 @@ class ReloadTests(SegopsTestCase):
                          [2, 2])
         self.assertNoViolations()
 
+    def test_what_would_run_is_what_is_validated(self):
+        """The new file's values are checked together with the running
+        values of the keys that need a restart: max_batch_bytes may not
+        drop under the running max_message_bytes, even if the same file
+        lowers max_message_bytes too (which only a restart applies)."""
+        d = self.start_daemon()
+        d.config['listen']['max_message_bytes'] = '1024'
+        d.config['batch']['max_batch_bytes'] = '1024'
+        d.write_config()
+        log = self.reload(d, r'reload failed')
+        self.assertIn('max_message_bytes', log)
+        self.assertNotIn('takes effect at the next restart', log)
+        # Unchanged: a 30 KB event still goes, in a batch of its own size.
+        send_stream(d, [make_event(0, payload={'pad': 'x' * 30000})])
+        self.assertEqual(d.flush()['ok'], True)
+        self.assertEventsDelivered([event_id(0)])
+        self.assertNoViolations()
+
+    def test_a_401_for_a_batch_sent_with_the_old_key_is_not_blamed_on_the_new(self):
+        d = self.start_daemon()
+        self.upstream.bad_auth_is_violation = False
+        # The old key's request is answered 401, late: after the reload.
+        self.upstream.script([{'status': 401, 'delay': 1.0}])
+        send_stream(d, [make_event(0)])
+        st = d.wait_for_stats(lambda st: st['in_flight'] >= 1)
+        self.assertEqual(st['in_flight'], 1)
+        d.write_key(NEW_KEY)
+        self.reload(d, r'reloaded ')
+        self.upstream.api_key = NEW_KEY
+        self.assertEqual(d.flush()['ok'], True)
+        self.assertEventsDelivered([event_id(0)])
+        last = self.upstream.batch_requests[-1]
+        self.assertEqual(last['headers']['authorization'], 'Bearer ' + NEW_KEY)
+        self.assertNotIn('refused the API key', d.stderr_text())
+        self.assertEqual(d.stats()['upstream']['state'], 'ok')
+
     def test_a_key_of_another_kind_is_refused(self):
         d = self.start_daemon()
         d.write_key('pk_test_public_1234567890')
@@ -156,6 +192,45 @@ class PublicKeyReloadTests(SegopsTestCase):
                          [200, 200])
         self.assertNotIn(new, d.stderr_text())
         self.assertNoViolations()
+
+    def test_a_rotated_pk_key_skips_the_old_keys_backoff(self):
+        """A mint with the old key earned a 30 s wait (429 with
+        Retry-After); the new key is tried at once, not after it."""
+        d = self.start_daemon()
+        self.upstream.script_mint([{'status': 429,
+                                    'headers': {'Retry-After': '30'}}])
+        self.assertEqual(d.control({'op': 'set_user', 'user_id': 'u1'}),
+                         [{'ok': True}])
+        send_stream(d, [make_event(0)])
+        self.upstream.wait_for_mints(1)
+        new = 'pk_test_new_9876543210'
+        d.write_key(new)
+        self.upstream.api_key = new
+        self.reload(d, r'reloaded ')
+        self.assertEqual(d.flush(timeout_ms=8000)['ok'], True)
+        self.assertEventsDelivered([event_id(0)])
+        self.assertEqual([m['status'] for m in self.upstream.mints],
+                         [429, 200])
+
+    def test_a_reload_during_a_failing_mint_keeps_the_next_token(self):
+        """A mint with the old key in flight at the reload fails; the
+        next one, with the new key, is used, not thrown away."""
+        d = self.start_daemon()
+        self.upstream.bad_auth_is_violation = False
+        self.upstream.script_mint([{'status': 401, 'delay': 1.0}])
+        self.assertEqual(d.control({'op': 'set_user', 'user_id': 'u1'}),
+                         [{'ok': True}])
+        send_stream(d, [make_event(0)])
+        st = d.wait_for_stats(lambda st: st['session']['state'] == 'minting')
+        self.assertEqual(st['session']['state'], 'minting')
+        new = 'pk_test_new_9876543210'
+        d.write_key(new)
+        self.upstream.api_key = new
+        self.reload(d, r'reloaded ')
+        self.assertEqual(d.flush(timeout_ms=8000)['ok'], True)
+        self.assertEventsDelivered([event_id(0)])
+        self.assertEqual([m['status'] for m in self.upstream.mints],
+                         [401, 200])
 
     reload = ReloadTests.reload
 

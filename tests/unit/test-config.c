@@ -318,6 +318,11 @@ START_TEST(test_unknown_and_duplicate)
                      "3: unknown section [bacth]");
         /* A section with no keys is still checked. */
         expect_error("[upstream]\napi_url = stdout\n[extra]\n", "3: unknown section [extra]");
+        /* A key pasted where a name goes is a secret too. */
+        expect_error("[upstream]\napi_url = stdout\nsk_live_SECRETabcdef123 = 1\n",
+                     "3: [upstream] unknown key '(not shown: it looks like an API key)'");
+        expect_error("[upstream]\napi_url = stdout\n[pk_live_SECRETabcdef123]\n",
+                     "3: unknown section [(not shown: it looks like an API key)]");
         expect_error("api_url = stdout\n", "1: key 'api_url' is outside any section");
         expect_error("[upstream]\ntimeout = 5\ncompression = none\n"
                      "timeout = 6\n",
