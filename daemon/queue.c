@@ -121,6 +121,14 @@ int q_push(struct queue *q, const char *ev, size_t len)
                 dropped++;
         }
         k = q->last;
+        if (k && k->head == k->tail && k->cap - k->tail < rec) {
+                /* An empty block (the queue is empty) that cannot take
+                 * this record goes: a block ahead of the record must
+                 * hold records, or q_peek would read what was there. */
+                assert(q->count == 0 && k == q->first);
+                block_done(q, k);
+                q->first = q->last = k = NULL;
+        }
         if (!k || k->cap - k->tail < rec) {
                 k = block_new(q, rec);
                 if (!k)

@@ -80,18 +80,14 @@ static void keep_restart_only(struct cfg *fresh, struct cfg *old, struct restart
         KEEP_NUM(fresh, old, idle_timeout, "[listen] idle_timeout");
 }
 
-/* Undo keep_restart_only's swaps: the running config gets its own
- * strings back (a failed reload changes nothing). */
+/* Undo keep_restart_only's swaps: swapping again gives the running
+ * config its own strings back (a failed reload changes nothing; the
+ * numbers it copied went into fresh only). */
 static void restore_restart_only(struct cfg *fresh, struct cfg *old)
 {
         struct restart_notes ignored = { .n = 0 };
-        struct restart_notes *rn = &ignored;
 
-        KEEP_STR(fresh, old, api_url, "");
-        KEEP_STR(fresh, old, ca_file, "");
-        KEEP_STR(fresh, old, spool_dir, "");
-        KEEP_STR(fresh, old, events_socket, "");
-        KEEP_STR(fresh, old, control_socket, "");
+        keep_restart_only(fresh, old, &ignored);
 }
 
 static bool same_kind(const char *a, const char *b)

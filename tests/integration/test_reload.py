@@ -193,24 +193,34 @@ class PublicKeyReloadTests(SegopsTestCase):
         self.assertNotIn(new, d.stderr_text())
         self.assertNoViolations()
 
+    NEW = 'pk_test_new_9876543210'
+
+    def send_as_u1(self, d):
+        """Identity u1 and one event: the daemon goes on to mint."""
+        self.assertEqual(d.control({'op': 'set_user', 'user_id': 'u1'}),
+                         [{'ok': True}])
+        send_stream(d, [make_event(0)])
+
+    def rotate_and_deliver(self, d, want_mints):
+        """Reload with NEW (the upstream knows only it from now), then
+        event 0 arrives and the mints answered want_mints."""
+        d.write_key(self.NEW)
+        self.upstream.api_key = self.NEW
+        self.reload(d, r'reloaded ')
+        self.assertEqual(d.flush(timeout_ms=8000)['ok'], True)
+        self.assertEventsDelivered([event_id(0)])
+        self.assertEqual([m['status'] for m in self.upstream.mints],
+                         want_mints)
+
     def test_a_rotated_pk_key_skips_the_old_keys_backoff(self):
         """A mint with the old key earned a 30 s wait (429 with
         Retry-After); the new key is tried at once, not after it."""
         d = self.start_daemon()
         self.upstream.script_mint([{'status': 429,
                                     'headers': {'Retry-After': '30'}}])
-        self.assertEqual(d.control({'op': 'set_user', 'user_id': 'u1'}),
-                         [{'ok': True}])
-        send_stream(d, [make_event(0)])
+        self.send_as_u1(d)
         self.upstream.wait_for_mints(1)
-        new = 'pk_test_new_9876543210'
-        d.write_key(new)
-        self.upstream.api_key = new
-        self.reload(d, r'reloaded ')
-        self.assertEqual(d.flush(timeout_ms=8000)['ok'], True)
-        self.assertEventsDelivered([event_id(0)])
-        self.assertEqual([m['status'] for m in self.upstream.mints],
-                         [429, 200])
+        self.rotate_and_deliver(d, [429, 200])
 
     def test_a_reload_during_a_failing_mint_keeps_the_next_token(self):
         """A mint with the old key in flight at the reload fails; the
@@ -218,19 +228,10 @@ class PublicKeyReloadTests(SegopsTestCase):
         d = self.start_daemon()
         self.upstream.bad_auth_is_violation = False
         self.upstream.script_mint([{'status': 401, 'delay': 1.0}])
-        self.assertEqual(d.control({'op': 'set_user', 'user_id': 'u1'}),
-                         [{'ok': True}])
-        send_stream(d, [make_event(0)])
+        self.send_as_u1(d)
         st = d.wait_for_stats(lambda st: st['session']['state'] == 'minting')
         self.assertEqual(st['session']['state'], 'minting')
-        new = 'pk_test_new_9876543210'
-        d.write_key(new)
-        self.upstream.api_key = new
-        self.reload(d, r'reloaded ')
-        self.assertEqual(d.flush(timeout_ms=8000)['ok'], True)
-        self.assertEventsDelivered([event_id(0)])
-        self.assertEqual([m['status'] for m in self.upstream.mints],
-                         [401, 200])
+        self.rotate_and_deliver(d, [401, 200])
 
     reload = ReloadTests.reload
 

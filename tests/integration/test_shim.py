@@ -335,7 +335,7 @@ class ShimTests(SegopsTestCase):
                  for e in self.upstream.events.values()
                  if e['event_type'] in ('big', 'small')]
         want = [(k, i) for i in range(n) for k in ('big', 'small')]
-        self.assertEqual(order, want)
+        self.assertEqual(order, want, 'stats: %r\nlog: %s' % (d.stats(), d.stderr_tail(10)))
         self.assertTrue(all(p['big'] == 'x' * size
                             for p in payloads(self.upstream, 'big')))
         self.assertEqual(d.stats()['client_dropped'], 0)

@@ -153,6 +153,33 @@ START_TEST(test_charged_memory_counts)
 }
 END_TEST
 
+/* Emptied, then an event larger than a block: the empty block must not
+ * stay ahead of it (the head would read what was left there). */
+START_TEST(test_big_event_into_an_emptied_queue)
+{
+        static char big[Q_BLOCK_BYTES + 1000];
+        struct queue q;
+
+        memset(big, 'b', sizeof(big));
+        q_init(&q, (size_t)1 << 30, CFG_DROP_NEWEST);
+        for (int round = 0; round < 3; round++) {
+                ck_assert_int_eq(q_push(&q, ev, EVLEN), 0);
+                q_drop(&q);
+                ck_assert_uint_eq(q.count, 0);
+                ck_assert_int_eq(q_push(&q, big, sizeof(big)), 0);
+                ck_assert_int_eq(q_push(&q, ev, EVLEN), 0);
+                ck_assert_uint_eq(q_peek(&q)->len, sizeof(big));
+                ck_assert_uint_eq(q_peek(&q)->seq, q.next_seq - 2);
+                q_drop(&q);
+                ck_assert_uint_eq(q_peek(&q)->len, EVLEN);
+                q_drop(&q);
+                ck_assert_ptr_null(q_peek(&q));
+                ck_assert_uint_eq(q.held, 0);
+        }
+        q_clear(&q);
+}
+END_TEST
+
 static Suite *queue_suite(void)
 {
         Suite *s = suite_create("queue");
@@ -160,6 +187,7 @@ static Suite *queue_suite(void)
 
         tcase_add_test(tc, test_fifo_and_seq);
         tcase_add_test(tc, test_blocks_keep_order_and_bytes);
+        tcase_add_test(tc, test_big_event_into_an_emptied_queue);
         tcase_add_test(tc, test_drop_newest);
         tcase_add_test(tc, test_drop_oldest);
         tcase_add_test(tc, test_charged_memory_counts);
