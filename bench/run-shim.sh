@@ -40,17 +40,8 @@ TMP=$(mktemp -d -t segops-shim-bench.XXXXXX) || die "mktemp failed"
 SINK_PID=
 DAEMON_PID=
 
-stop_pid() {
-        local pid=$1 i
-        [ -n "$pid" ] || return 0
-        kill -TERM "$pid" 2>/dev/null || return 0
-        for ((i = 0; i < 50; i++)); do
-                kill -0 "$pid" 2>/dev/null || break
-                sleep 0.1
-        done
-        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
-}
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 # shellcheck disable=SC2317 # called by the trap
 cleanup() {
@@ -71,16 +62,8 @@ run_bench() {
 run_bench "segopsd down:" || die "shim-bench failed"
 
 # --- daemon up ------------------------------------------------------------------
-"$SINK" --port-file "$TMP/port" >"$TMP/sink.out" 2>"$TMP/sink.err" &
-SINK_PID=$!
-for ((i = 0; i < 50; i++)); do
-        [ -s "$TMP/port" ] && break
-        sleep 0.1
-done
-[ -s "$TMP/port" ] || die "sink did not start"
-read -r PORT <"$TMP/port"
-printf 'sk_bench_0123456789\n' >"$TMP/api_key"
-chmod 600 "$TMP/api_key"
+start_sink "$SINK"
+write_bench_key
 cat >"$TMP/segopsd.conf" <<EOF
 [upstream]
 api_url = http://127.0.0.1:$PORT

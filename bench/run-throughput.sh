@@ -81,21 +81,8 @@ SINK_PID=
 DAEMON_PID=
 RAW_PID=
 
-# Stop one process we started: SIGTERM, up to $2 seconds, then SIGKILL.
-stop_pid() {
-        local pid=$1 secs=$2 i
-        [ -n "$pid" ] || return 0
-        kill -TERM "$pid" 2>/dev/null || return 0
-        for ((i = 0; i < secs * 10; i++)); do
-                kill -0 "$pid" 2>/dev/null || break
-                sleep 0.1
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-                echo "run-throughput: pid $pid did not stop, killing it" >&2
-                kill -KILL "$pid" 2>/dev/null
-        fi
-        wait "$pid" 2>/dev/null
-}
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 # shellcheck disable=SC2317 # called by the trap
 cleanup() {
@@ -176,19 +163,10 @@ if [ "$RAW" = 1 ]; then
 fi
 
 # --- the sink ---------------------------------------------------------------
-"$SINK" --port-file "$TMP/port" --expect "$N" >"$TMP/sink.out" 2>"$TMP/sink.err" &
-SINK_PID=$!
-for ((i = 0; i < 50; i++)); do
-        [ -s "$TMP/port" ] && break
-        kill -0 "$SINK_PID" 2>/dev/null || break
-        sleep 0.1
-done
-[ -s "$TMP/port" ] || { cat "$TMP/sink.err" >&2; die "sink did not start"; }
-read -r PORT <"$TMP/port"
+start_sink "$SINK" --expect "$N"
 
 # --- segopsd ------------------------------------------------------------------
-printf 'sk_bench_0123456789\n' >"$TMP/api_key"
-chmod 600 "$TMP/api_key"
+write_bench_key
 cat >"$TMP/segopsd.conf" <<EOF
 [upstream]
 api_url = http://127.0.0.1:$PORT
