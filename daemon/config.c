@@ -303,7 +303,10 @@ void cfg_defaults(struct cfg *c)
         c->socket_mode = 0660;
         c->max_message_bytes = 64 * KIB;
         c->max_connections = 256;
-        c->max_connections_per_uid = 64;
+        /* Three quarters of max_connections: one runaway user cannot
+         * take them all, yet a service of many processes under one uid
+         * (workers flushing at shutdown) is rarely turned away. */
+        c->max_connections_per_uid = 192;
         c->max_reply_bytes = MIB;
         c->idle_timeout = 300;
         c->max_datagram_bytes = 0; /* auto: see cfg_datagram_bytes() */

@@ -55,7 +55,7 @@ struct cfg {
         size_t max_message_bytes;         /* 1 KiB..1 MiB, default 64 KiB */
         unsigned max_connections;         /* stream connections, default 256 */
         unsigned max_connections_per_uid; /* of them one uid's, 0 = no cap,
-                                             default 64 */
+                                             default 192 */
         size_t max_reply_bytes;           /* unread replies before disconnect,
                                        default 1M */
         double idle_timeout;              /* seconds, 0 = never, default 300 */
