@@ -595,17 +595,85 @@ static int control_connect(const struct segops_shim *s)
         return (e == EACCES || e == EPERM) ? -EACCES : -ENOTCONN;
 }
 
+/* True when the daemon turned the connection away for being busy
+ * (max_connections or max_connections_per_uid): worth another try. */
+static bool reply_busy(const char *line)
+{
+        static const char busy[] = "\"too_many_connections\"";
+        const char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line) : strlen(line);
+
+        return !reply_ok(line) && memmem(line, n, busy, sizeof(busy) - 1);
+}
+
+/* The request: a client_dropped line for claim drops (when any), then,
+ * with flush, op flush with the time left until deadline_ms less the
+ * reply's trip. Returns its length; *lines = the replies to await. */
+static size_t control_request(char *req, uint64_t claim, bool flush, int64_t deadline_ms,
+                              size_t *plen, unsigned *lines)
+{
+        static const char pre[] = "{\"op\":\"flush\",\"timeout_ms\":";
+        size_t n = 0;
+        int64_t left;
+
+        *plen = 0;
+        *lines = 0;
+        if (claim) {
+                *plen = shim_encode_dropped(req, 96, claim, 0);
+                n = *plen;
+                *lines += *plen ? 1 : 0;
+        }
+        if (flush) {
+                /* The daemon gets what is left minus time for its reply to
+                 * reach us, so it answers ok:false rather than we give up
+                 * first; the reply is awaited at least SHIM_REPLY_GRACE_MS
+                 * (which makes flush(s, 0) a real question). */
+                left = deadline_ms - shim_now_ms();
+                left = left > SHIM_REPLY_GRACE_MS ? left - SHIM_REPLY_GRACE_MS : 0;
+                memcpy(req + n, pre, sizeof(pre) - 1);
+                n += sizeof(pre) - 1;
+                n += shim_put_decimal(req + n, (uint64_t)left);
+                req[n++] = '}';
+                req[n++] = '\n';
+                (*lines)++;
+        }
+        return n;
+}
+
+/* One connection: send req, read `lines` replies into reply. 0 or
+ * -ENOTCONN/-EACCES/-ETIMEDOUT/-EIO. */
+static int control_exchange(const struct segops_shim *s, const char *req, size_t n, unsigned lines,
+                            char *reply, size_t cap, int64_t reply_deadline)
+{
+        int fd = control_connect(s), r;
+        ssize_t k;
+
+        if (fd < 0)
+                return fd;
+        /* A fresh socket's buffer takes this small request whole; a short
+         * write means something is badly wrong, so no waiting for room. */
+        do
+                k = send(fd, req, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        while (k < 0 && errno == EINTR);
+        if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+                r = -ENOTCONN;
+        else if (k < 0 || (size_t)k != n)
+                r = -ETIMEDOUT;
+        else
+                r = read_replies(fd, reply, cap, lines, reply_deadline);
+        close(fd);
+        return r;
+}
+
 int shim_control(struct segops_shim *s, bool flush, int64_t deadline_ms)
 {
         char req[192], reply[1024];
-        static const char pre[] = "{\"op\":\"flush\",\"timeout_ms\":";
         const char *flush_reply = reply;
-        size_t n = 0, plen = 0;
+        size_t n, plen;
         uint64_t claim;
-        int64_t now, left, reply_deadline;
-        unsigned lines = 0;
-        ssize_t k;
-        int fd = -1, r;
+        int64_t now, reply_deadline;
+        unsigned lines;
+        int r;
 
         /* Claim the unreported drops so the sender thread does not put
          * the same ones on a datagram meanwhile; given back on failure. */
@@ -615,51 +683,23 @@ int shim_control(struct segops_shim *s, bool flush, int64_t deadline_ms)
         pthread_mutex_unlock(&s->lock);
         if (!flush && !claim)
                 return 0;
-        if (claim) {
-                plen = shim_encode_dropped(req, sizeof(req), claim, 0);
-                n = plen;
-                lines += plen ? 1 : 0;
-        }
         now = shim_now_ms();
-        left = deadline_ms - now;
-        if (flush) {
-                /* The daemon gets what is left minus time for its reply to
-                 * reach us, so it answers ok:false rather than we give up
-                 * first; the reply is awaited at least SHIM_REPLY_GRACE_MS
-                 * (which makes flush(s, 0) a real question). */
-                left = left > SHIM_REPLY_GRACE_MS ? left - SHIM_REPLY_GRACE_MS : 0;
-                memcpy(req + n, pre, sizeof(pre) - 1);
-                n += sizeof(pre) - 1;
-                n += shim_put_decimal(req + n, (uint64_t)left);
-                req[n++] = '}';
-                req[n++] = '\n';
-                lines++;
-        }
-        r = 0;
-        if (n == 0)
-                goto out; /* nothing to say after all */
         reply_deadline =
                 deadline_ms > now + SHIM_REPLY_GRACE_MS ? deadline_ms : now + SHIM_REPLY_GRACE_MS;
-        fd = control_connect(s);
-        if (fd < 0) {
-                r = fd;
-                goto out;
+        for (;;) {
+                struct timespec pause = { 0, SHIM_BUSY_RETRY_MS * 1000000L };
+
+                n = control_request(req, claim, flush, deadline_ms, &plen, &lines);
+                r = n ? control_exchange(s, req, n, lines, reply, sizeof(reply), reply_deadline)
+                      : 0;
+                /* Turned away while busy (many processes of one user
+                 * flushing at once): again shortly, within the deadline. */
+                if (n == 0 || r != 0 || !reply_busy(reply) ||
+                    shim_now_ms() + SHIM_BUSY_RETRY_MS >= reply_deadline)
+                        break;
+                nanosleep(&pause, NULL);
         }
-        /* A fresh socket's buffer takes this small request whole; a short
-         * write means something is badly wrong, so no waiting for room. */
-        do
-                k = send(fd, req, n, MSG_DONTWAIT | MSG_NOSIGNAL);
-        while (k < 0 && errno == EINTR);
-        if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-                r = -ENOTCONN;
-                goto out;
-        }
-        if (k < 0 || (size_t)k != n) {
-                r = -ETIMEDOUT;
-                goto out;
-        }
-        r = read_replies(fd, reply, sizeof(reply), lines, reply_deadline);
-        if (r < 0)
+        if (r < 0 || n == 0)
                 goto out;
         if (plen) {
                 if (reply_ok(reply))
@@ -670,8 +710,6 @@ int shim_control(struct segops_shim *s, bool flush, int64_t deadline_ms)
         if (flush)
                 r = reply_ok(flush_reply) ? 0 : -EIO;
 out:
-        if (fd >= 0)
-                close(fd);
         if (claim) {
                 pthread_mutex_lock(&s->lock);
                 s->unreported += claim;

@@ -28,6 +28,7 @@
 #define SHIM_CLOSE_WAIT_MS 2000
 #define SHIM_CLOSE_REPORT_MS 100 /* close's client_dropped report */
 #define SHIM_REPLY_GRACE_MS 20   /* a control reply's trip to us */
+#define SHIM_BUSY_RETRY_MS 10    /* again after "too_many_connections" */
 
 /* ---- encode.c: one NDJSON line, no I/O ---- */
 

@@ -14,6 +14,7 @@ Environment (set by meson): SEGOPSD, MESON_BUILD_ROOT, SHIM_CLIENT_SRC.
 """
 
 import glob
+import json
 import os
 import shutil
 import socket
@@ -272,6 +273,36 @@ class ShimTests(SegopsTestCase):
         self.assertEqual(c.finish(), 0)
         self.assertEqual(f, {'fails': '0', 'flush': '0'})
         self.assertEqual(got, 1000)
+
+    def test_flush_waits_out_a_busy_daemon(self):
+        """Turned away with too_many_connections (here: this uid already
+        holds its one allowed connection), flush tries again within its
+        timeout and succeeds once a connection is free."""
+        d = self.start_daemon(listen__max_connections_per_uid='1')
+        held = d.connect_control()
+        self.addCleanup(held.close)
+        held.sendall(b'{"op":"ping"}\n')
+        held.settimeout(10)
+        self.assertIn(b'"ok":true', held.recv(200))
+        c = self.client(d, 'flush', 10)
+        # Stats on the held connection: a new one would be turned away.
+        f = held.makefile('rb')
+        deadline = time.monotonic() + 10
+        while True:
+            held.sendall(b'{"op":"stats"}\n')
+            st = json.loads(f.readline())
+            if (st['ingest']['connections_refused_uid'] >= 1 or
+                    time.monotonic() > deadline):
+                break
+            time.sleep(0.02)
+        self.assertGreaterEqual(st['ingest']['connections_refused_uid'], 1)
+        f.close()
+        held.close()
+        f = fields(c.until('FLUSHED'))
+        c.go()
+        self.assertEqual(c.finish(), 0)
+        self.assertEqual(f, {'fails': '0', 'flush': '0'})
+        self.assertEqual(len(payloads(self.upstream, 'flush')), 10)
 
     def test_large_event_via_memfd(self):
         d = self.start_daemon(listen__max_message_bytes='1M',

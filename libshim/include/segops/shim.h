@@ -117,7 +117,9 @@ int segops_reset_session(segops_shim *s);
  * ($SEGOPS_CONTROL_SOCKET, else "segopsd.sock" next to the events
  * socket), where it also reports drops not yet reported. The only call
  * that blocks; it never waits to connect (a daemon too busy to accept
- * gives -ETIMEDOUT) and may overrun timeout_ms by at most 20 ms, the
+ * gives -ETIMEDOUT; one that turns the connection away as over its
+ * connection caps is asked again every 10 ms until timeout_ms) and may
+ * overrun timeout_ms by at most 20 ms, the
  * time allowed for the daemon's answer to arrive. timeout_ms 0 therefore
  * asks "is everything already delivered?": 0 only when this handle
  * holds nothing and the daemon, asked with timeout_ms 0, says ok.
