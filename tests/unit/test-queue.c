@@ -40,33 +40,51 @@ END_TEST
  * q_count_upto agrees with a count by hand. */
 START_TEST(test_blocks_keep_order_and_bytes)
 {
+        enum { ROUNDS = 40000 };
         static char buf[Q_BLOCK_BYTES * 2];
+        static size_t lens[ROUNDS + 1]; /* by seq */
         struct queue q;
         uint64_t next_out = 1, pushed = 0;
+        size_t bytes = 0;
         unsigned seed = 7;
 
         for (size_t i = 0; i < sizeof(buf); i++)
                 buf[i] = (char)('a' + i % 26);
         q_init(&q, (size_t)1 << 30, CFG_DROP_NEWEST);
-        for (int round = 0; round < 20000; round++) {
-                size_t len = (size_t)rand_r(&seed) % 700;
+        for (int round = 0; round < ROUNDS; round++) {
+                unsigned op = (unsigned)rand_r(&seed) % 1000;
+                size_t len = 1 + (size_t)rand_r(&seed) % 700;
 
-                if (round == 5000)
-                        len = Q_BLOCK_BYTES + 100; /* a block of its own */
-                if (rand_r(&seed) % 3 != 0 || !q.count) {
-                        /* Event i holds buf from offset i % 26 on. */
+                if (op < 10) /* around and over a block's size */
+                        len = Q_BLOCK_BYTES - 64 + (size_t)rand_r(&seed) % 2000;
+                if (op >= 995) {
+                        /* Drain it all: the next push meets empty blocks. */
+                        while (q.count) {
+                                bytes -= lens[next_out++];
+                                q_drop(&q);
+                        }
+                } else if (op < 600 || !q.count) {
+                        /* Event seq holds buf from offset seq % 26 on. */
                         ck_assert_int_eq(q_push(&q, buf + pushed % 26, len), 0);
-                        pushed++;
-                        continue;
+                        lens[++pushed] = len;
+                        bytes += len;
+                } else {
+                        const struct q_event *e = q_peek(&q);
+
+                        ck_assert_uint_eq(e->seq, next_out);
+                        ck_assert_uint_eq(e->len, lens[next_out]);
+                        ck_assert(memcmp(e->data, buf + (next_out - 1) % 26, e->len) == 0);
+                        ck_assert_uint_eq(q_count_upto(&q, next_out + 2),
+                                          q.count < 3 ? q.count : 3);
+                        bytes -= e->len;
+                        q_drop(&q);
+                        next_out++;
                 }
-                const struct q_event *e = q_peek(&q);
-                ck_assert_uint_eq(e->seq, next_out);
-                ck_assert(memcmp(e->data, buf + (next_out - 1) % 26, e->len) == 0);
-                ck_assert_uint_eq(q_count_upto(&q, next_out + 2), q.count < 3 ? q.count : 3);
-                q_drop(&q);
-                next_out++;
+                ck_assert_uint_eq(q.count, pushed - (next_out - 1));
+                ck_assert_uint_eq(q.bytes, bytes);
+                ck_assert_uint_eq(q.held, bytes + q.count * Q_EVENT_COST(0));
+                ck_assert_uint_eq(q_head_seq(&q), q.count ? next_out : UINT64_MAX);
         }
-        ck_assert_uint_eq(q.count, pushed - (next_out - 1));
         ck_assert_uint_eq(q_count_upto(&q, 0), 0);
         ck_assert_uint_eq(q_count_upto(&q, UINT64_MAX), q.count);
         ck_assert_uint_eq(q_clear(&q), pushed - (next_out - 1));
