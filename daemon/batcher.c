@@ -221,15 +221,34 @@ static void gz_after(uv_work_t *w, int status)
         pump(b);
 }
 
+/* What compressing x may allocate: at least zlib's deflateBound for a
+ * gzip stream of the body (len + len/4096 + len/16384 + ... + 25). */
+static size_t gz_room(const struct batch *x)
+{
+        return x->body.len + x->body.len / 1000 + 64;
+}
+
 static void batch_ready(struct batcher *b, struct batch *x)
 {
+        struct queue *q = queue_of(b);
+
         batch_trim(x);
         recharge(b, x);
         if (cfg_of(b)->compression == CFG_COMPRESSION_GZIP && !b->d->fwd.stdout_mode) {
+                /* The compressed body is charged before it exists, so the
+                 * account holds while the pool works; no room: plain. */
+                if (q->held + q->reserve + gz_room(x) > q->limit) {
+                        b->d->stats.gzip_skipped++;
+                        x->state = BATCH_READY;
+                        return;
+                }
+                q_charge(q, gz_room(x));
+                x->charged += gz_room(x);
                 x->state = BATCH_COMPRESSING;
                 x->work.data = x;
                 if (uv_queue_work(b->d->loop, &x->work, gz_work, gz_after) == 0)
                         return;
+                recharge(b, x); /* gives the room back */
         }
         x->state = BATCH_READY;
 }
