@@ -305,7 +305,7 @@ class SignatureTests(SessionCase):
         # Actionable, and said once however often the mint failed.
         self.assertEqual(count_lines(log, 'sign-user-id', 'user_id_sig'), 1,
                          log)
-        self.assertEqual(count_lines(log, '403'), 1, log)
+        self.assertEqual(count_lines(log, 'HTTP 403'), 1, log)
 
         sig = sign_user_id(SECRET, 'signed-user')
         self.set_user(d, 'signed-user', sig)
