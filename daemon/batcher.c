@@ -179,22 +179,6 @@ static void gz_work(uv_work_t *w)
         proto_buf_shrink(&x->gz);
 }
 
-/* Keep the compressed body only when it is smaller and the account has
- * room for it beside the plain one (kept for a 413 split). */
-static bool gz_worth_keeping(struct batcher *b, const struct batch *x)
-{
-        const struct queue *q = &b->d->queue;
-        size_t now = batch_charge(x);
-
-        if (x->gz.len >= x->body.len)
-                return false;
-        if (q->held - x->charged + now + q->reserve > q->limit) {
-                b->d->stats.gzip_skipped++;
-                return false;
-        }
-        return true;
-}
-
 static void gz_after(uv_work_t *w, int status)
 {
         struct batch *x = w->data;
@@ -213,9 +197,11 @@ static void gz_after(uv_work_t *w, int status)
                 proto_buf_free(&x->gz);
                 log_limited(LOG_WARNING, "gzip",
                             "could not compress batch %s, sending it uncompressed", x->id);
-        } else if (!gz_worth_keeping(b, x)) {
-                proto_buf_free(&x->gz);
+        } else if (x->gz.len >= x->body.len) {
+                proto_buf_free(&x->gz); /* not worth it */
         }
+        /* Its room was charged before compressing (batch_ready): the
+         * compressed body, trimmed, never needs more than that. */
         recharge(b, x);
         x->state = BATCH_READY;
         pump(b);
