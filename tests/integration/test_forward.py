@@ -21,23 +21,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 '..', 'lib'))
 
 from harness import (SegopsTestCase, event_id, make_event,  # noqa: E402
-                     ndjson)
+                     ndjson, send_stream)
 from mockupstream import MockUpstream  # noqa: E402
 import tlsca  # noqa: E402
 
 UUID4_RE = re.compile(
     r'^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$')
 TIME_RE = re.compile(r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$')
-
-
-def send_stream(d, messages, timeout=15.0):
-    """Send messages on one control connection, then a ping; return once
-    the ping is answered, i.e. every message was accepted (SPEC 2)."""
-    replies = d.control(list(messages) + [{'op': 'ping'}], timeout=timeout)
-    errors = [r for r in replies if r.get('ok') is not True]
-    if errors:
-        raise AssertionError('messages rejected: %r' % errors[:5])
-    return replies
 
 
 def settled_stats(d, sent, timeout=10.0):

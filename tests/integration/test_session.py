@@ -23,20 +23,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 '..', 'lib'))
 
 from harness import (SegopsTestCase, event_id, make_event,  # noqa: E402
-                     sign_user_id)
+                     send_stream, sign_user_id)
 
 PK_KEY = 'pk_test_0123456789abcdef'
 SECRET = 'backend-signing-secret'
-
-
-def send_stream(d, messages, timeout=15.0):
-    """Send messages on one control connection, then a ping; return once
-    the ping is answered, i.e. every message was accepted (SPEC 2)."""
-    replies = d.control(list(messages) + [{'op': 'ping'}], timeout=timeout)
-    errors = [r for r in replies if r.get('ok') is not True]
-    if errors:
-        raise AssertionError('messages rejected: %r' % errors[:5])
-    return replies
 
 
 def ids(rng):

@@ -18,16 +18,8 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 '..', 'lib'))
 
-from harness import SegopsTestCase, event_id, make_event, ndjson  # noqa: E402
-
-
-def send_stream(d, messages, timeout=15.0):
-    """Messages then a ping on one connection: returns once all are
-    accepted (SPEC section 2 ordering)."""
-    replies = d.control(list(messages) + [{'op': 'ping'}], timeout=timeout)
-    bad = [r for r in replies if r.get('ok') is not True]
-    if bad:
-        raise AssertionError('rejected: %r' % bad[:5])
+from harness import (SegopsTestCase, event_id, make_event,  # noqa: E402
+                     ndjson, send_stream)
 
 
 class StopTests(SegopsTestCase):

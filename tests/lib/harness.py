@@ -92,6 +92,17 @@ def event_id(i):
     return 'evt-%06d' % i
 
 
+def send_stream(d, messages, timeout=15.0):
+    """Send messages on one control connection, then a ping; return the
+    replies once the ping is answered, i.e. every message was accepted
+    (SPEC section 2). Raises AssertionError when any reply is not ok."""
+    replies = d.control(list(messages) + [{'op': 'ping'}], timeout=timeout)
+    errors = [r for r in replies if r.get('ok') is not True]
+    if errors:
+        raise AssertionError('messages rejected: %r' % errors[:5])
+    return replies
+
+
 def ndjson(messages):
     """Encode a list of dicts (or raw strings) as NDJSON text."""
     return ''.join((m if isinstance(m, str) else json.dumps(m)) + '\n'
