@@ -39,3 +39,43 @@ write_bench_key() {
         printf 'sk_bench_0123456789\n' >"$TMP/api_key"
         chmod 600 "$TMP/api_key"
 }
+
+# net.unix.max_dgram_qlen caps how many datagrams a Unix datagram socket
+# queues, whatever its buffer size; a socket takes the value when it is
+# made. The kernel's default is 10; systemd raises it to 512 at boot
+# (sysctl.d/50-default.conf), so a Debian host runs with 512, while a
+# container or a machine without systemd keeps 10. With 10, a sender
+# blocks every 11 datagrams and each refill costs both sides a wakeup.
+QLEN_FILE=/proc/sys/net/unix/max_dgram_qlen
+QLEN_SAVED=
+
+# set_qlen N: use N for the sockets made from now on (root only); the
+# value is put back by restore_qlen, which the caller's cleanup runs.
+set_qlen() {
+        local cur
+        read -r cur <"$QLEN_FILE" || die "cannot read $QLEN_FILE"
+        [ "$cur" = "$1" ] && return 0
+        echo "$1" 2>/dev/null >"$QLEN_FILE" ||
+                die "cannot set net.unix.max_dgram_qlen (needs root): leave out --qlen"
+        QLEN_SAVED=$cur
+}
+
+restore_qlen() {
+        [ -n "$QLEN_SAVED" ] || return 0
+        echo "$QLEN_SAVED" >"$QLEN_FILE" 2>/dev/null ||
+                echo "bench: could not put net.unix.max_dgram_qlen back to $QLEN_SAVED" >&2
+        QLEN_SAVED=
+}
+
+# One line saying which queue length the run had.
+describe_qlen() {
+        local cur
+        read -r cur <"$QLEN_FILE" 2>/dev/null || { echo "unknown"; return; }
+        if [ -n "$QLEN_SAVED" ]; then
+                echo "$cur (set for this run; the machine has $QLEN_SAVED)"
+        elif [ "$cur" -lt 512 ]; then
+                echo "$cur (the machine's; systemd hosts have 512: see --qlen)"
+        else
+                echo "$cur (the machine's)"
+        fi
+}

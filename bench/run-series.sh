@@ -60,4 +60,5 @@ printf '%-6s %12s %10s %12s %10s %9s\n' median \
         "$(printf '%s\n' "${ceil[@]}" | grep . | median)" \
         "$(printf '%s\n' "${rawcpu[@]}" | grep . | median)" \
         "$(printf '%s\n' "${peak[@]}" | median)"
+echo "net.unix.max_dgram_qlen: $(sed -n 's/^net.unix.max_dgram_qlen *//p' "$OUT")"
 exit "$status"

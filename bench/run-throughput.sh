@@ -15,11 +15,14 @@
 #
 # usage: bench/run-throughput.sh [-n EVENTS] [--gzip] [-t THREADS]
 #                                [--pack N] [-b BUILD_DIR] [--timeout SECONDS]
-#                                [--no-raw]
+#                                [--no-raw] [--qlen N]
 #   --pack N  N events per datagram, as libshim sends them (default 1:
 #             one event per datagram, the issue's measurement)
 #   --no-raw  skip the ceiling run (the same sender into bench/rawsink, a
 #             receiver that only reads the socket)
+#   --qlen N  set net.unix.max_dgram_qlen to N for the run and put it back
+#             after (root only; systemd hosts have 512, the kernel's
+#             default is 10; without --qlen the machine's value is used)
 
 set -u
 
@@ -30,6 +33,7 @@ PACK=1
 RAW=1
 BUILD=${BUILD:-build}
 TIMEOUT=120
+QLEN=
 
 # Targets (the issue that asked for this benchmark).
 TARGET_EPS=350000       # events/s end to end, compression = none
@@ -61,6 +65,7 @@ while [ $# -gt 0 ]; do
             TIMEOUT=$2; shift 2 ;;
         --gzip) COMPRESSION=gzip; shift ;;
         --no-raw) RAW=0; shift ;;
+        --qlen) is_count "${2:-}" || die "bad --qlen"; QLEN=$2; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; exit 2 ;;
         esac
@@ -89,10 +94,12 @@ cleanup() {
         stop_pid "$RAW_PID" 5
         stop_pid "$DAEMON_PID" 5
         stop_pid "$SINK_PID" 5
+        restore_qlen
         rm -rf -- "$TMP"
 }
 trap cleanup EXIT
 trap 'exit 2' INT TERM HUP
+[ -z "$QLEN" ] || set_qlen "$QLEN"
 
 # Print the value of a numeric key of a flat JSON object.
 json_num() {
@@ -217,12 +224,14 @@ echo "segopsd pid $DAEMON_PID, sink on 127.0.0.1:$PORT, compression=$COMPRESSION
 # --- the run ------------------------------------------------------------------
 CPU0=$(cpu_ticks "$DAEMON_PID")
 UCPU0=$(cpu_ticks "$DAEMON_PID" user)
+SINK_CPU0=$(cpu_ticks "$SINK_PID")
 timeout "$TIMEOUT" "$SENDER" -n "$N" -s "$TMP/events.sock" -t "$THREADS" -p "$PACK" >"$TMP/sender.out"
 SENDER_RC=$?
 SENDER_LINE=$(cat "$TMP/sender.out")
 echo "sender: $SENDER_LINE"
 START_NS=$(sed -n 's/.*start_ns=\([0-9]*\).*/\1/p' "$TMP/sender.out")
 SENT=$(sed -n 's/^sent \([0-9]*\) events.*/\1/p' "$TMP/sender.out")
+SENDER_CPU=$(sed -n 's/.*cpu_s=\([0-9.]*\).*/\1/p' "$TMP/sender.out")
 START_NS=${START_NS:-0}
 SENT=${SENT:-0}
 
@@ -238,6 +247,7 @@ while [ "$SECONDS" -lt "$deadline" ]; do
 done
 CPU1=$(cpu_ticks "$DAEMON_PID")
 UCPU1=$(cpu_ticks "$DAEMON_PID" user)
+SINK_CPU1=$(cpu_ticks "$SINK_PID")
 PEAK_KB=$(proc_field "$DAEMON_PID" VmHWM)
 STATS=$(control '{"op":"stats"}')
 
@@ -266,6 +276,8 @@ CPU_S=$(calc '%.3f' "($CPU1 - $CPU0) / $CLK_TCK")
 CPU_PER_M=$(calc '%.3f' "$CPU_S * 1000000 / $N")
 USER_PER_M=$(calc '%.3f' "($UCPU1 - $UCPU0) / $CLK_TCK * 1000000 / $N")
 PEAK_MIB=$(calc '%.1f' "$PEAK_KB / 1024")
+SINK_PER_M=$(calc '%.3f' "($SINK_CPU1 - $SINK_CPU0) / $CLK_TCK * 1000000 / $N")
+SENDER_PER_M=$(calc '%.3f' "${SENDER_CPU:-0} * 1000000 / $N")
 IDLE_MIB=$(calc '%.1f' "$IDLE_KB / 1024")
 IDLE_ANON_MIB=$(calc '%.1f' "$IDLE_ANON_KB / 1024")
 
@@ -274,6 +286,7 @@ echo "segopsd stats:      $STATS"
 echo
 printf '%-28s %s\n' \
         "compression" "$COMPRESSION" \
+        "net.unix.max_dgram_qlen" "$(describe_qlen)" \
         "events sent" "$SENT" \
         "unique received" "$UNIQUE" \
         "duplicates" "$DUPS" \
@@ -284,6 +297,8 @@ printf '%-28s %s\n' \
         "segopsd CPU s" "$CPU_S" \
         "segopsd CPU s per million" "$CPU_PER_M" \
         "  of which user space" "$USER_PER_M" \
+        "sender CPU s per million" "$SENDER_PER_M" \
+        "sink CPU s per million" "$SINK_PER_M" \
         "peak RSS MiB (VmHWM)" "$PEAK_MIB" \
         "idle RSS MiB (VmRSS)" "$IDLE_MIB" \
         "  of which anonymous MiB" "$IDLE_ANON_MIB"

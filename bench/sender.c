@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -232,7 +233,8 @@ int main(int argc, char **argv)
         struct worker *w = NULL;
         const char *path = getenv("SEGOPS_SOCKET");
         uint64_t n = 1000000, threads = 1, pack = 1, sent = 0, retries = 0, t0, t1, k;
-        double secs;
+        double secs, cpu;
+        struct rusage ru;
         int opt, r = 1;
         bool failed = false;
 
@@ -305,9 +307,12 @@ int main(int argc, char **argv)
                 }
         }
         secs = (double)(t1 - t0) / 1e9;
+        getrusage(RUSAGE_SELF, &ru);
+        cpu = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+              (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
         printf("sent %" PRIu64 " events in %.3f s (%.0f events/s, %" PRIu64
-               " retries) start_ns=%" PRIu64 " end_ns=%" PRIu64 "\n",
-               sent, secs, secs > 0 ? (double)sent / secs : 0.0, retries, t0, t1);
+               " retries) start_ns=%" PRIu64 " end_ns=%" PRIu64 " cpu_s=%.3f\n",
+               sent, secs, secs > 0 ? (double)sent / secs : 0.0, retries, t0, t1, cpu);
         fflush(stdout);
         r = failed || sent != n ? 1 : 0;
 out:

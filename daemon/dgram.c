@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -27,7 +28,7 @@
 #include "listen.h"
 #include "log.h"
 
-#define DGRAM_VLEN 16   /* > net.unix.max_dgram_qlen's usual 10 */
+#define DGRAM_VLEN 16   /* per recvmmsg; 64 measured no better with bench/ */
 #define DGRAM_MAX_FDS 4 /* one is used (a memfd); more are closed */
 /* Backpressure: with the upstream healthy but slower than the senders,
  * stop reading above 3/4 of max_memory until below 1/2 (senders then
@@ -38,6 +39,10 @@
 #define DRAIN_ALL (1u << 20) /* flush and stop read everything queued */
 #define PAUSE_MAX_MS 1000
 #define MEMFD_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
+/* The kernel queues at most net.unix.max_dgram_qlen datagrams on a
+ * datagram socket, whatever its buffer size. Below this, say so. */
+#define QLEN_SYSCTL "/proc/sys/net/unix/max_dgram_qlen"
+#define QLEN_LOW 64
 
 union dgram_cmsg {
         struct cmsghdr align;
@@ -236,6 +241,26 @@ static unsigned read_burst(struct dgram *g, unsigned max)
         return total;
 }
 
+/* The kernel's default is 10, and systemd sets 512 at boot; a machine
+ * or container without systemd keeps 10. Then a sender has to wait for
+ * segopsd every 11 datagrams, and each wait costs both sides a wakeup:
+ * bench/ measures fewer events/s and more CPU per event (bench/README.md). */
+static void warn_short_queue(void)
+{
+        FILE *f = fopen(QLEN_SYSCTL, "re");
+        int qlen;
+
+        if (!f)
+                return;
+        if (fscanf(f, "%d", &qlen) == 1 && qlen < QLEN_LOW)
+                log_warn("net.unix.max_dgram_qlen is %d: the events socket queues at most %d "
+                         "datagrams, so busy senders wait on segopsd and throughput drops; "
+                         "systemd sets 512 at boot (sysctl -w net.unix.max_dgram_qlen=512, "
+                         "or docker run --sysctl net.unix.max_dgram_qlen=512)",
+                         qlen, qlen + 1);
+        fclose(f);
+}
+
 static void on_readable(uv_poll_t *h, int status, int events);
 
 static void on_pause_check(uv_timer_t *t)
@@ -303,6 +328,7 @@ int dgram_open(struct daemon *d)
                 goto fail;
         }
         g->fd = r;
+        warn_short_queue();
         /* No SO_PASSCRED: credentials on every datagram cost about half
          * a microsecond per event here (measured with bench/), and the
          * only use, attributing client_dropped, takes a declared pid. */

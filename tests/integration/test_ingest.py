@@ -672,6 +672,23 @@ class SocketFileTests(IngestCase):
         self.assertEqual(d.flush(), {'ok': True, 'flushed': 1})
         self.assertIn(event_id(0), self.upstream.events)
 
+    def test_short_kernel_datagram_queue_is_reported(self):
+        # The kernel's own default is 10 (no systemd here to raise it to
+        # 512); either way the log must match what the machine has.
+        with open('/proc/sys/net/unix/max_dgram_qlen') as f:
+            qlen = int(f.read())
+        d = self.start_daemon()
+        self.assertEqual(d.ping()['ok'], True)
+        warned = re.search(r'warning: net\.unix\.max_dgram_qlen is (\d+): .*'
+                           r'queues at most (\d+) datagrams.*systemd sets 512',
+                           d.stderr_text())
+        if qlen < 64:
+            self.assertIsNotNone(warned, d.stderr_text())
+            self.assertEqual(int(warned.group(1)), qlen)
+            self.assertEqual(int(warned.group(2)), qlen + 1)
+        else:
+            self.assertIsNone(warned)
+
     def test_second_instance_refuses_to_start(self):
         first = self.start_daemon()
         second = Daemon(first.tmpdir, self.upstream.url)
