@@ -75,7 +75,8 @@ SEGOPSD=$BUILD/daemon/segopsd
 SINK=$BUILD/bench/sink
 SENDER=$BUILD/bench/sender
 RAWSINK=$BUILD/bench/rawsink
-for f in "$SEGOPSD" "$SINK" "$SENDER" "$RAWSINK"; do
+FLOOR=$BUILD/bench/rss-floor
+for f in "$SEGOPSD" "$SINK" "$SENDER" "$RAWSINK" "$FLOOR"; do
         [ -x "$f" ] || die "$f not found: run 'meson setup $BUILD && ninja -C $BUILD' first (or set BUILD)"
 done
 command -v socat >/dev/null || die "socat is needed"
@@ -85,6 +86,7 @@ TMP=$(mktemp -d -t segops-bench.XXXXXX) || die "mktemp failed"
 SINK_PID=
 DAEMON_PID=
 RAW_PID=
+FLOOR_PID=
 
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -92,6 +94,7 @@ RAW_PID=
 # shellcheck disable=SC2317 # called by the trap
 cleanup() {
         stop_pid "$RAW_PID" 5
+        stop_pid "$FLOOR_PID" 5
         stop_pid "$DAEMON_PID" 5
         stop_pid "$SINK_PID" 5
         restore_qlen
@@ -219,6 +222,19 @@ IDLE_KB=$(proc_field "$DAEMON_PID" VmRSS)
 # shared libraries that other processes map too.
 IDLE_ANON_KB=$(proc_field "$DAEMON_PID" RssAnon)
 
+# The floor: the same libraries and their start-up, nothing of segopsd's.
+"$FLOOR" >"$TMP/floor.out" 2>&1 &
+FLOOR_PID=$!
+for ((i = 0; i < 50; i++)); do
+        [ -s "$TMP/floor.out" ] && break
+        sleep 0.1
+done
+[ -s "$TMP/floor.out" ] || die "rss-floor did not start: $(cat "$TMP/floor.out")"
+sleep 0.5 # as for segopsd
+FLOOR_KB=$(proc_field "$FLOOR_PID" VmRSS)
+stop_pid "$FLOOR_PID" 5
+FLOOR_PID=
+
 echo "segopsd pid $DAEMON_PID, sink on 127.0.0.1:$PORT, compression=$COMPRESSION, $N events, $THREADS sender thread(s), $PACK per datagram"
 
 # --- the run ------------------------------------------------------------------
@@ -280,6 +296,7 @@ SINK_PER_M=$(calc '%.3f' "($SINK_CPU1 - $SINK_CPU0) / $CLK_TCK * 1000000 / $N")
 SENDER_PER_M=$(calc '%.3f' "${SENDER_CPU:-0} * 1000000 / $N")
 IDLE_MIB=$(calc '%.1f' "$IDLE_KB / 1024")
 IDLE_ANON_MIB=$(calc '%.1f' "$IDLE_ANON_KB / 1024")
+FLOOR_MIB=$(calc '%.1f' "$FLOOR_KB / 1024")
 
 echo
 echo "segopsd stats:      $STATS"
@@ -301,7 +318,8 @@ printf '%-28s %s\n' \
         "sink CPU s per million" "$SINK_PER_M" \
         "peak RSS MiB (VmHWM)" "$PEAK_MIB" \
         "idle RSS MiB (VmRSS)" "$IDLE_MIB" \
-        "  of which anonymous MiB" "$IDLE_ANON_MIB"
+        "  of which anonymous MiB" "$IDLE_ANON_MIB" \
+        "  floor: its libraries alone" "$FLOOR_MIB"
 if [ -n "$RAW_EPS" ]; then
         printf '%-28s %s\n' \
                 "ceiling events/s (rawsink)" "$RAW_EPS" \
@@ -333,7 +351,7 @@ verdict "every event arrived, none twice ($UNIQUE/$N unique, $DUPS duplicates)" 
 verdict "throughput $EPS events/s (target >= $TARGET_EPS, compression=none)" "$EPS >= $TARGET_EPS" $PERF
 verdict "CPU $CPU_PER_M s per million events (target <= $TARGET_CPU_PER_M, compression=none)" "$CPU_PER_M <= $TARGET_CPU_PER_M" $PERF
 verdict "peak RSS $PEAK_MIB MiB (target <= $TARGET_PEAK_MIB)" "$PEAK_MIB <= $TARGET_PEAK_MIB"
-verdict "idle RSS $IDLE_MIB MiB (target <= $TARGET_IDLE_MIB)" "$IDLE_MIB <= $TARGET_IDLE_MIB"
+verdict "idle RSS $IDLE_MIB MiB (target <= $TARGET_IDLE_MIB; the libraries alone: $FLOOR_MIB)" "$IDLE_MIB <= $TARGET_IDLE_MIB"
 echo "(performance lines are reported only; the exit status depends on delivery alone)"
 
 if [ "$DELIVERED" != 1 ]; then
