@@ -310,6 +310,18 @@ static bool idset_seen(struct idset *set, const struct batch *x, const char *id,
 
 static void drop_batch(struct batcher *b, struct batch *x, enum stats_drop why);
 
+/* The body of a batch cut now, from the queue's average event. */
+static size_t body_estimate(const struct queue *q, const struct cfg *c)
+{
+        size_t n = q->count < c->batch_size ? q->count : c->batch_size;
+        size_t est;
+
+        if (!n)
+                return PROTO_BATCH_OVERHEAD;
+        est = PROTO_BATCH_OVERHEAD + n * (q->bytes / q->count + 1);
+        return est < c->max_batch_bytes ? est : c->max_batch_bytes;
+}
+
 static int cut_batch(struct batcher *b)
 {
         static struct idset ids;
@@ -322,6 +334,12 @@ static int cut_batch(struct batcher *b)
         x = batch_new(b, c->batch_size);
         if (!x)
                 return -ENOMEM;
+        /* Size the body for what it will most likely hold, so that it is
+         * not grown (and copied) a dozen times on the way; it is trimmed
+         * to its length once encoded. */
+        ret = proto_buf_reserve(&x->body, body_estimate(q, c));
+        if (ret < 0)
+                goto fail;
         ret = proto_batch_begin(&x->body, x->id, daemon_now_ms());
         if (ret < 0)
                 goto fail;
