@@ -15,8 +15,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
+
+/* Retry-After seconds beyond this are all the same (the batcher caps
+ * them at retry_after_max); the digits after it are not added up. */
+#define RETRY_AFTER_MAX_S 1e9
 
 struct fwd_sock {
         uv_poll_t poll;
@@ -292,8 +297,10 @@ static int setup_easy(struct fwd *f, struct fwd_req *r, const struct fwd_post *p
         curl_easy_setopt(e, CURLOPT_POST, 1L);
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, p->body);
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)p->body_len);
-        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(c->timeout * 1000));
-        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(c->timeout * 1000));
+        /* At least 1 ms: 0 would mean no timeout at all to libcurl. */
+        long timeout_ms = c->timeout * 1000 >= 1 ? (long)(c->timeout * 1000) : 1;
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
+        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
         curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
         curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
         curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
@@ -380,17 +387,46 @@ static void unlink_active(struct fwd *f, struct fwd_req *r)
         }
 }
 
+/* Seconds the last response's Retry-After asks for (RFC 9110 10.2.3:
+ * delay-seconds or an HTTP date), or -1 when it has none or one that is
+ * neither. CURLINFO_RETRY_AFTER cannot be used: it says 0 both for
+ * "Retry-After: 0" and for no header at all, and 0 means resend now. */
+static double retry_after_of(CURL *easy)
+{
+        struct curl_header *h;
+        const char *v;
+        double secs = 0;
+        time_t when, now;
+
+        if (curl_easy_header(easy, "Retry-After", 0, CURLH_HEADER, -1, &h) != CURLHE_OK)
+                return -1;
+        v = h->value;
+        while (*v == ' ' || *v == '\t')
+                v++;
+        if (*v >= '0' && *v <= '9') {
+                for (; *v >= '0' && *v <= '9'; v++)
+                        if (secs < RETRY_AFTER_MAX_S)
+                                secs = secs * 10 + (*v - '0');
+                while (*v == ' ' || *v == '\t')
+                        v++;
+                return *v ? -1 : secs;
+        }
+        when = curl_getdate(v, NULL);
+        if (when == -1)
+                return -1;
+        now = time(NULL);
+        return when > now ? (double)(when - now) : 0;
+}
+
 static void finish(struct fwd *f, struct fwd_req *r, CURLcode code)
 {
         struct fwd_result res = { .retry_after = -1 };
-        curl_off_t ra = -1;
 
         res.curl_code = (int)code;
         if (r->easy) {
                 curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &res.status);
-                if (curl_easy_getinfo(r->easy, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK && ra >= 0 &&
-                    res.status > 0)
-                        res.retry_after = (double)ra;
+                if (res.status > 0)
+                        res.retry_after = retry_after_of(r->easy);
         } else {
                 res.status = code == CURLE_OK ? 200 : 0;
         }
