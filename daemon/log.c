@@ -73,9 +73,34 @@ static const char *prio_name(int prio)
         }
 }
 
+/* Copy msg into out (of room outlen >= 1), control characters as \xNN:
+ * text from clients (a user id, a config value) can never start a new
+ * line, and so never forge one or its journal priority. */
+static void copy_escaped(const char *msg, char *out, size_t outlen)
+{
+        static const char hex[] = "0123456789abcdef";
+        size_t o = 0;
+
+        for (; *msg && o + 1 < outlen; msg++) {
+                unsigned char c = (unsigned char)*msg;
+
+                if (c >= 0x20 && c != 0x7f) {
+                        out[o++] = (char)c;
+                        continue;
+                }
+                if (o + 5 > outlen)
+                        break;
+                out[o++] = '\\';
+                out[o++] = 'x';
+                out[o++] = hex[c >> 4];
+                out[o++] = hex[c & 15];
+        }
+        out[o] = '\0';
+}
+
 static void log_write(int prio, const char *fmt, va_list ap)
 {
-        char line[2048];
+        char msg[2048], line[2048 + 64];
         int off;
 
         if (log_journal)
@@ -84,7 +109,8 @@ static void log_write(int prio, const char *fmt, va_list ap)
                 off = snprintf(line, sizeof(line), "segopsd: %s: ", prio_name(prio));
         if (off < 0)
                 return;
-        vsnprintf(line + off, sizeof(line) - (size_t)off, fmt, ap);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        copy_escaped(msg, line + off, sizeof(line) - (size_t)off);
         /* One write per line keeps lines whole when stderr is shared. */
         fprintf(stderr, "%s\n", line);
         fflush(stderr);
