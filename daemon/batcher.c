@@ -1,8 +1,9 @@
 /* batcher.c - turns the event queue into upstream requests and applies
  * SPEC section 4's response table to each answer.
  *
- * Life of a batch: cut from the queue (body encoded once) -> gzip on
- * the thread pool when compression is on -> ready -> in flight -> one
+ * Life of a batch: cut from the queue (body encoded once) -> ready ->
+ * at its first attempt, sent_at stamped and, when compression is on,
+ * gzip on the thread pool -> in flight -> one
  * of: delivered (freed), dropped (400 / permanent 4xx, counted), split
  * (413: two new batches with new ids), or waiting (backoff with full
  * jitter, or a global Retry-After pause) and then ready again. One
@@ -51,6 +52,7 @@ struct batch {
         uint64_t key_gen;    /* d->key_gen when it was sent (a reload may
                                 replace the key meanwhile) */
         bool reminted;       /* pk_: already resent once after a 401 */
+        bool stamped;        /* sent_at set for the first attempt */
         uint64_t not_before; /* loop ms */
         size_t charged;      /* bytes in the memory account */
         uv_work_t work;
@@ -200,7 +202,7 @@ static void gz_after(uv_work_t *w, int status)
         } else if (x->gz.len >= x->body.len) {
                 proto_buf_free(&x->gz); /* not worth it */
         }
-        /* Its room was charged before compressing (batch_ready): the
+        /* Its room was charged before compressing (first_attempt_due): the
          * compressed body, trimmed, never needs more than that. */
         recharge(b, x);
         x->state = BATCH_READY;
@@ -216,27 +218,43 @@ static size_t gz_room(const struct batch *x)
 
 static void batch_ready(struct batcher *b, struct batch *x)
 {
-        struct queue *q = queue_of(b);
-
         batch_trim(x);
         recharge(b, x);
-        if (cfg_of(b)->compression == CFG_COMPRESSION_GZIP && !b->d->fwd.stdout_mode) {
-                /* The compressed body is charged before it exists, so the
-                 * account holds while the pool works; no room: plain. */
-                if (q->held + q->reserve + gz_room(x) > q->limit) {
-                        b->d->stats.gzip_skipped++;
-                        x->state = BATCH_READY;
-                        return;
-                }
-                q_charge(q, gz_room(x));
-                x->charged += gz_room(x);
-                x->state = BATCH_COMPRESSING;
-                x->work.data = x;
-                if (uv_queue_work(b->d->loop, &x->work, gz_work, gz_after) == 0)
-                        return;
-                recharge(b, x); /* gives the room back */
-        }
+        x->stamped = false;
         x->state = BATCH_READY;
+}
+
+/* x's first attempt is due: stamp its sent_at (SPEC section 4: the
+ * first attempt's time, then the same on every retry; a batch may wait
+ * for a Retry-After pause or a session token between cut and send), then
+ * compress it when gzip is on. True when x can go now; false when it went
+ * to the thread pool, whose answer pumps again. */
+static bool first_attempt_due(struct batcher *b, struct batch *x)
+{
+        struct queue *q = queue_of(b);
+        int r;
+
+        x->stamped = true;
+        r = proto_batch_set_sent_at(x->body.data, x->body.len, daemon_now_ms());
+        assert(r == 0);
+        (void)r;
+        if (cfg_of(b)->compression != CFG_COMPRESSION_GZIP || b->d->fwd.stdout_mode)
+                return true;
+        /* The compressed body is charged before it exists, so the account
+         * holds while the pool works; no room: it goes plain. */
+        if (q->held + q->reserve + gz_room(x) > q->limit) {
+                b->d->stats.gzip_skipped++;
+                return true;
+        }
+        q_charge(q, gz_room(x));
+        x->charged += gz_room(x);
+        x->state = BATCH_COMPRESSING;
+        x->work.data = x;
+        if (uv_queue_work(b->d->loop, &x->work, gz_work, gz_after) == 0)
+                return false;
+        x->state = BATCH_READY;
+        recharge(b, x); /* gives the room back */
+        return true;
 }
 
 /* ---- cutting ---- */
@@ -752,6 +770,8 @@ static bool dispatch(struct batcher *b, uint64_t now)
                         continue;
                 if (!bearer && !(bearer = session_token(&b->d->session, &gen)))
                         return false;
+                if (!x->stamped && !first_attempt_due(b, x))
+                        continue;
                 send_batch(b, x, bearer, gen);
         }
         return true;

@@ -434,6 +434,22 @@ fail:
         return r;
 }
 
+int proto_batch_set_sent_at(char *body, size_t len, int64_t sent_at_ms)
+{
+        static const char head[] = "{\"batch_id\":\"";
+        static const char key[] = "\",\"sent_at\":\"";
+        const size_t at = sizeof(head) - 1 + PROTO_UUID_LEN + sizeof(key) - 1;
+        char t[PROTO_TIME_LEN + 1];
+
+        if (!body || len < at + PROTO_TIME_LEN + 1 || memcmp(body, head, sizeof(head) - 1) != 0 ||
+            memcmp(body + at - (sizeof(key) - 1), key, sizeof(key) - 1) != 0 ||
+            body[at + PROTO_TIME_LEN] != '"')
+                return -EINVAL;
+        proto_time_format(sent_at_ms, t);
+        memcpy(body + at, t, PROTO_TIME_LEN);
+        return 0;
+}
+
 int proto_batch_add(struct proto_buf *b, const char *event, size_t n, bool first)
 {
         int r;

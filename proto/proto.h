@@ -162,6 +162,10 @@ int proto_parse(const char *line, size_t len, size_t max_bytes, int64_t now_ms,
 /* ---- batch encoding (SPEC section 4) ---- */
 /* {"batch_id":"<uuid>","sent_at":"<time>","events":[ */
 int proto_batch_begin(struct proto_buf *b, const char *batch_id, int64_t sent_at_ms);
+/* Rewrite the sent_at of a batch that proto_batch_begin started at the
+ * front of body (its length does not change). 0, or -EINVAL when body
+ * does not start with such an envelope. */
+int proto_batch_set_sent_at(char *body, size_t len, int64_t sent_at_ms);
 /* Append one encoded event (as produced by proto_parse); first says
  * whether it is the first of the batch (no comma before it). */
 int proto_batch_add(struct proto_buf *b, const char *event, size_t n, bool first);

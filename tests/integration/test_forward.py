@@ -8,6 +8,7 @@ check the daemon's reaction in exact numbers: which events arrived, in
 how many requests, what was counted as dropped and why.
 """
 
+import datetime
 import email.utils
 import json
 import os
@@ -328,6 +329,66 @@ class FailureTests(SegopsTestCase):
         self._retry_after_test(
             lambda: email.utils.formatdate(time.time() + 3, usegmt=True),
             1.5)
+
+    def _no_retry_after_test(self, status):
+        # No Retry-After: ordinary backoff (from 0.5 s, full jitter, at
+        # most 1 s), a handful of tries in 2 s; never a resend at once
+        # (which would make ~50 here).
+        d = self.start_daemon(upstream__backoff_initial='0.5')
+        self.upstream.set_default(status, kinds=('events',))
+        send_stream(d, [make_event(0)])
+        self.assertTrue(self.upstream.wait_for_requests(1, timeout=5))
+        time.sleep(2.0)
+        tries = len(self.upstream.batch_requests)
+        self.upstream.set_default(None)
+        self.assertLessEqual(tries, 20)
+        self.assertEventsDelivered([event_id(0)], timeout=10)
+        self.assertIn('backing off', d.stderr_text())
+        self.assertNotIn('honouring Retry-After', d.stderr_text())
+        self.assertNoViolations()
+
+    def test_429_without_retry_after_backs_off(self):
+        self._no_retry_after_test(429)
+
+    def test_503_without_retry_after_backs_off(self):
+        self._no_retry_after_test(503)
+
+    def _sent_at_test(self, compression):
+        # A batch cut during a Retry-After pause waits for its end; its
+        # sent_at is its first attempt's time (SPEC 4), not its cut's,
+        # and a retry keeps the first attempt's.
+        d = self.start_daemon(batch__batch_size='5',
+                              upstream__compression=compression)
+        self.upstream.script([{'status': 429,
+                               'headers': {'Retry-After': '2'}}])
+        send_stream(d, [make_event(i) for i in range(5)])
+        self.assertTrue(self.upstream.wait_for_requests(1, timeout=5))
+        send_stream(d, [make_event(i) for i in range(5, 10)])
+        self.assertEventsDelivered([event_id(i) for i in range(10)],
+                                   timeout=15)
+
+        def sent_at(r):
+            return datetime.datetime.strptime(
+                json.loads(r['body'])['sent_at'], '%Y-%m-%dT%H:%M:%S.%fZ'
+            ).replace(tzinfo=datetime.timezone.utc).timestamp()
+        reqs = self.upstream.batch_requests
+        self.assertEqual(len(reqs), 3)
+        first, later = reqs[0], reqs[1:]
+        self.assertEqual(first['status'], 429)
+        retry = [r for r in later if r['batch_id'] == first['batch_id']]
+        other = [r for r in later if r['batch_id'] != first['batch_id']]
+        self.assertEqual((len(retry), len(other)), (1, 1))
+        self.assertEqual(sent_at(retry[0]), sent_at(first))
+        self.assertLess(abs(sent_at(first) - first['wall']), 1.0)
+        self.assertGreaterEqual(other[0]['wall'] - first['wall'], 1.5)
+        self.assertLess(abs(sent_at(other[0]) - other[0]['wall']), 1.0)
+        self.assertNoViolations()
+
+    def test_sent_at_is_the_first_attempts_time(self):
+        self._sent_at_test('none')
+
+    def test_sent_at_is_the_first_attempts_time_gzip(self):
+        self._sent_at_test('gzip')
 
     def test_retry_after_is_capped(self):
         d = self.start_daemon(upstream__retry_after_max='1')

@@ -585,6 +585,25 @@ class MintFailureTests(SessionCase):
         self.assertLess(gap, 3.0)
         self.assertNoViolations()
 
+    def test_mint_429_without_retry_after_backs_off(self):
+        # No Retry-After: ordinary backoff from 0.5 s, not a resend at
+        # once (which would make ~50 mints in these 2 s).
+        d = self.start_daemon(batch__batch_size='5',
+                              upstream__backoff_initial='0.5')
+        self.upstream.set_default(429, kinds=('mint',))
+        self.set_user(d, 'no-ra-user')
+        send_stream(d, [make_event(i) for i in range(5)])
+        deadline = time.monotonic() + 5
+        while not self.upstream.mints and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(2.0)
+        tries = len(self.upstream.mints)
+        self.upstream.set_default(None)
+        self.assertGreaterEqual(tries, 1)
+        self.assertLessEqual(tries, 20)
+        self.assertEventsDelivered(ids(range(5)), timeout=10)
+        self.assertNoViolations()
+
     def test_mint_400_kept_logged_retried(self):
         d = self.start_daemon(batch__batch_size='5')
         self.upstream.script_mint([400])
@@ -682,6 +701,24 @@ class SecrecyTests(SessionCase):
         self.assertAlmostEqual(s['token_age_s'] + s['token_expires_in_s'],
                                3.0, delta=0.05)
         self.assertNoViolations()
+
+
+class LogForgingTests(SessionCase):
+    upstream_options = {'require_sig': True, 'sig_secret': SECRET}
+
+    def test_user_id_cannot_start_a_log_line(self):
+        # The user id of set_user is logged (the mint fails: no
+        # signature); a newline in it must not start a line of its own.
+        d = self.start_daemon(batch__batch_size='1')
+        self.set_user(d, 'u1\n<2>segopsd: FORGED LINE\r\x1b[2J')
+        send_stream(d, [make_event(0)])
+        self.assertTrue(d.wait_for_log(r'HTTP 403', timeout=10))
+        log = d.stderr_text()
+        for line in log.splitlines():
+            self.assertFalse(line.startswith('<2>'), line)
+            self.assertFalse(line.startswith('segopsd: FORGED'), line)
+        self.assertNotIn('\x1b', log)
+        self.assertIn(r"u1\x0a<2>segopsd: FORGED LINE\x0d\x1b[2J", log)
 
 
 class SecretKeyTests(SegopsTestCase):

@@ -530,7 +530,8 @@ class MockUpstream:
         rec = {'kind': 'other', 'method': h.command, 'path': h.path,
                'headers': {k.lower(): v for k, v in h.headers.items()},
                'batch_id': None, 'n_events': 0, 'event_ids': [],
-               'body': None, 'status': None, 'time': time.monotonic()}
+               'body': None, 'status': None, 'time': time.monotonic(),
+               'wall': time.time()}
         problems = []
         h.record = (rec, problems)
         try:

@@ -810,6 +810,28 @@ START_TEST(test_batch)
                          1);
         json_decref(v);
 
+        /* sent_at is rewritten in place, once the first attempt is due;
+         * nothing else moves. */
+        {
+                char *before = malloc(b.len);
+                size_t at = strlen("{\"batch_id\":\"" RND_UUID "\",\"sent_at\":\"");
+
+                ck_assert_ptr_nonnull(before);
+                memcpy(before, b.data, b.len);
+                ck_assert_int_eq(proto_batch_set_sent_at(b.data, b.len, 1500), 0);
+                ck_assert(memcmp(b.data + at, "1970-01-01T00:00:01.500Z", PROTO_TIME_LEN) == 0);
+                ck_assert(memcmp(b.data, before, at) == 0);
+                ck_assert(memcmp(b.data + at + PROTO_TIME_LEN, before + at + PROTO_TIME_LEN,
+                                 b.len - at - PROTO_TIME_LEN) == 0);
+                /* Not a batch envelope, or one cut short: refused, untouched. */
+                memcpy(before, b.data, b.len);
+                ck_assert_int_eq(proto_batch_set_sent_at(b.data, at + 3, NOW_MS), -EINVAL);
+                ck_assert_int_eq(proto_batch_set_sent_at(b.data + 1, b.len - 1, NOW_MS), -EINVAL);
+                ck_assert_int_eq(proto_batch_set_sent_at(NULL, 0, NOW_MS), -EINVAL);
+                ck_assert(memcmp(b.data, before, b.len) == 0);
+                free(before);
+        }
+
         ck_assert_int_eq(proto_batch_begin(&b, NULL, 0), -EINVAL);
         proto_buf_free(&ev);
         proto_buf_free(&b);
