@@ -709,6 +709,8 @@ static void check_waiters(struct batcher *b, uint64_t now)
                 uint64_t pending = low > w->target ? 0 : held_upto(b, w->target);
 
                 done = w->next;
+                if (w == b->adding)
+                        b->adding = NULL; /* see batcher_flush */
                 w->cb(w->ud, pending ? -ETIMEDOUT : 0, w->held, total - w->dropped0, pending);
                 free(w);
         }
@@ -870,7 +872,13 @@ struct flush_waiter *batcher_flush(struct batcher *b, uint64_t timeout_ms, batch
         b->waiters = w;
         if (target > b->flush_target)
                 b->flush_target = target;
+        /* pump() may answer it at once (timeout_ms 0, or nothing left to
+         * wait for); then w is freed and the caller must not keep it. */
+        b->adding = w;
         pump(b);
+        if (!b->adding)
+                return NULL;
+        b->adding = NULL;
         return w;
 }
 

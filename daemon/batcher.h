@@ -39,6 +39,7 @@ struct batcher {
         struct daemon *d;
         struct batch *batches; /* every live batch */
         unsigned nbatches;
+        struct flush_waiter *adding; /* inside batcher_flush's pump */
         uv_timer_t interval;   /* flush_interval, periodic */
         uv_timer_t wake;       /* next retry / pause end / deadline */
         bool interval_due;     /* cut partial batches */

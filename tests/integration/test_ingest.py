@@ -570,6 +570,29 @@ class StreamTests(IngestCase):
         self.assertEqual(json.loads(replies[-1]), {'ok': True, 'flushed': 0})
         self.assertTrue(d.running())
 
+    def test_flush_with_zero_timeout_leaves_the_connection_usable(self):
+        # Events pending (the upstream holds its answer): a flush with
+        # timeout_ms 0 answers at once, and the connection goes on with
+        # the next line and is released when the client leaves. It used
+        # to stay wedged for good, holding its slot, so a few of them
+        # took the whole control socket away.
+        d = self.start_daemon(listen__max_connections='3')
+        self.upstream.set_default(200, delay=3.0)
+        for i in range(5):
+            replies = d.control([make_event(i),
+                                 {'op': 'flush', 'timeout_ms': 0},
+                                 {'op': 'ping'}], expect=2, timeout=5)
+            self.assertFalse(replies[0]['ok'], replies)
+            self.assertTrue(replies[0]['error'].startswith('timeout'), replies)
+            self.assertEqual(replies[1]['ok'], True)
+            self.assertIn('version', replies[1])
+        st = d.wait_for_stats(lambda s: s['ingest']['connections'] == 1,
+                              timeout=5)
+        self.assertEqual(st['ingest']['connections_refused'], 0)
+        self.upstream.set_default(None)
+        self.assertEventsDelivered([event_id(i) for i in range(5)],
+                                   timeout=15)
+
     def test_client_that_never_reads_is_disconnected(self):
         d = self.start_daemon(listen__max_reply_bytes='4096')
         bad_line = b'{"user_id":"u1","event_type":1}\n'
