@@ -40,11 +40,11 @@ struct batcher {
         struct batch *batches; /* every live batch */
         unsigned nbatches;
         struct flush_waiter *adding; /* inside batcher_flush's pump */
-        uv_timer_t interval;   /* flush_interval, periodic */
-        uv_timer_t wake;       /* next retry / pause end / deadline */
-        bool interval_due;     /* cut partial batches */
-        uint64_t paused_until; /* loop ms; Retry-After pauses sending */
-        uint64_t flush_target; /* cut partial batches up to this seq */
+        uv_timer_t interval;         /* flush_interval, periodic */
+        uv_timer_t wake;             /* next retry / pause end / deadline */
+        bool interval_due;           /* cut partial batches */
+        uint64_t paused_until;       /* loop ms; Retry-After pauses sending */
+        uint64_t flush_target;       /* cut partial batches up to this seq */
         struct flush_waiter *waiters;
         bool draining; /* stopping: send everything */
         bool closing;

@@ -1,7 +1,10 @@
 /* clients.c - the per-process table behind stats' "clients": bounded
  * to CLIENTS_MAX entries, least recently reporting one evicted (and
- * counted). The pid comes from socket credentials, never from a
- * message, so a client cannot speak for another process. */
+ * counted). On the control socket the pid comes from the socket's
+ * credentials (SO_PEERCRED), so a client cannot speak for another
+ * process there; on the datagram socket it is the pid the message
+ * declares (segopsd does not pay for SO_PASSCRED on every datagram), so
+ * there it is the sender's word. Counts saturate instead of wrapping. */
 #include "clients.h"
 
 #include <fcntl.h>
@@ -28,6 +31,12 @@ static void read_comm(pid_t pid, char *out, size_t outlen)
         }
         out[n] = '\0';
         out[strcspn(out, "\n")] = '\0';
+        /* Any process can name itself anything, and the kernel cuts the
+         * name at 15 bytes, maybe inside a UTF-8 sequence: keep
+         * printable ASCII only, so stats always has a valid string. */
+        for (char *p = out; *p; p++)
+                if (*p < 0x20 || *p > 0x7e)
+                        *p = '?';
 }
 
 void clients_dropped(struct clients *c, pid_t pid, uint64_t n, uint64_t now_ms)
@@ -52,6 +61,6 @@ void clients_dropped(struct clients *c, pid_t pid, uint64_t n, uint64_t now_ms)
                 if (pid > 0)
                         read_comm(pid, slot->comm, sizeof(slot->comm));
         }
-        slot->dropped += n;
+        slot->dropped = clients_count_add(slot->dropped, n);
         slot->last_ms = now_ms ? now_ms : 1;
 }

@@ -21,6 +21,13 @@ struct clients {
         uint64_t evicted; /* entries pushed out of the table */
 };
 
+/* a + b, at most INT64_MAX (what a JSON integer of stats holds): the
+ * counts clients report are their word, and must not wrap. */
+static inline uint64_t clients_count_add(uint64_t a, uint64_t b)
+{
+        return a > (uint64_t)INT64_MAX - b || b > (uint64_t)INT64_MAX ? (uint64_t)INT64_MAX : a + b;
+}
+
 /* pid (0 when unknown) reported n dropped events at now_ms. */
 void clients_dropped(struct clients *c, pid_t pid, uint64_t n, uint64_t now_ms);
 

@@ -166,6 +166,8 @@ static void conn_write(struct conn *c, const char *p, size_t n)
         }
 }
 
+#define REPLY_NOMEM "{\"ok\":false,\"error\":\"nomem\",\"detail\":\"out of memory\"}\n"
+
 static void reply_buf(struct conn *c, struct proto_buf *b)
 {
         if (b->len)
@@ -231,10 +233,14 @@ static void run_op(struct conn *c, const struct proto_msg *msg)
                 c->flushing_now = false;
                 return;
         }
-        if (ctl_reply_sync(d, msg, c->pid, &b) == 0)
+        if (ctl_reply_sync(d, msg, c->pid, &b) == 0) {
                 reply_buf(c, &b);
-        else
-                proto_buf_free(&b);
+                return;
+        }
+        proto_buf_free(&b);
+        /* The reply could not be built (out of memory): the client still
+         * gets a line, or it would wait for one forever. */
+        conn_write(c, REPLY_NOMEM, sizeof(REPLY_NOMEM) - 1);
 }
 
 static void handle_line(struct conn *c, const struct framer_line *l)

@@ -28,7 +28,7 @@ bool ctl_quiet_op(struct daemon *d, const struct proto_msg *msg, pid_t pid)
                 /* The socket's word (SO_PEERCRED) over the message's. */
                 if (!pid)
                         pid = msg->client_pid;
-                d->stats.client_dropped += msg->count;
+                d->stats.client_dropped = clients_count_add(d->stats.client_dropped, msg->count);
                 clients_dropped(&d->clients, pid, msg->count, (uint64_t)daemon_now_ms());
                 log_limited(LOG_WARNING, "client_dropped",
                             "process %d reports %llu events it "

@@ -8,7 +8,9 @@ import fcntl
 import json
 import os
 import socket
+import subprocess
 import sys
+import textwrap
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -74,6 +76,41 @@ class ClientDropped(SegopsTestCase):
                           'wrong_type', 'wrong_type', 'bad_value',
                           'unknown_field', 'bad_value'])
         self.assertEqual(d.stats()['client_dropped'], 0)
+
+    def test_huge_reports_saturate(self):
+        # Each report may say up to 2^53-1; their sum stops at 2^63-1
+        # instead of wrapping into garbage (or a negative number).
+        d = self.start_daemon()
+        top = 2**63 - 1
+        line = '{"op":"client_dropped","count":9007199254740991}\n'
+        replies = d.control(line * 1100, timeout=20)
+        self.assertEqual(len(replies), 1100)
+        st = d.stats()
+        self.assertEqual(st['client_dropped'], top)
+        self.assertEqual([c['dropped'] for c in st['clients']
+                          if c['pid'] == os.getpid()], [top])
+
+    def test_process_name_that_is_not_utf8(self):
+        # The kernel keeps 15 bytes of a process name, here cutting an
+        # e-acute in half; stats must still answer, with that client in.
+        d = self.start_daemon()
+        child = textwrap.dedent('''
+            import ctypes, socket, sys
+            name = ('abcdefghijklmn' + '\\u00e9').encode()
+            ctypes.CDLL(None).prctl(15, ctypes.c_char_p(name), 0, 0, 0)
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(sys.argv[1])
+            s.sendall(b'{"op":"client_dropped","count":2}\\n')
+            s.shutdown(socket.SHUT_WR)
+            print(s.recv(100).decode().strip())
+        ''')
+        out = subprocess.run([sys.executable, '-c', child, d.control_socket],
+                             capture_output=True, text=True, timeout=20)
+        self.assertEqual(out.stdout.strip(), '{"ok":true}', out.stderr)
+        st = d.stats()
+        self.assertEqual(st['client_dropped'], 2)
+        self.assertEqual([c['comm'] for c in st['clients']],
+                         ['abcdefghijklmn?'])
 
 
 class Memfd(SegopsTestCase):
