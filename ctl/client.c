@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #define IO_CHUNK 65536
@@ -99,9 +100,21 @@ static int deliver_lines(struct proto_buf *in, size_t *done, bool at_eof, ctl_re
         return 0;
 }
 
+static int64_t mono_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 int ctl_exchange(const char *path, const struct ctl_request *req, ctl_reply_fn fn, void *ctx,
                  unsigned *ret_replies)
 {
+        /* timeout_ms bounds the whole wait for segopsd, however it
+         * trickles its bytes; only our own input (send's standard input,
+         * which may be a long pipe) moves the deadline on. */
+        int64_t deadline = mono_ms() + req->timeout_ms;
         struct proto_buf out = { 0 }, in = { 0 };
         size_t out_off = 0, in_done = 0;
         bool input_eof = req->in_fd < 0, tail_added = false, wr_closed = false;
@@ -146,7 +159,13 @@ int ctl_exchange(const char *path, const struct ctl_request *req, ctl_reply_fn f
                 if (!wr_closed && out_off < out.len)
                         p[0].events |= POLLOUT;
                 p[1] = (struct pollfd){ .fd = want_input ? req->in_fd : -1, .events = POLLIN };
-                n = poll(p, 2, req->timeout_ms);
+                if (want_input) {
+                        n = poll(p, 2, -1); /* waiting for our input, not segopsd */
+                } else {
+                        int64_t left = deadline - mono_ms();
+
+                        n = left > 0 ? poll(p, 2, (int)left) : 0;
+                }
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -154,8 +173,6 @@ int ctl_exchange(const char *path, const struct ctl_request *req, ctl_reply_fn f
                         goto out;
                 }
                 if (n == 0) {
-                        if (want_input)
-                                continue; /* waiting for our input, not segopsd */
                         r = -ETIMEDOUT;
                         goto out;
                 }
@@ -170,8 +187,10 @@ int ctl_exchange(const char *path, const struct ctl_request *req, ctl_reply_fn f
                         if (k > 0) {
                                 out.len += (size_t)k;
                                 last = out.data[out.len - 1];
+                                deadline = mono_ms() + req->timeout_ms;
                         } else if (k == 0) {
                                 input_eof = true;
+                                deadline = mono_ms() + req->timeout_ms;
                         } else if (errno != EINTR && errno != EAGAIN) {
                                 fprintf(stderr, "segopsctl: reading standard input: %s\n",
                                         strerror(errno));

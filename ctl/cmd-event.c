@@ -70,21 +70,30 @@ bad:
 }
 
 /* Epoch seconds ("1700000000", "-1.5") go as a JSON number, anything
- * else as a string for the daemon to judge as RFC 3339. */
+ * else as a string for the daemon to judge as RFC 3339. Numbers must be
+ * JSON's own (RFC 8259 section 6, without exponent): "1700000000.",
+ * ".5" or "007" would make the whole line invalid JSON, so they go as
+ * strings and get the daemon's clear answer about occurred_at. */
 static bool looks_numeric(const char *s)
 {
-        size_t i = 0, digits = 0;
+        size_t i = 0;
 
         if (s[i] == '-')
                 i++;
-        for (; s[i] >= '0' && s[i] <= '9'; i++)
-                digits++;
-        if (s[i] == '.') {
+        if (s[i] == '0')
                 i++;
-                for (; s[i] >= '0' && s[i] <= '9'; i++)
-                        digits++;
+        else if (s[i] >= '1' && s[i] <= '9')
+                while (s[i] >= '0' && s[i] <= '9')
+                        i++;
+        else
+                return false;
+        if (s[i] == '.') {
+                if (s[++i] < '0' || s[i] > '9')
+                        return false;
+                while (s[i] >= '0' && s[i] <= '9')
+                        i++;
         }
-        return digits > 0 && s[i] == '\0';
+        return s[i] == '\0';
 }
 
 static int append_field(struct proto_buf *b, const char *key, const char *value)

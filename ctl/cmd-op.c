@@ -77,7 +77,9 @@ static void ping_usage(FILE *f)
 {
         fprintf(f, "Usage: segopsctl ping\n\n"
                    "Check that segopsd is running and answering: prints\n"
-                   "\"segopsd VERSION is running\" and exits 0, or explains and exits 3/4.\n");
+                   "\"segopsd VERSION is running\" and exits 0, or explains and exits 3/4\n"
+                   "(1 when it is running but turned the connection away, e.g. with\n"
+                   "too_many_connections).\n");
 }
 
 int cmd_ping(struct ctl_opts *o, int argc, char **argv)

@@ -16,7 +16,9 @@ import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import termios
+import threading
 import time
 import unittest
 
@@ -189,10 +191,13 @@ class SegopsctlTests(SegopsTestCase):
                                 '--payload', '[1]')
         self.assertEqual(rc, 1)
         self.assertRegex(err, r'^line 1: wrong_type: ')
-        rc, out, err = self.ctl(d, 'send', '--user', 'u1', '--type', 't',
-                                '--at', 'yesterday')
-        self.assertEqual(rc, 1)
-        self.assertRegex(err, r'^line 1: bad_timestamp: ')
+        # Not a time, nor a JSON number: a clear answer about the time,
+        # never bad_json for a line segopsctl itself wrote.
+        for at in ('yesterday', '1700000000.', '.5', '0017', '-.5', '1e9'):
+            rc, out, err = self.ctl(d, 'send', '--user', 'u1', '--type', 't',
+                                    '--at', at)
+            self.assertEqual(rc, 1, at)
+            self.assertRegex(err, r'^line 1: bad_timestamp: ', at)
         st = d.stats()
         self.assertEqual(st['accepted'], 0)
 
@@ -405,6 +410,55 @@ class SegopsctlTests(SegopsTestCase):
                                os.path.join(self.tmpdir, 'missing'))
         self.assertEqual((rc, out), (1, ''))
         self.assertIn('cannot open secret file', err)
+
+
+class FakeDaemonTests(unittest.TestCase):
+    """segopsctl against a control socket that misbehaves."""
+
+    def setUp(self):
+        segopsctl_path()
+        self.tmpdir = tempfile.mkdtemp(prefix='segops-ctl-')
+        self.addCleanup(shutil.rmtree, self.tmpdir, True)
+
+    def serve(self, behaviour):
+        path = os.path.join(self.tmpdir, 'ctl.sock')
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(path)
+        srv.listen(4)
+        srv.settimeout(20)
+        self.addCleanup(srv.close)
+
+        def run():
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            with c:
+                try:
+                    behaviour(c)
+                except OSError:
+                    pass
+        threading.Thread(target=run, daemon=True).start()
+        return path
+
+    def test_timeout_is_total_for_a_daemon_that_trickles(self):
+        # A byte every 0.2 s, never a newline: --timeout 1 must end the
+        # wait after about 1 s, not wait on for each byte.
+        stop = threading.Event()
+        self.addCleanup(stop.set)
+
+        def trickle(c):
+            for _ in range(100):
+                if stop.is_set():
+                    return
+                c.send(b' ')
+                time.sleep(0.2)
+        path = self.serve(trickle)
+        t0 = time.monotonic()
+        rc, out, err = run_ctl('--control', path, '--timeout', '1', 'ping')
+        elapsed = time.monotonic() - t0
+        self.assertEqual(rc, 4, err)
+        self.assertLess(elapsed, 5.0)
 
 
 if __name__ == '__main__':
