@@ -1,6 +1,7 @@
 /* framer.c - splits a byte stream into newline-terminated lines inside
  * one fixed buffer of max_line + FRAMER_READ bytes, discarding (and
- * reporting) lines that would not fit. */
+ * reporting) lines that would not fit. A CRLF line's \r is not part of
+ * its message, so it does not count against max_line. */
 #include "framer.h"
 
 #include <errno.h>
@@ -13,7 +14,7 @@ int framer_init(struct framer *f, size_t max_line)
 {
         memset(f, 0, sizeof(*f));
         f->max_line = max_line;
-        f->cap = max_line + 1 + FRAMER_READ;
+        f->cap = max_line + 2 + FRAMER_READ; /* + "\r\n" */
         f->buf = malloc(f->cap);
         return f->buf ? 0 : -ENOMEM;
 }
@@ -48,6 +49,13 @@ void framer_commit(struct framer *f, size_t n)
         f->len += n;
 }
 
+static bool too_long(const struct framer *f, const char *p, size_t len)
+{
+        if (len > 0 && p[len - 1] == '\r')
+                len--;
+        return len > f->max_line;
+}
+
 int framer_next(struct framer *f, struct framer_line *line)
 {
         char *nl;
@@ -57,7 +65,7 @@ int framer_next(struct framer *f, struct framer_line *line)
                 if (nl)
                         break;
                 f->scan = f->len;
-                if (f->len - f->start > f->max_line) {
+                if (f->len - f->start > f->max_line + 1) { /* + a \r */
                         /* Too long already: forget it, keep looking for its end. */
                         f->discarding = true;
                         f->start = f->scan = f->len = 0;
@@ -66,7 +74,7 @@ int framer_next(struct framer *f, struct framer_line *line)
         }
         line->line_no = ++f->line_no;
         line->len = (size_t)(nl - (f->buf + f->start));
-        if (f->discarding || line->len > f->max_line) {
+        if (f->discarding || too_long(f, f->buf + f->start, line->len)) {
                 line->data = NULL;
                 line->oversize = true;
                 f->discarding = false;
@@ -84,7 +92,7 @@ int framer_finish(struct framer *f, struct framer_line *line)
                 return 0;
         line->line_no = ++f->line_no;
         line->len = f->len - f->start;
-        if (f->discarding || line->len > f->max_line) {
+        if (f->discarding || too_long(f, f->buf + f->start, line->len)) {
                 line->data = NULL;
                 line->oversize = true;
         } else {

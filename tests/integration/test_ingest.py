@@ -389,7 +389,7 @@ class StreamTests(IngestCase):
                          [('oversize', 2)])
         self.assertEqual(d.flush(), {'ok': True, 'flushed': 1})
 
-    def test_line_of_exactly_max_bytes(self):
+    def _exactly_max_bytes(self, eol):
         limit = 1024
         d = self.start_daemon(listen__max_message_bytes=str(limit),
                               batch__max_batch_bytes='65536')
@@ -399,11 +399,25 @@ class StreamTests(IngestCase):
             ev['payload']['s'] = 'x' * (n - len(json.dumps(ev)))
             lines.append(json.dumps(ev))
             self.assertEqual(len(lines[-1]), n)
-        self.assertEqual(errors_of(exchange(d, ('\n'.join(lines) + '\n')
+        self.assertEqual(errors_of(exchange(d, (eol.join(lines) + eol)
                                             .encode())), [('oversize', 2)])
         self.assertEqual(d.flush(), {'ok': True, 'flushed': 2})
         self.assertEqual(set(self.upstream.events), {event_id(0),
                                                      event_id(2)})
+        # The same over datagrams.
+        for i, line in enumerate(lines):
+            d.send_dgram(line.replace(event_id(i), event_id(10 + i)) + eol)
+        self.assertEqual(d.flush(), {'ok': True, 'flushed': 2})
+        self.assertIn(event_id(10), self.upstream.events)
+        self.assertIn(event_id(12), self.upstream.events)
+        self.assertNotIn(event_id(11), self.upstream.events)
+
+    def test_line_of_exactly_max_bytes(self):
+        self._exactly_max_bytes('\n')
+
+    def test_line_of_exactly_max_bytes_with_crlf(self):
+        # The \r of a CRLF line end is not part of the message.
+        self._exactly_max_bytes('\r\n')
 
     def test_bad_inputs_on_the_stream(self):
         d = self.start_daemon()

@@ -2,6 +2,7 @@
  * the unterminated last line, bounded memory. */
 #include <check.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "framer.h"
@@ -85,7 +86,7 @@ START_TEST(test_oversize_line_is_skipped)
         }
         ck_assert(got_ok2);
         /* memory stayed bounded: the buffer never grows */
-        ck_assert_uint_le(f.cap, 1000 + 1 + 16384);
+        ck_assert_uint_le(f.cap, 1000 + 2 + 16384);
         framer_free(&f);
         free(big);
 }
@@ -128,6 +129,43 @@ START_TEST(test_exact_limit_and_unterminated_oversize)
 }
 END_TEST
 
+/* The \r of a CRLF line is not part of the message: a message of
+ * exactly max_line bytes passes with either line end, whole or fed a
+ * byte at a time; one byte more is oversize with either. */
+START_TEST(test_crlf_does_not_count_against_the_limit)
+{
+        static const char *const in[] = { "abcd\r\n", "abcd\n", "abcde\r\n", "abcde\n",
+                                          "abcd\r" /* EOF */ };
+        static const bool over[] = { false, false, true, true, false };
+
+        for (int bytewise = 0; bytewise < 2; bytewise++) {
+                for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++) {
+                        struct framer f;
+                        struct framer_line l;
+                        size_t len = strlen(in[i]);
+                        int got = 0;
+
+                        ck_assert_int_eq(framer_init(&f, 4), 0);
+                        for (size_t k = 0; k < len; k += bytewise ? 1 : len) {
+                                char *p;
+                                size_t n, m = bytewise ? 1 : len;
+
+                                framer_space(&f, &p, &n);
+                                ck_assert_uint_ge(n, m);
+                                memcpy(p, in[i] + k, m);
+                                framer_commit(&f, m);
+                                got += framer_next(&f, &l);
+                        }
+                        if (!got)
+                                got = framer_finish(&f, &l);
+                        ck_assert_int_eq(got, 1);
+                        ck_assert_msg(l.oversize == over[i], "%s (bytewise %d)", in[i], bytewise);
+                        framer_free(&f);
+                }
+        }
+}
+END_TEST
+
 START_TEST(test_crlf_and_nul_pass_through)
 {
         struct framer f;
@@ -157,6 +195,7 @@ static Suite *framer_suite(void)
         tcase_add_test(tc, test_oversize_reported_with_line_number);
         tcase_add_test(tc, test_exact_limit_and_unterminated_oversize);
         tcase_add_test(tc, test_crlf_and_nul_pass_through);
+        tcase_add_test(tc, test_crlf_does_not_count_against_the_limit);
         suite_add_tcase(s, tc);
         return s;
 }
