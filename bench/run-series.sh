@@ -35,8 +35,8 @@ median() {
                 print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
-printf '%-6s %12s %10s %12s %10s %9s\n' run events/s CPU_s/M ceiling/s raw_CPU/M peak_MiB
-eps=() cpu=() ceil=() rawcpu=() peak=()
+printf '%-6s %12s %7s %10s %12s %10s %9s\n' run events/s tail_s CPU_s/M ceiling/s raw_CPU/M peak_MiB
+eps=() tail=() cpu=() ceil=() rawcpu=() peak=()
 status=0
 for ((r = 1; r <= RUNS; r++)); do
         "$HERE/run-throughput.sh" "$@" >"$OUT" 2>&1
@@ -47,16 +47,18 @@ for ((r = 1; r <= RUNS; r++)); do
         fi
         [ "$rc" = 0 ] || status=1
         eps+=("$(field 'events\/s end to end')")
+        tail+=("$(field '  of which tail s')")
         cpu+=("$(field 'segopsd CPU s per million')")
         ceil+=("$(field 'ceiling events\/s (rawsink)')")
         rawcpu+=("$(field '  rawsink CPU s per million')")
         peak+=("$(field 'peak RSS MiB (VmHWM)')")
-        printf '%-6s %12s %10s %12s %10s %9s%s\n' "$r" "${eps[-1]}" "${cpu[-1]}" \
+        printf '%-6s %12s %7s %10s %12s %10s %9s%s\n' "$r" "${eps[-1]}" "${tail[-1]}" "${cpu[-1]}" \
                 "${ceil[-1]:--}" "${rawcpu[-1]:--}" "${peak[-1]}" \
                 "$([ "$rc" = 0 ] || echo '  LOST OR DUPLICATED EVENTS')"
 done
-printf '%-6s %12s %10s %12s %10s %9s\n' median \
-        "$(printf '%s\n' "${eps[@]}" | median)" "$(printf '%s\n' "${cpu[@]}" | median)" \
+printf '%-6s %12s %7s %10s %12s %10s %9s\n' median \
+        "$(printf '%s\n' "${eps[@]}" | median)" "$(printf '%s\n' "${tail[@]}" | median)" \
+        "$(printf '%s\n' "${cpu[@]}" | median)" \
         "$(printf '%s\n' "${ceil[@]}" | grep . | median)" \
         "$(printf '%s\n' "${rawcpu[@]}" | grep . | median)" \
         "$(printf '%s\n' "${peak[@]}" | median)"

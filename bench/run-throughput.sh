@@ -246,6 +246,7 @@ SENDER_RC=$?
 SENDER_LINE=$(cat "$TMP/sender.out")
 echo "sender: $SENDER_LINE"
 START_NS=$(sed -n 's/.*start_ns=\([0-9]*\).*/\1/p' "$TMP/sender.out")
+END_NS=$(sed -n 's/.*end_ns=\([0-9]*\).*/\1/p' "$TMP/sender.out")
 SENT=$(sed -n 's/^sent \([0-9]*\) events.*/\1/p' "$TMP/sender.out")
 SENDER_CPU=$(sed -n 's/.*cpu_s=\([0-9.]*\).*/\1/p' "$TMP/sender.out")
 START_NS=${START_NS:-0}
@@ -288,6 +289,9 @@ if [ "$LAST_NS" -gt "$START_NS" ] && [ "$START_NS" -gt 0 ]; then
         ELAPSED=$(calc '%.3f' "($LAST_NS - $START_NS) / 1e9")
 fi
 EPS=$(calc '%.0f' "$ELAPSED > 0 ? $UNIQUE / $ELAPSED : 0")
+# From the sender's last event to the sink's: mostly the wait for the
+# last, partial batch's flush_interval tick.
+TAIL=$(calc '%.3f' "${END_NS:-0} > 0 && $LAST_NS > ${END_NS:-0} ? ($LAST_NS - ${END_NS:-0}) / 1e9 : 0")
 CPU_S=$(calc '%.3f' "($CPU1 - $CPU0) / $CLK_TCK")
 CPU_PER_M=$(calc '%.3f' "$CPU_S * 1000000 / $N")
 USER_PER_M=$(calc '%.3f' "($UCPU1 - $UCPU0) / $CLK_TCK * 1000000 / $N")
@@ -310,6 +314,7 @@ printf '%-28s %s\n' \
         "unknown ids" "$FOREIGN" \
         "batch requests" "$REQUESTS" \
         "elapsed s" "$ELAPSED" \
+        "  of which tail s" "$TAIL" \
         "events/s end to end" "$EPS" \
         "segopsd CPU s" "$CPU_S" \
         "segopsd CPU s per million" "$CPU_PER_M" \
