@@ -138,7 +138,10 @@ static int take_token(struct session *s, const struct fwd_result *res)
                 goto out;
         }
         s->generation++;
-        s->minted_at = now(s);
+        /* expires_in runs from when the upstream made the token, at the
+         * latest when it answered; counting from the request, not the
+         * answer, never takes the transit time for token life. */
+        s->minted_at = s->mint_sent_at;
         s->expires_at = s->minted_at + (uint64_t)(secs * 1000.0);
         r = 0;
 out:
@@ -230,6 +233,7 @@ static void mint(struct session *s, const char *user_id, const char *sig)
                 p.body = s->body.data;
                 p.body_len = s->body.len;
                 s->state = SESSION_MINTING;
+                s->mint_sent_at = now(s);
                 r = fwd_start(&s->d->fwd, &p, on_mint, s);
         }
         if (r < 0) {

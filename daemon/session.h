@@ -35,13 +35,14 @@ enum session_state {
 struct session {
         struct daemon *d;
         enum session_state state;
-        char *token;         /* never logged, never in stats */
-        uint64_t generation; /* bumped per token, to match 401s */
-        uint64_t minted_at;  /* loop ms */
-        uint64_t expires_at; /* loop ms */
-        uint64_t not_before; /* loop ms: no mint before (backoff) */
-        unsigned attempts;   /* failed mints in a row */
-        bool restart;        /* reset while a mint ran: mint again */
+        char *token;           /* never logged, never in stats */
+        uint64_t generation;   /* bumped per token, to match 401s */
+        uint64_t minted_at;    /* loop ms: when the mint was requested */
+        uint64_t mint_sent_at; /* loop ms: the mint in flight's request */
+        uint64_t expires_at;   /* loop ms */
+        uint64_t not_before;   /* loop ms: no mint before (backoff) */
+        unsigned attempts;     /* failed mints in a row */
+        bool restart;          /* reset while a mint ran: mint again */
         uv_timer_t retry;
         struct usercmd *cmd;
         struct proto_buf body;               /* the mint request body, while in flight */

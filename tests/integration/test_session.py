@@ -181,6 +181,22 @@ class FreshnessTests(SessionCase):
         self.assertNoViolations()
 
 
+    def test_token_life_counts_from_the_mint_request(self):
+        # The answer takes 2 s: of the token's 5 s, 2 are gone when it
+        # arrives, so segopsd must count its age from the request.
+        d = self.start_daemon()
+        self.upstream.script_mint([{'status': 200, 'delay': 2.0}])
+        self.set_user(d, 'slow-mint')
+        d.send_events_dgram([make_event(0)])
+        self.assertEventsDelivered(ids(range(1)), timeout=10)
+        s = self.session(d)
+        self.assertGreaterEqual(s['token_age_s'], 1.9)
+        self.assertLessEqual(s['token_expires_in_s'], 3.1)
+        self.assertAlmostEqual(s['token_age_s'] + s['token_expires_in_s'],
+                               5.0, delta=0.05)
+        self.assertNoViolations()
+
+
 class RevocationTests(SessionCase):
 
     def test_revoked_token_one_remint_batch_resent_once(self):
