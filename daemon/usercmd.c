@@ -6,20 +6,33 @@
  * limit (SIGKILL after user_context_timeout) and an output cap
  * (user_context_max_output; more is an error and the child is killed).
  * Its stderr goes to /dev/null: whatever it prints there is not ours to
- * log. Three handles (process, stdout pipe, timer) close before the
- * context is freed.
+ * log. It inherits no other descriptor of ours (the upstream connection
+ * among them), and runs in a process group of its own: what it leaves
+ * behind holding the pipe is killed with it, and once it has exited its
+ * output is awaited only for USERCMD_EOF_GRACE_MS. Three handles
+ * (process, stdout pipe, timer) close before the context is freed.
  */
 #include "usercmd.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define USERCMD_MAX_ARGS 64
 #define USERCMD_MAX_LINE 4096
+/* After the command exited: how long its last output may take to be
+ * read, when something it started still holds the pipe open. */
+#define USERCMD_EOF_GRACE_MS 100
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
 
 struct usercmd {
         uv_process_t proc;
@@ -29,6 +42,7 @@ struct usercmd {
         bool exited, eof, done, cancelled;
         int64_t exit_status;
         int term_signal;
+        int pgid;            /* its process group (its pid), once spawned */
         const char *failure; /* set when we killed it, or read failed */
         char *buf;
         size_t len, cap;
@@ -166,17 +180,34 @@ static void finish(struct usercmd *u)
         close_all(u);
 }
 
-static void kill_child(struct usercmd *u, const char *why)
+static void stop_reading(struct usercmd *u)
 {
-        if (!u->failure)
-                u->failure = why;
-        if (!u->exited)
-                uv_process_kill(&u->proc, SIGKILL);
         if (!u->eof) {
                 uv_read_stop((uv_stream_t *)&u->out);
                 u->eof = true;
         }
 }
+
+/* SIGKILL to its process group: the command and whatever it started.
+ * The group outlives the command while any member lives, and its id is
+ * not handed out again meanwhile; with none left this is ESRCH. */
+static void kill_group(struct usercmd *u)
+{
+        if (u->pgid > 0)
+                kill(-u->pgid, SIGKILL);
+}
+
+static void kill_child(struct usercmd *u, const char *why)
+{
+        if (!u->failure)
+                u->failure = why;
+        kill_group(u);
+        if (!u->exited)
+                uv_process_kill(&u->proc, SIGKILL);
+        stop_reading(u);
+}
+
+static void on_timeout(uv_timer_t *t);
 
 static void on_exit_cb(uv_process_t *p, int64_t status, int sig)
 {
@@ -185,8 +216,10 @@ static void on_exit_cb(uv_process_t *p, int64_t status, int sig)
         u->exited = true;
         u->exit_status = status;
         u->term_signal = sig;
-        /* The timer keeps running until the output ends too: a child
-         * that left a grandchild holding stdout is still bounded. */
+        /* What it wrote is in the pipe already; if something it started
+         * keeps the pipe open, do not wait for that. */
+        if (!u->eof && !u->done)
+                uv_timer_start(&u->timer, on_timeout, USERCMD_EOF_GRACE_MS, 0);
         finish(u);
 }
 
@@ -194,7 +227,14 @@ static void on_timeout(uv_timer_t *t)
 {
         struct usercmd *u = t->data;
 
-        kill_child(u, "it did not finish within user_context_timeout");
+        if (u->exited) {
+                /* The grace after its exit is over: its leftovers go, and
+                 * what it printed counts. */
+                kill_group(u);
+                stop_reading(u);
+        } else {
+                kill_child(u, "it did not finish within user_context_timeout");
+        }
         finish(u);
 }
 
@@ -221,6 +261,28 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
                 u->eof = true;
         }
         finish(u);
+}
+
+/* Every descriptor above stderr close-on-exec, so the command inherits
+ * none: libcurl's sockets (the upstream connection with them) are
+ * opened without it. segopsd execs nothing else, so this costs nothing. */
+static void cloexec_all(void)
+{
+        DIR *dir;
+        struct dirent *e;
+
+        if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) == 0)
+                return;
+        dir = opendir("/proc/self/fd");
+        if (!dir)
+                return;
+        while ((e = readdir(dir)) != NULL) {
+                int fd = atoi(e->d_name);
+
+                if (fd > 2 && fd != dirfd(dir))
+                        fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC);
+        }
+        closedir(dir);
 }
 
 int usercmd_run(uv_loop_t *loop, const char *command, double timeout_s, size_t max_output,
@@ -265,6 +327,8 @@ int usercmd_run(uv_loop_t *loop, const char *command, double timeout_s, size_t m
         opt.stdio = stdio;
         opt.stdio_count = 3;
         opt.exit_cb = on_exit_cb;
+        opt.flags = UV_PROCESS_DETACHED; /* setsid(): a group of its own */
+        cloexec_all();
         r = uv_spawn(loop, &u->proc, &opt);
         if (r < 0) {
                 snprintf(why, whylen, "cannot run user_context_command '%s': %s", argv[0],
@@ -276,6 +340,7 @@ int usercmd_run(uv_loop_t *loop, const char *command, double timeout_s, size_t m
                 return -EIO;
         }
         u->open_handles = 3;
+        u->pgid = u->proc.pid;
         uv_read_start((uv_stream_t *)&u->out, on_alloc, on_read);
         uv_timer_start(&u->timer, on_timeout, (uint64_t)(timeout_s * 1000.0), 0);
         *ret = u;

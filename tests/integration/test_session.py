@@ -16,6 +16,7 @@ import json
 import os
 import stat
 import sys
+import textwrap
 import time
 import unittest
 
@@ -414,6 +415,71 @@ class UserContextCommandTests(SessionCase):
         self.assertEventsDelivered(ids(range(5)))
         self.assertEqual([m['user_id'] for m in self.upstream.mints],
                          ['unset-unset'])
+        self.assertNoViolations()
+
+    def test_command_inherits_no_descriptors(self):
+        # The second run comes with the upstream connection open (kept
+        # alive since the first): the command must get neither it nor
+        # any other descriptor of segopsd's, only stdin/out/err.
+        dump = os.path.join(self.tmpdir, 'fds')
+        script = os.path.join(self.tmpdir, 'fds.py')
+        with open(script, 'w', encoding='utf-8') as f:
+            f.write(textwrap.dedent('''
+                import json, os, sys
+                fds = {}
+                for fd in os.listdir('/proc/self/fd'):
+                    try:
+                        fds[fd] = os.readlink('/proc/self/fd/' + fd)
+                    except OSError:
+                        pass  # the directory being listed
+                with open(sys.argv[1], 'a') as out:
+                    out.write(json.dumps(sorted(fds)) + '\\n')
+                print(json.dumps({'user_id': 'fd-user'}))
+            '''))
+        d = self.start_daemon(batch__batch_size='5',
+                              upstream__user_context_command='%s %s %s' % (
+                                  sys.executable, script, dump))
+        send_stream(d, [make_event(i) for i in range(5)])
+        self.assertEventsDelivered(ids(range(5)))
+        self.assertEqual(d.control({'op': 'reset_session'}), [{'ok': True}])
+        send_stream(d, [make_event(i) for i in range(5, 10)])
+        self.assertEventsDelivered(ids(range(10)))
+        with open(dump, encoding='utf-8') as f:
+            runs = [json.loads(line) for line in f]
+        self.assertEqual(len(runs), 2)
+        for fds in runs:
+            self.assertEqual(fds, ['0', '1', '2'])
+        self.assertNoViolations()
+
+    def test_command_that_leaves_a_process_behind(self):
+        # It prints its identity and exits, but a process it started
+        # keeps the pipe open: the identity counts at once (not after
+        # user_context_timeout), and the leftover is killed.
+        marker = '61.%d' % os.getpid()
+        d = self.start_with_command(
+            'sleep %s & echo \'{"user_id": "bg-user"}\'' % marker,
+            upstream__user_context_timeout='10')
+        t0 = time.monotonic()
+        send_stream(d, [make_event(i) for i in range(5)])
+        self.assertEventsDelivered(ids(range(5)), timeout=8)
+        self.assertLess(time.monotonic() - t0, 5)
+        self.assertEqual([m['user_id'] for m in self.upstream.mints],
+                         ['bg-user'])
+
+        def leftovers():
+            found = []
+            for pid in filter(str.isdigit, os.listdir('/proc')):
+                try:
+                    with open('/proc/%s/cmdline' % pid, 'rb') as f:
+                        if marker.encode() in f.read():
+                            found.append(pid)
+                except OSError:
+                    pass
+            return found
+        deadline = time.monotonic() + 5
+        while leftovers() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(leftovers(), [])
         self.assertNoViolations()
 
     def test_set_user_wins_over_command(self):
