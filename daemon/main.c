@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,12 @@ static void on_grace(uv_timer_t *t)
 
         conn_server_abort(&rt->d);
         uv_close((uv_handle_t *)t, NULL);
+        /* Only now: closing them gives the signals their default action
+         * back, and a SIGHUP (logrotate) or a second Ctrl-C during the
+         * grace would kill segopsd with replies still to write. */
+        uv_close((uv_handle_t *)&rt->sig_term, NULL);
+        uv_close((uv_handle_t *)&rt->sig_int, NULL);
+        uv_close((uv_handle_t *)&rt->sig_hup, NULL);
 }
 
 static void finish_stop(struct runtime *rt)
@@ -87,9 +94,6 @@ static void finish_stop(struct runtime *rt)
                 log_info("stopped: every accepted event was delivered");
         uv_close((uv_handle_t *)&rt->stop_timer, NULL);
         uv_close((uv_handle_t *)&rt->watchdog, NULL);
-        uv_close((uv_handle_t *)&rt->sig_term, NULL);
-        uv_close((uv_handle_t *)&rt->sig_int, NULL);
-        uv_close((uv_handle_t *)&rt->sig_hup, NULL);
 }
 
 static void on_stop_poll(uv_timer_t *t)
@@ -122,7 +126,8 @@ static void on_signal(uv_signal_t *h, int signum)
         struct runtime *rt = h->data;
 
         if (signum == SIGHUP) {
-                (void)daemon_reload(&rt->d);
+                if (!rt->d.stopping) /* stopping: nothing left to reload for */
+                        (void)daemon_reload(&rt->d);
                 return;
         }
         begin_stop(rt);
@@ -275,6 +280,9 @@ int main(int argc, char **argv)
                 goto out;
         }
         signal(SIGPIPE, SIG_IGN);
+        /* It holds the API key (and session tokens): no core dumps, and
+         * no ptrace or /proc/PID/mem for other processes of its user. */
+        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
         log_init(rt.d.cfg.log_level, rt.d.cfg.log_rate);
         r = rng_init();
         if (r < 0) {

@@ -245,6 +245,31 @@ class StopWithSilentClients(SegopsTestCase):
         self.assertEqual(d.stop(timeout=10), 0)
         self.assertLess(time.monotonic() - t0, 5)
 
+    def test_signals_during_the_last_grace_are_harmless(self):
+        # Everything is delivered, but a client that does not read keeps
+        # segopsd in its last grace second; a SIGHUP (logrotate) or a
+        # second Ctrl-C then must not kill it: exit 0 all the same.
+        for late in (signal.SIGHUP, signal.SIGINT):
+            d = self.start_daemon()
+            s = d.connect_control()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.setblocking(False)
+            try:
+                for _ in range(100000):
+                    s.send(b'{"op":"stats"}\n')
+            except BlockingIOError:
+                pass
+            time.sleep(0.3)
+            d.send_signal(signal.SIGTERM)
+            self.assertTrue(d.wait_for_log('stopped: every accepted event',
+                                           timeout=5))
+            time.sleep(0.05)
+            d.send_signal(late)
+            rc = d.proc.wait(timeout=10)
+            s.close()
+            self.assertEqual(rc, 0, '%s in the grace: %s' % (late.name,
+                                                             d.stderr_tail()))
+
 
 class NotYetTests(SegopsTestCase):
 
