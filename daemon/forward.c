@@ -213,6 +213,9 @@ static struct fwd_req *req_get(struct fwd *f)
 
 static void req_put(struct fwd *f, struct fwd_req *r)
 {
+        /* Our header list holds the key or token: wiped before freeing. */
+        for (struct curl_slist *l = r->headers; l; l = l->next)
+                explicit_bzero(l->data, strlen(l->data));
         curl_slist_free_all(r->headers);
         r->headers = NULL;
         if (f->closing) {
