@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,25 +118,82 @@ static ssize_t read_all(int fd, char *buf, size_t cap)
         }
 }
 
-/* From a terminal: one line, typed without echo. */
-static ssize_t read_tty(int fd, char *buf, size_t cap)
-{
-        struct termios old, quiet;
-        size_t len = 0;
-        ssize_t r;
+/* A signal that arrives while echo is off: the terminal is put back at
+ * once, and read_tty raises the signal again with its usual action (then
+ * asks again, when that action was to stop and we were continued). */
+static const int tty_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP, SIGTTIN, SIGTTOU };
+#define TTY_NSIG (sizeof(tty_signals) / sizeof(tty_signals[0]))
+static volatile sig_atomic_t tty_signo;
+static int tty_fd = -1;
+static struct termios tty_saved;
 
-        if (tcgetattr(fd, &old) < 0)
-                return read_all(fd, buf, cap);
-        quiet = old;
+static void on_tty_signal(int signo)
+{
+        (void)tcsetattr(tty_fd, TCSAFLUSH, &tty_saved);
+        tty_signo = signo;
+}
+
+static void tty_catch(struct sigaction *old)
+{
+        struct sigaction sa = { 0 };
+
+        sa.sa_handler = on_tty_signal; /* no SA_RESTART: read() returns EINTR */
+        sigemptyset(&sa.sa_mask);
+        for (size_t i = 0; i < TTY_NSIG; i++)
+                sigaction(tty_signals[i], &sa, &old[i]);
+}
+
+static void tty_release(const struct sigaction *old)
+{
+        for (size_t i = 0; i < TTY_NSIG; i++)
+                sigaction(tty_signals[i], &old[i], NULL);
+}
+
+static void tty_quiet(int fd)
+{
+        struct termios quiet = tty_saved;
+
         quiet.c_lflag &= ~(tcflag_t)ECHO;
         quiet.c_lflag |= ECHONL;
         fputs("Signing secret: ", stderr);
         fflush(stderr);
         (void)tcsetattr(fd, TCSAFLUSH, &quiet);
+}
+
+/* From a terminal: one line, typed without echo. */
+static ssize_t read_tty(int fd, char *buf, size_t cap)
+{
+        struct sigaction old[TTY_NSIG];
+        size_t len = 0;
+        ssize_t r;
+
+        if (tcgetattr(fd, &tty_saved) < 0)
+                return read_all(fd, buf, cap);
+        tty_fd = fd;
+        tty_signo = 0;
+        tty_catch(old);
+        tty_quiet(fd);
         for (;;) {
                 r = read(fd, buf + len, 1);
-                if (r < 0 && errno == EINTR)
+                if (r < 0 && errno == EINTR) {
+                        int sig = tty_signo;
+
+                        if (sig) {
+                                /* The terminal is back to normal: act on
+                                 * the signal as if we had not caught it. */
+                                tty_signo = 0;
+                                tty_release(old);
+                                raise(sig);
+                                /* Still here: it stopped us and we were
+                                 * continued. Start the line over. */
+                                explicit_bzero(buf, len);
+                                len = 0;
+                                tty_catch(old);
+                                fputc('\n', stderr);
+                                tty_quiet(fd);
+                        }
                         continue;
+                }
                 if (r < 0) {
                         r = -errno;
                         break;
@@ -150,7 +208,8 @@ static ssize_t read_tty(int fd, char *buf, size_t cap)
                         break;
                 }
         }
-        (void)tcsetattr(fd, TCSAFLUSH, &old);
+        (void)tcsetattr(fd, TCSAFLUSH, &tty_saved);
+        tty_release(old);
         return r;
 }
 

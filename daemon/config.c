@@ -514,6 +514,8 @@ static int cfg_set_string(struct cfg_parse *st, const struct cfg_key *k, const c
         *p = d;
         if (k->type == T_SECRET)
                 st->c->api_key_line = st->lineno;
+        else if (p == &st->c->api_key_file)
+                st->c->api_key_file_line = st->lineno;
         return 0;
 }
 
@@ -973,6 +975,12 @@ static int cfg_read_secret(const char *path, char **ret)
                 r = S_ISDIR(sb.st_mode) ? -EISDIR : -EINVAL;
                 goto out;
         }
+        /* A key every local user can read is no secret: refused, as
+         * ssh refuses such private keys. */
+        if (sb.st_mode & (S_IROTH | S_IWOTH)) {
+                r = -EPERM;
+                goto out;
+        }
         buf = malloc(CFG_MAX_KEY_FILE_BYTES + 1);
         if (!buf) {
                 r = -ENOMEM;
@@ -1090,16 +1098,28 @@ int cfg_load_key(const struct cfg *c, char **ret_key, char *err, size_t errlen)
                 }
         }
         if (c->api_key_file) {
-                char name[PATH_MAX + 64];
+                char name[PATH_MAX + 64], at[PATH_MAX + 16];
 
                 cfg_name_file(c->api_key_file, name, sizeof(name));
                 snprintf(where, sizeof(where), "%s (api_key_file)", name);
                 r = cfg_read_secret(c->api_key_file, &key);
-                if (r < 0) {
+                /* FILE:LINE of the setting, or FILE alone for the default. */
+                if (c->api_key_file_line)
+                        snprintf(at, sizeof(at), "%s:%u", c->path ? c->path : "(config)",
+                                 c->api_key_file_line);
+                else
+                        snprintf(at, sizeof(at), "%s", c->path ? c->path : "(config)");
+                if (r == -EPERM) {
                         cfg_errf(err, errlen,
-                                 "%s: cannot read API key "
-                                 "file: %s",
-                                 where, strerror(-r));
+                                 "%s: [upstream] api_key_file: %s can be read or written by "
+                                 "every user; keep it to its owner and group "
+                                 "(chmod o-rwx, e.g. root:segops 0640)",
+                                 at, name);
+                        return r;
+                }
+                if (r < 0) {
+                        cfg_errf(err, errlen, "%s: [upstream] api_key_file: %s: %s", at, name,
+                                 strerror(-r));
                         return r;
                 }
                 goto check;

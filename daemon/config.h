@@ -25,6 +25,7 @@ struct cfg {
         char *api_key_file;         /* may be NULL */
         char *api_key;              /* inline key (discouraged), may be NULL */
         unsigned api_key_line;      /* line of api_key, for messages */
+        unsigned api_key_file_line; /* line of api_key_file, likewise */
         char *user_context_command; /* may be NULL */
         char *ca_file;              /* may be NULL */
         double timeout;             /* seconds per request, > 0 */

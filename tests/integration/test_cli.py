@@ -45,6 +45,7 @@ class CliTests(SegopsTestCase):
         path = os.path.join(self.tmpdir, name)
         with open(path, 'w', encoding='utf-8') as f:
             f.write(text)
+        os.chmod(path, 0o600)
         return path
 
     def base_config(self, key_line=None):
@@ -162,6 +163,19 @@ class CliTests(SegopsTestCase):
             self.assertRegex(err, r'(?i)key')
             self.assertRegex(err, r'No such file|cannot read')
         self.assertFalse(os.path.exists(os.path.join(self.tmpdir, 'e.sock')))
+
+    def test_key_file_readable_by_everyone_is_refused(self):
+        key_path = self.write('openkey', SECRET + '\n')
+        os.chmod(key_path, 0o644)
+        path = self.config_file(self.base_config('api_key_file = ' + key_path))
+        for args in (('--check-config',), ()):
+            rc, out, err = run_segopsd('--config', path, *args)
+            self.assertEqual(rc, 1, args)
+            self.assertRegex(err, r'%s:\d+: \[upstream\] api_key_file: %s can '
+                             r'be read or written by every user' %
+                             (re.escape(path), re.escape(key_path)))
+            self.assertNotIn(SECRET, out + err)
+            self.assertNotIn(SECRET[4:], out + err)
 
     def test_bad_key_in_key_file(self):
         key_path = self.write('badkey', 'xx_not_a_key_123456\n')

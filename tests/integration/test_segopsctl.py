@@ -12,6 +12,7 @@ import json
 import os
 import select
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -310,6 +311,7 @@ class SegopsctlTests(SegopsTestCase):
         key = os.path.join(self.tmpdir, 'key')
         with open(key, 'w') as f:
             f.write(secret + '\n')
+        os.chmod(key, 0o600)
         good = os.path.join(self.tmpdir, 'good.conf')
         with open(good, 'w') as f:
             f.write('[upstream]\napi_url = %s\napi_key_file = %s\n'
@@ -396,6 +398,33 @@ class SegopsctlTests(SegopsTestCase):
         finally:
             os.close(master)
             os.close(slave)
+
+    def test_sign_user_id_interrupted_at_the_prompt_restores_echo(self):
+        """Ctrl-C (or a kill) while the secret is being typed: segopsctl
+        dies of that signal, as usual, but puts echo back first."""
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            master, slave = os.openpty()
+            try:
+                e = {k: v for k, v in os.environ.items() if k not in SCRUB}
+                p = subprocess.Popen([segopsctl_path(), 'sign-user-id', 'u1'],
+                                     stdin=slave, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, env=e)
+                self.addCleanup(lambda p=p: p.poll() is None and p.kill())
+                deadline = time.monotonic() + 10
+                while termios.tcgetattr(slave)[3] & termios.ECHO:
+                    self.assertLess(time.monotonic(), deadline, 'echo never off')
+                    time.sleep(0.01)
+                os.write(master, b'half-typed')
+                time.sleep(0.1)
+                p.send_signal(sig)
+                out, err = p.communicate(timeout=10)
+                self.assertEqual(p.returncode, -sig, err)
+                self.assertEqual(out, b'')
+                self.assertTrue(termios.tcgetattr(slave)[3] & termios.ECHO,
+                                'echo not restored after %s' % sig.name)
+            finally:
+                os.close(master)
+                os.close(slave)
 
     def test_sign_user_id_secret_file(self):
         secret = 'file-secret\twith tab'

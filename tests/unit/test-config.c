@@ -46,6 +46,7 @@ static const char *write_file(const char *name, const char *content)
         ck_assert_msg(f != NULL, "fopen %s: %s", p, strerror(errno));
         ck_assert_int_eq(fputs(content, f) >= 0, 1);
         ck_assert_int_eq(fclose(f), 0);
+        ck_assert_int_eq(chmod(p, 0600), 0); /* keys must not be world-readable */
         return p;
 }
 
@@ -691,11 +692,29 @@ START_TEST(test_unreadable_key_file)
         ck_assert_msg(load(&c, content, err, sizeof(err)) == 0, "%s", err);
         ck_assert_int_eq(cfg_load_key(&c, &key, err, sizeof(err)), -ENOENT);
         ck_assert_ptr_null(key);
-        snprintf(want, sizeof(want),
-                 "%s (api_key_file): cannot read API key "
-                 "file: %s",
+        snprintf(want, sizeof(want), "%s:3: [upstream] api_key_file: %s: %s", tpath("t.conf"),
                  keyfile, strerror(ENOENT));
         ck_assert_str_eq(err, want);
+
+        /* Readable by every user: refused, naming the fix. */
+        {
+                const char *p = write_file("open_key", "sk_openkey12345\n");
+
+                ck_assert_int_eq(chmod(p, 0644), 0);
+                free(c.api_key_file);
+                c.api_key_file = strdup(p);
+                ck_assert_int_eq(cfg_load_key(&c, &key, err, sizeof(err)), -EPERM);
+                ck_assert_ptr_null(key);
+                ck_assert_msg(strstr(err, "can be read or written by every user"), "%s", err);
+                ck_assert_msg(strstr(err, "chmod o-rwx"), "%s", err);
+                ck_assert_msg(!strstr(err, "openkey"), "%s", err);
+                ck_assert_int_eq(chmod(p, 0640), 0);
+                ck_assert_int_eq(cfg_load_key(&c, &key, err, sizeof(err)), 0);
+                ck_assert_str_eq(key, "sk_openkey12345");
+                free(key);
+                key = NULL;
+                unlink(p);
+        }
 
         /* A directory is not a key file. */
         free(c.api_key_file);
