@@ -14,8 +14,12 @@
 #include "reload.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "daemon.h"
 #include "log.h"
@@ -95,6 +99,19 @@ static bool same_kind(const char *a, const char *b)
         return (!a && !b) || (a && b && strncmp(a, b, 3) == 0);
 }
 
+/* Does the key come from $CREDENTIALS_DIRECTORY/api_key (SPEC 6: it
+ * wins over api_key_file)? */
+static bool key_from_credential(void)
+{
+        const char *dir = getenv("CREDENTIALS_DIRECTORY");
+        char path[PATH_MAX];
+
+        if (!dir || !*dir ||
+            (size_t)snprintf(path, sizeof(path), "%s/api_key", dir) >= sizeof(path))
+                return false;
+        return access(path, F_OK) == 0;
+}
+
 int daemon_reload(struct daemon *d)
 {
         struct restart_notes rn = { .n = 0 };
@@ -148,8 +165,13 @@ int daemon_reload(struct daemon *d)
                 if (session_enabled(&d->session))
                         session_key_changed(&d->session);
         }
-        if (key)
+        if (key) {
                 explicit_bzero(key, strlen(key));
+                if (key_from_credential())
+                        log_info("reload: the API key is the systemd credential api_key, "
+                                 "which systemd copies only when segopsd starts: to rotate "
+                                 "it, replace its source file and restart segopsd");
+        }
         free(key);
 
         log_set_level(d->cfg.log_level);

@@ -141,6 +141,25 @@ class ReloadTests(SegopsTestCase):
         self.assertEventsDelivered([event_id(0)])
         self.assertNoViolations()
 
+    def test_a_key_from_a_credential_says_how_to_rotate_it(self):
+        # systemd copies a credential only at start: a reload keeps the
+        # key, and says so, instead of claiming nothing.
+        creds = os.path.join(self.tmpdir, 'creds')
+        os.mkdir(creds)
+        key = os.path.join(creds, 'api_key')
+        with open(key, 'w') as f:
+            f.write(self.api_key + '\n')
+        os.chmod(key, 0o400)
+        d = self.start_daemon(env={'CREDENTIALS_DIRECTORY': creds})
+        log = self.reload(d, r'reloaded ')
+        self.assertRegex(log, r'systemd credential api_key, which systemd '
+                         r'copies only when segopsd starts.*restart segopsd')
+        self.assertNotIn('API key replaced', log)
+        send_stream(d, [make_event(0)])
+        self.assertEqual(d.flush()['ok'], True)
+        self.assertEventsDelivered([event_id(0)])
+        self.assertNoViolations()
+
     def test_restart_only_values_keep_running_and_say_so(self):
         d = self.start_daemon()
         old_socket = d.events_socket

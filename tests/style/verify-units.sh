@@ -3,11 +3,14 @@
 # segopsd.service and on segopsd.socket, as systemd would load them. A
 # build tree has no installed segopsd for ExecStart to name, so "Command
 # ... is not executable" is expected and set aside; any other complaint
-# fails the test and is printed.
+# fails the test and is printed. With a fourth argument, the sysusers.d
+# file: systemd-sysusers must create group segops from it in an empty
+# root.
 set -eu
 analyze=$1
 service=$2
 socket=$3
+sysusers=${4:-}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cp "$service" "$socket" "$tmp/"
@@ -18,3 +21,12 @@ if [ -n "$bad" ]; then
         exit 1
 fi
 echo "segopsd.service and segopsd.socket verified"
+if [ -n "$sysusers" ]; then
+        mkdir -p "$tmp/root/etc"
+        "$(dirname "$analyze")/systemd-sysusers" --root="$tmp/root" "$sysusers" >/dev/null
+        if ! grep -q '^segops:' "$tmp/root/etc/group"; then
+                echo "systemd-sysusers did not create group segops from $sysusers"
+                exit 1
+        fi
+        echo "group segops created from $sysusers"
+fi
