@@ -136,6 +136,7 @@ static const struct cfg_key cfg_keys[] = {
 };
 
 #define CFG_NKEYS (sizeof(cfg_keys) / sizeof(cfg_keys[0]))
+_Static_assert(CFG_NKEYS <= CFG_MAX_KEYS, "raise CFG_MAX_KEYS");
 
 static const char *const cfg_sections[] = {
         "upstream", "batch", "buffer", "listen", "log",
@@ -720,6 +721,7 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
                 return 0;
         }
         st->seen_line[i] = st->lineno;
+        st->c->key_line[i] = st->lineno;
         return cfg_apply(st, k, value) < 0 ? 0 : 1;
 }
 
@@ -864,8 +866,26 @@ out:
         return r;
 }
 
+/* "FILE:LINE" of whichever of two keys (struct cfg offsets) was set
+ * later in the file, "FILE" when neither was: where a conflict between
+ * them is best fixed. */
+static const char *pair_at(const struct cfg *c, size_t off_a, size_t off_b, char *out, size_t n)
+{
+        unsigned line = 0;
+
+        for (size_t i = 0; i < CFG_NKEYS; i++)
+                if ((cfg_keys[i].off == off_a || cfg_keys[i].off == off_b) && c->key_line[i] > line)
+                        line = c->key_line[i];
+        if (line)
+                snprintf(out, n, "%s:%u", c->path ? c->path : "(defaults)", line);
+        else
+                snprintf(out, n, "%s", c->path ? c->path : "(defaults)");
+        return out;
+}
+
 int cfg_validate(const struct cfg *c, char *err, size_t errlen)
 {
+        char at[PATH_MAX + 16];
         const char *p;
 
         if (!c) {
@@ -889,7 +909,8 @@ int cfg_validate(const struct cfg *c, char *err, size_t errlen)
                 cfg_errf(err, errlen,
                          "%s: [listen] events_socket and "
                          "control_socket must differ (both are '%s')",
-                         p, c->events_socket);
+                         pair_at(c, F(events_socket), F(control_socket), at, sizeof(at)),
+                         c->events_socket);
                 return -EINVAL;
         }
         /* One batch being sent plus one being filled must fit. */
@@ -898,7 +919,8 @@ int cfg_validate(const struct cfg *c, char *err, size_t errlen)
                          "%s: [buffer] max_memory must be at "
                          "least twice [batch] max_batch_bytes (got %zu and "
                          "%zu)",
-                         p, c->max_memory, c->max_batch_bytes);
+                         pair_at(c, F(max_memory), F(max_batch_bytes), at, sizeof(at)),
+                         c->max_memory, c->max_batch_bytes);
                 return -EINVAL;
         }
         /* A message bigger than a batch could never be sent. */
@@ -907,28 +929,32 @@ int cfg_validate(const struct cfg *c, char *err, size_t errlen)
                          "%s: [listen] max_message_bytes must "
                          "not exceed [batch] max_batch_bytes (got %zu and "
                          "%zu)",
-                         p, c->max_message_bytes, c->max_batch_bytes);
+                         pair_at(c, F(max_message_bytes), F(max_batch_bytes), at, sizeof(at)),
+                         c->max_message_bytes, c->max_batch_bytes);
                 return -EINVAL;
         }
         if (c->max_datagram_bytes && c->max_datagram_bytes <= c->max_message_bytes) {
                 cfg_errf(err, errlen,
                          "%s: [listen] max_datagram_bytes must "
                          "be larger than max_message_bytes (got %zu and %zu)",
-                         p, c->max_datagram_bytes, c->max_message_bytes);
+                         pair_at(c, F(max_datagram_bytes), F(max_message_bytes), at, sizeof(at)),
+                         c->max_datagram_bytes, c->max_message_bytes);
                 return -EINVAL;
         }
         if (c->spool_dir && c->max_spool < c->max_batch_bytes) {
                 cfg_errf(err, errlen,
                          "%s: [buffer] max_spool must be at "
                          "least [batch] max_batch_bytes (got %zu and %zu)",
-                         p, c->max_spool, c->max_batch_bytes);
+                         pair_at(c, F(max_spool), F(max_batch_bytes), at, sizeof(at)), c->max_spool,
+                         c->max_batch_bytes);
                 return -EINVAL;
         }
         if (c->backoff_initial > c->backoff_max) {
                 cfg_errf(err, errlen,
                          "%s: [upstream] backoff_initial must "
                          "not exceed backoff_max (got %g and %g)",
-                         p, c->backoff_initial, c->backoff_max);
+                         pair_at(c, F(backoff_initial), F(backoff_max), at, sizeof(at)),
+                         c->backoff_initial, c->backoff_max);
                 return -EINVAL;
         }
         return 0;

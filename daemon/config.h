@@ -17,8 +17,11 @@ enum cfg_compression { CFG_COMPRESSION_NONE, CFG_COMPRESSION_GZIP };
 enum cfg_when_full { CFG_DROP_NEWEST, CFG_DROP_OLDEST };
 enum cfg_log_level { CFG_LOG_ERR, CFG_LOG_WARN, CFG_LOG_INFO, CFG_LOG_DEBUG };
 
+#define CFG_MAX_KEYS 64 /* more than config.c's table has */
+
 struct cfg {
-        char *path; /* the file it was read from, NULL for defaults only */
+        char *path;                      /* the file it was read from, NULL for defaults only */
+        unsigned key_line[CFG_MAX_KEYS]; /* per key of the table: its line, 0 if unset */
 
         /* [upstream] */
         char *api_url;              /* "stdout" = dry run */

@@ -496,6 +496,35 @@ START_TEST(test_validate)
 }
 END_TEST
 
+/* A conflict between two keys names the line of the one set later. */
+START_TEST(test_conflict_names_the_line)
+{
+        char err[1024], want[1024];
+        struct cfg c;
+
+        ck_assert_msg(load(&c,
+                           "[upstream]\napi_url = stdout\nbackoff_max = 10\n\n"
+                           "backoff_initial = 20\n",
+                           err, sizeof(err)) == 0,
+                      "%s", err);
+        ck_assert_int_eq(cfg_validate(&c, err, sizeof(err)), -EINVAL);
+        snprintf(want, sizeof(want), "%s:5: [upstream] backoff_initial must not exceed",
+                 tpath("t.conf"));
+        ck_assert_msg(strstr(err, want), "%s", err);
+        cfg_free(&c);
+        ck_assert_msg(load(&c,
+                           "[batch]\nmax_batch_bytes = 64K\n[upstream]\napi_url = stdout\n"
+                           "[listen]\nmax_message_bytes = 128K\n",
+                           err, sizeof(err)) == 0,
+                      "%s", err);
+        ck_assert_int_eq(cfg_validate(&c, err, sizeof(err)), -EINVAL);
+        snprintf(want, sizeof(want), "%s:6: [listen] max_message_bytes must not exceed",
+                 tpath("t.conf"));
+        ck_assert_msg(strstr(err, want), "%s", err);
+        cfg_free(&c);
+}
+END_TEST
+
 /* Load content, then (if that worked) look up the key; returns the first
  * error text in err, or "" if both succeeded. */
 static void load_and_key(const char *content, char *err, size_t errlen)
@@ -792,6 +821,7 @@ static Suite *config_suite(void)
         CASE(test_sizes);
         CASE(test_socket_mode);
         CASE(test_validate);
+        CASE(test_conflict_names_the_line);
         CASE(test_secret_never_shown);
         CASE(test_key_lookup_order);
         CASE(test_bad_key);
