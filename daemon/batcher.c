@@ -700,6 +700,10 @@ static void check_waiters(struct batcher *b, uint64_t now)
                         *p = w->next;
                         w->next = done;
                         done = w;
+                        /* see batcher_flush */
+                        for (struct flush_frame *f = b->adding; f; f = f->prev)
+                                if (f->w == w)
+                                        f->answered = true;
                 } else {
                         p = &w->next;
                 }
@@ -709,8 +713,6 @@ static void check_waiters(struct batcher *b, uint64_t now)
                 uint64_t pending = low > w->target ? 0 : held_upto(b, w->target);
 
                 done = w->next;
-                if (w == b->adding)
-                        b->adding = NULL; /* see batcher_flush */
                 w->cb(w->ud, pending ? -ETIMEDOUT : 0, w->held, total - w->dropped0, pending);
                 free(w);
         }
@@ -873,13 +875,14 @@ struct flush_waiter *batcher_flush(struct batcher *b, uint64_t timeout_ms, batch
         if (target > b->flush_target)
                 b->flush_target = target;
         /* pump() may answer it at once (timeout_ms 0, or nothing left to
-         * wait for); then w is freed and the caller must not keep it. */
-        b->adding = w;
+         * wait for); then w is freed and the caller must not keep it. Its
+         * callbacks may start flushes of their own: frames nest. */
+        struct flush_frame frame = { .w = w, .answered = false, .prev = b->adding };
+
+        b->adding = &frame;
         pump(b);
-        if (!b->adding)
-                return NULL;
-        b->adding = NULL;
-        return w;
+        b->adding = frame.prev;
+        return frame.answered ? NULL : w;
 }
 
 void batcher_flush_cancel(struct batcher *b, struct flush_waiter *w)

@@ -35,16 +35,24 @@ struct flush_waiter {
         void *ud;
 };
 
+/* One batcher_flush call in progress (on its stack): pump() may answer
+ * its waiter, or, through a callback, start another flush first. */
+struct flush_frame {
+        struct flush_waiter *w;
+        bool answered;
+        struct flush_frame *prev;
+};
+
 struct batcher {
         struct daemon *d;
         struct batch *batches; /* every live batch */
         unsigned nbatches;
-        struct flush_waiter *adding; /* inside batcher_flush's pump */
-        uv_timer_t interval;         /* flush_interval, periodic */
-        uv_timer_t wake;             /* next retry / pause end / deadline */
-        bool interval_due;           /* cut partial batches */
-        uint64_t paused_until;       /* loop ms; Retry-After pauses sending */
-        uint64_t flush_target;       /* cut partial batches up to this seq */
+        struct flush_frame *adding; /* batcher_flush calls in progress */
+        uv_timer_t interval;        /* flush_interval, periodic */
+        uv_timer_t wake;            /* next retry / pause end / deadline */
+        bool interval_due;          /* cut partial batches */
+        uint64_t paused_until;      /* loop ms; Retry-After pauses sending */
+        uint64_t flush_target;      /* cut partial batches up to this seq */
         struct flush_waiter *waiters;
         bool draining; /* stopping: send everything */
         bool closing;

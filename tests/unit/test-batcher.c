@@ -251,6 +251,64 @@ START_TEST(test_flush_with_nothing_held_answers_at_once)
 }
 END_TEST
 
+/* A flush answered inside another flush's pump() whose callback starts
+ * a flush of its own (a connection's next pipelined line): each call
+ * must still say truly whether its own waiter is pending. */
+struct nesting {
+        struct fixture *fx;
+        int calls;
+        struct flush_result inner;
+        struct flush_waiter *inner_w;
+};
+
+static void on_flush_nesting(void *ud, int result, uint64_t flushed, uint64_t dropped,
+                             uint64_t pending)
+{
+        struct nesting *n = ud;
+
+        n->calls++;
+        n->inner_w = batcher_flush(&n->fx->d.batcher, 60000, on_flush, &n->inner);
+}
+
+START_TEST(test_nested_flushes_keep_their_waiters)
+{
+        for (int same_pass = 0; same_pass < 2; same_pass++) {
+                struct fixture fx;
+                struct nesting a = { .fx = &fx };
+                struct flush_result rb = { 0 };
+                struct flush_waiter *wa, *wb;
+
+                setup(&fx, 20, 1048576, 3600);
+                for (int i = 0; i < 3; i++)
+                        push(&fx, i);
+                /* A Retry-After pause: the events stay held. */
+                fx.d.batcher.paused_until = uv_now(&fx.loop) + 60000;
+                wa = batcher_flush(&fx.d.batcher, 1, on_flush_nesting, &a);
+                ck_assert_ptr_nonnull(wa);
+                usleep(3000);
+                uv_update_time(&fx.loop);
+                /* B's pump answers A (its deadline passed); A's callback
+                 * starts another flush. B is answered in the same pass
+                 * (timeout 0) or stays pending. */
+                wb = batcher_flush(&fx.d.batcher, same_pass ? 0 : 60000, on_flush, &rb);
+                ck_assert_int_eq(a.calls, 1);
+                ck_assert_ptr_nonnull(a.inner_w);
+                ck_assert_int_eq(a.inner.calls, 0);
+                if (same_pass) {
+                        ck_assert_ptr_null(wb);
+                        ck_assert_int_eq(rb.calls, 1);
+                        ck_assert_int_eq(rb.result, -ETIMEDOUT);
+                } else {
+                        ck_assert_ptr_nonnull(wb);
+                        ck_assert_int_eq(rb.calls, 0);
+                        batcher_flush_cancel(&fx.d.batcher, wb);
+                }
+                batcher_flush_cancel(&fx.d.batcher, a.inner_w);
+                teardown(&fx);
+        }
+}
+END_TEST
+
 START_TEST(test_drain_sends_everything)
 {
         struct fixture fx;
@@ -353,6 +411,7 @@ static Suite *batcher_suite(void)
         tcase_add_test(tc, test_partial_batch_waits_for_interval);
         tcase_add_test(tc, test_flush_sends_partial_batch_now);
         tcase_add_test(tc, test_flush_with_nothing_held_answers_at_once);
+        tcase_add_test(tc, test_nested_flushes_keep_their_waiters);
         tcase_add_test(tc, test_drain_sends_everything);
         tcase_add_test(tc, test_close_counts_what_is_left);
         tcase_add_test(tc, test_memory_account_holds_when_batches_are_cut_and_compressed);
