@@ -139,8 +139,13 @@ static void tty_catch(struct sigaction *old)
 
         sa.sa_handler = on_tty_signal; /* no SA_RESTART: read() returns EINTR */
         sigemptyset(&sa.sa_mask);
-        for (size_t i = 0; i < TTY_NSIG; i++)
-                sigaction(tty_signals[i], &sa, &old[i]);
+        for (size_t i = 0; i < TTY_NSIG; i++) {
+                sigaction(tty_signals[i], NULL, &old[i]);
+                /* Ignored when we started (nohup, a background job): so
+                 * it stays. */
+                if (old[i].sa_handler != SIG_IGN)
+                        sigaction(tty_signals[i], &sa, NULL);
+        }
 }
 
 static void tty_release(const struct sigaction *old)
@@ -174,8 +179,10 @@ static ssize_t read_tty(int fd, char *buf, size_t cap)
         tty_catch(old);
         tty_quiet(fd);
         for (;;) {
-                r = read(fd, buf + len, 1);
-                if (r < 0 && errno == EINTR) {
+                /* A signal that came between two reads is acted on now,
+                 * not after the next key. */
+                r = tty_signo ? -1 : read(fd, buf + len, 1);
+                if (r < 0 && (tty_signo || errno == EINTR)) {
                         int sig = tty_signo;
 
                         if (sig) {

@@ -1118,6 +1118,13 @@ int cfg_load_key(const struct cfg *c, char **ret_key, char *err, size_t errlen)
                 r = cfg_read_secret(path, &key);
                 if (r == 0)
                         goto check;
+                if (r == -EPERM) {
+                        cfg_errf(err, errlen,
+                                 "%s: can be read or written by every user; keep it to its "
+                                 "owner (systemd's credentials are 0400)",
+                                 where);
+                        return r;
+                }
                 if (r != -ENOENT) {
                         cfg_errf(err, errlen, "%s: cannot read: %s", where, strerror(-r));
                         return r;
