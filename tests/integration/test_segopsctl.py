@@ -359,23 +359,28 @@ class SegopsctlTests(SegopsTestCase):
             self.assertEqual((rc, out), (1, ''))
             self.assertIn('empty', err)
 
+    def prompt_on(self, tty):
+        """sign-user-id with its stdin on the terminal tty, once its
+        prompt has turned echo off (typing only then: the switch flushes
+        what was typed before it)."""
+        e = {k: v for k, v in os.environ.items() if k not in SCRUB}
+        p = subprocess.Popen([segopsctl_path(), 'sign-user-id', 'u1'],
+                             stdin=tty, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=e)
+        self.addCleanup(lambda: p.poll() is None and p.kill())
+        deadline = time.monotonic() + 10
+        while termios.tcgetattr(tty)[3] & termios.ECHO:
+            self.assertLess(time.monotonic(), deadline, 'echo never off')
+            time.sleep(0.01)
+        return p
+
     def test_sign_user_id_from_a_terminal_does_not_echo(self):
         """Typed at a terminal, the secret is read with echo off (only
         the newline shows), and the terminal is left as it was."""
         secret = 'typed-Secret-7'
         master, slave = os.openpty()
         try:
-            e = {k: v for k, v in os.environ.items() if k not in SCRUB}
-            p = subprocess.Popen([segopsctl_path(), 'sign-user-id', 'u1'],
-                                 stdin=slave, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, env=e)
-            self.addCleanup(lambda: p.poll() is None and p.kill())
-            # Type only once echo is off: the switch flushes what was
-            # typed before it.
-            deadline = time.monotonic() + 10
-            while termios.tcgetattr(slave)[3] & termios.ECHO:
-                self.assertLess(time.monotonic(), deadline, 'echo never off')
-                time.sleep(0.01)
+            p = self.prompt_on(slave)
             os.write(master, (secret + '\n').encode())
             out, err = p.communicate(timeout=10)
             self.assertEqual(p.returncode, 0, err)
@@ -405,15 +410,7 @@ class SegopsctlTests(SegopsTestCase):
         for sig in (signal.SIGINT, signal.SIGTERM):
             master, slave = os.openpty()
             try:
-                e = {k: v for k, v in os.environ.items() if k not in SCRUB}
-                p = subprocess.Popen([segopsctl_path(), 'sign-user-id', 'u1'],
-                                     stdin=slave, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=e)
-                self.addCleanup(lambda p=p: p.poll() is None and p.kill())
-                deadline = time.monotonic() + 10
-                while termios.tcgetattr(slave)[3] & termios.ECHO:
-                    self.assertLess(time.monotonic(), deadline, 'echo never off')
-                    time.sleep(0.01)
+                p = self.prompt_on(slave)
                 os.write(master, b'half-typed')
                 time.sleep(0.1)
                 p.send_signal(sig)

@@ -499,29 +499,26 @@ END_TEST
 /* A conflict between two keys names the line of the one set later. */
 START_TEST(test_conflict_names_the_line)
 {
-        char err[1024], want[1024];
-        struct cfg c;
+        static const struct {
+                const char *content, *want;
+        } cases[] = {
+                { "[upstream]\napi_url = stdout\nbackoff_max = 10\n\nbackoff_initial = 20\n",
+                  ":5: [upstream] backoff_initial must not exceed" },
+                { "[batch]\nmax_batch_bytes = 64K\n[upstream]\napi_url = stdout\n"
+                  "[listen]\nmax_message_bytes = 128K\n",
+                  ":6: [listen] max_message_bytes must not exceed" },
+        };
 
-        ck_assert_msg(load(&c,
-                           "[upstream]\napi_url = stdout\nbackoff_max = 10\n\n"
-                           "backoff_initial = 20\n",
-                           err, sizeof(err)) == 0,
-                      "%s", err);
-        ck_assert_int_eq(cfg_validate(&c, err, sizeof(err)), -EINVAL);
-        snprintf(want, sizeof(want), "%s:5: [upstream] backoff_initial must not exceed",
-                 tpath("t.conf"));
-        ck_assert_msg(strstr(err, want), "%s", err);
-        cfg_free(&c);
-        ck_assert_msg(load(&c,
-                           "[batch]\nmax_batch_bytes = 64K\n[upstream]\napi_url = stdout\n"
-                           "[listen]\nmax_message_bytes = 128K\n",
-                           err, sizeof(err)) == 0,
-                      "%s", err);
-        ck_assert_int_eq(cfg_validate(&c, err, sizeof(err)), -EINVAL);
-        snprintf(want, sizeof(want), "%s:6: [listen] max_message_bytes must not exceed",
-                 tpath("t.conf"));
-        ck_assert_msg(strstr(err, want), "%s", err);
-        cfg_free(&c);
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                char err[1024], want[1024];
+                struct cfg c;
+
+                ck_assert_msg(load(&c, cases[i].content, err, sizeof(err)) == 0, "%s", err);
+                ck_assert_int_eq(cfg_validate(&c, err, sizeof(err)), -EINVAL);
+                snprintf(want, sizeof(want), "%s%s", tpath("t.conf"), cases[i].want);
+                ck_assert_msg(strstr(err, want), "%s", err);
+                cfg_free(&c);
+        }
 }
 END_TEST
 
