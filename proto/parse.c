@@ -643,6 +643,89 @@ static int parse_event(json_t *root, json_t *typev, int64_t now_ms, const uint8_
         return 0;
 }
 
+/* Is the integer literal of n digits at d (no sign, no leading zeros)
+ * outside int64? neg: it had a minus sign. */
+static bool beyond_int64(const char *d, size_t n, bool neg)
+{
+        if (n != 19)
+                return n > 19;
+        return memcmp(d, neg ? "9223372036854775808" : "9223372036854775807", 19) > 0;
+}
+
+/* SPEC 2 rejects only numbers that fit neither int64 nor a finite
+ * double, but jansson refuses an integer literal beyond int64 outright.
+ * This copies the line with ".0" after each such literal (outside
+ * strings), so that jansson reads exactly those as doubles and every
+ * other number keeps its kind. Returns the copy (malloc'd, *ret_len
+ * long), or NULL when there is nothing to widen or no memory. */
+static char *widen_big_ints(const char *s, size_t len, size_t *ret_len)
+{
+        /* Each widened literal has 20+ characters and gains 2. */
+        char *w = malloc(len + len / 10 + 4);
+        size_t i = 0, o = 0, widened = 0;
+        bool in_str = false;
+
+        if (!w)
+                return NULL;
+        while (i < len) {
+                char c = s[i];
+
+                if (in_str) {
+                        w[o++] = s[i++];
+                        if (c == '\\' && i < len)
+                                w[o++] = s[i++];
+                        else if (c == '"')
+                                in_str = false;
+                        continue;
+                }
+                if (c == '"') {
+                        in_str = true;
+                        w[o++] = s[i++];
+                        continue;
+                }
+                if (c != '-' && (c < '0' || c > '9')) {
+                        w[o++] = s[i++];
+                        continue;
+                }
+                /* A whole number token: sign, digits, fraction, exponent. */
+                size_t start = i, d0;
+                bool neg = c == '-', plain = true;
+
+                if (neg)
+                        i++;
+                d0 = i;
+                while (i < len && s[i] >= '0' && s[i] <= '9')
+                        i++;
+                size_t nd = i - d0;
+                if (i < len && s[i] == '.') {
+                        plain = false;
+                        for (i++; i < len && s[i] >= '0' && s[i] <= '9'; i++)
+                                ;
+                }
+                if (i < len && (s[i] == 'e' || s[i] == 'E')) {
+                        plain = false;
+                        i++;
+                        if (i < len && (s[i] == '+' || s[i] == '-'))
+                                i++;
+                        while (i < len && s[i] >= '0' && s[i] <= '9')
+                                i++;
+                }
+                memcpy(w + o, s + start, i - start);
+                o += i - start;
+                if (plain && nd > 0 && s[d0] != '0' && beyond_int64(s + d0, nd, neg)) {
+                        w[o++] = '.';
+                        w[o++] = '0';
+                        widened++;
+                }
+        }
+        if (!widened) {
+                free(w);
+                return NULL;
+        }
+        *ret_len = o;
+        return w;
+}
+
 int proto_parse_slow(const char *line, size_t len, size_t max_bytes, int64_t now_ms,
                      const uint8_t rnd[16], struct proto_buf *out, struct proto_msg *msg,
                      struct proto_error *err)
@@ -681,6 +764,19 @@ int proto_parse_slow(const char *line, size_t len, size_t max_bytes, int64_t now
                 return fail(err, why, "nesting deeper than %d levels", PROTO_MAX_DEPTH);
 
         root = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+        if (!root && json_error_code(&je) == json_error_numeric_overflow) {
+                /* Integers beyond int64 are taken as doubles; a number
+                 * too big for a double (1e400) stays an error. */
+                size_t wlen;
+                char *w = widen_big_ints(line, len, &wlen);
+
+                if (w) {
+                        json_error_t je2;
+
+                        root = json_loadb(w, wlen, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je2);
+                        free(w);
+                }
+        }
         if (!root) {
                 why = reason_of_jansson(&je);
                 /* jansson quotes input near the error: keep it printable. */

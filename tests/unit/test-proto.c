@@ -92,8 +92,8 @@ static const struct bad_case bad_cases[] = {
         /* numbers */
         BAD(EV(",\"payload\":{\"n\":1e400}"), PROTO_E_BAD_NUMBER),
         BAD(EV(",\"payload\":{\"n\":-1e400}"), PROTO_E_BAD_NUMBER),
-        BAD(EV(",\"payload\":{\"n\":99999999999999999999999}"), PROTO_E_BAD_NUMBER),
-        BAD(EV(",\"payload\":{\"n\":-9223372036854775809}"), PROTO_E_BAD_NUMBER),
+        BAD(EV(",\"payload\":{\"n\":99999999999999999999999,\"r\":1e400}"), PROTO_E_BAD_NUMBER),
+        BAD(AT("99999999999999999999"), PROTO_E_BAD_TIMESTAMP),
         BAD(AT("1e999"), PROTO_E_BAD_NUMBER),
         /* duplicate keys */
         BAD(EV(",\"user_id\":\"u2\""), PROTO_E_DUPLICATE_KEY),
@@ -318,6 +318,18 @@ static const struct good_case good_cases[] = {
               "{\"i\":-9223372036854775808,\"j\":9223372036854775807,"
               "\"r\":0.1,\"f\":1.0,\"z\":-0.0,\"big\":1e+300,\"t\":1e-07,"
               "\"x\":100.0,\"p\":3.141592653589793,\"u\":0.0}") },
+        /* integers beyond int64 (SPEC 2: rejected only when a double
+         * cannot hold them either) become doubles; the rest keep their
+         * kind, and digits inside strings are left alone */
+        { EV(",\"payload\":{\"n\":99999999999999999999999,\"m\":-9223372036854775809,"
+             "\"i\":9223372036854775807,\"k\":-9223372036854775808,\"s\":"
+             "\"99999999999999999999999\",\"a\":[18446744073709551616,1,\"\\\"1\"],"
+             "\"e\":1e5,\"f\":12345678901234567890.5}"),
+          OUT(RND_UUID, "u1", "e", NOW_STR,
+              "{\"n\":1e+23,\"m\":-9.223372036854776e+18,\"i\":9223372036854775807,"
+              "\"k\":-9223372036854775808,\"s\":\"99999999999999999999999\","
+              "\"a\":[1.8446744073709552e+19,1,\"\\\"1\"],\"e\":100000.0,"
+              "\"f\":1.2345678901234567e+19}") },
         /* strings re-escaped minimally; UTF-8 kept as is */
         { EV(",\"payload\":{"
              "\"s\":\"a\\\"b\\\\c\\/d\\n\\t\\u0001\\u00e9\\u20ac\","
