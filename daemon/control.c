@@ -77,10 +77,11 @@ static json_t *stats_json(struct daemon *d)
         json_t *rej = json_object(), *drop = json_object();
         uint64_t rejected = 0;
 
+        /* Every reason, 0 or not, as for dropped: a monitor can read
+         * .rejected.oversize from the start. */
         for (int i = 1; i < PROTO_REASON_COUNT; i++) {
-                if (s->rejected[i])
-                        json_object_set_new(rej, proto_reason_name(i),
-                                            json_integer((json_int_t)s->rejected[i]));
+                json_object_set_new(rej, proto_reason_name(i),
+                                    json_integer((json_int_t)s->rejected[i]));
                 rejected += s->rejected[i];
         }
         for (int i = 0; i < DROP_REASON_COUNT; i++)

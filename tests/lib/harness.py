@@ -103,6 +103,11 @@ def send_stream(d, messages, timeout=15.0):
     return replies
 
 
+def nonzero(counts):
+    """The counters of a stats object (rejected, dropped) that are not 0."""
+    return {k: v for k, v in counts.items() if v}
+
+
 def ndjson(messages):
     """Encode a list of dicts (or raw strings) as NDJSON text."""
     return ''.join((m if isinstance(m, str) else json.dumps(m)) + '\n'
