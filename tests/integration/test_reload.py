@@ -249,7 +249,9 @@ class PublicKeyReloadTests(SegopsTestCase):
         next one, with the new key, is used, not thrown away."""
         d = self.start_daemon()
         self.upstream.bad_auth_is_violation = False
-        self.upstream.script_mint([{'status': 401, 'delay': 1.0}])
+        # Long enough that the reload surely comes while it is in flight,
+        # even on a loaded machine (1 s was not, once, in CI).
+        self.upstream.script_mint([{'status': 401, 'delay': 3.0}])
         self.send_as_u1(d)
         st = d.wait_for_stats(lambda st: st['session']['state'] == 'minting')
         self.assertEqual(st['session']['state'], 'minting')
