@@ -115,8 +115,9 @@ class ReloadTests(SegopsTestCase):
     def test_a_401_for_a_batch_sent_with_the_old_key_is_not_blamed_on_the_new(self):
         d = self.start_daemon()
         self.upstream.bad_auth_is_violation = False
-        # The old key's request is answered 401, late: after the reload.
-        self.upstream.script([{'status': 401, 'delay': 1.0}])
+        # The old key's request is answered 401, late: after the reload
+        # (3 s: surely after it, even on a loaded machine).
+        self.upstream.script([{'status': 401, 'delay': 3.0}])
         send_stream(d, [make_event(0)])
         st = d.wait_for_stats(lambda st: st['in_flight'] >= 1)
         self.assertEqual(st['in_flight'], 1)
