@@ -159,7 +159,6 @@ struct cfg_parse {
         int error;     /* negative errno for the first error */
         unsigned errline;
         char msg[512];
-        unsigned seen_line[CFG_NKEYS]; /* 0 = not seen yet */
 };
 
 static char **cfg_str(struct cfg *c, size_t off)
@@ -513,10 +512,6 @@ static int cfg_set_string(struct cfg_parse *st, const struct cfg_key *k, const c
                 explicit_bzero(*p, strlen(*p));
         cfg_free_str(p);
         *p = d;
-        if (k->type == T_SECRET)
-                st->c->api_key_line = st->lineno;
-        else if (p == &st->c->api_key_file)
-                st->c->api_key_file_line = st->lineno;
         return 0;
 }
 
@@ -706,21 +701,20 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
                 cfg_fail(st, "[%s] unknown key '%s'", section, shown);
                 return 0;
         }
-        if (st->seen_line[i]) {
+        if (st->c->key_line[i]) {
                 if (st->indented)
                         cfg_fail_key(st, k, value,
                                      "an indented line "
                                      "continues the value from line %u; "
                                      "remove the indentation",
-                                     st->seen_line[i]);
+                                     st->c->key_line[i]);
                 else
                         cfg_fail_key(st, k, value,
                                      "set more than once "
                                      "(first on line %u)",
-                                     st->seen_line[i]);
+                                     st->c->key_line[i]);
                 return 0;
         }
-        st->seen_line[i] = st->lineno;
         st->c->key_line[i] = st->lineno;
         return cfg_apply(st, k, value) < 0 ? 0 : 1;
 }
@@ -795,6 +789,8 @@ int cfg_load(struct cfg *c, const char *path, char *err, size_t errlen)
                 cfg_errf(err, errlen, "%s: out of memory", path);
                 return r;
         }
+        /* Lines are this file's: none of its keys is seen yet. */
+        memset(n.key_line, 0, sizeof(n.key_line));
         st = calloc(1, sizeof(*st));
         if (!st) {
                 r = -ENOMEM;
@@ -866,21 +862,42 @@ out:
         return r;
 }
 
-/* "FILE:LINE" of whichever of two keys (struct cfg offsets) was set
- * later in the file, "FILE" when neither was: where a conflict between
- * them is best fixed. */
+/* The line a key (a struct cfg offset) was set on; 0 for a default. */
+static unsigned line_of(const struct cfg *c, size_t off)
+{
+        for (size_t i = 0; i < CFG_NKEYS; i++)
+                if (cfg_keys[i].off == off)
+                        return c->key_line[i];
+        return 0;
+}
+
+unsigned cfg_key_line(const struct cfg *c, const char *section, const char *name)
+{
+        for (size_t i = 0; i < CFG_NKEYS; i++)
+                if (strcmp(cfg_keys[i].section, section) == 0 &&
+                    strcmp(cfg_keys[i].name, name) == 0)
+                        return c->key_line[i];
+        return 0;
+}
+
+/* "FILE:LINE", or "FILE" for line 0 (a default): where to fix a value. */
+static const char *cfg_at(const struct cfg *c, unsigned line, char *out, size_t n)
+{
+        const char *path = c->path ? c->path : "(defaults)";
+
+        if (line)
+                snprintf(out, n, "%s:%u", path, line);
+        else
+                snprintf(out, n, "%s", path);
+        return out;
+}
+
+/* Where a conflict between two keys is best fixed: the one set later. */
 static const char *pair_at(const struct cfg *c, size_t off_a, size_t off_b, char *out, size_t n)
 {
-        unsigned line = 0;
+        unsigned a = line_of(c, off_a), b = line_of(c, off_b);
 
-        for (size_t i = 0; i < CFG_NKEYS; i++)
-                if ((cfg_keys[i].off == off_a || cfg_keys[i].off == off_b) && c->key_line[i] > line)
-                        line = c->key_line[i];
-        if (line)
-                snprintf(out, n, "%s:%u", c->path ? c->path : "(defaults)", line);
-        else
-                snprintf(out, n, "%s", c->path ? c->path : "(defaults)");
-        return out;
+        return cfg_at(c, a > b ? a : b, out, n);
 }
 
 int cfg_validate(const struct cfg *c, char *err, size_t errlen)
@@ -1097,7 +1114,7 @@ static void cfg_name_file(const char *src, char *dst, size_t dstlen)
 
 int cfg_load_key(const struct cfg *c, char **ret_key, char *err, size_t errlen)
 {
-        char where[PATH_MAX + 128], path[PATH_MAX + 16];
+        char where[PATH_MAX + 128], path[PATH_MAX + 16], at[PATH_MAX + 16];
         const char *credir;
         char *key = NULL;
         int r;
@@ -1131,17 +1148,12 @@ int cfg_load_key(const struct cfg *c, char **ret_key, char *err, size_t errlen)
                 }
         }
         if (c->api_key_file) {
-                char name[PATH_MAX + 64], at[PATH_MAX + 16];
+                char name[PATH_MAX + 64];
 
                 cfg_name_file(c->api_key_file, name, sizeof(name));
                 snprintf(where, sizeof(where), "%s (api_key_file)", name);
                 r = cfg_read_secret(c->api_key_file, &key);
-                /* FILE:LINE of the setting, or FILE alone for the default. */
-                if (c->api_key_file_line)
-                        snprintf(at, sizeof(at), "%s:%u", c->path ? c->path : "(config)",
-                                 c->api_key_file_line);
-                else
-                        snprintf(at, sizeof(at), "%s", c->path ? c->path : "(config)");
+                cfg_at(c, line_of(c, F(api_key_file)), at, sizeof(at));
                 if (r == -EPERM) {
                         cfg_errf(err, errlen,
                                  "%s: [upstream] api_key_file: %s can be read or written by "
@@ -1158,8 +1170,8 @@ int cfg_load_key(const struct cfg *c, char **ret_key, char *err, size_t errlen)
                 goto check;
         }
         if (c->api_key) {
-                snprintf(where, sizeof(where), "%s:%u: [upstream] api_key",
-                         c->path ? c->path : "(config)", c->api_key_line);
+                snprintf(where, sizeof(where), "%s: [upstream] api_key",
+                         cfg_at(c, line_of(c, F(api_key)), at, sizeof(at)));
                 key = strdup(c->api_key);
                 if (!key) {
                         cfg_errf(err, errlen, "out of memory");

@@ -27,8 +27,6 @@ struct cfg {
         char *api_url;              /* "stdout" = dry run */
         char *api_key_file;         /* may be NULL */
         char *api_key;              /* inline key (discouraged), may be NULL */
-        unsigned api_key_line;      /* line of api_key, for messages */
-        unsigned api_key_file_line; /* line of api_key_file, likewise */
         char *user_context_command; /* may be NULL */
         char *ca_file;              /* may be NULL */
         double timeout;             /* seconds per request, > 0 */
@@ -90,6 +88,8 @@ void cfg_defaults(struct cfg *c);
  * and duplicate keys are errors. Returns 0, or a negative errno with a
  * message naming file, line and key in err (never a key's value). */
 int cfg_load(struct cfg *c, const char *path, char *err, size_t errlen);
+/* The line of the last file loaded that set [section] name; 0 if none. */
+unsigned cfg_key_line(const struct cfg *c, const char *section, const char *name);
 
 /* Check values that depend on each other (e.g. max_memory at least
  * max_batch_bytes). 0 or -EINVAL with err filled. */

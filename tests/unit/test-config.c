@@ -624,7 +624,7 @@ START_TEST(test_key_lookup_order)
                  "api_key_file = %s\napi_key = sk_inlinekey3\n",
                  keyfile);
         ck_assert_msg(load(&c, content, err, sizeof(err)) == 0, "%s", err);
-        ck_assert_uint_eq(c.api_key_line, 4);
+        ck_assert_uint_eq(cfg_key_line(&c, "upstream", "api_key"), 4);
 
         /* 1: the systemd credential wins */
         ck_assert_int_eq(setenv("CREDENTIALS_DIRECTORY", credir, 1), 0);
