@@ -1114,6 +1114,12 @@ static void cfg_name_file(const char *src, char *dst, size_t dstlen)
 
 int cfg_load_key(const struct cfg *c, char **ret_key, char *err, size_t errlen)
 {
+        return cfg_load_key_from(c, ret_key, NULL, err, errlen);
+}
+
+int cfg_load_key_from(const struct cfg *c, char **ret_key, bool *ret_credential, char *err,
+                      size_t errlen)
+{
         char where[PATH_MAX + 128], path[PATH_MAX + 16], at[PATH_MAX + 16];
         const char *credir;
         char *key = NULL;
@@ -1123,6 +1129,8 @@ int cfg_load_key(const struct cfg *c, char **ret_key, char *err, size_t errlen)
                 cfg_errf(err, errlen, "cfg_load_key: no config");
                 return -EINVAL;
         }
+        if (ret_credential)
+                *ret_credential = false;
         credir = getenv("CREDENTIALS_DIRECTORY");
         if (credir && *credir) {
                 if ((size_t)snprintf(path, sizeof(path), "%s/api_key", credir) >= sizeof(path)) {
@@ -1133,8 +1141,11 @@ int cfg_load_key(const struct cfg *c, char **ret_key, char *err, size_t errlen)
                 }
                 snprintf(where, sizeof(where), "credential api_key (%s)", path);
                 r = cfg_read_secret(path, &key);
-                if (r == 0)
+                if (r == 0) {
+                        if (ret_credential)
+                                *ret_credential = true;
                         goto check;
+                }
                 if (r == -EPERM) {
                         cfg_errf(err, errlen,
                                  "%s: can be read or written by every user; keep it to its "

@@ -101,6 +101,10 @@ int cfg_validate(const struct cfg *c, char *err, size_t errlen);
  * err filled (naming file and line, never the key). With api_url =
  * stdout a missing key is not an error: *ret_key is NULL. */
 int cfg_load_key(const struct cfg *c, char **ret_key, char *err, size_t errlen);
+/* The same, and *ret_credential says whether the key is the systemd
+ * credential (systemd copies it only at start: a reload cannot rotate it). */
+int cfg_load_key_from(const struct cfg *c, char **ret_key, bool *ret_credential, char *err,
+                      size_t errlen);
 
 /* "sk_…abcd": the prefix and last 4 characters, for logs. */
 void cfg_redact_key(const char *key, char *out, size_t outlen);

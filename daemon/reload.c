@@ -14,12 +14,10 @@
 #include "reload.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "daemon.h"
 #include "log.h"
@@ -99,25 +97,12 @@ static bool same_kind(const char *a, const char *b)
         return (!a && !b) || (a && b && strncmp(a, b, 3) == 0);
 }
 
-/* Does the key come from $CREDENTIALS_DIRECTORY/api_key (SPEC 6: it
- * wins over api_key_file)? */
-static bool key_from_credential(void)
-{
-        const char *dir = getenv("CREDENTIALS_DIRECTORY");
-        char path[PATH_MAX];
-
-        if (!dir || !*dir ||
-            (size_t)snprintf(path, sizeof(path), "%s/api_key", dir) >= sizeof(path))
-                return false;
-        return access(path, F_OK) == 0;
-}
-
 int daemon_reload(struct daemon *d)
 {
         struct restart_notes rn = { .n = 0 };
         struct cfg fresh, old;
         char err[1024], *key = NULL;
-        bool kept = false;
+        bool kept = false, credential = false;
         int r;
 
         cfg_defaults(&fresh);
@@ -132,7 +117,7 @@ int daemon_reload(struct daemon *d)
         if (r == 0)
                 r = cfg_validate(&fresh, err, sizeof(err));
         if (r == 0)
-                r = cfg_load_key(&fresh, &key, err, sizeof(err));
+                r = cfg_load_key_from(&fresh, &key, &credential, err, sizeof(err));
         if (r == 0 && !same_kind(key, d->api_key)) {
                 snprintf(err, sizeof(err),
                          "the key changed kind (sk_/pk_, or none); that needs a restart");
@@ -167,7 +152,7 @@ int daemon_reload(struct daemon *d)
         }
         if (key) {
                 explicit_bzero(key, strlen(key));
-                if (key_from_credential())
+                if (credential)
                         log_info("reload: the API key is the systemd credential api_key, "
                                  "which systemd copies only when segopsd starts: to rotate "
                                  "it, replace its source file and restart segopsd");
