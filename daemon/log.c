@@ -73,23 +73,22 @@ static const char *prio_name(int prio)
         }
 }
 
-/* Copy msg into out (of room outlen >= 1), control characters as \xNN:
- * text from clients (a user id, a config value) can never start a new
- * line, and so never forge one or its journal priority. */
-static void copy_escaped(const char *msg, char *out, size_t outlen)
+/* Copy n bytes of s into out (of room outlen >= 1) with control
+ * characters as \xNN, so text from clients (a user id, an upstream's
+ * body) can never start a line of its own, nor forge one or its journal
+ * priority. ascii_only: bytes from 0x7f up and '\\' too. */
+static void escape(const char *s, size_t n, char *out, size_t outlen, bool ascii_only)
 {
         static const char hex[] = "0123456789abcdef";
         size_t o = 0;
 
-        for (; *msg && o + 1 < outlen; msg++) {
-                unsigned char c = (unsigned char)*msg;
+        for (size_t i = 0; i < n && o + 5 < outlen; i++) {
+                unsigned char c = (unsigned char)s[i];
 
-                if (c >= 0x20 && c != 0x7f) {
+                if (c >= 0x20 && c != 0x7f && (!ascii_only || (c < 0x7f && c != '\\'))) {
                         out[o++] = (char)c;
                         continue;
                 }
-                if (o + 5 > outlen)
-                        break;
                 out[o++] = '\\';
                 out[o++] = 'x';
                 out[o++] = hex[c >> 4];
@@ -110,7 +109,7 @@ static void log_write(int prio, const char *fmt, va_list ap)
         if (off < 0)
                 return;
         vsnprintf(msg, sizeof(msg), fmt, ap);
-        copy_escaped(msg, line + off, sizeof(line) - (size_t)off);
+        escape(msg, strlen(msg), line + off, sizeof(line) - (size_t)off, false);
         /* One write per line keeps lines whole when stderr is shared. */
         fprintf(stderr, "%s\n", line);
         fflush(stderr);
@@ -178,21 +177,6 @@ uint64_t log_suppressed(void)
 
 void log_excerpt(const char *s, size_t n, char *out, size_t outlen)
 {
-        static const char hex[] = "0123456789abcdef";
-        size_t o = 0;
-
-        if (outlen == 0)
-                return;
-        for (size_t i = 0; i < n && o + 5 < outlen; i++) {
-                unsigned char c = (unsigned char)s[i];
-                if (c >= 0x20 && c < 0x7f && c != '\\') {
-                        out[o++] = (char)c;
-                } else {
-                        out[o++] = '\\';
-                        out[o++] = 'x';
-                        out[o++] = hex[c >> 4];
-                        out[o++] = hex[c & 15];
-                }
-        }
-        out[o] = '\0';
+        if (outlen)
+                escape(s, n, out, outlen, true);
 }
