@@ -3,6 +3,7 @@
  * reporting) lines that would not fit. A CRLF line's \r is not part of
  * its message, so it does not count against max_line. */
 #include "framer.h"
+#include "proto.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -51,9 +52,7 @@ void framer_commit(struct framer *f, size_t n)
 
 static bool too_long(const struct framer *f, const char *p, size_t len)
 {
-        if (len > 0 && p[len - 1] == '\r')
-                len--;
-        return len > f->max_line;
+        return proto_message_len(p, len) > f->max_line;
 }
 
 int framer_next(struct framer *f, struct framer_line *line)

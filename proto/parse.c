@@ -742,8 +742,7 @@ int proto_parse_slow(const char *line, size_t len, size_t max_bytes, int64_t now
                 return fail(err, PROTO_E_BAD_VALUE, "invalid arguments");
         entry = out->len;
 
-        /* A CRLF line's \r is not part of the message. */
-        if (len - (len > 0 && line[len - 1] == '\r') > max_bytes)
+        if (proto_message_len(line, len) > max_bytes)
                 return fail(err, PROTO_E_OVERSIZE, "message of %zu bytes exceeds the limit of %zu",
                             len, max_bytes);
         while (len > 0 &&

@@ -141,6 +141,13 @@ struct proto_error {
                              names of user fields are cut, never raw bytes */
 };
 
+/* The bytes of a line that count against max_message_bytes: all but a
+ * final \r (a CRLF line end is not part of the message). */
+static inline size_t proto_message_len(const char *line, size_t len)
+{
+        return len > 0 && line[len - 1] == '\r' ? len - 1 : len;
+}
+
 /* Parse one message (one line, without its newline; surrounding
  * whitespace and a trailing '\r' are fine) of at most max_bytes bytes.
  *
