@@ -804,9 +804,17 @@ static void pump(struct batcher *b)
 
 /* ---- public ---- */
 
+/* flush_interval in loop ms, at least 1 (0 would stop a repeating timer). */
+static uint64_t interval_ms(const struct cfg *c)
+{
+        uint64_t ms = (uint64_t)(c->flush_interval * 1000.0);
+
+        return ms ? ms : 1;
+}
+
 int batcher_init(struct batcher *b, struct daemon *d)
 {
-        uint64_t ms = (uint64_t)(d->cfg.flush_interval * 1000.0);
+        uint64_t ms = interval_ms(&d->cfg);
 
         memset(b, 0, sizeof(*b));
         b->d = d;
@@ -816,20 +824,16 @@ int batcher_init(struct batcher *b, struct daemon *d)
         b->interval.data = b;
         b->wake.data = b;
         count_batches(b, 0);
-        if (ms == 0)
-                ms = 1;
         uv_timer_start(&b->interval, on_interval, ms, ms);
         return 0;
 }
 
 void batcher_reconfigure(struct batcher *b)
 {
-        uint64_t ms = (uint64_t)(b->d->cfg.flush_interval * 1000.0);
+        uint64_t ms = interval_ms(cfg_of(b));
 
         if (b->closing)
                 return;
-        if (!ms)
-                ms = 1;
         /* Restarted only when it changed: SIGHUPs more often than the
          * interval must not keep postponing it. */
         if (uv_timer_get_repeat(&b->interval) != ms)
