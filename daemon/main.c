@@ -9,6 +9,7 @@
  * a bug we see.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <getopt.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -62,18 +63,39 @@ static void close_walk(uv_handle_t *h, void *arg)
                 uv_close(h, NULL);
 }
 
+/* The stop's last grace ended with connections still open (a client
+ * that does not read its replies): close them, written or not. */
 static void on_grace(uv_timer_t *t)
 {
         struct runtime *rt = t->data;
 
         conn_server_abort(&rt->d);
-        uv_close((uv_handle_t *)t, NULL);
-        /* Only now: closing them gives the signals their default action
-         * back, and a SIGHUP (logrotate) or a second Ctrl-C during the
-         * grace would kill segopsd with replies still to write. */
-        uv_close((uv_handle_t *)&rt->sig_term, NULL);
-        uv_close((uv_handle_t *)&rt->sig_int, NULL);
-        uv_close((uv_handle_t *)&rt->sig_hup, NULL);
+}
+
+/* The signal handles stay installed until the process exits: closing
+ * them would give the signals their default action back, and a SIGHUP
+ * (logrotate) or a second Ctrl-C in the last moments would kill segopsd
+ * with replies still to write. Unreferenced, they no longer keep the
+ * loop alive: the stop ends as soon as the last connection is done. */
+static void release_signals(struct runtime *rt)
+{
+        uv_unref((uv_handle_t *)&rt->sig_term);
+        uv_unref((uv_handle_t *)&rt->sig_int);
+        uv_unref((uv_handle_t *)&rt->sig_hup);
+}
+
+/* The loop has ended: from here to exit, a late signal is held pending
+ * (blocked) instead of taking its default action, which closing the
+ * libuv handles would restore. */
+static void block_stop_signals(void)
+{
+        sigset_t set;
+
+        sigemptyset(&set);
+        sigaddset(&set, SIGTERM);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGHUP);
+        pthread_sigmask(SIG_BLOCK, &set, NULL);
 }
 
 static void finish_stop(struct runtime *rt)
@@ -84,8 +106,11 @@ static void finish_stop(struct runtime *rt)
         lost = batcher_close(&d->batcher);
         session_close(&d->session);
         /* Connections still open get a moment to write their last
-         * replies (a flush's answer), then are closed regardless. */
+         * replies (a flush's answer), then are closed regardless; the
+         * loop ends as soon as they are done (the grace timer is
+         * unreferenced), not when the grace ends. */
         uv_timer_start(&rt->grace, on_grace, STOP_GRACE_MS, 0);
+        release_signals(rt);
         if (lost)
                 log_err("%llu events could not be delivered before stop_timeout and are lost "
                         "(no spool_dir: memory-only mode)",
@@ -209,7 +234,8 @@ static int run(struct runtime *rt)
         rt->stop_timer.data = rt;
         uv_timer_init(d->loop, &rt->grace);
         rt->grace.data = rt;
-        /* Only the stop's own handles may keep the loop alive. */
+        /* The grace only bounds how long open connections may keep the
+         * loop alive at the end of a stop; it never does so itself. */
         uv_unref((uv_handle_t *)&rt->grace);
         start_watchdog(rt);
         uv_signal_init(d->loop, &rt->sig_term);
@@ -234,6 +260,7 @@ static int run(struct runtime *rt)
                 print_hello(d);
         }
         uv_run(d->loop, UV_RUN_DEFAULT);
+        block_stop_signals();
 
         /* Anything still open is a leak; close it so the loop can end. */
         uv_walk(d->loop, close_walk, NULL);
