@@ -8,6 +8,7 @@
 #include "clients.h"
 
 #include <fcntl.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -63,4 +64,19 @@ void clients_dropped(struct clients *c, pid_t pid, uint64_t n, uint64_t now_ms)
         }
         slot->dropped = clients_count_add(slot->dropped, n);
         slot->last_ms = now_ms ? now_ms : 1;
+}
+
+json_t *clients_json(const struct clients *c)
+{
+        json_t *a = json_array();
+
+        for (size_t i = 0; a && i < CLIENTS_MAX; i++) {
+                const struct client_entry *e = &c->e[i];
+
+                if (!e->last_ms)
+                        continue;
+                json_array_append_new(a, json_pack("{s:i s:s s:I}", "pid", (int)e->pid, "comm",
+                                                   e->comm, "dropped", (json_int_t)e->dropped));
+        }
+        return a;
 }

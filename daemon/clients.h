@@ -28,6 +28,10 @@ static inline uint64_t clients_count_add(uint64_t a, uint64_t b)
         return a > (uint64_t)INT64_MAX - b || b > (uint64_t)INT64_MAX ? (uint64_t)INT64_MAX : a + b;
 }
 
+/* The table for stats: [{"pid","comm","dropped"}, ...]. NULL: ENOMEM. */
+struct json_t;
+struct json_t *clients_json(const struct clients *c);
+
 /* pid (0 when unknown) reported n dropped events at now_ms. */
 void clients_dropped(struct clients *c, pid_t pid, uint64_t n, uint64_t now_ms);
 

@@ -36,9 +36,8 @@ struct conn {
         pid_t pid;                  /* the peer, from SO_PEERCRED (0: unknown) */
         uid_t uid;                  /* the peer's uid (max_connections_per_uid) */
         bool reading;
-        bool eof;          /* the client has finished sending */
-        bool finishing;    /* shutdown requested */
-        bool flushing_now; /* inside batcher_flush(), see run_op */
+        bool eof;       /* the client has finished sending */
+        bool finishing; /* shutdown requested */
         bool closing;
 };
 
@@ -179,7 +178,7 @@ static void reply_error(struct conn *c, const struct proto_error *err, uint64_t 
 {
         struct proto_buf b = { 0 };
 
-        if (ctl_reply_error(&b, err, line) == 0)
+        if (control_reply_error(&b, err, line) == 0)
                 reply_buf(c, &b);
         else
                 proto_buf_free(&b);
@@ -197,20 +196,26 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
         *buf = uv_buf_init(p, (unsigned)n);
 }
 
-static void on_flushed(void *ud, int result, uint64_t flushed, uint64_t dropped, uint64_t pending)
+static void reply_flush(struct conn *c, const struct flush_result *res)
 {
-        struct conn *c = ud;
         struct proto_buf b = { 0 };
 
-        c->flush = NULL;
-        if (ctl_reply_flush(&b, result, flushed, dropped, pending) == 0)
+        if (control_reply_flush(&b, res) == 0)
                 reply_buf(c, &b);
         else
                 proto_buf_free(&b);
-        /* Answered at once: run_op's caller goes on with the next line.
-         * Recursing here would let a client stack up flush lines until
-         * the stack overflows. */
-        if (c->flushing_now || c->closing)
+}
+
+/* Always from a fresh turn of the loop (batcher_flush never answers
+ * before it returns), so going on with the next lines here cannot
+ * recurse, however many flushes a client stacks up. */
+static void on_flushed(void *ud, const struct flush_result *res)
+{
+        struct conn *c = ud;
+
+        c->flush = NULL;
+        reply_flush(c, res);
+        if (c->closing)
                 return;
         /* During a stop, what the client sent after the flush is still
          * to be read before the connection closes. */
@@ -228,12 +233,15 @@ static void run_op(struct conn *c, const struct proto_msg *msg)
         if (msg->op == PROTO_OP_FLUSH) {
                 /* Datagrams sent before this flush count too. */
                 dgram_drain(d);
-                c->flushing_now = true;
                 c->flush = batcher_flush(&d->batcher, (uint64_t)msg->timeout_ms, on_flushed, c);
-                c->flushing_now = false;
+                if (!c->flush) {
+                        struct flush_result oom = { .result = -ENOMEM };
+
+                        reply_flush(c, &oom);
+                }
                 return;
         }
-        if (ctl_reply_sync(d, msg, c->pid, &b) == 0) {
+        if (control_reply_sync(d, msg, c->pid, &b) == 0) {
                 reply_buf(c, &b);
                 return;
         }
@@ -254,13 +262,13 @@ static void handle_line(struct conn *c, const struct framer_line *l)
                 snprintf(err.detail, sizeof(err.detail), "line longer than max_message_bytes (%zu)",
                          d->cfg.max_message_bytes);
                 d->stats.line_oversize++;
-                ingest_reject(d, INGEST_STREAM, &err);
+                ingest_reject(&d->ingest, INGEST_STREAM, &err);
                 reply_error(c, &err, l->line_no);
                 return;
         }
         if (ingest_blank(l->data, l->len))
                 return;
-        switch (ingest_line(d, INGEST_STREAM, l->data, l->len, &msg, &err)) {
+        switch (ingest_line(&d->ingest, INGEST_STREAM, l->data, l->len, &msg, &err)) {
         case INGEST_EVENT: break;
         case INGEST_OP: run_op(c, &msg); break;
         case INGEST_REJECTED: reply_error(c, &err, l->line_no); break;
@@ -279,11 +287,11 @@ static void conn_process(struct conn *c)
         bool any = false;
 
         /* Once the batcher is closed, nothing more can be taken in. */
-        if (c->srv->d->batcher.closing) {
+        if (batcher_closed(&c->srv->d->batcher)) {
                 conn_finish(c);
                 return;
         }
-        ingest_clock(c->srv->d);
+        ingest_clock(&c->srv->d->ingest);
         while (!c->closing && !waiting(c) && framer_next(&c->fr, &l)) {
                 handle_line(c, &l);
                 any = true;

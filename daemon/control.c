@@ -9,17 +9,15 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "clock.h"
 #include "daemon.h"
 #include "log.h"
 
-bool ctl_quiet_op(struct daemon *d, const struct proto_msg *msg, pid_t pid)
+bool control_quiet_op(struct daemon *d, const struct proto_msg *msg, pid_t pid)
 {
         switch (msg->op) {
         case PROTO_OP_SET_USER:
-                snprintf(d->user_id, sizeof(d->user_id), "%s", msg->user_id);
-                snprintf(d->user_id_sig, sizeof(d->user_id_sig), "%s",
-                         msg->has_sig ? msg->user_id_sig : "");
-                session_identity_changed(&d->session);
+                session_set_user(&d->session, msg->user_id, msg->has_sig ? msg->user_id_sig : "");
                 return true;
         case PROTO_OP_RESET_SESSION:
                 session_reset(&d->session); /* no-op for sk_ keys */
@@ -29,7 +27,7 @@ bool ctl_quiet_op(struct daemon *d, const struct proto_msg *msg, pid_t pid)
                 if (!pid)
                         pid = msg->client_pid;
                 d->stats.client_dropped = clients_count_add(d->stats.client_dropped, msg->count);
-                clients_dropped(&d->clients, pid, msg->count, (uint64_t)daemon_now_ms());
+                clients_dropped(&d->clients, pid, msg->count, (uint64_t)clock_wall_ms());
                 log_limited(LOG_WARNING, "client_dropped",
                             "process %d reports %llu events it "
                             "could not hand over to segopsd",
@@ -37,20 +35,6 @@ bool ctl_quiet_op(struct daemon *d, const struct proto_msg *msg, pid_t pid)
                 return true;
         default: return false;
         }
-}
-
-static json_t *clients_json(const struct clients *c)
-{
-        json_t *a = json_array();
-
-        for (size_t i = 0; i < CLIENTS_MAX; i++) {
-                const struct client_entry *e = &c->e[i];
-                if (!e->last_ms)
-                        continue;
-                json_array_append_new(a, json_pack("{s:i s:s s:I}", "pid", (int)e->pid, "comm",
-                                                   e->comm, "dropped", (json_int_t)e->dropped));
-        }
-        return a;
 }
 
 static int dump_line(json_t *j, struct proto_buf *out)
@@ -74,6 +58,7 @@ static int dump_line(json_t *j, struct proto_buf *out)
 static json_t *stats_json(struct daemon *d)
 {
         const struct stats *s = &d->stats;
+        const struct upstream_health *up = batcher_upstream(&d->batcher);
         json_t *rej = json_object(), *drop = json_object();
         uint64_t rejected = 0;
 
@@ -97,7 +82,7 @@ static json_t *stats_json(struct daemon *d)
                 " s:{s:I s:I s:I s:I s:I s:I s:I s:I s:I s:I}"
                 " s:I s:I}",
                 "ok", 1, "version", SEGOPS_VERSION,
-                "uptime_s", (json_int_t)((daemon_now_ms() - d->start_ms) / 1000),
+                "uptime_s", (json_int_t)((clock_wall_ms() - d->start_ms) / 1000),
                 "received", (json_int_t)s->received,
                 "accepted", (json_int_t)s->accepted,
                 "rejected_total", (json_int_t)rejected,
@@ -106,9 +91,9 @@ static json_t *stats_json(struct daemon *d)
                 "clients", clients_json(&d->clients),
                 "clients_evicted", (json_int_t)d->clients.evicted,
                 "queued_events", (json_int_t)batcher_held(&d->batcher),
-                "queued_bytes", (json_int_t)d->queue.held,
-                "max_memory", (json_int_t)d->cfg.max_memory,
-                "in_flight", (json_int_t)batcher_in_flight(&d->batcher),
+                "queued_bytes", (json_int_t)batcher_memory(&d->batcher),
+                "max_memory", (json_int_t)batcher_memory_limit(&d->batcher),
+                "in_flight", (json_int_t)fwd_in_flight(&d->fwd),
                 "sent", (json_int_t)s->sent,
                 "duplicates", (json_int_t)s->duplicates,
                 "batches_sent", (json_int_t)s->batches_sent,
@@ -116,9 +101,9 @@ static json_t *stats_json(struct daemon *d)
                 "splits", (json_int_t)s->splits,
                 "gzip_skipped", (json_int_t)s->gzip_skipped,
                 "spooled", (json_int_t)0,
-                "upstream", "state", d->batcher.state,
-                "last_status", (json_int_t)d->batcher.last_status,
-                "last_error", d->batcher.last_error,
+                "upstream", "state", upstream_state_name(up->state),
+                "last_status", (json_int_t)up->last_status,
+                "last_error", up->last_error,
                 "session", session_stats(&d->session),
                 "ingest", "datagrams", (json_int_t)s->dgram_received,
                 "datagrams_oversize", (json_int_t)s->dgram_truncated,
@@ -135,21 +120,22 @@ static json_t *stats_json(struct daemon *d)
         /* clang-format on */
 }
 
-int ctl_reply_sync(struct daemon *d, const struct proto_msg *msg, pid_t pid, struct proto_buf *out)
+int control_reply_sync(struct daemon *d, const struct proto_msg *msg, pid_t pid,
+                       struct proto_buf *out)
 {
         switch (msg->op) {
         case PROTO_OP_PING:
                 return dump_line(json_pack("{s:b s:s}", "ok", 1, "version", SEGOPS_VERSION), out);
         case PROTO_OP_STATS: return dump_line(stats_json(d), out);
         default:
-                if (ctl_quiet_op(d, msg, pid))
+                if (control_quiet_op(d, msg, pid))
                         return dump_line(json_pack("{s:b}", "ok", 1), out);
                 break;
         }
         return -EINVAL;
 }
 
-int ctl_reply_error(struct proto_buf *out, const struct proto_error *err, uint64_t line)
+int control_reply_error(struct proto_buf *out, const struct proto_error *err, uint64_t line)
 {
         char tail[48];
         int r;
@@ -164,24 +150,40 @@ int ctl_reply_error(struct proto_buf *out, const struct proto_error *err, uint64
         return 0;
 }
 
-int ctl_reply_flush(struct proto_buf *out, int result, uint64_t flushed, uint64_t dropped,
-                    uint64_t pending)
+static json_t *reasons_json(const struct flush_result *r)
 {
+        json_t *j = json_object();
+
+        for (int i = 0; j && i < DROP_REASON_COUNT; i++)
+                if (r->dropped_by[i])
+                        json_object_set_new(j, stats_drop_name(i),
+                                            json_integer((json_int_t)r->dropped_by[i]));
+        return j;
+}
+
+int control_reply_flush(struct proto_buf *out, const struct flush_result *r)
+{
+        char error[256], reasons[160];
         json_t *j;
 
-        if (result == 0 && dropped == 0)
-                j = json_pack("{s:b s:I}", "ok", 1, "flushed", (json_int_t)flushed);
-        else if (result == 0)
-                j = json_pack("{s:b s:s s:I s:I s:I}", "ok", 0, "error",
-                              "the upstream rejected some events; they were dropped", "flushed",
-                              (json_int_t)flushed, "dropped", (json_int_t)dropped, "pending",
-                              (json_int_t)0);
+        if (r->result == 0 && r->dropped == 0)
+                return dump_line(
+                        json_pack("{s:b s:I}", "ok", 1, "flushed", (json_int_t)r->delivered), out);
+        stats_drops_text(r->dropped_by, reasons, sizeof(reasons));
+        if (r->result == 0)
+                snprintf(error, sizeof(error), "%llu of the %llu events were dropped (%s)",
+                         (unsigned long long)r->dropped, (unsigned long long)r->covered, reasons);
+        else if (r->result == -ETIMEDOUT)
+                snprintf(error, sizeof(error),
+                         "timeout: the upstream has not accepted every event yet");
+        else if (r->result == -ESHUTDOWN)
+                snprintf(error, sizeof(error), "segopsd is stopping");
         else
-                j = json_pack("{s:b s:s s:I}", "ok", 0, "error",
-                              result == -ETIMEDOUT
-                                      ? "timeout: the upstream has not accepted every event yet"
-                              : result == -ESHUTDOWN ? "segopsd is stopping"
-                                                     : strerror(-result),
-                              "pending", (json_int_t)pending);
+                snprintf(error, sizeof(error), "%s", strerror(-r->result));
+        j = json_pack("{s:b s:s s:I s:I s:I}", "ok", 0, "error", error, "flushed",
+                      (json_int_t)r->delivered, "dropped", (json_int_t)r->dropped, "pending",
+                      (json_int_t)r->pending);
+        if (j && r->dropped)
+                json_object_set_new(j, "dropped_by", reasons_json(r));
         return dump_line(j, out);
 }

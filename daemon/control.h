@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "flush.h"
 #include "proto.h"
 
 struct daemon;
@@ -14,17 +15,17 @@ struct daemon;
  * set_user, reset_session, client_dropped. pid: the sender, from the
  * socket's credentials (stream), or 0 (datagram: then client_dropped's
  * self-declared pid is used). Returns false for other ops. */
-bool ctl_quiet_op(struct daemon *d, const struct proto_msg *msg, pid_t pid);
+bool control_quiet_op(struct daemon *d, const struct proto_msg *msg, pid_t pid);
 
 /* Carry out a synchronous op (any but flush) and append its reply line
  * (with its newline). 0 or -ENOMEM. */
-int ctl_reply_sync(struct daemon *d, const struct proto_msg *msg, pid_t pid, struct proto_buf *out);
+int control_reply_sync(struct daemon *d, const struct proto_msg *msg, pid_t pid,
+                       struct proto_buf *out);
 
 /* {"ok":false,"error":REASON,"detail":...,"line":N}\n */
-int ctl_reply_error(struct proto_buf *out, const struct proto_error *err, uint64_t line);
+int control_reply_error(struct proto_buf *out, const struct proto_error *err, uint64_t line);
 
-/* The reply to a finished flush (see batcher_flush_fn). */
-int ctl_reply_flush(struct proto_buf *out, int result, uint64_t flushed, uint64_t dropped,
-                    uint64_t pending);
+/* The reply line to a finished flush. */
+int control_reply_flush(struct proto_buf *out, const struct flush_result *res);
 
 #endif

@@ -75,12 +75,12 @@ static void handle_op(struct daemon *d, struct proto_msg *msg)
 {
         struct proto_error err = { .reason = PROTO_E_OP_NOT_ALLOWED };
 
-        if (ctl_quiet_op(d, msg, 0))
+        if (control_quiet_op(d, msg, 0))
                 return;
         d->stats.ops--;
         snprintf(err.detail, sizeof(err.detail),
                  "this op needs a reply: send it on the control (stream) socket");
-        ingest_reject(d, INGEST_DGRAM, &err);
+        ingest_reject(&d->ingest, INGEST_DGRAM, &err);
 }
 
 static void handle_datagram(struct dgram *g, const char *p, size_t n)
@@ -93,7 +93,7 @@ static void handle_datagram(struct dgram *g, const char *p, size_t n)
                 size_t len = nl ? (size_t)(nl - p) : n;
 
                 if (!ingest_blank(p, len) &&
-                    ingest_line(g->d, INGEST_DGRAM, p, len, &msg, &err) == INGEST_OP)
+                    ingest_line(&g->d->ingest, INGEST_DGRAM, p, len, &msg, &err) == INGEST_OP)
                         handle_op(g->d, &msg);
                 if (!nl)
                         break;
@@ -107,7 +107,7 @@ static void reject(struct dgram *g, enum proto_reason why, const char *detail)
         struct proto_error err = { .reason = why };
 
         snprintf(err.detail, sizeof(err.detail), "%s", detail);
-        ingest_reject(g->d, INGEST_DGRAM, &err);
+        ingest_reject(&g->d->ingest, INGEST_DGRAM, &err);
 }
 
 static void read_meta(struct msghdr *h, struct dgram_meta *m)
@@ -186,15 +186,18 @@ static void handle_one(struct dgram *g, struct mmsghdr *mm, const char *data)
                 close(m.fds[i]);
 }
 
-static bool upstream_healthy(const struct daemon *d)
+/* The memory account is over num/den of max_memory while the upstream
+ * takes what it is sent: a pause lets it catch up. */
+static bool worth_pausing(const struct daemon *d, size_t num, size_t den)
 {
-        return strcmp(d->batcher.state, "ok") == 0;
+        return batcher_memory(&d->batcher) > batcher_memory_limit(&d->batcher) / den * num &&
+               batcher_upstream_healthy(&d->batcher);
 }
 
 /* Time to stop reading (see PAUSE_MAX_MS)? */
 static bool over_high_water(const struct daemon *d)
 {
-        return d->queue.held > d->queue.limit / 4 * 3 && upstream_healthy(d);
+        return worth_pausing(d, 3, 4);
 }
 
 /* Read up to max datagrams; returns how many, or 0 when none waited. */
@@ -225,7 +228,7 @@ static unsigned read_burst(struct dgram *g, unsigned max)
                                             strerror(errno));
                         break;
                 }
-                ingest_clock(g->d);
+                ingest_clock(&g->d->ingest);
                 for (int i = 0; i < n; i++)
                         handle_one(g, &g->msgs[i], g->iov[i].iov_base);
                 /* Go round again even after a short read: senders blocked
@@ -269,8 +272,7 @@ static void on_pause_check(uv_timer_t *t)
         struct daemon *d = g->d;
         uint64_t now = uv_now(d->loop);
 
-        if (d->queue.held > d->queue.limit / 2 && upstream_healthy(d) &&
-            now - g->paused_at < PAUSE_MAX_MS)
+        if (worth_pausing(d, 1, 2) && now - g->paused_at < PAUSE_MAX_MS)
                 return;
         d->stats.dgram_paused_ms += now - g->paused_at;
         g->paused_at = 0;

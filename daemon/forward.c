@@ -150,15 +150,6 @@ int fwd_init(struct fwd *f, uv_loop_t *loop, const struct cfg *cfg)
         f->timer.data = f;
         if (f->stdout_mode)
                 return 0;
-
-        f->base_url = strdup(cfg->api_url);
-        if (!f->base_url)
-                return -ENOMEM;
-        /* "https://host/" + "/api/..." must not give "//api". */
-        size_t n = strlen(f->base_url);
-        while (n > 0 && f->base_url[n - 1] == '/')
-                f->base_url[--n] = '\0';
-
         f->multi = curl_multi_init();
         if (!f->multi)
                 return -ENOMEM;
@@ -273,7 +264,7 @@ static int setup_easy(struct fwd *f, struct fwd_req *r, const struct fwd_post *p
         CURL *e = r->easy;
         int n, ret;
 
-        n = snprintf(url, sizeof(url), "%s%s", f->base_url, p->path);
+        n = snprintf(url, sizeof(url), "%s%s", c->api_url, p->path);
         if (n < 0 || (size_t)n >= sizeof(url))
                 return -EINVAL;
         if ((ret = add_header(&r->headers, "Content-Type", "application/json")) < 0)
@@ -435,6 +426,7 @@ static void finish(struct fwd *f, struct fwd_req *r, CURLcode code)
         }
         if (code != CURLE_OK) {
                 res.status = 0;
+                res.aborted = f->closing;
                 res.tls_error = is_tls_error(code);
                 res.error = r->errbuf[0] ? r->errbuf : curl_easy_strerror(code);
         }
@@ -505,6 +497,14 @@ void fwd_close(struct fwd *f)
                 f->multi = NULL;
         }
         uv_close((uv_handle_t *)&f->timer, NULL);
-        free(f->base_url);
-        f->base_url = NULL;
+}
+
+unsigned fwd_in_flight(const struct fwd *f)
+{
+        return f->in_flight;
+}
+
+bool fwd_dry_run(const struct fwd *f)
+{
+        return f->stdout_mode;
 }

@@ -30,6 +30,7 @@ struct fwd_result {
         const char *body;   /* response body, NUL-terminated, may be cut */
         size_t body_len;
         const char *error; /* curl's message when curl_code != CURLE_OK */
+        bool aborted;      /* fwd_close() ended it: there is no answer */
 };
 
 typedef void (*fwd_done_fn)(void *ud, const struct fwd_result *res);
@@ -42,8 +43,7 @@ struct fwd {
         CURLM *multi;
         uv_timer_t timer;
         bool stdout_mode;
-        char *base_url;
-        const struct cfg *cfg;
+        const struct cfg *cfg;     /* api_url has no trailing '/' (config.c) */
         struct fwd_req *active;    /* in flight */
         struct fwd_req *idle;      /* reusable, easy handle kept */
         struct fwd_req *done_list; /* stdout mode: finished, to report */
@@ -64,10 +64,15 @@ struct fwd_post {
         size_t body_len;
 };
 
-/* Start a POST; cb runs later on the loop, exactly once, unless
- * fwd_close() aborts it first (then cb runs with curl_code
- * CURLE_ABORTED_BY_CALLBACK). 0 or -ENOMEM / -EIO. */
+/* Start a POST; cb runs later on the loop, exactly once: with the
+ * answer, or, when fwd_close() ends it first, with aborted set.
+ * 0 or -ENOMEM / -EIO / -ESHUTDOWN. */
 int fwd_start(struct fwd *f, const struct fwd_post *p, fwd_done_fn cb, void *ud);
+
+/* Requests started and not yet called back. */
+unsigned fwd_in_flight(const struct fwd *f);
+/* api_url = stdout: bodies are printed, nothing is sent. */
+bool fwd_dry_run(const struct fwd *f);
 
 /* Abort everything in flight (callbacks run) and close every handle. */
 void fwd_close(struct fwd *f);

@@ -11,9 +11,23 @@
 #include <errno.h>
 #include <string.h>
 
-#include "daemon.h"
+#include "batcher.h"
+#include "clock.h"
 #include "log.h"
 #include "rng.h"
+
+void ingest_init(struct ingest *in, const struct cfg *cfg, struct stats *stats, struct batcher *b)
+{
+        memset(in, 0, sizeof(*in));
+        in->cfg = cfg;
+        in->stats = stats;
+        in->batcher = b;
+}
+
+void ingest_free(struct ingest *in)
+{
+        proto_buf_free(&in->scratch);
+}
 
 bool ingest_blank(const char *line, size_t len)
 {
@@ -28,62 +42,65 @@ static const char *source_name(enum ingest_source src)
         return src == INGEST_DGRAM ? "datagram" : "stream";
 }
 
-void ingest_reject(struct daemon *d, enum ingest_source src, struct proto_error *err)
+void ingest_reject(struct ingest *in, enum ingest_source src, const struct proto_error *err)
 {
-        d->stats.received++;
-        d->stats.rejected[err->reason]++;
+        in->stats->received++;
+        in->stats->rejected[err->reason]++;
         log_limited(LOG_WARNING, "rejected", "rejected a message on the %s socket: %s: %s",
                     source_name(src), proto_reason_name(err->reason), err->detail);
 }
 
-static void queue_event(struct daemon *d, const char *ev, size_t len)
+/* The batcher counts every loss; here they are only told. */
+static void queue_event(struct ingest *in, const char *ev, size_t len)
 {
-        int r = q_push(&d->queue, ev, len);
+        size_t evicted;
+        int r = batcher_push(in->batcher, ev, len, &evicted);
 
-        d->stats.accepted++;
-        if (r > 0) {
-                d->stats.dropped[DROP_MEMORY_FULL] += (uint64_t)r;
+        in->stats->accepted++;
+        if (evicted)
                 log_limited(LOG_WARNING, "memory_full",
-                            "max_memory reached: dropped the oldest "
-                            "queued events (when_full = drop_oldest)");
-        } else if (r < 0) {
-                d->stats.dropped[DROP_MEMORY_FULL]++;
-                log_limited(LOG_WARNING, "memory_full",
-                            "max_memory reached: dropped a new event "
-                            "(when_full = drop_newest)");
-        }
+                            "max_memory reached: dropped the %zu oldest queued event%s "
+                            "(when_full = drop_oldest)",
+                            evicted, evicted == 1 ? "" : "s");
+        if (r == -ENOMEM)
+                log_limited(LOG_ERR, "queue_nomem", "out of memory: dropped a new event");
+        else if (r < 0)
+                log_limited(LOG_WARNING, "memory_full", "max_memory reached: dropped a new event%s",
+                            in->cfg->when_full == CFG_DROP_NEWEST
+                                    ? " (when_full = drop_newest)"
+                                    : ": batches in flight hold the memory");
 }
 
-void ingest_clock(struct daemon *d)
+void ingest_clock(struct ingest *in)
 {
-        d->rx_ms = daemon_now_ms();
+        in->rx_ms = clock_wall_ms();
 }
 
-enum ingest_outcome ingest_line(struct daemon *d, enum ingest_source src, const char *line,
+enum ingest_outcome ingest_line(struct ingest *in, enum ingest_source src, const char *line,
                                 size_t len, struct proto_msg *msg, struct proto_error *err)
 {
-        struct proto_buf *out = &d->scratch;
+        struct proto_buf *out = &in->scratch;
         uint8_t rnd[16];
         int r;
 
         rng_bytes16(rnd);
         proto_buf_reset(out);
-        if (!d->rx_ms)
-                ingest_clock(d);
-        r = proto_parse(line, len, d->cfg.max_message_bytes, d->rx_ms, rnd, out, msg, err);
+        if (!in->rx_ms)
+                ingest_clock(in);
+        r = proto_parse(line, len, in->cfg->max_message_bytes, in->rx_ms, rnd, out, msg, err);
         if (r < 0) {
                 if (r == -ENOMEM) {
                         err->reason = PROTO_E_NOMEM;
                         snprintf(err->detail, sizeof(err->detail), "out of memory");
                 }
-                ingest_reject(d, src, err);
+                ingest_reject(in, src, err);
                 return INGEST_REJECTED;
         }
         if (msg->kind == PROTO_MSG_OP) {
-                d->stats.ops++;
+                in->stats->ops++;
                 return INGEST_OP;
         }
-        d->stats.received++;
-        queue_event(d, out->data, out->len);
+        in->stats->received++;
+        queue_event(in, out->data, out->len);
         return INGEST_EVENT;
 }

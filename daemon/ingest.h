@@ -7,9 +7,19 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "config.h"
 #include "proto.h"
+#include "stats.h"
 
-struct daemon;
+struct batcher;
+
+struct ingest {
+        const struct cfg *cfg;
+        struct stats *stats;
+        struct batcher *batcher;  /* where accepted events go */
+        struct proto_buf scratch; /* one event's encoding */
+        int64_t rx_ms;            /* receipt time of the messages being read */
+};
 
 enum ingest_source { INGEST_DGRAM, INGEST_STREAM };
 
@@ -19,19 +29,22 @@ enum ingest_outcome {
         INGEST_REJECTED, /* counted and logged; *err says why */
 };
 
+void ingest_init(struct ingest *in, const struct cfg *cfg, struct stats *stats, struct batcher *b);
+void ingest_free(struct ingest *in);
+
 /* True when line holds nothing but whitespace (skipped, not counted). */
 bool ingest_blank(const char *line, size_t len);
 
 /* Read the clock for the messages about to be ingested: the sockets call
  * it once per read or burst, so a burst of thousands of datagrams costs
  * one clock read, and its events share a receipt time to the ms. */
-void ingest_clock(struct daemon *d);
+void ingest_clock(struct ingest *in);
 
-enum ingest_outcome ingest_line(struct daemon *d, enum ingest_source src, const char *line,
+enum ingest_outcome ingest_line(struct ingest *in, enum ingest_source src, const char *line,
                                 size_t len, struct proto_msg *msg, struct proto_error *err);
 
 /* Count and log a rejection found outside proto (oversize stream line,
  * op not allowed on this socket). */
-void ingest_reject(struct daemon *d, enum ingest_source src, struct proto_error *err);
+void ingest_reject(struct ingest *in, enum ingest_source src, const struct proto_error *err);
 
 #endif

@@ -1,10 +1,11 @@
 /* log.c - formats, filters and rate-limits segopsd's log lines.
  *
- * One writer (stderr), two formats: with JOURNAL_STREAM set (systemd
- * connected stderr to journald) each line starts with "<prio>" so the
- * journal keeps the priority; otherwise a readable "segopsd: warning: "
- * prefix. Rate limiting is per call-site key in fixed 10 s windows, so
- * a flood of bad input costs a bounded number of lines.
+ * One writer (stderr), two formats: when stderr is the journal stream
+ * (JOURNAL_STREAM names its device and inode) each line starts with
+ * "<prio>" so the journal keeps the priority; otherwise a readable
+ * "segopsd: warning: " prefix. Rate limiting is per call-site key in
+ * fixed 10 s windows, so a flood of bad input costs a bounded number of
+ * lines.
  */
 #include "log.h"
 
@@ -13,7 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "clock.h"
 
 #define LOG_KEYS_MAX 64
 #define LOG_WINDOW_S 10
@@ -42,11 +46,28 @@ static int prio_of_level(enum cfg_log_level level)
         return LOG_INFO;
 }
 
+/* systemd sets JOURNAL_STREAM=DEV:INODE when it connects stderr to the
+ * journal. A child started from such a service inherits the variable
+ * with a stderr of its own (a pipe, a file): only a match says stderr
+ * is still the journal stream (systemd.exec(5)). */
+static bool stderr_is_journal(void)
+{
+        const char *v = getenv("JOURNAL_STREAM");
+        unsigned long long dev, ino;
+        struct stat st;
+        int n = 0;
+
+        if (!v || sscanf(v, "%llu:%llu%n", &dev, &ino, &n) != 2 || v[n] != '\0')
+                return false;
+        return fstat(STDERR_FILENO, &st) == 0 && (unsigned long long)st.st_dev == dev &&
+               (unsigned long long)st.st_ino == ino;
+}
+
 void log_init(enum cfg_log_level level, unsigned rate_per_10s)
 {
         log_max_prio = prio_of_level(level);
         log_rate = rate_per_10s;
-        log_journal = getenv("JOURNAL_STREAM") != NULL;
+        log_journal = stderr_is_journal();
 }
 
 void log_set_level(enum cfg_log_level level)
@@ -142,19 +163,19 @@ static struct log_key *key_slot(const char *key)
 void log_limited(int prio, const char *key, const char *fmt, ...)
 {
         struct log_key *k;
-        struct timespec ts;
+        int64_t now_s;
         va_list ap;
 
         if (prio > log_max_prio)
                 return;
         k = key_slot(key);
         if (k && log_rate > 0) {
-                clock_gettime(CLOCK_MONOTONIC, &ts);
-                if (ts.tv_sec - k->window_start >= LOG_WINDOW_S) {
+                now_s = clock_mono_ms() / 1000;
+                if (now_s - k->window_start >= LOG_WINDOW_S) {
                         if (k->suppressed)
                                 log_msg(LOG_WARNING, "%llu more '%s' messages suppressed",
                                         (unsigned long long)k->suppressed, key);
-                        k->window_start = ts.tv_sec;
+                        k->window_start = now_s;
                         k->count = 0;
                         k->suppressed = 0;
                 }

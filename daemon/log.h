@@ -19,9 +19,11 @@ void log_set_rate(unsigned rate_per_10s);
 
 void log_msg(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Like log_msg, but at most rate_per_10s lines per key in any 10 s
- * window; the rest are counted and summarised when the window ends. The
- * key must be a string with static storage (a literal). */
+/* Like log_msg, but at most rate_per_10s lines per key in each fixed
+ * 10 s window; the rest are counted (log_suppressed) and summarised in
+ * one line by the first call for that key after its window ends (a key
+ * that falls silent is never summarised in the log, only in stats).
+ * The key must be a string with static storage (a literal). */
 void log_limited(int prio, const char *key, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 

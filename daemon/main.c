@@ -21,6 +21,7 @@
 
 #include <curl/curl.h>
 
+#include "clock.h"
 #include "conn.h"
 #include "daemon.h"
 #include "dgram.h"
@@ -98,11 +99,33 @@ static void block_stop_signals(void)
         pthread_sigmask(SIG_BLOCK, &set, NULL);
 }
 
+/* The last line of a run: what became of the accepted events. */
+static void report_stop(const struct daemon *d, uint64_t lost)
+{
+        char reasons[256];
+        uint64_t dropped = stats_drops_text(d->stats.dropped, reasons, sizeof(reasons));
+
+        if (lost)
+                log_err("stopped: %llu events could not be delivered before stop_timeout and are "
+                        "lost (no spool_dir: memory-only mode); all dropped since start: %s",
+                        (unsigned long long)lost, reasons);
+        else if (dropped)
+                log_warn("stopped: every event still held was delivered, but %llu accepted "
+                         "events were dropped since start (%s)",
+                         (unsigned long long)dropped, reasons);
+        else
+                log_info("stopped: every accepted event was delivered");
+}
+
 static void finish_stop(struct runtime *rt)
 {
         struct daemon *d = &rt->d;
         uint64_t lost;
 
+        /* Requests in flight are aborted first: their callbacks get no
+         * answer (and judge nothing), and no request uses a batch's body
+         * once the batcher frees it. */
+        fwd_close(&d->fwd);
         lost = batcher_close(&d->batcher);
         session_close(&d->session);
         /* Connections still open get a moment to write their last
@@ -111,12 +134,8 @@ static void finish_stop(struct runtime *rt)
          * unreferenced), not when the grace ends. */
         uv_timer_start(&rt->grace, on_grace, STOP_GRACE_MS, 0);
         release_signals(rt);
-        if (lost)
-                log_err("%llu events could not be delivered before stop_timeout and are lost "
-                        "(no spool_dir: memory-only mode)",
-                        (unsigned long long)lost);
-        else if (rt->exit_code == 0)
-                log_info("stopped: every accepted event was delivered");
+        if (rt->exit_code == 0)
+                report_stop(d, lost);
         uv_close((uv_handle_t *)&rt->stop_timer, NULL);
         uv_close((uv_handle_t *)&rt->watchdog, NULL);
 }
@@ -137,7 +156,7 @@ static void begin_stop(struct runtime *rt)
                 return;
         d->stopping = true;
         sd_notify(0, "STOPPING=1");
-        log_info("stopping: draining the sockets and sending what is held (up to %.0f s)",
+        log_info("stopping: draining the sockets and sending what is held (up to %g s)",
                  d->cfg.stop_timeout);
         dgram_close(d);
         conn_server_close(d);
@@ -173,16 +192,16 @@ static int load_config(struct daemon *d, const char *path, bool quiet)
         if (r == 0)
                 r = cfg_validate(&d->cfg, err, sizeof(err));
         if (r == 0) {
-                r = cfg_load_key(&d->cfg, &d->api_key, err, sizeof(err));
+                r = cfg_load_key(&d->cfg, &d->key.secret, err, sizeof(err));
         }
         if (r < 0) {
                 fprintf(stderr, "segopsd: %s\n", err);
                 return r;
         }
-        if (d->api_key)
-                cfg_redact_key(d->api_key, d->key_redacted, sizeof(d->key_redacted));
+        if (d->key.secret)
+                cfg_redact_key(d->key.secret, d->key.redacted, sizeof(d->key.redacted));
         else
-                snprintf(d->key_redacted, sizeof(d->key_redacted), "(none)");
+                snprintf(d->key.redacted, sizeof(d->key.redacted), "(none)");
         if (!quiet && d->cfg.api_key && !getenv("CREDENTIALS_DIRECTORY") && !d->cfg.api_key_file)
                 fprintf(stderr,
                         "segopsd: warning: %s: the API key is written in the config file; "
@@ -209,10 +228,38 @@ static void print_hello(const struct daemon *d)
 {
         log_info("segopsd %s ready: events socket %s, control socket %s, upstream %s, key %s",
                  SEGOPS_VERSION, d->cfg.events_socket, d->cfg.control_socket, d->cfg.api_url,
-                 d->key_redacted);
+                 d->key.redacted);
         log_info("send a first event: echo '{\"user_id\":\"u1\",\"event_type\":\"hello\"}' | "
                  "socat -u - UNIX-SENDTO:%s",
                  d->cfg.events_socket);
+}
+
+static int post_upstream(void *ctx, const struct fwd_post *p, fwd_done_fn cb, void *ud)
+{
+        return fwd_start(ctx, p, cb, ud);
+}
+
+static void session_ready(void *ud)
+{
+        batcher_wake(ud);
+}
+
+/* Who talks to whom: the session mints through the forwarder and wakes
+ * the batcher; the batcher sends through the forwarder with the
+ * session's bearer; ingest feeds the batcher. */
+static void wire(struct daemon *d)
+{
+        const struct session_io io = {
+                .post = post_upstream,
+                .ctx = &d->fwd,
+                .ready = session_ready,
+                .ud = &d->batcher,
+        };
+        bool pk = d->key.secret && strncmp(d->key.secret, "pk_", 3) == 0;
+
+        session_init(&d->session, d->loop, &d->cfg, &d->key, pk && !fwd_dry_run(&d->fwd), &io);
+        batcher_init(&d->batcher, d->loop, &d->cfg, &d->stats, &d->key, &d->fwd, &d->session);
+        ingest_init(&d->ingest, &d->cfg, &d->stats, &d->batcher);
 }
 
 static int run(struct runtime *rt)
@@ -221,15 +268,13 @@ static int run(struct runtime *rt)
         int r;
 
         d->loop = uv_default_loop();
-        d->start_ms = daemon_now_ms();
-        q_init(&d->queue, d->cfg.max_memory, d->cfg.when_full);
+        d->start_ms = clock_wall_ms();
         r = fwd_init(&d->fwd, d->loop, &d->cfg);
         if (r < 0) {
                 log_err("cannot initialise HTTP: %s", strerror(-r));
                 return r;
         }
-        batcher_init(&d->batcher, d);
-        session_init(&d->session, d);
+        wire(d);
         uv_timer_init(d->loop, &rt->stop_timer);
         rt->stop_timer.data = rt;
         uv_timer_init(d->loop, &rt->grace);
@@ -303,7 +348,7 @@ int main(int argc, char **argv)
         if (load_config(&rt.d, path, check_only) < 0)
                 return 1;
         if (check_only) {
-                printf("%s: configuration OK (key %s)\n", path, rt.d.key_redacted);
+                printf("%s: configuration OK (key %s)\n", path, rt.d.key.redacted);
                 goto out;
         }
         signal(SIGPIPE, SIG_IGN);
@@ -327,10 +372,10 @@ int main(int argc, char **argv)
                 rt.exit_code = 1;
         curl_global_cleanup();
 out:
-        proto_buf_free(&rt.d.scratch);
-        if (rt.d.api_key) {
-                explicit_bzero(rt.d.api_key, strlen(rt.d.api_key));
-                free(rt.d.api_key);
+        ingest_free(&rt.d.ingest);
+        if (rt.d.key.secret) {
+                explicit_bzero(rt.d.key.secret, strlen(rt.d.key.secret));
+                free(rt.d.key.secret);
         }
         cfg_free(&rt.d.cfg);
         return rt.exit_code;

@@ -2,7 +2,7 @@
  * that bounds it.
  *
  * Records go one after another into 64 KiB blocks; the oldest block is
- * freed, or kept as the one spare, when its last record is dropped. So
+ * freed, or kept as the one spare, when its last record is popped. So
  * queuing an event is a copy, not an allocation, and the account is the
  * single place max_memory is enforced. Sequence numbers of the queued
  * events are contiguous: they are handed out on push only, and events
@@ -76,7 +76,18 @@ const struct q_event *q_peek(const struct queue *q)
         return (const struct q_event *)(q->first->mem + q->first->head);
 }
 
-void q_drop(struct queue *q)
+void q_set_limits(struct queue *q, size_t limit, enum cfg_when_full when_full)
+{
+        q->limit = limit;
+        q->when_full = when_full;
+}
+
+void q_set_reserve(struct queue *q, size_t n)
+{
+        q->reserve = n;
+}
+
+void q_pop(struct queue *q)
 {
         struct q_block *k = q->first;
         const struct q_event *e = q_peek(q);
@@ -97,13 +108,14 @@ void q_drop(struct queue *q)
         block_done(q, k);
 }
 
-int q_push(struct queue *q, const char *ev, size_t len)
+int q_push(struct queue *q, const char *ev, size_t len, struct q_evicted *ret_evicted)
 {
         size_t cost = Q_EVENT_COST(len), rec = rec_size(len);
-        struct q_block *k = q->last;
+        struct q_block *k;
         struct q_event *e;
-        int dropped = 0;
 
+        ret_evicted->first = q_head_seq(q);
+        ret_evicted->n = 0;
         if (len > UINT32_MAX)
                 return -ENOBUFS;
         if (q->held + q->reserve + cost > q->limit) {
@@ -117,8 +129,8 @@ int q_push(struct queue *q, const char *ev, size_t len)
                         return -ENOBUFS;
         }
         while (q->held + q->reserve + cost > q->limit) {
-                q_drop(q);
-                dropped++;
+                q_pop(q);
+                ret_evicted->n++;
         }
         k = q->last;
         if (k && k->head == k->tail && k->cap - k->tail < rec) {
@@ -147,7 +159,7 @@ int q_push(struct queue *q, const char *ev, size_t len)
         q->count++;
         q->bytes += len;
         q->held += cost;
-        return dropped;
+        return 0;
 }
 
 void q_charge(struct queue *q, size_t n)
@@ -182,7 +194,7 @@ size_t q_clear(struct queue *q)
         size_t n = q->count;
 
         while (q->count)
-                q_drop(q);
+                q_pop(q);
         while (q->first) {
                 struct q_block *k = q->first;
 

@@ -47,25 +47,70 @@ struct queue {
 #define Q_EVENT_COST(len) ((len) + 40)
 
 void q_init(struct queue *q, size_t limit, enum cfg_when_full when_full);
+/* A reload: the new max_memory and when_full apply to the next push. */
+void q_set_limits(struct queue *q, size_t limit, enum cfg_when_full when_full);
 
-/* Append an event. With the account full, drop_newest refuses it
- * (-ENOBUFS) and drop_oldest drops queued events from the head until it
- * fits (or refuses it, dropping nothing, when even an empty queue would
- * not make room). Returns the number of old events dropped (>= 0), or
- * -ENOBUFS / -ENOMEM. */
-int q_push(struct queue *q, const char *ev, size_t len);
+/* Events that left the head of the queue to make room (drop_oldest):
+ * seqs first .. first + n - 1. */
+struct q_evicted {
+        uint64_t first;
+        size_t n;
+};
 
-/* The oldest queued event, or NULL; valid until the next push or drop. */
+/* Append an event. With the account full, drop_newest refuses it and
+ * drop_oldest evicts queued events from the head until it fits (or
+ * refuses it, evicting nothing, when even an empty queue would not make
+ * room). Returns 0, -ENOBUFS (refused: no room) or -ENOMEM; whatever it
+ * returns, *ret_evicted says which old events it evicted, and the
+ * caller counts them as lost. */
+int q_push(struct queue *q, const char *ev, size_t len, struct q_evicted *ret_evicted);
+
+/* The oldest queued event, or NULL; valid until the next push or pop. */
 const struct q_event *q_peek(const struct queue *q);
 
-/* Remove the oldest queued event (there must be one). */
-void q_drop(struct queue *q);
+/* Remove the oldest queued event (there must be one): the normal
+ * dequeue, once it is copied into a batch. */
+void q_pop(struct queue *q);
 
 /* Charge / release memory held outside the queue (batch bodies). The
  * batcher sets q->reserve so that new events leave room for what its
  * next batches will charge: held + reserve never passes limit by a push. */
 void q_charge(struct queue *q, size_t n);
 void q_release(struct queue *q, size_t n);
+
+void q_set_reserve(struct queue *q, size_t n);
+
+static inline size_t q_count(const struct queue *q)
+{
+        return q->count;
+}
+/* Bytes of queued events (their encoded length). */
+static inline size_t q_bytes(const struct queue *q)
+{
+        return q->bytes;
+}
+/* The memory account: queued events plus what batches charged. */
+static inline size_t q_held(const struct queue *q)
+{
+        return q->held;
+}
+static inline size_t q_limit(const struct queue *q)
+{
+        return q->limit;
+}
+/* What may still be charged before the account passes max_memory,
+ * the reserve for batches not yet cut kept aside. */
+static inline size_t q_room(const struct queue *q)
+{
+        size_t used = q->held + q->reserve;
+
+        return used < q->limit ? q->limit - used : 0;
+}
+/* The seq of the last event pushed (0 before the first). */
+static inline uint64_t q_last_seq(const struct queue *q)
+{
+        return q->next_seq - 1;
+}
 
 /* seq of the oldest queued event, or UINT64_MAX when empty. */
 uint64_t q_head_seq(const struct queue *q);
@@ -74,7 +119,7 @@ uint64_t q_head_seq(const struct queue *q);
 size_t q_count_upto(const struct queue *q, uint64_t upto);
 
 /* Free everything queued, and the blocks; returns how many events were
- * freed. The queue stays usable. */
+ * freed (the caller counts them as lost). The queue stays usable. */
 size_t q_clear(struct queue *q);
 
 #endif

@@ -118,7 +118,7 @@ int daemon_reload(struct daemon *d)
                 r = cfg_validate(&fresh, err, sizeof(err));
         if (r == 0)
                 r = cfg_load_key_from(&fresh, &key, &credential, err, sizeof(err));
-        if (r == 0 && !same_kind(key, d->api_key)) {
+        if (r == 0 && !same_kind(key, d->key.secret)) {
                 snprintf(err, sizeof(err),
                          "the key changed kind (sk_/pk_, or none); that needs a restart");
                 r = -EINVAL;
@@ -139,14 +139,14 @@ int daemon_reload(struct daemon *d)
         for (unsigned i = 0; i < rn.n; i++)
                 log_warn("reload: %s changed; it takes effect at the next restart", rn.keys[i]);
 
-        if (key && !str_eq(key, d->api_key)) {
-                explicit_bzero(d->api_key, strlen(d->api_key));
-                free(d->api_key);
-                d->api_key = key;
+        if (key && !str_eq(key, d->key.secret)) {
+                explicit_bzero(d->key.secret, strlen(d->key.secret));
+                free(d->key.secret);
+                d->key.secret = key;
                 key = NULL;
-                cfg_redact_key(d->api_key, d->key_redacted, sizeof(d->key_redacted));
-                d->key_gen++;
-                log_info("reload: API key replaced, now %s", d->key_redacted);
+                cfg_redact_key(d->key.secret, d->key.redacted, sizeof(d->key.redacted));
+                d->key.gen++;
+                log_info("reload: API key replaced, now %s", d->key.redacted);
                 if (session_enabled(&d->session))
                         session_key_changed(&d->session);
         }
@@ -161,8 +161,6 @@ int daemon_reload(struct daemon *d)
 
         log_set_level(d->cfg.log_level);
         log_set_rate(d->cfg.log_rate);
-        d->queue.limit = d->cfg.max_memory;
-        d->queue.when_full = d->cfg.when_full;
         batcher_reconfigure(&d->batcher);
         log_info("reloaded %s", d->cfg.path);
         return 0;

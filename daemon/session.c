@@ -15,8 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon.h"
+#include "backoff.h"
 #include "log.h"
+#include "response.h"
 #include "rng.h"
 #include "usercmd.h"
 
@@ -41,7 +42,12 @@ static const char *state_name(enum session_state st)
 
 static uint64_t now(const struct session *s)
 {
-        return uv_now(s->d->loop);
+        return uv_now(s->loop);
+}
+
+static void tell_owner(struct session *s)
+{
+        s->io.ready(s->io.ud);
 }
 
 /* Log a problem once per change of problem, not once per attempt. */
@@ -62,16 +68,17 @@ static void drop_token(struct session *s)
         }
 }
 
-void session_init(struct session *s, struct daemon *d)
+void session_init(struct session *s, uv_loop_t *loop, const struct cfg *cfg,
+                  const struct apikey *key, bool enabled, const struct session_io *io)
 {
         memset(s, 0, sizeof(*s));
-        s->d = d;
-        uv_timer_init(d->loop, &s->retry);
+        s->loop = loop;
+        s->cfg = cfg;
+        s->key = key;
+        s->io = *io;
+        uv_timer_init(loop, &s->retry);
         s->retry.data = s;
-        if (d->api_key && strncmp(d->api_key, "pk_", 3) == 0 && !d->fwd.stdout_mode)
-                s->state = SESSION_IDLE;
-        else
-                s->state = SESSION_DISABLED;
+        s->state = enabled ? SESSION_IDLE : SESSION_DISABLED;
 }
 
 bool session_enabled(const struct session *s)
@@ -91,27 +98,23 @@ static void on_retry(uv_timer_t *t)
 {
         struct session *s = t->data;
 
-        /* The batcher asks for a token again, which starts the mint. */
-        batcher_wake(&s->d->batcher);
+        /* The owner asks for a token again, which starts the mint. */
+        tell_owner(s);
 }
 
+/* A mint failed: wait (the upstream's Retry-After when it gave one,
+ * else backoff with full jitter) before the next. */
 static void back_off(struct session *s, double retry_after)
 {
-        const struct cfg *c = &s->d->cfg;
+        const struct cfg *c = s->cfg;
         uint64_t delay;
 
         s->attempts++;
         s->mint_failures++;
-        if (retry_after >= 0) {
-                double secs = retry_after < c->retry_after_max ? retry_after : c->retry_after_max;
-                delay = (uint64_t)(secs * 1000.0);
-        } else {
-                double cap = c->backoff_initial *
-                             ldexp(1.0, s->attempts > 30 ? 30 : (int)s->attempts - 1);
-                if (cap > c->backoff_max)
-                        cap = c->backoff_max;
-                delay = (uint64_t)(rng_unit() * cap * 1000.0);
-        }
+        if (retry_after >= 0)
+                delay = backoff_retry_after_ms(retry_after, c->retry_after_max);
+        else
+                delay = backoff_ms(c->backoff_initial, c->backoff_max, s->attempts, rng_unit());
         s->state = SESSION_WAITING;
         s->not_before = now(s) + delay;
         uv_timer_start(&s->retry, on_retry, delay ? delay : 1, 0);
@@ -149,15 +152,57 @@ out:
         return r;
 }
 
+/* 2xx: the token, or a backoff when the answer has none usable. */
+static void took_answer(struct session *s, const struct fwd_result *res)
+{
+        if (take_token(s, res) == 0) {
+                s->state = SESSION_READY;
+                s->attempts = 0;
+                s->mints++;
+                s->last_error[0] = '\0';
+                if (s->logged)
+                        log_info("pk_ session minted for user '%s'; sending resumes", s->user_id);
+                s->logged = NULL;
+                tell_owner(s);
+                return;
+        }
+        snprintf(s->last_error, sizeof(s->last_error),
+                 "session answer lacks a usable token/expires_in");
+        tell(s, "mint_body", LOG_ERR,
+             "the upstream's session answer has no usable token and expires_in; events are "
+             "kept, retrying with backoff");
+        back_off(s, -1);
+}
+
+/* 400/401/403: a configuration problem; say what to fix, once. */
+static void refused(struct session *s, long st)
+{
+        char msg[512];
+
+        snprintf(s->last_error, sizeof(s->last_error), "session mint: HTTP %ld", st);
+        snprintf(msg, sizeof(msg),
+                 "minting a session for user '%s' with key %s failed with HTTP %ld: %s. "
+                 "Events are kept and minting is retried with backoff",
+                 s->user_id, s->key->redacted, st,
+                 st == 401   ? "the pk_ key is unknown or revoked; fix api_key_file"
+                 : st == 403 ? "the user_id_sig is missing or wrong; sign the user id "
+                               "with 'segopsctl sign-user-id' and send set_user with it"
+                             : "the upstream found the request malformed; check the "
+                               "identity sent with set_user or user_context_command");
+        tell(s, st == 401 ? "mint_401" : st == 403 ? "mint_403" : "mint_400", LOG_ERR, msg);
+        back_off(s, -1);
+}
+
 static void on_mint(void *ud, const struct fwd_result *res)
 {
         struct session *s = ud;
         long st = res->status;
-        char msg[512];
 
         proto_buf_free(&s->body);
-        if (s->state != SESSION_MINTING)
-                return; /* closed meanwhile */
+        /* Aborted: the forwarder is closing, and there is no answer to
+         * judge (nor a failure to count or log). */
+        if (res->aborted || s->state != SESSION_MINTING)
+                return;
         s->last_status = st;
         if (s->restart) {
                 /* reset_session, or a new key, came while this mint ran:
@@ -165,44 +210,14 @@ static void on_mint(void *ud, const struct fwd_result *res)
                  * so mint again with the current ones. */
                 s->restart = false;
                 s->state = SESSION_IDLE;
-                batcher_wake(&s->d->batcher);
+                tell_owner(s);
                 return;
         }
-        if (st == 200) {
-                if (take_token(s, res) == 0) {
-                        s->state = SESSION_READY;
-                        s->attempts = 0;
-                        s->mints++;
-                        s->last_error[0] = '\0';
-                        if (s->logged)
-                                log_info("pk_ session minted for user '%s'; sending resumes",
-                                         s->user_id);
-                        s->logged = NULL;
-                        batcher_wake(&s->d->batcher);
-                        return;
-                }
-                snprintf(s->last_error, sizeof(s->last_error),
-                         "session answer lacks a usable token/expires_in");
-                tell(s, "mint_body", LOG_ERR,
-                     "the upstream's session answer has no usable "
-                     "token and expires_in; events are kept, retrying with backoff");
-                back_off(s, -1);
-                return;
-        }
-        if (st == 400 || st == 401 || st == 403) {
-                snprintf(s->last_error, sizeof(s->last_error), "session mint: HTTP %ld", st);
-                snprintf(msg, sizeof(msg),
-                         "minting a session for user '%s' with key %s failed with HTTP %ld: %s. "
-                         "Events are kept and minting is retried with backoff",
-                         s->user_id, s->d->key_redacted, st,
-                         st == 401   ? "the pk_ key is unknown or revoked; fix api_key_file"
-                         : st == 403 ? "the user_id_sig is missing or wrong; sign the user id "
-                                       "with 'segopsctl sign-user-id' and send set_user with it"
-                                     : "the upstream found the request malformed; check the "
-                                       "identity sent with set_user or user_context_command");
-                tell(s, st == 401 ? "mint_401" : st == 403 ? "mint_403" : "mint_400", LOG_ERR, msg);
-                back_off(s, -1);
-                return;
+        switch (resp_judge_mint(st, res->retry_after)) {
+        case MINT_TAKE_TOKEN: took_answer(s, res); return;
+        case MINT_FIX_CONFIG: refused(s, st); return;
+        case MINT_PAUSE:
+        case MINT_BACKOFF: break;
         }
         if (res->curl_code)
                 snprintf(s->last_error, sizeof(s->last_error), "session mint: %s", res->error);
@@ -214,7 +229,7 @@ static void on_mint(void *ud, const struct fwd_result *res)
 
 static void mint(struct session *s, const char *user_id, const char *sig)
 {
-        struct fwd_post p = { .path = SESSION_PATH, .bearer = s->d->api_key };
+        struct fwd_post p = { .path = SESSION_PATH, .bearer = s->key->secret };
         int r;
 
         snprintf(s->user_id, sizeof(s->user_id), "%s", user_id);
@@ -234,7 +249,7 @@ static void mint(struct session *s, const char *user_id, const char *sig)
                 p.body_len = s->body.len;
                 s->state = SESSION_MINTING;
                 s->mint_sent_at = now(s);
-                r = fwd_start(&s->d->fwd, &p, on_mint, s);
+                r = s->io.post(s->io.ctx, &p, on_mint, s);
         }
         if (r < 0) {
                 proto_buf_free(&s->body);
@@ -253,7 +268,7 @@ static void on_identity(void *ud, const struct usercmd_result *res)
         if (s->restart) {
                 s->restart = false;
                 s->state = SESSION_IDLE;
-                batcher_wake(&s->d->batcher);
+                tell_owner(s);
                 return;
         }
         if (res->error == 0) {
@@ -271,11 +286,11 @@ static void on_identity(void *ud, const struct usercmd_result *res)
 
 static void start(struct session *s)
 {
-        const struct cfg *c = &s->d->cfg;
+        const struct cfg *c = s->cfg;
         char why[256];
 
-        if (s->d->user_id[0]) {
-                mint(s, s->d->user_id, s->d->user_id_sig);
+        if (s->set_user_id[0]) {
+                mint(s, s->set_user_id, s->set_user_sig);
                 return;
         }
         if (!c->user_context_command) {
@@ -288,7 +303,7 @@ static void start(struct session *s)
                 return;
         }
         s->state = SESSION_IDENTIFYING;
-        if (usercmd_run(s->d->loop, c->user_context_command, c->user_context_timeout,
+        if (usercmd_run(s->loop, c->user_context_command, c->user_context_timeout,
                         c->user_context_max_output, on_identity, s, &s->cmd, why,
                         sizeof(why)) < 0) {
                 snprintf(s->last_error, sizeof(s->last_error), "%s", why);
@@ -301,7 +316,7 @@ const char *session_token(struct session *s, uint64_t *generation)
 {
         if (s->state == SESSION_DISABLED) {
                 *generation = 0;
-                return s->d->api_key ? s->d->api_key : ""; /* "": dry run */
+                return s->key->secret ? s->key->secret : ""; /* "": dry run */
         }
         if (s->state == SESSION_READY && fresh(s)) {
                 *generation = s->generation;
@@ -336,7 +351,7 @@ void session_reset(struct session *s)
                 s->restart = true;
         if (s->state == SESSION_READY || s->state == SESSION_NO_IDENTITY)
                 s->state = SESSION_IDLE;
-        batcher_wake(&s->d->batcher);
+        tell_owner(s);
 }
 
 void session_key_changed(struct session *s)
@@ -355,16 +370,18 @@ void session_key_changed(struct session *s)
         session_reset(s);
 }
 
-void session_identity_changed(struct session *s)
+void session_set_user(struct session *s, const char *user_id, const char *sig)
 {
+        snprintf(s->set_user_id, sizeof(s->set_user_id), "%s", user_id);
+        snprintf(s->set_user_sig, sizeof(s->set_user_sig), "%s", sig);
         if (s->state == SESSION_NO_IDENTITY) {
                 s->state = SESSION_IDLE;
-                batcher_wake(&s->d->batcher);
+                tell_owner(s);
         } else if (s->state == SESSION_WAITING && s->logged &&
                    (!strcmp(s->logged, "mint_403") || !strcmp(s->logged, "mint_400"))) {
                 /* A new identity is worth trying now, not after backoff. */
                 s->not_before = 0;
-                batcher_wake(&s->d->batcher);
+                tell_owner(s);
         }
 }
 
@@ -385,8 +402,8 @@ json_t *session_stats(const struct session *s)
         }
         if (j && session_enabled(s))
                 json_object_set_new(j, "identity_source",
-                                    json_string(s->d->user_id[0] ? "set_user"
-                                                : s->d->cfg.user_context_command
+                                    json_string(s->set_user_id[0] ? "set_user"
+                                                : s->cfg->user_context_command
                                                         ? "user_context_command"
                                                         : "none"));
         return j;

@@ -17,9 +17,11 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "apikey.h"
+#include "config.h"
+#include "forward.h"
 #include "proto.h"
 
-struct daemon;
 struct usercmd;
 
 enum session_state {
@@ -32,8 +34,21 @@ enum session_state {
         SESSION_NO_IDENTITY, /* neither set_user nor user_context_command */
 };
 
+/* How the session reaches the world: post() starts an HTTP POST (the
+ * forwarder's fwd_start, or a test's fake), and ready() tells the owner
+ * that a token may now be at hand (or a mint may start): ask again. */
+struct session_io {
+        int (*post)(void *ctx, const struct fwd_post *p, fwd_done_fn cb, void *ud);
+        void *ctx;
+        void (*ready)(void *ud);
+        void *ud;
+};
+
 struct session {
-        struct daemon *d;
+        uv_loop_t *loop;
+        const struct cfg *cfg; /* replaced in place by a reload */
+        const struct apikey *key;
+        struct session_io io;
         enum session_state state;
         char *token;           /* never logged, never in stats */
         uint64_t generation;   /* bumped per token, to match 401s */
@@ -45,7 +60,10 @@ struct session {
         bool restart;          /* reset while a mint ran: mint again */
         uv_timer_t retry;
         struct usercmd *cmd;
-        struct proto_buf body;               /* the mint request body, while in flight */
+        struct proto_buf body; /* the mint request body, while in flight */
+        /* The identity set_user gave (the SDK's get_user); "" when none. */
+        char set_user_id[PROTO_USER_ID_MAX + 1];
+        char set_user_sig[PROTO_USER_ID_SIG_MAX + 1];
         char user_id[PROTO_USER_ID_MAX + 1]; /* identity of the last mint */
         /* stats */
         uint64_t mints, mint_failures, invalidated;
@@ -54,12 +72,16 @@ struct session {
         const char *logged; /* problem last logged, to log once per change */
 };
 
-void session_init(struct session *s, struct daemon *d);
+/* enabled: a pk_ key and a real upstream; otherwise the session is
+ * disabled and session_token() gives the key itself. */
+void session_init(struct session *s, uv_loop_t *loop, const struct cfg *cfg,
+                  const struct apikey *key, bool enabled, const struct session_io *io);
 bool session_enabled(const struct session *s);
 
-/* The token for an events request, or NULL when none is usable yet: a
- * mint is then started unless one runs or a backoff waits, and the
- * batcher is kicked when a token arrives. *generation identifies it. */
+/* The bearer for an events request, or NULL when none is usable yet: a
+ * mint is then started unless one runs or a backoff waits, and io.ready
+ * runs when a token arrives. *generation identifies it. With the
+ * session disabled: the key ("" in dry-run mode). */
 const char *session_token(struct session *s, uint64_t *generation);
 
 /* The events endpoint answered 401 to the token of that generation:
@@ -73,11 +95,14 @@ void session_reset(struct session *s);
  * the old key is forgotten, so the new key is tried at once. */
 void session_key_changed(struct session *s);
 
-/* set_user: a new identity may unblock a session that had none. */
-void session_identity_changed(struct session *s);
+/* set_user: the identity for the next mint (sig may be ""). A new
+ * identity may unblock a session that had none, or was refused. */
+void session_set_user(struct session *s, const char *user_id, const char *sig);
 
 json_t *session_stats(const struct session *s);
 
+/* Cancel what runs and free the token. An answer to a mint that the
+ * forwarder aborts after this is ignored. */
 void session_close(struct session *s);
 
 #endif

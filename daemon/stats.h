@@ -22,6 +22,10 @@ enum stats_drop {
 
 const char *stats_drop_name(enum stats_drop r);
 
+/* "2 upstream_rejected, 1 memory_full": the non-zero counts of dropped
+ * (indexed by enum stats_drop), "" when all are 0. Returns their sum. */
+uint64_t stats_drops_text(const uint64_t dropped[DROP_REASON_COUNT], char *out, size_t outlen);
+
 struct stats {
         uint64_t received; /* events and rejected lines */
         uint64_t ops;      /* ops carried out (not in received) */

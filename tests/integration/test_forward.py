@@ -363,6 +363,11 @@ class FailureTests(SegopsTestCase):
                                'headers': {'Retry-After': '2'}}])
         send_stream(d, [make_event(i) for i in range(5)])
         self.assertTrue(self.upstream.wait_for_requests(1, timeout=5))
+        # The pause starts when segopsd reads the 429, not when the mock
+        # sends it: the second batch must come after that.
+        st = d.wait_for_stats(
+            lambda s: s['upstream']['state'] == 'throttled', timeout=5)
+        self.assertEqual(st['upstream']['state'], 'throttled')
         send_stream(d, [make_event(i) for i in range(5, 10)])
         self.assertEventsDelivered([event_id(i) for i in range(10)],
                                    timeout=15)

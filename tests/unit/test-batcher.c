@@ -34,11 +34,20 @@ static void setup_cfg(struct fixture *fx, unsigned batch_size, size_t max_batch_
         fx->d.cfg.flush_interval = flush_interval;
 }
 
+static int post(void *ctx, const struct fwd_post *p, fwd_done_fn cb, void *ud)
+{
+        return fwd_start(ctx, p, cb, ud);
+}
+
+static void ready(void *ud)
+{
+        batcher_wake(ud);
+}
+
 static void setup_start(struct fixture *fx)
 {
+        struct session_io io = { post, &fx->d.fwd, ready, &fx->d.batcher };
         int fd;
-
-        q_init(&fx->d.queue, fx->d.cfg.max_memory, CFG_DROP_NEWEST);
 
         /* Point stdout at a temp file so the batches can be read back. */
         snprintf(fx->path, sizeof(fx->path), "/tmp/test-batcher-XXXXXX");
@@ -50,8 +59,9 @@ static void setup_start(struct fixture *fx)
         close(fd);
 
         ck_assert_int_eq(fwd_init(&fx->d.fwd, &fx->loop, &fx->d.cfg), 0);
-        ck_assert_int_eq(batcher_init(&fx->d.batcher, &fx->d), 0);
-        session_init(&fx->d.session, &fx->d);
+        session_init(&fx->d.session, &fx->loop, &fx->d.cfg, &fx->d.key, false, &io);
+        batcher_init(&fx->d.batcher, &fx->loop, &fx->d.cfg, &fx->d.stats, &fx->d.key, &fx->d.fwd,
+                     &fx->d.session);
 }
 
 static void setup(struct fixture *fx, unsigned batch_size, size_t max_batch_bytes,
@@ -61,29 +71,41 @@ static void setup(struct fixture *fx, unsigned batch_size, size_t max_batch_byte
         setup_start(fx);
 }
 
-static void teardown(struct fixture *fx)
+static void close_modules(struct fixture *fx)
 {
+        fwd_close(&fx->d.fwd);
         batcher_close(&fx->d.batcher);
         session_close(&fx->d.session);
+}
+
+static void teardown(struct fixture *fx)
+{
+        if (!batcher_closed(&fx->d.batcher))
+                close_modules(fx);
         uv_run(&fx->loop, UV_RUN_DEFAULT);
         ck_assert_int_eq(uv_loop_close(&fx->loop), 0);
         fflush(stdout);
         dup2(fx->saved_stdout, STDOUT_FILENO);
         close(fx->saved_stdout);
         unlink(fx->path);
-        proto_buf_free(&fx->d.scratch);
         cfg_free(&fx->d.cfg);
 }
 
-static void push(struct fixture *fx, int i)
+static int push_ret(struct fixture *fx, int i)
 {
         char ev[128];
+        size_t evicted;
         int n = snprintf(ev, sizeof(ev),
                          "{\"event_id\":\"e%d\",\"user_id\":\"u\",\"event_type\":\"t\","
                          "\"occurred_at\":\"2026-01-01T00:00:00.000Z\",\"payload\":{}}",
                          i);
 
-        ck_assert_int_eq(q_push(&fx->d.queue, ev, (size_t)n), 0);
+        return batcher_push(&fx->d.batcher, ev, (size_t)n, &evicted);
+}
+
+static void push(struct fixture *fx, int i)
+{
+        ck_assert_int_eq(push_ret(fx, i), 0);
 }
 
 /* One turn of the loop without blocking: UV_RUN_ONCE would sleep until
@@ -152,7 +174,7 @@ START_TEST(test_batch_size)
                 ck_assert_int_eq(first[i], i * 5); /* in order */
         }
         ck_assert_int_eq(sizes[4], 3);
-        ck_assert_uint_eq(fx.d.queue.held, 0); /* memory account returns to 0 */
+        ck_assert_uint_eq(batcher_memory(&fx.d.batcher), 0); /* the account returns to 0 */
         teardown(&fx);
 }
 END_TEST
@@ -202,35 +224,40 @@ START_TEST(test_partial_batch_waits_for_interval)
 }
 END_TEST
 
-struct flush_result {
-        int calls, result;
-        uint64_t flushed;
+struct flush_seen {
+        int calls;
+        struct flush_result r;
 };
 
-static void on_flush(void *ud, int result, uint64_t flushed, uint64_t dropped, uint64_t pending)
+static void on_flush(void *ud, const struct flush_result *res)
 {
-        struct flush_result *r = ud;
+        struct flush_seen *f = ud;
 
-        r->calls++;
-        r->result = result;
-        r->flushed = flushed;
+        f->calls++;
+        f->r = *res;
+}
+
+static void run_until_answered(struct fixture *fx, const struct flush_seen *f)
+{
+        for (int i = 0; i < 5000 && f->calls == 0; i++)
+                turn(fx);
+        ck_assert_int_eq(f->calls, 1);
 }
 
 START_TEST(test_flush_sends_partial_batch_now)
 {
         struct fixture fx;
-        struct flush_result r = { 0 };
+        struct flush_seen f = { 0 };
         int sizes[4];
 
         setup(&fx, 20, 1048576, 3600); /* the interval never fires */
         for (int i = 0; i < 7; i++)
                 push(&fx, i);
-        ck_assert_ptr_nonnull(batcher_flush(&fx.d.batcher, 5000, on_flush, &r));
-        for (int i = 0; i < 5000 && r.calls == 0; i++)
-                turn(&fx);
-        ck_assert_int_eq(r.calls, 1);
-        ck_assert_int_eq(r.result, 0);
-        ck_assert_uint_eq(r.flushed, 7);
+        ck_assert_ptr_nonnull(batcher_flush(&fx.d.batcher, 5000, on_flush, &f));
+        run_until_answered(&fx, &f);
+        ck_assert_int_eq(f.r.result, 0);
+        ck_assert_uint_eq(f.r.covered, 7);
+        ck_assert_uint_eq(f.r.delivered, 7);
         ck_assert_int_eq(read_batches(&fx, sizes, 4, NULL), 1);
         ck_assert_int_eq(sizes[0], 7);
         ck_assert_uint_eq(fx.d.stats.sent, 7);
@@ -238,31 +265,43 @@ START_TEST(test_flush_sends_partial_batch_now)
 }
 END_TEST
 
-START_TEST(test_flush_with_nothing_held_answers_at_once)
+/* Even with nothing to wait for, the answer comes on a later turn of the
+ * loop, never from inside batcher_flush(): its caller has no frame to
+ * lose, and a client stacking flush lines cannot recurse. */
+START_TEST(test_flush_answers_on_a_later_turn)
 {
         struct fixture fx;
-        struct flush_result r = { 0 };
+        struct flush_seen f = { 0 };
 
         setup(&fx, 20, 1048576, 3600);
-        ck_assert_ptr_null(batcher_flush(&fx.d.batcher, 5000, on_flush, &r));
-        ck_assert_int_eq(r.calls, 1);
-        ck_assert_uint_eq(r.flushed, 0);
+        ck_assert_ptr_nonnull(batcher_flush(&fx.d.batcher, 5000, on_flush, &f));
+        ck_assert_int_eq(f.calls, 0);
+        run_until_answered(&fx, &f);
+        ck_assert_int_eq(f.r.result, 0);
+        ck_assert_uint_eq(f.r.covered, 0);
+        /* timeout 0 with events held: a timeout, also on a later turn. */
+        push(&fx, 1);
+        fx.d.batcher.paused_until = uv_now(&fx.loop) + 60000; /* Retry-After: held */
+        f.calls = 0;
+        ck_assert_ptr_nonnull(batcher_flush(&fx.d.batcher, 0, on_flush, &f));
+        ck_assert_int_eq(f.calls, 0);
+        run_until_answered(&fx, &f);
+        ck_assert_int_eq(f.r.result, -ETIMEDOUT);
+        ck_assert_uint_eq(f.r.pending, 1);
         teardown(&fx);
 }
 END_TEST
 
-/* A flush answered inside another flush's pump() whose callback starts
- * a flush of its own (a connection's next pipelined line): each call
- * must still say truly whether its own waiter is pending. */
+/* A callback that starts another flush (a connection's next pipelined
+ * line) gets its own answer later; nothing is lost or answered twice. */
 struct nesting {
         struct fixture *fx;
         int calls;
-        struct flush_result inner;
+        struct flush_seen inner;
         struct flush_waiter *inner_w;
 };
 
-static void on_flush_nesting(void *ud, int result, uint64_t flushed, uint64_t dropped,
-                             uint64_t pending)
+static void on_flush_nesting(void *ud, const struct flush_result *res)
 {
         struct nesting *n = ud;
 
@@ -270,42 +309,88 @@ static void on_flush_nesting(void *ud, int result, uint64_t flushed, uint64_t dr
         n->inner_w = batcher_flush(&n->fx->d.batcher, 60000, on_flush, &n->inner);
 }
 
-START_TEST(test_nested_flushes_keep_their_waiters)
+START_TEST(test_flush_started_from_a_flush_callback)
 {
-        for (int same_pass = 0; same_pass < 2; same_pass++) {
-                struct fixture fx;
-                struct nesting a = { .fx = &fx };
-                struct flush_result rb = { 0 };
-                struct flush_waiter *wa, *wb;
+        struct fixture fx;
+        struct nesting a = { .fx = &fx };
 
-                setup(&fx, 20, 1048576, 3600);
-                for (int i = 0; i < 3; i++)
-                        push(&fx, i);
-                /* A Retry-After pause: the events stay held. */
-                fx.d.batcher.paused_until = uv_now(&fx.loop) + 60000;
-                wa = batcher_flush(&fx.d.batcher, 1, on_flush_nesting, &a);
-                ck_assert_ptr_nonnull(wa);
-                usleep(3000);
-                uv_update_time(&fx.loop);
-                /* B's pump answers A (its deadline passed); A's callback
-                 * starts another flush. B is answered in the same pass
-                 * (timeout 0) or stays pending. */
-                wb = batcher_flush(&fx.d.batcher, same_pass ? 0 : 60000, on_flush, &rb);
-                ck_assert_int_eq(a.calls, 1);
-                ck_assert_ptr_nonnull(a.inner_w);
-                ck_assert_int_eq(a.inner.calls, 0);
-                if (same_pass) {
-                        ck_assert_ptr_null(wb);
-                        ck_assert_int_eq(rb.calls, 1);
-                        ck_assert_int_eq(rb.result, -ETIMEDOUT);
-                } else {
-                        ck_assert_ptr_nonnull(wb);
-                        ck_assert_int_eq(rb.calls, 0);
-                        batcher_flush_cancel(&fx.d.batcher, wb);
-                }
-                batcher_flush_cancel(&fx.d.batcher, a.inner_w);
-                teardown(&fx);
-        }
+        setup(&fx, 20, 1048576, 3600);
+        for (int i = 0; i < 3; i++)
+                push(&fx, i);
+        ck_assert_ptr_nonnull(batcher_flush(&fx.d.batcher, 5000, on_flush_nesting, &a));
+        for (int i = 0; i < 5000 && !(a.calls && a.inner.calls); i++)
+                turn(&fx);
+        ck_assert_int_eq(a.calls, 1);
+        ck_assert_ptr_nonnull(a.inner_w);
+        ck_assert_int_eq(a.inner.calls, 1);
+        ck_assert_int_eq(a.inner.r.result, 0);
+        teardown(&fx);
+}
+END_TEST
+
+/* Issue 8, bug 1: a flush counts only the losses of the events it
+ * covers. Events refused for memory_full after it began are another
+ * client's loss: this flush's events were all delivered (on the old
+ * code it answered ok:false, "dropped": N, from the global counter). */
+START_TEST(test_flush_reports_only_its_own_drops)
+{
+        struct fixture fx;
+        struct flush_seen f = { 0 };
+        int refused = 0;
+
+        setup_cfg(&fx, 20, 4096, 3600);
+        fx.d.cfg.max_memory = 16 * 1024;
+        setup_start(&fx);
+        for (int i = 0; i < 3; i++)
+                push(&fx, i);
+        ck_assert_ptr_nonnull(batcher_flush(&fx.d.batcher, 5000, on_flush, &f));
+        for (int i = 3; i < 1000; i++)
+                refused += push_ret(&fx, i) == -ENOBUFS;
+        ck_assert_int_gt(refused, 0);
+        ck_assert_uint_eq(fx.d.stats.dropped[DROP_MEMORY_FULL], (uint64_t)refused);
+        run_until_answered(&fx, &f);
+        ck_assert_int_eq(f.r.result, 0);
+        ck_assert_uint_eq(f.r.covered, 3);
+        ck_assert_uint_eq(f.r.delivered, 3);
+        ck_assert_uint_eq(f.r.dropped, 0);
+        teardown(&fx);
+}
+END_TEST
+
+/* With drop_oldest, the events a flush covers can be pushed out: those
+ * are its own losses, by reason, and the rest still counts as delivered. */
+START_TEST(test_flush_counts_evictions_of_its_events)
+{
+        struct fixture fx;
+        struct flush_seen f = { 0 };
+        uint64_t evicted;
+
+        setup_cfg(&fx, 20, 4096, 3600);
+        fx.d.cfg.max_memory = 16 * 1024;
+        fx.d.cfg.max_in_flight = 1; /* one batch; the rest stays queued */
+        fx.d.cfg.when_full = CFG_DROP_OLDEST;
+        setup_start(&fx);
+        fx.d.batcher.paused_until = uv_now(&fx.loop) + 60000; /* nothing leaves */
+        for (int i = 0; i < 25; i++)
+                push(&fx, i);
+        batcher_kick(&fx.d.batcher);
+        ck_assert_uint_eq(fx.d.batcher.nbatches, 1);
+        ck_assert_ptr_nonnull(batcher_flush(&fx.d.batcher, 5000, on_flush, &f));
+        /* Queued events 21, 22, ... are the oldest in the queue. */
+        for (int i = 25; fx.d.stats.dropped[DROP_MEMORY_FULL] < 2 && i < 100000; i++)
+                push(&fx, i);
+        evicted = fx.d.stats.dropped[DROP_MEMORY_FULL];
+        ck_assert_uint_ge(evicted, 2);
+        ck_assert_uint_le(evicted, 5);
+        fx.d.batcher.paused_until = 0;
+        batcher_drain(&fx.d.batcher);
+        run_until_answered(&fx, &f);
+        ck_assert_int_eq(f.r.result, 0);
+        ck_assert_uint_eq(f.r.covered, 25);
+        ck_assert_uint_eq(f.r.dropped_by[DROP_MEMORY_FULL], evicted);
+        ck_assert_uint_eq(f.r.dropped, evicted);
+        ck_assert_uint_eq(f.r.delivered, 25 - evicted);
+        teardown(&fx);
 }
 END_TEST
 
@@ -331,21 +416,20 @@ END_TEST
 START_TEST(test_close_counts_what_is_left)
 {
         struct fixture fx;
+        struct flush_seen f = { 0 };
 
         setup(&fx, 20, 1048576, 3600);
         for (int i = 0; i < 4; i++)
                 push(&fx, i);
-        /* teardown closes with 4 events still queued */
-        batcher_close(&fx.d.batcher);
-        session_close(&fx.d.session);
+        ck_assert_ptr_nonnull(batcher_flush(&fx.d.batcher, 60000, on_flush, &f));
+        fx.d.batcher.paused_until = uv_now(&fx.loop) + 60000; /* nothing leaves */
+        close_modules(&fx);
         ck_assert_uint_eq(fx.d.stats.dropped[DROP_SHUTDOWN], 4);
-        uv_run(&fx.loop, UV_RUN_DEFAULT);
-        ck_assert_int_eq(uv_loop_close(&fx.loop), 0);
-        fflush(stdout);
-        dup2(fx.saved_stdout, STDOUT_FILENO);
-        close(fx.saved_stdout);
-        unlink(fx.path);
-        cfg_free(&fx.d.cfg);
+        /* The flush is told at once, with its own losses. */
+        ck_assert_int_eq(f.calls, 1);
+        ck_assert_int_eq(f.r.result, -ESHUTDOWN);
+        ck_assert_uint_eq(f.r.dropped_by[DROP_SHUTDOWN], 4);
+        teardown(&fx);
 }
 END_TEST
 
@@ -365,7 +449,7 @@ START_TEST(test_memory_account_holds_when_batches_are_cut_and_compressed)
         fx.d.cfg.compression = CFG_COMPRESSION_GZIP;
         free(fx.d.cfg.api_url);
         fx.d.cfg.api_url = strdup("http://127.0.0.1:9/"); /* discard: refused */
-        fx.d.api_key = "sk_unit";
+        fx.d.key.secret = "sk_unit";
         setup_start(&fx);
         do {
                 /* ~1 KB of payload that gzip shrinks only a little. */
@@ -378,24 +462,26 @@ START_TEST(test_memory_account_holds_when_batches_are_cut_and_compressed)
                         ev[n++] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/"
                                 [rand_r(&seed) % 64];
                 n += snprintf(ev + n, sizeof(ev) - (size_t)n, "\"}}");
-                ret = q_push(&fx.d.queue, ev, (size_t)n);
+                size_t evicted;
+
+                ret = batcher_push(&fx.d.batcher, ev, (size_t)n, &evicted);
                 if (ret == 0)
                         pushed++;
         } while (ret == 0 && pushed < 10000);
         ck_assert_int_eq(ret, -ENOBUFS);
-        ck_assert_uint_le(fx.d.queue.held, fx.d.cfg.max_memory);
+        ck_assert_uint_le(batcher_memory(&fx.d.batcher), fx.d.cfg.max_memory);
 
         batcher_kick(&fx.d.batcher);
         ck_assert_uint_eq(fx.d.batcher.nbatches, fx.d.cfg.max_in_flight);
         for (int i = 0; i < 300; i++) {
-                ck_assert_uint_le(fx.d.queue.held, fx.d.cfg.max_memory);
+                ck_assert_uint_le(batcher_memory(&fx.d.batcher), fx.d.cfg.max_memory);
                 turn(&fx);
         }
-        ck_assert_uint_le(fx.d.queue.held, fx.d.cfg.max_memory);
+        ck_assert_uint_le(batcher_memory(&fx.d.batcher), fx.d.cfg.max_memory);
         ck_assert_uint_eq(batcher_held(&fx.d.batcher), (uint64_t)pushed);
         /* No room for a second body: the batches go uncompressed, counted. */
         ck_assert_uint_gt(fx.d.stats.gzip_skipped, 0);
-        fx.d.api_key = NULL;
+        fx.d.key.secret = NULL;
         teardown(&fx);
 }
 END_TEST
@@ -410,8 +496,10 @@ static Suite *batcher_suite(void)
         tcase_add_test(tc, test_max_batch_bytes);
         tcase_add_test(tc, test_partial_batch_waits_for_interval);
         tcase_add_test(tc, test_flush_sends_partial_batch_now);
-        tcase_add_test(tc, test_flush_with_nothing_held_answers_at_once);
-        tcase_add_test(tc, test_nested_flushes_keep_their_waiters);
+        tcase_add_test(tc, test_flush_answers_on_a_later_turn);
+        tcase_add_test(tc, test_flush_started_from_a_flush_callback);
+        tcase_add_test(tc, test_flush_reports_only_its_own_drops);
+        tcase_add_test(tc, test_flush_counts_evictions_of_its_events);
         tcase_add_test(tc, test_drain_sends_everything);
         tcase_add_test(tc, test_close_counts_what_is_left);
         tcase_add_test(tc, test_memory_account_holds_when_batches_are_cut_and_compressed);

@@ -10,6 +10,30 @@
 static const char ev[] = "{\"event_id\":\"x\"}";
 #define EVLEN (sizeof(ev) - 1)
 
+/* The last push's evictions. */
+static struct q_evicted evicted;
+
+/* q_push, returning the number evicted when it queued the event. */
+static int push(struct queue *q, const char *e, size_t len)
+{
+        int r = q_push(q, e, len, &evicted);
+
+        return r < 0 ? r : (int)evicted.n;
+}
+
+/* Set by a test: malloc fails from the fail_at-th call on (1-based),
+ * for code linked into this program (-Wl,--wrap=malloc). */
+static unsigned malloc_calls, malloc_fail_at;
+void *__real_malloc(size_t n);
+void *__wrap_malloc(size_t n);
+
+void *__wrap_malloc(size_t n)
+{
+        if (malloc_fail_at && ++malloc_calls >= malloc_fail_at)
+                return NULL;
+        return __real_malloc(n);
+}
+
 START_TEST(test_fifo_and_seq)
 {
         struct queue q;
@@ -18,7 +42,7 @@ START_TEST(test_fifo_and_seq)
         q_init(&q, 1 << 20, CFG_DROP_NEWEST);
         ck_assert_uint_eq(q_head_seq(&q), UINT64_MAX);
         for (int i = 0; i < 3; i++)
-                ck_assert_int_eq(q_push(&q, ev, EVLEN), 0);
+                ck_assert_int_eq(push(&q, ev, EVLEN), 0);
         ck_assert_uint_eq(q.count, 3);
         ck_assert_uint_eq(q.bytes, 3 * EVLEN);
         ck_assert_uint_eq(q.held, 3 * Q_EVENT_COST(EVLEN));
@@ -27,7 +51,7 @@ START_TEST(test_fifo_and_seq)
                 e = q_peek(&q);
                 ck_assert_uint_eq(e->seq, s);
                 ck_assert(memcmp(e->data, ev, EVLEN) == 0);
-                q_drop(&q);
+                q_pop(&q);
         }
         ck_assert_ptr_null(q_peek(&q));
         ck_assert_uint_eq(q.held, 0);
@@ -61,11 +85,11 @@ START_TEST(test_blocks_keep_order_and_bytes)
                         /* Drain it all: the next push meets empty blocks. */
                         while (q.count) {
                                 bytes -= lens[next_out++];
-                                q_drop(&q);
+                                q_pop(&q);
                         }
                 } else if (op < 600 || !q.count) {
                         /* Event seq holds buf from offset seq % 26 on. */
-                        ck_assert_int_eq(q_push(&q, buf + pushed % 26, len), 0);
+                        ck_assert_int_eq(push(&q, buf + pushed % 26, len), 0);
                         lens[++pushed] = len;
                         bytes += len;
                 } else {
@@ -77,7 +101,7 @@ START_TEST(test_blocks_keep_order_and_bytes)
                         ck_assert_uint_eq(q_count_upto(&q, next_out + 2),
                                           q.count < 3 ? q.count : 3);
                         bytes -= e->len;
-                        q_drop(&q);
+                        q_pop(&q);
                         next_out++;
                 }
                 ck_assert_uint_eq(q.count, pushed - (next_out - 1));
@@ -91,7 +115,7 @@ START_TEST(test_blocks_keep_order_and_bytes)
         ck_assert_uint_eq(q.held, 0);
         ck_assert_uint_eq(q.bytes, 0);
         /* Usable again after a clear. */
-        ck_assert_int_eq(q_push(&q, ev, EVLEN), 0);
+        ck_assert_int_eq(push(&q, ev, EVLEN), 0);
         ck_assert_uint_eq(q_peek(&q)->seq, pushed + 1);
         q_clear(&q);
 }
@@ -102,9 +126,9 @@ START_TEST(test_drop_newest)
         struct queue q;
 
         q_init(&q, 2 * Q_EVENT_COST(EVLEN), CFG_DROP_NEWEST);
-        ck_assert_int_eq(q_push(&q, ev, EVLEN), 0);
-        ck_assert_int_eq(q_push(&q, ev, EVLEN), 0);
-        ck_assert_int_eq(q_push(&q, ev, EVLEN), -ENOBUFS);
+        ck_assert_int_eq(push(&q, ev, EVLEN), 0);
+        ck_assert_int_eq(push(&q, ev, EVLEN), 0);
+        ck_assert_int_eq(push(&q, ev, EVLEN), -ENOBUFS);
         ck_assert_uint_eq(q.count, 2);
         ck_assert_uint_eq(q_head_seq(&q), 1);
         ck_assert_uint_eq(q_clear(&q), 2);
@@ -117,9 +141,9 @@ START_TEST(test_drop_oldest)
         struct queue q;
 
         q_init(&q, 2 * Q_EVENT_COST(EVLEN), CFG_DROP_OLDEST);
-        ck_assert_int_eq(q_push(&q, ev, EVLEN), 0);
-        ck_assert_int_eq(q_push(&q, ev, EVLEN), 0);
-        ck_assert_int_eq(q_push(&q, ev, EVLEN), 1);
+        ck_assert_int_eq(push(&q, ev, EVLEN), 0);
+        ck_assert_int_eq(push(&q, ev, EVLEN), 0);
+        ck_assert_int_eq(push(&q, ev, EVLEN), 1);
         ck_assert_uint_eq(q.count, 2);
         ck_assert_uint_eq(q_head_seq(&q), 2);
         q_clear(&q);
@@ -139,20 +163,57 @@ START_TEST(test_drop_oldest_keeps_the_queue_when_dropping_cannot_help)
         ck_assert_uint_le(4 * small, sizeof(big));
         q_init(&q, 10 * small, CFG_DROP_OLDEST);
         q_charge(&q, 7 * small);
-        ck_assert_int_eq(q_push(&q, ev, EVLEN), 0);
-        ck_assert_int_eq(q_push(&q, ev, EVLEN), 0);
-        ck_assert_int_eq(q_push(&q, ev, EVLEN), 0);
+        ck_assert_int_eq(push(&q, ev, EVLEN), 0);
+        ck_assert_int_eq(push(&q, ev, EVLEN), 0);
+        ck_assert_int_eq(push(&q, ev, EVLEN), 0);
         /* 4 events' worth would need the 3 queued plus room that the
          * batches hold: refused, nothing dropped. */
-        ck_assert_int_eq(q_push(&q, big, 4 * small - Q_EVENT_COST(0)), -ENOBUFS);
+        ck_assert_int_eq(push(&q, big, 4 * small - Q_EVENT_COST(0)), -ENOBUFS);
         ck_assert_uint_eq(q.count, 3);
         /* One that dropping does make room for still goes in. */
-        ck_assert_int_eq(q_push(&q, big, 2 * small - Q_EVENT_COST(0)), 2);
+        ck_assert_int_eq(push(&q, big, 2 * small - Q_EVENT_COST(0)), 2);
         ck_assert_uint_eq(q.count, 2);
         ck_assert_uint_le(q.held, q.limit);
         q_clear(&q);
         q_release(&q, 7 * small);
         ck_assert_uint_eq(q.held, 0);
+}
+END_TEST
+
+/* drop_oldest evicts, then cannot get a block for the new event: the
+ * evictions are still reported, so the caller counts every event that
+ * left (on the old code q_push said only -ENOMEM, and the evicted event
+ * was lost uncounted, while the log blamed drop_newest). */
+START_TEST(test_evictions_reported_when_memory_runs_out)
+{
+        static char big[20000];
+        struct queue q;
+        size_t cost = Q_EVENT_COST(sizeof(big));
+        uint64_t pushed = 0, gone = 0;
+        int r;
+
+        memset(big, 'e', sizeof(big));
+        q_init(&q, 3 * cost, CFG_DROP_OLDEST);
+        for (int i = 0; i < 3; i++) {
+                ck_assert_int_eq(push(&q, big, sizeof(big)), 0);
+                pushed++;
+        }
+        /* The fourth needs room (one eviction) and a second block: the
+         * first block has no space left at its tail. */
+        malloc_calls = 0;
+        malloc_fail_at = 1; /* nothing but q_push until disarmed: Check allocates too */
+        r = q_push(&q, big, sizeof(big), &evicted);
+        malloc_fail_at = 0;
+        ck_assert_int_eq(r, -ENOMEM);
+        pushed++;
+        gone = evicted.n + 1; /* the evicted, and the refused new one */
+        ck_assert_uint_eq(evicted.n, 1);
+        ck_assert_uint_eq(evicted.first, 1);
+        ck_assert_uint_eq(q_head_seq(&q), 2);
+        /* Every event is queued or counted as gone. */
+        ck_assert_uint_eq(pushed, q.count + gone);
+        ck_assert_uint_eq(q.held, q.count * cost);
+        q_clear(&q);
 }
 END_TEST
 
@@ -164,9 +225,9 @@ START_TEST(test_charged_memory_counts)
          * with nothing queued to drop, even drop_oldest refuses. */
         q_init(&q, 2 * Q_EVENT_COST(EVLEN), CFG_DROP_OLDEST);
         q_charge(&q, 2 * Q_EVENT_COST(EVLEN));
-        ck_assert_int_eq(q_push(&q, ev, EVLEN), -ENOBUFS);
+        ck_assert_int_eq(push(&q, ev, EVLEN), -ENOBUFS);
         q_release(&q, 2 * Q_EVENT_COST(EVLEN));
-        ck_assert_int_eq(q_push(&q, ev, EVLEN), 0);
+        ck_assert_int_eq(push(&q, ev, EVLEN), 0);
         q_clear(&q);
 }
 END_TEST
@@ -181,16 +242,16 @@ START_TEST(test_big_event_into_an_emptied_queue)
         memset(big, 'b', sizeof(big));
         q_init(&q, (size_t)1 << 30, CFG_DROP_NEWEST);
         for (int round = 0; round < 3; round++) {
-                ck_assert_int_eq(q_push(&q, ev, EVLEN), 0);
-                q_drop(&q);
+                ck_assert_int_eq(push(&q, ev, EVLEN), 0);
+                q_pop(&q);
                 ck_assert_uint_eq(q.count, 0);
-                ck_assert_int_eq(q_push(&q, big, sizeof(big)), 0);
-                ck_assert_int_eq(q_push(&q, ev, EVLEN), 0);
+                ck_assert_int_eq(push(&q, big, sizeof(big)), 0);
+                ck_assert_int_eq(push(&q, ev, EVLEN), 0);
                 ck_assert_uint_eq(q_peek(&q)->len, sizeof(big));
                 ck_assert_uint_eq(q_peek(&q)->seq, q.next_seq - 2);
-                q_drop(&q);
+                q_pop(&q);
                 ck_assert_uint_eq(q_peek(&q)->len, EVLEN);
-                q_drop(&q);
+                q_pop(&q);
                 ck_assert_ptr_null(q_peek(&q));
                 ck_assert_uint_eq(q.held, 0);
         }
@@ -210,6 +271,7 @@ static Suite *queue_suite(void)
         tcase_add_test(tc, test_drop_oldest);
         tcase_add_test(tc, test_charged_memory_counts);
         tcase_add_test(tc, test_drop_oldest_keeps_the_queue_when_dropping_cannot_help);
+        tcase_add_test(tc, test_evictions_reported_when_memory_runs_out);
         suite_add_tcase(s, tc);
         return s;
 }

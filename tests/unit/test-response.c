@@ -1,0 +1,249 @@
+/* test-response.c - SPEC section 4's tables, one row per case: what an
+ * upstream answer means for a batch (resp_judge) and for a session mint
+ * (resp_judge_mint). Pure functions: no loop, no server. */
+#include <check.h>
+#include <stdlib.h>
+
+#include "response.h"
+
+#define NO_RA (-1.0)
+#define KEEP_STATE (-1) /* the row leaves the upstream's state alone */
+
+struct row {
+        const char *what;
+        struct resp_in in;
+        enum resp_action action;
+        int state; /* enum upstream_state, or KEEP_STATE */
+        bool forget_token;
+};
+
+static const struct row rows[] = {
+        { "200 delivered",
+          { .status = 200, .retry_after = NO_RA, .events = 5 },
+          RESP_DELIVERED,
+          UPSTREAM_OK,
+          false },
+        { "202 delivered",
+          { .status = 202, .retry_after = NO_RA, .events = 5 },
+          RESP_DELIVERED,
+          UPSTREAM_OK,
+          false },
+        { "dry run: delivered, no upstream state",
+          { .status = 200, .retry_after = NO_RA, .events = 5, .dry_run = true },
+          RESP_DELIVERED,
+          UPSTREAM_DRY_RUN,
+          false },
+        { "400 never retried",
+          { .status = 400, .retry_after = NO_RA, .events = 5 },
+          RESP_DROP_REJECTED,
+          KEEP_STATE,
+          false },
+        { "404 permanent",
+          { .status = 404, .retry_after = NO_RA, .events = 5 },
+          RESP_DROP_REJECTED,
+          KEEP_STATE,
+          false },
+        { "422 permanent",
+          { .status = 422, .retry_after = NO_RA, .events = 5 },
+          RESP_DROP_REJECTED,
+          KEEP_STATE,
+          false },
+        { "408 transient",
+          { .status = 408, .retry_after = NO_RA, .events = 5 },
+          RESP_BACKOFF,
+          UPSTREAM_RETRYING,
+          false },
+        { "500 transient",
+          { .status = 500, .retry_after = NO_RA, .events = 5 },
+          RESP_BACKOFF,
+          UPSTREAM_RETRYING,
+          false },
+        { "502 transient",
+          { .status = 502, .retry_after = NO_RA, .events = 5 },
+          RESP_BACKOFF,
+          UPSTREAM_RETRYING,
+          false },
+        { "599 transient",
+          { .status = 599, .retry_after = NO_RA, .events = 5 },
+          RESP_BACKOFF,
+          UPSTREAM_RETRYING,
+          false },
+        { "no answer: transient",
+          { .status = 0, .retry_after = NO_RA, .events = 5 },
+          RESP_BACKOFF,
+          UPSTREAM_RETRYING,
+          false },
+        { "TLS failure: retried, an operator's error",
+          { .status = 0, .tls_error = true, .retry_after = NO_RA, .events = 5 },
+          RESP_BACKOFF,
+          UPSTREAM_TLS_ERROR,
+          false },
+        { "429 with Retry-After pauses everything",
+          { .status = 429, .retry_after = 3, .events = 5 },
+          RESP_PAUSE,
+          UPSTREAM_THROTTLED,
+          false },
+        { "503 with Retry-After 0 pauses (for 0 s)",
+          { .status = 503, .retry_after = 0, .events = 5 },
+          RESP_PAUSE,
+          UPSTREAM_THROTTLED,
+          false },
+        { "429 without Retry-After backs off",
+          { .status = 429, .retry_after = NO_RA, .events = 5 },
+          RESP_BACKOFF,
+          UPSTREAM_THROTTLED,
+          false },
+        { "503 without Retry-After backs off",
+          { .status = 503, .retry_after = NO_RA, .events = 5 },
+          RESP_BACKOFF,
+          UPSTREAM_THROTTLED,
+          false },
+        { "413 splits",
+          { .status = 413, .retry_after = NO_RA, .events = 2 },
+          RESP_SPLIT,
+          KEEP_STATE,
+          false },
+        { "413 on one event drops it",
+          { .status = 413, .retry_after = NO_RA, .events = 1 },
+          RESP_DROP_TOO_LARGE,
+          KEEP_STATE,
+          false },
+        { "301 not followed",
+          { .status = 301, .retry_after = NO_RA, .events = 5 },
+          RESP_BACKOFF,
+          UPSTREAM_REDIRECTED,
+          false },
+        { "308 not followed",
+          { .status = 308, .retry_after = NO_RA, .events = 5 },
+          RESP_BACKOFF,
+          UPSTREAM_REDIRECTED,
+          false },
+        { "sk_ 401 keeps and backs off",
+          { .status = 401, .retry_after = NO_RA, .events = 5 },
+          RESP_BACKOFF,
+          UPSTREAM_AUTH_ERROR,
+          false },
+        { "sk_ 403 keeps and backs off",
+          { .status = 403, .retry_after = NO_RA, .events = 5 },
+          RESP_BACKOFF,
+          UPSTREAM_AUTH_ERROR,
+          false },
+        { "pk_ 401: new token, resend once at once",
+          { .status = 401, .retry_after = NO_RA, .events = 5, .session = true },
+          RESP_RESEND_NOW,
+          KEEP_STATE,
+          true },
+        { "pk_ 401 again after a re-mint: back off",
+          { .status = 401, .retry_after = NO_RA, .events = 5, .session = true, .reminted = true },
+          RESP_BACKOFF,
+          UPSTREAM_AUTH_ERROR,
+          true },
+        { "pk_ 403 keeps the token, backs off",
+          { .status = 403, .retry_after = NO_RA, .events = 5, .session = true },
+          RESP_BACKOFF,
+          UPSTREAM_AUTH_ERROR,
+          false },
+        { "401 for a key a reload replaced: resend with the new one",
+          { .status = 401, .retry_after = NO_RA, .events = 5, .key_replaced = true },
+          RESP_RESEND_NOW,
+          KEEP_STATE,
+          false },
+        { "403 for a key a reload replaced: resend with the new one",
+          { .status = 403,
+            .retry_after = NO_RA,
+            .events = 5,
+            .session = true,
+            .key_replaced = true },
+          RESP_RESEND_NOW,
+          KEEP_STATE,
+          false },
+        { "a final 1xx is nonsense: transient",
+          { .status = 102, .retry_after = NO_RA, .events = 5 },
+          RESP_BACKOFF,
+          UPSTREAM_RETRYING,
+          false },
+        { "600 and up: transient",
+          { .status = 600, .retry_after = NO_RA, .events = 5 },
+          RESP_BACKOFF,
+          UPSTREAM_RETRYING,
+          false },
+};
+
+START_TEST(test_events_table)
+{
+        const struct row *r = &rows[_i];
+        struct resp_verdict v = resp_judge(&r->in);
+
+        ck_assert_msg(v.action == r->action, "%s: action %d, want %d", r->what, v.action,
+                      r->action);
+        if (r->state == KEEP_STATE) {
+                ck_assert_msg(!v.set_state, "%s: changes the state to %s", r->what,
+                              upstream_state_name(v.state));
+        } else {
+                ck_assert_msg(v.set_state, "%s: leaves the state", r->what);
+                ck_assert_msg((int)v.state == r->state, "%s: state %s, want %s", r->what,
+                              upstream_state_name(v.state), upstream_state_name(r->state));
+        }
+        ck_assert_msg(v.forget_token == r->forget_token, "%s: forget_token %d", r->what,
+                      v.forget_token);
+}
+END_TEST
+
+struct mint_row {
+        long status;
+        double retry_after;
+        enum mint_action action;
+};
+
+static const struct mint_row mint_rows[] = {
+        { 200, NO_RA, MINT_TAKE_TOKEN }, { 201, NO_RA, MINT_TAKE_TOKEN },
+        { 400, NO_RA, MINT_FIX_CONFIG }, { 401, NO_RA, MINT_FIX_CONFIG },
+        { 403, NO_RA, MINT_FIX_CONFIG }, { 429, 7, MINT_PAUSE },
+        { 503, 0, MINT_PAUSE },          { 429, NO_RA, MINT_BACKOFF },
+        { 503, NO_RA, MINT_BACKOFF },    { 500, 5, MINT_BACKOFF },
+        { 0, NO_RA, MINT_BACKOFF },      { 404, NO_RA, MINT_BACKOFF },
+        { 302, NO_RA, MINT_BACKOFF },
+};
+
+START_TEST(test_mint_table)
+{
+        const struct mint_row *r = &mint_rows[_i];
+
+        ck_assert_msg(resp_judge_mint(r->status, r->retry_after) == r->action,
+                      "mint HTTP %ld (Retry-After %g): action %d, want %d", r->status,
+                      r->retry_after, resp_judge_mint(r->status, r->retry_after), r->action);
+}
+END_TEST
+
+START_TEST(test_state_names)
+{
+        ck_assert_str_eq(upstream_state_name(UPSTREAM_OK), "ok");
+        ck_assert_str_eq(upstream_state_name(UPSTREAM_DRY_RUN), "dry_run");
+        ck_assert_str_eq(upstream_state_name(UPSTREAM_AUTH_ERROR), "auth_error");
+        ck_assert_str_eq(upstream_state_name(UPSTREAM_IDLE), "idle");
+}
+END_TEST
+
+static Suite *response_suite(void)
+{
+        Suite *s = suite_create("response");
+        TCase *tc = tcase_create("tables");
+
+        tcase_add_loop_test(tc, test_events_table, 0, (int)(sizeof(rows) / sizeof(rows[0])));
+        tcase_add_loop_test(tc, test_mint_table, 0,
+                            (int)(sizeof(mint_rows) / sizeof(mint_rows[0])));
+        tcase_add_test(tc, test_state_names);
+        suite_add_tcase(s, tc);
+        return s;
+}
+
+int main(void)
+{
+        SRunner *sr = srunner_create(response_suite());
+        int failed;
+
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

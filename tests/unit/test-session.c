@@ -1,0 +1,387 @@
+/* test-session.c - the pk_ session handshake (SPEC section 4) against a
+ * fake transport: the test sees every mint request the session makes
+ * and answers it as the upstream would, on a real libuv loop (the
+ * backoff timer is real). Lazy single mint, caching, renewal before
+ * expiry, 401 from the events endpoint, config errors with backoff,
+ * Retry-After, reset while a mint runs, a new key, and an answer the
+ * forwarder aborts at shutdown. */
+#include <check.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "session.h"
+
+struct fake {
+        uv_loop_t loop;
+        struct cfg cfg;
+        struct apikey key;
+        struct session s;
+        int posts;      /* mint requests made */
+        int readies;    /* io.ready calls */
+        char body[512]; /* of the last request */
+        char bearer[64];
+        char path[64];
+        fwd_done_fn cb; /* the request in flight */
+        void *ud;
+};
+
+static int fake_post(void *ctx, const struct fwd_post *p, fwd_done_fn cb, void *ud)
+{
+        struct fake *f = ctx;
+
+        ck_assert_ptr_null(f->cb); /* one mint at a time */
+        f->posts++;
+        snprintf(f->body, sizeof(f->body), "%.*s", (int)p->body_len, p->body);
+        snprintf(f->bearer, sizeof(f->bearer), "%s", p->bearer);
+        snprintf(f->path, sizeof(f->path), "%s", p->path);
+        ck_assert(!p->gzip);
+        ck_assert_ptr_null(p->idempotency_key);
+        f->cb = cb;
+        f->ud = ud;
+        return 0;
+}
+
+static void fake_ready(void *ud)
+{
+        struct fake *f = ud;
+
+        f->readies++;
+}
+
+static void setup(struct fake *f, const char *key, bool enabled)
+{
+        struct session_io io = { fake_post, f, fake_ready, f };
+
+        memset(f, 0, sizeof(*f));
+        ck_assert_int_eq(uv_loop_init(&f->loop), 0);
+        cfg_defaults(&f->cfg);
+        f->cfg.backoff_initial = 0.05;
+        f->cfg.backoff_max = 0.2;
+        f->cfg.retry_after_max = 300;
+        f->key.secret = (char *)key;
+        snprintf(f->key.redacted, sizeof(f->key.redacted), "pk_…test");
+        session_init(&f->s, &f->loop, &f->cfg, &f->key, enabled, &io);
+}
+
+static void teardown(struct fake *f)
+{
+        session_close(&f->s);
+        if (f->cb) {
+                /* The forwarder closing aborts the request in flight. */
+                struct fwd_result res = { .curl_code = 42,
+                                          .aborted = true,
+                                          .retry_after = -1,
+                                          .error = "aborted",
+                                          .body = "" };
+                fwd_done_fn cb = f->cb;
+
+                f->cb = NULL;
+                cb(f->ud, &res);
+        }
+        uv_run(&f->loop, UV_RUN_DEFAULT);
+        ck_assert_int_eq(uv_loop_close(&f->loop), 0);
+        cfg_free(&f->cfg);
+}
+
+/* Answer the mint in flight with status and body. */
+static void answer(struct fake *f, long status, const char *body, double retry_after)
+{
+        struct fwd_result res = {
+                .status = status, .retry_after = retry_after, .body = body, .body_len = strlen(body)
+        };
+        fwd_done_fn cb = f->cb;
+
+        ck_assert_ptr_nonnull(cb);
+        f->cb = NULL;
+        cb(f->ud, &res);
+}
+
+static const char *token(struct fake *f, uint64_t *gen)
+{
+        uv_update_time(&f->loop);
+        return session_token(&f->s, gen);
+}
+
+START_TEST(test_sk_key_is_the_bearer)
+{
+        struct fake f;
+        uint64_t gen = 9;
+
+        setup(&f, "sk_test_key", false);
+        ck_assert_str_eq(token(&f, &gen), "sk_test_key");
+        ck_assert_uint_eq(gen, 0);
+        ck_assert_int_eq(f.posts, 0);
+        session_reset(&f.s); /* a no-op for sk_ */
+        ck_assert_int_eq(f.readies, 0);
+        teardown(&f);
+}
+END_TEST
+
+START_TEST(test_lazy_single_mint_then_cached)
+{
+        struct fake f;
+        uint64_t gen;
+
+        setup(&f, "pk_test_key", true);
+        ck_assert_int_eq(f.posts, 0); /* lazy: nothing until asked */
+        ck_assert_ptr_null(token(&f, &gen));
+        /* No identity yet: nothing is sent, it says so and waits. */
+        ck_assert_int_eq(f.posts, 0);
+        ck_assert_int_eq(f.s.state, SESSION_NO_IDENTITY);
+        session_set_user(&f.s, "u1", "");
+        ck_assert_int_eq(f.readies, 1);
+        ck_assert_ptr_null(token(&f, &gen));
+        ck_assert_int_eq(f.posts, 1);
+        ck_assert_str_eq(f.path, "/api/auth/session/");
+        ck_assert_str_eq(f.bearer, "pk_test_key");
+        ck_assert_str_eq(f.body, "{\"user_id\":\"u1\"}"); /* no sig: omitted */
+        /* Concurrent asks wait for the same mint. */
+        ck_assert_ptr_null(token(&f, &gen));
+        ck_assert_ptr_null(token(&f, &gen));
+        ck_assert_int_eq(f.posts, 1);
+        answer(&f, 200, "{\"token\":\"tok-1\",\"expires_in\":3600}", -1);
+        ck_assert_int_eq(f.readies, 2);
+        ck_assert_str_eq(token(&f, &gen), "tok-1");
+        ck_assert_uint_eq(gen, 1);
+        ck_assert_str_eq(token(&f, &gen), "tok-1");
+        ck_assert_int_eq(f.posts, 1);
+        ck_assert_uint_eq(f.s.mints, 1);
+        teardown(&f);
+}
+END_TEST
+
+START_TEST(test_sig_is_sent_when_given)
+{
+        struct fake f;
+        uint64_t gen;
+
+        setup(&f, "pk_test_key", true);
+        session_set_user(&f.s, "u\"2", "abcd");
+        ck_assert_ptr_null(token(&f, &gen));
+        ck_assert_str_eq(f.body, "{\"user_id\":\"u\\\"2\",\"user_id_sig\":\"abcd\"}");
+        teardown(&f);
+}
+END_TEST
+
+/* A token with less than min(60 s, half its lifetime) left is renewed
+ * before use: with a 0.2 s token, after 0.1 s. */
+START_TEST(test_renewed_before_expiry)
+{
+        struct fake f;
+        uint64_t gen;
+
+        setup(&f, "pk_test_key", true);
+        session_set_user(&f.s, "u1", "");
+        ck_assert_ptr_null(token(&f, &gen));
+        answer(&f, 200, "{\"token\":\"short\",\"expires_in\":0.2}", -1);
+        ck_assert_str_eq(token(&f, &gen), "short");
+        usleep(120 * 1000);
+        ck_assert_ptr_null(token(&f, &gen));
+        ck_assert_int_eq(f.posts, 2);
+        answer(&f, 200, "{\"token\":\"next\",\"expires_in\":3600}", -1);
+        ck_assert_str_eq(token(&f, &gen), "next");
+        ck_assert_uint_eq(gen, 2);
+        teardown(&f);
+}
+END_TEST
+
+START_TEST(test_events_401_forgets_that_token_only)
+{
+        struct fake f;
+        uint64_t gen;
+
+        setup(&f, "pk_test_key", true);
+        session_set_user(&f.s, "u1", "");
+        ck_assert_ptr_null(token(&f, &gen));
+        answer(&f, 200, "{\"token\":\"t1\",\"expires_in\":3600}", -1);
+        ck_assert_str_eq(token(&f, &gen), "t1");
+        session_rejected(&f.s, gen + 1); /* a 401 for some other token: ignored */
+        ck_assert_str_eq(token(&f, &gen), "t1");
+        session_rejected(&f.s, gen);
+        ck_assert_uint_eq(f.s.invalidated, 1);
+        ck_assert_ptr_null(token(&f, &gen));
+        ck_assert_int_eq(f.posts, 2);
+        teardown(&f);
+}
+END_TEST
+
+/* 400/401/403 from the mint: keep the events, back off (within the
+ * policy's cap), log once; the backoff timer tells the owner to ask. */
+START_TEST(test_refused_mint_backs_off)
+{
+        static const long codes[] = { 400, 401, 403 };
+
+        for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+                struct fake f;
+                uint64_t gen, t;
+
+                setup(&f, "pk_test_key", true);
+                session_set_user(&f.s, "u1", "");
+                ck_assert_ptr_null(token(&f, &gen));
+                t = uv_now(&f.loop);
+                answer(&f, codes[i], "{}", -1);
+                ck_assert_int_eq(f.s.state, SESSION_WAITING);
+                ck_assert_uint_eq(f.s.mint_failures, 1);
+                ck_assert_uint_le(f.s.not_before, t + 50); /* first cap: backoff_initial */
+                ck_assert_ptr_null(token(&f, &gen));       /* no new mint during the backoff */
+                ck_assert_int_eq(f.posts, 1);
+                ck_assert_int_eq(f.readies, 0);
+                for (int k = 0; k < 1000 && f.readies < 1; k++)
+                        uv_run(&f.loop, UV_RUN_ONCE);
+                ck_assert_int_eq(f.readies, 1); /* the backoff timer */
+                usleep(1000);
+                ck_assert_ptr_null(token(&f, &gen));
+                ck_assert_int_eq(f.posts, 2);
+                teardown(&f);
+        }
+}
+END_TEST
+
+START_TEST(test_retry_after_on_the_mint)
+{
+        struct fake f;
+        uint64_t gen, t;
+
+        setup(&f, "pk_test_key", true);
+        session_set_user(&f.s, "u1", "");
+        ck_assert_ptr_null(token(&f, &gen));
+        t = uv_now(&f.loop);
+        answer(&f, 429, "", 30);
+        ck_assert_uint_ge(f.s.not_before, t + 30000);
+        ck_assert_uint_le(f.s.not_before, t + 30100);
+        ck_assert_ptr_null(token(&f, &gen));
+        ck_assert_int_eq(f.posts, 1);
+        teardown(&f);
+}
+END_TEST
+
+START_TEST(test_unusable_token_backs_off)
+{
+        static const char *bodies[] = {
+                "not json",
+                "{\"token\":\"\",\"expires_in\":60}",
+                "{\"token\":\"t\"}",
+                "{\"token\":\"a b\",\"expires_in\":60}",
+                "{\"token\":\"t\",\"expires_in\":-1}",
+        };
+
+        for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+                struct fake f;
+                uint64_t gen;
+
+                setup(&f, "pk_test_key", true);
+                session_set_user(&f.s, "u1", "");
+                ck_assert_ptr_null(token(&f, &gen));
+                answer(&f, 200, bodies[i], -1);
+                ck_assert_msg(f.s.state == SESSION_WAITING, "body %s", bodies[i]);
+                ck_assert_ptr_null(f.s.token);
+                teardown(&f);
+        }
+}
+END_TEST
+
+/* reset_session while a mint runs: its answer concerns the old identity
+ * and is not used; the next ask mints with the current one. */
+START_TEST(test_reset_during_a_mint)
+{
+        struct fake f;
+        uint64_t gen;
+
+        setup(&f, "pk_test_key", true);
+        session_set_user(&f.s, "old", "");
+        ck_assert_ptr_null(token(&f, &gen));
+        session_set_user(&f.s, "new", "");
+        session_reset(&f.s);
+        answer(&f, 200, "{\"token\":\"for-old\",\"expires_in\":3600}", -1);
+        ck_assert_ptr_null(f.s.token);
+        ck_assert_ptr_null(token(&f, &gen));
+        ck_assert_int_eq(f.posts, 2);
+        ck_assert_str_eq(f.body, "{\"user_id\":\"new\"}");
+        answer(&f, 200, "{\"token\":\"for-new\",\"expires_in\":3600}", -1);
+        ck_assert_str_eq(token(&f, &gen), "for-new");
+        teardown(&f);
+}
+END_TEST
+
+/* A new key forgets the backoff the old one earned. */
+START_TEST(test_new_key_is_tried_at_once)
+{
+        struct fake f;
+        uint64_t gen;
+
+        setup(&f, "pk_test_key", true);
+        f.cfg.backoff_initial = f.cfg.backoff_max = 60;
+        session_set_user(&f.s, "u1", "");
+        ck_assert_ptr_null(token(&f, &gen));
+        answer(&f, 401, "", -1);
+        ck_assert_ptr_null(token(&f, &gen));
+        ck_assert_int_eq(f.posts, 1);
+        f.key.secret = "pk_new_key";
+        session_key_changed(&f.s);
+        ck_assert_ptr_null(token(&f, &gen));
+        ck_assert_int_eq(f.posts, 2);
+        ck_assert_str_eq(f.bearer, "pk_new_key");
+        teardown(&f);
+}
+END_TEST
+
+/* Issue 8, bug 4: the forwarder closes at stop with the mint in flight.
+ * That is no answer: no failure is counted, nothing is logged, no retry
+ * is scheduled (on the old code: "session mint ... retrying with
+ * backoff" and mint_failures 1). */
+START_TEST(test_aborted_mint_is_not_a_failure)
+{
+        struct fake f;
+        uint64_t gen;
+        struct fwd_result res = { .curl_code = 42,
+                                  .aborted = true,
+                                  .retry_after = -1,
+                                  .error = "Callback aborted",
+                                  .body = "" };
+        fwd_done_fn cb;
+
+        setup(&f, "pk_test_key", true);
+        session_set_user(&f.s, "u1", "");
+        ck_assert_ptr_null(token(&f, &gen));
+        cb = f.cb;
+        f.cb = NULL;
+        cb(f.ud, &res); /* before session_close: the order main.c uses */
+        ck_assert_uint_eq(f.s.mint_failures, 0);
+        ck_assert_str_eq(f.s.last_error, "");
+        ck_assert(!uv_is_active((uv_handle_t *)&f.s.retry));
+        teardown(&f);
+}
+END_TEST
+
+static Suite *session_suite(void)
+{
+        Suite *s = suite_create("session");
+        TCase *tc = tcase_create("handshake");
+
+        tcase_add_test(tc, test_sk_key_is_the_bearer);
+        tcase_add_test(tc, test_lazy_single_mint_then_cached);
+        tcase_add_test(tc, test_sig_is_sent_when_given);
+        tcase_add_test(tc, test_renewed_before_expiry);
+        tcase_add_test(tc, test_events_401_forgets_that_token_only);
+        tcase_add_test(tc, test_refused_mint_backs_off);
+        tcase_add_test(tc, test_retry_after_on_the_mint);
+        tcase_add_test(tc, test_unusable_token_backs_off);
+        tcase_add_test(tc, test_reset_during_a_mint);
+        tcase_add_test(tc, test_new_key_is_tried_at_once);
+        tcase_add_test(tc, test_aborted_mint_is_not_a_failure);
+        suite_add_tcase(s, tc);
+        return s;
+}
+
+int main(void)
+{
+        SRunner *sr = srunner_create(session_suite());
+        int failed;
+
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
