@@ -1,4 +1,4 @@
-/* config.c - segopsd's configuration: defaults, the INI file, the API key.
+/* config.c - segopsd's configuration: defaults, the INI file.
  *
  * This module turns the operator's INI file (SPEC section 6) into a
  * struct cfg and refuses anything it does not understand: an unknown
@@ -12,15 +12,14 @@
  * (Debian's inih passes no line number to the handler), checks section
  * headers (inih only reports keys) and rejects over-long lines (inih would
  * silently split them). cfg_load works on a copy, so a failed reload
- * leaves the running configuration untouched.
+ * leaves the running configuration untouched. The API key is apikey.c's.
  */
-#include "config.h"
+#include "config-internal.h"
 #include "proto.h"
 
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <ini.h>
 #include <limits.h>
 #include <math.h>
@@ -30,7 +29,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <unistd.h>
 
 #define KIB ((size_t)1024)
 #define MIB (KIB * 1024)
@@ -39,14 +37,8 @@
 /* A config file is a few kilobytes; anything near this is a mistake
  * (wrong path, a log file) and is refused rather than parsed. */
 #define CFG_MAX_FILE_BYTES (1024 * 1024)
-/* Key files hold one line; the key itself is at most 512 characters. */
-#define CFG_MAX_KEY_FILE_BYTES 4096
-#define CFG_KEY_MIN_LEN 8
-#define CFG_KEY_MAX_LEN 512
 /* How much of a bad value an error message quotes. */
 #define CFG_SHOW_MAX 80
-
-#define ELLIPSIS "\xe2\x80\xa6" /* U+2026, UTF-8 */
 
 /* The default socket paths are static so that cfg_defaults cannot fail;
  * cfg_free knows not to free them. Nothing writes through these. */
@@ -56,7 +48,7 @@ static char cfg_dflt_control_socket[] = "/run/segopsd/segopsd.sock";
 enum cfg_type {
         T_STR,    /* any string; empty = NULL */
         T_URL,    /* api_url */
-        T_SECRET, /* api_key: stored, checked by cfg_load_key, never shown */
+        T_SECRET, /* api_key: stored, checked by apikey_load, never shown */
         T_SOCKET, /* a Unix socket path: must fit in sun_path */
         T_DOUBLE, /* seconds */
         T_UINT,   /* unsigned */
@@ -173,9 +165,7 @@ static void cfg_free_str(char **p)
         *p = NULL;
 }
 
-/* Format into a caller's err buffer, which may be NULL or empty. */
-__attribute__((format(printf, 3, 4))) static void cfg_errf(char *err, size_t errlen,
-                                                           const char *fmt, ...)
+void cfg_errf(char *err, size_t errlen, const char *fmt, ...)
 {
         va_list ap;
 
@@ -186,11 +176,6 @@ __attribute__((format(printf, 3, 4))) static void cfg_errf(char *err, size_t err
         va_end(ap);
 }
 
-static bool cfg_looks_like_key(const char *s)
-{
-        return s && (strncmp(s, "sk_", 3) == 0 || strncmp(s, "pk_", 3) == 0);
-}
-
 /* Quote a value for an error message: bounded, printable, and never an
  * API key (a key pasted into the wrong field is still a secret). */
 static void cfg_show(const char *value, char *out, size_t outlen)
@@ -198,7 +183,7 @@ static void cfg_show(const char *value, char *out, size_t outlen)
         size_t i, n = 0;
 
         assert(outlen > CFG_SHOW_MAX + 8);
-        if (cfg_looks_like_key(value)) {
+        if (cfg_looks_like_key(value, strlen(value))) {
                 snprintf(out, outlen,
                          "value not shown: it looks like an "
                          "API key");
@@ -266,7 +251,7 @@ cfg_fail_key(struct cfg_parse *st, const struct cfg_key *k, const char *value, c
         va_end(ap);
         if (k->type == T_SECRET)
                 snprintf(shown, sizeof(shown), "value not shown");
-        else if (cfg_looks_like_key(value))
+        else if (cfg_looks_like_key(value, strlen(value)))
                 cfg_show(value, shown, sizeof(shown));
         else {
                 char q[CFG_SHOW_MAX + 16];
@@ -880,8 +865,7 @@ unsigned cfg_key_line(const struct cfg *c, const char *section, const char *name
         return 0;
 }
 
-/* "FILE:LINE", or "FILE" for line 0 (a default): where to fix a value. */
-static const char *cfg_at(const struct cfg *c, unsigned line, char *out, size_t n)
+const char *cfg_at(const struct cfg *c, unsigned line, char *out, size_t n)
 {
         const char *path = c->path ? c->path : "(defaults)";
 
@@ -974,238 +958,5 @@ int cfg_validate(const struct cfg *c, char *err, size_t errlen)
                          c->backoff_initial, c->backoff_max);
                 return -EINVAL;
         }
-        return 0;
-}
-
-void cfg_redact_key(const char *key, char *out, size_t outlen)
-{
-        const char *prefix = "";
-        size_t len;
-
-        if (!out || outlen == 0)
-                return;
-        if (!key) {
-                snprintf(out, outlen, "(none)");
-                return;
-        }
-        len = strlen(key);
-        if (cfg_looks_like_key(key))
-                prefix = key[0] == 's' ? "sk_" : "pk_";
-        /* Short keys would give away too large a share of themselves. */
-        if (len < 12 || !*prefix)
-                snprintf(out, outlen, "%s" ELLIPSIS, prefix);
-        else
-                snprintf(out, outlen, "%s" ELLIPSIS "%s", prefix, key + len - 4);
-}
-
-/* Read a one-line secret file. Returns 0 with *ret malloc'd, or a
- * negative errno (from open/read, or -EFBIG). */
-static int cfg_read_secret(const char *path, char **ret)
-{
-        char *buf = NULL;
-        size_t n = 0;
-        struct stat sb;
-        int fd, r, i;
-
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0)
-                return -errno;
-        if (fstat(fd, &sb) < 0) {
-                r = -errno;
-                goto out;
-        }
-        if (!S_ISREG(sb.st_mode)) {
-                r = S_ISDIR(sb.st_mode) ? -EISDIR : -EINVAL;
-                goto out;
-        }
-        /* A key every local user can read is no secret: refused, as
-         * ssh refuses such private keys. */
-        if (sb.st_mode & (S_IROTH | S_IWOTH)) {
-                r = -EPERM;
-                goto out;
-        }
-        buf = malloc(CFG_MAX_KEY_FILE_BYTES + 1);
-        if (!buf) {
-                r = -ENOMEM;
-                goto out;
-        }
-        /* Each read returns at least one byte or ends the loop, so the
-         * cap bounds it; EINTR retries are bounded too. */
-        for (i = 0; i < CFG_MAX_KEY_FILE_BYTES + 64; i++) {
-                ssize_t k = read(fd, buf + n, CFG_MAX_KEY_FILE_BYTES + 1 - n);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0) {
-                        r = -errno;
-                        goto out;
-                }
-                if (k == 0)
-                        break;
-                n += (size_t)k;
-                if (n > CFG_MAX_KEY_FILE_BYTES) {
-                        r = -EFBIG;
-                        goto out;
-                }
-        }
-        buf[n] = '\0';
-        *ret = buf;
-        buf = NULL;
-        r = 0;
-out:
-        if (buf) {
-                explicit_bzero(buf, CFG_MAX_KEY_FILE_BYTES + 1);
-                free(buf);
-        }
-        close(fd);
-        return r;
-}
-
-/* Check a key after its trailing white space is stripped (in place).
- * where names its origin; the message shows at most the redacted key. */
-static int cfg_check_key(char *key, const char *where, char *err, size_t errlen)
-{
-        char red[32];
-        size_t len = strlen(key), i;
-
-        while (len > 0 && isspace((unsigned char)key[len - 1]))
-                key[--len] = '\0';
-        if (len == 0) {
-                cfg_errf(err, errlen, "%s: API key is empty", where);
-                return -EINVAL;
-        }
-        if (!cfg_looks_like_key(key)) {
-                cfg_errf(err, errlen,
-                         "%s: API key must start with sk_ or "
-                         "pk_ (value not shown)",
-                         where);
-                return -EINVAL;
-        }
-        cfg_redact_key(key, red, sizeof(red));
-        if (len < CFG_KEY_MIN_LEN || len > CFG_KEY_MAX_LEN) {
-                cfg_errf(err, errlen,
-                         "%s: API key must be %d to %d "
-                         "characters long (got %zu: %s)",
-                         where, CFG_KEY_MIN_LEN, CFG_KEY_MAX_LEN, len, red);
-                return -EINVAL;
-        }
-        for (i = 0; i < len; i++)
-                if ((unsigned char)key[i] <= 0x20 || (unsigned char)key[i] >= 0x7f) {
-                        cfg_errf(err, errlen,
-                                 "%s: API key contains white "
-                                 "space or a non-printable character at "
-                                 "position %zu (%s)",
-                                 where, i + 1, red);
-                        return -EINVAL;
-                }
-        return 0;
-}
-
-/* Copy src into dst for use in a message; a path that is itself a key
- * (pasted into api_key_file) is replaced by its redacted form. */
-static void cfg_name_file(const char *src, char *dst, size_t dstlen)
-{
-        if (cfg_looks_like_key(src)) {
-                char red[32];
-                cfg_redact_key(src, red, sizeof(red));
-                snprintf(dst, dstlen, "%s (a key, not a file name)", red);
-        } else
-                snprintf(dst, dstlen, "%s", src);
-}
-
-int cfg_load_key(const struct cfg *c, char **ret_key, char *err, size_t errlen)
-{
-        return cfg_load_key_from(c, ret_key, NULL, err, errlen);
-}
-
-int cfg_load_key_from(const struct cfg *c, char **ret_key, bool *ret_credential, char *err,
-                      size_t errlen)
-{
-        char where[PATH_MAX + 128], path[PATH_MAX + 16], at[PATH_MAX + 16];
-        const char *credir;
-        char *key = NULL;
-        int r;
-
-        if (!c || !ret_key) {
-                cfg_errf(err, errlen, "cfg_load_key: no config");
-                return -EINVAL;
-        }
-        if (ret_credential)
-                *ret_credential = false;
-        credir = getenv("CREDENTIALS_DIRECTORY");
-        if (credir && *credir) {
-                if ((size_t)snprintf(path, sizeof(path), "%s/api_key", credir) >= sizeof(path)) {
-                        cfg_errf(err, errlen,
-                                 "$CREDENTIALS_DIRECTORY is too "
-                                 "long");
-                        return -ENAMETOOLONG;
-                }
-                snprintf(where, sizeof(where), "credential api_key (%s)", path);
-                r = cfg_read_secret(path, &key);
-                if (r == 0) {
-                        if (ret_credential)
-                                *ret_credential = true;
-                        goto check;
-                }
-                if (r == -EPERM) {
-                        cfg_errf(err, errlen,
-                                 "%s: can be read or written by every user; keep it to its "
-                                 "owner (systemd's credentials are 0400)",
-                                 where);
-                        return r;
-                }
-                if (r != -ENOENT) {
-                        cfg_errf(err, errlen, "%s: cannot read: %s", where, strerror(-r));
-                        return r;
-                }
-        }
-        if (c->api_key_file) {
-                char name[PATH_MAX + 64];
-
-                cfg_name_file(c->api_key_file, name, sizeof(name));
-                snprintf(where, sizeof(where), "%s (api_key_file)", name);
-                r = cfg_read_secret(c->api_key_file, &key);
-                cfg_at(c, line_of(c, F(api_key_file)), at, sizeof(at));
-                if (r == -EPERM) {
-                        cfg_errf(err, errlen,
-                                 "%s: [upstream] api_key_file: %s can be read or written by "
-                                 "every user; keep it to its owner and group "
-                                 "(chmod o-rwx, e.g. root:segops 0640)",
-                                 at, name);
-                        return r;
-                }
-                if (r < 0) {
-                        cfg_errf(err, errlen, "%s: [upstream] api_key_file: %s: %s", at, name,
-                                 strerror(-r));
-                        return r;
-                }
-                goto check;
-        }
-        if (c->api_key) {
-                snprintf(where, sizeof(where), "%s: [upstream] api_key",
-                         cfg_at(c, line_of(c, F(api_key)), at, sizeof(at)));
-                key = strdup(c->api_key);
-                if (!key) {
-                        cfg_errf(err, errlen, "out of memory");
-                        return -ENOMEM;
-                }
-                goto check;
-        }
-        if (c->api_url && strcmp(c->api_url, "stdout") == 0) {
-                *ret_key = NULL;
-                return 0;
-        }
-        cfg_errf(err, errlen,
-                 "%s: no API key: set [upstream] api_key_file "
-                 "or pass the systemd credential api_key",
-                 c->path ? c->path : "(config)");
-        return -ENOKEY;
-check:
-        r = cfg_check_key(key, where, err, errlen);
-        if (r < 0) {
-                explicit_bzero(key, strlen(key));
-                free(key);
-                return r;
-        }
-        *ret_key = key;
         return 0;
 }

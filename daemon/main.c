@@ -20,6 +20,7 @@
 
 #include <curl/curl.h>
 
+#include "apikey.h"
 #include "conn.h"
 #include "daemon.h"
 #include "dgram.h"
@@ -148,14 +149,14 @@ static int load_config(struct daemon *d, const char *path, bool quiet)
         if (r == 0)
                 r = cfg_validate(&d->cfg, err, sizeof(err));
         if (r == 0) {
-                r = cfg_load_key(&d->cfg, &d->api_key, err, sizeof(err));
+                r = apikey_load(&d->cfg, &d->api_key, err, sizeof(err));
         }
         if (r < 0) {
                 fprintf(stderr, "segopsd: %s\n", err);
                 return r;
         }
         if (d->api_key)
-                cfg_redact_key(d->api_key, d->key_redacted, sizeof(d->key_redacted));
+                apikey_redact(d->api_key, d->key_redacted, sizeof(d->key_redacted));
         else
                 snprintf(d->key_redacted, sizeof(d->key_redacted), "(none)");
         if (!quiet && d->cfg.api_key && !getenv("CREDENTIALS_DIRECTORY") && !d->cfg.api_key_file)

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "apikey.h"
 #include "daemon.h"
 #include "log.h"
 
@@ -117,7 +118,7 @@ int daemon_reload(struct daemon *d)
         if (r == 0)
                 r = cfg_validate(&fresh, err, sizeof(err));
         if (r == 0)
-                r = cfg_load_key_from(&fresh, &key, &credential, err, sizeof(err));
+                r = apikey_load_from(&fresh, &key, &credential, err, sizeof(err));
         if (r == 0 && !same_kind(key, d->api_key)) {
                 snprintf(err, sizeof(err),
                          "the key changed kind (sk_/pk_, or none); that needs a restart");
@@ -144,7 +145,7 @@ int daemon_reload(struct daemon *d)
                 free(d->api_key);
                 d->api_key = key;
                 key = NULL;
-                cfg_redact_key(d->api_key, d->key_redacted, sizeof(d->key_redacted));
+                apikey_redact(d->api_key, d->key_redacted, sizeof(d->key_redacted));
                 d->key_gen++;
                 log_info("reload: API key replaced, now %s", d->key_redacted);
                 if (session_enabled(&d->session))

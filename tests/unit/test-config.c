@@ -1,10 +1,11 @@
 /* test-config.c - unit tests for daemon/config.c (suite "config").
  *
  * Each case writes small INI and key files into a private mkdtemp
- * directory and checks what cfg_load, cfg_validate and cfg_load_key make
+ * directory and checks what cfg_load, cfg_validate and apikey_load make
  * of them: the values, and above all the error text, which must name
  * file, line and key and must never contain an API key.
  */
+#include "apikey.h"
 #include "config.h"
 
 #include <check.h>
@@ -531,7 +532,7 @@ static void load_and_key(const char *content, char *err, size_t errlen)
 
         if (load(&c, content, err, errlen) == 0) {
                 err[0] = '\0';
-                if (cfg_load_key(&c, &key, err, errlen) == 0)
+                if (apikey_load(&c, &key, err, errlen) == 0)
                         err[0] = '\0';
                 free(key);
         }
@@ -628,14 +629,14 @@ START_TEST(test_key_lookup_order)
 
         /* 1: the systemd credential wins */
         ck_assert_int_eq(setenv("CREDENTIALS_DIRECTORY", credir, 1), 0);
-        ck_assert_msg(cfg_load_key(&c, &key, err, sizeof(err)) == 0, "%s", err);
+        ck_assert_msg(apikey_load(&c, &key, err, sizeof(err)) == 0, "%s", err);
         ck_assert_str_eq(key, "sk_fromcredentials1");
         free(key);
         key = NULL;
 
         /* 2: a credentials directory without api_key falls through */
         unlink(tpath("creds/api_key"));
-        ck_assert_msg(cfg_load_key(&c, &key, err, sizeof(err)) == 0, "%s", err);
+        ck_assert_msg(apikey_load(&c, &key, err, sizeof(err)) == 0, "%s", err);
         ck_assert_str_eq(key, "pk_fromkeyfile2"); /* white space stripped */
         free(key);
         key = NULL;
@@ -645,7 +646,7 @@ START_TEST(test_key_lookup_order)
         /* 3: then the inline key */
         free(c.api_key_file);
         c.api_key_file = NULL;
-        ck_assert_msg(cfg_load_key(&c, &key, err, sizeof(err)) == 0, "%s", err);
+        ck_assert_msg(apikey_load(&c, &key, err, sizeof(err)) == 0, "%s", err);
         ck_assert_str_eq(key, "sk_inlinekey3");
         free(key);
         key = NULL;
@@ -654,12 +655,12 @@ START_TEST(test_key_lookup_order)
         free(c.api_key);
         c.api_key = NULL;
         key = (char *)"untouched";
-        ck_assert_int_eq(cfg_load_key(&c, &key, err, sizeof(err)), -ENOKEY);
+        ck_assert_int_eq(apikey_load(&c, &key, err, sizeof(err)), -ENOKEY);
         ck_assert_str_eq(key, "untouched");
         ck_assert_msg(strstr(err, "no API key"), "%s", err);
         free(c.api_url);
         c.api_url = strdup("stdout");
-        ck_assert_int_eq(cfg_load_key(&c, &key, err, sizeof(err)), 0);
+        ck_assert_int_eq(apikey_load(&c, &key, err, sizeof(err)), 0);
         ck_assert_ptr_null(key);
 
         cfg_free(&c);
@@ -679,7 +680,7 @@ START_TEST(test_bad_key)
                               "api_key = ak_1234567890\n",
                               err, sizeof(err)),
                          0);
-        ck_assert_int_eq(cfg_load_key(&c, &key, err, sizeof(err)), -EINVAL);
+        ck_assert_int_eq(apikey_load(&c, &key, err, sizeof(err)), -EINVAL);
         ck_assert_ptr_null(key);
         snprintf(want, sizeof(want),
                  "%s:4: [upstream] api_key: API key must "
@@ -693,7 +694,7 @@ START_TEST(test_bad_key)
                               "api_key = sk_1234\n",
                               err, sizeof(err)),
                          0);
-        ck_assert_int_eq(cfg_load_key(&c, &key, err, sizeof(err)), -EINVAL);
+        ck_assert_int_eq(apikey_load(&c, &key, err, sizeof(err)), -EINVAL);
         ck_assert_msg(strstr(err, "must be 8 to 512 characters long (got 7: "
                                   "sk_\xe2\x80\xa6)"),
                       "%s", err);
@@ -716,7 +717,7 @@ START_TEST(test_unreadable_key_file)
                  "api_key_file = %s\napi_key = sk_inlinekey3\n",
                  keyfile);
         ck_assert_msg(load(&c, content, err, sizeof(err)) == 0, "%s", err);
-        ck_assert_int_eq(cfg_load_key(&c, &key, err, sizeof(err)), -ENOENT);
+        ck_assert_int_eq(apikey_load(&c, &key, err, sizeof(err)), -ENOENT);
         ck_assert_ptr_null(key);
         snprintf(want, sizeof(want), "%s:3: [upstream] api_key_file: %s: %s", tpath("t.conf"),
                  keyfile, strerror(ENOENT));
@@ -729,13 +730,13 @@ START_TEST(test_unreadable_key_file)
                 ck_assert_int_eq(chmod(p, 0644), 0);
                 free(c.api_key_file);
                 c.api_key_file = strdup(p);
-                ck_assert_int_eq(cfg_load_key(&c, &key, err, sizeof(err)), -EPERM);
+                ck_assert_int_eq(apikey_load(&c, &key, err, sizeof(err)), -EPERM);
                 ck_assert_ptr_null(key);
                 ck_assert_msg(strstr(err, "can be read or written by every user"), "%s", err);
                 ck_assert_msg(strstr(err, "chmod o-rwx"), "%s", err);
                 ck_assert_msg(!strstr(err, "openkey"), "%s", err);
                 ck_assert_int_eq(chmod(p, 0640), 0);
-                ck_assert_int_eq(cfg_load_key(&c, &key, err, sizeof(err)), 0);
+                ck_assert_int_eq(apikey_load(&c, &key, err, sizeof(err)), 0);
                 ck_assert_str_eq(key, "sk_openkey12345");
                 free(key);
                 key = NULL;
@@ -745,7 +746,7 @@ START_TEST(test_unreadable_key_file)
         /* A directory is not a key file. */
         free(c.api_key_file);
         c.api_key_file = strdup(tmpdir);
-        ck_assert_int_eq(cfg_load_key(&c, &key, err, sizeof(err)), -EISDIR);
+        ck_assert_int_eq(apikey_load(&c, &key, err, sizeof(err)), -EISDIR);
         ck_assert_ptr_null(key);
 
         /* Unreadable by permission (root reads anything: skip then). */
@@ -755,7 +756,7 @@ START_TEST(test_unreadable_key_file)
                 ck_assert_int_eq(chmod(p, 0), 0);
                 free(c.api_key_file);
                 c.api_key_file = strdup(p);
-                ck_assert_int_eq(cfg_load_key(&c, &key, err, sizeof(err)), -EACCES);
+                ck_assert_int_eq(apikey_load(&c, &key, err, sizeof(err)), -EACCES);
                 ck_assert_msg(strstr(err, strerror(EACCES)), "%s", err);
                 unlink(p);
         }
@@ -763,7 +764,7 @@ START_TEST(test_unreadable_key_file)
         /* Empty key file. */
         free(c.api_key_file);
         c.api_key_file = strdup(write_file("empty_key", "\n"));
-        ck_assert_int_eq(cfg_load_key(&c, &key, err, sizeof(err)), -EINVAL);
+        ck_assert_int_eq(apikey_load(&c, &key, err, sizeof(err)), -EINVAL);
         ck_assert_msg(strstr(err, "API key is empty"), "%s", err);
         unlink(tpath("empty_key"));
 
@@ -776,27 +777,27 @@ START_TEST(test_redact)
 {
         char out[64];
 
-        cfg_redact_key("sk_abcdefghijkl1234", out, sizeof(out));
+        apikey_redact("sk_abcdefghijkl1234", out, sizeof(out));
         ck_assert_str_eq(out, "sk_\xe2\x80\xa6"
                               "1234");
-        cfg_redact_key("pk_abcdefgh9876", out, sizeof(out));
+        apikey_redact("pk_abcdefgh9876", out, sizeof(out));
         ck_assert_str_eq(out, "pk_\xe2\x80\xa6"
                               "9876");
-        cfg_redact_key("pk_short", out, sizeof(out));
+        apikey_redact("pk_short", out, sizeof(out));
         ck_assert_str_eq(out, "pk_\xe2\x80\xa6");
-        cfg_redact_key("sk_12345678", out, sizeof(out)); /* 11 chars */
+        apikey_redact("sk_12345678", out, sizeof(out)); /* 11 chars */
         ck_assert_str_eq(out, "sk_\xe2\x80\xa6");
-        cfg_redact_key("xx_abcdefghijkl1234", out, sizeof(out));
+        apikey_redact("xx_abcdefghijkl1234", out, sizeof(out));
         ck_assert_str_eq(out, "\xe2\x80\xa6");
-        cfg_redact_key(NULL, out, sizeof(out));
+        apikey_redact(NULL, out, sizeof(out));
         ck_assert_str_eq(out, "(none)");
 
         /* A short buffer truncates, never overflows. */
         memset(out, 'Z', sizeof(out));
-        cfg_redact_key("sk_abcdefghijkl1234", out, 5);
+        apikey_redact("sk_abcdefghijkl1234", out, 5);
         ck_assert_uint_eq(strlen(out), 4);
         ck_assert_int_eq(out[5], 'Z');
-        cfg_redact_key("sk_abcdefghijkl1234", NULL, 0);
+        apikey_redact("sk_abcdefghijkl1234", NULL, 0);
 }
 END_TEST
 
