@@ -37,8 +37,6 @@
 /* A config file is a few kilobytes; anything near this is a mistake
  * (wrong path, a log file) and is refused rather than parsed. */
 #define CFG_MAX_FILE_BYTES (1024 * 1024)
-/* How much of a bad value an error message quotes. */
-#define CFG_SHOW_MAX 80
 
 /* The default socket paths are static so that cfg_defaults cannot fail;
  * cfg_free knows not to free them. Nothing writes through these. */
@@ -153,12 +151,7 @@ struct cfg_parse {
         char msg[512];
 };
 
-static char **cfg_str(struct cfg *c, size_t off)
-{
-        return (char **)(void *)((char *)c + off);
-}
-
-static void cfg_free_str(char **p)
+void cfg_free_str(char **p)
 {
         if (*p != cfg_dflt_events_socket && *p != cfg_dflt_control_socket)
                 free(*p);
@@ -176,51 +169,30 @@ void cfg_errf(char *err, size_t errlen, const char *fmt, ...)
         va_end(ap);
 }
 
-/* Quote a value for an error message: bounded, printable, and never an
- * API key (a key pasted into the wrong field is still a secret). */
-static void cfg_show(const char *value, char *out, size_t outlen)
+void cfg_printable(const char *s, size_t n, char *out, size_t outlen)
 {
-        size_t i, n = 0;
+        size_t i, k = 0;
 
-        assert(outlen > CFG_SHOW_MAX + 8);
-        if (cfg_looks_like_key(value, strlen(value))) {
-                snprintf(out, outlen,
-                         "value not shown: it looks like an "
-                         "API key");
-                return;
+        assert(outlen > CFG_SHOW_MAX + 3);
+        for (i = 0; i < n && i < CFG_SHOW_MAX; i++) {
+                unsigned char ch = (unsigned char)s[i];
+                out[k++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
         }
-        out[n++] = '\'';
-        for (i = 0; value[i] && i < CFG_SHOW_MAX; i++) {
-                unsigned char ch = (unsigned char)value[i];
-                out[n++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
+        if (i < n) {
+                memcpy(out + k, "...", 3);
+                k += 3;
         }
-        if (value[i]) {
-                memcpy(out + n, "...", 3);
-                n += 3;
-        }
-        out[n++] = '\'';
-        out[n] = '\0';
+        out[k] = '\0';
 }
 
 /* A section or key name the parser did not know, for an error message:
  * bounded, printable, and never an API key pasted where a name goes. */
 static void cfg_name(const char *name, size_t n, char *out, size_t outlen)
 {
-        size_t i, k = 0;
-
-        if (n >= 3 && (strncmp(name, "sk_", 3) == 0 || strncmp(name, "pk_", 3) == 0)) {
+        if (cfg_looks_like_key(name, n))
                 snprintf(out, outlen, "(not shown: it looks like an API key)");
-                return;
-        }
-        for (i = 0; i < n && i < CFG_SHOW_MAX && k + 4 < outlen; i++) {
-                unsigned char ch = (unsigned char)name[i];
-                out[k++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
-        }
-        if (i < n && k + 4 < outlen) {
-                memcpy(out + k, "...", 3);
-                k += 3;
-        }
-        out[k] = '\0';
+        else
+                cfg_printable(name, n, out, outlen);
 }
 
 __attribute__((format(printf, 2, 3))) static void cfg_fail(struct cfg_parse *st, const char *fmt,
@@ -243,22 +215,22 @@ __attribute__((format(printf, 2, 3))) static void cfg_fail(struct cfg_parse *st,
 __attribute__((format(printf, 4, 5))) static void
 cfg_fail_key(struct cfg_parse *st, const struct cfg_key *k, const char *value, const char *fmt, ...)
 {
-        char what[256], shown[CFG_SHOW_MAX + 64];
+        size_t n = strnlen(value, CFG_SHOW_MAX + 1);
+        char what[256], shown[CFG_SHOW_MAX + 8];
         va_list ap;
 
         va_start(ap, fmt);
         vsnprintf(what, sizeof(what), fmt, ap);
         va_end(ap);
         if (k->type == T_SECRET)
-                snprintf(shown, sizeof(shown), "value not shown");
-        else if (cfg_looks_like_key(value, strlen(value)))
-                cfg_show(value, shown, sizeof(shown));
+                cfg_fail(st, "[%s] %s: %s (value not shown)", k->section, k->name, what);
+        else if (cfg_looks_like_key(value, n))
+                cfg_fail(st, "[%s] %s: %s (value not shown: it looks like an API key)", k->section,
+                         k->name, what);
         else {
-                char q[CFG_SHOW_MAX + 16];
-                cfg_show(value, q, sizeof(q));
-                snprintf(shown, sizeof(shown), "got %s", q);
+                cfg_printable(value, n, shown, sizeof(shown));
+                cfg_fail(st, "[%s] %s: %s (got '%s')", k->section, k->name, what, shown);
         }
-        cfg_fail(st, "[%s] %s: %s (%s)", k->section, k->name, what, shown);
 }
 
 void cfg_defaults(struct cfg *c)
@@ -310,7 +282,7 @@ void cfg_free(struct cfg *c)
         if (c->api_key)
                 explicit_bzero(c->api_key, strlen(c->api_key));
         for (i = 0; i < sizeof(cfg_str_fields) / sizeof(cfg_str_fields[0]); i++)
-                cfg_free_str(cfg_str(c, cfg_str_fields[i]));
+                cfg_free_str(cfg_field(c, cfg_str_fields[i]));
 }
 
 /* Deep copy, so cfg_load can work on a scratch struct. */
@@ -320,9 +292,9 @@ static int cfg_copy(struct cfg *dst, const struct cfg *src)
 
         *dst = *src;
         for (i = 0; i < sizeof(cfg_str_fields) / sizeof(cfg_str_fields[0]); i++)
-                *cfg_str(dst, cfg_str_fields[i]) = NULL;
+                *(char **)cfg_field(dst, cfg_str_fields[i]) = NULL;
         for (i = 0; i < sizeof(cfg_str_fields) / sizeof(cfg_str_fields[0]); i++) {
-                const char *s = *cfg_str((struct cfg *)src, cfg_str_fields[i]);
+                const char *s = *(char **)cfg_field((struct cfg *)src, cfg_str_fields[i]);
                 char *d;
 
                 if (!s)
@@ -332,8 +304,41 @@ static int cfg_copy(struct cfg *dst, const struct cfg *src)
                         cfg_free(dst);
                         return -ENOMEM;
                 }
-                *cfg_str(dst, cfg_str_fields[i]) = d;
+                *(char **)cfg_field(dst, cfg_str_fields[i]) = d;
         }
+        return 0;
+}
+
+/* A whole number in decimal, then *ret_end points after its digits.
+ * Refuses what strtoull would also take: leading space, '+', '-'. */
+static int cfg_parse_digits(const char *s, unsigned long long *ret, const char **ret_end)
+{
+        unsigned long long n;
+        char *end;
+
+        if (!isdigit((unsigned char)s[0]))
+                return -EINVAL;
+        errno = 0;
+        n = strtoull(s, &end, 10);
+        if (errno == ERANGE)
+                return -ERANGE;
+        *ret = n;
+        *ret_end = end;
+        return 0;
+}
+
+static int cfg_parse_uint(const char *s, unsigned long long *ret)
+{
+        unsigned long long n;
+        const char *end;
+        int r;
+
+        r = cfg_parse_digits(s, &n, &end);
+        if (r < 0)
+                return r;
+        if (*end != '\0')
+                return -EINVAL;
+        *ret = n;
         return 0;
 }
 
@@ -342,18 +347,13 @@ int cfg_parse_size(const char *s, size_t *ret)
         unsigned long long n;
         size_t mult = 1;
         const char *p;
-        char *end;
+        int r;
 
         if (!s || !ret)
                 return -EINVAL;
-        /* strtoull would accept leading space, '+' and even '-'. */
-        if (!isdigit((unsigned char)s[0]))
-                return -EINVAL;
-        errno = 0;
-        n = strtoull(s, &end, 10);
-        if (errno == ERANGE)
-                return -ERANGE;
-        p = end;
+        r = cfg_parse_digits(s, &n, &p);
+        if (r < 0)
+                return r;
         switch (*p) {
         case 'k':
         case 'K':
@@ -419,26 +419,9 @@ static int cfg_parse_double(const char *s, double *ret)
         return 0;
 }
 
-static int cfg_parse_uint(const char *s, unsigned long long *ret)
-{
-        unsigned long long n;
-        char *end;
-
-        if (!isdigit((unsigned char)s[0]))
-                return -EINVAL;
-        errno = 0;
-        n = strtoull(s, &end, 10);
-        if (errno == ERANGE)
-                return -ERANGE;
-        if (*end != '\0')
-                return -EINVAL;
-        *ret = n;
-        return 0;
-}
-
 static int cfg_set_string(struct cfg_parse *st, const struct cfg_key *k, const char *value)
 {
-        char **p = cfg_str(st->c, k->off);
+        char **p = cfg_field(st->c, k->off);
         char *d = NULL;
 
         if (k->type == T_URL && *value) {
@@ -506,19 +489,12 @@ static int cfg_set_double(struct cfg_parse *st, const struct cfg_key *k, const c
 
         if (cfg_parse_double(value, &d) < 0 || (k->dmin_open ? d <= k->dmin : d < k->dmin) ||
             d > k->dmax) {
-                if (k->dmin_open)
-                        cfg_fail_key(st, k, value,
-                                     "must be a number of "
-                                     "seconds greater than %g and at most %g",
-                                     k->dmin, k->dmax);
-                else
-                        cfg_fail_key(st, k, value,
-                                     "must be a number of "
-                                     "seconds from %g to %g",
-                                     k->dmin, k->dmax);
+                cfg_fail_key(st, k, value, "must be a number of seconds %s %g %s %g",
+                             k->dmin_open ? "greater than" : "from", k->dmin,
+                             k->dmin_open ? "and at most" : "to", k->dmax);
                 return -EINVAL;
         }
-        *(double *)(void *)((char *)st->c + k->off) = d;
+        *(double *)cfg_field(st->c, k->off) = d;
         return 0;
 }
 
@@ -533,7 +509,7 @@ static int cfg_set_uint(struct cfg_parse *st, const struct cfg_key *k, const cha
                              k->umin, k->umax);
                 return -EINVAL;
         }
-        *(unsigned *)(void *)((char *)st->c + k->off) = (unsigned)n;
+        *(unsigned *)cfg_field(st->c, k->off) = (unsigned)n;
         return 0;
 }
 
@@ -562,7 +538,7 @@ static int cfg_set_size(struct cfg_parse *st, const struct cfg_key *k, const cha
                 }
                 return -EINVAL;
         }
-        *(size_t *)(void *)((char *)st->c + k->off) = n;
+        *(size_t *)cfg_field(st->c, k->off) = n;
         return 0;
 }
 
@@ -582,7 +558,7 @@ static int cfg_set_mode(struct cfg_parse *st, const struct cfg_key *k, const cha
         n = strtoul(value, &end, 8);
         if (errno || *end != '\0' || n > k->umax)
                 goto bad;
-        st->c->socket_mode = (mode_t)n;
+        *(mode_t *)cfg_field(st->c, k->off) = (mode_t)n;
         return 0;
 bad:
         cfg_fail_key(st, k, value,
@@ -600,7 +576,7 @@ static int cfg_set_word(struct cfg_parse *st, const struct cfg_key *k, const cha
         for (i = 0; i < n; i++)
                 if (strcmp(value, words[i]) == 0) {
                         /* every enum in struct cfg has the size of int */
-                        *(int *)(void *)((char *)st->c + k->off) = vals[i];
+                        *(int *)cfg_field(st->c, k->off) = vals[i];
                         return 0;
                 }
         cfg_fail_key(st, k, value, "must be %s", expect);
@@ -656,9 +632,9 @@ static bool cfg_known_section(const char *name, size_t len)
 static int cfg_handler(void *user, const char *section, const char *name, const char *value)
 {
         struct cfg_parse *st = user;
-        const struct cfg_key *k = NULL;
+        const struct cfg_key *k;
         char shown[CFG_SHOW_MAX + 8];
-        size_t i;
+        int i;
 
         /* Builds with INI_CALL_HANDLER_ON_NEW_SECTION pass NULLs here. */
         if (!name || !value)
@@ -675,17 +651,13 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
                 cfg_fail(st, "unknown section [%s]", shown);
                 return 0;
         }
-        for (i = 0; i < CFG_NKEYS; i++)
-                if (strcmp(cfg_keys[i].section, section) == 0 &&
-                    strcmp(cfg_keys[i].name, name) == 0) {
-                        k = &cfg_keys[i];
-                        break;
-                }
-        if (!k) {
+        i = cfg_key_find(section, name);
+        if (i < 0) {
                 cfg_name(name, strlen(name), shown, sizeof(shown));
                 cfg_fail(st, "[%s] unknown key '%s'", section, shown);
                 return 0;
         }
+        k = &cfg_keys[i];
         if (st->c->key_line[i]) {
                 if (st->indented)
                         cfg_fail_key(st, k, value,
@@ -856,13 +828,20 @@ static unsigned line_of(const struct cfg *c, size_t off)
         return 0;
 }
 
-unsigned cfg_key_line(const struct cfg *c, const char *section, const char *name)
+int cfg_key_find(const char *section, const char *name)
 {
         for (size_t i = 0; i < CFG_NKEYS; i++)
                 if (strcmp(cfg_keys[i].section, section) == 0 &&
                     strcmp(cfg_keys[i].name, name) == 0)
-                        return c->key_line[i];
-        return 0;
+                        return (int)i;
+        return -1;
+}
+
+unsigned cfg_key_line(const struct cfg *c, const char *section, const char *name)
+{
+        int i = cfg_key_find(section, name);
+
+        return i < 0 ? 0 : c->key_line[i];
 }
 
 const char *cfg_at(const struct cfg *c, unsigned line, char *out, size_t n)
@@ -876,17 +855,30 @@ const char *cfg_at(const struct cfg *c, unsigned line, char *out, size_t n)
         return out;
 }
 
-/* Where a conflict between two keys is best fixed: the one set later. */
-static const char *pair_at(const struct cfg *c, size_t off_a, size_t off_b, char *out, size_t n)
+/* Report two keys in conflict: "FILE:LINE: " and the text, where LINE is
+ * that of the key set later, where the fix is best made. -EINVAL. */
+__attribute__((format(printf, 6, 7))) static int cfg_conflict(const struct cfg *c, size_t off_a,
+                                                              size_t off_b, char *err,
+                                                              size_t errlen, const char *fmt, ...)
 {
         unsigned a = line_of(c, off_a), b = line_of(c, off_b);
+        char at[PATH_MAX + 16];
+        va_list ap;
+        int n;
 
-        return cfg_at(c, a > b ? a : b, out, n);
+        if (!err || errlen == 0)
+                return -EINVAL;
+        n = snprintf(err, errlen, "%s: ", cfg_at(c, a > b ? a : b, at, sizeof(at)));
+        if (n >= 0 && (size_t)n < errlen) {
+                va_start(ap, fmt);
+                vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+                va_end(ap);
+        }
+        return -EINVAL;
 }
 
 int cfg_validate(const struct cfg *c, char *err, size_t errlen)
 {
-        char at[PATH_MAX + 16];
         const char *p;
 
         if (!c) {
@@ -906,57 +898,37 @@ int cfg_validate(const struct cfg *c, char *err, size_t errlen)
                          c->events_socket ? "control_socket" : "events_socket");
                 return -EINVAL;
         }
-        if (strcmp(c->events_socket, c->control_socket) == 0) {
-                cfg_errf(err, errlen,
-                         "%s: [listen] events_socket and "
-                         "control_socket must differ (both are '%s')",
-                         pair_at(c, F(events_socket), F(control_socket), at, sizeof(at)),
-                         c->events_socket);
-                return -EINVAL;
-        }
+        if (strcmp(c->events_socket, c->control_socket) == 0)
+                return cfg_conflict(c, F(events_socket), F(control_socket), err, errlen,
+                                    "[listen] events_socket and control_socket must differ "
+                                    "(both are '%s')",
+                                    c->events_socket);
         /* One batch being sent plus one being filled must fit. */
-        if (c->max_memory / 2 < c->max_batch_bytes) {
-                cfg_errf(err, errlen,
-                         "%s: [buffer] max_memory must be at "
-                         "least twice [batch] max_batch_bytes (got %zu and "
-                         "%zu)",
-                         pair_at(c, F(max_memory), F(max_batch_bytes), at, sizeof(at)),
-                         c->max_memory, c->max_batch_bytes);
-                return -EINVAL;
-        }
+        if (c->max_memory / 2 < c->max_batch_bytes)
+                return cfg_conflict(c, F(max_memory), F(max_batch_bytes), err, errlen,
+                                    "[buffer] max_memory must be at least twice [batch] "
+                                    "max_batch_bytes (got %zu and %zu)",
+                                    c->max_memory, c->max_batch_bytes);
         /* A message bigger than a batch could never be sent. */
-        if (c->max_message_bytes > c->max_batch_bytes) {
-                cfg_errf(err, errlen,
-                         "%s: [listen] max_message_bytes must "
-                         "not exceed [batch] max_batch_bytes (got %zu and "
-                         "%zu)",
-                         pair_at(c, F(max_message_bytes), F(max_batch_bytes), at, sizeof(at)),
-                         c->max_message_bytes, c->max_batch_bytes);
-                return -EINVAL;
-        }
-        if (c->max_datagram_bytes && c->max_datagram_bytes <= c->max_message_bytes) {
-                cfg_errf(err, errlen,
-                         "%s: [listen] max_datagram_bytes must "
-                         "be larger than max_message_bytes (got %zu and %zu)",
-                         pair_at(c, F(max_datagram_bytes), F(max_message_bytes), at, sizeof(at)),
-                         c->max_datagram_bytes, c->max_message_bytes);
-                return -EINVAL;
-        }
-        if (c->spool_dir && c->max_spool < c->max_batch_bytes) {
-                cfg_errf(err, errlen,
-                         "%s: [buffer] max_spool must be at "
-                         "least [batch] max_batch_bytes (got %zu and %zu)",
-                         pair_at(c, F(max_spool), F(max_batch_bytes), at, sizeof(at)), c->max_spool,
-                         c->max_batch_bytes);
-                return -EINVAL;
-        }
-        if (c->backoff_initial > c->backoff_max) {
-                cfg_errf(err, errlen,
-                         "%s: [upstream] backoff_initial must "
-                         "not exceed backoff_max (got %g and %g)",
-                         pair_at(c, F(backoff_initial), F(backoff_max), at, sizeof(at)),
-                         c->backoff_initial, c->backoff_max);
-                return -EINVAL;
-        }
+        if (c->max_message_bytes > c->max_batch_bytes)
+                return cfg_conflict(c, F(max_message_bytes), F(max_batch_bytes), err, errlen,
+                                    "[listen] max_message_bytes must not exceed [batch] "
+                                    "max_batch_bytes (got %zu and %zu)",
+                                    c->max_message_bytes, c->max_batch_bytes);
+        if (c->max_datagram_bytes && c->max_datagram_bytes <= c->max_message_bytes)
+                return cfg_conflict(c, F(max_datagram_bytes), F(max_message_bytes), err, errlen,
+                                    "[listen] max_datagram_bytes must be larger than "
+                                    "max_message_bytes (got %zu and %zu)",
+                                    c->max_datagram_bytes, c->max_message_bytes);
+        if (c->spool_dir && c->max_spool < c->max_batch_bytes)
+                return cfg_conflict(c, F(max_spool), F(max_batch_bytes), err, errlen,
+                                    "[buffer] max_spool must be at least [batch] "
+                                    "max_batch_bytes (got %zu and %zu)",
+                                    c->max_spool, c->max_batch_bytes);
+        if (c->backoff_initial > c->backoff_max)
+                return cfg_conflict(c, F(backoff_initial), F(backoff_max), err, errlen,
+                                    "[upstream] backoff_initial must not exceed backoff_max "
+                                    "(got %g and %g)",
+                                    c->backoff_initial, c->backoff_max);
         return 0;
 }
