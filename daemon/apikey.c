@@ -141,14 +141,14 @@ static int check_key(char *key, const char *where, char *err, size_t errlen)
                          where, APIKEY_MIN_LEN, APIKEY_MAX_LEN, len, red);
                 return -EINVAL;
         }
-        for (i = 0; i < len; i++)
-                if ((unsigned char)key[i] <= 0x20 || (unsigned char)key[i] >= 0x7f) {
-                        cfg_errf(err, errlen,
-                                 "%s: API key contains white space or a non-printable "
-                                 "character at position %zu (%s)",
-                                 where, i + 1, red);
-                        return -EINVAL;
-                }
+        i = cfg_span_visible(key);
+        if (i < len) {
+                cfg_errf(err, errlen,
+                         "%s: API key contains white space or a non-printable "
+                         "character at position %zu (%s)",
+                         where, i + 1, red);
+                return -EINVAL;
+        }
         return 0;
 }
 

@@ -18,21 +18,14 @@
 #include "proto.h"
 
 #include <assert.h>
-#include <ctype.h>
 #include <errno.h>
 #include <ini.h>
 #include <limits.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/un.h>
-
-#define KIB ((size_t)1024)
-#define MIB (KIB * 1024)
-#define GIB (MIB * 1024)
 
 /* A config file is a few kilobytes; anything near this is a mistake
  * (wrong path, a log file) and is refused rather than parsed. */
@@ -42,32 +35,6 @@
  * cfg_free knows not to free them. Nothing writes through these. */
 static char cfg_dflt_events_socket[] = "/run/segopsd/events.sock";
 static char cfg_dflt_control_socket[] = "/run/segopsd/segopsd.sock";
-
-enum cfg_type {
-        T_STR,    /* any string; empty = NULL */
-        T_URL,    /* api_url */
-        T_SECRET, /* api_key: stored, checked by apikey_load, never shown */
-        T_SOCKET, /* a Unix socket path: must fit in sun_path */
-        T_DOUBLE, /* seconds */
-        T_UINT,   /* unsigned */
-        T_SIZE,   /* size_t, "64M" style */
-        T_MODE,   /* octal file mode */
-        T_COMPRESSION,
-        T_WHEN_FULL,
-        T_LOG_LEVEL,
-};
-
-struct cfg_key {
-        const char *section;
-        const char *name;
-        enum cfg_type type;
-        size_t off;
-        /* bounds: doubles use dmin/dmax (dmin_open: value must be > dmin);
-         * unsigned and sizes use umin/umax */
-        double dmin, dmax;
-        bool dmin_open;
-        unsigned long long umin, umax;
-};
 
 #define F(field) offsetof(struct cfg, field)
 #define KSTR(sec, name, type)                                                                      \
@@ -83,7 +50,7 @@ struct cfg_key {
                 sec, name, type, F(field), 0, 0, false, lo, hi                                     \
         }
 
-static const struct cfg_key cfg_keys[] = {
+const struct cfg_key cfg_keys[] = {
         KSTR("upstream", api_url, T_URL),
         KSTR("upstream", api_key_file, T_STR),
         KSTR("upstream", api_key, T_SECRET),
@@ -195,42 +162,20 @@ static void cfg_name(const char *name, size_t n, char *out, size_t outlen)
                 cfg_printable(name, n, out, outlen);
 }
 
-__attribute__((format(printf, 2, 3))) static void cfg_fail(struct cfg_parse *st, const char *fmt,
-                                                           ...)
+/* Record the first error (error is a negative errno) at the current line. */
+__attribute__((format(printf, 3, 4))) static void cfg_fail(struct cfg_parse *st, int error,
+                                                           const char *fmt, ...)
 {
         va_list ap;
 
         if (st->failed)
                 return;
         st->failed = true;
-        st->error = -EINVAL;
+        st->error = error;
         st->errline = st->lineno;
         va_start(ap, fmt);
         vsnprintf(st->msg, sizeof(st->msg), fmt, ap);
         va_end(ap);
-}
-
-/* "[section] key: what (got 'value')" -- the value is left out for the
- * secret and for anything that looks like a key. */
-__attribute__((format(printf, 4, 5))) static void
-cfg_fail_key(struct cfg_parse *st, const struct cfg_key *k, const char *value, const char *fmt, ...)
-{
-        size_t n = strnlen(value, CFG_SHOW_MAX + 1);
-        char what[256], shown[CFG_SHOW_MAX + 8];
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(what, sizeof(what), fmt, ap);
-        va_end(ap);
-        if (k->type == T_SECRET)
-                cfg_fail(st, "[%s] %s: %s (value not shown)", k->section, k->name, what);
-        else if (cfg_looks_like_key(value, n))
-                cfg_fail(st, "[%s] %s: %s (value not shown: it looks like an API key)", k->section,
-                         k->name, what);
-        else {
-                cfg_printable(value, n, shown, sizeof(shown));
-                cfg_fail(st, "[%s] %s: %s (got '%s')", k->section, k->name, what, shown);
-        }
 }
 
 void cfg_defaults(struct cfg *c)
@@ -285,8 +230,7 @@ void cfg_free(struct cfg *c)
                 cfg_free_str(cfg_field(c, cfg_str_fields[i]));
 }
 
-/* Deep copy, so cfg_load can work on a scratch struct. */
-static int cfg_copy(struct cfg *dst, const struct cfg *src)
+int cfg_copy(struct cfg *dst, const struct cfg *src)
 {
         size_t i;
 
@@ -309,314 +253,7 @@ static int cfg_copy(struct cfg *dst, const struct cfg *src)
         return 0;
 }
 
-/* A whole number in decimal, then *ret_end points after its digits.
- * Refuses what strtoull would also take: leading space, '+', '-'. */
-static int cfg_parse_digits(const char *s, unsigned long long *ret, const char **ret_end)
-{
-        unsigned long long n;
-        char *end;
-
-        if (!isdigit((unsigned char)s[0]))
-                return -EINVAL;
-        errno = 0;
-        n = strtoull(s, &end, 10);
-        if (errno == ERANGE)
-                return -ERANGE;
-        *ret = n;
-        *ret_end = end;
-        return 0;
-}
-
-static int cfg_parse_uint(const char *s, unsigned long long *ret)
-{
-        unsigned long long n;
-        const char *end;
-        int r;
-
-        r = cfg_parse_digits(s, &n, &end);
-        if (r < 0)
-                return r;
-        if (*end != '\0')
-                return -EINVAL;
-        *ret = n;
-        return 0;
-}
-
-int cfg_parse_size(const char *s, size_t *ret)
-{
-        unsigned long long n;
-        size_t mult = 1;
-        const char *p;
-        int r;
-
-        if (!s || !ret)
-                return -EINVAL;
-        r = cfg_parse_digits(s, &n, &p);
-        if (r < 0)
-                return r;
-        switch (*p) {
-        case 'k':
-        case 'K':
-                mult = KIB;
-                p++;
-                break;
-        case 'm':
-        case 'M':
-                mult = MIB;
-                p++;
-                break;
-        case 'g':
-        case 'G':
-                mult = GIB;
-                p++;
-                break;
-        default: break;
-        }
-        /* optional "B", or "iB" after a multiplier: 64M, 64MB, 64MiB */
-        if (mult != 1 && (p[0] == 'i' || p[0] == 'I') && (p[1] == 'b' || p[1] == 'B'))
-                p += 2;
-        else if (*p == 'b' || *p == 'B')
-                p++;
-        if (*p != '\0')
-                return -EINVAL;
-        if (n > SIZE_MAX / mult)
-                return -ERANGE;
-        *ret = (size_t)n * mult;
-        return 0;
-}
-
-/* "1K", "64M", "1G" for round values, else the byte count. */
-static void cfg_fmt_size(unsigned long long v, char *out, size_t outlen)
-{
-        if (v >= GIB && v % GIB == 0)
-                snprintf(out, outlen, "%lluG", v / GIB);
-        else if (v >= MIB && v % MIB == 0)
-                snprintf(out, outlen, "%lluM", v / MIB);
-        else if (v >= KIB && v % KIB == 0)
-                snprintf(out, outlen, "%lluK", v / KIB);
-        else
-                snprintf(out, outlen, "%llu", v);
-}
-
-/* Decimal seconds: digits, '.', exponent. Refuses what strtod would also
- * take but nobody means in a config file: hex, "inf", "nan", spaces. */
-static int cfg_parse_double(const char *s, double *ret)
-{
-        const char *p;
-        char *end;
-        double d;
-
-        if (!*s)
-                return -EINVAL;
-        for (p = s; *p; p++)
-                if (!isdigit((unsigned char)*p) && !strchr(".eE+-", *p))
-                        return -EINVAL;
-        errno = 0;
-        d = strtod(s, &end);
-        if (end == s || *end != '\0' || errno == ERANGE || !isfinite(d))
-                return -EINVAL;
-        *ret = d;
-        return 0;
-}
-
-static int cfg_set_string(struct cfg_parse *st, const struct cfg_key *k, const char *value)
-{
-        char **p = cfg_field(st->c, k->off);
-        char *d = NULL;
-
-        if (k->type == T_URL && *value) {
-                size_t len = strlen(value);
-                const char *host = NULL;
-                size_t i;
-
-                if (strcmp(value, "stdout") == 0)
-                        host = value;
-                else if (strncmp(value, "https://", 8) == 0)
-                        host = value + 8;
-                else if (strncmp(value, "http://", 7) == 0)
-                        host = value + 7;
-                if (!host || !*host || *host == '/') {
-                        cfg_fail_key(st, k, value,
-                                     "must be \"stdout\" or a "
-                                     "URL starting with https:// (or "
-                                     "http://)");
-                        return -EINVAL;
-                }
-                for (i = 0; i < len; i++)
-                        if ((unsigned char)value[i] <= 0x20 || (unsigned char)value[i] >= 0x7f) {
-                                cfg_fail_key(st, k, value,
-                                             "must not contain "
-                                             "spaces or control characters");
-                                return -EINVAL;
-                        }
-        }
-        if (k->type == T_SOCKET && *value) {
-                struct sockaddr_un sun;
-
-                if (strlen(value) >= sizeof(sun.sun_path)) {
-                        cfg_fail_key(st, k, value,
-                                     "socket path is longer "
-                                     "than %zu bytes",
-                                     sizeof(sun.sun_path) - 1);
-                        return -EINVAL;
-                }
-        }
-        if (*value) {
-                d = strdup(value);
-                if (!d) {
-                        cfg_fail(st, "out of memory");
-                        st->error = -ENOMEM;
-                        return -ENOMEM;
-                }
-        }
-        /* The upstream paths are appended as "/api/...", so a trailing
-         * slash in the base URL would double it. */
-        if (d && k->type == T_URL) {
-                size_t len = strlen(d);
-                while (len > 0 && d[len - 1] == '/')
-                        d[--len] = '\0';
-        }
-        if (k->type == T_SECRET && *p)
-                explicit_bzero(*p, strlen(*p));
-        cfg_free_str(p);
-        *p = d;
-        return 0;
-}
-
-static int cfg_set_double(struct cfg_parse *st, const struct cfg_key *k, const char *value)
-{
-        double d;
-
-        if (cfg_parse_double(value, &d) < 0 || (k->dmin_open ? d <= k->dmin : d < k->dmin) ||
-            d > k->dmax) {
-                cfg_fail_key(st, k, value, "must be a number of seconds %s %g %s %g",
-                             k->dmin_open ? "greater than" : "from", k->dmin,
-                             k->dmin_open ? "and at most" : "to", k->dmax);
-                return -EINVAL;
-        }
-        *(double *)cfg_field(st->c, k->off) = d;
-        return 0;
-}
-
-static int cfg_set_uint(struct cfg_parse *st, const struct cfg_key *k, const char *value)
-{
-        unsigned long long n;
-
-        if (cfg_parse_uint(value, &n) < 0 || n < k->umin || n > k->umax) {
-                cfg_fail_key(st, k, value,
-                             "must be a whole number from %llu "
-                             "to %llu",
-                             k->umin, k->umax);
-                return -EINVAL;
-        }
-        *(unsigned *)cfg_field(st->c, k->off) = (unsigned)n;
-        return 0;
-}
-
-static int cfg_set_size(struct cfg_parse *st, const struct cfg_key *k, const char *value)
-{
-        char lo[32], hi[32];
-        size_t n;
-        int r;
-
-        r = cfg_parse_size(value, &n);
-        if (r < 0 || n < k->umin || n > k->umax) {
-                cfg_fmt_size(k->umin, lo, sizeof(lo));
-                if (r == -EINVAL)
-                        cfg_fail_key(st, k, value,
-                                     "must be a size: a whole "
-                                     "number with an optional K, M or G "
-                                     "suffix");
-                else if (k->umax == SIZE_MAX)
-                        cfg_fail_key(st, k, value, "must be at least %s", lo);
-                else {
-                        cfg_fmt_size(k->umax, hi, sizeof(hi));
-                        cfg_fail_key(st, k, value,
-                                     "must be a size from %s "
-                                     "to %s",
-                                     lo, hi);
-                }
-                return -EINVAL;
-        }
-        *(size_t *)cfg_field(st->c, k->off) = n;
-        return 0;
-}
-
-static int cfg_set_mode(struct cfg_parse *st, const struct cfg_key *k, const char *value)
-{
-        unsigned long n;
-        char *end;
-        size_t i;
-
-        /* Octal digits only: strtoul would accept signs and spaces. */
-        for (i = 0; value[i]; i++)
-                if (value[i] < '0' || value[i] > '7')
-                        break;
-        if (i == 0 || value[i] != '\0' || i > 4)
-                goto bad;
-        errno = 0;
-        n = strtoul(value, &end, 8);
-        if (errno || *end != '\0' || n > k->umax)
-                goto bad;
-        *(mode_t *)cfg_field(st->c, k->off) = (mode_t)n;
-        return 0;
-bad:
-        cfg_fail_key(st, k, value,
-                     "must be an octal file mode from 0 to "
-                     "0777, e.g. 0660");
-        return -EINVAL;
-}
-
-/* Match value against a list of words; the index is the enum value. */
-static int cfg_set_word(struct cfg_parse *st, const struct cfg_key *k, const char *value,
-                        const char *const *words, const int *vals, size_t n, const char *expect)
-{
-        size_t i;
-
-        for (i = 0; i < n; i++)
-                if (strcmp(value, words[i]) == 0) {
-                        /* every enum in struct cfg has the size of int */
-                        *(int *)cfg_field(st->c, k->off) = vals[i];
-                        return 0;
-                }
-        cfg_fail_key(st, k, value, "must be %s", expect);
-        return -EINVAL;
-}
-
-static int cfg_apply(struct cfg_parse *st, const struct cfg_key *k, const char *value)
-{
-        static const char *const comp_w[] = { "gzip", "none" };
-        static const int comp_v[] = { CFG_COMPRESSION_GZIP, CFG_COMPRESSION_NONE };
-        static const char *const full_w[] = { "drop_newest", "drop_oldest" };
-        static const int full_v[] = { CFG_DROP_NEWEST, CFG_DROP_OLDEST };
-        static const char *const lvl_w[] = { "err", "warn", "info", "debug" };
-        static const int lvl_v[] = { CFG_LOG_ERR, CFG_LOG_WARN, CFG_LOG_INFO, CFG_LOG_DEBUG };
-
-        _Static_assert(sizeof(enum cfg_compression) == sizeof(int) &&
-                               sizeof(enum cfg_when_full) == sizeof(int) &&
-                               sizeof(enum cfg_log_level) == sizeof(int),
-                       "cfg_set_word stores enums as int");
-
-        switch (k->type) {
-        case T_STR:
-        case T_URL:
-        case T_SECRET:
-        case T_SOCKET: return cfg_set_string(st, k, value);
-        case T_DOUBLE: return cfg_set_double(st, k, value);
-        case T_UINT: return cfg_set_uint(st, k, value);
-        case T_SIZE: return cfg_set_size(st, k, value);
-        case T_MODE: return cfg_set_mode(st, k, value);
-        case T_COMPRESSION: return cfg_set_word(st, k, value, comp_w, comp_v, 2, "gzip or none");
-        case T_WHEN_FULL:
-                return cfg_set_word(st, k, value, full_w, full_v, 2, "drop_newest or drop_oldest");
-        case T_LOG_LEVEL:
-                return cfg_set_word(st, k, value, lvl_w, lvl_v, 4, "err, warn, info or debug");
-        }
-        assert(!"unknown key type");
-        return -EINVAL;
-}
-
-static bool cfg_known_section(const char *name, size_t len)
+bool cfg_known_section(const char *name, size_t len)
 {
         size_t i;
 
@@ -632,9 +269,9 @@ static bool cfg_known_section(const char *name, size_t len)
 static int cfg_handler(void *user, const char *section, const char *name, const char *value)
 {
         struct cfg_parse *st = user;
-        const struct cfg_key *k;
-        char shown[CFG_SHOW_MAX + 8];
-        int i;
+        char shown[CFG_SHOW_MAX + 8], msg[sizeof(st->msg)];
+        unsigned *line;
+        int i, r;
 
         /* Builds with INI_CALL_HANDLER_ON_NEW_SECTION pass NULLs here. */
         if (!name || !value)
@@ -643,37 +280,40 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
                 return 0;
         if (!*section) {
                 cfg_name(name, strlen(name), shown, sizeof(shown));
-                cfg_fail(st, "key '%s' is outside any section", shown);
+                cfg_fail(st, -EINVAL, "key '%s' is outside any section", shown);
                 return 0;
         }
         if (!cfg_known_section(section, strlen(section))) {
                 cfg_name(section, strlen(section), shown, sizeof(shown));
-                cfg_fail(st, "unknown section [%s]", shown);
+                cfg_fail(st, -EINVAL, "unknown section [%s]", shown);
                 return 0;
         }
         i = cfg_key_find(section, name);
         if (i < 0) {
                 cfg_name(name, strlen(name), shown, sizeof(shown));
-                cfg_fail(st, "[%s] unknown key '%s'", section, shown);
+                cfg_fail(st, -EINVAL, "[%s] unknown key '%s'", section, shown);
                 return 0;
         }
-        k = &cfg_keys[i];
-        if (st->c->key_line[i]) {
+        line = &st->c->key_line[i];
+        if (*line) {
                 if (st->indented)
-                        cfg_fail_key(st, k, value,
-                                     "an indented line "
-                                     "continues the value from line %u; "
-                                     "remove the indentation",
-                                     st->c->key_line[i]);
+                        cfg_key_error(msg, sizeof(msg), &cfg_keys[i], value,
+                                      "an indented line continues the value from line %u; "
+                                      "remove the indentation",
+                                      *line);
                 else
-                        cfg_fail_key(st, k, value,
-                                     "set more than once "
-                                     "(first on line %u)",
-                                     st->c->key_line[i]);
+                        cfg_key_error(msg, sizeof(msg), &cfg_keys[i], value,
+                                      "set more than once (first on line %u)", *line);
+                cfg_fail(st, -EINVAL, "%s", msg);
                 return 0;
         }
-        st->c->key_line[i] = st->lineno;
-        return cfg_apply(st, k, value) < 0 ? 0 : 1;
+        *line = st->lineno;
+        r = cfg_set_value(st->c, &cfg_keys[i], value, msg, sizeof(msg));
+        if (r < 0) {
+                cfg_fail(st, r, "%s", msg);
+                return 0;
+        }
+        return 1;
 }
 
 /* inih's line reader: fgets plus what inih does not do for us -- line
@@ -691,14 +331,14 @@ static char *cfg_reader(char *buf, int num, void *stream)
         len = strlen(buf);
         st->bytes += len;
         if (st->bytes > CFG_MAX_FILE_BYTES) {
-                cfg_fail(st, "file is larger than %d bytes", CFG_MAX_FILE_BYTES);
+                cfg_fail(st, -EINVAL, "file is larger than %d bytes", CFG_MAX_FILE_BYTES);
                 st->stop = true;
                 return NULL;
         }
         if (len == 0 || (buf[len - 1] != '\n' && !feof(st->f))) {
                 int ch;
 
-                cfg_fail(st,
+                cfg_fail(st, -EINVAL,
                          "line is longer than %d characters or "
                          "contains a NUL byte",
                          num - 3);
@@ -723,7 +363,7 @@ static char *cfg_reader(char *buf, int num, void *stream)
                         char shown[CFG_SHOW_MAX + 8];
 
                         cfg_name(p + 1, (size_t)(q - p - 1), shown, sizeof(shown));
-                        cfg_fail(st, "unknown section [%s]", shown);
+                        cfg_fail(st, -EINVAL, "unknown section [%s]", shown);
                 }
         }
         return buf;
