@@ -1,35 +1,27 @@
-/* config.c - segopsd's configuration: defaults, the INI file.
+/* config.c - segopsd's configuration: the key table, the defaults, and
+ * the checks between keys.
  *
- * This module turns the operator's INI file (SPEC section 6) into a
- * struct cfg and refuses anything it does not understand: an unknown
- * section or key, a value out of range or with trailing garbage, a key
- * given twice, a line too long for the parser. A silent default would let
- * a typo run in production for months, so every such problem is an error
- * of the form "FILE:LINE: [section] key: what is wrong (got 'VALUE')".
- * The one value that never appears in a message is the API key (nor any
- * value that looks like one), because error text ends up in the journal.
- * Parsing is done by inih through our own line reader, which counts lines
- * (Debian's inih passes no line number to the handler), checks section
- * headers (inih only reports keys) and rejects over-long lines (inih would
- * silently split them). cfg_load works on a copy, so a failed reload
- * leaves the running configuration untouched. The API key is apikey.c's.
+ * SPEC section 6 names the keys; the table below gives each its section,
+ * its place in struct cfg, its type and its bounds, and the rest works
+ * from it: config-file.c reads the INI file and looks keys up here,
+ * config-value.c parses and bounds-checks one value, apikey.c finds the
+ * API key. This file also holds what all of them use to write an error:
+ * "FILE:LINE" of a key, and quoting that shows a bad value or name only
+ * in printable form (callers leave out anything that looks like an API
+ * key: error text ends up in the journal). cfg_validate checks values
+ * against each other and names the line of the one set later, where a
+ * fix belongs.
  */
 #include "config-internal.h"
 #include "proto.h"
 
 #include <assert.h>
 #include <errno.h>
-#include <ini.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-
-/* A config file is a few kilobytes; anything near this is a mistake
- * (wrong path, a log file) and is refused rather than parsed. */
-#define CFG_MAX_FILE_BYTES (1024 * 1024)
 
 /* The default socket paths are static so that cfg_defaults cannot fail;
  * cfg_free knows not to free them. Nothing writes through these. */
@@ -105,77 +97,11 @@ static const size_t cfg_str_fields[] = {
         F(ca_file), F(spool_dir), F(events_socket), F(control_socket),
 };
 
-struct cfg_parse {
-        struct cfg *c;
-        FILE *f;
-        unsigned lineno; /* line the reader handed to inih last */
-        size_t bytes;
-        bool indented; /* that line starts with white space */
-        bool failed;   /* msg holds the first error */
-        bool stop;     /* reader returns EOF from now on */
-        int error;     /* negative errno for the first error */
-        unsigned errline;
-        char msg[512];
-};
-
 void cfg_free_str(char **p)
 {
         if (*p != cfg_dflt_events_socket && *p != cfg_dflt_control_socket)
                 free(*p);
         *p = NULL;
-}
-
-void cfg_errf(char *err, size_t errlen, const char *fmt, ...)
-{
-        va_list ap;
-
-        if (!err || errlen == 0)
-                return;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-}
-
-void cfg_printable(const char *s, size_t n, char *out, size_t outlen)
-{
-        size_t i, k = 0;
-
-        assert(outlen > CFG_SHOW_MAX + 3);
-        for (i = 0; i < n && i < CFG_SHOW_MAX; i++) {
-                unsigned char ch = (unsigned char)s[i];
-                out[k++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
-        }
-        if (i < n) {
-                memcpy(out + k, "...", 3);
-                k += 3;
-        }
-        out[k] = '\0';
-}
-
-/* A section or key name the parser did not know, for an error message:
- * bounded, printable, and never an API key pasted where a name goes. */
-static void cfg_name(const char *name, size_t n, char *out, size_t outlen)
-{
-        if (cfg_looks_like_key(name, n))
-                snprintf(out, outlen, "(not shown: it looks like an API key)");
-        else
-                cfg_printable(name, n, out, outlen);
-}
-
-/* Record the first error (error is a negative errno) at the current line. */
-__attribute__((format(printf, 3, 4))) static void cfg_fail(struct cfg_parse *st, int error,
-                                                           const char *fmt, ...)
-{
-        va_list ap;
-
-        if (st->failed)
-                return;
-        st->failed = true;
-        st->error = error;
-        st->errline = st->lineno;
-        va_start(ap, fmt);
-        vsnprintf(st->msg, sizeof(st->msg), fmt, ap);
-        va_end(ap);
 }
 
 void cfg_defaults(struct cfg *c)
@@ -263,202 +189,6 @@ bool cfg_known_section(const char *name, size_t len)
         return false;
 }
 
-/* inih's handler: one call per "key = value" (and per continuation line,
- * which is how an indented line after a key looks to inih). Returns 1 to
- * go on, 0 on error; the first error's message is what cfg_load reports. */
-static int cfg_handler(void *user, const char *section, const char *name, const char *value)
-{
-        struct cfg_parse *st = user;
-        char shown[CFG_SHOW_MAX + 8], msg[sizeof(st->msg)];
-        unsigned *line;
-        int i, r;
-
-        /* Builds with INI_CALL_HANDLER_ON_NEW_SECTION pass NULLs here. */
-        if (!name || !value)
-                return 1;
-        if (st->failed)
-                return 0;
-        if (!*section) {
-                cfg_name(name, strlen(name), shown, sizeof(shown));
-                cfg_fail(st, -EINVAL, "key '%s' is outside any section", shown);
-                return 0;
-        }
-        if (!cfg_known_section(section, strlen(section))) {
-                cfg_name(section, strlen(section), shown, sizeof(shown));
-                cfg_fail(st, -EINVAL, "unknown section [%s]", shown);
-                return 0;
-        }
-        i = cfg_key_find(section, name);
-        if (i < 0) {
-                cfg_name(name, strlen(name), shown, sizeof(shown));
-                cfg_fail(st, -EINVAL, "[%s] unknown key '%s'", section, shown);
-                return 0;
-        }
-        line = &st->c->key_line[i];
-        if (*line) {
-                if (st->indented)
-                        cfg_key_error(msg, sizeof(msg), &cfg_keys[i], value,
-                                      "an indented line continues the value from line %u; "
-                                      "remove the indentation",
-                                      *line);
-                else
-                        cfg_key_error(msg, sizeof(msg), &cfg_keys[i], value,
-                                      "set more than once (first on line %u)", *line);
-                cfg_fail(st, -EINVAL, "%s", msg);
-                return 0;
-        }
-        *line = st->lineno;
-        r = cfg_set_value(st->c, &cfg_keys[i], value, msg, sizeof(msg));
-        if (r < 0) {
-                cfg_fail(st, r, "%s", msg);
-                return 0;
-        }
-        return 1;
-}
-
-/* inih's line reader: fgets plus what inih does not do for us -- line
- * numbers, section header checks, refusing long lines and huge files. */
-static char *cfg_reader(char *buf, int num, void *stream)
-{
-        struct cfg_parse *st = stream;
-        const char *p, *q;
-        size_t len;
-
-        assert(num >= 4);
-        if (st->stop || !fgets(buf, num, st->f))
-                return NULL;
-        st->lineno++;
-        len = strlen(buf);
-        st->bytes += len;
-        if (st->bytes > CFG_MAX_FILE_BYTES) {
-                cfg_fail(st, -EINVAL, "file is larger than %d bytes", CFG_MAX_FILE_BYTES);
-                st->stop = true;
-                return NULL;
-        }
-        if (len == 0 || (buf[len - 1] != '\n' && !feof(st->f))) {
-                int ch;
-
-                cfg_fail(st, -EINVAL,
-                         "line is longer than %d characters or "
-                         "contains a NUL byte",
-                         num - 3);
-                /* Skip the rest of the line; the file size cap bounds
-                 * this loop. */
-                while ((ch = getc(st->f)) != EOF && ch != '\n')
-                        if (++st->bytes > CFG_MAX_FILE_BYTES) {
-                                st->stop = true;
-                                return NULL;
-                        }
-                buf[0] = '\n';
-                buf[1] = '\0';
-                return buf;
-        }
-        st->indented = buf[0] == ' ' || buf[0] == '\t';
-        /* inih only tells us about keys, so an unknown section with no
-         * keys (or a misspelt one) is checked here, on its own line. */
-        p = buf + strspn(buf, " \t");
-        if (*p == '[') {
-                q = strchr(p, ']');
-                if (q && !cfg_known_section(p + 1, (size_t)(q - p - 1))) {
-                        char shown[CFG_SHOW_MAX + 8];
-
-                        cfg_name(p + 1, (size_t)(q - p - 1), shown, sizeof(shown));
-                        cfg_fail(st, -EINVAL, "unknown section [%s]", shown);
-                }
-        }
-        return buf;
-}
-
-int cfg_load(struct cfg *c, const char *path, char *err, size_t errlen)
-{
-        struct cfg_parse *st = NULL;
-        struct cfg n;
-        struct stat sb;
-        FILE *f = NULL;
-        int r;
-
-        if (!c || !path) {
-                cfg_errf(err, errlen, "cfg_load: no config or path");
-                return -EINVAL;
-        }
-        r = cfg_copy(&n, c);
-        if (r < 0) {
-                cfg_errf(err, errlen, "%s: out of memory", path);
-                return r;
-        }
-        /* Lines are this file's: none of its keys is seen yet. */
-        memset(n.key_line, 0, sizeof(n.key_line));
-        st = calloc(1, sizeof(*st));
-        if (!st) {
-                r = -ENOMEM;
-                cfg_errf(err, errlen, "%s: out of memory", path);
-                goto out;
-        }
-        f = fopen(path, "re");
-        if (!f) {
-                r = -errno;
-                cfg_errf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-                goto out;
-        }
-        if (fstat(fileno(f), &sb) < 0) {
-                r = -errno;
-                cfg_errf(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
-                goto out;
-        }
-        /* fopen succeeds on a directory and fgets then just fails: that
-         * would read as an empty, valid file. */
-        if (!S_ISREG(sb.st_mode)) {
-                r = -EINVAL;
-                cfg_errf(err, errlen, "%s: not a regular file", path);
-                goto out;
-        }
-        st->c = &n;
-        st->f = f;
-        r = ini_parse_stream(cfg_reader, st, cfg_handler, st);
-        if (ferror(f)) {
-                r = -EIO;
-                cfg_errf(err, errlen, "%s: read error", path);
-                goto out;
-        }
-        /* inih's own syntax errors (r = first bad line) and ours (in st)
-         * are separate: report whichever came first. */
-        if (st->failed && (r <= 0 || (unsigned)r >= st->errline)) {
-                cfg_errf(err, errlen, "%s:%u: %s", path, st->errline, st->msg);
-                r = st->error;
-                goto out;
-        }
-        if (r == -2) {
-                r = -ENOMEM;
-                cfg_errf(err, errlen, "%s: out of memory", path);
-                goto out;
-        }
-        if (r != 0) {
-                cfg_errf(err, errlen,
-                         "%s:%d: syntax error: expected "
-                         "'[section]', 'key = value' or a comment",
-                         path, r);
-                r = -EINVAL;
-                goto out;
-        }
-        cfg_free_str(&n.path);
-        n.path = strdup(path);
-        if (!n.path) {
-                r = -ENOMEM;
-                cfg_errf(err, errlen, "%s: out of memory", path);
-                goto out;
-        }
-        cfg_free(c);
-        *c = n;
-        memset(&n, 0, sizeof(n));
-        r = 0;
-out:
-        cfg_free(&n);
-        if (f)
-                fclose(f);
-        free(st);
-        return r;
-}
-
 /* The line a key (a struct cfg offset) was set on; 0 for a default. */
 static unsigned line_of(const struct cfg *c, size_t off)
 {
@@ -482,6 +212,35 @@ unsigned cfg_key_line(const struct cfg *c, const char *section, const char *name
         int i = cfg_key_find(section, name);
 
         return i < 0 ? 0 : c->key_line[i];
+}
+
+/* ---- error text, shared by the configuration's files ---- */
+
+void cfg_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+        va_list ap;
+
+        if (!err || errlen == 0)
+                return;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+}
+
+void cfg_printable(const char *s, size_t n, char *out, size_t outlen)
+{
+        size_t i, k = 0;
+
+        assert(outlen > CFG_SHOW_MAX + 3);
+        for (i = 0; i < n && i < CFG_SHOW_MAX; i++) {
+                unsigned char ch = (unsigned char)s[i];
+                out[k++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
+        }
+        if (i < n) {
+                memcpy(out + k, "...", 3);
+                k += 3;
+        }
+        out[k] = '\0';
 }
 
 const char *cfg_at(const struct cfg *c, unsigned line, char *out, size_t n)
