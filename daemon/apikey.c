@@ -32,8 +32,12 @@
 
 #define ELLIPSIS "\xe2\x80\xa6" /* U+2026, UTF-8 */
 
-/* Room for "where" a key came from: a path and some words. */
+/* Room for "where" a key came from: a path and some words. The from_*
+ * functions below fill a buffer of this size for check_key's messages. */
 #define WHERE_MAX (PATH_MAX + 128)
+
+/* What a from_* function returns when its source holds no key. */
+#define NOT_HERE 1
 
 void apikey_redact(const char *key, char *out, size_t outlen)
 {
@@ -152,9 +156,9 @@ static int check_key(char *key, const char *where, char *err, size_t errlen)
         return 0;
 }
 
-/* 1: $CREDENTIALS_DIRECTORY/api_key. Returns 0 with *ret_key read, 1 when
- * there is no credential (no directory, or no api_key in it), or a
- * negative errno with err filled. */
+/* 1: $CREDENTIALS_DIRECTORY/api_key. Returns 0 with *ret_key read,
+ * NOT_HERE when there is no credential (no directory, or no api_key in
+ * it), or a negative errno with err filled. */
 static int from_credential(char **ret_key, char *where, char *err, size_t errlen)
 {
         const char *credir = getenv("CREDENTIALS_DIRECTORY");
@@ -162,7 +166,7 @@ static int from_credential(char **ret_key, char *where, char *err, size_t errlen
         int r;
 
         if (!credir || !*credir)
-                return 1;
+                return NOT_HERE;
         if ((size_t)snprintf(path, sizeof(path), "%s/api_key", credir) >= sizeof(path)) {
                 cfg_errf(err, errlen, "$CREDENTIALS_DIRECTORY is too long");
                 return -ENAMETOOLONG;
@@ -170,7 +174,7 @@ static int from_credential(char **ret_key, char *where, char *err, size_t errlen
         snprintf(where, WHERE_MAX, "credential api_key (%s)", path);
         r = read_secret(path, ret_key);
         if (r == -ENOENT)
-                return 1;
+                return NOT_HERE;
         if (r == -EPERM)
                 cfg_errf(err, errlen,
                          "%s: can be read or written by every user; keep it to its "
@@ -182,7 +186,9 @@ static int from_credential(char **ret_key, char *where, char *err, size_t errlen
 }
 
 /* 2: the file named by api_key_file. A path that is itself a key (pasted
- * into api_key_file) is named by its redacted form. 0 or -errno. */
+ * into api_key_file) is named by its redacted form. 0 with *ret_key
+ * read, or a negative errno with err filled: a key file that is set is
+ * never passed over. */
 static int from_key_file(const struct cfg *c, char **ret_key, char *where, char *err, size_t errlen)
 {
         char name[PATH_MAX + 64], at[PATH_MAX + 16];
@@ -210,7 +216,7 @@ static int from_key_file(const struct cfg *c, char **ret_key, char *where, char 
         return r;
 }
 
-/* 3: the inline api_key. 0 or -ENOMEM. */
+/* 3: the inline api_key. 0 with *ret_key copied, or -ENOMEM. */
 static int from_inline(const struct cfg *c, char **ret_key, char *where, char *err, size_t errlen)
 {
         char at[PATH_MAX + 16];
@@ -247,13 +253,13 @@ int apikey_load_from(const struct cfg *c, char **ret_key, bool *ret_credential, 
         r = from_credential(&key, where, err, errlen);
         if (r == 0)
                 credential = true;
-        else if (r == 1 && c->api_key_file)
+        else if (r == NOT_HERE && c->api_key_file)
                 r = from_key_file(c, &key, where, err, errlen);
-        else if (r == 1 && c->api_key)
+        else if (r == NOT_HERE && c->api_key)
                 r = from_inline(c, &key, where, err, errlen);
         if (r < 0)
                 return r;
-        if (r == 1) {
+        if (r == NOT_HERE) {
                 if (c->api_url && strcmp(c->api_url, "stdout") == 0) {
                         *ret_key = NULL;
                         return 0;
