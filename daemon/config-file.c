@@ -45,7 +45,7 @@ struct cfg_parse {
 
 /* A section or key name the parser did not know, for an error message:
  * bounded, printable, and never an API key pasted where a name goes. */
-static void cfg_name(const char *name, size_t n, char *out, size_t outlen)
+static void shown_name(const char *name, size_t n, char *out, size_t outlen)
 {
         if (cfg_looks_like_key(name, n))
                 snprintf(out, outlen, "(not shown: it looks like an API key)");
@@ -54,8 +54,8 @@ static void cfg_name(const char *name, size_t n, char *out, size_t outlen)
 }
 
 /* Record the first error (error is a negative errno) at the current line. */
-__attribute__((format(printf, 3, 4))) static void cfg_fail(struct cfg_parse *st, int error,
-                                                           const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void parse_fail(struct cfg_parse *st, int error,
+                                                             const char *fmt, ...)
 {
         va_list ap;
 
@@ -72,7 +72,7 @@ __attribute__((format(printf, 3, 4))) static void cfg_fail(struct cfg_parse *st,
 /* inih's handler: one call per "key = value" (and per continuation line,
  * which is how an indented line after a key looks to inih). Returns 1 to
  * go on, 0 on error; the first error's message is what cfg_load reports. */
-static int cfg_handler(void *user, const char *section, const char *name, const char *value)
+static int on_key_value(void *user, const char *section, const char *name, const char *value)
 {
         struct cfg_parse *st = user;
         char shown[CFG_SHOW_MAX + 8], msg[sizeof(st->msg)];
@@ -85,19 +85,19 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
         if (st->failed)
                 return 0;
         if (!*section) {
-                cfg_name(name, strlen(name), shown, sizeof(shown));
-                cfg_fail(st, -EINVAL, "key '%s' is outside any section", shown);
+                shown_name(name, strlen(name), shown, sizeof(shown));
+                parse_fail(st, -EINVAL, "key '%s' is outside any section", shown);
                 return 0;
         }
         if (!cfg_known_section(section, strlen(section))) {
-                cfg_name(section, strlen(section), shown, sizeof(shown));
-                cfg_fail(st, -EINVAL, "unknown section [%s]", shown);
+                shown_name(section, strlen(section), shown, sizeof(shown));
+                parse_fail(st, -EINVAL, "unknown section [%s]", shown);
                 return 0;
         }
         i = cfg_key_find(section, name);
         if (i < 0) {
-                cfg_name(name, strlen(name), shown, sizeof(shown));
-                cfg_fail(st, -EINVAL, "[%s] unknown key '%s'", section, shown);
+                shown_name(name, strlen(name), shown, sizeof(shown));
+                parse_fail(st, -EINVAL, "[%s] unknown key '%s'", section, shown);
                 return 0;
         }
         line = &st->c->key_line[i];
@@ -110,13 +110,13 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
                 else
                         cfg_key_error(msg, sizeof(msg), &cfg_keys[i], value,
                                       "set more than once (first on line %u)", *line);
-                cfg_fail(st, -EINVAL, "%s", msg);
+                parse_fail(st, -EINVAL, "%s", msg);
                 return 0;
         }
         *line = st->lineno;
         r = cfg_set_value(st->c, &cfg_keys[i], value, msg, sizeof(msg));
         if (r < 0) {
-                cfg_fail(st, r, "%s", msg);
+                parse_fail(st, r, "%s", msg);
                 return 0;
         }
         return 1;
@@ -124,7 +124,7 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
 
 /* inih's line reader: fgets plus what inih does not do for us -- line
  * numbers, section header checks, refusing long lines and huge files. */
-static char *cfg_reader(char *buf, int num, void *stream)
+static char *read_line(char *buf, int num, void *stream)
 {
         struct cfg_parse *st = stream;
         const char *p, *q;
@@ -137,17 +137,17 @@ static char *cfg_reader(char *buf, int num, void *stream)
         len = strlen(buf);
         st->bytes += len;
         if (st->bytes > CFG_MAX_FILE_BYTES) {
-                cfg_fail(st, -EINVAL, "file is larger than %d bytes", CFG_MAX_FILE_BYTES);
+                parse_fail(st, -EINVAL, "file is larger than %d bytes", CFG_MAX_FILE_BYTES);
                 st->stop = true;
                 return NULL;
         }
         if (len == 0 || (buf[len - 1] != '\n' && !feof(st->f))) {
                 int ch;
 
-                cfg_fail(st, -EINVAL,
-                         "line is longer than %d characters or "
-                         "contains a NUL byte",
-                         num - 3);
+                parse_fail(st, -EINVAL,
+                           "line is longer than %d characters or "
+                           "contains a NUL byte",
+                           num - 3);
                 /* Skip the rest of the line; the file size cap bounds
                  * this loop. */
                 while ((ch = getc(st->f)) != EOF && ch != '\n')
@@ -168,8 +168,8 @@ static char *cfg_reader(char *buf, int num, void *stream)
                 if (q && !cfg_known_section(p + 1, (size_t)(q - p - 1))) {
                         char shown[CFG_SHOW_MAX + 8];
 
-                        cfg_name(p + 1, (size_t)(q - p - 1), shown, sizeof(shown));
-                        cfg_fail(st, -EINVAL, "unknown section [%s]", shown);
+                        shown_name(p + 1, (size_t)(q - p - 1), shown, sizeof(shown));
+                        parse_fail(st, -EINVAL, "unknown section [%s]", shown);
                 }
         }
         return buf;
@@ -210,7 +210,7 @@ static int open_file(const char *path, FILE **ret_f, char *err, size_t errlen)
  * naming path and, for what is wrong in the file, the line. */
 static int parse_file(struct cfg_parse *st, const char *path, char *err, size_t errlen)
 {
-        int r = ini_parse_stream(cfg_reader, st, cfg_handler, st);
+        int r = ini_parse_stream(read_line, st, on_key_value, st);
 
         if (ferror(st->f)) {
                 cfg_errf(err, errlen, "%s: read error", path);

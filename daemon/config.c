@@ -256,9 +256,9 @@ const char *cfg_at(const struct cfg *c, unsigned line, char *out, size_t n)
 
 /* Report two keys in conflict: "FILE:LINE: " and the text, where LINE is
  * that of the key set later, where the fix is best made. -EINVAL. */
-__attribute__((format(printf, 6, 7))) static int cfg_conflict(const struct cfg *c, size_t off_a,
-                                                              size_t off_b, char *err,
-                                                              size_t errlen, const char *fmt, ...)
+__attribute__((format(printf, 6, 7))) static int conflict(const struct cfg *c, size_t off_a,
+                                                          size_t off_b, char *err, size_t errlen,
+                                                          const char *fmt, ...)
 {
         unsigned a = line_of(c, off_a), b = line_of(c, off_b);
         char at[PATH_MAX + 16];
@@ -298,36 +298,36 @@ int cfg_validate(const struct cfg *c, char *err, size_t errlen)
                 return -EINVAL;
         }
         if (strcmp(c->events_socket, c->control_socket) == 0)
-                return cfg_conflict(c, F(events_socket), F(control_socket), err, errlen,
-                                    "[listen] events_socket and control_socket must differ "
-                                    "(both are '%s')",
-                                    c->events_socket);
+                return conflict(c, F(events_socket), F(control_socket), err, errlen,
+                                "[listen] events_socket and control_socket must differ "
+                                "(both are '%s')",
+                                c->events_socket);
         /* One batch being sent plus one being filled must fit. */
         if (c->max_memory / 2 < c->max_batch_bytes)
-                return cfg_conflict(c, F(max_memory), F(max_batch_bytes), err, errlen,
-                                    "[buffer] max_memory must be at least twice [batch] "
-                                    "max_batch_bytes (got %zu and %zu)",
-                                    c->max_memory, c->max_batch_bytes);
+                return conflict(c, F(max_memory), F(max_batch_bytes), err, errlen,
+                                "[buffer] max_memory must be at least twice [batch] "
+                                "max_batch_bytes (got %zu and %zu)",
+                                c->max_memory, c->max_batch_bytes);
         /* A message bigger than a batch could never be sent. */
         if (c->max_message_bytes > c->max_batch_bytes)
-                return cfg_conflict(c, F(max_message_bytes), F(max_batch_bytes), err, errlen,
-                                    "[listen] max_message_bytes must not exceed [batch] "
-                                    "max_batch_bytes (got %zu and %zu)",
-                                    c->max_message_bytes, c->max_batch_bytes);
+                return conflict(c, F(max_message_bytes), F(max_batch_bytes), err, errlen,
+                                "[listen] max_message_bytes must not exceed [batch] "
+                                "max_batch_bytes (got %zu and %zu)",
+                                c->max_message_bytes, c->max_batch_bytes);
         if (c->max_datagram_bytes && c->max_datagram_bytes <= c->max_message_bytes)
-                return cfg_conflict(c, F(max_datagram_bytes), F(max_message_bytes), err, errlen,
-                                    "[listen] max_datagram_bytes must be larger than "
-                                    "max_message_bytes (got %zu and %zu)",
-                                    c->max_datagram_bytes, c->max_message_bytes);
+                return conflict(c, F(max_datagram_bytes), F(max_message_bytes), err, errlen,
+                                "[listen] max_datagram_bytes must be larger than "
+                                "max_message_bytes (got %zu and %zu)",
+                                c->max_datagram_bytes, c->max_message_bytes);
         if (c->spool_dir && c->max_spool < c->max_batch_bytes)
-                return cfg_conflict(c, F(max_spool), F(max_batch_bytes), err, errlen,
-                                    "[buffer] max_spool must be at least [batch] "
-                                    "max_batch_bytes (got %zu and %zu)",
-                                    c->max_spool, c->max_batch_bytes);
+                return conflict(c, F(max_spool), F(max_batch_bytes), err, errlen,
+                                "[buffer] max_spool must be at least [batch] "
+                                "max_batch_bytes (got %zu and %zu)",
+                                c->max_spool, c->max_batch_bytes);
         if (c->backoff_initial > c->backoff_max)
-                return cfg_conflict(c, F(backoff_initial), F(backoff_max), err, errlen,
-                                    "[upstream] backoff_initial must not exceed backoff_max "
-                                    "(got %g and %g)",
-                                    c->backoff_initial, c->backoff_max);
+                return conflict(c, F(backoff_initial), F(backoff_max), err, errlen,
+                                "[upstream] backoff_initial must not exceed backoff_max "
+                                "(got %g and %g)",
+                                c->backoff_initial, c->backoff_max);
         return 0;
 }
