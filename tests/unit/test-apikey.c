@@ -19,15 +19,33 @@
 
 #include "config-fixture.h"
 
+/* The systemd credential directory of the tests: created empty, and
+ * $CREDENTIALS_DIRECTORY pointed at it. */
+static const char *creds_begin(void)
+{
+        static char dir[TPATH_LEN];
+
+        snprintf(dir, sizeof(dir), "%s", tpath("creds"));
+        ck_assert_int_eq(mkdir(dir, 0700), 0);
+        ck_assert_int_eq(setenv("CREDENTIALS_DIRECTORY", dir, 1), 0);
+        return dir;
+}
+
+/* Unset $CREDENTIALS_DIRECTORY and remove the (emptied) directory. */
+static void creds_end(void)
+{
+        ck_assert_int_eq(unsetenv("CREDENTIALS_DIRECTORY"), 0);
+        ck_assert_int_eq(rmdir(tpath("creds")), 0);
+}
+
 START_TEST(test_key_lookup_order)
 {
         char content[1024], err[1024];
-        char credir[TPATH_LEN], keyfile[TPATH_LEN];
+        char keyfile[TPATH_LEN];
         char *key = NULL;
         struct cfg c;
 
-        snprintf(credir, sizeof(credir), "%s", tpath("creds"));
-        ck_assert_int_eq(mkdir(credir, 0700), 0);
+        creds_begin();
         write_file("creds/api_key", "sk_fromcredentials1\n");
         snprintf(keyfile, sizeof(keyfile), "%s", write_file("keyfile", "pk_fromkeyfile2 \n\n\t"));
         snprintf(content, sizeof(content),
@@ -38,7 +56,6 @@ START_TEST(test_key_lookup_order)
         ck_assert_uint_eq(cfg_key_line(&c, "upstream", "api_key"), 4);
 
         /* 1: the systemd credential wins */
-        ck_assert_int_eq(setenv("CREDENTIALS_DIRECTORY", credir, 1), 0);
         ck_assert_msg(apikey_load(&c, &key, err, sizeof(err)) == 0, "%s", err);
         ck_assert_str_eq(key, "sk_fromcredentials1");
         free(key);
@@ -50,8 +67,7 @@ START_TEST(test_key_lookup_order)
         ck_assert_str_eq(key, "pk_fromkeyfile2"); /* white space stripped */
         free(key);
         key = NULL;
-        ck_assert_int_eq(unsetenv("CREDENTIALS_DIRECTORY"), 0);
-        ck_assert_int_eq(rmdir(credir), 0);
+        creds_end();
 
         /* 3: then the inline key */
         free(c.api_key_file);
@@ -214,19 +230,16 @@ END_TEST
 /* apikey_load_from says whether the key is the systemd credential. */
 START_TEST(test_credential_flag)
 {
-        char content[1024], err[1024], credir[TPATH_LEN];
+        char content[1024], err[1024];
         char *key = NULL;
         bool credential = true;
         struct cfg c;
 
-        snprintf(credir, sizeof(credir), "%s", tpath("creds"));
-        ck_assert_int_eq(mkdir(credir, 0700), 0);
+        creds_begin();
         write_file("creds/api_key", "pk_fromcredentials1\n");
         snprintf(content, sizeof(content),
                  "[upstream]\napi_url = https://x.example\napi_key = sk_inlinekey3\n");
         ck_assert_msg(load(&c, content, err, sizeof(err)) == 0, "%s", err);
-
-        ck_assert_int_eq(setenv("CREDENTIALS_DIRECTORY", credir, 1), 0);
         ck_assert_msg(apikey_load_from(&c, &key, &credential, err, sizeof(err)) == 0, "%s", err);
         ck_assert_str_eq(key, "pk_fromcredentials1");
         ck_assert(credential);
@@ -252,8 +265,7 @@ START_TEST(test_credential_flag)
         ck_assert(!credential);
         free(key);
 
-        ck_assert_int_eq(unsetenv("CREDENTIALS_DIRECTORY"), 0);
-        ck_assert_int_eq(rmdir(credir), 0);
+        creds_end();
         cfg_free(&c);
         unlink(tpath("t.conf"));
 }
@@ -263,18 +275,16 @@ END_TEST
  * lookup stops there (no fall-through to a key of the config file). */
 START_TEST(test_credential_errors)
 {
-        char err[1024], want[1024], credir[TPATH_LEN], credpath[TPATH_LEN];
+        char err[1024], want[1024], credpath[TPATH_LEN];
         char longdir[PATH_MAX + 32];
         char *key = NULL;
         struct cfg c;
 
-        snprintf(credir, sizeof(credir), "%s", tpath("creds"));
         snprintf(credpath, sizeof(credpath), "%s", tpath("creds/api_key"));
-        ck_assert_int_eq(mkdir(credir, 0700), 0);
         ck_assert_msg(load(&c, "[upstream]\napi_url = https://x.example\napi_key = sk_inline123\n",
                            err, sizeof(err)) == 0,
                       "%s", err);
-        ck_assert_int_eq(setenv("CREDENTIALS_DIRECTORY", credir, 1), 0);
+        creds_begin();
 
         write_file("creds/api_key", SECRET "\n");
         ck_assert_int_eq(chmod(credpath, 0604), 0);
@@ -286,7 +296,7 @@ START_TEST(test_credential_errors)
         ck_assert_str_eq(err, want);
         ck_assert_ptr_null(key);
 
-        ck_assert_int_eq(chmod(credpath, 0400), 0);
+        ck_assert_int_eq(chmod(credpath, 0600), 0);
         write_file("creds/api_key", SECRET " tail\n");
         ck_assert_int_eq(apikey_load(&c, &key, err, sizeof(err)), -EINVAL);
         snprintf(want, sizeof(want),
@@ -317,8 +327,7 @@ START_TEST(test_credential_errors)
         ck_assert_str_eq(key, "sk_inline123");
         free(key);
 
-        ck_assert_int_eq(unsetenv("CREDENTIALS_DIRECTORY"), 0);
-        ck_assert_int_eq(rmdir(credir), 0);
+        creds_end();
         cfg_free(&c);
         unlink(tpath("t.conf"));
 }
