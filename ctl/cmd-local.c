@@ -2,13 +2,15 @@
  * and sign-user-id.
  *
  * check-config runs the daemon's own loader (daemon/config.c: cfg_load,
- * cfg_validate, cfg_load_key), so it can never disagree with segopsd
- * --check-config; it prints no part of the key. sign-user-id computes
- * the user_id_sig of SPEC section 4 with libsegops-sign. Its secret
- * comes from stdin or a file, never argv (argv is visible in ps and in
- * shell history), and is wiped from memory as soon as it was used.
+ * cfg_validate; daemon/apikey.c: apikey_load), so it can never disagree
+ * with segopsd --check-config; it prints no part of the key.
+ * sign-user-id computes the user_id_sig of SPEC section 4 with
+ * libsegops-sign. Its secret comes from stdin or a file, never argv (argv
+ * is visible in ps and in shell history), and is wiped from memory as
+ * soon as it was used.
  */
 #include "ctl.h"
+#include "apikey.h"
 #include "config.h"
 #include "segops/sign.h"
 
@@ -70,7 +72,7 @@ int cmd_check_config(struct ctl_opts *o, int argc, char **argv)
         if (r == 0)
                 r = cfg_validate(&cfg, err, sizeof(err));
         if (r == 0)
-                r = cfg_load_key(&cfg, &key, err, sizeof(err));
+                r = apikey_load(&cfg, &key, err, sizeof(err));
         if (key) {
                 explicit_bzero(key, strlen(key));
                 free(key);

@@ -1,83 +1,32 @@
-/* config.c - segopsd's configuration: defaults, the INI file, the API key.
+/* config.c - segopsd's configuration: the key table, the defaults, and
+ * the checks between keys.
  *
- * This module turns the operator's INI file (SPEC section 6) into a
- * struct cfg and refuses anything it does not understand: an unknown
- * section or key, a value out of range or with trailing garbage, a key
- * given twice, a line too long for the parser. A silent default would let
- * a typo run in production for months, so every such problem is an error
- * of the form "FILE:LINE: [section] key: what is wrong (got 'VALUE')".
- * The one value that never appears in a message is the API key (nor any
- * value that looks like one), because error text ends up in the journal.
- * Parsing is done by inih through our own line reader, which counts lines
- * (Debian's inih passes no line number to the handler), checks section
- * headers (inih only reports keys) and rejects over-long lines (inih would
- * silently split them). cfg_load works on a copy, so a failed reload
- * leaves the running configuration untouched.
+ * SPEC section 6 names the keys; the table below gives each its section,
+ * its place in struct cfg, its type and its bounds, and the rest works
+ * from it: config-file.c reads the INI file and looks keys up here,
+ * config-value.c parses and bounds-checks one value, apikey.c finds the
+ * API key. This file also holds what all of them use to write an error:
+ * "FILE:LINE" of a key, and quoting that shows a bad value or name only
+ * in printable form (callers leave out anything that looks like an API
+ * key: error text ends up in the journal). cfg_validate checks values
+ * against each other and names the line of the one set later, where a
+ * fix belongs.
  */
-#include "config.h"
+#include "config-internal.h"
 #include "proto.h"
 
 #include <assert.h>
-#include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <ini.h>
 #include <limits.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-#include <unistd.h>
-
-#define KIB ((size_t)1024)
-#define MIB (KIB * 1024)
-#define GIB (MIB * 1024)
-
-/* A config file is a few kilobytes; anything near this is a mistake
- * (wrong path, a log file) and is refused rather than parsed. */
-#define CFG_MAX_FILE_BYTES (1024 * 1024)
-/* Key files hold one line; the key itself is at most 512 characters. */
-#define CFG_MAX_KEY_FILE_BYTES 4096
-#define CFG_KEY_MIN_LEN 8
-#define CFG_KEY_MAX_LEN 512
-/* How much of a bad value an error message quotes. */
-#define CFG_SHOW_MAX 80
-
-#define ELLIPSIS "\xe2\x80\xa6" /* U+2026, UTF-8 */
 
 /* The default socket paths are static so that cfg_defaults cannot fail;
  * cfg_free knows not to free them. Nothing writes through these. */
 static char cfg_dflt_events_socket[] = "/run/segopsd/events.sock";
 static char cfg_dflt_control_socket[] = "/run/segopsd/segopsd.sock";
-
-enum cfg_type {
-        T_STR,    /* any string; empty = NULL */
-        T_URL,    /* api_url */
-        T_SECRET, /* api_key: stored, checked by cfg_load_key, never shown */
-        T_SOCKET, /* a Unix socket path: must fit in sun_path */
-        T_DOUBLE, /* seconds */
-        T_UINT,   /* unsigned */
-        T_SIZE,   /* size_t, "64M" style */
-        T_MODE,   /* octal file mode */
-        T_COMPRESSION,
-        T_WHEN_FULL,
-        T_LOG_LEVEL,
-};
-
-struct cfg_key {
-        const char *section;
-        const char *name;
-        enum cfg_type type;
-        size_t off;
-        /* bounds: doubles use dmin/dmax (dmin_open: value must be > dmin);
-         * unsigned and sizes use umin/umax */
-        double dmin, dmax;
-        bool dmin_open;
-        unsigned long long umin, umax;
-};
 
 #define F(field) offsetof(struct cfg, field)
 #define KSTR(sec, name, type)                                                                      \
@@ -93,7 +42,7 @@ struct cfg_key {
                 sec, name, type, F(field), 0, 0, false, lo, hi                                     \
         }
 
-static const struct cfg_key cfg_keys[] = {
+const struct cfg_key cfg_keys[] = {
         KSTR("upstream", api_url, T_URL),
         KSTR("upstream", api_key_file, T_STR),
         KSTR("upstream", api_key, T_SECRET),
@@ -148,132 +97,11 @@ static const size_t cfg_str_fields[] = {
         F(ca_file), F(spool_dir), F(events_socket), F(control_socket),
 };
 
-struct cfg_parse {
-        struct cfg *c;
-        FILE *f;
-        unsigned lineno; /* line the reader handed to inih last */
-        size_t bytes;
-        bool indented; /* that line starts with white space */
-        bool failed;   /* msg holds the first error */
-        bool stop;     /* reader returns EOF from now on */
-        int error;     /* negative errno for the first error */
-        unsigned errline;
-        char msg[512];
-};
-
-static char **cfg_str(struct cfg *c, size_t off)
-{
-        return (char **)(void *)((char *)c + off);
-}
-
-static void cfg_free_str(char **p)
+void cfg_free_str(char **p)
 {
         if (*p != cfg_dflt_events_socket && *p != cfg_dflt_control_socket)
                 free(*p);
         *p = NULL;
-}
-
-/* Format into a caller's err buffer, which may be NULL or empty. */
-__attribute__((format(printf, 3, 4))) static void cfg_errf(char *err, size_t errlen,
-                                                           const char *fmt, ...)
-{
-        va_list ap;
-
-        if (!err || errlen == 0)
-                return;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-}
-
-static bool cfg_looks_like_key(const char *s)
-{
-        return s && (strncmp(s, "sk_", 3) == 0 || strncmp(s, "pk_", 3) == 0);
-}
-
-/* Quote a value for an error message: bounded, printable, and never an
- * API key (a key pasted into the wrong field is still a secret). */
-static void cfg_show(const char *value, char *out, size_t outlen)
-{
-        size_t i, n = 0;
-
-        assert(outlen > CFG_SHOW_MAX + 8);
-        if (cfg_looks_like_key(value)) {
-                snprintf(out, outlen,
-                         "value not shown: it looks like an "
-                         "API key");
-                return;
-        }
-        out[n++] = '\'';
-        for (i = 0; value[i] && i < CFG_SHOW_MAX; i++) {
-                unsigned char ch = (unsigned char)value[i];
-                out[n++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
-        }
-        if (value[i]) {
-                memcpy(out + n, "...", 3);
-                n += 3;
-        }
-        out[n++] = '\'';
-        out[n] = '\0';
-}
-
-/* A section or key name the parser did not know, for an error message:
- * bounded, printable, and never an API key pasted where a name goes. */
-static void cfg_name(const char *name, size_t n, char *out, size_t outlen)
-{
-        size_t i, k = 0;
-
-        if (n >= 3 && (strncmp(name, "sk_", 3) == 0 || strncmp(name, "pk_", 3) == 0)) {
-                snprintf(out, outlen, "(not shown: it looks like an API key)");
-                return;
-        }
-        for (i = 0; i < n && i < CFG_SHOW_MAX && k + 4 < outlen; i++) {
-                unsigned char ch = (unsigned char)name[i];
-                out[k++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
-        }
-        if (i < n && k + 4 < outlen) {
-                memcpy(out + k, "...", 3);
-                k += 3;
-        }
-        out[k] = '\0';
-}
-
-__attribute__((format(printf, 2, 3))) static void cfg_fail(struct cfg_parse *st, const char *fmt,
-                                                           ...)
-{
-        va_list ap;
-
-        if (st->failed)
-                return;
-        st->failed = true;
-        st->error = -EINVAL;
-        st->errline = st->lineno;
-        va_start(ap, fmt);
-        vsnprintf(st->msg, sizeof(st->msg), fmt, ap);
-        va_end(ap);
-}
-
-/* "[section] key: what (got 'value')" -- the value is left out for the
- * secret and for anything that looks like a key. */
-__attribute__((format(printf, 4, 5))) static void
-cfg_fail_key(struct cfg_parse *st, const struct cfg_key *k, const char *value, const char *fmt, ...)
-{
-        char what[256], shown[CFG_SHOW_MAX + 64];
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(what, sizeof(what), fmt, ap);
-        va_end(ap);
-        if (k->type == T_SECRET)
-                snprintf(shown, sizeof(shown), "value not shown");
-        else if (cfg_looks_like_key(value))
-                cfg_show(value, shown, sizeof(shown));
-        else {
-                char q[CFG_SHOW_MAX + 16];
-                cfg_show(value, q, sizeof(q));
-                snprintf(shown, sizeof(shown), "got %s", q);
-        }
-        cfg_fail(st, "[%s] %s: %s (%s)", k->section, k->name, what, shown);
 }
 
 void cfg_defaults(struct cfg *c)
@@ -325,19 +153,18 @@ void cfg_free(struct cfg *c)
         if (c->api_key)
                 explicit_bzero(c->api_key, strlen(c->api_key));
         for (i = 0; i < sizeof(cfg_str_fields) / sizeof(cfg_str_fields[0]); i++)
-                cfg_free_str(cfg_str(c, cfg_str_fields[i]));
+                cfg_free_str(cfg_field(c, cfg_str_fields[i]));
 }
 
-/* Deep copy, so cfg_load can work on a scratch struct. */
-static int cfg_copy(struct cfg *dst, const struct cfg *src)
+int cfg_copy(struct cfg *dst, const struct cfg *src)
 {
         size_t i;
 
         *dst = *src;
         for (i = 0; i < sizeof(cfg_str_fields) / sizeof(cfg_str_fields[0]); i++)
-                *cfg_str(dst, cfg_str_fields[i]) = NULL;
+                *(char **)cfg_field(dst, cfg_str_fields[i]) = NULL;
         for (i = 0; i < sizeof(cfg_str_fields) / sizeof(cfg_str_fields[0]); i++) {
-                const char *s = *cfg_str((struct cfg *)src, cfg_str_fields[i]);
+                const char *s = *(char **)cfg_field((struct cfg *)src, cfg_str_fields[i]);
                 char *d;
 
                 if (!s)
@@ -347,315 +174,12 @@ static int cfg_copy(struct cfg *dst, const struct cfg *src)
                         cfg_free(dst);
                         return -ENOMEM;
                 }
-                *cfg_str(dst, cfg_str_fields[i]) = d;
+                *(char **)cfg_field(dst, cfg_str_fields[i]) = d;
         }
         return 0;
 }
 
-int cfg_parse_size(const char *s, size_t *ret)
-{
-        unsigned long long n;
-        size_t mult = 1;
-        const char *p;
-        char *end;
-
-        if (!s || !ret)
-                return -EINVAL;
-        /* strtoull would accept leading space, '+' and even '-'. */
-        if (!isdigit((unsigned char)s[0]))
-                return -EINVAL;
-        errno = 0;
-        n = strtoull(s, &end, 10);
-        if (errno == ERANGE)
-                return -ERANGE;
-        p = end;
-        switch (*p) {
-        case 'k':
-        case 'K':
-                mult = KIB;
-                p++;
-                break;
-        case 'm':
-        case 'M':
-                mult = MIB;
-                p++;
-                break;
-        case 'g':
-        case 'G':
-                mult = GIB;
-                p++;
-                break;
-        default: break;
-        }
-        /* optional "B", or "iB" after a multiplier: 64M, 64MB, 64MiB */
-        if (mult != 1 && (p[0] == 'i' || p[0] == 'I') && (p[1] == 'b' || p[1] == 'B'))
-                p += 2;
-        else if (*p == 'b' || *p == 'B')
-                p++;
-        if (*p != '\0')
-                return -EINVAL;
-        if (n > SIZE_MAX / mult)
-                return -ERANGE;
-        *ret = (size_t)n * mult;
-        return 0;
-}
-
-/* "1K", "64M", "1G" for round values, else the byte count. */
-static void cfg_fmt_size(unsigned long long v, char *out, size_t outlen)
-{
-        if (v >= GIB && v % GIB == 0)
-                snprintf(out, outlen, "%lluG", v / GIB);
-        else if (v >= MIB && v % MIB == 0)
-                snprintf(out, outlen, "%lluM", v / MIB);
-        else if (v >= KIB && v % KIB == 0)
-                snprintf(out, outlen, "%lluK", v / KIB);
-        else
-                snprintf(out, outlen, "%llu", v);
-}
-
-/* Decimal seconds: digits, '.', exponent. Refuses what strtod would also
- * take but nobody means in a config file: hex, "inf", "nan", spaces. */
-static int cfg_parse_double(const char *s, double *ret)
-{
-        const char *p;
-        char *end;
-        double d;
-
-        if (!*s)
-                return -EINVAL;
-        for (p = s; *p; p++)
-                if (!isdigit((unsigned char)*p) && !strchr(".eE+-", *p))
-                        return -EINVAL;
-        errno = 0;
-        d = strtod(s, &end);
-        if (end == s || *end != '\0' || errno == ERANGE || !isfinite(d))
-                return -EINVAL;
-        *ret = d;
-        return 0;
-}
-
-static int cfg_parse_uint(const char *s, unsigned long long *ret)
-{
-        unsigned long long n;
-        char *end;
-
-        if (!isdigit((unsigned char)s[0]))
-                return -EINVAL;
-        errno = 0;
-        n = strtoull(s, &end, 10);
-        if (errno == ERANGE)
-                return -ERANGE;
-        if (*end != '\0')
-                return -EINVAL;
-        *ret = n;
-        return 0;
-}
-
-static int cfg_set_string(struct cfg_parse *st, const struct cfg_key *k, const char *value)
-{
-        char **p = cfg_str(st->c, k->off);
-        char *d = NULL;
-
-        if (k->type == T_URL && *value) {
-                size_t len = strlen(value);
-                const char *host = NULL;
-                size_t i;
-
-                if (strcmp(value, "stdout") == 0)
-                        host = value;
-                else if (strncmp(value, "https://", 8) == 0)
-                        host = value + 8;
-                else if (strncmp(value, "http://", 7) == 0)
-                        host = value + 7;
-                if (!host || !*host || *host == '/') {
-                        cfg_fail_key(st, k, value,
-                                     "must be \"stdout\" or a "
-                                     "URL starting with https:// (or "
-                                     "http://)");
-                        return -EINVAL;
-                }
-                for (i = 0; i < len; i++)
-                        if ((unsigned char)value[i] <= 0x20 || (unsigned char)value[i] >= 0x7f) {
-                                cfg_fail_key(st, k, value,
-                                             "must not contain "
-                                             "spaces or control characters");
-                                return -EINVAL;
-                        }
-        }
-        if (k->type == T_SOCKET && *value) {
-                struct sockaddr_un sun;
-
-                if (strlen(value) >= sizeof(sun.sun_path)) {
-                        cfg_fail_key(st, k, value,
-                                     "socket path is longer "
-                                     "than %zu bytes",
-                                     sizeof(sun.sun_path) - 1);
-                        return -EINVAL;
-                }
-        }
-        if (*value) {
-                d = strdup(value);
-                if (!d) {
-                        cfg_fail(st, "out of memory");
-                        st->error = -ENOMEM;
-                        return -ENOMEM;
-                }
-        }
-        /* The upstream paths are appended as "/api/...", so a trailing
-         * slash in the base URL would double it. */
-        if (d && k->type == T_URL) {
-                size_t len = strlen(d);
-                while (len > 0 && d[len - 1] == '/')
-                        d[--len] = '\0';
-        }
-        if (k->type == T_SECRET && *p)
-                explicit_bzero(*p, strlen(*p));
-        cfg_free_str(p);
-        *p = d;
-        return 0;
-}
-
-static int cfg_set_double(struct cfg_parse *st, const struct cfg_key *k, const char *value)
-{
-        double d;
-
-        if (cfg_parse_double(value, &d) < 0 || (k->dmin_open ? d <= k->dmin : d < k->dmin) ||
-            d > k->dmax) {
-                if (k->dmin_open)
-                        cfg_fail_key(st, k, value,
-                                     "must be a number of "
-                                     "seconds greater than %g and at most %g",
-                                     k->dmin, k->dmax);
-                else
-                        cfg_fail_key(st, k, value,
-                                     "must be a number of "
-                                     "seconds from %g to %g",
-                                     k->dmin, k->dmax);
-                return -EINVAL;
-        }
-        *(double *)(void *)((char *)st->c + k->off) = d;
-        return 0;
-}
-
-static int cfg_set_uint(struct cfg_parse *st, const struct cfg_key *k, const char *value)
-{
-        unsigned long long n;
-
-        if (cfg_parse_uint(value, &n) < 0 || n < k->umin || n > k->umax) {
-                cfg_fail_key(st, k, value,
-                             "must be a whole number from %llu "
-                             "to %llu",
-                             k->umin, k->umax);
-                return -EINVAL;
-        }
-        *(unsigned *)(void *)((char *)st->c + k->off) = (unsigned)n;
-        return 0;
-}
-
-static int cfg_set_size(struct cfg_parse *st, const struct cfg_key *k, const char *value)
-{
-        char lo[32], hi[32];
-        size_t n;
-        int r;
-
-        r = cfg_parse_size(value, &n);
-        if (r < 0 || n < k->umin || n > k->umax) {
-                cfg_fmt_size(k->umin, lo, sizeof(lo));
-                if (r == -EINVAL)
-                        cfg_fail_key(st, k, value,
-                                     "must be a size: a whole "
-                                     "number with an optional K, M or G "
-                                     "suffix");
-                else if (k->umax == SIZE_MAX)
-                        cfg_fail_key(st, k, value, "must be at least %s", lo);
-                else {
-                        cfg_fmt_size(k->umax, hi, sizeof(hi));
-                        cfg_fail_key(st, k, value,
-                                     "must be a size from %s "
-                                     "to %s",
-                                     lo, hi);
-                }
-                return -EINVAL;
-        }
-        *(size_t *)(void *)((char *)st->c + k->off) = n;
-        return 0;
-}
-
-static int cfg_set_mode(struct cfg_parse *st, const struct cfg_key *k, const char *value)
-{
-        unsigned long n;
-        char *end;
-        size_t i;
-
-        /* Octal digits only: strtoul would accept signs and spaces. */
-        for (i = 0; value[i]; i++)
-                if (value[i] < '0' || value[i] > '7')
-                        break;
-        if (i == 0 || value[i] != '\0' || i > 4)
-                goto bad;
-        errno = 0;
-        n = strtoul(value, &end, 8);
-        if (errno || *end != '\0' || n > k->umax)
-                goto bad;
-        st->c->socket_mode = (mode_t)n;
-        return 0;
-bad:
-        cfg_fail_key(st, k, value,
-                     "must be an octal file mode from 0 to "
-                     "0777, e.g. 0660");
-        return -EINVAL;
-}
-
-/* Match value against a list of words; the index is the enum value. */
-static int cfg_set_word(struct cfg_parse *st, const struct cfg_key *k, const char *value,
-                        const char *const *words, const int *vals, size_t n, const char *expect)
-{
-        size_t i;
-
-        for (i = 0; i < n; i++)
-                if (strcmp(value, words[i]) == 0) {
-                        /* every enum in struct cfg has the size of int */
-                        *(int *)(void *)((char *)st->c + k->off) = vals[i];
-                        return 0;
-                }
-        cfg_fail_key(st, k, value, "must be %s", expect);
-        return -EINVAL;
-}
-
-static int cfg_apply(struct cfg_parse *st, const struct cfg_key *k, const char *value)
-{
-        static const char *const comp_w[] = { "gzip", "none" };
-        static const int comp_v[] = { CFG_COMPRESSION_GZIP, CFG_COMPRESSION_NONE };
-        static const char *const full_w[] = { "drop_newest", "drop_oldest" };
-        static const int full_v[] = { CFG_DROP_NEWEST, CFG_DROP_OLDEST };
-        static const char *const lvl_w[] = { "err", "warn", "info", "debug" };
-        static const int lvl_v[] = { CFG_LOG_ERR, CFG_LOG_WARN, CFG_LOG_INFO, CFG_LOG_DEBUG };
-
-        _Static_assert(sizeof(enum cfg_compression) == sizeof(int) &&
-                               sizeof(enum cfg_when_full) == sizeof(int) &&
-                               sizeof(enum cfg_log_level) == sizeof(int),
-                       "cfg_set_word stores enums as int");
-
-        switch (k->type) {
-        case T_STR:
-        case T_URL:
-        case T_SECRET:
-        case T_SOCKET: return cfg_set_string(st, k, value);
-        case T_DOUBLE: return cfg_set_double(st, k, value);
-        case T_UINT: return cfg_set_uint(st, k, value);
-        case T_SIZE: return cfg_set_size(st, k, value);
-        case T_MODE: return cfg_set_mode(st, k, value);
-        case T_COMPRESSION: return cfg_set_word(st, k, value, comp_w, comp_v, 2, "gzip or none");
-        case T_WHEN_FULL:
-                return cfg_set_word(st, k, value, full_w, full_v, 2, "drop_newest or drop_oldest");
-        case T_LOG_LEVEL:
-                return cfg_set_word(st, k, value, lvl_w, lvl_v, 4, "err, warn, info or debug");
-        }
-        assert(!"unknown key type");
-        return -EINVAL;
-}
-
-static bool cfg_known_section(const char *name, size_t len)
+bool cfg_known_section(const char *name, size_t len)
 {
         size_t i;
 
@@ -663,203 +187,6 @@ static bool cfg_known_section(const char *name, size_t len)
                 if (strlen(cfg_sections[i]) == len && memcmp(cfg_sections[i], name, len) == 0)
                         return true;
         return false;
-}
-
-/* inih's handler: one call per "key = value" (and per continuation line,
- * which is how an indented line after a key looks to inih). Returns 1 to
- * go on, 0 on error; the first error's message is what cfg_load reports. */
-static int cfg_handler(void *user, const char *section, const char *name, const char *value)
-{
-        struct cfg_parse *st = user;
-        const struct cfg_key *k = NULL;
-        char shown[CFG_SHOW_MAX + 8];
-        size_t i;
-
-        /* Builds with INI_CALL_HANDLER_ON_NEW_SECTION pass NULLs here. */
-        if (!name || !value)
-                return 1;
-        if (st->failed)
-                return 0;
-        if (!*section) {
-                cfg_name(name, strlen(name), shown, sizeof(shown));
-                cfg_fail(st, "key '%s' is outside any section", shown);
-                return 0;
-        }
-        if (!cfg_known_section(section, strlen(section))) {
-                cfg_name(section, strlen(section), shown, sizeof(shown));
-                cfg_fail(st, "unknown section [%s]", shown);
-                return 0;
-        }
-        for (i = 0; i < CFG_NKEYS; i++)
-                if (strcmp(cfg_keys[i].section, section) == 0 &&
-                    strcmp(cfg_keys[i].name, name) == 0) {
-                        k = &cfg_keys[i];
-                        break;
-                }
-        if (!k) {
-                cfg_name(name, strlen(name), shown, sizeof(shown));
-                cfg_fail(st, "[%s] unknown key '%s'", section, shown);
-                return 0;
-        }
-        if (st->c->key_line[i]) {
-                if (st->indented)
-                        cfg_fail_key(st, k, value,
-                                     "an indented line "
-                                     "continues the value from line %u; "
-                                     "remove the indentation",
-                                     st->c->key_line[i]);
-                else
-                        cfg_fail_key(st, k, value,
-                                     "set more than once "
-                                     "(first on line %u)",
-                                     st->c->key_line[i]);
-                return 0;
-        }
-        st->c->key_line[i] = st->lineno;
-        return cfg_apply(st, k, value) < 0 ? 0 : 1;
-}
-
-/* inih's line reader: fgets plus what inih does not do for us -- line
- * numbers, section header checks, refusing long lines and huge files. */
-static char *cfg_reader(char *buf, int num, void *stream)
-{
-        struct cfg_parse *st = stream;
-        const char *p, *q;
-        size_t len;
-
-        assert(num >= 4);
-        if (st->stop || !fgets(buf, num, st->f))
-                return NULL;
-        st->lineno++;
-        len = strlen(buf);
-        st->bytes += len;
-        if (st->bytes > CFG_MAX_FILE_BYTES) {
-                cfg_fail(st, "file is larger than %d bytes", CFG_MAX_FILE_BYTES);
-                st->stop = true;
-                return NULL;
-        }
-        if (len == 0 || (buf[len - 1] != '\n' && !feof(st->f))) {
-                int ch;
-
-                cfg_fail(st,
-                         "line is longer than %d characters or "
-                         "contains a NUL byte",
-                         num - 3);
-                /* Skip the rest of the line; the file size cap bounds
-                 * this loop. */
-                while ((ch = getc(st->f)) != EOF && ch != '\n')
-                        if (++st->bytes > CFG_MAX_FILE_BYTES) {
-                                st->stop = true;
-                                return NULL;
-                        }
-                buf[0] = '\n';
-                buf[1] = '\0';
-                return buf;
-        }
-        st->indented = buf[0] == ' ' || buf[0] == '\t';
-        /* inih only tells us about keys, so an unknown section with no
-         * keys (or a misspelt one) is checked here, on its own line. */
-        p = buf + strspn(buf, " \t");
-        if (*p == '[') {
-                q = strchr(p, ']');
-                if (q && !cfg_known_section(p + 1, (size_t)(q - p - 1))) {
-                        char shown[CFG_SHOW_MAX + 8];
-
-                        cfg_name(p + 1, (size_t)(q - p - 1), shown, sizeof(shown));
-                        cfg_fail(st, "unknown section [%s]", shown);
-                }
-        }
-        return buf;
-}
-
-int cfg_load(struct cfg *c, const char *path, char *err, size_t errlen)
-{
-        struct cfg_parse *st = NULL;
-        struct cfg n;
-        struct stat sb;
-        FILE *f = NULL;
-        int r;
-
-        if (!c || !path) {
-                cfg_errf(err, errlen, "cfg_load: no config or path");
-                return -EINVAL;
-        }
-        r = cfg_copy(&n, c);
-        if (r < 0) {
-                cfg_errf(err, errlen, "%s: out of memory", path);
-                return r;
-        }
-        /* Lines are this file's: none of its keys is seen yet. */
-        memset(n.key_line, 0, sizeof(n.key_line));
-        st = calloc(1, sizeof(*st));
-        if (!st) {
-                r = -ENOMEM;
-                cfg_errf(err, errlen, "%s: out of memory", path);
-                goto out;
-        }
-        f = fopen(path, "re");
-        if (!f) {
-                r = -errno;
-                cfg_errf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-                goto out;
-        }
-        if (fstat(fileno(f), &sb) < 0) {
-                r = -errno;
-                cfg_errf(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
-                goto out;
-        }
-        /* fopen succeeds on a directory and fgets then just fails: that
-         * would read as an empty, valid file. */
-        if (!S_ISREG(sb.st_mode)) {
-                r = -EINVAL;
-                cfg_errf(err, errlen, "%s: not a regular file", path);
-                goto out;
-        }
-        st->c = &n;
-        st->f = f;
-        r = ini_parse_stream(cfg_reader, st, cfg_handler, st);
-        if (ferror(f)) {
-                r = -EIO;
-                cfg_errf(err, errlen, "%s: read error", path);
-                goto out;
-        }
-        /* inih's own syntax errors (r = first bad line) and ours (in st)
-         * are separate: report whichever came first. */
-        if (st->failed && (r <= 0 || (unsigned)r >= st->errline)) {
-                cfg_errf(err, errlen, "%s:%u: %s", path, st->errline, st->msg);
-                r = st->error;
-                goto out;
-        }
-        if (r == -2) {
-                r = -ENOMEM;
-                cfg_errf(err, errlen, "%s: out of memory", path);
-                goto out;
-        }
-        if (r != 0) {
-                cfg_errf(err, errlen,
-                         "%s:%d: syntax error: expected "
-                         "'[section]', 'key = value' or a comment",
-                         path, r);
-                r = -EINVAL;
-                goto out;
-        }
-        cfg_free_str(&n.path);
-        n.path = strdup(path);
-        if (!n.path) {
-                r = -ENOMEM;
-                cfg_errf(err, errlen, "%s: out of memory", path);
-                goto out;
-        }
-        cfg_free(c);
-        *c = n;
-        memset(&n, 0, sizeof(n));
-        r = 0;
-out:
-        cfg_free(&n);
-        if (f)
-                fclose(f);
-        free(st);
-        return r;
 }
 
 /* The line a key (a struct cfg offset) was set on; 0 for a default. */
@@ -871,17 +198,52 @@ static unsigned line_of(const struct cfg *c, size_t off)
         return 0;
 }
 
-unsigned cfg_key_line(const struct cfg *c, const char *section, const char *name)
+int cfg_key_find(const char *section, const char *name)
 {
         for (size_t i = 0; i < CFG_NKEYS; i++)
                 if (strcmp(cfg_keys[i].section, section) == 0 &&
                     strcmp(cfg_keys[i].name, name) == 0)
-                        return c->key_line[i];
-        return 0;
+                        return (int)i;
+        return -1;
 }
 
-/* "FILE:LINE", or "FILE" for line 0 (a default): where to fix a value. */
-static const char *cfg_at(const struct cfg *c, unsigned line, char *out, size_t n)
+unsigned cfg_key_line(const struct cfg *c, const char *section, const char *name)
+{
+        int i = cfg_key_find(section, name);
+
+        return i < 0 ? 0 : c->key_line[i];
+}
+
+/* ---- error text, shared by the configuration's files ---- */
+
+void cfg_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+        va_list ap;
+
+        if (!err || errlen == 0)
+                return;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+}
+
+void cfg_printable(const char *s, size_t n, char *out, size_t outlen)
+{
+        size_t i, k = 0;
+
+        assert(outlen > CFG_SHOW_MAX + 3);
+        for (i = 0; i < n && i < CFG_SHOW_MAX; i++) {
+                unsigned char ch = (unsigned char)s[i];
+                out[k++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
+        }
+        if (i < n) {
+                memcpy(out + k, "...", 3);
+                k += 3;
+        }
+        out[k] = '\0';
+}
+
+const char *cfg_at(const struct cfg *c, unsigned line, char *out, size_t n)
 {
         const char *path = c->path ? c->path : "(defaults)";
 
@@ -892,17 +254,30 @@ static const char *cfg_at(const struct cfg *c, unsigned line, char *out, size_t 
         return out;
 }
 
-/* Where a conflict between two keys is best fixed: the one set later. */
-static const char *pair_at(const struct cfg *c, size_t off_a, size_t off_b, char *out, size_t n)
+/* Report two keys in conflict: "FILE:LINE: " and the text, where LINE is
+ * that of the key set later, where the fix is best made. -EINVAL. */
+__attribute__((format(printf, 6, 7))) static int conflict(const struct cfg *c, size_t off_a,
+                                                          size_t off_b, char *err, size_t errlen,
+                                                          const char *fmt, ...)
 {
         unsigned a = line_of(c, off_a), b = line_of(c, off_b);
+        char at[PATH_MAX + 16];
+        va_list ap;
+        int n;
 
-        return cfg_at(c, a > b ? a : b, out, n);
+        if (!err || errlen == 0)
+                return -EINVAL;
+        n = snprintf(err, errlen, "%s: ", cfg_at(c, a > b ? a : b, at, sizeof(at)));
+        if (n >= 0 && (size_t)n < errlen) {
+                va_start(ap, fmt);
+                vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+                va_end(ap);
+        }
+        return -EINVAL;
 }
 
 int cfg_validate(const struct cfg *c, char *err, size_t errlen)
 {
-        char at[PATH_MAX + 16];
         const char *p;
 
         if (!c) {
@@ -922,290 +297,37 @@ int cfg_validate(const struct cfg *c, char *err, size_t errlen)
                          c->events_socket ? "control_socket" : "events_socket");
                 return -EINVAL;
         }
-        if (strcmp(c->events_socket, c->control_socket) == 0) {
-                cfg_errf(err, errlen,
-                         "%s: [listen] events_socket and "
-                         "control_socket must differ (both are '%s')",
-                         pair_at(c, F(events_socket), F(control_socket), at, sizeof(at)),
-                         c->events_socket);
-                return -EINVAL;
-        }
+        if (strcmp(c->events_socket, c->control_socket) == 0)
+                return conflict(c, F(events_socket), F(control_socket), err, errlen,
+                                "[listen] events_socket and control_socket must differ "
+                                "(both are '%s')",
+                                c->events_socket);
         /* One batch being sent plus one being filled must fit. */
-        if (c->max_memory / 2 < c->max_batch_bytes) {
-                cfg_errf(err, errlen,
-                         "%s: [buffer] max_memory must be at "
-                         "least twice [batch] max_batch_bytes (got %zu and "
-                         "%zu)",
-                         pair_at(c, F(max_memory), F(max_batch_bytes), at, sizeof(at)),
-                         c->max_memory, c->max_batch_bytes);
-                return -EINVAL;
-        }
+        if (c->max_memory / 2 < c->max_batch_bytes)
+                return conflict(c, F(max_memory), F(max_batch_bytes), err, errlen,
+                                "[buffer] max_memory must be at least twice [batch] "
+                                "max_batch_bytes (got %zu and %zu)",
+                                c->max_memory, c->max_batch_bytes);
         /* A message bigger than a batch could never be sent. */
-        if (c->max_message_bytes > c->max_batch_bytes) {
-                cfg_errf(err, errlen,
-                         "%s: [listen] max_message_bytes must "
-                         "not exceed [batch] max_batch_bytes (got %zu and "
-                         "%zu)",
-                         pair_at(c, F(max_message_bytes), F(max_batch_bytes), at, sizeof(at)),
-                         c->max_message_bytes, c->max_batch_bytes);
-                return -EINVAL;
-        }
-        if (c->max_datagram_bytes && c->max_datagram_bytes <= c->max_message_bytes) {
-                cfg_errf(err, errlen,
-                         "%s: [listen] max_datagram_bytes must "
-                         "be larger than max_message_bytes (got %zu and %zu)",
-                         pair_at(c, F(max_datagram_bytes), F(max_message_bytes), at, sizeof(at)),
-                         c->max_datagram_bytes, c->max_message_bytes);
-                return -EINVAL;
-        }
-        if (c->spool_dir && c->max_spool < c->max_batch_bytes) {
-                cfg_errf(err, errlen,
-                         "%s: [buffer] max_spool must be at "
-                         "least [batch] max_batch_bytes (got %zu and %zu)",
-                         pair_at(c, F(max_spool), F(max_batch_bytes), at, sizeof(at)), c->max_spool,
-                         c->max_batch_bytes);
-                return -EINVAL;
-        }
-        if (c->backoff_initial > c->backoff_max) {
-                cfg_errf(err, errlen,
-                         "%s: [upstream] backoff_initial must "
-                         "not exceed backoff_max (got %g and %g)",
-                         pair_at(c, F(backoff_initial), F(backoff_max), at, sizeof(at)),
-                         c->backoff_initial, c->backoff_max);
-                return -EINVAL;
-        }
-        return 0;
-}
-
-void cfg_redact_key(const char *key, char *out, size_t outlen)
-{
-        const char *prefix = "";
-        size_t len;
-
-        if (!out || outlen == 0)
-                return;
-        if (!key) {
-                snprintf(out, outlen, "(none)");
-                return;
-        }
-        len = strlen(key);
-        if (cfg_looks_like_key(key))
-                prefix = key[0] == 's' ? "sk_" : "pk_";
-        /* Short keys would give away too large a share of themselves. */
-        if (len < 12 || !*prefix)
-                snprintf(out, outlen, "%s" ELLIPSIS, prefix);
-        else
-                snprintf(out, outlen, "%s" ELLIPSIS "%s", prefix, key + len - 4);
-}
-
-/* Read a one-line secret file. Returns 0 with *ret malloc'd, or a
- * negative errno (from open/read, or -EFBIG). */
-static int cfg_read_secret(const char *path, char **ret)
-{
-        char *buf = NULL;
-        size_t n = 0;
-        struct stat sb;
-        int fd, r, i;
-
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0)
-                return -errno;
-        if (fstat(fd, &sb) < 0) {
-                r = -errno;
-                goto out;
-        }
-        if (!S_ISREG(sb.st_mode)) {
-                r = S_ISDIR(sb.st_mode) ? -EISDIR : -EINVAL;
-                goto out;
-        }
-        /* A key every local user can read is no secret: refused, as
-         * ssh refuses such private keys. */
-        if (sb.st_mode & (S_IROTH | S_IWOTH)) {
-                r = -EPERM;
-                goto out;
-        }
-        buf = malloc(CFG_MAX_KEY_FILE_BYTES + 1);
-        if (!buf) {
-                r = -ENOMEM;
-                goto out;
-        }
-        /* Each read returns at least one byte or ends the loop, so the
-         * cap bounds it; EINTR retries are bounded too. */
-        for (i = 0; i < CFG_MAX_KEY_FILE_BYTES + 64; i++) {
-                ssize_t k = read(fd, buf + n, CFG_MAX_KEY_FILE_BYTES + 1 - n);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0) {
-                        r = -errno;
-                        goto out;
-                }
-                if (k == 0)
-                        break;
-                n += (size_t)k;
-                if (n > CFG_MAX_KEY_FILE_BYTES) {
-                        r = -EFBIG;
-                        goto out;
-                }
-        }
-        buf[n] = '\0';
-        *ret = buf;
-        buf = NULL;
-        r = 0;
-out:
-        if (buf) {
-                explicit_bzero(buf, CFG_MAX_KEY_FILE_BYTES + 1);
-                free(buf);
-        }
-        close(fd);
-        return r;
-}
-
-/* Check a key after its trailing white space is stripped (in place).
- * where names its origin; the message shows at most the redacted key. */
-static int cfg_check_key(char *key, const char *where, char *err, size_t errlen)
-{
-        char red[32];
-        size_t len = strlen(key), i;
-
-        while (len > 0 && isspace((unsigned char)key[len - 1]))
-                key[--len] = '\0';
-        if (len == 0) {
-                cfg_errf(err, errlen, "%s: API key is empty", where);
-                return -EINVAL;
-        }
-        if (!cfg_looks_like_key(key)) {
-                cfg_errf(err, errlen,
-                         "%s: API key must start with sk_ or "
-                         "pk_ (value not shown)",
-                         where);
-                return -EINVAL;
-        }
-        cfg_redact_key(key, red, sizeof(red));
-        if (len < CFG_KEY_MIN_LEN || len > CFG_KEY_MAX_LEN) {
-                cfg_errf(err, errlen,
-                         "%s: API key must be %d to %d "
-                         "characters long (got %zu: %s)",
-                         where, CFG_KEY_MIN_LEN, CFG_KEY_MAX_LEN, len, red);
-                return -EINVAL;
-        }
-        for (i = 0; i < len; i++)
-                if ((unsigned char)key[i] <= 0x20 || (unsigned char)key[i] >= 0x7f) {
-                        cfg_errf(err, errlen,
-                                 "%s: API key contains white "
-                                 "space or a non-printable character at "
-                                 "position %zu (%s)",
-                                 where, i + 1, red);
-                        return -EINVAL;
-                }
-        return 0;
-}
-
-/* Copy src into dst for use in a message; a path that is itself a key
- * (pasted into api_key_file) is replaced by its redacted form. */
-static void cfg_name_file(const char *src, char *dst, size_t dstlen)
-{
-        if (cfg_looks_like_key(src)) {
-                char red[32];
-                cfg_redact_key(src, red, sizeof(red));
-                snprintf(dst, dstlen, "%s (a key, not a file name)", red);
-        } else
-                snprintf(dst, dstlen, "%s", src);
-}
-
-int cfg_load_key(const struct cfg *c, char **ret_key, char *err, size_t errlen)
-{
-        return cfg_load_key_from(c, ret_key, NULL, err, errlen);
-}
-
-int cfg_load_key_from(const struct cfg *c, char **ret_key, bool *ret_credential, char *err,
-                      size_t errlen)
-{
-        char where[PATH_MAX + 128], path[PATH_MAX + 16], at[PATH_MAX + 16];
-        const char *credir;
-        char *key = NULL;
-        int r;
-
-        if (!c || !ret_key) {
-                cfg_errf(err, errlen, "cfg_load_key: no config");
-                return -EINVAL;
-        }
-        if (ret_credential)
-                *ret_credential = false;
-        credir = getenv("CREDENTIALS_DIRECTORY");
-        if (credir && *credir) {
-                if ((size_t)snprintf(path, sizeof(path), "%s/api_key", credir) >= sizeof(path)) {
-                        cfg_errf(err, errlen,
-                                 "$CREDENTIALS_DIRECTORY is too "
-                                 "long");
-                        return -ENAMETOOLONG;
-                }
-                snprintf(where, sizeof(where), "credential api_key (%s)", path);
-                r = cfg_read_secret(path, &key);
-                if (r == 0) {
-                        if (ret_credential)
-                                *ret_credential = true;
-                        goto check;
-                }
-                if (r == -EPERM) {
-                        cfg_errf(err, errlen,
-                                 "%s: can be read or written by every user; keep it to its "
-                                 "owner (systemd's credentials are 0400)",
-                                 where);
-                        return r;
-                }
-                if (r != -ENOENT) {
-                        cfg_errf(err, errlen, "%s: cannot read: %s", where, strerror(-r));
-                        return r;
-                }
-        }
-        if (c->api_key_file) {
-                char name[PATH_MAX + 64];
-
-                cfg_name_file(c->api_key_file, name, sizeof(name));
-                snprintf(where, sizeof(where), "%s (api_key_file)", name);
-                r = cfg_read_secret(c->api_key_file, &key);
-                cfg_at(c, line_of(c, F(api_key_file)), at, sizeof(at));
-                if (r == -EPERM) {
-                        cfg_errf(err, errlen,
-                                 "%s: [upstream] api_key_file: %s can be read or written by "
-                                 "every user; keep it to its owner and group "
-                                 "(chmod o-rwx, e.g. root:segops 0640)",
-                                 at, name);
-                        return r;
-                }
-                if (r < 0) {
-                        cfg_errf(err, errlen, "%s: [upstream] api_key_file: %s: %s", at, name,
-                                 strerror(-r));
-                        return r;
-                }
-                goto check;
-        }
-        if (c->api_key) {
-                snprintf(where, sizeof(where), "%s: [upstream] api_key",
-                         cfg_at(c, line_of(c, F(api_key)), at, sizeof(at)));
-                key = strdup(c->api_key);
-                if (!key) {
-                        cfg_errf(err, errlen, "out of memory");
-                        return -ENOMEM;
-                }
-                goto check;
-        }
-        if (c->api_url && strcmp(c->api_url, "stdout") == 0) {
-                *ret_key = NULL;
-                return 0;
-        }
-        cfg_errf(err, errlen,
-                 "%s: no API key: set [upstream] api_key_file "
-                 "or pass the systemd credential api_key",
-                 c->path ? c->path : "(config)");
-        return -ENOKEY;
-check:
-        r = cfg_check_key(key, where, err, errlen);
-        if (r < 0) {
-                explicit_bzero(key, strlen(key));
-                free(key);
-                return r;
-        }
-        *ret_key = key;
+        if (c->max_message_bytes > c->max_batch_bytes)
+                return conflict(c, F(max_message_bytes), F(max_batch_bytes), err, errlen,
+                                "[listen] max_message_bytes must not exceed [batch] "
+                                "max_batch_bytes (got %zu and %zu)",
+                                c->max_message_bytes, c->max_batch_bytes);
+        if (c->max_datagram_bytes && c->max_datagram_bytes <= c->max_message_bytes)
+                return conflict(c, F(max_datagram_bytes), F(max_message_bytes), err, errlen,
+                                "[listen] max_datagram_bytes must be larger than "
+                                "max_message_bytes (got %zu and %zu)",
+                                c->max_datagram_bytes, c->max_message_bytes);
+        if (c->spool_dir && c->max_spool < c->max_batch_bytes)
+                return conflict(c, F(max_spool), F(max_batch_bytes), err, errlen,
+                                "[buffer] max_spool must be at least [batch] "
+                                "max_batch_bytes (got %zu and %zu)",
+                                c->max_spool, c->max_batch_bytes);
+        if (c->backoff_initial > c->backoff_max)
+                return conflict(c, F(backoff_initial), F(backoff_max), err, errlen,
+                                "[upstream] backoff_initial must not exceed backoff_max "
+                                "(got %g and %g)",
+                                c->backoff_initial, c->backoff_max);
         return 0;
 }

@@ -1,7 +1,8 @@
-/* config.h - segopsd's configuration: defaults, the INI file, the key.
+/* config.h - segopsd's configuration: defaults, the INI file.
  *
  * SPEC section 6. Every bound the daemon enforces is a named value here,
- * with a default, so an operator can see and change it.
+ * with a default, so an operator can see and change it. The API key is
+ * found and checked by apikey.h.
  */
 #ifndef SEGOPSD_CONFIG_H
 #define SEGOPSD_CONFIG_H
@@ -94,20 +95,6 @@ unsigned cfg_key_line(const struct cfg *c, const char *section, const char *name
 /* Check values that depend on each other (e.g. max_memory at least
  * max_batch_bytes). 0 or -EINVAL with err filled. */
 int cfg_validate(const struct cfg *c, char *err, size_t errlen);
-
-/* Find the API key: $CREDENTIALS_DIRECTORY/api_key, then api_key_file,
- * then api_key. Trailing whitespace is stripped. The key must start with
- * sk_ or pk_. Returns 0 with *ret_key malloc'd, or a negative errno with
- * err filled (naming file and line, never the key). With api_url =
- * stdout a missing key is not an error: *ret_key is NULL. */
-int cfg_load_key(const struct cfg *c, char **ret_key, char *err, size_t errlen);
-/* The same, and *ret_credential says whether the key is the systemd
- * credential (systemd copies it only at start: a reload cannot rotate it). */
-int cfg_load_key_from(const struct cfg *c, char **ret_key, bool *ret_credential, char *err,
-                      size_t errlen);
-
-/* "sk_…abcd": the prefix and last 4 characters, for logs. */
-void cfg_redact_key(const char *key, char *out, size_t outlen);
 
 /* Parse "64M"-style sizes (K/M/G = KiB/MiB/GiB, optional B suffix). */
 int cfg_parse_size(const char *s, size_t *ret);

@@ -21,6 +21,7 @@
 
 #include <curl/curl.h>
 
+#include "apikey.h"
 #include "clock.h"
 #include "conn.h"
 #include "daemon.h"
@@ -192,16 +193,13 @@ static int load_config(struct daemon *d, const char *path, bool quiet)
         if (r == 0)
                 r = cfg_validate(&d->cfg, err, sizeof(err));
         if (r == 0) {
-                r = cfg_load_key(&d->cfg, &d->key.secret, err, sizeof(err));
+                r = apikey_load(&d->cfg, &d->key.secret, err, sizeof(err));
         }
         if (r < 0) {
                 fprintf(stderr, "segopsd: %s\n", err);
                 return r;
         }
-        if (d->key.secret)
-                cfg_redact_key(d->key.secret, d->key.redacted, sizeof(d->key.redacted));
-        else
-                snprintf(d->key.redacted, sizeof(d->key.redacted), "(none)");
+        apikey_redact(d->key.secret, d->key.redacted, sizeof(d->key.redacted));
         if (!quiet && d->cfg.api_key && !getenv("CREDENTIALS_DIRECTORY") && !d->cfg.api_key_file)
                 fprintf(stderr,
                         "segopsd: warning: %s: the API key is written in the config file; "

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "apikey.h"
 #include "daemon.h"
 #include "log.h"
 
@@ -117,7 +118,7 @@ int daemon_reload(struct daemon *d)
         if (r == 0)
                 r = cfg_validate(&fresh, err, sizeof(err));
         if (r == 0)
-                r = cfg_load_key_from(&fresh, &key, &credential, err, sizeof(err));
+                r = apikey_load_from(&fresh, &key, &credential, err, sizeof(err));
         if (r == 0 && !same_kind(key, d->key.secret)) {
                 snprintf(err, sizeof(err),
                          "the key changed kind (sk_/pk_, or none); that needs a restart");
@@ -144,11 +145,10 @@ int daemon_reload(struct daemon *d)
                 free(d->key.secret);
                 d->key.secret = key;
                 key = NULL;
-                cfg_redact_key(d->key.secret, d->key.redacted, sizeof(d->key.redacted));
+                apikey_redact(d->key.secret, d->key.redacted, sizeof(d->key.redacted));
                 d->key.gen++;
                 log_info("reload: API key replaced, now %s", d->key.redacted);
-                if (session_enabled(&d->session))
-                        session_key_changed(&d->session);
+                session_key_changed(&d->session); /* a no-op for sk_ keys */
         }
         if (key) {
                 explicit_bzero(key, strlen(key));

@@ -1,64 +1,27 @@
-/* test-config.c - unit tests for daemon/config.c (suite "config").
+/* test-config.c - unit tests for the configuration: daemon/config.c,
+ * config-file.c and config-value.c (suite "config"; the key's own tests
+ * are in test-apikey.c).
  *
- * Each case writes small INI and key files into a private mkdtemp
- * directory and checks what cfg_load, cfg_validate and cfg_load_key make
- * of them: the values, and above all the error text, which must name
- * file, line and key and must never contain an API key.
+ * Most cases write small INI files into a private mkdtemp directory and
+ * check what cfg_load and cfg_validate make of them (and, for the secret,
+ * apikey_load): the values, and above all the error text, which must
+ * name file, line and key and must never contain an API key. The others
+ * call the internal functions of config-internal.h directly: one value
+ * through cfg_set_value, the key table, copying, the error-text helpers.
  */
+#include "apikey.h"
+#include "config-internal.h"
 #include "config.h"
 
 #include <check.h>
-#include <dirent.h>
 #include <errno.h>
-#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-/* A distinctive key: no error text may ever contain SECRET_CORE. */
-#define SECRET_CORE "ZZsecretVALUE42q"
-#define SECRET "sk_" SECRET_CORE "w9x8"
-
-/* Short, so that every path built from it fits the buffers below. */
-#define TPATH_LEN 320
-static char tmpdir[256];
-
-/* Path of a file in tmpdir, in a small ring of buffers: valid for the
- * next seven calls; a test that holds a path longer copies it. */
-static const char *tpath(const char *name)
-{
-        static char ring[8][TPATH_LEN];
-        static unsigned next;
-        char *p = ring[next++ % 8];
-
-        snprintf(p, TPATH_LEN, "%s/%s", tmpdir, name);
-        return p;
-}
-
-static const char *write_file(const char *name, const char *content)
-{
-        const char *p = tpath(name);
-        FILE *f = fopen(p, "we");
-
-        ck_assert_msg(f != NULL, "fopen %s: %s", p, strerror(errno));
-        ck_assert_int_eq(fputs(content, f) >= 0, 1);
-        ck_assert_int_eq(fclose(f), 0);
-        ck_assert_int_eq(chmod(p, 0600), 0); /* keys must not be world-readable */
-        return p;
-}
-
-/* Defaults, then the file with this content; returns cfg_load's result. */
-static int load(struct cfg *c, const char *content, char *err, size_t errlen)
-{
-        const char *p = write_file("t.conf", content);
-
-        cfg_defaults(c);
-        err[0] = '\0';
-        return cfg_load(c, p, err, errlen);
-}
+#include "config-fixture.h"
 
 START_TEST(test_defaults)
 {
@@ -531,7 +494,7 @@ static void load_and_key(const char *content, char *err, size_t errlen)
 
         if (load(&c, content, err, errlen) == 0) {
                 err[0] = '\0';
-                if (cfg_load_key(&c, &key, err, errlen) == 0)
+                if (apikey_load(&c, &key, err, errlen) == 0)
                         err[0] = '\0';
                 free(key);
         }
@@ -608,268 +571,269 @@ START_TEST(test_secret_never_shown)
 }
 END_TEST
 
-START_TEST(test_key_lookup_order)
+/* ---- config-value.c: one value, through cfg_set_value ---- */
+
+static const struct cfg_key *key(const char *section, const char *name)
 {
-        char content[1024], err[1024];
-        char credir[TPATH_LEN], keyfile[TPATH_LEN];
-        char *key = NULL;
+        int i = cfg_key_find(section, name);
+
+        ck_assert_msg(i >= 0, "no key [%s] %s", section, name);
+        return &cfg_keys[i];
+}
+
+/* Each type's parser stores what the text means, in the key's field. */
+START_TEST(test_set_value_stores)
+{
+        char msg[512];
         struct cfg c;
 
-        snprintf(credir, sizeof(credir), "%s", tpath("creds"));
-        ck_assert_int_eq(mkdir(credir, 0700), 0);
-        write_file("creds/api_key", "sk_fromcredentials1\n");
-        snprintf(keyfile, sizeof(keyfile), "%s", write_file("keyfile", "pk_fromkeyfile2 \n\n\t"));
-        snprintf(content, sizeof(content),
-                 "[upstream]\napi_url = https://x.example\n"
-                 "api_key_file = %s\napi_key = sk_inlinekey3\n",
-                 keyfile);
-        ck_assert_msg(load(&c, content, err, sizeof(err)) == 0, "%s", err);
-        ck_assert_uint_eq(cfg_key_line(&c, "upstream", "api_key"), 4);
+        cfg_defaults(&c);
+        ck_assert_int_eq(cfg_set_value(&c, key("batch", "batch_size"), "7", msg, sizeof(msg)), 0);
+        ck_assert_uint_eq(c.batch_size, 7);
+        ck_assert_int_eq(cfg_set_value(&c, key("buffer", "max_memory"), "3MiB", msg, sizeof(msg)),
+                         0);
+        ck_assert_uint_eq(c.max_memory, 3 * 1048576);
+        ck_assert_int_eq(cfg_set_value(&c, key("upstream", "timeout"), "2.5e0", msg, sizeof(msg)),
+                         0);
+        ck_assert(c.timeout == 2.5);
+        ck_assert_int_eq(cfg_set_value(&c, key("listen", "socket_mode"), "0640", msg, sizeof(msg)),
+                         0);
+        ck_assert_uint_eq(c.socket_mode, 0640);
+        ck_assert_int_eq(cfg_set_value(&c, key("log", "level"), "warn", msg, sizeof(msg)), 0);
+        ck_assert_int_eq(c.log_level, CFG_LOG_WARN);
+        ck_assert_int_eq(
+                cfg_set_value(&c, key("buffer", "when_full"), "drop_oldest", msg, sizeof(msg)), 0);
+        ck_assert_int_eq(c.when_full, CFG_DROP_OLDEST);
+        ck_assert_int_eq(
+                cfg_set_value(&c, key("upstream", "compression"), "none", msg, sizeof(msg)), 0);
+        ck_assert_int_eq(c.compression, CFG_COMPRESSION_NONE);
 
-        /* 1: the systemd credential wins */
-        ck_assert_int_eq(setenv("CREDENTIALS_DIRECTORY", credir, 1), 0);
-        ck_assert_msg(cfg_load_key(&c, &key, err, sizeof(err)) == 0, "%s", err);
-        ck_assert_str_eq(key, "sk_fromcredentials1");
-        free(key);
-        key = NULL;
-
-        /* 2: a credentials directory without api_key falls through */
-        unlink(tpath("creds/api_key"));
-        ck_assert_msg(cfg_load_key(&c, &key, err, sizeof(err)) == 0, "%s", err);
-        ck_assert_str_eq(key, "pk_fromkeyfile2"); /* white space stripped */
-        free(key);
-        key = NULL;
-        ck_assert_int_eq(unsetenv("CREDENTIALS_DIRECTORY"), 0);
-        ck_assert_int_eq(rmdir(credir), 0);
-
-        /* 3: then the inline key */
-        free(c.api_key_file);
-        c.api_key_file = NULL;
-        ck_assert_msg(cfg_load_key(&c, &key, err, sizeof(err)) == 0, "%s", err);
-        ck_assert_str_eq(key, "sk_inlinekey3");
-        free(key);
-        key = NULL;
-
-        /* none: an error, except for a dry run */
-        free(c.api_key);
-        c.api_key = NULL;
-        key = (char *)"untouched";
-        ck_assert_int_eq(cfg_load_key(&c, &key, err, sizeof(err)), -ENOKEY);
-        ck_assert_str_eq(key, "untouched");
-        ck_assert_msg(strstr(err, "no API key"), "%s", err);
-        free(c.api_url);
-        c.api_url = strdup("stdout");
-        ck_assert_int_eq(cfg_load_key(&c, &key, err, sizeof(err)), 0);
-        ck_assert_ptr_null(key);
-
+        /* The URL loses its trailing slashes; an empty string unsets. */
+        ck_assert_int_eq(cfg_set_value(&c, key("upstream", "api_url"), "http://h.example//", msg,
+                                       sizeof(msg)),
+                         0);
+        ck_assert_str_eq(c.api_url, "http://h.example");
+        ck_assert_int_eq(cfg_set_value(&c, key("upstream", "api_url"), "", msg, sizeof(msg)), 0);
+        ck_assert_ptr_null(c.api_url);
+        /* A default socket path is replaced (and not freed: it is static). */
+        ck_assert_int_eq(
+                cfg_set_value(&c, key("listen", "events_socket"), "/tmp/x.sock", msg, sizeof(msg)),
+                0);
+        ck_assert_str_eq(c.events_socket, "/tmp/x.sock");
+        ck_assert_int_eq(cfg_set_value(&c, key("upstream", "api_key"), SECRET, msg, sizeof(msg)),
+                         0);
+        ck_assert_str_eq(c.api_key, SECRET);
         cfg_free(&c);
-        unlink(keyfile);
-        unlink(tpath("t.conf"));
 }
 END_TEST
 
-START_TEST(test_bad_key)
+/* A refused value leaves the config as it was and says why, exactly. */
+START_TEST(test_set_value_refuses)
 {
-        char err[1024], want[1024];
-        char *key = NULL;
-        struct cfg c;
+        static const struct {
+                const char *section, *name, *value, *want;
+        } cases[] = {
+                { "batch", "batch_size", "0",
+                  "[batch] batch_size: must be a whole number from 1 to 500 (got '0')" },
+                { "upstream", "timeout", "0",
+                  "[upstream] timeout: must be a number of seconds greater than 0 and at most "
+                  "3600 (got '0')" },
+                { "upstream", "stop_timeout", "-1",
+                  "[upstream] stop_timeout: must be a number of seconds from 0 to 3600 "
+                  "(got '-1')" },
+                { "buffer", "max_memory", "1K",
+                  "[buffer] max_memory: must be at least 1M (got '1K')" },
+                { "batch", "max_batch_bytes", "2M",
+                  "[batch] max_batch_bytes: must be a size from 1K to 1M (got '2M')" },
+                { "batch", "max_batch_bytes", "1KK",
+                  "[batch] max_batch_bytes: must be a size: a whole number with an optional K, "
+                  "M or G suffix (got '1KK')" },
+                { "listen", "socket_mode", "0778",
+                  "[listen] socket_mode: must be an octal file mode from 0 to 0777, e.g. 0660 "
+                  "(got '0778')" },
+                { "log", "level", "trace",
+                  "[log] level: must be err, warn, info or debug (got 'trace')" },
+                { "upstream", "api_url", "ftp://x",
+                  "[upstream] api_url: must be \"stdout\" or a URL starting with https:// (or "
+                  "http://) (got 'ftp://x')" },
+                { "upstream", "api_url", "https://a\tb",
+                  "[upstream] api_url: must not contain spaces or control characters "
+                  "(got 'https://a?b')" },
+                { "listen", "control_socket",
+                  "/0123456789/0123456789/0123456789/0123456789/0123456789/0123456789/"
+                  "0123456789/0123456789/0123456789/0123456789",
+                  "[listen] control_socket: socket path is longer than 107 bytes (got "
+                  "'/0123456789/0123456789/0123456789/0123456789/0123456789/0123456789/"
+                  "0123456789/01...')" },
+                { "upstream", "timeout", "pk_" SECRET_CORE,
+                  "[upstream] timeout: must be a number of seconds greater than 0 and at most "
+                  "3600 (value not shown: it looks like an API key)" },
+        };
 
-        ck_assert_int_eq(load(&c,
-                              "[upstream]\napi_url = stdout\n\n"
-                              "api_key = ak_1234567890\n",
-                              err, sizeof(err)),
-                         0);
-        ck_assert_int_eq(cfg_load_key(&c, &key, err, sizeof(err)), -EINVAL);
-        ck_assert_ptr_null(key);
-        snprintf(want, sizeof(want),
-                 "%s:4: [upstream] api_key: API key must "
-                 "start with sk_ or pk_ (value not shown)",
-                 tpath("t.conf"));
-        ck_assert_str_eq(err, want);
-        cfg_free(&c);
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                struct cfg c, before;
+                char msg[512];
 
-        ck_assert_int_eq(load(&c,
-                              "[upstream]\napi_url = stdout\n"
-                              "api_key = sk_1234\n",
-                              err, sizeof(err)),
-                         0);
-        ck_assert_int_eq(cfg_load_key(&c, &key, err, sizeof(err)), -EINVAL);
-        ck_assert_msg(strstr(err, "must be 8 to 512 characters long (got 7: "
-                                  "sk_\xe2\x80\xa6)"),
+                cfg_defaults(&c);
+                memcpy(&before, &c, sizeof(c));
+                ck_assert_int_eq(cfg_set_value(&c, key(cases[i].section, cases[i].name),
+                                               cases[i].value, msg, sizeof(msg)),
+                                 -EINVAL);
+                ck_assert_str_eq(msg, cases[i].want);
+                ck_assert_msg(memcmp(&c, &before, sizeof(c)) == 0, "case %zu changed c", i);
+                cfg_free(&c);
+        }
+}
+END_TEST
+
+/* The message of a bad value: the secret is never quoted, nor anything
+ * that looks like a key; the rest is bounded and printable. */
+START_TEST(test_key_error)
+{
+        char msg[512], value[200];
+
+        cfg_key_error(msg, sizeof(msg), key("upstream", "api_key"), SECRET, "bad %d", 1);
+        ck_assert_str_eq(msg, "[upstream] api_key: bad 1 (value not shown)");
+        cfg_key_error(msg, sizeof(msg), key("upstream", "ca_file"), SECRET, "bad");
+        ck_assert_str_eq(msg, "[upstream] ca_file: bad (value not shown: it looks like an API "
+                              "key)");
+        cfg_key_error(msg, sizeof(msg), key("upstream", "ca_file"), "a\x01\x7f\xc3\xa9z", "bad");
+        ck_assert_str_eq(msg, "[upstream] ca_file: bad (got 'a????z')");
+
+        memset(value, 'v', sizeof(value));
+        value[sizeof(value) - 1] = '\0';
+        cfg_key_error(msg, sizeof(msg), key("upstream", "ca_file"), value, "bad");
+        ck_assert_msg(strstr(msg, "(got 'vvvv"), "%s", msg);
+        ck_assert_msg(strstr(msg, "v...')"), "%s", msg);
+        ck_assert_uint_eq(strlen(msg), strlen("[upstream] ca_file: bad (got '...')") + 80);
+}
+END_TEST
+
+/* ---- config.c: the table and the shared helpers ---- */
+
+START_TEST(test_key_table)
+{
+        int i = cfg_key_find("listen", "socket_mode");
+
+        ck_assert_int_ge(i, 0);
+        ck_assert_str_eq(cfg_keys[i].section, "listen");
+        ck_assert_str_eq(cfg_keys[i].name, "socket_mode");
+        ck_assert_uint_eq(cfg_keys[i].off, offsetof(struct cfg, socket_mode));
+        ck_assert_int_eq(cfg_key_find("batch", "socket_mode"), -1); /* wrong section */
+        ck_assert_int_eq(cfg_key_find("listen", "socket"), -1);
+        ck_assert_int_eq(cfg_key_find("", ""), -1);
+
+        /* Sections are matched by length: the reader hands over "[x]"'s x
+         * without a NUL. */
+        ck_assert(cfg_known_section("upstream]", 8));
+        ck_assert(cfg_known_section("log", 3));
+        ck_assert(!cfg_known_section("upstream]", 9));
+        ck_assert(!cfg_known_section("upstrea", 7));
+        ck_assert(!cfg_known_section("", 0));
+}
+END_TEST
+
+START_TEST(test_copy)
+{
+        struct cfg a, b;
+        char err[512];
+
+        ck_assert_msg(load(&a, "[upstream]\napi_url = stdout\napi_key = " SECRET "\n", err,
+                           sizeof(err)) == 0,
                       "%s", err);
-        cfg_free(&c);
+        ck_assert_int_eq(cfg_copy(&b, &a), 0);
+        /* Equal values in strings of its own, including the defaults. */
+        ck_assert_str_eq(b.api_url, "stdout");
+        ck_assert_ptr_ne(b.api_url, a.api_url);
+        ck_assert_str_eq(b.api_key, SECRET);
+        ck_assert_ptr_ne(b.api_key, a.api_key);
+        ck_assert_str_eq(b.events_socket, a.events_socket);
+        ck_assert_ptr_ne(b.events_socket, a.events_socket);
+        ck_assert_str_eq(b.path, a.path);
+        ck_assert_ptr_null(b.ca_file);
+        ck_assert_uint_eq(b.batch_size, a.batch_size);
+        ck_assert_uint_eq(cfg_key_line(&b, "upstream", "api_key"), 3);
+        cfg_free(&b);
+        ck_assert_str_eq(a.api_key, SECRET); /* untouched by freeing the copy */
+        cfg_free(&a);
         unlink(tpath("t.conf"));
 }
 END_TEST
 
-START_TEST(test_unreadable_key_file)
+START_TEST(test_error_text_helpers)
 {
-        char content[1024], err[1024], want[1024];
-        char keyfile[TPATH_LEN];
-        char *key = NULL;
+        char out[128], name[200];
         struct cfg c;
 
-        snprintf(keyfile, sizeof(keyfile), "%s", tpath("no_such_key"));
-        /* Set but missing is an error, not a fall-through to api_key. */
-        snprintf(content, sizeof(content),
-                 "[upstream]\napi_url = https://x.example\n"
-                 "api_key_file = %s\napi_key = sk_inlinekey3\n",
-                 keyfile);
-        ck_assert_msg(load(&c, content, err, sizeof(err)) == 0, "%s", err);
-        ck_assert_int_eq(cfg_load_key(&c, &key, err, sizeof(err)), -ENOENT);
-        ck_assert_ptr_null(key);
-        snprintf(want, sizeof(want), "%s:3: [upstream] api_key_file: %s: %s", tpath("t.conf"),
-                 keyfile, strerror(ENOENT));
-        ck_assert_str_eq(err, want);
-
-        /* Readable by every user: refused, naming the fix. */
-        {
-                const char *p = write_file("open_key", "sk_openkey12345\n");
-
-                ck_assert_int_eq(chmod(p, 0644), 0);
-                free(c.api_key_file);
-                c.api_key_file = strdup(p);
-                ck_assert_int_eq(cfg_load_key(&c, &key, err, sizeof(err)), -EPERM);
-                ck_assert_ptr_null(key);
-                ck_assert_msg(strstr(err, "can be read or written by every user"), "%s", err);
-                ck_assert_msg(strstr(err, "chmod o-rwx"), "%s", err);
-                ck_assert_msg(!strstr(err, "openkey"), "%s", err);
-                ck_assert_int_eq(chmod(p, 0640), 0);
-                ck_assert_int_eq(cfg_load_key(&c, &key, err, sizeof(err)), 0);
-                ck_assert_str_eq(key, "sk_openkey12345");
-                free(key);
-                key = NULL;
-                unlink(p);
-        }
-
-        /* A directory is not a key file. */
-        free(c.api_key_file);
-        c.api_key_file = strdup(tmpdir);
-        ck_assert_int_eq(cfg_load_key(&c, &key, err, sizeof(err)), -EISDIR);
-        ck_assert_ptr_null(key);
-
-        /* Unreadable by permission (root reads anything: skip then). */
-        if (geteuid() != 0) {
-                const char *p = write_file("locked_key", "sk_lockedkey123\n");
-
-                ck_assert_int_eq(chmod(p, 0), 0);
-                free(c.api_key_file);
-                c.api_key_file = strdup(p);
-                ck_assert_int_eq(cfg_load_key(&c, &key, err, sizeof(err)), -EACCES);
-                ck_assert_msg(strstr(err, strerror(EACCES)), "%s", err);
-                unlink(p);
-        }
-
-        /* Empty key file. */
-        free(c.api_key_file);
-        c.api_key_file = strdup(write_file("empty_key", "\n"));
-        ck_assert_int_eq(cfg_load_key(&c, &key, err, sizeof(err)), -EINVAL);
-        ck_assert_msg(strstr(err, "API key is empty"), "%s", err);
-        unlink(tpath("empty_key"));
-
+        /* cfg_at: where to fix a value */
+        cfg_defaults(&c);
+        ck_assert_str_eq(cfg_at(&c, 0, out, sizeof(out)), "(defaults)");
+        ck_assert_str_eq(cfg_at(&c, 3, out, sizeof(out)), "(defaults):3");
+        c.path = (char *)"/etc/x.conf";
+        ck_assert_str_eq(cfg_at(&c, 0, out, sizeof(out)), "/etc/x.conf");
+        ck_assert_str_eq(cfg_at(&c, 12, out, sizeof(out)), "/etc/x.conf:12");
+        c.path = NULL;
         cfg_free(&c);
-        unlink(tpath("t.conf"));
-}
-END_TEST
 
-START_TEST(test_redact)
-{
-        char out[64];
+        /* cfg_printable: n bytes, not up to a NUL; bounded; '?' for the
+         * non-printable */
+        cfg_printable("abc]def", 3, out, sizeof(out));
+        ck_assert_str_eq(out, "abc");
+        cfg_printable("a\tb\n", 4, out, sizeof(out));
+        ck_assert_str_eq(out, "a?b?");
+        cfg_printable("", 0, out, sizeof(out));
+        ck_assert_str_eq(out, "");
+        memset(name, 'n', sizeof(name));
+        cfg_printable(name, 80, out, sizeof(out));
+        ck_assert_uint_eq(strlen(out), 80);
+        cfg_printable(name, 81, out, sizeof(out));
+        ck_assert_uint_eq(strlen(out), 83);
+        ck_assert_str_eq(out + 80, "...");
 
-        cfg_redact_key("sk_abcdefghijkl1234", out, sizeof(out));
-        ck_assert_str_eq(out, "sk_\xe2\x80\xa6"
-                              "1234");
-        cfg_redact_key("pk_abcdefgh9876", out, sizeof(out));
-        ck_assert_str_eq(out, "pk_\xe2\x80\xa6"
-                              "9876");
-        cfg_redact_key("pk_short", out, sizeof(out));
-        ck_assert_str_eq(out, "pk_\xe2\x80\xa6");
-        cfg_redact_key("sk_12345678", out, sizeof(out)); /* 11 chars */
-        ck_assert_str_eq(out, "sk_\xe2\x80\xa6");
-        cfg_redact_key("xx_abcdefghijkl1234", out, sizeof(out));
-        ck_assert_str_eq(out, "\xe2\x80\xa6");
-        cfg_redact_key(NULL, out, sizeof(out));
-        ck_assert_str_eq(out, "(none)");
+        /* what counts as a key, and as visible */
+        ck_assert(cfg_looks_like_key("sk_", 3));
+        ck_assert(cfg_looks_like_key("pk_x", 4));
+        ck_assert(!cfg_looks_like_key("sk_", 2));
+        ck_assert(!cfg_looks_like_key("SK_x", 4));
+        ck_assert(!cfg_looks_like_key(NULL, 0));
+        ck_assert_uint_eq(cfg_span_visible("ab~!"), 4);
+        ck_assert_uint_eq(cfg_span_visible("ab c"), 2);
+        ck_assert_uint_eq(cfg_span_visible("\x7f"), 0);
+        ck_assert_uint_eq(cfg_span_visible("\xc3\xa9"), 0);
+        ck_assert_uint_eq(cfg_span_visible(""), 0);
 
-        /* A short buffer truncates, never overflows. */
-        memset(out, 'Z', sizeof(out));
-        cfg_redact_key("sk_abcdefghijkl1234", out, 5);
-        ck_assert_uint_eq(strlen(out), 4);
-        ck_assert_int_eq(out[5], 'Z');
-        cfg_redact_key("sk_abcdefghijkl1234", NULL, 0);
+        /* cfg_errf takes no buffer at all */
+        cfg_errf(NULL, 0, "%s", "nothing");
+        out[0] = 'x';
+        cfg_errf(out, 0, "%s", "nothing");
+        ck_assert_int_eq(out[0], 'x');
 }
 END_TEST
 
 static Suite *config_suite(void)
 {
         Suite *s = suite_create("config");
-        TCase *tc;
 
-#define CASE(name)                                                                                 \
-        tc = tcase_create(#name);                                                                  \
-        tcase_add_test(tc, name);                                                                  \
-        suite_add_tcase(s, tc)
-
-        CASE(test_defaults);
-        CASE(test_full_file);
-        CASE(test_bad_values);
-        CASE(test_unknown_and_duplicate);
-        CASE(test_file_errors);
-        CASE(test_sizes);
-        CASE(test_socket_mode);
-        CASE(test_validate);
-        CASE(test_conflict_names_the_line);
-        CASE(test_secret_never_shown);
-        CASE(test_key_lookup_order);
-        CASE(test_bad_key);
-        CASE(test_unreadable_key_file);
-        CASE(test_redact);
-#undef CASE
+        ADD_CASE(s, test_defaults);
+        ADD_CASE(s, test_full_file);
+        ADD_CASE(s, test_bad_values);
+        ADD_CASE(s, test_unknown_and_duplicate);
+        ADD_CASE(s, test_file_errors);
+        ADD_CASE(s, test_sizes);
+        ADD_CASE(s, test_socket_mode);
+        ADD_CASE(s, test_validate);
+        ADD_CASE(s, test_conflict_names_the_line);
+        ADD_CASE(s, test_secret_never_shown);
+        ADD_CASE(s, test_set_value_stores);
+        ADD_CASE(s, test_set_value_refuses);
+        ADD_CASE(s, test_key_error);
+        ADD_CASE(s, test_key_table);
+        ADD_CASE(s, test_copy);
+        ADD_CASE(s, test_error_text_helpers);
         return s;
-}
-
-/* Remove what a failed test may have left behind: files one level deep
- * (the tests create at most one subdirectory). */
-static void remove_tree(const char *dir, int depth)
-{
-        struct dirent *e;
-        DIR *d = opendir(dir);
-        unsigned n = 0;
-
-        if (!d)
-                return;
-        while ((e = readdir(d)) != NULL && n++ < 1000) {
-                char p[PATH_MAX];
-                struct stat sb;
-
-                if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                        continue;
-                snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
-                if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode) && depth > 0)
-                        remove_tree(p, depth - 1);
-                else
-                        unlink(p);
-        }
-        closedir(d);
-        rmdir(dir);
 }
 
 int main(void)
 {
-        const char *base = getenv("TMPDIR");
-        SRunner *sr;
-        int failed;
-
-        snprintf(tmpdir, sizeof(tmpdir), "%s/test-config.XXXXXX", base && *base ? base : "/tmp");
-        if (!mkdtemp(tmpdir)) {
-                perror("mkdtemp");
-                return 1;
-        }
-        unsetenv("CREDENTIALS_DIRECTORY");
-        sr = srunner_create(config_suite());
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        remove_tree(tmpdir, 1);
-        return failed == 0 ? 0 : 1;
+        return run_in_tmpdir("test-config", config_suite());
 }
