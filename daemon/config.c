@@ -75,6 +75,7 @@ const struct cfg_key cfg_keys[] = {
         KUNS("listen", "max_connections_per_uid", max_connections_per_uid, T_UINT, 0, 65536),
         KUNS("listen", "max_reply_bytes", max_reply_bytes, T_SIZE, KIB, GIB),
         KDBL("listen", "idle_timeout", idle_timeout, 0, false, 7 * 86400),
+        KDBL("listen", "stop_grace", stop_grace, 0, false, 60),
         /* Never below what libshim packs into one datagram. */
         KUNS("listen", "max_datagram_bytes", max_datagram_bytes, T_SIZE, PROTO_DATAGRAM_MIN,
              4 * MIB),
@@ -137,6 +138,7 @@ void cfg_defaults(struct cfg *c)
         c->max_connections_per_uid = 192;
         c->max_reply_bytes = MIB;
         c->idle_timeout = 300;
+        c->stop_grace = 1;
         c->max_datagram_bytes = 0; /* auto: see cfg_datagram_bytes() */
         c->dgram_burst = 256;
 

@@ -62,6 +62,8 @@ struct cfg {
         size_t max_reply_bytes;           /* unread replies before disconnect,
                                        default 1M */
         double idle_timeout;              /* seconds, 0 = never, default 300 */
+        double stop_grace;                /* seconds clients get to read their last
+                                             replies at the end of a stop, default 1 */
         size_t max_datagram_bytes;        /* one datagram, all its messages;
                                        0 (default) = cfg_datagram_bytes() */
         unsigned dgram_burst;             /* datagrams read per wakeup, default 256 */

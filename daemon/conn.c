@@ -567,14 +567,18 @@ void conn_server_close(struct daemon *d)
         srv_close_handles(s);
 }
 
-void conn_server_abort(struct daemon *d)
+unsigned conn_server_abort(struct daemon *d)
 {
         struct conn_server *s = d->conns;
+        unsigned n = 0;
 
         if (!s)
-                return;
+                return 0;
         /* A client that does not read would hold its shutdown (and so
          * the stop) forever: uv_close cancels what is still queued. */
-        while (s->conns)
+        while (s->conns) {
                 conn_close(s->conns);
+                n++;
+        }
+        return n;
 }

@@ -13,7 +13,7 @@ int conn_server_open(struct daemon *d);
 void conn_server_close(struct daemon *d);
 
 /* The end of a stop: close whatever connections are left, replies
- * unwritten or not. */
-void conn_server_abort(struct daemon *d);
+ * unwritten or not. Returns how many there were. */
+unsigned conn_server_abort(struct daemon *d);
 
 #endif

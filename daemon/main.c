@@ -31,7 +31,6 @@
 #include "rng.h"
 
 #define STOP_POLL_MS 20
-#define STOP_GRACE_MS 1000 /* for replies still queued when the stop ends */
 
 struct runtime {
         struct daemon d;
@@ -65,13 +64,17 @@ static void close_walk(uv_handle_t *h, void *arg)
                 uv_close(h, NULL);
 }
 
-/* The stop's last grace ended with connections still open (a client
- * that does not read its replies): close them, written or not. */
+/* stop_grace ended with connections still open (a client that does
+ * not read its replies): close them, written or not. */
 static void on_grace(uv_timer_t *t)
 {
         struct runtime *rt = t->data;
+        unsigned n = conn_server_abort(&rt->d);
 
-        conn_server_abort(&rt->d);
+        if (n)
+                log_warn("closed %u control connection%s with replies unread at the end of "
+                         "the stop (stop_grace)",
+                         n, n == 1 ? "" : "s");
 }
 
 /* The signal handles stay installed until the process exits: closing
@@ -133,7 +136,7 @@ static void finish_stop(struct runtime *rt)
          * replies (a flush's answer), then are closed regardless; the
          * loop ends as soon as they are done (the grace timer is
          * unreferenced), not when the grace ends. */
-        uv_timer_start(&rt->grace, on_grace, STOP_GRACE_MS, 0);
+        uv_timer_start(&rt->grace, on_grace, (uint64_t)(d->cfg.stop_grace * 1000.0), 0);
         release_signals(rt);
         if (rt->exit_code == 0)
                 report_stop(d, lost);

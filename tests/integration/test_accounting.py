@@ -86,6 +86,18 @@ class StopReportTests(SegopsTestCase):
         self.assertRegex(log, r'stopped: .*2 accepted events were dropped '
                               r'since start \(2 upstream_rejected\)')
 
+class StopTimeTests(SegopsTestCase):
+
+    def test_idle_stop_does_not_wait_out_the_grace(self):
+        # stop_grace bounds how long clients may hold the end of a stop;
+        # with none connected there is nothing to wait for (on the old
+        # code every stop took the whole grace).
+        d = self.start_daemon(listen__stop_grace='30')
+        send_stream(d, [make_event(1)])
+        self.assertEqual(d.stop(timeout=20), 0)
+        self.assertEventsDelivered([event_id(1)])
+
+
 class MintAtStopTests(SegopsTestCase):
     api_key = 'pk_test_0123456789abcdef'
 
