@@ -10,6 +10,7 @@
  * is bounded by the request's timeout; waiting for our own input is not
  * (a slow producer on stdin is not segopsd's fault).
  */
+#include "clock.h"
 #include "ctl.h"
 #include "proto.h"
 
@@ -21,7 +22,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #define IO_CHUNK 65536
@@ -100,21 +100,13 @@ static int deliver_lines(struct proto_buf *in, size_t *done, bool at_eof, ctl_re
         return 0;
 }
 
-static int64_t mono_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int ctl_exchange(const char *path, const struct ctl_request *req, ctl_reply_fn fn, void *ctx,
                  unsigned *ret_replies)
 {
         /* timeout_ms bounds the whole wait for segopsd, however it
          * trickles its bytes; only our own input (send's standard input,
          * which may be a long pipe) moves the deadline on. */
-        int64_t deadline = mono_ms() + req->timeout_ms;
+        int64_t deadline = clock_mono_ms() + req->timeout_ms;
         struct proto_buf out = { 0 }, in = { 0 };
         size_t out_off = 0, in_done = 0;
         bool input_eof = req->in_fd < 0, tail_added = false, wr_closed = false;
@@ -162,7 +154,7 @@ int ctl_exchange(const char *path, const struct ctl_request *req, ctl_reply_fn f
                 if (want_input) {
                         n = poll(p, 2, -1); /* waiting for our input, not segopsd */
                 } else {
-                        int64_t left = deadline - mono_ms();
+                        int64_t left = deadline - clock_mono_ms();
 
                         n = left > 0 ? poll(p, 2, (int)left) : 0;
                 }
@@ -187,10 +179,10 @@ int ctl_exchange(const char *path, const struct ctl_request *req, ctl_reply_fn f
                         if (k > 0) {
                                 out.len += (size_t)k;
                                 last = out.data[out.len - 1];
-                                deadline = mono_ms() + req->timeout_ms;
+                                deadline = clock_mono_ms() + req->timeout_ms;
                         } else if (k == 0) {
                                 input_eof = true;
-                                deadline = mono_ms() + req->timeout_ms;
+                                deadline = clock_mono_ms() + req->timeout_ms;
                         } else if (errno != EINTR && errno != EAGAIN) {
                                 fprintf(stderr, "segopsctl: reading standard input: %s\n",
                                         strerror(errno));
