@@ -9,36 +9,30 @@
  * Retry-After pause) and then ready again. One timer wakes the batcher
  * for the next due retry, pause end or flush deadline; a second marks
  * flush_interval; a third answers settled flushes on a fresh loop turn.
+ * What an answer does to a batch is batcher-answer.c's.
  */
 #include "batcher.h"
+#include "batcher-internal.h"
 
 #include <errno.h>
-#include <jansson.h>
 #include <string.h>
 
-#include "backoff.h"
 #include "batch.h"
 #include "clock.h"
 #include "forward.h"
 #include "log.h"
-#include "rng.h"
 #include "session.h"
 
 #define EVENTS_PATH "/api/events/batch/"
 #define START_RETRY_MS 1000 /* a request that could not even start */
 
-static void pump(struct batcher *b);
-
-static uint64_t now(const struct batcher *b)
-{
-        return uv_now(b->loop);
-}
+void batcher__pump(struct batcher *b);
 
 /* ---- what is held, and what is lost ---- */
 
 /* Events seq lo..hi are lost for reason why: counted, and charged to
  * the flushes that cover them. */
-static void lose(struct batcher *b, uint64_t lo, uint64_t hi, enum stats_drop why)
+void batcher__lose(struct batcher *b, uint64_t lo, uint64_t hi, enum stats_drop why)
 {
         b->stats->dropped[why] += hi - lo + 1;
         flush_dropped(&b->flushes, lo, hi, why);
@@ -82,7 +76,7 @@ static void set_reserve(struct batcher *b)
 }
 
 /* Appended: batches go out in the order they were cut. */
-static void link_batch(struct batcher *b, struct batch *x)
+void batcher__link(struct batcher *b, struct batch *x)
 {
         struct batch **tail = &b->batches;
 
@@ -106,7 +100,7 @@ static void unlink_batch(struct batcher *b, struct batch *x)
         }
 }
 
-static void free_batch(struct batcher *b, struct batch *x)
+void batcher__free(struct batcher *b, struct batch *x)
 {
         unlink_batch(b, x);
         batch_free(x, &b->queue);
@@ -114,11 +108,11 @@ static void free_batch(struct batcher *b, struct batch *x)
 
 /* Its events are lost for reason why (their seqs are contiguous: cut
  * and split take runs of the queue). */
-static void drop_batch(struct batcher *b, struct batch *x, enum stats_drop why)
+void batcher__drop(struct batcher *b, struct batch *x, enum stats_drop why)
 {
         if (x->n)
-                lose(b, x->evs[0].seq, x->evs[x->n - 1].seq, why);
-        free_batch(b, x);
+                batcher__lose(b, x->evs[0].seq, x->evs[x->n - 1].seq, why);
+        batcher__free(b, x);
 }
 
 /* ---- cutting ---- */
@@ -130,14 +124,14 @@ static int cut(struct batcher *b)
 
         if (!x)
                 return -ENOMEM;
-        link_batch(b, x);
+        batcher__link(b, x);
         ret = batch_cut(x, &b->queue, b->cfg);
         if (ret < 0) {
                 /* Out of memory with events already moved out of the
                  * queue: the half-built body cannot be sent, so they are
                  * counted as lost to memory, never left uncounted. */
                 log_err("cannot build a batch: %s; %u events dropped", strerror(-ret), x->n);
-                drop_batch(b, x, DROP_MEMORY_FULL);
+                batcher__drop(b, x, DROP_MEMORY_FULL);
                 return ret;
         }
         batch_ready(x, &b->queue);
@@ -157,24 +151,7 @@ static bool cut_due(const struct batcher *b)
         return b->interval_due || b->draining || q_head_seq(q) <= b->flush_target;
 }
 
-/* ---- the upstream's health ---- */
-
-static void set_state(struct batcher *b, enum upstream_state st)
-{
-        b->up.state = st;
-}
-
-static void note_failure(struct batcher *b, const struct fwd_result *res)
-{
-        if (res->curl_code == 0)
-                snprintf(b->up.last_error, sizeof(b->up.last_error), "HTTP %ld", res->status);
-        else
-                snprintf(b->up.last_error, sizeof(b->up.last_error), "%s", res->error);
-}
-
 /* ---- sending ---- */
-
-static void on_response(void *ud, const struct fwd_result *res);
 
 static void send_batch(struct batcher *b, struct batch *x, const char *bearer, uint64_t gen)
 {
@@ -186,11 +163,11 @@ static void send_batch(struct batcher *b, struct batch *x, const char *bearer, u
                 .body = x->gz.len ? x->gz.data : x->body.data,
                 .body_len = x->gz.len ? x->gz.len : x->body.len,
         };
-        int ret = fwd_start(b->fwd, &p, on_response, x);
+        int ret = fwd_start(b->fwd, &p, batcher__on_response, x);
 
         if (ret < 0) {
-                x->not_before = now(b) + START_RETRY_MS;
-                set_state(b, UPSTREAM_SEND_ERROR);
+                x->not_before = batcher__now(b) + START_RETRY_MS;
+                b->up.state = UPSTREAM_SEND_ERROR;
                 snprintf(b->up.last_error, sizeof(b->up.last_error), "cannot start a request: %s",
                          strerror(-ret));
                 log_limited(LOG_ERR, "send", "%s", b->up.last_error);
@@ -212,7 +189,7 @@ static void on_compressed(struct batch *x, int err)
                 log_limited(LOG_WARNING, "gzip",
                             "could not compress batch %s (%s), sending it uncompressed", x->id,
                             strerror(-err));
-        pump(b);
+        batcher__pump(b);
 }
 
 /* x's first attempt is due: stamp its sent_at (a batch may wait for a
@@ -253,188 +230,11 @@ static bool dispatch(struct batcher *b, uint64_t t)
         return true;
 }
 
-/* ---- carrying out a verdict ---- */
-
-static void retry_later(struct batcher *b, struct batch *x, const struct cfg *c)
-{
-        x->state = BATCH_READY;
-        x->not_before =
-                now(b) + backoff_ms(c->backoff_initial, c->backoff_max, x->attempts, rng_unit());
-}
-
-/* Retry-After pauses every request to the upstream. */
-static void pause_all(struct batcher *b, struct batch *x, double secs)
-{
-        uint64_t until = now(b) + backoff_retry_after_ms(secs, b->cfg->retry_after_max);
-
-        if (until > b->paused_until)
-                b->paused_until = until;
-        x->state = BATCH_READY;
-        x->not_before = until;
-}
-
-static void split(struct batcher *b, struct batch *x)
-{
-        struct batch *parts[2];
-
-        if (batch_split(x, parts) < 0) {
-                retry_later(b, x, b->cfg); /* keep the original, try later */
-                return;
-        }
-        b->stats->splits++;
-        free_batch(b, x);
-        for (int h = 0; h < 2; h++) {
-                link_batch(b, parts[h]);
-                batch_ready(parts[h], &b->queue);
-        }
-}
-
-static void delivered(struct batcher *b, struct batch *x, const struct fwd_result *res)
-{
-        json_int_t accepted = -1, dups = 0;
-        json_t *j = res->body_len ? json_loadb(res->body, res->body_len, 0, NULL) : NULL;
-
-        if (j && json_unpack(j, "{s?I s?I}", "accepted", &accepted, "duplicates", &dups) == 0 &&
-            accepted >= 0 && accepted + dups < (json_int_t)x->n)
-                log_limited(LOG_WARNING, "partial",
-                            "upstream accepted %lld and found %lld duplicates of the %u events "
-                            "of batch %s; treating it as delivered",
-                            (long long)accepted, (long long)dups, x->n, x->id);
-        json_decref(j);
-        b->stats->sent += x->n;
-        b->stats->duplicates += (uint64_t)(dups > 0 ? dups : 0);
-        b->stats->batches_sent++;
-        free_batch(b, x);
-}
-
-/* One line per change of state (or rate-limited), saying what to do. */
-static void log_verdict(struct batcher *b, const struct batch *x, const struct fwd_result *res,
-                        const struct resp_verdict *v, enum upstream_state prev)
-{
-        long st = res->status;
-        bool changed = v->set_state && v->state != prev;
-
-        switch (v->action) {
-        case RESP_DROP_TOO_LARGE:
-                log_limited(LOG_ERR, "413",
-                            "upstream refused a single event as too large (HTTP 413); "
-                            "it is dropped");
-                return;
-        case RESP_DROP_REJECTED: {
-                char excerpt[200];
-
-                log_excerpt(res->body, res->body_len < 160 ? res->body_len : 160, excerpt,
-                            sizeof(excerpt));
-                log_limited(LOG_ERR, "rejected",
-                            "upstream rejected batch %s of %u events with HTTP %ld (%s); the "
-                            "events are dropped",
-                            x->id, x->n, st, excerpt);
-                return;
-        }
-        default: break;
-        }
-        if (!v->set_state)
-                return;
-        switch (v->state) {
-        case UPSTREAM_REDIRECTED:
-                log_limited(LOG_ERR, "redirect",
-                            "upstream answered HTTP %ld (a redirect): check api_url; events "
-                            "are kept and retried",
-                            st);
-                break;
-        case UPSTREAM_AUTH_ERROR:
-                if (!changed)
-                        break;
-                if (session_enabled(b->session))
-                        log_err("upstream refused a fresh session token with HTTP %ld (%s): "
-                                "events are kept and retried with backoff; check the pk_ key "
-                                "%s and the identity",
-                                st,
-                                st == 401 ? "rejected right after a mint"
-                                          : "the session lacks permission",
-                                b->key->redacted);
-                else
-                        log_err("upstream refused the API key %s with HTTP %ld (%s): events "
-                                "are kept and retried with backoff; fix the key (api_key_file "
-                                "or the api_key credential) and restart segopsd",
-                                b->key->redacted, st,
-                                st == 401 ? "unknown, revoked or expired key"
-                                          : "the key lacks permission to send events");
-                break;
-        case UPSTREAM_THROTTLED:
-                log_limited(LOG_WARNING, "throttled", "upstream is overloaded (HTTP %ld)%s", st,
-                            v->action == RESP_PAUSE ? ", honouring Retry-After" : ", backing off");
-                break;
-        case UPSTREAM_TLS_ERROR:
-                log_limited(LOG_ERR, "tls",
-                            "TLS failure talking to the upstream: %s; check api_url and "
-                            "ca_file (events are kept and retried)",
-                            res->error);
-                break;
-        case UPSTREAM_RETRYING:
-                log_limited(LOG_WARNING, "transient",
-                            "upstream request failed (%s), retrying with backoff",
-                            b->up.last_error);
-                break;
-        default: break;
-        }
-}
-
-static void on_response(void *ud, const struct fwd_result *res)
-{
-        struct batch *x = ud;
-        struct batcher *b = x->owner;
-        enum upstream_state prev = b->up.state;
-        struct resp_in in = {
-                .status = res->status,
-                .tls_error = res->tls_error,
-                .retry_after = res->retry_after,
-                .events = x->n,
-                .session = session_enabled(b->session),
-                .reminted = x->reminted,
-                .key_replaced = x->key_gen != b->key->gen,
-                .dry_run = fwd_dry_run(b->fwd),
-        };
-        struct resp_verdict v;
-
-        if (res->aborted) {
-                /* The forwarder is closing: no answer, and no verdict. */
-                x->state = BATCH_READY;
-                return;
-        }
-        b->stats->requests++;
-        v = resp_judge(&in);
-        if (!in.dry_run) {
-                b->up.last_status = res->status;
-                if (v.action != RESP_DELIVERED && v.action != RESP_SPLIT)
-                        note_failure(b, res);
-        }
-        if (v.forget_token)
-                session_rejected(b->session, x->token_gen);
-        if (v.set_state)
-                set_state(b, v.state);
-        log_verdict(b, x, res, &v, prev);
-        switch (v.action) {
-        case RESP_DELIVERED: delivered(b, x, res); break;
-        case RESP_RESEND_NOW:
-                x->reminted = x->reminted || v.forget_token;
-                x->state = BATCH_READY;
-                x->not_before = 0;
-                break;
-        case RESP_BACKOFF: retry_later(b, x, b->cfg); break;
-        case RESP_PAUSE: pause_all(b, x, res->retry_after); break;
-        case RESP_SPLIT: split(b, x); break;
-        case RESP_DROP_REJECTED: drop_batch(b, x, DROP_UPSTREAM_REJECTED); break;
-        case RESP_DROP_TOO_LARGE: drop_batch(b, x, DROP_TOO_LARGE); break;
-        }
-        pump(b);
-}
-
 /* ---- the pump ---- */
 
 static void on_wake(uv_timer_t *t)
 {
-        pump(t->data);
+        batcher__pump(t->data);
 }
 
 static void on_interval(uv_timer_t *t)
@@ -442,7 +242,7 @@ static void on_interval(uv_timer_t *t)
         struct batcher *b = t->data;
 
         b->interval_due = true;
-        pump(b);
+        batcher__pump(b);
 }
 
 static void on_answer(uv_timer_t *t)
@@ -475,9 +275,9 @@ static void arm_wake(struct batcher *b, uint64_t t, bool can_send)
         uv_timer_start(&b->wake, on_wake, next > t ? next - t : 0, 0);
 }
 
-static void pump(struct batcher *b)
+void batcher__pump(struct batcher *b)
 {
-        uint64_t t = now(b);
+        uint64_t t = batcher__now(b);
         bool can_send = true;
 
         if (b->closed)
@@ -532,7 +332,7 @@ int batcher_push(struct batcher *b, const char *ev, size_t len, size_t *ret_evic
         int r = q_push(&b->queue, ev, len, &out);
 
         if (out.n)
-                lose(b, out.first, out.first + out.n - 1, DROP_MEMORY_FULL);
+                batcher__lose(b, out.first, out.first + out.n - 1, DROP_MEMORY_FULL);
         if (r < 0)
                 b->stats->dropped[DROP_MEMORY_FULL]++; /* never queued: no seq, no flush */
         *ret_evicted = out.n;
@@ -551,18 +351,18 @@ void batcher_reconfigure(struct batcher *b)
         if (uv_timer_get_repeat(&b->interval) != ms)
                 uv_timer_start(&b->interval, on_interval, ms, ms);
         set_reserve(b);
-        pump(b);
+        batcher__pump(b);
 }
 
 void batcher_wake(struct batcher *b)
 {
-        pump(b);
+        batcher__pump(b);
 }
 
 void batcher_kick(struct batcher *b)
 {
         if (b->nbatches < b->cfg->max_in_flight && cut_due(b))
-                pump(b);
+                batcher__pump(b);
 }
 
 struct flush_waiter *batcher_flush(struct batcher *b, uint64_t timeout_ms, flush_done_fn cb,
@@ -574,12 +374,12 @@ struct flush_waiter *batcher_flush(struct batcher *b, uint64_t timeout_ms, flush
         if (first > target)
                 first = target + 1; /* nothing held: covers nothing, done at once */
         w = flush_add(&b->flushes, first, target, held_between(b, first, target),
-                      now(b) + timeout_ms, cb, ud);
+                      batcher__now(b) + timeout_ms, cb, ud);
         if (!w)
                 return NULL;
         if (target > b->flush_target)
                 b->flush_target = target;
-        pump(b);
+        batcher__pump(b);
         return w;
 }
 
@@ -625,7 +425,7 @@ bool batcher_closed(const struct batcher *b)
 void batcher_drain(struct batcher *b)
 {
         b->draining = true;
-        pump(b);
+        batcher__pump(b);
 }
 
 bool batcher_idle(const struct batcher *b)
@@ -642,7 +442,7 @@ uint64_t batcher_close(struct batcher *b)
                 struct batch *x = b->batches;
 
                 if (x->n)
-                        lose(b, x->evs[0].seq, x->evs[x->n - 1].seq, DROP_SHUTDOWN);
+                        batcher__lose(b, x->evs[0].seq, x->evs[x->n - 1].seq, DROP_SHUTDOWN);
                 unlink_batch(b, x);
                 if (x->state == BATCH_COMPRESSING)
                         batch_orphan(x, &b->queue);
@@ -650,7 +450,7 @@ uint64_t batcher_close(struct batcher *b)
                         batch_free(x, &b->queue);
         }
         if (q_count(&b->queue))
-                lose(b, q_head_seq(&b->queue), q_last_seq(&b->queue), DROP_SHUTDOWN);
+                batcher__lose(b, q_head_seq(&b->queue), q_last_seq(&b->queue), DROP_SHUTDOWN);
         q_clear(&b->queue);
         flush_close(&b->flushes, -ESHUTDOWN, held_between, b);
         uv_close((uv_handle_t *)&b->interval, NULL);

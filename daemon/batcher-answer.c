@@ -1,0 +1,200 @@
+/* batcher-answer.c - what an upstream answer does to a batch: the
+ * response table (response.c) gives the verdict, this carries it out
+ * (delivered, resent, backed off, paused, split, dropped), keeps the
+ * upstream's health for stats, and logs what an operator should know,
+ * once per change of state or at a limited rate.
+ */
+#include "batcher-internal.h"
+
+#include <jansson.h>
+#include <string.h>
+
+#include "backoff.h"
+#include "batch.h"
+#include "forward.h"
+#include "log.h"
+#include "rng.h"
+#include "session.h"
+
+static void note_failure(struct batcher *b, const struct fwd_result *res)
+{
+        if (res->curl_code == 0)
+                snprintf(b->up.last_error, sizeof(b->up.last_error), "HTTP %ld", res->status);
+        else
+                snprintf(b->up.last_error, sizeof(b->up.last_error), "%s", res->error);
+}
+
+static void retry_later(struct batcher *b, struct batch *x, const struct cfg *c)
+{
+        x->state = BATCH_READY;
+        x->not_before = batcher__now(b) +
+                        backoff_ms(c->backoff_initial, c->backoff_max, x->attempts, rng_unit());
+}
+
+/* Retry-After pauses every request to the upstream. */
+static void pause_all(struct batcher *b, struct batch *x, double secs)
+{
+        uint64_t until = batcher__now(b) + backoff_retry_after_ms(secs, b->cfg->retry_after_max);
+
+        if (until > b->paused_until)
+                b->paused_until = until;
+        x->state = BATCH_READY;
+        x->not_before = until;
+}
+
+static void split(struct batcher *b, struct batch *x)
+{
+        struct batch *parts[2];
+
+        if (batch_split(x, parts) < 0) {
+                retry_later(b, x, b->cfg); /* keep the original, try later */
+                return;
+        }
+        b->stats->splits++;
+        batcher__free(b, x);
+        for (int h = 0; h < 2; h++) {
+                batcher__link(b, parts[h]);
+                batch_ready(parts[h], &b->queue);
+        }
+}
+
+static void delivered(struct batcher *b, struct batch *x, const struct fwd_result *res)
+{
+        json_int_t accepted = -1, dups = 0;
+        json_t *j = res->body_len ? json_loadb(res->body, res->body_len, 0, NULL) : NULL;
+
+        if (j && json_unpack(j, "{s?I s?I}", "accepted", &accepted, "duplicates", &dups) == 0 &&
+            accepted >= 0 && accepted + dups < (json_int_t)x->n)
+                log_limited(LOG_WARNING, "partial",
+                            "upstream accepted %lld and found %lld duplicates of the %u events "
+                            "of batch %s; treating it as delivered",
+                            (long long)accepted, (long long)dups, x->n, x->id);
+        json_decref(j);
+        b->stats->sent += x->n;
+        b->stats->duplicates += (uint64_t)(dups > 0 ? dups : 0);
+        b->stats->batches_sent++;
+        batcher__free(b, x);
+}
+
+/* One line per change of state (or rate-limited), saying what to do. */
+static void log_verdict(struct batcher *b, const struct batch *x, const struct fwd_result *res,
+                        const struct resp_verdict *v, enum upstream_state prev)
+{
+        long st = res->status;
+        bool changed = v->set_state && v->state != prev;
+
+        switch (v->action) {
+        case RESP_DROP_TOO_LARGE:
+                log_limited(LOG_ERR, "413",
+                            "upstream refused a single event as too large (HTTP 413); "
+                            "it is dropped");
+                return;
+        case RESP_DROP_REJECTED: {
+                char excerpt[200];
+
+                log_excerpt(res->body, res->body_len < 160 ? res->body_len : 160, excerpt,
+                            sizeof(excerpt));
+                log_limited(LOG_ERR, "rejected",
+                            "upstream rejected batch %s of %u events with HTTP %ld (%s); the "
+                            "events are dropped",
+                            x->id, x->n, st, excerpt);
+                return;
+        }
+        default: break;
+        }
+        if (!v->set_state)
+                return;
+        switch (v->state) {
+        case UPSTREAM_REDIRECTED:
+                log_limited(LOG_ERR, "redirect",
+                            "upstream answered HTTP %ld (a redirect): check api_url; events "
+                            "are kept and retried",
+                            st);
+                break;
+        case UPSTREAM_AUTH_ERROR:
+                if (!changed)
+                        break;
+                if (session_enabled(b->session))
+                        log_err("upstream refused a fresh session token with HTTP %ld (%s): "
+                                "events are kept and retried with backoff; check the pk_ key "
+                                "%s and the identity",
+                                st,
+                                st == 401 ? "rejected right after a mint"
+                                          : "the session lacks permission",
+                                b->key->redacted);
+                else
+                        log_err("upstream refused the API key %s with HTTP %ld (%s): events "
+                                "are kept and retried with backoff; fix the key (api_key_file "
+                                "or the api_key credential) and restart segopsd",
+                                b->key->redacted, st,
+                                st == 401 ? "unknown, revoked or expired key"
+                                          : "the key lacks permission to send events");
+                break;
+        case UPSTREAM_THROTTLED:
+                log_limited(LOG_WARNING, "throttled", "upstream is overloaded (HTTP %ld)%s", st,
+                            v->action == RESP_PAUSE ? ", honouring Retry-After" : ", backing off");
+                break;
+        case UPSTREAM_TLS_ERROR:
+                log_limited(LOG_ERR, "tls",
+                            "TLS failure talking to the upstream: %s; check api_url and "
+                            "ca_file (events are kept and retried)",
+                            res->error);
+                break;
+        case UPSTREAM_RETRYING:
+                log_limited(LOG_WARNING, "transient",
+                            "upstream request failed (%s), retrying with backoff",
+                            b->up.last_error);
+                break;
+        default: break;
+        }
+}
+
+void batcher__on_response(void *ud, const struct fwd_result *res)
+{
+        struct batch *x = ud;
+        struct batcher *b = x->owner;
+        enum upstream_state prev = b->up.state;
+        struct resp_in in = {
+                .status = res->status,
+                .tls_error = res->tls_error,
+                .retry_after = res->retry_after,
+                .events = x->n,
+                .session = session_enabled(b->session),
+                .reminted = x->reminted,
+                .key_replaced = x->key_gen != b->key->gen,
+                .dry_run = fwd_dry_run(b->fwd),
+        };
+        struct resp_verdict v;
+
+        if (res->aborted) {
+                /* The forwarder is closing: no answer, and no verdict. */
+                x->state = BATCH_READY;
+                return;
+        }
+        b->stats->requests++;
+        v = resp_judge(&in);
+        if (!in.dry_run) {
+                b->up.last_status = res->status;
+                if (v.action != RESP_DELIVERED && v.action != RESP_SPLIT)
+                        note_failure(b, res);
+        }
+        if (v.forget_token)
+                session_rejected(b->session, x->token_gen);
+        if (v.set_state)
+                b->up.state = v.state;
+        log_verdict(b, x, res, &v, prev);
+        switch (v.action) {
+        case RESP_DELIVERED: delivered(b, x, res); break;
+        case RESP_RESEND_NOW:
+                x->reminted = x->reminted || v.forget_token;
+                x->state = BATCH_READY;
+                x->not_before = 0;
+                break;
+        case RESP_BACKOFF: retry_later(b, x, b->cfg); break;
+        case RESP_PAUSE: pause_all(b, x, res->retry_after); break;
+        case RESP_SPLIT: split(b, x); break;
+        case RESP_DROP_REJECTED: batcher__drop(b, x, DROP_UPSTREAM_REJECTED); break;
+        case RESP_DROP_TOO_LARGE: batcher__drop(b, x, DROP_TOO_LARGE); break;
+        }
+        batcher__pump(b);
+}
