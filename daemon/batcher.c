@@ -399,7 +399,7 @@ uint64_t batcher_held(const struct batcher *b)
 
 size_t batcher_memory(const struct batcher *b)
 {
-        return q_held(&b->queue);
+        return q_used(&b->queue);
 }
 
 size_t batcher_memory_limit(const struct batcher *b)

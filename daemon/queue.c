@@ -118,17 +118,17 @@ int q_push(struct queue *q, const char *ev, size_t len, struct q_evicted *ret_ev
         ret_evicted->n = 0;
         if (len > UINT32_MAX)
                 return -ENOBUFS;
-        if (q->held + q->reserve + cost > q->limit) {
+        if (q->used + q->reserve + cost > q->limit) {
                 /* Refused outright when even an empty queue would not
                  * make room (batches hold the rest): drop_oldest must
                  * not throw the queue away for nothing. */
                 size_t queued = q->bytes + q->count * Q_EVENT_COST(0);
 
                 if (q->when_full == CFG_DROP_NEWEST ||
-                    q->held - queued + q->reserve + cost > q->limit)
+                    q->used - queued + q->reserve + cost > q->limit)
                         return -ENOBUFS;
         }
-        while (q->held + q->reserve + cost > q->limit) {
+        while (q->used + q->reserve + cost > q->limit) {
                 q_pop(q);
                 ret_evicted->n++;
         }
@@ -158,19 +158,19 @@ int q_push(struct queue *q, const char *ev, size_t len, struct q_evicted *ret_ev
         k->tail += rec;
         q->count++;
         q->bytes += len;
-        q->held += cost;
+        q->used += cost;
         return 0;
 }
 
 void q_charge(struct queue *q, size_t n)
 {
-        q->held += n;
+        q->used += n;
 }
 
 void q_release(struct queue *q, size_t n)
 {
-        assert(q->held >= n);
-        q->held -= n;
+        assert(q->used >= n);
+        q->used -= n;
 }
 
 uint64_t q_head_seq(const struct queue *q)

@@ -33,7 +33,7 @@ struct queue {
         struct q_block *spare;        /* one emptied block kept for reuse */
         size_t count;
         size_t bytes;   /* sum of len of queued events */
-        size_t held;    /* memory account: queued + charged */
+        size_t used;    /* the memory account, bytes: queued + charged */
         size_t limit;   /* max_memory */
         size_t reserve; /* kept free for what the batcher will charge */
         enum cfg_when_full when_full;
@@ -74,7 +74,7 @@ void q_pop(struct queue *q);
 
 /* Charge / release memory held outside the queue (batch bodies). The
  * batcher sets q->reserve so that new events leave room for what its
- * next batches will charge: held + reserve never passes limit by a push. */
+ * next batches will charge: used + reserve never passes limit by a push. */
 void q_charge(struct queue *q, size_t n);
 void q_release(struct queue *q, size_t n);
 
@@ -90,9 +90,9 @@ static inline size_t q_bytes(const struct queue *q)
         return q->bytes;
 }
 /* The memory account: queued events plus what batches charged. */
-static inline size_t q_held(const struct queue *q)
+static inline size_t q_used(const struct queue *q)
 {
-        return q->held;
+        return q->used;
 }
 static inline size_t q_limit(const struct queue *q)
 {
@@ -102,9 +102,9 @@ static inline size_t q_limit(const struct queue *q)
  * the reserve for batches not yet cut kept aside. */
 static inline size_t q_room(const struct queue *q)
 {
-        size_t used = q->held + q->reserve;
+        size_t taken = q->used + q->reserve;
 
-        return used < q->limit ? q->limit - used : 0;
+        return taken < q->limit ? q->limit - taken : 0;
 }
 /* The seq of the last event pushed (0 before the first). */
 static inline uint64_t q_last_seq(const struct queue *q)

@@ -45,7 +45,7 @@ START_TEST(test_fifo_and_seq)
                 ck_assert_int_eq(push(&q, ev, EVLEN), 0);
         ck_assert_uint_eq(q.count, 3);
         ck_assert_uint_eq(q.bytes, 3 * EVLEN);
-        ck_assert_uint_eq(q.held, 3 * Q_EVENT_COST(EVLEN));
+        ck_assert_uint_eq(q.used, 3 * Q_EVENT_COST(EVLEN));
         for (uint64_t s = 1; s <= 3; s++) {
                 ck_assert_uint_eq(q_head_seq(&q), s);
                 e = q_peek(&q);
@@ -54,7 +54,7 @@ START_TEST(test_fifo_and_seq)
                 q_pop(&q);
         }
         ck_assert_ptr_null(q_peek(&q));
-        ck_assert_uint_eq(q.held, 0);
+        ck_assert_uint_eq(q.used, 0);
         q_clear(&q);
 }
 END_TEST
@@ -106,13 +106,13 @@ START_TEST(test_blocks_keep_order_and_bytes)
                 }
                 ck_assert_uint_eq(q.count, pushed - (next_out - 1));
                 ck_assert_uint_eq(q.bytes, bytes);
-                ck_assert_uint_eq(q.held, bytes + q.count * Q_EVENT_COST(0));
+                ck_assert_uint_eq(q.used, bytes + q.count * Q_EVENT_COST(0));
                 ck_assert_uint_eq(q_head_seq(&q), q.count ? next_out : UINT64_MAX);
         }
         ck_assert_uint_eq(q_count_upto(&q, 0), 0);
         ck_assert_uint_eq(q_count_upto(&q, UINT64_MAX), q.count);
         ck_assert_uint_eq(q_clear(&q), pushed - (next_out - 1));
-        ck_assert_uint_eq(q.held, 0);
+        ck_assert_uint_eq(q.used, 0);
         ck_assert_uint_eq(q.bytes, 0);
         /* Usable again after a clear. */
         ck_assert_int_eq(push(&q, ev, EVLEN), 0);
@@ -132,7 +132,7 @@ START_TEST(test_drop_newest)
         ck_assert_uint_eq(q.count, 2);
         ck_assert_uint_eq(q_head_seq(&q), 1);
         ck_assert_uint_eq(q_clear(&q), 2);
-        ck_assert_uint_eq(q.held, 0);
+        ck_assert_uint_eq(q.used, 0);
 }
 END_TEST
 
@@ -173,10 +173,10 @@ START_TEST(test_drop_oldest_keeps_the_queue_when_dropping_cannot_help)
         /* One that dropping does make room for still goes in. */
         ck_assert_int_eq(push(&q, big, 2 * small - Q_EVENT_COST(0)), 2);
         ck_assert_uint_eq(q.count, 2);
-        ck_assert_uint_le(q.held, q.limit);
+        ck_assert_uint_le(q.used, q.limit);
         q_clear(&q);
         q_release(&q, 7 * small);
-        ck_assert_uint_eq(q.held, 0);
+        ck_assert_uint_eq(q.used, 0);
 }
 END_TEST
 
@@ -212,7 +212,7 @@ START_TEST(test_evictions_reported_when_memory_runs_out)
         ck_assert_uint_eq(q_head_seq(&q), 2);
         /* Every event is queued or counted as gone. */
         ck_assert_uint_eq(pushed, q.count + gone);
-        ck_assert_uint_eq(q.held, q.count * cost);
+        ck_assert_uint_eq(q.used, q.count * cost);
         q_clear(&q);
 }
 END_TEST
@@ -253,7 +253,7 @@ START_TEST(test_big_event_into_an_emptied_queue)
                 ck_assert_uint_eq(q_peek(&q)->len, EVLEN);
                 q_pop(&q);
                 ck_assert_ptr_null(q_peek(&q));
-                ck_assert_uint_eq(q.held, 0);
+                ck_assert_uint_eq(q.used, 0);
         }
         q_clear(&q);
 }
