@@ -24,6 +24,7 @@
 
 #include "control.h"
 #include "daemon.h"
+#include "framer.h"
 #include "ingest.h"
 #include "listen.h"
 #include "log.h"
@@ -85,21 +86,15 @@ static void handle_op(struct daemon *d, struct proto_msg *msg)
 
 static void handle_datagram(struct dgram *g, const char *p, size_t n)
 {
+        struct framer_line l;
         struct proto_msg msg;
         struct proto_error err;
+        size_t pos = 0;
 
-        while (n > 0) {
-                const char *nl = memchr(p, '\n', n);
-                size_t len = nl ? (size_t)(nl - p) : n;
-
-                if (!ingest_blank(p, len) &&
-                    ingest_line(&g->d->ingest, INGEST_DGRAM, p, len, &msg, &err) == INGEST_OP)
+        while (framer_datagram_next(p, n, &pos, &l))
+                if (!ingest_blank(l.data, l.len) && ingest_line(&g->d->ingest, INGEST_DGRAM, l.data,
+                                                                l.len, &msg, &err) == INGEST_OP)
                         handle_op(g->d, &msg);
-                if (!nl)
-                        break;
-                p = nl + 1;
-                n -= len + 1;
-        }
 }
 
 static void reject(struct dgram *g, enum proto_reason why, const char *detail)

@@ -107,3 +107,20 @@ size_t framer_pending(const struct framer *f)
 {
         return f->len - f->start;
 }
+
+int framer_datagram_next(const char *p, size_t n, size_t *pos, struct framer_line *line)
+{
+        const char *start = p + *pos, *nl;
+        size_t left;
+
+        if (*pos >= n)
+                return 0;
+        left = n - *pos;
+        nl = memchr(start, '\n', left);
+        line->data = start;
+        line->len = nl ? (size_t)(nl - start) : left;
+        line->oversize = false;
+        line->line_no = *pos == 0 ? 1 : line->line_no + 1;
+        *pos += line->len + 1;
+        return 1;
+}

@@ -47,4 +47,10 @@ int framer_finish(struct framer *f, struct framer_line *line);
 /* Bytes buffered but not yet returned as lines. */
 size_t framer_pending(const struct framer *f);
 
+/* The messages of one datagram, in place: newline-separated, a last one
+ * without a newline included, nothing after a final newline. *pos
+ * starts at 0. 1 with *line set (line_no counts from 1 within the
+ * datagram), or 0 at the end. */
+int framer_datagram_next(const char *p, size_t n, size_t *pos, struct framer_line *line);
+
 #endif

@@ -3,6 +3,7 @@
 #include <check.h>
 #include <stdlib.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "framer.h"
@@ -185,6 +186,94 @@ START_TEST(test_crlf_and_nul_pass_through)
 }
 END_TEST
 
+/* One stream, cut into two reads at every byte: the same lines come out,
+ * with the same numbers and oversize marks, wherever the cut falls. */
+START_TEST(test_every_cut_gives_the_same_lines)
+{
+        static const char in[] = "{\"a\":1}\r\n\n  \nxxxxxxxxxxxxxxxxxxxx\nok\r\nlast";
+        static const struct {
+                const char *data; /* NULL: oversize */
+                uint64_t line_no;
+        } want[] = { { "{\"a\":1}\r", 1 }, { "", 2 },     { "  ", 3 },
+                     { NULL, 4 },          { "ok\r", 5 }, { "last", 6 } };
+        size_t len = sizeof(in) - 1;
+
+        for (size_t cut = 0; cut <= len; cut++) {
+                struct framer f;
+                struct framer_line l;
+                size_t got = 0;
+
+                ck_assert_int_eq(framer_init(&f, 12), 0);
+                for (int part = 0; part < 2; part++) {
+                        size_t from = part ? cut : 0, to = part ? len : cut;
+                        char *p;
+                        size_t room;
+
+                        framer_space(&f, &p, &room);
+                        ck_assert_uint_ge(room, to - from);
+                        memcpy(p, in + from, to - from);
+                        framer_commit(&f, to - from);
+                        while (framer_next(&f, &l) || (part && framer_finish(&f, &l))) {
+                                ck_assert_uint_lt(got, sizeof(want) / sizeof(want[0]));
+                                ck_assert_uint_eq(l.line_no, want[got].line_no);
+                                ck_assert_msg(l.oversize == !want[got].data, "cut %zu line %zu",
+                                              cut, got);
+                                if (want[got].data) {
+                                        ck_assert_uint_eq(l.len, strlen(want[got].data));
+                                        ck_assert(memcmp(l.data, want[got].data, l.len) == 0);
+                                }
+                                got++;
+                        }
+                }
+                ck_assert_msg(got == sizeof(want) / sizeof(want[0]), "cut %zu: %zu lines", cut,
+                              got);
+                framer_free(&f);
+        }
+}
+END_TEST
+
+/* A datagram's messages: newline-separated, the last one with or
+ * without its newline, nothing invented after a final newline. */
+START_TEST(test_datagram_messages)
+{
+        /* lines: each line's bytes, separated by '|' (no case has one). */
+        static const struct {
+                const char *in;
+                size_t n;
+                const char *lines;
+                size_t count;
+        } cases[] = {
+                { "", 0, "", 0 },
+                { "a", 1, "a", 1 },
+                { "a\n", 2, "a", 1 },
+                { "\n", 1, "", 1 },
+                { "a\n\nb", 4, "a||b", 3 },
+                { "a\r\nb\r\n", 6, "a\r|b\r", 2 },
+                { "a\tb\nc", 5, "a\tb|c", 2 },
+                { "\n\n", 2, "|", 2 },
+        };
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                const char *w = cases[i].lines;
+                struct framer_line l;
+                size_t pos = 0, k = 0;
+
+                while (framer_datagram_next(cases[i].in, cases[i].n, &pos, &l)) {
+                        size_t wlen = strcspn(w, "|");
+
+                        ck_assert_msg(k < cases[i].count, "case %zu: extra line %zu", i, k);
+                        ck_assert_uint_eq(l.line_no, k + 1);
+                        ck_assert_msg(l.len == wlen && memcmp(l.data, w, wlen) == 0,
+                                      "case %zu line %zu", i, k);
+                        ck_assert(!l.oversize);
+                        w += wlen + (w[wlen] == '|');
+                        k++;
+                }
+                ck_assert_msg(k == cases[i].count, "case %zu: %zu lines", i, k);
+        }
+}
+END_TEST
+
 static Suite *framer_suite(void)
 {
         Suite *s = suite_create("framer");
@@ -196,6 +285,8 @@ static Suite *framer_suite(void)
         tcase_add_test(tc, test_exact_limit_and_unterminated_oversize);
         tcase_add_test(tc, test_crlf_and_nul_pass_through);
         tcase_add_test(tc, test_crlf_does_not_count_against_the_limit);
+        tcase_add_test(tc, test_every_cut_gives_the_same_lines);
+        tcase_add_test(tc, test_datagram_messages);
         suite_add_tcase(s, tc);
         return s;
 }
