@@ -95,6 +95,18 @@ static const struct bad_case bad_cases[] = {
         BAD(EV(",\"payload\":{\"n\":99999999999999999999999,\"r\":1e400}"), PROTO_E_BAD_NUMBER),
         BAD(AT("99999999999999999999"), PROTO_E_BAD_TIMESTAMP),
         BAD(AT("1e999"), PROTO_E_BAD_NUMBER),
+        /* An integer beyond int64 is read again as a double: the other
+         * faults of such a message keep their own reasons. */
+        BAD(EV(",\"payload\":{\"n\":99999999999999999999999},\"user_id\":\"u2\""),
+            PROTO_E_DUPLICATE_KEY),
+        BAD(EV(",\"payload\":{\"n\":99999999999999999999999,\"n\":1}"), PROTO_E_DUPLICATE_KEY),
+        BAD(EV(",\"payload\":{\"n\":1,\"n\":-99999999999999999999999}"), PROTO_E_DUPLICATE_KEY),
+        BAD(EV(",\"payload\":{\"n\":99999999999999999999999,\"s\":\"\\u0000\"}"), PROTO_E_NUL),
+        BAD(EV(",\"payload\":{\"n\":[18446744073709551616],\"k\\u0000\":1}"), PROTO_E_NUL),
+        BAD(EV(",\"payload\":{\"n\":99999999999999999999999,\"s\":\"\xc3\"}"), PROTO_E_BAD_UTF8),
+        BAD(EV(",\"payload\":{\"n\":99999999999999999999999,}"), PROTO_E_BAD_JSON),
+        BAD(EV(",\"payload\":{\"n\":99999999999999999999999,\"s\":\"\\ud800\"}"), PROTO_E_BAD_JSON),
+        BAD("[99999999999999999999999]", PROTO_E_NOT_OBJECT),
         /* duplicate keys */
         BAD(EV(",\"user_id\":\"u2\""), PROTO_E_DUPLICATE_KEY),
         BAD(EV(",\"payload\":{\"a\":1,\"a\":2}"), PROTO_E_DUPLICATE_KEY),
