@@ -45,10 +45,6 @@ struct shim_line {
 void shim_line_init(struct shim_line *l, char *buf, size_t cap);
 void shim_line_free(struct shim_line *l);
 
-/* True when s[0..n) is valid UTF-8 (no overlong forms, surrogates or
- * code points above U+10FFFF). */
-bool shim_utf8_valid(const char *s, size_t n);
-
 /* Each builds one complete line ending in '\n'. 0, -EINVAL (bad
  * argument, see shim.h), -EMSGSIZE or -ENOMEM. On failure l is left
  * for shim_line_free() only. */

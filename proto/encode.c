@@ -1,7 +1,8 @@
 /* encode.c - the libc-only half of the segops wire format.
  *
  * This file owns everything about the wire format that needs no JSON
- * parser: the growable output buffer, JSON string escaping, the one
+ * parser: the growable output buffer, JSON string escaping, UTF-8
+ * validation, the one
  * timestamp form the upstream accepts (YYYY-MM-DDTHH:MM:SS.mmmZ) and a
  * strict RFC 3339 reader, version-4 UUIDs from caller-supplied random
  * bytes, event id validation, the batch envelope of SPEC section 4 and
@@ -170,6 +171,36 @@ int proto_json_escape(struct proto_buf *b, const char *s, size_t n)
 fail:
         b->len = entry;
         return r;
+}
+
+/* ---- UTF-8 ---- */
+
+bool proto_utf8_valid(const char *str, size_t n)
+{
+        const unsigned char *p = (const unsigned char *)str, *end = p + n;
+
+        while (p < end) {
+                uint64_t w;
+                size_t k;
+
+                /* Eight ASCII bytes at a time, as most text is. */
+                if (end - p >= 8) {
+                        memcpy(&w, p, 8);
+                        if (!(w & UINT64_C(0x8080808080808080))) {
+                                p += 8;
+                                continue;
+                        }
+                }
+                if (*p < 0x80) {
+                        p++;
+                        continue;
+                }
+                k = proto_utf8_seq(p, end);
+                if (!k)
+                        return false;
+                p += k;
+        }
+        return true;
 }
 
 /* ---- time ---- */
