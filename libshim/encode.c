@@ -3,13 +3,13 @@
  * It turns the arguments of a public call into the exact line the
  * daemon parses (PROTOCOL.md), into a caller-supplied fixed buffer so the
  * common case allocates nothing; only a line that outgrows the buffer
- * moves to the heap, up to SHIM_MAX_LINE. Strings are escaped here
- * (quote, backslash, control characters as \n \t ... or \u00XX) after
- * checking they are valid UTF-8 (proto_utf8_valid, the daemon's own
- * rule): an invalid argument is the caller's error to hear about
- * (-EINVAL) rather than an event the daemon would silently reject.
- * Payloads are JSON object text checked only cheaply; their raw CR/LF
- * become spaces so they cannot split the line.
+ * moves to the heap, up to SHIM_MAX_LINE. Strings are escaped (quote,
+ * backslash, control characters as \n \t ... or \u00XX) after checking
+ * they are valid UTF-8, both by the daemon's own code (proto_utf8_valid,
+ * proto_json_escape_to): an invalid argument is the caller's error to
+ * hear about (-EINVAL) rather than an event the daemon would silently
+ * reject. Payloads are JSON object text checked only cheaply; their raw
+ * CR/LF become spaces so they cannot split the line.
  */
 #include "shim-internal.h"
 
@@ -84,33 +84,15 @@ static void line_add(struct shim_line *l, const char *s, size_t n)
 
 #define LINE_LIT(l, s) line_add((l), (s), sizeof(s) - 1)
 
-/* Append s as a JSON string literal. The caller validated UTF-8. */
+/* Append s as a JSON string literal (escaped by proto, the daemon's own
+ * rules). The caller validated UTF-8. */
 static void add_string(struct shim_line *l, const char *s, size_t n)
 {
-        size_t i = 0, start;
-
-        /* Worst case 6 bytes per byte; reserving it up front keeps the
-         * loop free of checks for the short strings of the common case. */
-        if (!line_room(l, n <= SHIM_MAX_LINE / 6 ? n * 6 + 2 : SHIM_MAX_LINE + 1))
+        /* Room for the worst case up front keeps the escaping itself
+         * free of checks. */
+        if (!line_room(l, n <= SHIM_MAX_LINE / 6 ? PROTO_JSON_ESCAPED_MAX(n) : SHIM_MAX_LINE + 1))
                 return;
-        l->p[l->len++] = '"';
-        while (i < n) {
-                unsigned char c;
-
-                start = i;
-                while (i < n) {
-                        c = (unsigned char)s[i];
-                        if (c < 0x20 || c == '"' || c == '\\')
-                                break;
-                        i++;
-                }
-                memcpy(l->p + l->len, s + start, i - start);
-                l->len += i - start;
-                if (i == n)
-                        break;
-                l->len += proto_json_escape_byte((unsigned char)s[i++], l->p + l->len);
-        }
-        l->p[l->len++] = '"';
+        l->len += proto_json_escape_to(l->p + l->len, s, n);
 }
 
 /* A string argument of 1..max bytes of valid UTF-8: its length, or

@@ -60,9 +60,13 @@ void proto_buf_shrink(struct proto_buf *b); /* cap = len, when realloc allows */
  * quotes included. Escapes '"', '\\' and control characters; DEL and
  * non-ASCII bytes are copied as they are. 0 or -ENOMEM. */
 int proto_json_escape(struct proto_buf *b, const char *s, size_t n);
-/* The escape sequence for one byte: writes it to out and returns its
- * length (2 or 6), or 0 when c needs no escaping inside a JSON string. */
-size_t proto_json_escape_byte(unsigned char c, char out[6]);
+/* The room proto_json_escape_to() may need for n bytes: each one as
+ * \u00XX, and the quotes. */
+#define PROTO_JSON_ESCAPED_MAX(n) (6 * (size_t)(n) + 2)
+/* The same literal as proto_json_escape(), written to out, which has
+ * room for PROTO_JSON_ESCAPED_MAX(n) bytes; returns its length. For a
+ * caller that sizes its own buffer (libshim encodes on the stack). */
+size_t proto_json_escape_to(char *out, const char *s, size_t n);
 
 /* ---- UTF-8 ---- */
 /* The length (2-4) of the valid UTF-8 sequence that starts at p (p <

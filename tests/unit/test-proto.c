@@ -739,6 +739,42 @@ START_TEST(test_escape_all_bytes)
 }
 END_TEST
 
+/* proto_json_escape_to() writes what proto_json_escape() appends, within
+ * PROTO_JSON_ESCAPED_MAX, at every length around proto_json_escape()'s
+ * pieces and with escapes anywhere. */
+START_TEST(test_escape_to)
+{
+        static const char pool[] = { 'a', 'z', '"', '\\', '\n', '\x01', '\x1f', '\x7f', '\0', '/' };
+        static char in[3000], out[PROTO_JSON_ESCAPED_MAX(3000) + 1];
+        static const size_t lens[] = { 0, 1, 5, 511, 512, 513, 1023, 1024, 1025, 3000 };
+        struct proto_buf b = { 0 };
+        unsigned seed = 1;
+
+        for (size_t li = 0; li < sizeof(lens) / sizeof(lens[0]); li++) {
+                for (int mix = 0; mix < 4; mix++) {
+                        size_t n = lens[li], w;
+
+                        for (size_t i = 0; i < n; i++)
+                                in[i] = mix == 0   ? 'x'
+                                        : mix == 1 ? '\x01' /* the worst case */
+                                                   : pool[rand_r(&seed) % sizeof(pool)];
+                        memset(out, '#', sizeof(out));
+                        w = proto_json_escape_to(out, in, n);
+                        ck_assert_uint_le(w, PROTO_JSON_ESCAPED_MAX(n));
+                        ck_assert_int_eq(out[w], '#');
+                        if (mix == 1)
+                                ck_assert_uint_eq(w, PROTO_JSON_ESCAPED_MAX(n));
+                        proto_buf_reset(&b);
+                        ck_assert_int_eq(proto_buf_append_str(&b, PREFIX), 0);
+                        ck_assert_int_eq(proto_json_escape(&b, in, n), 0);
+                        ck_assert_uint_eq(b.len, strlen(PREFIX) + w);
+                        ck_assert(memcmp(b.data + strlen(PREFIX), out, w) == 0);
+                }
+        }
+        proto_buf_free(&b);
+}
+END_TEST
+
 /* ---- UTF-8 ---- */
 
 /* The reference: decode the code point, then judge it (RFC 3629), a
@@ -1027,6 +1063,7 @@ static Suite *proto_suite(void)
         tc = tcase_create("escape");
         tcase_add_test(tc, test_escape);
         tcase_add_test(tc, test_escape_all_bytes);
+        tcase_add_test(tc, test_escape_to);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("utf8");
