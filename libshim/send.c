@@ -35,11 +35,13 @@
 #include <time.h>
 #include <unistd.h>
 
-int64_t shim_now_ms(void)
+/* libshim's one clock. The daemon has its own (daemon/clock.c); libshim
+ * keeps this copy rather than link it, so that it needs libc only. */
+int64_t shim_clock_ms(clockid_t id)
 {
         struct timespec ts;
 
-        clock_gettime(CLOCK_MONOTONIC, &ts);
+        clock_gettime(id, &ts);
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -190,15 +192,14 @@ static void consume_locked(struct segops_shim *s, size_t n)
                 s->head = s->tail = 0;
 }
 
+/* The absolute time ms_from_now ahead on shim_now_ms()'s clock, for the
+ * timed waits (the condition variables wait on CLOCK_MONOTONIC). */
 static void deadline_ts(struct timespec *ts, int64_t ms_from_now)
 {
-        clock_gettime(CLOCK_MONOTONIC, ts);
-        ts->tv_sec += ms_from_now / 1000;
-        ts->tv_nsec += (long)(ms_from_now % 1000) * 1000000L;
-        if (ts->tv_nsec >= 1000000000L) {
-                ts->tv_sec++;
-                ts->tv_nsec -= 1000000000L;
-        }
+        int64_t at = shim_now_ms() + ms_from_now;
+
+        ts->tv_sec = (time_t)(at / 1000);
+        ts->tv_nsec = (long)(at % 1000) * 1000000L;
 }
 
 /* One zero-length datagram carrying fd (SCM_RIGHTS): how a line too
