@@ -3,12 +3,13 @@
  * It turns the arguments of a public call into the exact line the
  * daemon parses (PROTOCOL.md), into a caller-supplied fixed buffer so the
  * common case allocates nothing; only a line that outgrows the buffer
- * moves to the heap, up to SHIM_MAX_LINE. Strings are escaped here
- * (quote, backslash, control characters as \n \t ... or \u00XX) after
- * checking they are valid UTF-8: an invalid argument is the caller's
- * error to hear about (-EINVAL) rather than an event the daemon would
- * silently reject. Payloads are JSON object text checked only cheaply;
- * their raw CR/LF become spaces so they cannot split the line.
+ * moves to the heap, up to SHIM_MAX_LINE. Strings are escaped (quote,
+ * backslash, control characters as \n \t ... or \u00XX) after checking
+ * they are valid UTF-8, both by the daemon's own code (proto_utf8_valid,
+ * proto_json_escape_to): an invalid argument is the caller's error to
+ * hear about (-EINVAL) rather than an event the daemon would silently
+ * reject. Payloads are JSON object text checked only cheaply; their raw
+ * CR/LF become spaces so they cannot split the line.
  */
 #include "shim-internal.h"
 
@@ -83,74 +84,15 @@ static void line_add(struct shim_line *l, const char *s, size_t n)
 
 #define LINE_LIT(l, s) line_add((l), (s), sizeof(s) - 1)
 
-bool shim_utf8_valid(const char *str, size_t n)
-{
-        const unsigned char *s = (const unsigned char *)str;
-        size_t i = 0;
-
-        while (i < n) {
-                unsigned char c = s[i];
-                uint32_t cp;
-                size_t k, len;
-
-                if (c < 0x80) {
-                        i++;
-                        continue;
-                }
-                if (c >= 0xc2 && c <= 0xdf) {
-                        len = 2;
-                        cp = c & 0x1f;
-                } else if (c >= 0xe0 && c <= 0xef) {
-                        len = 3;
-                        cp = c & 0x0f;
-                } else if (c >= 0xf0 && c <= 0xf4) {
-                        len = 4;
-                        cp = c & 0x07;
-                } else {
-                        return false; /* continuation, 0xc0/0xc1, > 0xf4 */
-                }
-                if (n - i < len)
-                        return false;
-                for (k = 1; k < len; k++) {
-                        if ((s[i + k] & 0xc0) != 0x80)
-                                return false;
-                        cp = (cp << 6) | (s[i + k] & 0x3f);
-                }
-                if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
-                    (cp >= 0xd800 && cp <= 0xdfff))
-                        return false;
-                i += len;
-        }
-        return true;
-}
-
-/* Append s as a JSON string literal. The caller validated UTF-8. */
+/* Append s as a JSON string literal (escaped by proto, the daemon's own
+ * rules). The caller validated UTF-8. */
 static void add_string(struct shim_line *l, const char *s, size_t n)
 {
-        size_t i = 0, start;
-
-        /* Worst case 6 bytes per byte; reserving it up front keeps the
-         * loop free of checks for the short strings of the common case. */
-        if (!line_room(l, n <= SHIM_MAX_LINE / 6 ? n * 6 + 2 : SHIM_MAX_LINE + 1))
+        /* Room for the worst case up front keeps the escaping itself
+         * free of checks. */
+        if (!line_room(l, n <= SHIM_MAX_LINE / 6 ? PROTO_JSON_ESCAPED_MAX(n) : SHIM_MAX_LINE + 1))
                 return;
-        l->p[l->len++] = '"';
-        while (i < n) {
-                unsigned char c;
-
-                start = i;
-                while (i < n) {
-                        c = (unsigned char)s[i];
-                        if (c < 0x20 || c == '"' || c == '\\')
-                                break;
-                        i++;
-                }
-                memcpy(l->p + l->len, s + start, i - start);
-                l->len += i - start;
-                if (i == n)
-                        break;
-                l->len += proto_json_escape_byte((unsigned char)s[i++], l->p + l->len);
-        }
-        l->p[l->len++] = '"';
+        l->len += proto_json_escape_to(l->p + l->len, s, n);
 }
 
 /* A string argument of 1..max bytes of valid UTF-8: its length, or
@@ -162,7 +104,7 @@ static size_t check_string(const char *s, size_t max)
         if (!s)
                 return (size_t)-1;
         n = strnlen(s, max + 1);
-        if (n == 0 || n > max || !shim_utf8_valid(s, n))
+        if (n == 0 || n > max || !proto_utf8_valid(s, n))
                 return (size_t)-1;
         return n;
 }
@@ -195,7 +137,7 @@ static int add_object(struct shim_line *l, const char *json)
         if (e - b < 2 || *b != '{' || e[-1] != '}')
                 return -EINVAL;
         n = (size_t)(e - b);
-        if (!shim_utf8_valid(b, n))
+        if (!proto_utf8_valid(b, n))
                 return -EINVAL;
         if (!line_room(l, n))
                 return 0; /* l->err says why */

@@ -35,11 +35,13 @@
 #include <time.h>
 #include <unistd.h>
 
-int64_t shim_now_ms(void)
+/* libshim's one clock. The daemon has its own (daemon/clock.c); libshim
+ * keeps this copy rather than link it, so that it needs libc only. */
+int64_t shim_clock_ms(clockid_t id)
 {
         struct timespec ts;
 
-        clock_gettime(CLOCK_MONOTONIC, &ts);
+        clock_gettime(id, &ts);
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -190,15 +192,14 @@ static void consume_locked(struct segops_shim *s, size_t n)
                 s->head = s->tail = 0;
 }
 
+/* The absolute time ms_from_now ahead on shim_now_ms()'s clock, for the
+ * timed waits (the condition variables wait on CLOCK_MONOTONIC). */
 static void deadline_ts(struct timespec *ts, int64_t ms_from_now)
 {
-        clock_gettime(CLOCK_MONOTONIC, ts);
-        ts->tv_sec += ms_from_now / 1000;
-        ts->tv_nsec += (long)(ms_from_now % 1000) * 1000000L;
-        if (ts->tv_nsec >= 1000000000L) {
-                ts->tv_sec++;
-                ts->tv_nsec -= 1000000000L;
-        }
+        int64_t at = shim_now_ms() + ms_from_now;
+
+        ts->tv_sec = (time_t)(at / 1000);
+        ts->tv_nsec = (long)(at % 1000) * 1000000L;
 }
 
 /* One zero-length datagram carrying fd (SCM_RIGHTS): how a line too
@@ -529,8 +530,9 @@ void shim_stop_thread_locked(struct segops_shim *s)
 
 /* ---- the control socket: op flush and client_dropped ---- */
 
-/* Read until `lines` reply lines are in buf (NUL-terminated) or it is
- * full: 0, or -ETIMEDOUT/-ENOTCONN/-EIO. */
+/* Read until `lines` reply lines are in buf (NUL-terminated), it is
+ * full, or the daemon closed after saying something: 0, or
+ * -ETIMEDOUT/-ENOTCONN/-EIO. */
 static int read_replies(int fd, char *buf, size_t cap, unsigned lines, int64_t deadline_ms)
 {
         size_t len = 0;
@@ -547,12 +549,13 @@ static int read_replies(int fd, char *buf, size_t cap, unsigned lines, int64_t d
                 if (poll(&p, 1, left > 60000 ? 60000 : (int)left) < 0 && errno != EINTR)
                         return -EIO;
                 k = recv(fd, buf + len, cap - 1 - len, MSG_DONTWAIT);
-                if (k < 0) {
-                        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-                                continue;
-                        return -ENOTCONN;
-                }
-                if (k == 0) /* closed early: what came says enough */
+                if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+                        continue;
+                /* Closed early: what came says enough. A daemon that
+                 * closed with our request unread (it turned us away)
+                 * makes recv fail with ECONNRESET, but only once what it
+                 * wrote has been read. */
+                if (k <= 0)
                         return len ? 0 : -ENOTCONN;
                 for (size_t i = len; i < len + (size_t)k; i++)
                         seen += buf[i] == '\n';
@@ -640,12 +643,13 @@ static size_t control_request(char *req, uint64_t claim, bool flush, int64_t dea
         return n;
 }
 
-/* One connection: send req, read `lines` replies into reply. 0 or
+/* One connection: send req, read `lines` replies into reply. 0 (reply
+ * filled; it may be the daemon's too_many_connections refusal) or
  * -ENOTCONN/-EACCES/-ETIMEDOUT/-EIO. */
 static int control_exchange(const struct segops_shim *s, const char *req, size_t n, unsigned lines,
                             char *reply, size_t cap, int64_t reply_deadline)
 {
-        int fd = control_connect(s), r;
+        int fd = control_connect(s), r, e = 0;
         ssize_t k;
 
         if (fd < 0)
@@ -654,13 +658,23 @@ static int control_exchange(const struct segops_shim *s, const char *req, size_t
          * write means something is badly wrong, so no waiting for room. */
         do
                 k = send(fd, req, n, MSG_DONTWAIT | MSG_NOSIGNAL);
-        while (k < 0 && errno == EINTR);
-        if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-                r = -ENOTCONN;
-        else if (k < 0 || (size_t)k != n)
-                r = -ETIMEDOUT;
-        else
+        while (k < 0 && (e = errno) == EINTR);
+        if (k >= 0 && (size_t)k == n) {
                 r = read_replies(fd, reply, cap, lines, reply_deadline);
+        } else if (k < 0 && (e == EPIPE || e == ECONNRESET)) {
+                /* Accepted and closed before the request went: a daemon
+                 * turning us away does that, after writing why. Its line
+                 * is already here (it was written before the close that
+                 * failed our send); busy is worth another try, anything
+                 * else means the request never arrived. */
+                r = read_replies(fd, reply, cap, 1, reply_deadline);
+                if (r == 0 && !reply_busy(reply))
+                        r = -ENOTCONN;
+        } else if (k < 0 && e != EAGAIN && e != EWOULDBLOCK) {
+                r = -ENOTCONN;
+        } else {
+                r = -ETIMEDOUT;
+        }
         close(fd);
         return r;
 }

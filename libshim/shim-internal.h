@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 
 #include "segops/shim.h"
 
@@ -44,10 +45,6 @@ struct shim_line {
 
 void shim_line_init(struct shim_line *l, char *buf, size_t cap);
 void shim_line_free(struct shim_line *l);
-
-/* True when s[0..n) is valid UTF-8 (no overlong forms, surrogates or
- * code points above U+10FFFF). */
-bool shim_utf8_valid(const char *s, size_t n);
 
 /* Each builds one complete line ending in '\n'. 0, -EINVAL (bad
  * argument, see shim.h), -EMSGSIZE or -ENOMEM. On failure l is left
@@ -105,7 +102,13 @@ struct segops_shim {
 };
 
 /* ---- send.c ---- */
-int64_t shim_now_ms(void); /* CLOCK_MONOTONIC */
+/* Milliseconds on clock id: CLOCK_REALTIME for occurred_at,
+ * CLOCK_MONOTONIC (shim_now_ms) for every deadline and wait. */
+int64_t shim_clock_ms(clockid_t id);
+static inline int64_t shim_now_ms(void)
+{
+        return shim_clock_ms(CLOCK_MONOTONIC);
+}
 /* With s->lock held: connect if not connected and the rate limit allows.
  * 0 or -ENOTCONN/-EACCES. */
 int shim_connect_locked(struct segops_shim *s);

@@ -201,14 +201,6 @@ EXPORT int segops_shim_open(segops_shim **ret, const char *socket_path)
         return r;
 }
 
-static int64_t now_realtime_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Hand one encoded line over to the ring, whatever its size: the
  * sender thread packs small lines into datagrams and sends one too large
  * for a datagram as a sealed memfd, in order. Counts the drop on
@@ -271,7 +263,7 @@ EXPORT int segops_track(segops_shim *s, const char *user_id, const char *event_t
 {
         if (!s)
                 return -EINVAL;
-        return track_impl(s, user_id, event_type, now_realtime_ms(), payload_json);
+        return track_impl(s, user_id, event_type, shim_clock_ms(CLOCK_REALTIME), payload_json);
 }
 
 EXPORT int segops_identify(segops_shim *s, const char *user_id, const char *traits_json)
@@ -283,8 +275,10 @@ EXPORT int segops_identify(segops_shim *s, const char *user_id, const char *trai
         if (!s)
                 return -EINVAL;
         shim_line_init(&l, buf, sizeof(buf));
-        return finish_call(s, &l, shim_encode_identify(&l, user_id, now_realtime_ms(), traits_json),
-                           saved);
+        return finish_call(
+                s, &l,
+                shim_encode_identify(&l, user_id, shim_clock_ms(CLOCK_REALTIME), traits_json),
+                saved);
 }
 
 EXPORT int segops_set_user(segops_shim *s, const char *user_id, const char *user_id_sig)

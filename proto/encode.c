@@ -1,7 +1,8 @@
 /* encode.c - the libc-only half of the segops wire format.
  *
  * This file owns everything about the wire format that needs no JSON
- * parser: the growable output buffer, JSON string escaping, the one
+ * parser: the growable output buffer, JSON string escaping, UTF-8
+ * validation, the one
  * timestamp form the upstream accepts (YYYY-MM-DDTHH:MM:SS.mmmZ) and a
  * strict RFC 3339 reader, version-4 UUIDs from caller-supplied random
  * bytes, event id validation, the batch envelope of SPEC section 4 and
@@ -105,7 +106,9 @@ void proto_buf_free(struct proto_buf *b)
 
 static const char hexdigits[] = "0123456789abcdef";
 
-size_t proto_json_escape_byte(unsigned char c, char out[6])
+/* The escape sequence for byte c (2 or 6 bytes) at out; 0 when c needs
+ * none inside a JSON string. */
+static size_t escape_byte(unsigned char c, char out[6])
 {
         out[0] = '\\';
         switch (c) {
@@ -128,48 +131,101 @@ size_t proto_json_escape_byte(unsigned char c, char out[6])
         }
 }
 
+/* The one escaping loop: the n bytes at s as the inside of a JSON string
+ * (no quotes) at out, which has room for 6 * n bytes. Runs that need no
+ * escaping, the common case, are copied whole. Returns the bytes
+ * written. */
+static size_t escape_body(char *out, const char *s, size_t n)
+{
+        size_t i = 0, o = 0;
+
+        while (i < n) {
+                size_t start = i;
+                unsigned char c;
+
+                while (i < n && (c = (unsigned char)s[i]) >= 0x20 && c != '"' && c != '\\')
+                        i++;
+                memcpy(out + o, s + start, i - start);
+                o += i - start;
+                if (i == n)
+                        break;
+                o += escape_byte((unsigned char)s[i++], out + o);
+        }
+        return o;
+}
+
+size_t proto_json_escape_to(char *out, const char *s, size_t n)
+{
+        size_t o = 0;
+
+        out[o++] = '"';
+        o += escape_body(out + o, s, n);
+        out[o++] = '"';
+        return o;
+}
+
+/* proto_json_escape() escapes a long string piece by piece, each into room
+ * reserved for its worst case: the buffer then grows by the string's
+ * length plus at most one piece's worst case, not by six times the
+ * string. */
+#define ESCAPE_PIECE 512
+
 int proto_json_escape(struct proto_buf *b, const char *s, size_t n)
 {
-        size_t entry, i = 0, start;
+        size_t entry, i = 0;
         int r;
 
         if (!b || (!s && n))
                 return -EINVAL;
         entry = b->len;
-        /* The common case (nothing to escape) costs one reservation. */
+        /* The common case (nothing to escape) grows the buffer once. */
         r = proto_buf_reserve(b, n + 2);
         if (r < 0)
                 return r;
         b->data[b->len++] = '"';
         while (i < n) {
-                unsigned char c;
-                char esc[6];
-                size_t elen;
+                size_t k = n - i < ESCAPE_PIECE ? n - i : ESCAPE_PIECE;
 
-                start = i;
-                while (i < n) {
-                        c = (unsigned char)s[i];
-                        if (c < 0x20 || c == '"' || c == '\\')
-                                break;
-                        i++;
+                r = proto_buf_reserve(b, 6 * k + 1); /* and the closing quote */
+                if (r < 0) {
+                        b->len = entry;
+                        return r;
                 }
-                r = proto_buf_append(b, s + start, i - start);
-                if (r < 0)
-                        goto fail;
-                if (i == n)
-                        break;
-                elen = proto_json_escape_byte((unsigned char)s[i++], esc);
-                r = proto_buf_append(b, esc, elen);
-                if (r < 0)
-                        goto fail;
+                b->len += escape_body(b->data + b->len, s + i, k);
+                i += k;
         }
-        r = proto_buf_append(b, "\"", 1);
-        if (r < 0)
-                goto fail;
+        b->data[b->len++] = '"';
         return 0;
-fail:
-        b->len = entry;
-        return r;
+}
+
+/* ---- UTF-8 ---- */
+
+bool proto_utf8_valid(const char *str, size_t n)
+{
+        const unsigned char *p = (const unsigned char *)str, *end = p + n;
+
+        while (p < end) {
+                uint64_t w;
+                size_t k;
+
+                /* Eight ASCII bytes at a time, as most text is. */
+                if (end - p >= 8) {
+                        memcpy(&w, p, 8);
+                        if (!(w & UINT64_C(0x8080808080808080))) {
+                                p += 8;
+                                continue;
+                        }
+                }
+                if (*p < 0x80) {
+                        p++;
+                        continue;
+                }
+                k = proto_utf8_seq(p, end);
+                if (!k)
+                        return false;
+                p += k;
+        }
+        return true;
 }
 
 /* ---- time ---- */

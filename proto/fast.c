@@ -85,40 +85,6 @@ static inline void skip_ws(struct scan *s)
         }
 }
 
-/* Length of the valid UTF-8 sequence (2-4 bytes) at p, or 0: overlong
- * forms, surrogates, code points above U+10FFFF and truncations are all
- * 0 (RFC 3629 table 3-7, the same set jansson rejects). */
-static size_t utf8_seq(const unsigned char *p, const unsigned char *end)
-{
-        unsigned char c = p[0], lo = 0x80, hi = 0xbf;
-        size_t n;
-
-        if (c >= 0xc2 && c <= 0xdf)
-                n = 2;
-        else if (c >= 0xe0 && c <= 0xef)
-                n = 3;
-        else if (c >= 0xf0 && c <= 0xf4)
-                n = 4;
-        else
-                return 0;
-        if ((size_t)(end - p) < n)
-                return 0;
-        if (c == 0xe0)
-                lo = 0xa0; /* overlong below U+0800 */
-        else if (c == 0xed)
-                hi = 0x9f; /* surrogates U+D800..DFFF */
-        else if (c == 0xf0)
-                lo = 0x90; /* overlong below U+10000 */
-        else if (c == 0xf4)
-                hi = 0x8f; /* above U+10FFFF */
-        if (p[1] < lo || p[1] > hi)
-                return 0;
-        for (size_t i = 2; i < n; i++)
-                if ((p[i] & 0xc0) != 0x80)
-                        return 0;
-        return n;
-}
-
 /* A mask with the high bit set in each byte of w that the string
  * scanner must look at (below 0x20, '"', '\\', 0x80 and above), and
  * possibly in bytes after such a byte: the usual "has zero byte" tricks
@@ -179,7 +145,7 @@ static bool scan_string(struct scan *s, struct span *ret)
                 if (c < 0x80) {
                         p++;
                 } else {
-                        size_t n = utf8_seq(p, end);
+                        size_t n = proto_utf8_seq(p, end);
 
                         if (!n)
                                 return false;

@@ -769,10 +769,11 @@ int proto_parse_slow(const char *line, size_t len, size_t max_bytes, int64_t now
                 size_t wlen;
                 char *w = widen_big_ints(line, len, &wlen);
 
+                /* The second reading's error is the message's own
+                 * (a duplicate key, a \u0000 ... after the big integer):
+                 * it replaces the first's "too big integer". */
                 if (w) {
-                        json_error_t je2;
-
-                        root = json_loadb(w, wlen, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je2);
+                        root = json_loadb(w, wlen, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
                         free(w);
                 }
         }

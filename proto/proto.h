@@ -5,8 +5,8 @@
  * event id needs, so the functions are deterministic and testable.
  *
  * Two halves:
- *   - proto_buf, escaping, time and uuid formatting, batch encoding
- *     (proto/encode.c): libc only, usable by libshim too;
+ *   - proto_buf, escaping, UTF-8 validation, time and uuid formatting,
+ *     batch encoding (proto/encode.c): libc only, usable by libshim too;
  *   - proto_parse() (proto/parse.c): validation with jansson.
  *
  * All functions returning int return 0 (or a count) on success and a
@@ -60,9 +60,53 @@ void proto_buf_shrink(struct proto_buf *b); /* cap = len, when realloc allows */
  * quotes included. Escapes '"', '\\' and control characters; DEL and
  * non-ASCII bytes are copied as they are. 0 or -ENOMEM. */
 int proto_json_escape(struct proto_buf *b, const char *s, size_t n);
-/* The escape sequence for one byte: writes it to out and returns its
- * length (2 or 6), or 0 when c needs no escaping inside a JSON string. */
-size_t proto_json_escape_byte(unsigned char c, char out[6]);
+/* The room proto_json_escape_to() may need for n bytes: each one as
+ * \u00XX, and the quotes. */
+#define PROTO_JSON_ESCAPED_MAX(n) (6 * (size_t)(n) + 2)
+/* The same literal as proto_json_escape(), written to out, which has
+ * room for PROTO_JSON_ESCAPED_MAX(n) bytes; returns its length. For a
+ * caller that sizes its own buffer (libshim encodes on the stack). */
+size_t proto_json_escape_to(char *out, const char *s, size_t n);
+
+/* ---- UTF-8 ---- */
+/* The length (2-4) of the valid UTF-8 sequence that starts at p (p <
+ * end, *p >= 0x80), or 0 when none does: overlong forms, surrogates,
+ * code points above U+10FFFF, stray continuation bytes and truncated
+ * sequences are all 0 (RFC 3629 section 4; the set jansson rejects).
+ * Inline because the daemon's fast path (fast.c) calls it for every
+ * non-ASCII character. */
+static inline size_t proto_utf8_seq(const unsigned char *p, const unsigned char *end)
+{
+        unsigned char c = p[0], lo = 0x80, hi = 0xbf;
+        size_t n;
+
+        if (c >= 0xc2 && c <= 0xdf)
+                n = 2;
+        else if (c >= 0xe0 && c <= 0xef)
+                n = 3;
+        else if (c >= 0xf0 && c <= 0xf4)
+                n = 4;
+        else
+                return 0;
+        if ((size_t)(end - p) < n)
+                return 0;
+        if (c == 0xe0)
+                lo = 0xa0; /* overlong below U+0800 */
+        else if (c == 0xed)
+                hi = 0x9f; /* surrogates U+D800..DFFF */
+        else if (c == 0xf0)
+                lo = 0x90; /* overlong below U+10000 */
+        else if (c == 0xf4)
+                hi = 0x8f; /* above U+10FFFF */
+        if (p[1] < lo || p[1] > hi)
+                return 0;
+        for (size_t i = 2; i < n; i++)
+                if ((p[i] & 0xc0) != 0x80)
+                        return 0;
+        return n;
+}
+/* True when the n bytes at s are valid UTF-8 (see proto_utf8_seq). */
+bool proto_utf8_valid(const char *s, size_t n);
 
 /* ---- time ---- */
 /* Format Unix milliseconds as YYYY-MM-DDTHH:MM:SS.mmmZ plus a NUL.

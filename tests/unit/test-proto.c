@@ -95,6 +95,18 @@ static const struct bad_case bad_cases[] = {
         BAD(EV(",\"payload\":{\"n\":99999999999999999999999,\"r\":1e400}"), PROTO_E_BAD_NUMBER),
         BAD(AT("99999999999999999999"), PROTO_E_BAD_TIMESTAMP),
         BAD(AT("1e999"), PROTO_E_BAD_NUMBER),
+        /* An integer beyond int64 is read again as a double: the other
+         * faults of such a message keep their own reasons. */
+        BAD(EV(",\"payload\":{\"n\":99999999999999999999999},\"user_id\":\"u2\""),
+            PROTO_E_DUPLICATE_KEY),
+        BAD(EV(",\"payload\":{\"n\":99999999999999999999999,\"n\":1}"), PROTO_E_DUPLICATE_KEY),
+        BAD(EV(",\"payload\":{\"n\":1,\"n\":-99999999999999999999999}"), PROTO_E_DUPLICATE_KEY),
+        BAD(EV(",\"payload\":{\"n\":99999999999999999999999,\"s\":\"\\u0000\"}"), PROTO_E_NUL),
+        BAD(EV(",\"payload\":{\"n\":[18446744073709551616],\"k\\u0000\":1}"), PROTO_E_NUL),
+        BAD(EV(",\"payload\":{\"n\":99999999999999999999999,\"s\":\"\xc3\"}"), PROTO_E_BAD_UTF8),
+        BAD(EV(",\"payload\":{\"n\":99999999999999999999999,}"), PROTO_E_BAD_JSON),
+        BAD(EV(",\"payload\":{\"n\":99999999999999999999999,\"s\":\"\\ud800\"}"), PROTO_E_BAD_JSON),
+        BAD("[99999999999999999999999]", PROTO_E_NOT_OBJECT),
         /* duplicate keys */
         BAD(EV(",\"user_id\":\"u2\""), PROTO_E_DUPLICATE_KEY),
         BAD(EV(",\"payload\":{\"a\":1,\"a\":2}"), PROTO_E_DUPLICATE_KEY),
@@ -727,6 +739,151 @@ START_TEST(test_escape_all_bytes)
 }
 END_TEST
 
+/* proto_json_escape_to() writes what proto_json_escape() appends, within
+ * PROTO_JSON_ESCAPED_MAX, at every length around proto_json_escape()'s
+ * pieces and with escapes anywhere. */
+START_TEST(test_escape_to)
+{
+        static const char pool[] = { 'a', 'z', '"', '\\', '\n', '\x01', '\x1f', '\x7f', '\0', '/' };
+        static char in[3000], out[PROTO_JSON_ESCAPED_MAX(3000) + 1];
+        static const size_t lens[] = { 0, 1, 5, 511, 512, 513, 1023, 1024, 1025, 3000 };
+        struct proto_buf b = { 0 };
+        unsigned seed = 1;
+
+        for (size_t li = 0; li < sizeof(lens) / sizeof(lens[0]); li++) {
+                for (int mix = 0; mix < 4; mix++) {
+                        size_t n = lens[li], w;
+
+                        for (size_t i = 0; i < n; i++)
+                                in[i] = mix == 0   ? 'x'
+                                        : mix == 1 ? '\x01' /* the worst case */
+                                                   : pool[rand_r(&seed) % sizeof(pool)];
+                        memset(out, '#', sizeof(out));
+                        w = proto_json_escape_to(out, in, n);
+                        ck_assert_uint_le(w, PROTO_JSON_ESCAPED_MAX(n));
+                        ck_assert_int_eq(out[w], '#');
+                        if (mix == 1)
+                                ck_assert_uint_eq(w, PROTO_JSON_ESCAPED_MAX(n));
+                        proto_buf_reset(&b);
+                        ck_assert_int_eq(proto_buf_append_str(&b, PREFIX), 0);
+                        ck_assert_int_eq(proto_json_escape(&b, in, n), 0);
+                        ck_assert_uint_eq(b.len, strlen(PREFIX) + w);
+                        ck_assert(memcmp(b.data + strlen(PREFIX), out, w) == 0);
+                }
+        }
+        proto_buf_free(&b);
+}
+END_TEST
+
+/* ---- UTF-8 ---- */
+
+/* The reference: decode the code point, then judge it (RFC 3629), a
+ * different formulation from proto_utf8_seq's table of byte ranges. */
+static bool ref_utf8_valid(const unsigned char *s, size_t n)
+{
+        size_t i = 0;
+
+        while (i < n) {
+                unsigned char c = s[i];
+                uint32_t cp;
+                size_t len;
+
+                if (c < 0x80) {
+                        i++;
+                        continue;
+                }
+                if (c >= 0xc0 && c <= 0xdf) {
+                        len = 2;
+                        cp = c & 0x1f;
+                } else if (c >= 0xe0 && c <= 0xef) {
+                        len = 3;
+                        cp = c & 0x0f;
+                } else if (c >= 0xf0 && c <= 0xf7) {
+                        len = 4;
+                        cp = c & 0x07;
+                } else {
+                        return false;
+                }
+                if (n - i < len)
+                        return false;
+                for (size_t k = 1; k < len; k++) {
+                        if ((s[i + k] & 0xc0) != 0x80)
+                                return false;
+                        cp = (cp << 6) | (s[i + k] & 0x3f);
+                }
+                if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
+                    (len == 4 && cp < 0x10000) || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+                        return false;
+                i += len;
+        }
+        return true;
+}
+
+/* proto_utf8_valid on s, alone and behind 7 and 8 ASCII bytes (so it
+ * meets the word-at-a-time ASCII skip), agrees with the reference.
+ * Plain ifs: ck_assert marks its point on success too, which costs a
+ * write(2) per call in this loop of millions. */
+static void check_utf8(const unsigned char *s, size_t n, bool prefixed)
+{
+        unsigned char buf[16];
+        bool want = ref_utf8_valid(s, n);
+
+        if (proto_utf8_valid((const char *)s, n) != want)
+                ck_abort_msg("%zu bytes %02x %02x %02x %02x: want %d", n, s[0], n > 1 ? s[1] : 0,
+                             n > 2 ? s[2] : 0, n > 3 ? s[3] : 0, want);
+        if (!prefixed)
+                return;
+        for (size_t pre = 7; pre <= 8; pre++) {
+                memset(buf, 'a', pre);
+                memcpy(buf + pre, s, n);
+                if (proto_utf8_valid((const char *)buf, pre + n) != want)
+                        ck_abort_msg("%zu bytes %02x %02x after %zu ASCII: want %d", n, s[0],
+                                     n > 1 ? s[1] : 0, pre, want);
+        }
+}
+
+START_TEST(test_utf8_valid)
+{
+        static const unsigned char edges[] = { 0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f,
+                                               0xa0, 0xbf, 0xc0, 0xc2, 0xf4, 0xff };
+        static const char mixed[] = "caf\xc3\xa9 \xe4\xb8\xad \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf";
+        unsigned char s[4];
+
+        /* Every string of one and two bytes, every three-byte one that
+         * starts a sequence; four-byte ones over the byte ranges' edges. */
+        for (unsigned a = 0; a < 256; a++) {
+                s[0] = (unsigned char)a;
+                check_utf8(s, 1, true);
+                for (unsigned b = 0; b < 256; b++) {
+                        s[1] = (unsigned char)b;
+                        check_utf8(s, 2, true);
+                        if (a < 0xc0)
+                                continue;
+                        for (unsigned c = 0; c < 256; c++) {
+                                s[2] = (unsigned char)c;
+                                check_utf8(s, 3, false);
+                        }
+                }
+        }
+        for (unsigned a = 0xf0; a <= 0xf8; a++)
+                for (size_t i = 0; i < sizeof(edges); i++)
+                        for (size_t j = 0; j < sizeof(edges); j++)
+                                for (size_t k = 0; k < sizeof(edges); k++) {
+                                        s[0] = (unsigned char)a;
+                                        s[1] = edges[i];
+                                        s[2] = edges[j];
+                                        s[3] = edges[k];
+                                        check_utf8(s, 4, true);
+                                }
+        ck_assert(proto_utf8_valid("", 0));
+        ck_assert(proto_utf8_valid("plain ascii, longer than a word", 31));
+        ck_assert(proto_utf8_valid(mixed, sizeof(mixed) - 1));
+        ck_assert(!proto_utf8_valid("0123456789abcdef\xc3", 17)); /* truncated at the end */
+        ck_assert(!proto_utf8_valid("\xed\xa0\x80", 3));          /* surrogate */
+        ck_assert(!proto_utf8_valid("\xf8\x88\x80\x80\x80", 5));
+}
+END_TEST
+
 /* ---- ids ---- */
 
 START_TEST(test_uuid)
@@ -906,6 +1063,11 @@ static Suite *proto_suite(void)
         tc = tcase_create("escape");
         tcase_add_test(tc, test_escape);
         tcase_add_test(tc, test_escape_all_bytes);
+        tcase_add_test(tc, test_escape_to);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("utf8");
+        tcase_add_test(tc, test_utf8_valid);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("ids");
