@@ -27,6 +27,20 @@ void batcher__free(struct batcher *b, struct batch *x);
 /* The same, its events lost for reason why. */
 void batcher__drop(struct batcher *b, struct batch *x, enum stats_drop why);
 
+/* batcher-spool.c: the durable path. */
+void batcher__spool_start(struct batcher *b);
+int batcher__push_durable(struct batcher *b, const char *ev, size_t len);
+void batcher__refill(struct batcher *b);
+uint64_t batcher__backlog_between(const struct batcher *b, uint64_t first, uint64_t last);
+void batcher__acknowledge(struct batcher *b, uint64_t low_water);
+bool batcher__memonly(const struct batcher *b, uint64_t seq);
+void batcher__memonly_add(struct batcher *b, uint64_t lo, uint64_t hi);
+/* At the end: seq (held) is lost unless it is on disk; returns 1 if so. */
+uint64_t batcher__lose_held(struct batcher *b, uint64_t seq);
+/* At the end: the backlog the spool could not write is lost. */
+uint64_t batcher__lose_backlog(struct batcher *b);
+void batcher__spool_close(struct batcher *b);
+
 /* The forwarder's callback for an events request (ud: the batch). */
 void batcher__on_response(void *ud, const struct fwd_result *res);
 

@@ -22,6 +22,7 @@
 #include "forward.h"
 #include "log.h"
 #include "session.h"
+#include "spool.h"
 
 #define EVENTS_PATH "/api/events/batch/"
 #define START_RETRY_MS 1000 /* a request that could not even start */
@@ -38,7 +39,7 @@ void batcher__lose(struct batcher *b, uint64_t lo, uint64_t hi, enum stats_drop 
         flush_dropped(&b->flushes, lo, hi, why);
 }
 
-/* The oldest seq still held anywhere. */
+/* The oldest seq still held anywhere (UINT64_MAX: none). */
 static uint64_t low_water(const struct batcher *b)
 {
         uint64_t low = q_head_seq(&b->queue);
@@ -46,13 +47,16 @@ static uint64_t low_water(const struct batcher *b)
         for (const struct batch *x = b->batches; x; x = x->next)
                 if (x->n && x->evs[0].seq < low)
                         low = x->evs[0].seq;
+        if (b->backlog && b->backlog_from < low)
+                low = b->backlog_from;
         return low;
 }
 
 static uint64_t held_between(void *ctx, uint64_t first, uint64_t target)
 {
         const struct batcher *b = ctx;
-        uint64_t n = q_count_upto(&b->queue, target) - q_count_upto(&b->queue, first - 1);
+        uint64_t n = q_count_between(&b->queue, first, target) +
+                     batcher__backlog_between(b, first, target);
 
         for (const struct batch *x = b->batches; x; x = x->next)
                 for (uint32_t i = 0; i < x->n; i++)
@@ -106,12 +110,15 @@ void batcher__free(struct batcher *b, struct batch *x)
         batch_free(x, &b->queue);
 }
 
-/* Its events are lost for reason why (their seqs are contiguous: cut
- * and split take runs of the queue). */
+/* Its events are lost for reason why, counted run by run (a replay's
+ * gaps may sit between them). */
 void batcher__drop(struct batcher *b, struct batch *x, enum stats_drop why)
 {
-        if (x->n)
-                batcher__lose(b, x->evs[0].seq, x->evs[x->n - 1].seq, why);
+        for (uint32_t i = 0, j; i < x->n; i = j) {
+                for (j = i + 1; j < x->n && x->evs[j].seq == x->evs[j - 1].seq + 1; j++)
+                        ;
+                batcher__lose(b, x->evs[i].seq, x->evs[j - 1].seq, why);
+        }
         batcher__free(b, x);
 }
 
@@ -279,9 +286,11 @@ void batcher__pump(struct batcher *b)
 {
         uint64_t t = batcher__now(b);
         bool can_send = true;
+        uint64_t low;
 
         if (b->closed)
                 return;
+        batcher__refill(b);
         while (b->nbatches < b->cfg->max_in_flight && cut_due(b))
                 if (cut(b) < 0)
                         break;
@@ -289,7 +298,9 @@ void batcher__pump(struct batcher *b)
                 b->interval_due = false;
         if (t >= b->paused_until)
                 can_send = dispatch(b, t);
-        if (flush_settle(&b->flushes, low_water(b), t, held_between, b))
+        low = low_water(b);
+        batcher__acknowledge(b, low);
+        if (flush_settle(&b->flushes, low, t, held_between, b))
                 uv_timer_start(&b->answer, on_answer, 0, 0);
         arm_wake(b, t, can_send);
 }
@@ -305,7 +316,8 @@ static uint64_t interval_ms(const struct cfg *c)
 }
 
 void batcher_init(struct batcher *b, uv_loop_t *loop, const struct cfg *cfg, struct stats *stats,
-                  const struct apikey *key, struct fwd *fwd, struct session *session)
+                  const struct apikey *key, struct fwd *fwd, struct session *session,
+                  struct spool *spool)
 {
         uint64_t ms = interval_ms(cfg);
 
@@ -316,6 +328,10 @@ void batcher_init(struct batcher *b, uv_loop_t *loop, const struct cfg *cfg, str
         b->key = key;
         b->fwd = fwd;
         b->session = session;
+        b->spool = spool;
+        b->next_seq = 1;
+        if (spool)
+                batcher__spool_start(b);
         b->up.state = fwd_dry_run(fwd) ? UPSTREAM_DRY_RUN : UPSTREAM_IDLE;
         q_init(&b->queue, cfg->max_memory, cfg->when_full);
         set_reserve(b);
@@ -326,17 +342,40 @@ void batcher_init(struct batcher *b, uv_loop_t *loop, const struct cfg *cfg, str
         uv_timer_start(&b->interval, on_interval, ms, ms);
 }
 
+struct evictions {
+        struct batcher *b;
+        size_t n;
+};
+
+static void evicted(void *ud, uint64_t seq)
+{
+        struct evictions *ev = ud;
+
+        batcher__lose(ev->b, seq, seq, DROP_MEMORY_FULL);
+        ev->n++;
+}
+
 int batcher_push(struct batcher *b, const char *ev, size_t len, size_t *ret_evicted)
 {
-        struct q_evicted out;
-        int r = q_push(&b->queue, ev, len, &out);
+        struct evictions out = { b, 0 };
+        uint64_t seq = b->next_seq;
+        int r;
 
-        if (out.n)
-                batcher__lose(b, out.first, out.first + out.n - 1, DROP_MEMORY_FULL);
-        if (r < 0)
-                b->stats->dropped[DROP_MEMORY_FULL]++; /* never queued: no seq, no flush */
+        *ret_evicted = 0;
+        if (b->spool && (spool_state(b->spool) == SPOOL_ON || b->backlog))
+                return batcher__push_durable(b, ev, len);
+        /* Memory-only: no spool, or one that failed (and has nothing
+         * waiting on disk that this event would have to follow). */
+        r = q_push(&b->queue, seq, ev, len, evicted, &out);
         *ret_evicted = out.n;
-        return r;
+        if (r < 0) {
+                b->stats->dropped[DROP_MEMORY_FULL]++; /* never queued: no seq, no flush */
+                return r;
+        }
+        b->next_seq++;
+        if (b->spool)
+                batcher__memonly_add(b, seq, seq);
+        return 0;
 }
 
 void batcher_reconfigure(struct batcher *b)
@@ -368,7 +407,7 @@ void batcher_kick(struct batcher *b)
 struct flush_waiter *batcher_flush(struct batcher *b, uint64_t timeout_ms, flush_done_fn cb,
                                    void *ud)
 {
-        uint64_t target = q_last_seq(&b->queue), first = low_water(b);
+        uint64_t target = b->next_seq - 1, first = low_water(b);
         struct flush_waiter *w;
 
         if (first > target)
@@ -390,11 +429,16 @@ void batcher_flush_cancel(struct batcher *b, struct flush_waiter *w)
 
 uint64_t batcher_held(const struct batcher *b)
 {
-        uint64_t n = q_count(&b->queue);
+        uint64_t n = q_count(&b->queue) + batcher__backlog_between(b, 0, UINT64_MAX);
 
         for (const struct batch *x = b->batches; x; x = x->next)
                 n += x->n;
         return n;
+}
+
+uint64_t batcher_disk_only(const struct batcher *b)
+{
+        return batcher__backlog_between(b, 0, UINT64_MAX);
 }
 
 size_t batcher_memory(const struct batcher *b)
@@ -430,29 +474,35 @@ void batcher_drain(struct batcher *b)
 
 bool batcher_idle(const struct batcher *b)
 {
-        return !b->batches && !q_count(&b->queue);
+        return !b->batches && !q_count(&b->queue) && !b->backlog;
 }
 
+/* The end: what is held is lost, but for what waits on disk for the
+ * next start. Returns the events lost. */
 uint64_t batcher_close(struct batcher *b)
 {
-        uint64_t lost = batcher_held(b);
+        uint64_t lost = 0;
 
         b->closed = true;
         while (b->batches) {
                 struct batch *x = b->batches;
 
-                if (x->n)
-                        batcher__lose(b, x->evs[0].seq, x->evs[x->n - 1].seq, DROP_SHUTDOWN);
+                for (uint32_t i = 0; i < x->n; i++)
+                        lost += batcher__lose_held(b, x->evs[i].seq);
                 unlink_batch(b, x);
                 if (x->state == BATCH_COMPRESSING)
                         batch_orphan(x, &b->queue);
                 else
                         batch_free(x, &b->queue);
         }
-        if (q_count(&b->queue))
-                batcher__lose(b, q_head_seq(&b->queue), q_last_seq(&b->queue), DROP_SHUTDOWN);
+        while (q_count(&b->queue)) {
+                lost += batcher__lose_held(b, q_head_seq(&b->queue));
+                q_pop(&b->queue);
+        }
+        lost += batcher__lose_backlog(b);
         q_clear(&b->queue);
         flush_close(&b->flushes, -ESHUTDOWN, held_between, b);
+        batcher__spool_close(b);
         uv_close((uv_handle_t *)&b->interval, NULL);
         uv_close((uv_handle_t *)&b->wake, NULL);
         uv_close((uv_handle_t *)&b->answer, NULL);

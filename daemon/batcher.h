@@ -25,6 +25,13 @@
 struct batch;
 struct fwd;
 struct session;
+struct spool;
+
+/* Seqs of events that are in memory only (the spool failed): a stop
+ * loses them, while the others wait on disk for the next start. */
+struct seq_span {
+        uint64_t lo, hi;
+};
 
 /* The upstream's health as the batcher last saw it. */
 struct upstream_health {
@@ -40,6 +47,17 @@ struct batcher {
         const struct apikey *key;
         struct fwd *fwd;
         struct session *session;
+        struct spool *spool; /* NULL: memory-only mode */
+        uint64_t next_seq;   /* the next accepted event's */
+        /* With a spool, events beyond memory wait on disk only:
+         * backlog_from .. next_seq - 1 (some seqs may be missing). */
+        bool backlog;
+        uint64_t backlog_from;
+        uint64_t acked;           /* told to the spool: every seq up to it is done */
+        size_t unwritten_charged; /* the spool's unwritten records, in the account */
+        uint64_t uncommitted;     /* events appended since the last commit */
+        struct seq_span *memonly; /* ascending, merged */
+        size_t nmemonly, memonly_cap;
         struct queue queue;
         struct flushes flushes;
         struct batch *batches; /* every live batch, in the order cut */
@@ -55,16 +73,25 @@ struct batcher {
         struct upstream_health up;
 };
 
-/* session gives the bearer of each request (the key itself for sk_). */
+/* session gives the bearer of each request (the key itself for sk_).
+ * spool (NULL: memory-only) is where accepted events are written first;
+ * what it holds undone from an earlier run is sent, oldest first. */
 void batcher_init(struct batcher *b, uv_loop_t *loop, const struct cfg *cfg, struct stats *stats,
-                  const struct apikey *key, struct fwd *fwd, struct session *session);
+                  const struct apikey *key, struct fwd *fwd, struct session *session,
+                  struct spool *spool);
 
-/* Take an accepted event. 0: queued. -ENOBUFS (max_memory reached,
- * when_full = drop_newest, or no room even after dropping the oldest)
- * or -ENOMEM: not queued. Either way *ret_evicted old events were
- * dropped to make room (drop_oldest). Every loss is counted here
- * (dropped.memory_full); the caller only logs. */
+/* Take an accepted event. 0: held (spooled, queued or both). -ENOBUFS
+ * (max_memory reached, or max_spool with the spool on; when_full =
+ * drop_newest, or no room even after dropping the oldest) or -ENOMEM:
+ * not held. Either way *ret_evicted old events were dropped to make room
+ * (drop_oldest). Every loss is counted here (dropped.memory_full,
+ * dropped.spool_full); the caller only logs. */
 int batcher_push(struct batcher *b, const char *ev, size_t len, size_t *ret_evicted);
+
+/* The end of a read burst: write what was pushed to the spool (one
+ * write). Before an op's reply, so "events, then ping" means they are
+ * on disk. A no-op in memory-only mode. */
+void batcher_commit(struct batcher *b);
 
 /* Events were pushed: cut and send what is due. Cheap when nothing is
  * due, so the sockets call it after every read. */
@@ -86,8 +113,10 @@ void batcher_flush_cancel(struct batcher *b, struct flush_waiter *w);
  * look at what is queued (batch_size or max_batch_bytes may be lower). */
 void batcher_reconfigure(struct batcher *b);
 
-/* Events held: queued plus in batches. */
+/* Events held: on disk only, queued, and in batches. */
 uint64_t batcher_held(const struct batcher *b);
+/* Events waiting on disk only (a backlog beyond max_memory). */
+uint64_t batcher_disk_only(const struct batcher *b);
 /* Bytes in the memory account, and its bound (max_memory). */
 size_t batcher_memory(const struct batcher *b);
 size_t batcher_memory_limit(const struct batcher *b);

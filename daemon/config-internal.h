@@ -33,6 +33,7 @@ enum cfg_type {
         T_MODE,   /* octal file mode */
         T_COMPRESSION,
         T_WHEN_FULL,
+        T_SPOOL_SYNC,
         T_LOG_LEVEL,
 };
 

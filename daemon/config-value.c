@@ -331,12 +331,15 @@ int cfg_set_value(struct cfg *c, const struct cfg_key *k, const char *value, cha
         static const int comp_v[] = { CFG_COMPRESSION_GZIP, CFG_COMPRESSION_NONE };
         static const char *const full_w[] = { "drop_newest", "drop_oldest" };
         static const int full_v[] = { CFG_DROP_NEWEST, CFG_DROP_OLDEST };
+        static const char *const sync_w[] = { "never", "interval", "always" };
+        static const int sync_v[] = { CFG_SYNC_NEVER, CFG_SYNC_INTERVAL, CFG_SYNC_ALWAYS };
         static const char *const lvl_w[] = { "err", "warn", "info", "debug" };
         static const int lvl_v[] = { CFG_LOG_ERR, CFG_LOG_WARN, CFG_LOG_INFO, CFG_LOG_DEBUG };
 
         _Static_assert(sizeof(enum cfg_compression) == sizeof(int) &&
                                sizeof(enum cfg_when_full) == sizeof(int) &&
-                               sizeof(enum cfg_log_level) == sizeof(int),
+                               sizeof(enum cfg_log_level) == sizeof(int) &&
+                               sizeof(enum cfg_spool_sync) == sizeof(int),
                        "set_word stores enums as int");
 
         switch (k->type) {
@@ -353,6 +356,9 @@ int cfg_set_value(struct cfg *c, const struct cfg_key *k, const char *value, cha
         case T_WHEN_FULL:
                 return set_word(c, k, value, msg, msglen, full_w, full_v, 2,
                                 "drop_newest or drop_oldest");
+        case T_SPOOL_SYNC:
+                return set_word(c, k, value, msg, msglen, sync_w, sync_v, 3,
+                                "never, interval or always");
         case T_LOG_LEVEL:
                 return set_word(c, k, value, msg, msglen, lvl_w, lvl_v, 4,
                                 "err, warn, info or debug");

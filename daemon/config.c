@@ -66,6 +66,8 @@ const struct cfg_key cfg_keys[] = {
         KSTR("buffer", spool_dir, T_STR),
         KUNS("buffer", "max_spool", max_spool, T_SIZE, MIB, SIZE_MAX),
         KUNS("buffer", "when_full", when_full, T_WHEN_FULL, 0, 0),
+        KUNS("buffer", "spool_sync", spool_sync, T_SPOOL_SYNC, 0, 0),
+        KDBL("buffer", "spool_sync_interval", spool_sync_interval, 0, true, 3600),
 
         KSTR("listen", events_socket, T_SOCKET),
         KSTR("listen", control_socket, T_SOCKET),
@@ -125,6 +127,8 @@ void cfg_defaults(struct cfg *c)
 
         c->max_memory = 64 * MIB;
         c->max_spool = GIB;
+        c->spool_sync = CFG_SYNC_INTERVAL;
+        c->spool_sync_interval = 1;
         c->when_full = CFG_DROP_NEWEST;
 
         c->events_socket = cfg_dflt_events_socket;

@@ -16,6 +16,7 @@
 
 enum cfg_compression { CFG_COMPRESSION_NONE, CFG_COMPRESSION_GZIP };
 enum cfg_when_full { CFG_DROP_NEWEST, CFG_DROP_OLDEST };
+enum cfg_spool_sync { CFG_SYNC_NEVER, CFG_SYNC_INTERVAL, CFG_SYNC_ALWAYS };
 enum cfg_log_level { CFG_LOG_ERR, CFG_LOG_WARN, CFG_LOG_INFO, CFG_LOG_DEBUG };
 
 #define CFG_MAX_KEYS 64 /* more than config.c's table has */
@@ -46,9 +47,11 @@ struct cfg {
         size_t max_batch_bytes; /* 1 KiB..1 MiB, default 1 MiB */
 
         /* [buffer] */
-        size_t max_memory; /* bytes, default 64M */
-        char *spool_dir;   /* NULL = memory only */
-        size_t max_spool;  /* bytes, default 1G */
+        size_t max_memory;              /* bytes, default 64M */
+        char *spool_dir;                /* NULL = memory only */
+        size_t max_spool;               /* bytes, default 1G */
+        enum cfg_spool_sync spool_sync; /* when written records reach the disk itself */
+        double spool_sync_interval;     /* seconds, for spool_sync = interval, default 1 */
         enum cfg_when_full when_full;
 
         /* [listen] */

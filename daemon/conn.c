@@ -230,6 +230,9 @@ static void run_op(struct conn *c, const struct proto_msg *msg)
         struct daemon *d = c->srv->d;
         struct proto_buf b = { 0 };
 
+        /* The events before this op are on disk before it is answered
+         * (SPEC section 2: "events, then ping"). */
+        batcher_commit(&d->batcher);
         if (msg->op == PROTO_OP_FLUSH) {
                 /* Datagrams sent before this flush count too. */
                 dgram_drain(d);
@@ -304,8 +307,10 @@ static void conn_process(struct conn *c)
                         any = true;
                 }
         }
-        if (any)
+        if (any) {
+                batcher_commit(&c->srv->d->batcher); /* one spool write per read */
                 batcher_kick(&c->srv->d->batcher);
+        }
         if (c->closing || waiting(c)) {
                 if (c->reading && !c->closing) {
                         uv_read_stop((uv_stream_t *)&c->pipe);

@@ -12,6 +12,7 @@
 #include "clock.h"
 #include "daemon.h"
 #include "log.h"
+#include "spool.h"
 
 bool control_quiet_op(struct daemon *d, const struct proto_msg *msg, pid_t pid)
 {
@@ -55,6 +56,23 @@ static int dump_line(json_t *j, struct proto_buf *out)
         return r;
 }
 
+/* The spool's own numbers, and what the batcher holds of it. */
+static json_t *spool_json(struct daemon *d)
+{
+        json_t *j;
+
+        if (!d->spool)
+                return json_pack("{s:s}", "state", "off");
+        j = spool_stats(d->spool);
+        if (j) {
+                json_object_set_new(j, "pending_events",
+                                    json_integer((json_int_t)batcher_held(&d->batcher)));
+                json_object_set_new(j, "disk_only_events",
+                                    json_integer((json_int_t)batcher_disk_only(&d->batcher)));
+        }
+        return j;
+}
+
 static json_t *stats_json(struct daemon *d)
 {
         const struct stats *s = &d->stats;
@@ -78,7 +96,7 @@ static json_t *stats_json(struct daemon *d)
         return json_pack(
                 "{s:b s:s s:I s:I s:I s:I s:o s:o s:I s:o s:I s:I s:I s:I s:I s:I s:I s:I s:I s:I s:I s:I"
                 " s:{s:s s:I s:s}"
-                " s:o"
+                " s:o s:o"
                 " s:{s:I s:I s:I s:I s:I s:I s:I s:I s:I s:I}"
                 " s:I s:I}",
                 "ok", 1, "version", SEGOPS_VERSION,
@@ -100,11 +118,12 @@ static json_t *stats_json(struct daemon *d)
                 "retries", (json_int_t)s->retries,
                 "splits", (json_int_t)s->splits,
                 "gzip_skipped", (json_int_t)s->gzip_skipped,
-                "spooled", (json_int_t)0,
+                "spooled", (json_int_t)s->spooled,
                 "upstream", "state", upstream_state_name(up->state),
                 "last_status", (json_int_t)up->last_status,
                 "last_error", up->last_error,
                 "session", session_stats(&d->session),
+                "spool", spool_json(d),
                 "ingest", "datagrams", (json_int_t)s->dgram_received,
                 "datagrams_oversize", (json_int_t)s->dgram_truncated,
                 "memfds", (json_int_t)s->dgram_memfd,

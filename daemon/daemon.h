@@ -40,6 +40,7 @@ struct daemon {
         struct clients clients; /* per-process client_dropped */
         struct fwd fwd;
         struct session session; /* pk_ token; disabled for sk_ */
+        struct spool *spool;    /* NULL: memory-only (no spool_dir) */
         struct batcher batcher; /* the queue and the batches */
         struct ingest ingest;
         struct dgram *dgram;

@@ -226,6 +226,8 @@ static unsigned read_burst(struct dgram *g, unsigned max)
                 ingest_clock(&g->d->ingest);
                 for (int i = 0; i < n; i++)
                         handle_one(g, &g->msgs[i], g->iov[i].iov_base);
+                /* One spool write per recvmmsg, not per event. */
+                batcher_commit(&g->d->batcher);
                 /* Go round again even after a short read: senders blocked
                  * on the short kernel queue refill it while we parse,
                  * and another recvmmsg is far cheaper than a trip

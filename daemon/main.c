@@ -29,6 +29,7 @@
 #include "log.h"
 #include "reload.h"
 #include "rng.h"
+#include "spool.h"
 
 #define STOP_POLL_MS 20
 
@@ -103,16 +104,26 @@ static void block_stop_signals(void)
         pthread_sigmask(SIG_BLOCK, &set, NULL);
 }
 
-/* The last line of a run: what became of the accepted events. */
-static void report_stop(const struct daemon *d, uint64_t lost)
+/* The last line of a run: what became of the accepted events. Lost
+ * events are logged at priority crit, so that they can be found once the
+ * process is gone (journalctl -u segopsd -p crit). */
+static void report_stop(const struct daemon *d, uint64_t lost, uint64_t kept)
 {
         char reasons[256];
         uint64_t dropped = stats_drops_text(d->stats.dropped, reasons, sizeof(reasons));
 
         if (lost)
-                log_err("stopped: %llu events could not be delivered before stop_timeout and are "
-                        "lost (no spool_dir: memory-only mode); all dropped since start: %s",
-                        (unsigned long long)lost, reasons);
+                log_msg(LOG_CRIT,
+                        "stopped: %llu events could not be delivered before stop_timeout and are "
+                        "lost (%s); all dropped since start: %s",
+                        (unsigned long long)lost,
+                        d->spool ? "the spool could not take them" : "no spool_dir: memory-only",
+                        reasons);
+        else if (kept)
+                log_info("stopped: %llu events wait in the spool and are sent after the next "
+                         "start%s%s",
+                         (unsigned long long)kept, dropped ? "; dropped since start: " : "",
+                         dropped ? reasons : "");
         else if (dropped)
                 log_warn("stopped: every event still held was delivered, but %llu accepted "
                          "events were dropped since start (%s)",
@@ -124,13 +135,17 @@ static void report_stop(const struct daemon *d, uint64_t lost)
 static void finish_stop(struct runtime *rt)
 {
         struct daemon *d = &rt->d;
-        uint64_t lost;
+        uint64_t lost, held;
 
         /* Requests in flight are aborted first: their callbacks get no
          * answer (and judge nothing), and no request uses a batch's body
          * once the batcher frees it. */
         fwd_close(&d->fwd);
+        batcher_commit(&d->batcher);
+        held = batcher_held(&d->batcher);
         lost = batcher_close(&d->batcher);
+        spool_close(d->spool); /* what is left is on disk, and the checkpoint */
+        d->spool = NULL;
         session_close(&d->session);
         /* Connections still open get a moment to write their last
          * replies (a flush's answer), then are closed regardless; the
@@ -139,7 +154,7 @@ static void finish_stop(struct runtime *rt)
         uv_timer_start(&rt->grace, on_grace, (uint64_t)(d->cfg.stop_grace * 1000.0), 0);
         release_signals(rt);
         if (rt->exit_code == 0)
-                report_stop(d, lost);
+                report_stop(d, lost, held - lost);
         uv_close((uv_handle_t *)&rt->stop_timer, NULL);
         uv_close((uv_handle_t *)&rt->watchdog, NULL);
 }
@@ -208,11 +223,6 @@ static int load_config(struct daemon *d, const char *path, bool quiet)
                         "segopsd: warning: %s: the API key is written in the config file; "
                         "prefer api_key_file or a systemd credential\n",
                         path);
-        if (d->cfg.spool_dir)
-                fprintf(stderr,
-                        "segopsd: warning: %s: spool_dir is not supported yet; running "
-                        "memory-only\n",
-                        path);
         return 0;
 }
 
@@ -259,7 +269,8 @@ static void wire(struct daemon *d)
         bool pk = d->key.secret && strncmp(d->key.secret, "pk_", 3) == 0;
 
         session_init(&d->session, d->loop, &d->cfg, &d->key, pk && !fwd_dry_run(&d->fwd), &io);
-        batcher_init(&d->batcher, d->loop, &d->cfg, &d->stats, &d->key, &d->fwd, &d->session);
+        batcher_init(&d->batcher, d->loop, &d->cfg, &d->stats, &d->key, &d->fwd, &d->session,
+                     d->spool);
         ingest_init(&d->ingest, &d->cfg, &d->stats, &d->batcher);
 }
 
@@ -270,6 +281,15 @@ static int run(struct runtime *rt)
 
         d->loop = uv_default_loop();
         d->start_ms = clock_wall_ms();
+        if (d->cfg.spool_dir) {
+                char err[512];
+
+                r = spool_open(&d->spool, d->loop, &d->cfg, err, sizeof(err));
+                if (r < 0) {
+                        log_err("%s", r == -ENOMEM ? "out of memory" : err);
+                        return r;
+                }
+        }
         r = fwd_init(&d->fwd, d->loop, &d->cfg);
         if (r < 0) {
                 log_err("cannot initialise HTTP: %s", strerror(-r));

@@ -4,9 +4,11 @@
  * Records go one after another into 64 KiB blocks; the oldest block is
  * freed, or kept as the one spare, when its last record is popped. So
  * queuing an event is a copy, not an allocation, and the account is the
- * single place max_memory is enforced. Sequence numbers of the queued
- * events are contiguous: they are handed out on push only, and events
- * leave from the head only.
+ * single place max_memory is enforced. Events are pushed with their
+ * sequence numbers ascending (the batcher hands them out; with a spool,
+ * replay and damage may leave gaps) and leave from the head only; each
+ * block knows its count and its seqs, so counting a range of seqs reads
+ * only the two blocks at its ends.
  */
 #include "queue.h"
 
@@ -18,9 +20,11 @@
 
 struct q_block {
         struct q_block *next;
-        size_t cap;  /* bytes in mem */
-        size_t head; /* offset of the oldest record */
-        size_t tail; /* offset of the next record */
+        size_t cap;        /* bytes in mem */
+        size_t head;       /* offset of the oldest record */
+        size_t tail;       /* offset of the next record */
+        size_t count;      /* records in it */
+        uint64_t last_seq; /* of its newest record */
         _Alignas(struct q_event) char mem[];
 };
 
@@ -38,7 +42,6 @@ void q_init(struct queue *q, size_t limit, enum cfg_when_full when_full)
         memset(q, 0, sizeof(*q));
         q->limit = limit;
         q->when_full = when_full;
-        q->next_seq = 1;
 }
 
 static struct q_block *block_new(struct queue *q, size_t rec)
@@ -57,6 +60,7 @@ static struct q_block *block_new(struct queue *q, size_t rec)
         }
         k->next = NULL;
         k->head = k->tail = 0;
+        k->count = 0;
         return k;
 }
 
@@ -97,6 +101,7 @@ void q_pop(struct queue *q)
         q->bytes -= e->len;
         q_release(q, Q_EVENT_COST(e->len));
         k->head += rec_size(e->len);
+        k->count--;
         if (k->head < k->tail)
                 return;
         /* The block is empty: the newest stays for the next push. */
@@ -108,30 +113,40 @@ void q_pop(struct queue *q)
         block_done(q, k);
 }
 
-int q_push(struct queue *q, const char *ev, size_t len, struct q_evicted *ret_evicted)
+/* Room for an event of cost bytes: 0, or -ENOBUFS. With evict, the
+ * oldest events leave to make it (each told to evict), unless even an
+ * empty queue would have none (batches hold the rest): evicting would
+ * lose them for nothing. */
+static int make_room(struct queue *q, size_t cost, q_evict_fn evict, void *ud)
+{
+        size_t queued = q->bytes + q->count * Q_EVENT_COST(0);
+
+        if (q->used + q->reserve + cost <= q->limit)
+                return 0;
+        if (!evict || q->used - queued + q->reserve + cost > q->limit)
+                return -ENOBUFS;
+        while (q->used + q->reserve + cost > q->limit) {
+                uint64_t seq = q_head_seq(q);
+
+                q_pop(q);
+                evict(ud, seq);
+        }
+        return 0;
+}
+
+int q_push(struct queue *q, uint64_t seq, const char *ev, size_t len, q_evict_fn evict, void *ud)
 {
         size_t cost = Q_EVENT_COST(len), rec = rec_size(len);
         struct q_block *k;
         struct q_event *e;
+        int r;
 
-        ret_evicted->first = q_head_seq(q);
-        ret_evicted->n = 0;
+        assert(seq > q->last_seq);
         if (len > UINT32_MAX)
                 return -ENOBUFS;
-        if (q->used + q->reserve + cost > q->limit) {
-                /* Refused outright when even an empty queue would not
-                 * make room (batches hold the rest): drop_oldest must
-                 * not throw the queue away for nothing. */
-                size_t queued = q->bytes + q->count * Q_EVENT_COST(0);
-
-                if (q->when_full == CFG_DROP_NEWEST ||
-                    q->used - queued + q->reserve + cost > q->limit)
-                        return -ENOBUFS;
-        }
-        while (q->used + q->reserve + cost > q->limit) {
-                q_pop(q);
-                ret_evicted->n++;
-        }
+        r = make_room(q, cost, q->when_full == CFG_DROP_OLDEST ? evict : NULL, ud);
+        if (r < 0)
+                return r;
         k = q->last;
         if (k && k->head == k->tail && k->cap - k->tail < rec) {
                 /* An empty block (the queue is empty) that cannot take
@@ -152,10 +167,13 @@ int q_push(struct queue *q, const char *ev, size_t len, struct q_evicted *ret_ev
                 q->last = k;
         }
         e = (struct q_event *)(k->mem + k->tail);
-        e->seq = q->next_seq++;
+        e->seq = seq;
         e->len = (uint32_t)len;
         memcpy(e->data, ev, len);
         k->tail += rec;
+        k->count++;
+        k->last_seq = seq;
+        q->last_seq = seq;
         q->count++;
         q->bytes += len;
         q->used += cost;
@@ -180,13 +198,34 @@ uint64_t q_head_seq(const struct queue *q)
         return e ? e->seq : UINT64_MAX;
 }
 
-size_t q_count_upto(const struct queue *q, uint64_t upto)
+/* Records of k with a seq in first..last, read one by one. */
+static size_t count_in_block(const struct q_block *k, uint64_t first, uint64_t last)
 {
-        uint64_t head = q_head_seq(q), last = q->next_seq - 1;
+        size_t n = 0;
 
-        if (!q->count || upto < head)
-                return 0;
-        return (size_t)((upto < last ? upto : last) - head + 1);
+        for (size_t off = k->head; off < k->tail;) {
+                const struct q_event *e = (const struct q_event *)(k->mem + off);
+
+                n += e->seq >= first && e->seq <= last;
+                off += rec_size(e->len);
+        }
+        return n;
+}
+
+size_t q_count_between(const struct queue *q, uint64_t first, uint64_t last)
+{
+        size_t n = 0;
+
+        for (const struct q_block *k = q->first; k && k->count; k = k->next) {
+                uint64_t lo = ((const struct q_event *)(k->mem + k->head))->seq;
+
+                if (lo > last)
+                        break;
+                if (k->last_seq < first)
+                        continue;
+                n += lo >= first && k->last_seq <= last ? k->count : count_in_block(k, first, last);
+        }
+        return n;
 }
 
 size_t q_clear(struct queue *q)

@@ -37,7 +37,7 @@ struct queue {
         size_t limit;   /* max_memory */
         size_t reserve; /* kept free for what the batcher will charge */
         enum cfg_when_full when_full;
-        uint64_t next_seq; /* seq of the next event pushed */
+        uint64_t last_seq; /* of the newest event pushed; 0 before any */
 };
 
 /* What one queued event costs in the account: its record (<= len + 19),
@@ -50,20 +50,17 @@ void q_init(struct queue *q, size_t limit, enum cfg_when_full when_full);
 /* A reload: the new max_memory and when_full apply to the next push. */
 void q_set_limits(struct queue *q, size_t limit, enum cfg_when_full when_full);
 
-/* Events that left the head of the queue to make room (drop_oldest):
- * seqs first .. first + n - 1. */
-struct q_evicted {
-        uint64_t first;
-        size_t n;
-};
+/* An event (its seq) that left the head of the queue to make room for
+ * a new one: the caller counts it as lost. */
+typedef void (*q_evict_fn)(void *ud, uint64_t seq);
 
-/* Append an event. With the account full, drop_newest refuses it and
- * drop_oldest evicts queued events from the head until it fits (or
- * refuses it, evicting nothing, when even an empty queue would not make
- * room). Returns 0, -ENOBUFS (refused: no room) or -ENOMEM; whatever it
- * returns, *ret_evicted says which old events it evicted, and the
- * caller counts them as lost. */
-int q_push(struct queue *q, const char *ev, size_t len, struct q_evicted *ret_evicted);
+/* Append an event as seq (greater than any pushed before). With the
+ * account full, drop_newest refuses it, and so does a NULL evict;
+ * drop_oldest evicts queued events from the head until it fits, telling
+ * evict of each (or refuses it, evicting nothing, when even an empty
+ * queue would not make room). Returns 0, -ENOBUFS (refused: no room) or
+ * -ENOMEM (evictions, told already, may have happened). */
+int q_push(struct queue *q, uint64_t seq, const char *ev, size_t len, q_evict_fn evict, void *ud);
 
 /* The oldest queued event, or NULL; valid until the next push or pop. */
 const struct q_event *q_peek(const struct queue *q);
@@ -109,14 +106,14 @@ static inline size_t q_room(const struct queue *q)
 /* The seq of the last event pushed (0 before the first). */
 static inline uint64_t q_last_seq(const struct queue *q)
 {
-        return q->next_seq - 1;
+        return q->last_seq;
 }
 
 /* seq of the oldest queued event, or UINT64_MAX when empty. */
 uint64_t q_head_seq(const struct queue *q);
 
-/* How many queued events have seq <= upto. */
-size_t q_count_upto(const struct queue *q, uint64_t upto);
+/* How many queued events have a seq in first..last. */
+size_t q_count_between(const struct queue *q, uint64_t first, uint64_t last);
 
 /* Free everything queued, and the blocks; returns how many events were
  * freed (the caller counts them as lost). The queue stays usable. */

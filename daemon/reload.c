@@ -77,6 +77,8 @@ static void keep_restart_only(struct cfg *fresh, struct cfg *old, struct restart
         KEEP_STR(fresh, old, control_socket, "[listen] control_socket");
         KEEP_NUM(fresh, old, max_in_flight, "[upstream] max_in_flight");
         KEEP_NUM(fresh, old, max_spool, "[buffer] max_spool");
+        KEEP_NUM(fresh, old, spool_sync, "[buffer] spool_sync");
+        KEEP_NUM(fresh, old, spool_sync_interval, "[buffer] spool_sync_interval");
         KEEP_NUM(fresh, old, socket_mode, "[listen] socket_mode");
         KEEP_NUM(fresh, old, max_message_bytes, "[listen] max_message_bytes");
         KEEP_NUM(fresh, old, max_datagram_bytes, "[listen] max_datagram_bytes");

@@ -11,6 +11,8 @@ const char *stats_drop_name(enum stats_drop r)
         case DROP_UPSTREAM_REJECTED: return "upstream_rejected";
         case DROP_TOO_LARGE: return "too_large";
         case DROP_SHUTDOWN: return "shutdown";
+        case DROP_SPOOL_FULL: return "spool_full";
+        case DROP_SPOOL_CORRUPT: return "spool_corrupt";
         case DROP_REASON_COUNT: break;
         }
         return "unknown";

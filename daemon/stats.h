@@ -16,7 +16,9 @@ enum stats_drop {
         DROP_MEMORY_FULL,       /* max_memory reached (when_full policy) */
         DROP_UPSTREAM_REJECTED, /* 400 or another permanent 4xx */
         DROP_TOO_LARGE,         /* a single event still got 413 */
-        DROP_SHUTDOWN,          /* left at stop_timeout, memory-only mode */
+        DROP_SHUTDOWN,          /* left at stop_timeout, not on disk */
+        DROP_SPOOL_FULL,        /* max_spool reached (when_full policy) */
+        DROP_SPOOL_CORRUPT,     /* damage in the spool made them unreadable */
         DROP_REASON_COUNT
 };
 
@@ -40,6 +42,7 @@ struct stats {
         uint64_t retries;         /* resends of a batch */
         uint64_t splits;          /* batches split after a 413 */
         uint64_t gzip_skipped;    /* sent uncompressed: no room in max_memory */
+        uint64_t spooled;         /* events written to the spool */
         uint64_t dgram_received;  /* datagrams read */
         uint64_t dgram_truncated; /* datagrams over max_datagram_bytes */
         uint64_t dgram_memfd;     /* datagrams passed as sealed memfds */

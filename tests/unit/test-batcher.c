@@ -61,7 +61,7 @@ static void setup_start(struct fixture *fx)
         ck_assert_int_eq(fwd_init(&fx->d.fwd, &fx->loop, &fx->d.cfg), 0);
         session_init(&fx->d.session, &fx->loop, &fx->d.cfg, &fx->d.key, false, &io);
         batcher_init(&fx->d.batcher, &fx->loop, &fx->d.cfg, &fx->d.stats, &fx->d.key, &fx->d.fwd,
-                     &fx->d.session);
+                     &fx->d.session, NULL);
 }
 
 static void setup(struct fixture *fx, unsigned batch_size, size_t max_batch_bytes,

@@ -1,0 +1,76 @@
+/* spool-internal.h - what spool.c, spool-write.c and spool-read.c share.
+ * Not for other modules: they use spool.h. */
+#ifndef SEGOPSD_SPOOL_INTERNAL_H
+#define SEGOPSD_SPOOL_INTERNAL_H
+
+#include "proto.h"
+#include "segfile.h"
+#include "spool.h"
+
+#define SPOOL_SEGMENT_MAX (8u * 1024 * 1024) /* a segment file is closed past this */
+#define SPOOL_SEGMENT_MIN (64u * 1024)
+#define SPOOL_READ_CHUNK (256u * 1024) /* bytes read from a segment at a time */
+#define SPOOL_RETRY_MS 5000            /* a failed spool tries the disk again */
+#define SPOOL_ACK_DELAY_MS 50          /* checkpoint writes are coalesced */
+
+/* One segment file, oldest first in the spool's list. */
+struct spool_seg {
+        struct spool_seg *next;
+        uint64_t first_seq; /* from its name */
+        uint64_t last_seq;  /* the last record in it; 0 while unknown */
+        uint64_t size;      /* bytes in the file */
+        int64_t created_ms; /* wall clock, from its header; 0 while unknown */
+        bool damage_logged; /* one log line per damaged file */
+        char name[SEGFILE_NAME_LEN];
+};
+
+struct spool {
+        uv_loop_t *loop;
+        const struct cfg *cfg;
+        int dirfd, lockfd, ackfd; /* -1 when not open */
+        enum spool_state state;
+        int error;              /* the errno that failed it */
+        struct spool_seg *segs; /* oldest first */
+        struct spool_seg *wseg; /* the one written to (the last), or NULL */
+        int wfd;
+        uint64_t bytes;         /* in segment files */
+        uint64_t next_seq;      /* after every record appended or found */
+        uint64_t first_new_seq; /* seqs below it come from an earlier run */
+        struct proto_buf wbuf;  /* appended, not yet written */
+        uint64_t wbuf_first;    /* seq of its first record */
+        size_t wbuf_rpos;       /* the reader's place in it */
+        uint64_t acked;         /* every seq <= acked is done */
+        uint64_t acked_saved;   /* as the checkpoint file says */
+        uint64_t ack_gen;
+        /* the reader */
+        struct spool_seg *rseg;
+        int rfd;
+        uint64_t rbuf_off; /* file offset of rbuf's first byte */
+        struct proto_buf rbuf;
+        size_t rpos;         /* next byte of rbuf to parse */
+        bool damage_pending; /* bytes were skipped since the last record */
+        /* timers: checkpoint, sync, retry */
+        uv_timer_t ack_timer, sync_timer, retry_timer;
+        int open_handles;
+        bool data_dirty, ack_dirty, dir_dirty; /* written, not yet synced */
+        bool unknown_segments;                 /* found on recovery, not read at start */
+        /* stats */
+        uint64_t replayed, corrupt_records, corrupt_bytes, write_errors;
+        uint64_t recoveries, segments_deleted, dropped_segments;
+};
+
+/* spool.c */
+void spool__dir_changed(struct spool *s);
+void spool__data_written(struct spool *s);
+void spool__start_retry(struct spool *s);
+
+/* spool-write.c */
+void spool__fail(struct spool *s, const char *what, int err);
+int spool__check_dir_mode(int dirfd, const char *dir, char *err, size_t errlen);
+
+/* spool-read.c */
+void spool__reader_reset(struct spool *s);
+/* Read seg wholly from disk to find its last record and its header. */
+void spool__scan_tail(struct spool *s, struct spool_seg *seg);
+
+#endif

@@ -1,0 +1,242 @@
+/* spool-read.c - reading records back: the backlog that outgrew memory,
+ * and after a start what an earlier run left undone. Segments are read
+ * in order in chunks; damage is passed over (segfile_next resyncs),
+ * logged once per file with its offset, and the seqs it cost are
+ * reported lost and counted. After the last segment, records that could
+ * not be written yet (a failed disk) are read from memory.
+ */
+#include "spool-internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+void spool__reader_reset(struct spool *s)
+{
+        if (s->rfd >= 0)
+                close(s->rfd);
+        s->rfd = -1;
+        s->rseg = NULL;
+        s->rbuf_off = 0;
+        s->rpos = 0;
+        proto_buf_reset(&s->rbuf);
+        if (s->rbuf.cap > 2 * SPOOL_READ_CHUNK)
+                proto_buf_free(&s->rbuf);
+}
+
+/* rbuf gets up to SPOOL_READ_CHUNK more bytes of the open segment, what
+ * was parsed dropped first. Bytes read, 0 at the end of what the file
+ * holds now, or a negative errno. */
+static ssize_t read_more(struct spool *s)
+{
+        ssize_t n;
+        int r;
+
+        if (s->rpos) {
+                memmove(s->rbuf.data, s->rbuf.data + s->rpos, s->rbuf.len - s->rpos);
+                s->rbuf.len -= s->rpos;
+                s->rbuf_off += s->rpos;
+                s->rpos = 0;
+        }
+        r = proto_buf_reserve(&s->rbuf, SPOOL_READ_CHUNK);
+        if (r < 0)
+                return r;
+        do
+                n = pread(s->rfd, s->rbuf.data + s->rbuf.len, SPOOL_READ_CHUNK,
+                          (off_t)(s->rbuf_off + s->rbuf.len));
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+                return -errno;
+        s->rbuf.len += (size_t)n;
+        return n;
+}
+
+/* Start reading seg: open it, check its header. */
+static int open_segment(struct spool *s, struct spool_seg *seg)
+{
+        uint64_t first;
+        int64_t created;
+        ssize_t n;
+
+        s->rseg = seg;
+        s->rfd = openat(s->dirfd, seg->name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (s->rfd < 0)
+                return -errno;
+        n = read_more(s);
+        if (n < 0)
+                return (int)n;
+        if (segfile_parse_header(s->rbuf.data, s->rbuf.len, &first, &created) == 0) {
+                seg->created_ms = created;
+                s->rpos = SEGFILE_HEADER_LEN;
+        } else if (s->rbuf.len > 0) {
+                /* Records may still be intact after a bad header. */
+                s->damage_pending = true;
+                if (!seg->damage_logged) {
+                        seg->damage_logged = true;
+                        log_warn("spool: %s has no valid segment header; reading what "
+                                 "records it holds",
+                                 seg->name);
+                }
+        }
+        return 0;
+}
+
+/* Damage was passed over in rseg (bytes at file offset off). */
+static void note_damage(struct spool *s, uint64_t skipped, uint64_t off)
+{
+        s->corrupt_bytes += skipped;
+        s->damage_pending = true;
+        if (s->rseg && !s->rseg->damage_logged) {
+                s->rseg->damage_logged = true;
+                log_warn("spool: %s is damaged at offset %llu (%llu bytes skipped); the records "
+                         "after the damage are still read",
+                         s->rseg->name, (unsigned long long)off, (unsigned long long)skipped);
+        }
+}
+
+struct load {
+        uint64_t from;
+        spool_take_fn take;
+        spool_lost_fn lost;
+        void *ud;
+};
+
+/* One intact record: offered, unless already done. False: take() had no
+ * room; it is offered again next time. */
+static bool offer(struct spool *s, struct load *l, const struct segfile_rec *rec)
+{
+        if (rec->seq < l->from) {
+                s->damage_pending = false;
+                return true;
+        }
+        if (rec->seq > l->from && s->damage_pending) {
+                /* The damage cost these; a gap without damage is a run's
+                 * memory-only spell, not a loss found here. */
+                s->corrupt_records += rec->seq - l->from;
+                l->lost(l->ud, l->from, rec->seq - 1);
+        }
+        s->damage_pending = false;
+        if (!l->take(l->ud, rec->seq, rec->data, rec->len))
+                return false;
+        if (rec->seq < s->first_new_seq)
+                s->replayed++;
+        l->from = rec->seq + 1;
+        return true;
+}
+
+/* Records of buf from *pos on (eof: buf holds all there is). True when
+ * buf ran out, false when take() had no room. */
+static bool parse(struct spool *s, struct load *l, const char *buf, size_t len, bool eof,
+                  size_t *pos, uint64_t base)
+{
+        struct segfile_rec rec;
+
+        for (;;) {
+                uint64_t skipped = 0;
+                size_t at = *pos;
+                enum segfile_next r = segfile_next(buf, len, eof, pos, &rec, &skipped);
+
+                if (skipped)
+                        note_damage(s, skipped, base + at);
+                if (r != SEGFILE_RECORD)
+                        return true;
+                if (!offer(s, l, &rec)) {
+                        *pos = rec.off;
+                        return false;
+                }
+        }
+}
+
+/* Read rseg on. True when it is done (the next one may be read), false
+ * when take() had no room or the segment being written has no more. */
+static bool read_segment(struct spool *s, struct load *l)
+{
+        for (;;) {
+                bool final = s->rseg != s->wseg;
+                bool eof = final && s->rbuf_off + s->rbuf.len >= s->rseg->size;
+                ssize_t n;
+
+                if (!parse(s, l, s->rbuf.data, s->rbuf.len, eof, &s->rpos, s->rbuf_off))
+                        return false;
+                if (eof)
+                        return true;
+                n = read_more(s);
+                if (n < 0) {
+                        log_limited(LOG_ERR, "spool_read", "spool: cannot read %s: %s",
+                                    s->rseg->name, strerror((int)-n));
+                        s->damage_pending = true;
+                        return true;
+                }
+                if (n == 0 && !final)
+                        return false;
+                if (n == 0) /* shorter than it was: the rest is gone */
+                        s->rseg->size = s->rbuf_off + s->rbuf.len;
+        }
+}
+
+uint64_t spool_load(struct spool *s, uint64_t from, spool_take_fn take, spool_lost_fn lost,
+                    void *ud)
+{
+        struct load l = { from, take, lost, ud };
+
+        for (;;) {
+                struct spool_seg *next;
+
+                if (!s->rseg) {
+                        next = s->segs;
+                        while (next && next->next && next->next->first_seq <= l.from)
+                                next = next->next; /* wholly before from */
+                        if (!next)
+                                break;
+                        if (open_segment(s, next) < 0) {
+                                log_limited(LOG_ERR, "spool_read", "spool: cannot open %s: %s",
+                                            next->name, strerror(errno));
+                                s->damage_pending = true;
+                        }
+                }
+                if (s->rfd >= 0 && !read_segment(s, &l))
+                        return l.from;
+                next = s->rseg->next;
+                if (!next)
+                        break;
+                spool__reader_reset(s);
+                if (open_segment(s, next) < 0)
+                        s->damage_pending = true;
+        }
+        /* What a failed disk has not taken yet. */
+        if (s->wbuf.len && !parse(s, &l, s->wbuf.data, s->wbuf.len, true, &s->wbuf_rpos, 0))
+                return l.from;
+        return l.from;
+}
+
+void spool__scan_tail(struct spool *s, struct spool_seg *seg)
+{
+        struct segfile_rec rec;
+        uint64_t skipped = 0, first;
+        int64_t created;
+        struct proto_buf b = { 0 };
+        size_t pos = 0;
+        int fd = openat(s->dirfd, seg->name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+        if (fd < 0)
+                return;
+        while (proto_buf_reserve(&b, SPOOL_READ_CHUNK) == 0) {
+                ssize_t n = read(fd, b.data + b.len, SPOOL_READ_CHUNK);
+
+                if (n <= 0)
+                        break;
+                b.len += (size_t)n;
+        }
+        close(fd);
+        if (segfile_parse_header(b.data, b.len, &first, &created) == 0) {
+                seg->created_ms = created;
+                pos = SEGFILE_HEADER_LEN;
+        }
+        while (segfile_next(b.data, b.len, true, &pos, &rec, &skipped) == SEGFILE_RECORD)
+                if (rec.seq > seg->last_seq)
+                        seg->last_seq = rec.seq;
+        proto_buf_free(&b);
+}
