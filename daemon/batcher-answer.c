@@ -74,6 +74,10 @@ static void delivered(struct batcher *b, struct batch *x, const struct fwd_resul
         b->stats->duplicates += (uint64_t)(dups > 0 ? dups : 0);
         b->stats->batches_sent++;
         batcher__free(b, x);
+        /* The upstream takes events again: what waits on a backoff goes
+         * now, oldest first (an outage's backlog must not trickle in
+         * over a minute of separate backoff timers). */
+        batcher__release_backoffs(b);
 }
 
 /* One line per change of state (or rate-limited), saying what to do. */

@@ -20,6 +20,9 @@ void batcher__pump(struct batcher *b);
  * the flushes that cover them. */
 void batcher__lose(struct batcher *b, uint64_t lo, uint64_t hi, enum stats_drop why);
 
+/* Batches waiting out a backoff may go at once (not a Retry-After). */
+void batcher__release_backoffs(struct batcher *b);
+
 /* Add x to the list (batches go out in the order they were cut). */
 void batcher__link(struct batcher *b, struct batch *x);
 /* Unlink x, give back its charge, free it. */

@@ -458,7 +458,10 @@ const struct upstream_health *batcher_upstream(const struct batcher *b)
 
 bool batcher_upstream_healthy(const struct batcher *b)
 {
-        return b->up.state == UPSTREAM_OK || b->up.state == UPSTREAM_DRY_RUN;
+        /* No answer yet is no evidence of failure: a flood at start-up
+         * is paused like any other, not dropped. */
+        return b->up.state == UPSTREAM_OK || b->up.state == UPSTREAM_DRY_RUN ||
+               b->up.state == UPSTREAM_IDLE;
 }
 
 bool batcher_closed(const struct batcher *b)
@@ -466,9 +469,20 @@ bool batcher_closed(const struct batcher *b)
         return b->closed;
 }
 
+void batcher__release_backoffs(struct batcher *b)
+{
+        for (struct batch *x = b->batches; x; x = x->next)
+                if (x->state == BATCH_READY)
+                        x->not_before = 0;
+}
+
 void batcher_drain(struct batcher *b)
 {
         b->draining = true;
+        /* A stop sends what it holds now: a batch still waiting out the
+         * backoff of an outage that has ended would otherwise miss the
+         * stop's deadline (a Retry-After pause is honoured). */
+        batcher__release_backoffs(b);
         batcher__pump(b);
 }
 

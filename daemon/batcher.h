@@ -121,7 +121,8 @@ uint64_t batcher_disk_only(const struct batcher *b);
 size_t batcher_memory(const struct batcher *b);
 size_t batcher_memory_limit(const struct batcher *b);
 const struct upstream_health *batcher_upstream(const struct batcher *b);
-/* The last answer was a success (or this is a dry run). */
+/* The last answer was a success, or there was none yet (or this is a
+ * dry run). */
 bool batcher_upstream_healthy(const struct batcher *b);
 /* batcher_close() ran: nothing more can be taken in. */
 bool batcher_closed(const struct batcher *b);

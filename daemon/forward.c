@@ -300,6 +300,9 @@ static int setup_easy(struct fwd *f, struct fwd_req *r, const struct fwd_post *p
         curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
         if (c->ca_file)
                 curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
+        /* No CA store kept across connections: a CA file fixed in place
+         * (and a reload) counts from the next connection on. */
+        curl_easy_setopt(e, CURLOPT_CA_CACHE_TIMEOUT, 0L);
         curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
         curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
         curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);

@@ -4,8 +4,8 @@
  * All or nothing: a file that fails to load or validate, or a key that
  * cannot be read, leaves the running configuration as it was. Values
  * bound to what was set up at start (the sockets and their buffers, the
- * upstream URL and connection pool, the batch slots, the spool, the kind
- * of key) keep their running value, and the log names each one that
+ * dry run, the connection pool, the batch slots, the spool, the kind of
+ * key) keep their running value, and the log names each one that
  * changed as needing a restart. Everything else applies from the next
  * batch, request, connection or log line on; nothing queued or in flight
  * is touched. A new key (same kind) replaces the old one: for pk_ keys
@@ -66,12 +66,18 @@ static void note(struct restart_notes *rn, const char *key)
                 }                                                                                  \
         } while (0)
 
+static bool dry_run(const struct cfg *c)
+{
+        return c->api_url && strcmp(c->api_url, "stdout") == 0;
+}
+
 static void keep_restart_only(struct cfg *fresh, struct cfg *old, struct restart_notes *rn)
 {
-        KEEP_STR(fresh, old, api_url, "[upstream] api_url");
-        /* libcurl keeps the CA store of a path, and open connections
-         * keep their verification: a new CA needs a fresh start. */
-        KEEP_STR(fresh, old, ca_file, "[upstream] ca_file");
+        /* A new URL or CA applies from the next request (the forwarder
+         * reads both per request and keeps no CA cache); turning the dry
+         * run on or off changes what was set up at start. */
+        if (dry_run(fresh) != dry_run(old))
+                KEEP_STR(fresh, old, api_url, "[upstream] api_url (to or from stdout)");
         KEEP_STR(fresh, old, spool_dir, "[buffer] spool_dir");
         KEEP_STR(fresh, old, events_socket, "[listen] events_socket");
         KEEP_STR(fresh, old, control_socket, "[listen] control_socket");
@@ -138,6 +144,13 @@ int daemon_reload(struct daemon *d)
         }
         old = d->cfg;
         d->cfg = fresh; /* the same address: modules keep &d->cfg */
+        if (!str_eq(old.api_url, d->cfg.api_url)) {
+                log_info("reload: api_url is now %s", d->cfg.api_url);
+                session_reset(&d->session); /* a token is the old deployment's */
+        }
+        if (!str_eq(old.ca_file, d->cfg.ca_file))
+                log_info("reload: ca_file is now %s",
+                         d->cfg.ca_file ? d->cfg.ca_file : "(the system's)");
         cfg_free(&old);
         for (unsigned i = 0; i < rn.n; i++)
                 log_warn("reload: %s changed; it takes effect at the next restart", rn.keys[i]);

@@ -296,6 +296,7 @@ int spool_open(struct spool **ret, uv_loop_t *loop, const struct cfg *cfg, char 
         s->cfg = cfg;
         s->dirfd = s->lockfd = s->ackfd = s->wfd = s->rfd = -1;
         s->state = SPOOL_ON;
+        s->next_seq = 1;
         r = open_dir(s, err, errlen);
         if (r < 0) {
                 spool_close(s);

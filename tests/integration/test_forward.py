@@ -305,7 +305,11 @@ class FailureTests(SegopsTestCase):
         send_stream(d, [make_event(i) for i in range(5)])
         self.assertTrue(self.upstream.wait_for_requests(1, timeout=5))
         t0 = self.upstream.batch_requests[0]['time']
-        # A second batch during the pause waits for it too.
+        # The pause starts when segopsd reads the 429 (not when the mock
+        # sends it); a second batch during the pause waits for it too.
+        st = d.wait_for_stats(
+            lambda s: s['upstream']['state'] == 'throttled', timeout=5)
+        self.assertEqual(st['upstream']['state'], 'throttled')
         send_stream(d, [make_event(i) for i in range(5, 10)])
         self.assertEventsDelivered([event_id(i) for i in range(10)],
                                    timeout=15)
