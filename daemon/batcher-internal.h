@@ -33,7 +33,9 @@ void batcher__drop(struct batcher *b, struct batch *x, enum stats_drop why);
 /* batcher-spool.c: the durable path. */
 void batcher__spool_start(struct batcher *b);
 int batcher__push_durable(struct batcher *b, const char *ev, size_t len);
-void batcher__refill(struct batcher *b);
+/* Read back what waits on disk, as far as memory and this turn allow.
+ * True when more could be read at once (come back on a fresh turn). */
+bool batcher__refill(struct batcher *b);
 uint64_t batcher__backlog_between(const struct batcher *b, uint64_t first, uint64_t last);
 void batcher__acknowledge(struct batcher *b, uint64_t low_water);
 bool batcher__memonly(const struct batcher *b, uint64_t seq);

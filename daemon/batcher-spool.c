@@ -175,16 +175,29 @@ void batcher_commit(struct batcher *b)
 
 /* ---- back from disk ---- */
 
+/* One refill reads at most this much, so that a replay of a large
+ * backlog never holds the loop for long: the pump comes back for more on
+ * a fresh turn. */
+#define REFILL_BYTES_PER_TURN (4u * 1024 * 1024)
+
+struct refill {
+        struct batcher *b;
+        size_t bytes;
+};
+
 static bool take(void *ud, uint64_t seq, const char *ev, size_t len)
 {
-        struct batcher *b = ud;
+        struct refill *r = ud;
 
-        return q_push(&b->queue, seq, ev, len, NULL, NULL) == 0;
+        if (r->bytes >= REFILL_BYTES_PER_TURN || q_push(&r->b->queue, seq, ev, len, NULL, NULL) < 0)
+                return false;
+        r->bytes += len;
+        return true;
 }
 
 static void lost(void *ud, uint64_t lo, uint64_t hi)
 {
-        struct batcher *b = ud;
+        struct batcher *b = ((struct refill *)ud)->b;
 
         log_limited(LOG_ERR, "spool_corrupt",
                     "spool damage: events %llu..%llu cannot be read and are lost",
@@ -192,13 +205,15 @@ static void lost(void *ud, uint64_t lo, uint64_t hi)
         batcher__lose(b, lo, hi, DROP_SPOOL_CORRUPT);
 }
 
-void batcher__refill(struct batcher *b)
+bool batcher__refill(struct batcher *b)
 {
+        struct refill r = { b, 0 };
+
         if (!b->backlog)
-                return;
-        b->backlog_from = spool_load(b->spool, b->backlog_from, take, lost, b);
+                return false;
+        b->backlog_from = spool_load(b->spool, b->backlog_from, take, lost, &r);
         if (b->backlog_from < b->next_seq)
-                return;
+                return r.bytes >= REFILL_BYTES_PER_TURN;
         b->backlog = false;
         if (spool_unwritten(b->spool) && spool_state(b->spool) != SPOOL_ON) {
                 /* Everything the failed disk did not take is in memory
@@ -207,6 +222,7 @@ void batcher__refill(struct batcher *b)
                 spool_forget_unwritten(b->spool);
                 charge_unwritten(b);
         }
+        return false;
 }
 
 uint64_t batcher__backlog_between(const struct batcher *b, uint64_t first, uint64_t last)

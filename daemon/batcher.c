@@ -287,10 +287,11 @@ void batcher__pump(struct batcher *b)
         uint64_t t = batcher__now(b);
         bool can_send = true;
         uint64_t low;
+        bool more;
 
         if (b->closed)
                 return;
-        batcher__refill(b);
+        more = batcher__refill(b);
         while (b->nbatches < b->cfg->max_in_flight && cut_due(b))
                 if (cut(b) < 0)
                         break;
@@ -303,6 +304,8 @@ void batcher__pump(struct batcher *b)
         if (flush_settle(&b->flushes, low, t, held_between, b))
                 uv_timer_start(&b->answer, on_answer, 0, 0);
         arm_wake(b, t, can_send);
+        if (more) /* the rest of a large backlog, on a fresh turn */
+                uv_timer_start(&b->wake, on_wake, 0, 0);
 }
 
 /* ---- public ---- */
@@ -340,6 +343,8 @@ void batcher_init(struct batcher *b, uv_loop_t *loop, const struct cfg *cfg, str
         uv_timer_init(loop, &b->answer);
         b->interval.data = b->wake.data = b->answer.data = b;
         uv_timer_start(&b->interval, on_interval, ms, ms);
+        if (b->backlog) /* what an earlier run left: sent at once */
+                uv_timer_start(&b->wake, on_wake, 0, 0);
 }
 
 struct evictions {

@@ -1,0 +1,336 @@
+/* test-spool.c - the spool on a real directory: records written and
+ * read back in order, acknowledged and reclaimed, replayed after a
+ * reopen, damage reported as lost seqs, the lock, max_spool, and a
+ * directory that cannot be used (memory-only, not a refusal). */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "spool.h"
+
+struct fx {
+        uv_loop_t loop;
+        struct cfg cfg;
+        char dir[64];
+        struct spool *s;
+        /* what spool_load handed out */
+        uint64_t seqs[4096];
+        char first[64];
+        int n, room;
+        uint64_t lost_lo, lost_hi;
+        int lost_calls;
+};
+
+static void setup(struct fx *f)
+{
+        memset(f, 0, sizeof(*f));
+        ck_assert_int_eq(uv_loop_init(&f->loop), 0);
+        cfg_defaults(&f->cfg);
+        snprintf(f->dir, sizeof(f->dir), "/tmp/test-spool-XXXXXX");
+        ck_assert_ptr_nonnull(mkdtemp(f->dir));
+        f->cfg.spool_dir = strdup(f->dir);
+        f->cfg.spool_sync = CFG_SYNC_NEVER;
+        f->room = 1 << 30;
+}
+
+static void open_spool(struct fx *f)
+{
+        char err[512];
+
+        ck_assert_msg(spool_open(&f->s, &f->loop, &f->cfg, err, sizeof(err)) == 0, "%s", err);
+}
+
+static void close_spool(struct fx *f)
+{
+        spool_close(f->s);
+        f->s = NULL;
+        uv_run(&f->loop, UV_RUN_DEFAULT);
+}
+
+static void teardown(struct fx *f)
+{
+        char cmd[128];
+
+        if (f->s)
+                close_spool(f);
+        ck_assert_int_eq(uv_loop_close(&f->loop), 0);
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+        ck_assert_int_eq(system(cmd), 0);
+        cfg_free(&f->cfg);
+}
+
+static void append(struct fx *f, uint64_t from, uint64_t to)
+{
+        char ev[64];
+
+        for (uint64_t seq = from; seq <= to; seq++) {
+                int len = snprintf(ev, sizeof(ev), "{\"event_id\":\"e%llu\"}",
+                                   (unsigned long long)seq);
+
+                ck_assert_int_eq(spool_append(f->s, seq, ev, (size_t)len), 0);
+        }
+}
+
+static bool take(void *ud, uint64_t seq, const char *ev, size_t len)
+{
+        struct fx *f = ud;
+
+        if (f->n >= f->room)
+                return false;
+        if (!f->n)
+                snprintf(f->first, sizeof(f->first), "%.*s", (int)len, ev);
+        f->seqs[f->n++] = seq;
+        return true;
+}
+
+static void lost(void *ud, uint64_t lo, uint64_t hi)
+{
+        struct fx *f = ud;
+
+        f->lost_calls++;
+        f->lost_lo = lo;
+        f->lost_hi = hi;
+}
+
+static uint64_t load(struct fx *f, uint64_t from)
+{
+        f->n = 0;
+        return spool_load(f->s, from, take, lost, f);
+}
+
+static int count_files(const struct fx *f, const char *suffix)
+{
+        DIR *d = opendir(f->dir);
+        struct dirent *e;
+        int n = 0;
+
+        while ((e = readdir(d)))
+                n += strlen(e->d_name) > strlen(suffix) &&
+                     strcmp(e->d_name + strlen(e->d_name) - strlen(suffix), suffix) == 0;
+        closedir(d);
+        return n;
+}
+
+START_TEST(test_write_and_read_back)
+{
+        struct fx f;
+
+        setup(&f);
+        open_spool(&f);
+        ck_assert_int_eq(spool_state(f.s), SPOOL_ON);
+        ck_assert_uint_eq(spool_next_seq(f.s), 1);
+        append(&f, 1, 100);
+        ck_assert_uint_gt(spool_unwritten(f.s), 0);
+        ck_assert_int_eq(spool_commit(f.s), SPOOL_ON);
+        ck_assert_uint_eq(spool_unwritten(f.s), 0);
+        /* Read back from 40 on, 10 at a time: no gaps, no repeats. */
+        f.room = 10;
+        ck_assert_uint_eq(load(&f, 40), 50);
+        ck_assert_int_eq(f.n, 10);
+        ck_assert_uint_eq(f.seqs[0], 40);
+        ck_assert_str_eq(f.first, "{\"event_id\":\"e40\"}");
+        f.room = 1000;
+        ck_assert_uint_eq(load(&f, 50), 101);
+        ck_assert_int_eq(f.n, 51);
+        ck_assert_uint_eq(f.seqs[50], 100);
+        ck_assert_int_eq(f.lost_calls, 0);
+        teardown(&f);
+}
+END_TEST
+
+START_TEST(test_reopen_replays_what_is_not_acked)
+{
+        struct fx f;
+
+        setup(&f);
+        open_spool(&f);
+        append(&f, 1, 30);
+        spool_commit(f.s);
+        spool_ack(f.s, 12);
+        close_spool(&f); /* the checkpoint is written at close */
+        open_spool(&f);
+        ck_assert_uint_eq(spool_acked(f.s), 12);
+        ck_assert_uint_eq(spool_next_seq(f.s), 31);
+        ck_assert_uint_eq(load(&f, 13), 31);
+        ck_assert_int_eq(f.n, 18);
+        ck_assert_uint_eq(f.seqs[0], 13);
+        /* New records after a reopen go to a new segment and follow on. */
+        append(&f, 31, 35);
+        spool_commit(f.s);
+        ck_assert_uint_eq(load(&f, 31), 36);
+        ck_assert_int_eq(f.n, 5);
+        ck_assert_int_eq(count_files(&f, ".seg"), 2);
+        teardown(&f);
+}
+END_TEST
+
+/* Small segments (max_spool 1M: 128 KiB each) are deleted once done. */
+START_TEST(test_segments_reclaimed_when_acked)
+{
+        struct fx f;
+        static char big[2000];
+        uint64_t seq = 1;
+
+        memset(big, 'x', sizeof(big));
+        setup(&f);
+        f.cfg.max_spool = 1024 * 1024;
+        open_spool(&f);
+        for (int burst = 0; burst < 200; burst++) {
+                ck_assert_int_eq(spool_append(f.s, seq++, big, sizeof(big)), 0);
+                spool_commit(f.s);
+        }
+        ck_assert_int_ge(count_files(&f, ".seg"), 3);
+        spool_ack(f.s, seq - 1);
+        ck_assert_int_eq(count_files(&f, ".seg"), 1); /* the one being written stays */
+        teardown(&f);
+}
+END_TEST
+
+START_TEST(test_max_spool_refuses_then_drop_oldest_makes_room)
+{
+        struct fx f;
+        static char big[4000];
+        uint64_t seq = 1, lo, hi;
+        int r = 0;
+
+        memset(big, 'y', sizeof(big));
+        setup(&f);
+        f.cfg.max_spool = 1024 * 1024;
+        open_spool(&f);
+        while ((r = spool_append(f.s, seq, big, sizeof(big))) == 0) {
+                seq++;
+                spool_commit(f.s);
+        }
+        ck_assert_int_eq(r, -ENOSPC);
+        ck_assert(spool_drop_oldest(f.s, &lo, &hi));
+        ck_assert_uint_eq(lo, 1);
+        ck_assert_uint_gt(hi, 1);
+        ck_assert_int_eq(spool_append(f.s, seq, big, sizeof(big)), 0);
+        /* Reading starts after what was dropped. */
+        ck_assert_uint_eq(load(&f, 1), seq);
+        ck_assert_uint_eq(f.seqs[0], hi + 1);
+        teardown(&f);
+}
+END_TEST
+
+/* 16 bytes overwritten in the middle: the seqs they cost are reported
+ * lost, the records after them are still read. */
+START_TEST(test_damage_reported_as_lost_seqs)
+{
+        struct fx f;
+        char path[128];
+        struct stat st;
+        int fd;
+
+        setup(&f);
+        open_spool(&f);
+        append(&f, 1, 200);
+        spool_commit(f.s);
+        close_spool(&f);
+        snprintf(path, sizeof(path), "%s/00000000000000000001.seg", f.dir);
+        ck_assert_int_eq(stat(path, &st), 0);
+        fd = open(path, O_WRONLY);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(pwrite(fd, "XXXXXXXXXXXXXXXX", 16, st.st_size / 2), 16);
+        close(fd);
+        open_spool(&f);
+        ck_assert_uint_eq(load(&f, 1), 201);
+        ck_assert_int_eq(f.lost_calls, 1);
+        ck_assert_uint_le(f.lost_hi - f.lost_lo + 1, 2);
+        ck_assert_int_eq(f.n + (int)(f.lost_hi - f.lost_lo + 1), 200);
+        teardown(&f);
+}
+END_TEST
+
+START_TEST(test_lock_names_the_holder)
+{
+        struct fx f;
+        struct spool *other;
+        char err[512], want[64];
+
+        setup(&f);
+        open_spool(&f);
+        /* The lock is per open file description: a second open in this
+         * process is refused like another process would be. */
+        ck_assert_int_eq(spool_open(&other, &f.loop, &f.cfg, err, sizeof(err)), -EBUSY);
+        snprintf(want, sizeof(want), "(pid %d)", (int)getpid());
+        ck_assert_msg(strstr(err, want) != NULL, "%s", err);
+        teardown(&f);
+}
+END_TEST
+
+START_TEST(test_directory_others_may_write)
+{
+        struct fx f;
+        struct spool *s;
+        char err[512];
+
+        setup(&f);
+        ck_assert_int_eq(chmod(f.dir, 0777), 0);
+        ck_assert_int_eq(spool_open(&s, &f.loop, &f.cfg, err, sizeof(err)), -EPERM);
+        ck_assert_msg(strstr(err, "may be written by other users") != NULL, "%s", err);
+        ck_assert_int_eq(chmod(f.dir, 0700), 0);
+        teardown(&f);
+}
+END_TEST
+
+/* A directory that cannot be made is no refusal: memory-only, and the
+ * records appended meanwhile are kept for whoever wants them. */
+START_TEST(test_unusable_directory_fails_soft)
+{
+        struct fx f;
+        char blocker[128];
+
+        setup(&f);
+        snprintf(blocker, sizeof(blocker), "%s/file", f.dir);
+        close(open(blocker, O_WRONLY | O_CREAT, 0600));
+        free(f.cfg.spool_dir);
+        f.cfg.spool_dir = malloc(160);
+        snprintf(f.cfg.spool_dir, 160, "%s/spool", blocker);
+        open_spool(&f);
+        ck_assert_int_eq(spool_state(f.s), SPOOL_FAILED);
+        ck_assert_uint_eq(spool_next_seq(f.s), 1);
+        append(&f, 1, 3);
+        ck_assert_int_eq(spool_commit(f.s), SPOOL_FAILED);
+        ck_assert_uint_eq(spool_unwritten_first(f.s), 1);
+        ck_assert_uint_eq(load(&f, 1), 4); /* read from memory */
+        ck_assert_int_eq(f.n, 3);
+        spool_forget_unwritten(f.s);
+        ck_assert_uint_eq(spool_unwritten(f.s), 0);
+        teardown(&f);
+}
+END_TEST
+
+static Suite *spool_suite(void)
+{
+        Suite *s = suite_create("spool");
+        TCase *tc = tcase_create("directory");
+
+        tcase_add_test(tc, test_write_and_read_back);
+        tcase_add_test(tc, test_reopen_replays_what_is_not_acked);
+        tcase_add_test(tc, test_segments_reclaimed_when_acked);
+        tcase_add_test(tc, test_max_spool_refuses_then_drop_oldest_makes_room);
+        tcase_add_test(tc, test_damage_reported_as_lost_seqs);
+        tcase_add_test(tc, test_lock_names_the_holder);
+        tcase_add_test(tc, test_directory_others_may_write);
+        tcase_add_test(tc, test_unusable_directory_fails_soft);
+        suite_add_tcase(s, tc);
+        return s;
+}
+
+int main(void)
+{
+        SRunner *sr = srunner_create(spool_suite());
+        int failed;
+
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
