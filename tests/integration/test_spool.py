@@ -214,5 +214,46 @@ class DirectoryTests(SpoolCase):
         self.assertEqual(d.stderr_text().count('goes on memory-only'), 1)
 
 
+class DiskFullTests(SpoolCase):
+    """A real full filesystem: a small tmpfs, mounted for the test (root
+    only; skipped with the reason otherwise)."""
+
+    def setUp(self):
+        super().setUp()
+        self.fs = os.path.join(self.tmpdir, 'fs')
+        os.makedirs(self.fs)
+        if os.geteuid() != 0:
+            self.skipTest('mounting a small tmpfs needs root')
+        r = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=256k,mode=0700',
+                            'tmpfs', self.fs], capture_output=True, text=True)
+        if r.returncode != 0:
+            self.skipTest('cannot mount a tmpfs here: ' + r.stderr.strip())
+        self.addCleanup(subprocess.run, ['umount', '-l', self.fs])
+
+    def test_full_disk_goes_memory_only_and_recovers(self):
+        self.spool = os.path.join(self.fs, 'spool')
+        d = self.start_daemon(buffer__spool_dir=self.spool,
+                              buffer__max_spool='16M')
+        self.upstream.stop()
+        for k in range(0, 600, 100):
+            send_stream(d, [make_event(i, payload={'pad': 'f' * 900})
+                            for i in range(k, k + 100)])
+        st = d.stats()
+        self.assertEqual(st['spool']['state'], 'memory_only_after_error')
+        self.assertGreaterEqual(st['spool']['write_errors'], 1)
+        self.assertEqual(sum(st['dropped'].values()), 0)
+        self.assertEqual(d.stderr_text().count('goes on memory-only'), 1)
+        self.assertIn('free some space', d.stderr_text())
+        self.upstream.start()
+        self.assertEventsDelivered([event_id(i) for i in range(600)], timeout=30)
+        # Delivered segments are deleted; the retry finds room again.
+        st = d.wait_for_stats(lambda s: s['spool']['state'] == 'on', timeout=20)
+        self.assertEqual(st['spool']['state'], 'on')
+        self.assertGreaterEqual(st['spool']['recoveries'], 1)
+        send_stream(d, [make_event(1000)])
+        self.assertEventsDelivered([event_id(1000)])
+        self.assertEqual(d.stop(), 0)
+
+
 if __name__ == '__main__':
     unittest.main(verbosity=2)
