@@ -39,33 +39,20 @@ static void check_config_usage(FILE *f)
 
 int cmd_check_config(struct ctl_opts *o, int argc, char **argv)
 {
-        static const struct option opts[] = {
-                CTL_GLOBAL_LONGOPTS,
-                { "help", no_argument, NULL, 'h' },
-                { NULL, 0, NULL, 0 },
+        static const struct ctl_cmdline cl = {
+                .name = "check-config",
+                .usage = check_config_usage,
+                .operand = "FILE",
         };
         struct cfg cfg;
         char err[1024] = "";
         char *key = NULL;
-        const char *path;
-        int c, r;
+        const char *path = NULL;
+        int r;
 
-        while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-                switch (c) {
-                case 'h': check_config_usage(stdout); return CTL_EXIT_OK;
-                case '?': check_config_usage(stderr); return CTL_EXIT_USAGE;
-                default:
-                        r = ctl_global_opt(o, c, optarg);
-                        if (r != 0)
-                                return r;
-                }
-        }
-        if (optind >= argc)
-                return ctl_usage_error("check-config", "FILE is required");
-        if (optind + 1 < argc)
-                return ctl_usage_error("check-config", "unexpected argument '%s'",
-                                       argv[optind + 1]);
-        path = argv[optind];
+        r = ctl_parse_args(o, argc, argv, &cl, NULL, &path);
+        if (r >= 0)
+                return r;
 
         cfg_defaults(&cfg);
         r = cfg_load(&cfg, path, err, sizeof(err));
@@ -229,11 +216,21 @@ int cmd_sign_user_id(struct ctl_opts *o, int argc, char **argv)
                 { "help", no_argument, NULL, 'h' },
                 { NULL, 0, NULL, 0 },
         };
-        const char *file = NULL, *user, *from;
+        static const struct ctl_cmdline cl = {
+                .name = "sign-user-id",
+                .usage = sign_usage,
+                .opts = opts,
+                .option = ctl_option_value, /* --secret-file */
+                .operand = "USER_ID",
+                /* Not quoted: an extra argument may well be the secret. */
+                .extra = "one argument expected, the user id; the secret is read from stdin "
+                         "or --secret-file, never from the command line",
+        };
+        const char *file = NULL, *user = NULL, *from;
         char secret[SECRET_MAX + 1];
         char hex[SEGOPS_SIGN_HEX_LEN + 1];
         ssize_t n = 0;
-        int c, fd = -1, r;
+        int fd = -1, r;
 
         /* getopt_long takes "--secret" for "--secret-file"; a user who
          * typed --secret probably meant to pass the secret itself. */
@@ -250,22 +247,9 @@ int cmd_sign_user_id(struct ctl_opts *o, int argc, char **argv)
 
         /* No core dump may carry the secret. */
         prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-        while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-                switch (c) {
-                case 'f': file = optarg; break;
-                case 'h': sign_usage(stdout); return CTL_EXIT_OK;
-                default: sign_usage(stderr); return CTL_EXIT_USAGE;
-                }
-        }
-        if (optind >= argc)
-                return ctl_usage_error("sign-user-id", "USER_ID is required");
-        if (optind + 1 < argc)
-                /* Not echoed: an extra argument may well be the secret. */
-                return ctl_usage_error("sign-user-id",
-                                       "one argument expected, the user id; "
-                                       "the secret is read from stdin or --secret-file, "
-                                       "never from the command line");
-        user = argv[optind];
+        r = ctl_parse_args(o, argc, argv, &cl, &file, &user);
+        if (r >= 0)
+                return r;
         if (user[0] == '\0')
                 return ctl_usage_error("sign-user-id", "USER_ID must not be empty");
 
