@@ -209,6 +209,84 @@ static ssize_t read_tty(int fd, char *buf, size_t cap)
         return r;
 }
 
+/* getopt_long takes "--secret" for "--secret-file"; a user who typed
+ * --secret probably meant to pass the secret itself. Returns -1, or
+ * CTL_EXIT_USAGE after naming the option (only: "--secret=VALUE" would
+ * put the secret on stderr). */
+static int refuse_secret_option(int argc, char **argv)
+{
+        for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+                if (strncmp(argv[i], "--s", 3) == 0 && strcmp(argv[i], "--secret-file") != 0 &&
+                    strncmp(argv[i], "--secret-file=", 14) != 0)
+                        return ctl_usage_error("sign-user-id",
+                                               "unknown option '%.*s' (the "
+                                               "secret is read from stdin or --secret-file "
+                                               "FILE, never from the command line)",
+                                               (int)strcspn(argv[i], "="), argv[i]);
+        return -1;
+}
+
+/* Read the secret from file, or standard input when file is NULL (a
+ * terminal: typed without echo) into secret (cap bytes, one more than
+ * SECRET_MAX), without one trailing newline. Returns an exit code, having
+ * printed any error; *ret_len is set on CTL_EXIT_OK. */
+static int read_secret(const char *file, char *secret, size_t cap, size_t *ret_len)
+{
+        const char *from = file ? file : "standard input";
+        ssize_t n;
+        int fd;
+
+        if (file) {
+                fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+                if (fd < 0) {
+                        fprintf(stderr, "segopsctl: cannot open secret file %s: %s\n", file,
+                                strerror(errno));
+                        return CTL_EXIT_FAIL;
+                }
+                n = read_all(fd, secret, cap);
+                close(fd);
+        } else {
+                n = isatty(STDIN_FILENO) ? read_tty(STDIN_FILENO, secret, cap)
+                                         : read_all(STDIN_FILENO, secret, cap);
+        }
+        if (n == -EFBIG) {
+                fprintf(stderr, "segopsctl: the secret in %s is longer than %d bytes\n", from,
+                        SECRET_MAX);
+                return CTL_EXIT_FAIL;
+        }
+        if (n < 0) {
+                fprintf(stderr, "segopsctl: reading the secret from %s: %s\n", from,
+                        strerror((int)-n));
+                return CTL_EXIT_FAIL;
+        }
+        /* Exactly one trailing newline: what echo and editors add. */
+        if (n > 0 && secret[n - 1] == '\n')
+                n--;
+        if (n == 0) {
+                fprintf(stderr, "segopsctl: the secret in %s is empty\n", from);
+                return CTL_EXIT_FAIL;
+        }
+        *ret_len = (size_t)n;
+        return CTL_EXIT_OK;
+}
+
+static int print_signature(const char *secret, size_t len, const char *user)
+{
+        char hex[SEGOPS_SIGN_HEX_LEN + 1];
+        int r;
+
+        r = segops_sign_user_id(secret, len, user, hex);
+        if (r < 0) {
+                fprintf(stderr, "segopsctl: cannot compute the signature: %s\n", strerror(-r));
+                r = CTL_EXIT_FAIL;
+        } else {
+                printf("%s\n", hex);
+                r = fflush(stdout) == 0 ? CTL_EXIT_OK : CTL_EXIT_FAIL;
+        }
+        explicit_bzero(hex, sizeof(hex));
+        return r;
+}
+
 int cmd_sign_user_id(struct ctl_opts *o, int argc, char **argv)
 {
         static const struct option opts[] = {
@@ -226,25 +304,14 @@ int cmd_sign_user_id(struct ctl_opts *o, int argc, char **argv)
                 .extra = "one argument expected, the user id; the secret is read from stdin "
                          "or --secret-file, never from the command line",
         };
-        const char *file = NULL, *user = NULL, *from;
+        const char *file = NULL, *user = NULL;
         char secret[SECRET_MAX + 1];
-        char hex[SEGOPS_SIGN_HEX_LEN + 1];
-        ssize_t n = 0;
-        int fd = -1, r;
+        size_t len = 0;
+        int r;
 
-        /* getopt_long takes "--secret" for "--secret-file"; a user who
-         * typed --secret probably meant to pass the secret itself. */
-        for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
-                if (strncmp(argv[i], "--s", 3) == 0 && strcmp(argv[i], "--secret-file") != 0 &&
-                    strncmp(argv[i], "--secret-file=", 14) != 0)
-                        /* Name the option only: "--secret=VALUE" would
-                         * put the secret on stderr. */
-                        return ctl_usage_error("sign-user-id",
-                                               "unknown option '%.*s' (the "
-                                               "secret is read from stdin or --secret-file "
-                                               "FILE, never from the command line)",
-                                               (int)strcspn(argv[i], "="), argv[i]);
-
+        r = refuse_secret_option(argc, argv);
+        if (r >= 0)
+                return r;
         /* No core dump may carry the secret. */
         prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
         r = ctl_parse_args(o, argc, argv, &cl, &file, &user);
@@ -252,52 +319,9 @@ int cmd_sign_user_id(struct ctl_opts *o, int argc, char **argv)
                 return r;
         if (user[0] == '\0')
                 return ctl_usage_error("sign-user-id", "USER_ID must not be empty");
-
-        if (file) {
-                from = file;
-                fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-                if (fd < 0) {
-                        fprintf(stderr, "segopsctl: cannot open secret file %s: %s\n", file,
-                                strerror(errno));
-                        return CTL_EXIT_FAIL;
-                }
-                n = read_all(fd, secret, sizeof(secret));
-                close(fd);
-        } else {
-                from = "standard input";
-                n = isatty(STDIN_FILENO) ? read_tty(STDIN_FILENO, secret, sizeof(secret))
-                                         : read_all(STDIN_FILENO, secret, sizeof(secret));
-        }
-        if (n == -EFBIG) {
-                fprintf(stderr, "segopsctl: the secret in %s is longer than %d bytes\n", from,
-                        SECRET_MAX);
-                r = CTL_EXIT_FAIL;
-                goto out;
-        }
-        if (n < 0) {
-                fprintf(stderr, "segopsctl: reading the secret from %s: %s\n", from,
-                        strerror((int)-n));
-                r = CTL_EXIT_FAIL;
-                goto out;
-        }
-        /* Exactly one trailing newline: what echo and editors add. */
-        if (n > 0 && secret[n - 1] == '\n')
-                n--;
-        if (n == 0) {
-                fprintf(stderr, "segopsctl: the secret in %s is empty\n", from);
-                r = CTL_EXIT_FAIL;
-                goto out;
-        }
-        r = segops_sign_user_id(secret, (size_t)n, user, hex);
-        if (r < 0) {
-                fprintf(stderr, "segopsctl: cannot compute the signature: %s\n", strerror(-r));
-                r = CTL_EXIT_FAIL;
-                goto out;
-        }
-        printf("%s\n", hex);
-        r = fflush(stdout) == 0 ? CTL_EXIT_OK : CTL_EXIT_FAIL;
-out:
+        r = read_secret(file, secret, sizeof(secret), &len);
+        if (r == CTL_EXIT_OK)
+                r = print_signature(secret, len, user);
         explicit_bzero(secret, sizeof(secret));
-        explicit_bzero(hex, sizeof(hex));
         return r;
 }
