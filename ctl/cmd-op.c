@@ -17,31 +17,23 @@
 
 #define STATS_MAX_DEPTH 8 /* deeper objects print as compact JSON */
 
-/* Run one op; on ok:true return 0 with *ret_reply set, else print the
- * daemon's error and return the exit code. */
+/* Run one op and judge its reply. Returns CTL_EXIT_OK for ok:true, or
+ * CTL_EXIT_FAIL for ok:false after printing "segopsctl: WHAT failed:
+ * <error>: <detail>"; in both cases *ret_reply (and *ret_raw, when asked
+ * for) hold the reply, for the caller to show or add to, and to free.
+ * Any other exit code: no reply (NULL), its reason printed. */
 static int run_op(const struct ctl_opts *o, const char *line, int timeout_ms, const char *what,
                   json_t **ret_reply, char **ret_raw)
 {
-        json_t *reply = NULL;
+        char prefix[64];
         int r;
 
-        r = ctl_simple_op(o, line, timeout_ms, &reply, ret_raw);
-        if (r != CTL_EXIT_OK)
+        r = ctl_simple_op(o, line, timeout_ms, ret_reply, ret_raw);
+        if (r != CTL_EXIT_OK || json_is_true(json_object_get(*ret_reply, "ok")))
                 return r;
-        if (!json_is_true(json_object_get(reply, "ok"))) {
-                char prefix[64];
-
-                snprintf(prefix, sizeof(prefix), "segopsctl: %s failed: ", what);
-                ctl_print_reply_error(prefix, reply);
-                json_decref(reply);
-                if (ret_raw) {
-                        free(*ret_raw);
-                        *ret_raw = NULL;
-                }
-                return CTL_EXIT_FAIL;
-        }
-        *ret_reply = reply;
-        return CTL_EXIT_OK;
+        snprintf(prefix, sizeof(prefix), "segopsctl: %s failed: ", what);
+        ctl_print_reply_error(prefix, *ret_reply);
+        return CTL_EXIT_FAIL;
 }
 
 /* ---- ping ---- */
@@ -66,12 +58,12 @@ int cmd_ping(struct ctl_opts *o, int argc, char **argv)
         if (r >= 0)
                 return r;
         r = run_op(o, "{\"op\":\"ping\"}\n", o->timeout_ms, "ping", &reply, NULL);
-        if (r != CTL_EXIT_OK)
-                return r;
-        version = json_string_value(json_object_get(reply, "version"));
-        printf("segopsd %s is running\n", version ? version : "(unknown version)");
+        if (r == CTL_EXIT_OK) {
+                version = json_string_value(json_object_get(reply, "version"));
+                printf("segopsd %s is running\n", version ? version : "(unknown version)");
+        }
         json_decref(reply);
-        return CTL_EXIT_OK;
+        return r;
 }
 
 /* ---- stats ---- */
@@ -166,15 +158,16 @@ int cmd_stats(struct ctl_opts *o, int argc, char **argv)
         if (r >= 0)
                 return r;
         r = run_op(o, "{\"op\":\"stats\"}\n", o->timeout_ms, "stats", &reply, &raw);
-        if (r != CTL_EXIT_OK)
-                return r;
-        if (as_json)
-                printf("%s\n", raw);
-        else
-                print_table(reply, 0);
+        if (r == CTL_EXIT_OK) {
+                if (as_json)
+                        printf("%s\n", raw);
+                else
+                        print_table(reply, 0);
+                r = fflush(stdout) == 0 ? CTL_EXIT_OK : CTL_EXIT_FAIL;
+        }
         json_decref(reply);
         free(raw);
-        return fflush(stdout) == 0 ? CTL_EXIT_OK : CTL_EXIT_FAIL;
+        return r;
 }
 
 /* ---- flush ---- */
@@ -201,21 +194,16 @@ int cmd_flush(struct ctl_opts *o, int argc, char **argv)
          * that long, plus a grace period for the answer to arrive. */
         timeout_ms = o->timeout_set ? o->timeout_ms : PROTO_FLUSH_TIMEOUT_MS;
         snprintf(line, sizeof(line), "{\"op\":\"flush\",\"timeout_ms\":%d}\n", timeout_ms);
-        r = ctl_simple_op(o, line, timeout_ms + CTL_FLUSH_GRACE_MS, &reply, NULL);
-        if (r != CTL_EXIT_OK)
-                return r;
-        if (json_is_true(json_object_get(reply, "ok"))) {
+        r = run_op(o, line, timeout_ms + CTL_FLUSH_GRACE_MS, "flush", &reply, NULL);
+        if (r == CTL_EXIT_OK) {
                 printf("flushed %" JSON_INTEGER_FORMAT " events\n",
                        json_integer_value(json_object_get(reply, "flushed")));
-                r = CTL_EXIT_OK;
-        } else {
-                ctl_print_reply_error("segopsctl: flush failed: ", reply);
+        } else if (reply) {
                 pending = json_object_get(reply, "pending");
                 if (json_is_integer(pending))
                         fprintf(stderr,
                                 "segopsctl: %" JSON_INTEGER_FORMAT " events still pending\n",
                                 json_integer_value(pending));
-                r = CTL_EXIT_FAIL;
         }
         json_decref(reply);
         return r;
