@@ -1,4 +1,4 @@
-/* client.c - segopsctl's connection to segopsd's control socket.
+/* client.c - segopsctl's connections to segopsd's sockets.
  *
  * One exchange per command: connect (non-blocking, so a full listen
  * backlog is an error instead of a hang), write the request — a fixed
@@ -8,7 +8,8 @@
  * segopsd answers rejected lines while we are still sending, and it may
  * drop a client whose unread replies pile up. Every wait for the daemon
  * is bounded by the request's timeout; waiting for our own input is not
- * (a slow producer on stdin is not segopsd's fault).
+ * (a slow producer on stdin is not segopsd's fault). A single event sent
+ * with --datagram goes to the events socket instead, with no reply.
  */
 #include "clock.h"
 #include "ctl.h"
@@ -29,15 +30,27 @@
 
 static const char ping_line[] = "{\"op\":\"ping\"}\n";
 
+/* The address of the socket at path: 0, or -ENAMETOOLONG when path is
+ * empty or does not fit. */
+static int unix_address(const char *path, struct sockaddr_un *ret_sa)
+{
+        size_t n = strlen(path);
+
+        if (n == 0 || n >= sizeof(ret_sa->sun_path))
+                return -ENAMETOOLONG;
+        *ret_sa = (struct sockaddr_un){ .sun_family = AF_UNIX };
+        memcpy(ret_sa->sun_path, path, n + 1);
+        return 0;
+}
+
 static int connect_control(const char *path, int *ret_fd)
 {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        size_t n = strlen(path);
+        struct sockaddr_un sa;
         int fd, r;
 
-        if (n == 0 || n >= sizeof(sa.sun_path))
-                return -ENAMETOOLONG;
-        memcpy(sa.sun_path, path, n + 1);
+        r = unix_address(path, &sa);
+        if (r < 0)
+                return r;
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
                 return -errno;
@@ -346,6 +359,32 @@ int ctl_exchange_error(const char *path, int r)
         case ECANCELED: return CTL_EXIT_FAIL; /* already reported */
         default: fprintf(stderr, "segopsctl: %s: %s\n", path, strerror(-r)); return CTL_EXIT_PROTO;
         }
+}
+
+int ctl_send_datagram(const struct ctl_opts *o, const char *data, size_t len)
+{
+        struct sockaddr_un sa;
+        struct timeval tv = { .tv_sec = o->timeout_ms / 1000,
+                              .tv_usec = (o->timeout_ms % 1000) * 1000 };
+        int fd, r = CTL_EXIT_OK;
+
+        if (unix_address(o->events_path, &sa) < 0)
+                return ctl_exchange_error(o->events_path, -ENAMETOOLONG);
+        fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+                fprintf(stderr, "segopsctl: socket: %s\n", strerror(errno));
+                return CTL_EXIT_FAIL;
+        }
+        /* A full socket queue blocks sendto(): bound that wait. */
+        (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        if (sendto(fd, data, len, MSG_NOSIGNAL, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                if (errno == EAGAIN || errno == EWOULDBLOCK)
+                        r = ctl_exchange_error(o->events_path, -ETIMEDOUT);
+                else
+                        r = ctl_exchange_error(o->events_path, -errno);
+        }
+        close(fd);
+        return r;
 }
 
 void ctl_print_reply_error(const char *prefix, json_t *reply)

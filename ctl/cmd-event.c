@@ -17,8 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 /* The command line of send and identify. */
@@ -204,35 +202,6 @@ static int send_stream(const struct ctl_opts *o, const char *data, size_t len, i
         return s.rejected ? CTL_EXIT_FAIL : CTL_EXIT_OK;
 }
 
-/* One datagram to the events socket; no reply exists to wait for. */
-static int send_datagram(const struct ctl_opts *o, const char *data, size_t len)
-{
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        size_t n = strlen(o->events_path);
-        struct timeval tv = { .tv_sec = o->timeout_ms / 1000,
-                              .tv_usec = (o->timeout_ms % 1000) * 1000 };
-        int fd, r = CTL_EXIT_OK;
-
-        if (n == 0 || n >= sizeof(sa.sun_path))
-                return ctl_exchange_error(o->events_path, -ENAMETOOLONG);
-        memcpy(sa.sun_path, o->events_path, n + 1);
-        fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        if (fd < 0) {
-                fprintf(stderr, "segopsctl: socket: %s\n", strerror(errno));
-                return CTL_EXIT_FAIL;
-        }
-        /* A full socket queue blocks sendto(): bound that wait. */
-        (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-        if (sendto(fd, data, len, MSG_NOSIGNAL, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-                if (errno == EAGAIN || errno == EWOULDBLOCK)
-                        r = ctl_exchange_error(o->events_path, -ETIMEDOUT);
-                else
-                        r = ctl_exchange_error(o->events_path, -errno);
-        }
-        close(fd);
-        return r;
-}
-
 static void event_usage(FILE *f, bool identify)
 {
         if (identify)
@@ -317,7 +286,7 @@ static int send_one(const struct ctl_opts *o, const char *cmd, const struct even
                 r = CTL_EXIT_FAIL;
                 goto out;
         }
-        r = a->datagram ? send_datagram(o, b.data, b.len) : send_stream(o, b.data, b.len, -1);
+        r = a->datagram ? ctl_send_datagram(o, b.data, b.len) : send_stream(o, b.data, b.len, -1);
 out:
         proto_buf_free(&b);
         return r;

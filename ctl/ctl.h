@@ -1,7 +1,8 @@
 /* ctl.h - segopsctl internals shared between its files.
  *
- * segopsctl.c parses the global options and dispatches; client.c talks
- * to segopsd's control socket; cmd-*.c implement the subcommands. The
+ * segopsctl.c parses the global options and dispatches, and reads each
+ * command's own command line (ctl_parse_args); client.c talks to
+ * segopsd's sockets; cmd-*.c implement the subcommands. The
  * exit codes below are the tool's contract with scripts (man page).
  */
 #ifndef SEGOPSCTL_CTL_H
@@ -120,6 +121,11 @@ int ctl_exchange_error(const char *path, int r);
  * error. */
 int ctl_simple_op(const struct ctl_opts *o, const char *line, int timeout_ms, json_t **ret_reply,
                   char **ret_raw);
+
+/* Send data as one datagram to the events socket (o->events_path),
+ * waiting at most o->timeout_ms for room in its queue; there is no reply.
+ * Returns an exit code, having printed any error. */
+int ctl_send_datagram(const struct ctl_opts *o, const char *data, size_t len);
 
 /* Print a rejection or ok:false reply as "<prefix><error>: <detail>". */
 void ctl_print_reply_error(const char *prefix, json_t *reply);
