@@ -11,6 +11,8 @@
  * It prints how many events it sent, the seconds it took, and the
  * CLOCK_MONOTONIC start time so the runner can measure end to end.
  */
+#include "util.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -19,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -44,29 +45,6 @@ struct worker {
         uint64_t pack; /* events per datagram */
         int err;       /* 0 or a negative errno */
 };
-
-static uint64_t now_ns(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
-{
-        char *end;
-        unsigned long long v;
-
-        if (!s || *s < '0' || *s > '9')
-                return -EINVAL;
-        errno = 0;
-        v = strtoull(s, &end, 10);
-        if (errno || *end || v < min || v > max)
-                return -EINVAL;
-        *ret = v;
-        return 0;
-}
 
 /* Append the decimal digits of v at p; returns the end. */
 static char *put_u64(char *p, uint64_t v)
@@ -160,8 +138,8 @@ static int send_all(int fd, struct mmsghdr *m, unsigned n, uint64_t *retries)
                 if (r < 0 && errno != ENOBUFS && errno != EAGAIN && errno != EWOULDBLOCK)
                         return -errno;
                 if (stalled_since == 0)
-                        stalled_since = now_ns();
-                else if (now_ns() - stalled_since > STALL_LIMIT_NS)
+                        stalled_since = bench_now_ns();
+                else if (bench_now_ns() - stalled_since > STALL_LIMIT_NS)
                         return -ETIMEDOUT;
                 (*retries)++;
                 nanosleep(&ts, NULL);
@@ -234,7 +212,6 @@ int main(int argc, char **argv)
         const char *path = getenv("SEGOPS_SOCKET");
         uint64_t n = 1000000, threads = 1, pack = 1, sent = 0, retries = 0, t0, t1, k;
         double secs, cpu;
-        struct rusage ru;
         int opt, r = 1;
         bool failed = false;
 
@@ -243,20 +220,20 @@ int main(int argc, char **argv)
         while ((opt = getopt(argc, argv, "n:s:t:p:h")) != -1) {
                 switch (opt) {
                 case 'n':
-                        if (parse_u64(optarg, 1, MAX_EVENTS, &n) < 0) {
+                        if (bench_parse_u64(optarg, 1, MAX_EVENTS, &n) < 0) {
                                 fprintf(stderr, "sender: bad -n\n");
                                 return 2;
                         }
                         break;
                 case 's': path = optarg; break;
                 case 't':
-                        if (parse_u64(optarg, 1, MAX_THREADS, &threads) < 0) {
+                        if (bench_parse_u64(optarg, 1, MAX_THREADS, &threads) < 0) {
                                 fprintf(stderr, "sender: bad -t\n");
                                 return 2;
                         }
                         break;
                 case 'p':
-                        if (parse_u64(optarg, 1, MAX_PACK, &pack) < 0) {
+                        if (bench_parse_u64(optarg, 1, MAX_PACK, &pack) < 0) {
                                 fprintf(stderr, "sender: bad -p\n");
                                 return 2;
                         }
@@ -279,7 +256,7 @@ int main(int argc, char **argv)
                 w[k].pack = pack;
         }
 
-        t0 = now_ns();
+        t0 = bench_now_ns();
         if (threads == 1) {
                 worker_run(&w[0]);
         } else {
@@ -296,7 +273,7 @@ int main(int argc, char **argv)
                         if (!pthread_equal(w[k].thread, pthread_self()))
                                 pthread_join(w[k].thread, NULL);
         }
-        t1 = now_ns();
+        t1 = bench_now_ns();
 
         for (k = 0; k < threads; k++) {
                 sent += w[k].sent;
@@ -307,9 +284,7 @@ int main(int argc, char **argv)
                 }
         }
         secs = (double)(t1 - t0) / 1e9;
-        getrusage(RUSAGE_SELF, &ru);
-        cpu = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-              (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+        cpu = bench_cpu_s();
         printf("sent %" PRIu64 " events in %.3f s (%.0f events/s, %" PRIu64
                " retries) start_ns=%" PRIu64 " end_ns=%" PRIu64 " cpu_s=%.3f\n",
                sent, secs, secs > 0 ? (double)sent / secs : 0.0, retries, t0, t1, cpu);

@@ -14,6 +14,8 @@
  * sink must not be the bottleneck. Every resource is bounded: 256
  * connections, 16 KiB of headers, 8 MiB of body, 32 MiB gunzipped.
  */
+#include "util.h"
+
 #include <assert.h>
 #include <errno.h>
 #include <getopt.h>
@@ -30,7 +32,6 @@
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -90,29 +91,6 @@ struct request {
         bool expect_continue;
         bool close;
 };
-
-static uint64_t now_ns(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int parse_u64(const char *s, uint64_t max, uint64_t *ret)
-{
-        char *end;
-        unsigned long long v;
-
-        if (!s || *s < '0' || *s > '9')
-                return -EINVAL;
-        errno = 0;
-        v = strtoull(s, &end, 10);
-        if (errno || *end || v > max)
-                return -EINVAL;
-        *ret = v;
-        return 0;
-}
 
 static int format_counts(const struct sink *s, char *buf, size_t len)
 {
@@ -378,7 +356,7 @@ static int parse_head(const struct conn *c, struct request *rq, int *ret_status)
                                 return -EBADMSG;
                         memcpy(num, v, vlen);
                         num[vlen] = '\0';
-                        if (parse_u64(num, UINT64_MAX, &cl) < 0)
+                        if (bench_parse_u64(num, 0, UINT64_MAX, &cl) < 0)
                                 return -EBADMSG;
                         if (cl > MAX_BODY_BYTES) {
                                 *ret_status = 413;
@@ -436,7 +414,7 @@ static int handle_batch(struct sink *s, struct conn *c, const struct request *rq
         }
         scan_ids(s, body, len, &acc, &dup);
         if (acc + dup > 0) {
-                t = now_ns();
+                t = bench_now_ns();
                 if (s->n.first_ns == 0)
                         s->n.first_ns = t;
                 s->n.last_ns = t;
@@ -730,14 +708,14 @@ int main(int argc, char **argv)
         while ((opt = getopt_long(argc, argv, "p:f:e:h", opts, NULL)) != -1) {
                 switch (opt) {
                 case 'p':
-                        if (parse_u64(optarg, 65535, &port) < 0) {
+                        if (bench_parse_u64(optarg, 0, 65535, &port) < 0) {
                                 fprintf(stderr, "sink: bad --port\n");
                                 return 2;
                         }
                         break;
                 case 'f': port_file = optarg; break;
                 case 'e':
-                        if (parse_u64(optarg, MAX_EXPECT, &s.expect) < 0 || s.expect == 0) {
+                        if (bench_parse_u64(optarg, 1, MAX_EXPECT, &s.expect) < 0) {
                                 fprintf(stderr, "sink: bad --expect "
                                                 "(1..100000000)\n");
                                 return 2;
