@@ -206,91 +206,112 @@ static void usage(FILE *f)
                 MAX_THREADS);
 }
 
-int main(int argc, char **argv)
-{
-        struct worker *w = NULL;
-        const char *path = getenv("SEGOPS_SOCKET");
-        uint64_t n = 1000000, threads = 1, pack = 1, sent = 0, retries = 0, t0, t1, k;
-        double secs, cpu;
-        int opt, r = 1;
-        bool failed = false;
+struct options {
+        const char *path;
+        uint64_t n;
+        uint64_t threads;
+        uint64_t pack;
+};
 
-        if (!path || !*path)
-                path = DEFAULT_SOCKET;
+/* The number after -opt, from 1 to max; else says so and returns -1. */
+static int take_count(const char *arg, uint64_t max, int opt, uint64_t *ret)
+{
+        if (bench_parse_u64(arg, 1, max, ret) == 0)
+                return 0;
+        fprintf(stderr, "sender: bad -%c\n", opt);
+        return -1;
+}
+
+/* Returns -1 to go on, else the exit status. */
+static int parse_options(int argc, char **argv, struct options *o)
+{
+        int opt, r = 0;
+
         while ((opt = getopt(argc, argv, "n:s:t:p:h")) != -1) {
                 switch (opt) {
-                case 'n':
-                        if (bench_parse_u64(optarg, 1, MAX_EVENTS, &n) < 0) {
-                                fprintf(stderr, "sender: bad -n\n");
-                                return 2;
-                        }
-                        break;
-                case 's': path = optarg; break;
-                case 't':
-                        if (bench_parse_u64(optarg, 1, MAX_THREADS, &threads) < 0) {
-                                fprintf(stderr, "sender: bad -t\n");
-                                return 2;
-                        }
-                        break;
-                case 'p':
-                        if (bench_parse_u64(optarg, 1, MAX_PACK, &pack) < 0) {
-                                fprintf(stderr, "sender: bad -p\n");
-                                return 2;
-                        }
-                        break;
+                case 'n': r = take_count(optarg, MAX_EVENTS, opt, &o->n); break;
+                case 's': o->path = optarg; break;
+                case 't': r = take_count(optarg, MAX_THREADS, opt, &o->threads); break;
+                case 'p': r = take_count(optarg, MAX_PACK, opt, &o->pack); break;
                 case 'h': usage(stdout); return 0;
                 default: usage(stderr); return 2;
                 }
+                if (r < 0)
+                        return 2;
         }
-        if (threads > n)
-                threads = n;
-        w = calloc((size_t)threads, sizeof(*w));
-        if (!w) {
-                fprintf(stderr, "sender: out of memory\n");
-                goto out;
+        return -1;
+}
+
+/* Run every worker, each in its own thread when there are several. */
+static void run_workers(struct worker *w, uint64_t threads)
+{
+        uint64_t k;
+
+        if (threads == 1) {
+                worker_run(&w[0]);
+                return;
         }
         for (k = 0; k < threads; k++) {
-                w[k].path = path;
-                w[k].first = n * k / threads;
-                w[k].end = n * (k + 1) / threads;
-                w[k].pack = pack;
+                int e = pthread_create(&w[k].thread, NULL, worker_run, &w[k]);
+                if (e) {
+                        /* Run it here instead: every event still goes
+                         * out. */
+                        w[k].thread = pthread_self();
+                        worker_run(&w[k]);
+                }
+        }
+        for (k = 0; k < threads; k++)
+                if (!pthread_equal(w[k].thread, pthread_self()))
+                        pthread_join(w[k].thread, NULL);
+}
+
+int main(int argc, char **argv)
+{
+        struct options o = {
+                .path = getenv("SEGOPS_SOCKET"), .n = 1000000, .threads = 1, .pack = 1
+        };
+        struct worker *w = NULL;
+        uint64_t sent = 0, retries = 0, t0, t1, k;
+        double secs;
+        bool failed = false;
+        int r;
+
+        if (!o.path || !*o.path)
+                o.path = DEFAULT_SOCKET;
+        r = parse_options(argc, argv, &o);
+        if (r >= 0)
+                return r;
+        if (o.threads > o.n)
+                o.threads = o.n;
+        w = calloc((size_t)o.threads, sizeof(*w));
+        if (!w) {
+                fprintf(stderr, "sender: out of memory\n");
+                return 1;
+        }
+        for (k = 0; k < o.threads; k++) {
+                w[k].path = o.path;
+                w[k].first = o.n * k / o.threads;
+                w[k].end = o.n * (k + 1) / o.threads;
+                w[k].pack = o.pack;
         }
 
         t0 = bench_now_ns();
-        if (threads == 1) {
-                worker_run(&w[0]);
-        } else {
-                for (k = 0; k < threads; k++) {
-                        int e = pthread_create(&w[k].thread, NULL, worker_run, &w[k]);
-                        if (e) {
-                                /* Run it here instead: every event still
-                                 * goes out. */
-                                w[k].thread = pthread_self();
-                                worker_run(&w[k]);
-                        }
-                }
-                for (k = 0; k < threads; k++)
-                        if (!pthread_equal(w[k].thread, pthread_self()))
-                                pthread_join(w[k].thread, NULL);
-        }
+        run_workers(w, o.threads);
         t1 = bench_now_ns();
 
-        for (k = 0; k < threads; k++) {
+        for (k = 0; k < o.threads; k++) {
                 sent += w[k].sent;
                 retries += w[k].retries;
                 if (w[k].err < 0 && !failed) {
-                        fprintf(stderr, "sender: %s: %s\n", path, strerror(-w[k].err));
+                        fprintf(stderr, "sender: %s: %s\n", o.path, strerror(-w[k].err));
                         failed = true;
                 }
         }
         secs = (double)(t1 - t0) / 1e9;
-        cpu = bench_cpu_s();
         printf("sent %" PRIu64 " events in %.3f s (%.0f events/s, %" PRIu64
                " retries) start_ns=%" PRIu64 " end_ns=%" PRIu64 " cpu_s=%.3f\n",
-               sent, secs, secs > 0 ? (double)sent / secs : 0.0, retries, t0, t1, cpu);
+               sent, secs, secs > 0 ? (double)sent / secs : 0.0, retries, t0, t1, bench_cpu_s());
         fflush(stdout);
-        r = failed || sent != n ? 1 : 0;
-out:
         free(w);
-        return r;
+        return failed || sent != o.n ? 1 : 0;
 }
