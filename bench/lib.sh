@@ -18,19 +18,29 @@ stop_pid() {
         wait "$pid" 2>/dev/null
 }
 
+# wait_for PID TRIES COMMAND...: run COMMAND every 0.1 s until it
+# succeeds, at most TRIES times, or until PID (unless empty), a process
+# we started, has exited; then once more. Returns COMMAND's last status.
+wait_for() {
+        local pid=$1 tries=$2 i
+        shift 2
+        for ((i = 0; i < tries; i++)); do
+                "$@" && return 0
+                [ -z "$pid" ] || kill -0 "$pid" 2>/dev/null || break
+                sleep 0.1
+        done
+        "$@"
+}
+
 # Start bench/sink (path $1, extra arguments after it) on an ephemeral
 # port; sets SINK_PID and PORT, or dies with the sink's error.
 start_sink() {
-        local sink=$1 i
+        local sink=$1
         shift
         "$sink" --port-file "$TMP/port" "$@" >"$TMP/sink.out" 2>"$TMP/sink.err" &
         SINK_PID=$!
-        for ((i = 0; i < 50; i++)); do
-                [ -s "$TMP/port" ] && break
-                kill -0 "$SINK_PID" 2>/dev/null || break
-                sleep 0.1
-        done
-        [ -s "$TMP/port" ] || { cat "$TMP/sink.err" >&2; die "sink did not start"; }
+        wait_for "$SINK_PID" 50 test -s "$TMP/port" ||
+                { cat "$TMP/sink.err" >&2; die "sink did not start"; }
         read -r PORT <"$TMP/port"
 }
 

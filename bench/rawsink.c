@@ -9,39 +9,21 @@
  * after N events, or after 30 s without any, and prints
  * "events E datagrams D elapsed_s S cpu_s C".
  */
+#include "util.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #define VLEN 16
 #define SLOT 65536
 #define IDLE_LIMIT_MS 30000
-
-static double now_s(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double cpu_s(void)
-{
-        struct rusage r;
-
-        getrusage(RUSAGE_SELF, &r);
-        return (double)(r.ru_utime.tv_sec + r.ru_stime.tv_sec) +
-               (double)(r.ru_utime.tv_usec + r.ru_stime.tv_usec) / 1e6;
-}
 
 int main(int argc, char **argv)
 {
@@ -50,12 +32,12 @@ int main(int argc, char **argv)
         static char bufs[VLEN][SLOT];
         struct mmsghdr m[VLEN];
         struct iovec iov[VLEN];
-        uint64_t want, events = 0, dgrams = 0;
-        double t0 = 0, cpu0 = 0;
+        uint64_t want, events = 0, dgrams = 0, t0 = 0;
+        double cpu0 = 0;
         int fd, ep;
 
         if (argc != 3 || strlen(argv[1]) >= sizeof(sa.sun_path) ||
-            (want = strtoull(argv[2], NULL, 10)) == 0) {
+            bench_parse_u64(argv[2], 1, UINT64_MAX, &want) < 0) {
                 fprintf(stderr, "usage: rawsink SOCKET EVENTS\n");
                 return 2;
         }
@@ -80,8 +62,8 @@ int main(int argc, char **argv)
                 if (n < 0 && errno != EINTR)
                         return 2;
                 if (t0 == 0) {
-                        t0 = now_s();
-                        cpu0 = cpu_s();
+                        t0 = bench_now_ns();
+                        cpu0 = bench_cpu_s();
                 }
                 for (;;) {
                         for (int i = 0; i < VLEN; i++) {
@@ -104,7 +86,8 @@ int main(int argc, char **argv)
                 }
         }
         printf("events %" PRIu64 " datagrams %" PRIu64 " elapsed_s %.3f cpu_s %.3f\n", events,
-               dgrams, t0 ? now_s() - t0 : 0.0, t0 ? cpu_s() - cpu0 : 0.0);
+               dgrams, t0 ? (double)(bench_now_ns() - t0) / 1e9 : 0.0,
+               t0 ? bench_cpu_s() - cpu0 : 0.0);
         unlink(argv[1]);
         return events >= want ? 0 : 1;
 }

@@ -87,11 +87,7 @@ level = warn
 EOF
 "$SEGOPSD" --config "$TMP/segopsd.conf" >"$TMP/segopsd.out" 2>"$TMP/segopsd.err" &
 DAEMON_PID=$!
-for ((i = 0; i < 100; i++)); do
-        [ -S "$TMP/segopsd.sock" ] && break
-        kill -0 "$DAEMON_PID" 2>/dev/null || break
-        sleep 0.1
-done
-[ -S "$TMP/segopsd.sock" ] || { cat "$TMP/segopsd.err" >&2; die "segopsd did not start"; }
+wait_for "$DAEMON_PID" 100 test -S "$TMP/segopsd.sock" ||
+        { cat "$TMP/segopsd.err" >&2; die "segopsd did not start"; }
 run_bench "segopsd up:" || die "shim-bench failed"
 exit 0

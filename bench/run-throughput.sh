@@ -152,24 +152,30 @@ cpu_ticks() { # utime + stime of a process; with "user", utime alone
 
 calc() { awk "BEGIN { printf \"$1\", ($2) }"; }
 
+# kB to MiB, one decimal.
+mib() { calc '%.1f' "$1 / 1024"; }
+
+# CPU seconds (a number or an awk expression) per million events: of $2
+# events, or of the run's N.
+per_million() { calc '%.3f' "($1) * 1000000 / ${2:-$N}"; }
+
+# The CPU seconds between two cpu_ticks readings, as an awk expression.
+ticks_s() { echo "($2 - $1) / $CLK_TCK"; }
+
 # --- the ceiling: the same sender into a receiver that only reads ------------
 RAW_EPS=
 RAW_CPU_PER_M=
 if [ "$RAW" = 1 ]; then
         "$RAWSINK" "$TMP/raw.sock" "$N" >"$TMP/raw.out" 2>"$TMP/raw.err" &
         RAW_PID=$!
-        for ((i = 0; i < 50; i++)); do
-                [ -S "$TMP/raw.sock" ] && break
-                sleep 0.1
-        done
-        [ -S "$TMP/raw.sock" ] || die "rawsink did not start"
+        wait_for "$RAW_PID" 50 test -S "$TMP/raw.sock" || die "rawsink did not start"
         timeout "$TIMEOUT" "$SENDER" -n "$N" -s "$TMP/raw.sock" -t "$THREADS" -p "$PACK" \
                 >/dev/null || die "the sender failed on the ceiling run"
         wait "$RAW_PID" || die "rawsink: $(cat "$TMP/raw.err")"
         RAW_PID=
         read -r _ raw_events _ _ _ raw_elapsed _ raw_cpu <"$TMP/raw.out"
         RAW_EPS=$(calc '%.0f' "$raw_elapsed > 0 ? $raw_events / $raw_elapsed : 0")
-        RAW_CPU_PER_M=$(calc '%.3f' "$raw_cpu * 1000000 / $raw_events")
+        RAW_CPU_PER_M=$(per_million "$raw_cpu" "$raw_events")
 fi
 
 # --- the sink ---------------------------------------------------------------
@@ -202,17 +208,11 @@ env -u CREDENTIALS_DIRECTORY -u NOTIFY_SOCKET -u LISTEN_FDS -u LISTEN_PID \
     >"$TMP/segopsd.out" 2>"$TMP/segopsd.err" &
 DAEMON_PID=$!
 
-up=0
-for ((i = 0; i < 100; i++)); do
-        kill -0 "$DAEMON_PID" 2>/dev/null || break
-        if [ -S "$TMP/segopsd.sock" ] &&
-           control '{"op":"ping"}' | grep -q '"ok" *: *true'; then
-                up=1
-                break
-        fi
-        sleep 0.1
-done
-if [ "$up" != 1 ]; then
+# shellcheck disable=SC2317 # called through wait_for
+segopsd_answers() {
+        [ -S "$TMP/segopsd.sock" ] && control '{"op":"ping"}' | grep -q '"ok" *: *true'
+}
+if ! wait_for "$DAEMON_PID" 100 segopsd_answers; then
         tail -n 20 "$TMP/segopsd.err" >&2
         die "segopsd did not answer ping within 10 s"
 fi
@@ -225,11 +225,8 @@ IDLE_ANON_KB=$(proc_field "$DAEMON_PID" RssAnon)
 # The floor: the same libraries and their start-up, nothing of segopsd's.
 "$FLOOR" >"$TMP/floor.out" 2>&1 &
 FLOOR_PID=$!
-for ((i = 0; i < 50; i++)); do
-        [ -s "$TMP/floor.out" ] && break
-        sleep 0.1
-done
-[ -s "$TMP/floor.out" ] || die "rss-floor did not start: $(cat "$TMP/floor.out")"
+wait_for "$FLOOR_PID" 50 test -s "$TMP/floor.out" ||
+        die "rss-floor did not start: $(cat "$TMP/floor.out")"
 sleep 0.5 # as for segopsd
 FLOOR_KB=$(proc_field "$FLOOR_PID" VmRSS)
 stop_pid "$FLOOR_PID" 5
@@ -292,15 +289,15 @@ EPS=$(calc '%.0f' "$ELAPSED > 0 ? $UNIQUE / $ELAPSED : 0")
 # From the sender's last event to the sink's: mostly the wait for the
 # last, partial batch's flush_interval tick.
 TAIL=$(calc '%.3f' "${END_NS:-0} > 0 && $LAST_NS > ${END_NS:-0} ? ($LAST_NS - ${END_NS:-0}) / 1e9 : 0")
-CPU_S=$(calc '%.3f' "($CPU1 - $CPU0) / $CLK_TCK")
-CPU_PER_M=$(calc '%.3f' "$CPU_S * 1000000 / $N")
-USER_PER_M=$(calc '%.3f' "($UCPU1 - $UCPU0) / $CLK_TCK * 1000000 / $N")
-PEAK_MIB=$(calc '%.1f' "$PEAK_KB / 1024")
-SINK_PER_M=$(calc '%.3f' "($SINK_CPU1 - $SINK_CPU0) / $CLK_TCK * 1000000 / $N")
-SENDER_PER_M=$(calc '%.3f' "${SENDER_CPU:-0} * 1000000 / $N")
-IDLE_MIB=$(calc '%.1f' "$IDLE_KB / 1024")
-IDLE_ANON_MIB=$(calc '%.1f' "$IDLE_ANON_KB / 1024")
-FLOOR_MIB=$(calc '%.1f' "$FLOOR_KB / 1024")
+CPU_S=$(calc '%.3f' "$(ticks_s "$CPU0" "$CPU1")")
+CPU_PER_M=$(per_million "$CPU_S")
+USER_PER_M=$(per_million "$(ticks_s "$UCPU0" "$UCPU1")")
+SINK_PER_M=$(per_million "$(ticks_s "$SINK_CPU0" "$SINK_CPU1")")
+SENDER_PER_M=$(per_million "${SENDER_CPU:-0}")
+PEAK_MIB=$(mib "$PEAK_KB")
+IDLE_MIB=$(mib "$IDLE_KB")
+IDLE_ANON_MIB=$(mib "$IDLE_ANON_KB")
+FLOOR_MIB=$(mib "$FLOOR_KB")
 
 echo
 echo "segopsd stats:      $STATS"

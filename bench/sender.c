@@ -11,6 +11,8 @@
  * It prints how many events it sent, the seconds it took, and the
  * CLOCK_MONOTONIC start time so the runner can measure end to end.
  */
+#include "util.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -19,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -44,29 +45,6 @@ struct worker {
         uint64_t pack; /* events per datagram */
         int err;       /* 0 or a negative errno */
 };
-
-static uint64_t now_ns(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
-{
-        char *end;
-        unsigned long long v;
-
-        if (!s || *s < '0' || *s > '9')
-                return -EINVAL;
-        errno = 0;
-        v = strtoull(s, &end, 10);
-        if (errno || *end || v < min || v > max)
-                return -EINVAL;
-        *ret = v;
-        return 0;
-}
 
 /* Append the decimal digits of v at p; returns the end. */
 static char *put_u64(char *p, uint64_t v)
@@ -160,8 +138,8 @@ static int send_all(int fd, struct mmsghdr *m, unsigned n, uint64_t *retries)
                 if (r < 0 && errno != ENOBUFS && errno != EAGAIN && errno != EWOULDBLOCK)
                         return -errno;
                 if (stalled_since == 0)
-                        stalled_since = now_ns();
-                else if (now_ns() - stalled_since > STALL_LIMIT_NS)
+                        stalled_since = bench_now_ns();
+                else if (bench_now_ns() - stalled_since > STALL_LIMIT_NS)
                         return -ETIMEDOUT;
                 (*retries)++;
                 nanosleep(&ts, NULL);
@@ -228,94 +206,112 @@ static void usage(FILE *f)
                 MAX_THREADS);
 }
 
-int main(int argc, char **argv)
-{
-        struct worker *w = NULL;
-        const char *path = getenv("SEGOPS_SOCKET");
-        uint64_t n = 1000000, threads = 1, pack = 1, sent = 0, retries = 0, t0, t1, k;
-        double secs, cpu;
-        struct rusage ru;
-        int opt, r = 1;
-        bool failed = false;
+struct options {
+        const char *path;
+        uint64_t n;
+        uint64_t threads;
+        uint64_t pack;
+};
 
-        if (!path || !*path)
-                path = DEFAULT_SOCKET;
+/* The number after -opt, from 1 to max; else says so and returns -1. */
+static int take_count(const char *arg, uint64_t max, int opt, uint64_t *ret)
+{
+        if (bench_parse_u64(arg, 1, max, ret) == 0)
+                return 0;
+        fprintf(stderr, "sender: bad -%c\n", opt);
+        return -1;
+}
+
+/* Returns -1 to go on, else the exit status. */
+static int parse_options(int argc, char **argv, struct options *o)
+{
+        int opt, r = 0;
+
         while ((opt = getopt(argc, argv, "n:s:t:p:h")) != -1) {
                 switch (opt) {
-                case 'n':
-                        if (parse_u64(optarg, 1, MAX_EVENTS, &n) < 0) {
-                                fprintf(stderr, "sender: bad -n\n");
-                                return 2;
-                        }
-                        break;
-                case 's': path = optarg; break;
-                case 't':
-                        if (parse_u64(optarg, 1, MAX_THREADS, &threads) < 0) {
-                                fprintf(stderr, "sender: bad -t\n");
-                                return 2;
-                        }
-                        break;
-                case 'p':
-                        if (parse_u64(optarg, 1, MAX_PACK, &pack) < 0) {
-                                fprintf(stderr, "sender: bad -p\n");
-                                return 2;
-                        }
-                        break;
+                case 'n': r = take_count(optarg, MAX_EVENTS, opt, &o->n); break;
+                case 's': o->path = optarg; break;
+                case 't': r = take_count(optarg, MAX_THREADS, opt, &o->threads); break;
+                case 'p': r = take_count(optarg, MAX_PACK, opt, &o->pack); break;
                 case 'h': usage(stdout); return 0;
                 default: usage(stderr); return 2;
                 }
+                if (r < 0)
+                        return 2;
         }
-        if (threads > n)
-                threads = n;
-        w = calloc((size_t)threads, sizeof(*w));
-        if (!w) {
-                fprintf(stderr, "sender: out of memory\n");
-                goto out;
-        }
-        for (k = 0; k < threads; k++) {
-                w[k].path = path;
-                w[k].first = n * k / threads;
-                w[k].end = n * (k + 1) / threads;
-                w[k].pack = pack;
-        }
+        return -1;
+}
 
-        t0 = now_ns();
+/* Run every worker, each in its own thread when there are several. */
+static void run_workers(struct worker *w, uint64_t threads)
+{
+        uint64_t k;
+
         if (threads == 1) {
                 worker_run(&w[0]);
-        } else {
-                for (k = 0; k < threads; k++) {
-                        int e = pthread_create(&w[k].thread, NULL, worker_run, &w[k]);
-                        if (e) {
-                                /* Run it here instead: every event still
-                                 * goes out. */
-                                w[k].thread = pthread_self();
-                                worker_run(&w[k]);
-                        }
-                }
-                for (k = 0; k < threads; k++)
-                        if (!pthread_equal(w[k].thread, pthread_self()))
-                                pthread_join(w[k].thread, NULL);
+                return;
         }
-        t1 = now_ns();
-
         for (k = 0; k < threads; k++) {
+                int e = pthread_create(&w[k].thread, NULL, worker_run, &w[k]);
+                if (e) {
+                        /* Run it here instead: every event still goes
+                         * out. */
+                        w[k].thread = pthread_self();
+                        worker_run(&w[k]);
+                }
+        }
+        for (k = 0; k < threads; k++)
+                if (!pthread_equal(w[k].thread, pthread_self()))
+                        pthread_join(w[k].thread, NULL);
+}
+
+int main(int argc, char **argv)
+{
+        struct options o = {
+                .path = getenv("SEGOPS_SOCKET"), .n = 1000000, .threads = 1, .pack = 1
+        };
+        struct worker *w = NULL;
+        uint64_t sent = 0, retries = 0, t0, t1, k;
+        double secs;
+        bool failed = false;
+        int r;
+
+        if (!o.path || !*o.path)
+                o.path = DEFAULT_SOCKET;
+        r = parse_options(argc, argv, &o);
+        if (r >= 0)
+                return r;
+        if (o.threads > o.n)
+                o.threads = o.n;
+        w = calloc((size_t)o.threads, sizeof(*w));
+        if (!w) {
+                fprintf(stderr, "sender: out of memory\n");
+                return 1;
+        }
+        for (k = 0; k < o.threads; k++) {
+                w[k].path = o.path;
+                w[k].first = o.n * k / o.threads;
+                w[k].end = o.n * (k + 1) / o.threads;
+                w[k].pack = o.pack;
+        }
+
+        t0 = bench_now_ns();
+        run_workers(w, o.threads);
+        t1 = bench_now_ns();
+
+        for (k = 0; k < o.threads; k++) {
                 sent += w[k].sent;
                 retries += w[k].retries;
                 if (w[k].err < 0 && !failed) {
-                        fprintf(stderr, "sender: %s: %s\n", path, strerror(-w[k].err));
+                        fprintf(stderr, "sender: %s: %s\n", o.path, strerror(-w[k].err));
                         failed = true;
                 }
         }
         secs = (double)(t1 - t0) / 1e9;
-        getrusage(RUSAGE_SELF, &ru);
-        cpu = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-              (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
         printf("sent %" PRIu64 " events in %.3f s (%.0f events/s, %" PRIu64
                " retries) start_ns=%" PRIu64 " end_ns=%" PRIu64 " cpu_s=%.3f\n",
-               sent, secs, secs > 0 ? (double)sent / secs : 0.0, retries, t0, t1, cpu);
+               sent, secs, secs > 0 ? (double)sent / secs : 0.0, retries, t0, t1, bench_cpu_s());
         fflush(stdout);
-        r = failed || sent != n ? 1 : 0;
-out:
         free(w);
-        return r;
+        return failed || sent != o.n ? 1 : 0;
 }

@@ -10,7 +10,10 @@
  *
  * Usage: shim-bench [CALLS_PER_THREAD [THREADS [BURST]]]
  */
+#include "util.h"
+
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -30,14 +33,6 @@ struct worker {
         long fails;
 };
 
-static uint64_t now_ns(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void *worker_main(void *p)
 {
         struct worker *w = p;
@@ -48,10 +43,10 @@ static void *worker_main(void *p)
                 uint64_t a, b;
 
                 snprintf(payload, sizeof(payload), "{\"t\":%d,\"i\":%ld}", w->id, i);
-                a = now_ns();
+                a = bench_now_ns();
                 if (segops_track(shim, "bench-user", "bench", payload) != 0)
                         w->fails++;
-                b = now_ns();
+                b = bench_now_ns();
                 if (w->ns)
                         w->ns[i] = (uint32_t)(b - a > UINT32_MAX ? UINT32_MAX : b - a);
         }
@@ -104,18 +99,16 @@ static long run(int threads, long n, bool timed, const char *label)
 
 int main(int argc, char **argv)
 {
-        int threads = 4, r;
-        long burst = 100000, fails;
+        uint64_t n_calls = (uint64_t)calls, threads = 4, burst = 100000;
+        long fails;
         const char *label = getenv("SHIM_BENCH_LABEL");
+        int r;
 
-        if (argc > 1)
-                calls = strtol(argv[1], NULL, 10);
-        if (argc > 2)
-                threads = (int)strtol(argv[2], NULL, 10);
-        if (argc > 3)
-                burst = strtol(argv[3], NULL, 10);
-        if (calls < 1 || threads < 1 || threads > 16 || burst < 4)
+        if ((argc > 1 && bench_parse_u64(argv[1], 1, LONG_MAX, &n_calls) < 0) ||
+            (argc > 2 && bench_parse_u64(argv[2], 1, 16, &threads) < 0) ||
+            (argc > 3 && bench_parse_u64(argv[3], 4, LONG_MAX, &burst) < 0))
                 return 2;
+        calls = (long)n_calls;
         if (!label)
                 label = "segops_track";
         r = segops_shim_open(&shim, NULL);
@@ -127,13 +120,13 @@ int main(int argc, char **argv)
         segops_flush(shim, 10000);
         run(1, calls, true, label);
         segops_flush(shim, 10000);
-        run(threads, calls, true, label);
+        run((int)threads, calls, true, label);
         segops_flush(shim, 30000);
-        fails = run(4, burst / 4, false, label);
+        fails = run(4, (long)burst / 4, false, label);
         r = segops_flush(shim, 60000);
         printf("%-28s burst: %ld events from 4 threads, lost %ld (target 0 with "
                "segopsd up), flush=%d, dropped total=%" PRIu64 "\n",
-               label, burst / 4 * 4, fails, r, segops_dropped(shim));
+               label, (long)burst / 4 * 4, fails, r, segops_dropped(shim));
         segops_shim_close(shim);
         return 0;
 }

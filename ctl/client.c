@@ -1,4 +1,4 @@
-/* client.c - segopsctl's connection to segopsd's control socket.
+/* client.c - segopsctl's connections to segopsd's sockets.
  *
  * One exchange per command: connect (non-blocking, so a full listen
  * backlog is an error instead of a hang), write the request — a fixed
@@ -8,7 +8,8 @@
  * segopsd answers rejected lines while we are still sending, and it may
  * drop a client whose unread replies pile up. Every wait for the daemon
  * is bounded by the request's timeout; waiting for our own input is not
- * (a slow producer on stdin is not segopsd's fault).
+ * (a slow producer on stdin is not segopsd's fault). A single event sent
+ * with --datagram goes to the events socket instead, with no reply.
  */
 #include "clock.h"
 #include "ctl.h"
@@ -29,15 +30,27 @@
 
 static const char ping_line[] = "{\"op\":\"ping\"}\n";
 
+/* The address of the socket at path: 0, or -ENAMETOOLONG when path is
+ * empty or does not fit. */
+static int unix_address(const char *path, struct sockaddr_un *ret_sa)
+{
+        size_t n = strlen(path);
+
+        if (n == 0 || n >= sizeof(ret_sa->sun_path))
+                return -ENAMETOOLONG;
+        *ret_sa = (struct sockaddr_un){ .sun_family = AF_UNIX };
+        memcpy(ret_sa->sun_path, path, n + 1);
+        return 0;
+}
+
 static int connect_control(const char *path, int *ret_fd)
 {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        size_t n = strlen(path);
+        struct sockaddr_un sa;
         int fd, r;
 
-        if (n == 0 || n >= sizeof(sa.sun_path))
-                return -ENAMETOOLONG;
-        memcpy(sa.sun_path, path, n + 1);
+        r = unix_address(path, &sa);
+        if (r < 0)
+                return r;
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
                 return -errno;
@@ -100,145 +113,207 @@ static int deliver_lines(struct proto_buf *in, size_t *done, bool at_eof, ctl_re
         return 0;
 }
 
-int ctl_exchange(const char *path, const struct ctl_request *req, ctl_reply_fn fn, void *ctx,
-                 unsigned *ret_replies)
-{
+/* One exchange in progress: what is still to send, what was received. */
+struct exchange {
+        const struct ctl_request *req;
+        ctl_reply_fn fn;
+        void *ctx;
+        int fd;
         /* timeout_ms bounds the whole wait for segopsd, however it
          * trickles its bytes; only our own input (send's standard input,
          * which may be a long pipe) moves the deadline on. */
-        int64_t deadline = clock_mono_ms() + req->timeout_ms;
-        struct proto_buf out = { 0 }, in = { 0 };
-        size_t out_off = 0, in_done = 0;
-        bool input_eof = req->in_fd < 0, tail_added = false, wr_closed = false;
-        char last = '\n'; /* last byte of user input queued */
-        unsigned replies = 0;
-        int fd = -1, r;
+        int64_t deadline;
+        struct proto_buf out; /* to send, from out_off on */
+        size_t out_off;
+        struct proto_buf in; /* received, handed to fn up to in_done */
+        size_t in_done;
+        bool input_eof;  /* req->in_fd read to its end (or none) */
+        bool tail_added; /* the ping (if any) is queued after the input */
+        bool wr_closed;  /* nothing more will be sent */
+        char last;       /* last byte of user input queued */
+        unsigned replies;
+};
 
-        r = connect_control(path, &fd);
+/* Connect and queue the request's fixed data. */
+static int exchange_start(struct exchange *x, const char *path)
+{
+        const struct ctl_request *req = x->req;
+        int r;
+
+        r = connect_control(path, &x->fd);
+        if (r < 0 || !req->data || req->len == 0)
+                return r;
+        r = proto_buf_append(&x->out, req->data, req->len);
         if (r < 0)
-                goto out;
-        if (req->data && req->len > 0) {
-                r = proto_buf_append(&out, req->data, req->len);
+                return r;
+        x->last = req->data[req->len - 1];
+        return 0;
+}
+
+/* Once the input is over: queue the ping, and half-close when all of it
+ * is sent (segopsd answers, then closes). */
+static int finish_request(struct exchange *x)
+{
+        int r = 0;
+
+        if (x->input_eof && !x->tail_added) {
+                /* The daemon takes an unterminated last line only at
+                 * EOF: terminate it before the ping. */
+                if (x->req->add_ping && x->last != '\n')
+                        r = proto_buf_append(&x->out, "\n", 1);
+                if (r == 0 && x->req->add_ping)
+                        r = proto_buf_append_str(&x->out, ping_line);
                 if (r < 0)
-                        goto out;
-                last = req->data[req->len - 1];
+                        return r;
+                x->tail_added = true;
         }
-
-        for (;;) {
-                struct pollfd p[2];
-                bool want_input;
-                int n;
-
-                if (input_eof && !tail_added) {
-                        /* The daemon takes an unterminated last line
-                         * only at EOF: terminate it before the ping. */
-                        if (req->add_ping && last != '\n')
-                                r = proto_buf_append(&out, "\n", 1);
-                        if (r == 0 && req->add_ping)
-                                r = proto_buf_append_str(&out, ping_line);
-                        if (r < 0)
-                                goto out;
-                        tail_added = true;
-                }
-                if (tail_added && out_off == out.len && !wr_closed) {
-                        /* Half-close: segopsd answers, then closes. */
-                        shutdown(fd, SHUT_WR);
-                        wr_closed = true;
-                }
-
-                want_input = !input_eof && out.len - out_off < OUT_HIGH_WATER;
-                p[0] = (struct pollfd){ .fd = fd, .events = POLLIN };
-                if (!wr_closed && out_off < out.len)
-                        p[0].events |= POLLOUT;
-                p[1] = (struct pollfd){ .fd = want_input ? req->in_fd : -1, .events = POLLIN };
-                if (want_input) {
-                        n = poll(p, 2, -1); /* waiting for our input, not segopsd */
-                } else {
-                        int64_t left = deadline - clock_mono_ms();
-
-                        n = left > 0 ? poll(p, 2, (int)left) : 0;
-                }
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        r = -errno;
-                        goto out;
-                }
-                if (n == 0) {
-                        r = -ETIMEDOUT;
-                        goto out;
-                }
-
-                if (p[1].revents) {
-                        ssize_t k;
-
-                        r = proto_buf_reserve(&out, IO_CHUNK);
-                        if (r < 0)
-                                goto out;
-                        k = read(req->in_fd, out.data + out.len, IO_CHUNK);
-                        if (k > 0) {
-                                out.len += (size_t)k;
-                                last = out.data[out.len - 1];
-                                deadline = clock_mono_ms() + req->timeout_ms;
-                        } else if (k == 0) {
-                                input_eof = true;
-                                deadline = clock_mono_ms() + req->timeout_ms;
-                        } else if (errno != EINTR && errno != EAGAIN) {
-                                fprintf(stderr, "segopsctl: reading standard input: %s\n",
-                                        strerror(errno));
-                                r = -ECANCELED;
-                                goto out;
-                        }
-                }
-
-                if ((p[0].revents & POLLOUT) && out_off < out.len) {
-                        ssize_t k = send(fd, out.data + out_off, out.len - out_off,
-                                         MSG_NOSIGNAL | MSG_DONTWAIT);
-
-                        if (k > 0) {
-                                out_off += (size_t)k;
-                        } else if (k < 0 && errno != EAGAIN && errno != EINTR) {
-                                /* segopsd went away or stopped reading:
-                                 * collect whatever it answered, then the
-                                 * caller judges by the replies. */
-                                out_off = out.len;
-                                input_eof = tail_added = wr_closed = true;
-                        }
-                        /* Sent data is not needed again. */
-                        if (out_off == out.len) {
-                                proto_buf_reset(&out);
-                                out_off = 0;
-                        }
-                }
-
-                if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-                        ssize_t k;
-
-                        r = proto_buf_reserve(&in, IO_CHUNK);
-                        if (r < 0)
-                                goto out;
-                        k = recv(fd, in.data + in.len, IO_CHUNK, MSG_DONTWAIT);
-                        if (k < 0 && (errno == EAGAIN || errno == EINTR))
-                                continue;
-                        if (k < 0) {
-                                r = -errno;
-                                (void)deliver_lines(&in, &in_done, true, fn, ctx, &replies);
-                                goto out;
-                        }
-                        in.len += (size_t)k;
-                        r = deliver_lines(&in, &in_done, k == 0, fn, ctx, &replies);
-                        if (r < 0 || k == 0)
-                                goto out;
-                }
+        if (x->tail_added && x->out_off == x->out.len && !x->wr_closed) {
+                shutdown(x->fd, SHUT_WR);
+                x->wr_closed = true;
         }
-out:
-        if (fd >= 0)
-                close(fd);
-        proto_buf_free(&out);
-        proto_buf_free(&in);
+        return 0;
+}
+
+/* Wait until the socket or our input is ready. Returns how many are (p
+ * says which), 0 when a signal interrupted the wait, -ETIMEDOUT when
+ * segopsd's deadline passed, or another negative errno. */
+static int wait_ready(const struct exchange *x, struct pollfd p[2])
+{
+        bool want_input = !x->input_eof && x->out.len - x->out_off < OUT_HIGH_WATER;
+        int n;
+
+        p[0] = (struct pollfd){ .fd = x->fd, .events = POLLIN };
+        if (!x->wr_closed && x->out_off < x->out.len)
+                p[0].events |= POLLOUT;
+        p[1] = (struct pollfd){ .fd = want_input ? x->req->in_fd : -1, .events = POLLIN };
+        if (want_input) {
+                n = poll(p, 2, -1); /* waiting for our input, not segopsd */
+        } else {
+                int64_t left = x->deadline - clock_mono_ms();
+
+                n = left > 0 ? poll(p, 2, (int)left) : 0;
+        }
+        if (n < 0)
+                return errno == EINTR ? 0 : -errno;
+        return n > 0 ? n : -ETIMEDOUT;
+}
+
+/* Queue what the input has; each read moves segopsd's deadline on. */
+static int read_input(struct exchange *x)
+{
+        ssize_t k;
+        int r;
+
+        r = proto_buf_reserve(&x->out, IO_CHUNK);
+        if (r < 0)
+                return r;
+        k = read(x->req->in_fd, x->out.data + x->out.len, IO_CHUNK);
+        if (k > 0) {
+                x->out.len += (size_t)k;
+                x->last = x->out.data[x->out.len - 1];
+                x->deadline = clock_mono_ms() + x->req->timeout_ms;
+        } else if (k == 0) {
+                x->input_eof = true;
+                x->deadline = clock_mono_ms() + x->req->timeout_ms;
+        } else if (errno != EINTR && errno != EAGAIN) {
+                fprintf(stderr, "segopsctl: reading standard input: %s\n", strerror(errno));
+                return -ECANCELED;
+        }
+        return 0;
+}
+
+static void write_request(struct exchange *x)
+{
+        ssize_t k = send(x->fd, x->out.data + x->out_off, x->out.len - x->out_off,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+
+        if (k > 0) {
+                x->out_off += (size_t)k;
+        } else if (k < 0 && errno != EAGAIN && errno != EINTR) {
+                /* segopsd went away or stopped reading: collect whatever
+                 * it answered, then the caller judges by the replies. */
+                x->out_off = x->out.len;
+                x->input_eof = x->tail_added = x->wr_closed = true;
+        }
+        /* Sent data is not needed again. */
+        if (x->out_off == x->out.len) {
+                proto_buf_reset(&x->out);
+                x->out_off = 0;
+        }
+}
+
+/* Receive and hand on complete replies. Returns 0 to go on, 1 when
+ * segopsd closed the connection, or a negative errno. */
+static int read_replies(struct exchange *x)
+{
+        ssize_t k;
+        int r;
+
+        r = proto_buf_reserve(&x->in, IO_CHUNK);
+        if (r < 0)
+                return r;
+        k = recv(x->fd, x->in.data + x->in.len, IO_CHUNK, MSG_DONTWAIT);
+        if (k < 0 && (errno == EAGAIN || errno == EINTR))
+                return 0;
+        if (k < 0) {
+                r = -errno;
+                (void)deliver_lines(&x->in, &x->in_done, true, x->fn, x->ctx, &x->replies);
+                return r;
+        }
+        x->in.len += (size_t)k;
+        r = deliver_lines(&x->in, &x->in_done, k == 0, x->fn, x->ctx, &x->replies);
+        return r < 0 ? r : k == 0;
+}
+
+/* Wait for the socket or our input, then move bytes each way. Returns 0
+ * to go on, 1 when segopsd closed the connection, or a negative errno. */
+static int exchange_step(struct exchange *x)
+{
+        struct pollfd p[2];
+        int r;
+
+        r = wait_ready(x, p);
+        if (r <= 0)
+                return r; /* 0: a signal interrupted the wait, go round */
+        if (p[1].revents) {
+                r = read_input(x);
+                if (r < 0)
+                        return r;
+        }
+        if ((p[0].revents & POLLOUT) && x->out_off < x->out.len)
+                write_request(x);
+        if (p[0].revents & (POLLIN | POLLHUP | POLLERR))
+                return read_replies(x);
+        return 0;
+}
+
+int ctl_exchange(const char *path, const struct ctl_request *req, ctl_reply_fn fn, void *ctx,
+                 unsigned *ret_replies)
+{
+        struct exchange x = {
+                .req = req,
+                .fn = fn,
+                .ctx = ctx,
+                .fd = -1,
+                .deadline = clock_mono_ms() + req->timeout_ms,
+                .input_eof = req->in_fd < 0,
+                .last = '\n',
+        };
+        int r;
+
+        r = exchange_start(&x, path);
+        while (r == 0) {
+                r = finish_request(&x);
+                if (r == 0)
+                        r = exchange_step(&x);
+        }
+        if (x.fd >= 0)
+                close(x.fd);
+        proto_buf_free(&x.out);
+        proto_buf_free(&x.in);
         if (ret_replies)
-                *ret_replies = replies;
-        return r;
+                *ret_replies = x.replies;
+        return r < 0 ? r : 0; /* 1: segopsd closed the connection, done */
 }
 
 int ctl_exchange_error(const char *path, int r)
@@ -284,6 +359,32 @@ int ctl_exchange_error(const char *path, int r)
         case ECANCELED: return CTL_EXIT_FAIL; /* already reported */
         default: fprintf(stderr, "segopsctl: %s: %s\n", path, strerror(-r)); return CTL_EXIT_PROTO;
         }
+}
+
+int ctl_send_datagram(const struct ctl_opts *o, const char *data, size_t len)
+{
+        struct sockaddr_un sa;
+        struct timeval tv = { .tv_sec = o->timeout_ms / 1000,
+                              .tv_usec = (o->timeout_ms % 1000) * 1000 };
+        int fd, r = CTL_EXIT_OK;
+
+        if (unix_address(o->events_path, &sa) < 0)
+                return ctl_exchange_error(o->events_path, -ENAMETOOLONG);
+        fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+                fprintf(stderr, "segopsctl: socket: %s\n", strerror(errno));
+                return CTL_EXIT_FAIL;
+        }
+        /* A full socket queue blocks sendto(): bound that wait. */
+        (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        if (sendto(fd, data, len, MSG_NOSIGNAL, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                if (errno == EAGAIN || errno == EWOULDBLOCK)
+                        r = ctl_exchange_error(o->events_path, -ETIMEDOUT);
+                else
+                        r = ctl_exchange_error(o->events_path, -errno);
+        }
+        close(fd);
+        return r;
 }
 
 void ctl_print_reply_error(const char *prefix, json_t *reply)

@@ -17,11 +17,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
+/* The command line of send and identify. */
+enum { OPT_USER = 1, OPT_TYPE, OPT_OBJECT, OPT_AT, OPT_ID, OPT_DGRAM };
+
 struct event_args {
+        bool identify;
+        bool datagram; /* --datagram */
         const char *user;
         const char *type;   /* NULL for identify */
         const char *object; /* payload or traits JSON text */
@@ -199,36 +202,7 @@ static int send_stream(const struct ctl_opts *o, const char *data, size_t len, i
         return s.rejected ? CTL_EXIT_FAIL : CTL_EXIT_OK;
 }
 
-/* One datagram to the events socket; no reply exists to wait for. */
-static int send_datagram(const struct ctl_opts *o, const char *data, size_t len)
-{
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        size_t n = strlen(o->events_path);
-        struct timeval tv = { .tv_sec = o->timeout_ms / 1000,
-                              .tv_usec = (o->timeout_ms % 1000) * 1000 };
-        int fd, r = CTL_EXIT_OK;
-
-        if (n == 0 || n >= sizeof(sa.sun_path))
-                return ctl_exchange_error(o->events_path, -ENAMETOOLONG);
-        memcpy(sa.sun_path, o->events_path, n + 1);
-        fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        if (fd < 0) {
-                fprintf(stderr, "segopsctl: socket: %s\n", strerror(errno));
-                return CTL_EXIT_FAIL;
-        }
-        /* A full socket queue blocks sendto(): bound that wait. */
-        (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-        if (sendto(fd, data, len, MSG_NOSIGNAL, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-                if (errno == EAGAIN || errno == EWOULDBLOCK)
-                        r = ctl_exchange_error(o->events_path, -ETIMEDOUT);
-                else
-                        r = ctl_exchange_error(o->events_path, -errno);
-        }
-        close(fd);
-        return r;
-}
-
-static void send_usage(FILE *f, bool identify)
+static void event_usage(FILE *f, bool identify)
 {
         if (identify)
                 fprintf(f, "Usage: segopsctl identify --user USER [--traits JSON] [--at TIME]\n"
@@ -261,9 +235,65 @@ static void send_usage(FILE *f, bool identify)
                 identify ? "traits " : "payload");
 }
 
+static void send_usage(FILE *f)
+{
+        event_usage(f, false);
+}
+
+static void identify_usage(FILE *f)
+{
+        event_usage(f, true);
+}
+
+static int event_option(int c, const char *arg, void *state)
+{
+        struct event_args *a = state;
+
+        switch (c) {
+        case OPT_USER: a->user = arg; break;
+        case OPT_TYPE:
+                if (a->identify)
+                        return ctl_usage_error("identify", "identify has no --type (its "
+                                                           "event_type is context_identified)");
+                a->type = arg;
+                break;
+        case OPT_OBJECT: a->object = arg; break;
+        case OPT_AT: a->at = arg; break;
+        case OPT_ID: a->event_id = arg; break;
+        case OPT_DGRAM: a->datagram = true; break;
+        default: return CTL_EXIT_USAGE;
+        }
+        return 0;
+}
+
+/* One event made of the command line's fields. */
+static int send_one(const struct ctl_opts *o, const char *cmd, const struct event_args *a)
+{
+        struct proto_buf b = { 0 };
+        int r;
+
+        if (!a->user)
+                return ctl_usage_error(cmd, "--user is required");
+        if (!a->identify && !a->type)
+                return ctl_usage_error(cmd, "--type is required with --user");
+        r = build_event(&b, a);
+        if (r == -EINVAL) {
+                r = CTL_EXIT_FAIL;
+                goto out;
+        }
+        if (r < 0) {
+                fprintf(stderr, "segopsctl: %s\n", strerror(-r));
+                r = CTL_EXIT_FAIL;
+                goto out;
+        }
+        r = a->datagram ? ctl_send_datagram(o, b.data, b.len) : send_stream(o, b.data, b.len, -1);
+out:
+        proto_buf_free(&b);
+        return r;
+}
+
 static int run_event(struct ctl_opts *o, int argc, char **argv, bool identify)
 {
-        enum { OPT_USER = 1, OPT_TYPE, OPT_OBJECT, OPT_AT, OPT_ID, OPT_DGRAM };
         const struct option opts[] = {
                 CTL_GLOBAL_LONGOPTS,
                 { "user", required_argument, NULL, OPT_USER },
@@ -275,62 +305,26 @@ static int run_event(struct ctl_opts *o, int argc, char **argv, bool identify)
                 { "help", no_argument, NULL, 'h' },
                 { NULL, 0, NULL, 0 },
         };
-        const char *cmd = identify ? "identify" : "send";
-        struct event_args a = { 0 };
-        struct proto_buf b = { 0 };
-        bool dgram = false, any_field;
-        int c, r;
+        const struct ctl_cmdline cl = {
+                .name = identify ? "identify" : "send",
+                .usage = identify ? identify_usage : send_usage,
+                .opts = opts,
+                .option = event_option,
+        };
+        struct event_args a = { .identify = identify };
+        int r;
 
-        while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-                switch (c) {
-                case OPT_USER: a.user = optarg; break;
-                case OPT_TYPE:
-                        if (identify)
-                                return ctl_usage_error(cmd, "identify has no --type (its "
-                                                            "event_type is context_identified)");
-                        a.type = optarg;
-                        break;
-                case OPT_OBJECT: a.object = optarg; break;
-                case OPT_AT: a.at = optarg; break;
-                case OPT_ID: a.event_id = optarg; break;
-                case OPT_DGRAM: dgram = true; break;
-                case 'h': send_usage(stdout, identify); return CTL_EXIT_OK;
-                case '?': send_usage(stderr, identify); return CTL_EXIT_USAGE;
-                default:
-                        r = ctl_global_opt(o, c, optarg);
-                        if (r != 0)
-                                return r;
-                }
-        }
-        if (optind < argc)
-                return ctl_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-
-        any_field = a.user || a.type || a.object || a.at || a.event_id;
-        if (!identify && !any_field) {
+        r = ctl_parse_args(o, argc, argv, &cl, &a, NULL);
+        if (r >= 0)
+                return r;
+        if (!identify && !(a.user || a.type || a.object || a.at || a.event_id)) {
                 /* Bulk: stdin as it is, line numbers = stdin lines. */
-                if (dgram)
-                        return ctl_usage_error(cmd, "--datagram sends one event; "
-                                                    "use socat for NDJSON datagrams");
+                if (a.datagram)
+                        return ctl_usage_error(cl.name, "--datagram sends one event; "
+                                                        "use socat for NDJSON datagrams");
                 return send_stream(o, NULL, 0, STDIN_FILENO);
         }
-        if (!a.user)
-                return ctl_usage_error(cmd, "--user is required");
-        if (!identify && !a.type)
-                return ctl_usage_error(cmd, "--type is required with --user");
-        r = build_event(&b, &a);
-        if (r == -EINVAL) {
-                r = CTL_EXIT_FAIL;
-                goto out;
-        }
-        if (r < 0) {
-                fprintf(stderr, "segopsctl: %s\n", strerror(-r));
-                r = CTL_EXIT_FAIL;
-                goto out;
-        }
-        r = dgram ? send_datagram(o, b.data, b.len) : send_stream(o, b.data, b.len, -1);
-out:
-        proto_buf_free(&b);
-        return r;
+        return send_one(o, cl.name, &a);
 }
 
 int cmd_send(struct ctl_opts *o, int argc, char **argv)

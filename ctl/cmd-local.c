@@ -39,33 +39,20 @@ static void check_config_usage(FILE *f)
 
 int cmd_check_config(struct ctl_opts *o, int argc, char **argv)
 {
-        static const struct option opts[] = {
-                CTL_GLOBAL_LONGOPTS,
-                { "help", no_argument, NULL, 'h' },
-                { NULL, 0, NULL, 0 },
+        static const struct ctl_cmdline cl = {
+                .name = "check-config",
+                .usage = check_config_usage,
+                .operand = "FILE",
         };
         struct cfg cfg;
         char err[1024] = "";
         char *key = NULL;
-        const char *path;
-        int c, r;
+        const char *path = NULL;
+        int r;
 
-        while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-                switch (c) {
-                case 'h': check_config_usage(stdout); return CTL_EXIT_OK;
-                case '?': check_config_usage(stderr); return CTL_EXIT_USAGE;
-                default:
-                        r = ctl_global_opt(o, c, optarg);
-                        if (r != 0)
-                                return r;
-                }
-        }
-        if (optind >= argc)
-                return ctl_usage_error("check-config", "FILE is required");
-        if (optind + 1 < argc)
-                return ctl_usage_error("check-config", "unexpected argument '%s'",
-                                       argv[optind + 1]);
-        path = argv[optind];
+        r = ctl_parse_args(o, argc, argv, &cl, NULL, &path);
+        if (r >= 0)
+                return r;
 
         cfg_defaults(&cfg);
         r = cfg_load(&cfg, path, err, sizeof(err));
@@ -222,6 +209,84 @@ static ssize_t read_tty(int fd, char *buf, size_t cap)
         return r;
 }
 
+/* getopt_long takes "--secret" for "--secret-file"; a user who typed
+ * --secret probably meant to pass the secret itself. Returns -1, or
+ * CTL_EXIT_USAGE after naming the option (only: "--secret=VALUE" would
+ * put the secret on stderr). */
+static int refuse_secret_option(int argc, char **argv)
+{
+        for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+                if (strncmp(argv[i], "--s", 3) == 0 && strcmp(argv[i], "--secret-file") != 0 &&
+                    strncmp(argv[i], "--secret-file=", 14) != 0)
+                        return ctl_usage_error("sign-user-id",
+                                               "unknown option '%.*s' (the "
+                                               "secret is read from stdin or --secret-file "
+                                               "FILE, never from the command line)",
+                                               (int)strcspn(argv[i], "="), argv[i]);
+        return -1;
+}
+
+/* Read the secret from file, or standard input when file is NULL (a
+ * terminal: typed without echo) into secret (cap bytes, one more than
+ * SECRET_MAX), without one trailing newline. Returns an exit code, having
+ * printed any error; *ret_len is set on CTL_EXIT_OK. */
+static int read_secret(const char *file, char *secret, size_t cap, size_t *ret_len)
+{
+        const char *from = file ? file : "standard input";
+        ssize_t n;
+        int fd;
+
+        if (file) {
+                fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+                if (fd < 0) {
+                        fprintf(stderr, "segopsctl: cannot open secret file %s: %s\n", file,
+                                strerror(errno));
+                        return CTL_EXIT_FAIL;
+                }
+                n = read_all(fd, secret, cap);
+                close(fd);
+        } else {
+                n = isatty(STDIN_FILENO) ? read_tty(STDIN_FILENO, secret, cap)
+                                         : read_all(STDIN_FILENO, secret, cap);
+        }
+        if (n == -EFBIG) {
+                fprintf(stderr, "segopsctl: the secret in %s is longer than %d bytes\n", from,
+                        SECRET_MAX);
+                return CTL_EXIT_FAIL;
+        }
+        if (n < 0) {
+                fprintf(stderr, "segopsctl: reading the secret from %s: %s\n", from,
+                        strerror((int)-n));
+                return CTL_EXIT_FAIL;
+        }
+        /* Exactly one trailing newline: what echo and editors add. */
+        if (n > 0 && secret[n - 1] == '\n')
+                n--;
+        if (n == 0) {
+                fprintf(stderr, "segopsctl: the secret in %s is empty\n", from);
+                return CTL_EXIT_FAIL;
+        }
+        *ret_len = (size_t)n;
+        return CTL_EXIT_OK;
+}
+
+static int print_signature(const char *secret, size_t len, const char *user)
+{
+        char hex[SEGOPS_SIGN_HEX_LEN + 1];
+        int r;
+
+        r = segops_sign_user_id(secret, len, user, hex);
+        if (r < 0) {
+                fprintf(stderr, "segopsctl: cannot compute the signature: %s\n", strerror(-r));
+                r = CTL_EXIT_FAIL;
+        } else {
+                printf("%s\n", hex);
+                r = fflush(stdout) == 0 ? CTL_EXIT_OK : CTL_EXIT_FAIL;
+        }
+        explicit_bzero(hex, sizeof(hex));
+        return r;
+}
+
 int cmd_sign_user_id(struct ctl_opts *o, int argc, char **argv)
 {
         static const struct option opts[] = {
@@ -229,91 +294,34 @@ int cmd_sign_user_id(struct ctl_opts *o, int argc, char **argv)
                 { "help", no_argument, NULL, 'h' },
                 { NULL, 0, NULL, 0 },
         };
-        const char *file = NULL, *user, *from;
+        static const struct ctl_cmdline cl = {
+                .name = "sign-user-id",
+                .usage = sign_usage,
+                .opts = opts,
+                .option = ctl_option_value, /* --secret-file */
+                .operand = "USER_ID",
+                /* Not quoted: an extra argument may well be the secret. */
+                .extra = "one argument expected, the user id; the secret is read from stdin "
+                         "or --secret-file, never from the command line",
+        };
+        const char *file = NULL, *user = NULL;
         char secret[SECRET_MAX + 1];
-        char hex[SEGOPS_SIGN_HEX_LEN + 1];
-        ssize_t n = 0;
-        int c, fd = -1, r;
+        size_t len = 0;
+        int r;
 
-        /* getopt_long takes "--secret" for "--secret-file"; a user who
-         * typed --secret probably meant to pass the secret itself. */
-        for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
-                if (strncmp(argv[i], "--s", 3) == 0 && strcmp(argv[i], "--secret-file") != 0 &&
-                    strncmp(argv[i], "--secret-file=", 14) != 0)
-                        /* Name the option only: "--secret=VALUE" would
-                         * put the secret on stderr. */
-                        return ctl_usage_error("sign-user-id",
-                                               "unknown option '%.*s' (the "
-                                               "secret is read from stdin or --secret-file "
-                                               "FILE, never from the command line)",
-                                               (int)strcspn(argv[i], "="), argv[i]);
-
+        r = refuse_secret_option(argc, argv);
+        if (r >= 0)
+                return r;
         /* No core dump may carry the secret. */
         prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-        while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-                switch (c) {
-                case 'f': file = optarg; break;
-                case 'h': sign_usage(stdout); return CTL_EXIT_OK;
-                default: sign_usage(stderr); return CTL_EXIT_USAGE;
-                }
-        }
-        if (optind >= argc)
-                return ctl_usage_error("sign-user-id", "USER_ID is required");
-        if (optind + 1 < argc)
-                /* Not echoed: an extra argument may well be the secret. */
-                return ctl_usage_error("sign-user-id",
-                                       "one argument expected, the user id; "
-                                       "the secret is read from stdin or --secret-file, "
-                                       "never from the command line");
-        user = argv[optind];
+        r = ctl_parse_args(o, argc, argv, &cl, &file, &user);
+        if (r >= 0)
+                return r;
         if (user[0] == '\0')
                 return ctl_usage_error("sign-user-id", "USER_ID must not be empty");
-
-        if (file) {
-                from = file;
-                fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-                if (fd < 0) {
-                        fprintf(stderr, "segopsctl: cannot open secret file %s: %s\n", file,
-                                strerror(errno));
-                        return CTL_EXIT_FAIL;
-                }
-                n = read_all(fd, secret, sizeof(secret));
-                close(fd);
-        } else {
-                from = "standard input";
-                n = isatty(STDIN_FILENO) ? read_tty(STDIN_FILENO, secret, sizeof(secret))
-                                         : read_all(STDIN_FILENO, secret, sizeof(secret));
-        }
-        if (n == -EFBIG) {
-                fprintf(stderr, "segopsctl: the secret in %s is longer than %d bytes\n", from,
-                        SECRET_MAX);
-                r = CTL_EXIT_FAIL;
-                goto out;
-        }
-        if (n < 0) {
-                fprintf(stderr, "segopsctl: reading the secret from %s: %s\n", from,
-                        strerror((int)-n));
-                r = CTL_EXIT_FAIL;
-                goto out;
-        }
-        /* Exactly one trailing newline: what echo and editors add. */
-        if (n > 0 && secret[n - 1] == '\n')
-                n--;
-        if (n == 0) {
-                fprintf(stderr, "segopsctl: the secret in %s is empty\n", from);
-                r = CTL_EXIT_FAIL;
-                goto out;
-        }
-        r = segops_sign_user_id(secret, (size_t)n, user, hex);
-        if (r < 0) {
-                fprintf(stderr, "segopsctl: cannot compute the signature: %s\n", strerror(-r));
-                r = CTL_EXIT_FAIL;
-                goto out;
-        }
-        printf("%s\n", hex);
-        r = fflush(stdout) == 0 ? CTL_EXIT_OK : CTL_EXIT_FAIL;
-out:
+        r = read_secret(file, secret, sizeof(secret), &len);
+        if (r == CTL_EXIT_OK)
+                r = print_signature(secret, len, user);
         explicit_bzero(secret, sizeof(secret));
-        explicit_bzero(hex, sizeof(hex));
         return r;
 }

@@ -17,58 +17,23 @@
 
 #define STATS_MAX_DEPTH 8 /* deeper objects print as compact JSON */
 
-/* Parse options for commands that take only the global ones plus
- * -h; returns -1 to go on, else an exit code. */
-static int simple_options(struct ctl_opts *o, int argc, char **argv, const char *cmd,
-                          void (*usage)(FILE *))
-{
-        static const struct option opts[] = {
-                CTL_GLOBAL_LONGOPTS,
-                { "help", no_argument, NULL, 'h' },
-                { NULL, 0, NULL, 0 },
-        };
-        int c, r;
-
-        while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-                switch (c) {
-                case 'h': usage(stdout); return CTL_EXIT_OK;
-                case '?': usage(stderr); return CTL_EXIT_USAGE;
-                default:
-                        r = ctl_global_opt(o, c, optarg);
-                        if (r != 0)
-                                return r;
-                }
-        }
-        if (optind < argc)
-                return ctl_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-        return -1;
-}
-
-/* Run one op; on ok:true return 0 with *ret_reply set, else print the
- * daemon's error and return the exit code. */
+/* Run one op and judge its reply. Returns CTL_EXIT_OK for ok:true, or
+ * CTL_EXIT_FAIL for ok:false after printing "segopsctl: WHAT failed:
+ * <error>: <detail>"; in both cases *ret_reply (and *ret_raw, when asked
+ * for) hold the reply, for the caller to show or add to, and to free.
+ * Any other exit code: no reply (NULL), its reason printed. */
 static int run_op(const struct ctl_opts *o, const char *line, int timeout_ms, const char *what,
                   json_t **ret_reply, char **ret_raw)
 {
-        json_t *reply = NULL;
+        char prefix[64];
         int r;
 
-        r = ctl_simple_op(o, line, timeout_ms, &reply, ret_raw);
-        if (r != CTL_EXIT_OK)
+        r = ctl_simple_op(o, line, timeout_ms, ret_reply, ret_raw);
+        if (r != CTL_EXIT_OK || json_is_true(json_object_get(*ret_reply, "ok")))
                 return r;
-        if (!json_is_true(json_object_get(reply, "ok"))) {
-                char prefix[64];
-
-                snprintf(prefix, sizeof(prefix), "segopsctl: %s failed: ", what);
-                ctl_print_reply_error(prefix, reply);
-                json_decref(reply);
-                if (ret_raw) {
-                        free(*ret_raw);
-                        *ret_raw = NULL;
-                }
-                return CTL_EXIT_FAIL;
-        }
-        *ret_reply = reply;
-        return CTL_EXIT_OK;
+        snprintf(prefix, sizeof(prefix), "segopsctl: %s failed: ", what);
+        ctl_print_reply_error(prefix, *ret_reply);
+        return CTL_EXIT_FAIL;
 }
 
 /* ---- ping ---- */
@@ -84,20 +49,21 @@ static void ping_usage(FILE *f)
 
 int cmd_ping(struct ctl_opts *o, int argc, char **argv)
 {
+        static const struct ctl_cmdline cl = { .name = "ping", .usage = ping_usage };
         json_t *reply = NULL;
         const char *version;
         int r;
 
-        r = simple_options(o, argc, argv, "ping", ping_usage);
+        r = ctl_parse_args(o, argc, argv, &cl, NULL, NULL);
         if (r >= 0)
                 return r;
         r = run_op(o, "{\"op\":\"ping\"}\n", o->timeout_ms, "ping", &reply, NULL);
-        if (r != CTL_EXIT_OK)
-                return r;
-        version = json_string_value(json_object_get(reply, "version"));
-        printf("segopsd %s is running\n", version ? version : "(unknown version)");
+        if (r == CTL_EXIT_OK) {
+                version = json_string_value(json_object_get(reply, "version"));
+                printf("segopsd %s is running\n", version ? version : "(unknown version)");
+        }
         json_decref(reply);
-        return CTL_EXIT_OK;
+        return r;
 }
 
 /* ---- stats ---- */
@@ -160,6 +126,15 @@ static void print_table(json_t *obj, int depth)
         }
 }
 
+/* --json, the only option of its own. */
+static int stats_option(int c, const char *arg, void *as_json)
+{
+        (void)c;
+        (void)arg;
+        *(bool *)as_json = true;
+        return 0;
+}
+
 int cmd_stats(struct ctl_opts *o, int argc, char **argv)
 {
         static const struct option opts[] = {
@@ -168,35 +143,31 @@ int cmd_stats(struct ctl_opts *o, int argc, char **argv)
                 { "help", no_argument, NULL, 'h' },
                 { NULL, 0, NULL, 0 },
         };
+        static const struct ctl_cmdline cl = {
+                .name = "stats",
+                .usage = stats_usage,
+                .opts = opts,
+                .option = stats_option,
+        };
         json_t *reply = NULL;
         char *raw = NULL;
         bool as_json = false;
-        int c, r;
+        int r;
 
-        while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-                switch (c) {
-                case 'j': as_json = true; break;
-                case 'h': stats_usage(stdout); return CTL_EXIT_OK;
-                case '?': stats_usage(stderr); return CTL_EXIT_USAGE;
-                default:
-                        r = ctl_global_opt(o, c, optarg);
-                        if (r != 0)
-                                return r;
-                }
-        }
-        if (optind < argc)
-                return ctl_usage_error("stats", "unexpected argument '%s'", argv[optind]);
-
-        r = run_op(o, "{\"op\":\"stats\"}\n", o->timeout_ms, "stats", &reply, &raw);
-        if (r != CTL_EXIT_OK)
+        r = ctl_parse_args(o, argc, argv, &cl, &as_json, NULL);
+        if (r >= 0)
                 return r;
-        if (as_json)
-                printf("%s\n", raw);
-        else
-                print_table(reply, 0);
+        r = run_op(o, "{\"op\":\"stats\"}\n", o->timeout_ms, "stats", &reply, &raw);
+        if (r == CTL_EXIT_OK) {
+                if (as_json)
+                        printf("%s\n", raw);
+                else
+                        print_table(reply, 0);
+                r = fflush(stdout) == 0 ? CTL_EXIT_OK : CTL_EXIT_FAIL;
+        }
         json_decref(reply);
         free(raw);
-        return fflush(stdout) == 0 ? CTL_EXIT_OK : CTL_EXIT_FAIL;
+        return r;
 }
 
 /* ---- flush ---- */
@@ -211,32 +182,28 @@ static void flush_usage(FILE *f)
 
 int cmd_flush(struct ctl_opts *o, int argc, char **argv)
 {
+        static const struct ctl_cmdline cl = { .name = "flush", .usage = flush_usage };
         json_t *reply = NULL, *pending;
         char line[64];
         int timeout_ms, r;
 
-        r = simple_options(o, argc, argv, "flush", flush_usage);
+        r = ctl_parse_args(o, argc, argv, &cl, NULL, NULL);
         if (r >= 0)
                 return r;
         /* Here --timeout is the flush's own deadline; the reply may take
          * that long, plus a grace period for the answer to arrive. */
         timeout_ms = o->timeout_set ? o->timeout_ms : PROTO_FLUSH_TIMEOUT_MS;
         snprintf(line, sizeof(line), "{\"op\":\"flush\",\"timeout_ms\":%d}\n", timeout_ms);
-        r = ctl_simple_op(o, line, timeout_ms + CTL_FLUSH_GRACE_MS, &reply, NULL);
-        if (r != CTL_EXIT_OK)
-                return r;
-        if (json_is_true(json_object_get(reply, "ok"))) {
+        r = run_op(o, line, timeout_ms + CTL_FLUSH_GRACE_MS, "flush", &reply, NULL);
+        if (r == CTL_EXIT_OK) {
                 printf("flushed %" JSON_INTEGER_FORMAT " events\n",
                        json_integer_value(json_object_get(reply, "flushed")));
-                r = CTL_EXIT_OK;
-        } else {
-                ctl_print_reply_error("segopsctl: flush failed: ", reply);
+        } else if (reply) {
                 pending = json_object_get(reply, "pending");
                 if (json_is_integer(pending))
                         fprintf(stderr,
                                 "segopsctl: %" JSON_INTEGER_FORMAT " events still pending\n",
                                 json_integer_value(pending));
-                r = CTL_EXIT_FAIL;
         }
         json_decref(reply);
         return r;
@@ -260,27 +227,21 @@ int cmd_set_user(struct ctl_opts *o, int argc, char **argv)
                 { "help", no_argument, NULL, 'h' },
                 { NULL, 0, NULL, 0 },
         };
+        static const struct ctl_cmdline cl = {
+                .name = "set-user",
+                .usage = set_user_usage,
+                .opts = opts,
+                .option = ctl_option_value, /* --sig */
+                .operand = "USER",
+        };
         struct proto_buf b = { 0 };
-        const char *sig = NULL, *user;
+        const char *sig = NULL, *user = NULL;
         json_t *reply = NULL;
-        int c, r;
+        int r;
 
-        while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-                switch (c) {
-                case 's': sig = optarg; break;
-                case 'h': set_user_usage(stdout); return CTL_EXIT_OK;
-                case '?': set_user_usage(stderr); return CTL_EXIT_USAGE;
-                default:
-                        r = ctl_global_opt(o, c, optarg);
-                        if (r != 0)
-                                return r;
-                }
-        }
-        if (optind >= argc)
-                return ctl_usage_error("set-user", "USER is required");
-        if (optind + 1 < argc)
-                return ctl_usage_error("set-user", "unexpected argument '%s'", argv[optind + 1]);
-        user = argv[optind];
+        r = ctl_parse_args(o, argc, argv, &cl, &sig, &user);
+        if (r >= 0)
+                return r;
 
         r = proto_buf_append_str(&b, "{\"op\":\"set_user\",\"user_id\":");
         if (r == 0)
@@ -313,10 +274,14 @@ static void reset_session_usage(FILE *f)
 
 int cmd_reset_session(struct ctl_opts *o, int argc, char **argv)
 {
+        static const struct ctl_cmdline cl = {
+                .name = "reset-session",
+                .usage = reset_session_usage,
+        };
         json_t *reply = NULL;
         int r;
 
-        r = simple_options(o, argc, argv, "reset-session", reset_session_usage);
+        r = ctl_parse_args(o, argc, argv, &cl, NULL, NULL);
         if (r >= 0)
                 return r;
         r = run_op(o, "{\"op\":\"reset_session\"}\n", o->timeout_ms, "reset-session", &reply, NULL);

@@ -1,14 +1,17 @@
 /* ctl.h - segopsctl internals shared between its files.
  *
- * segopsctl.c parses the global options and dispatches; client.c talks
- * to segopsd's control socket; cmd-*.c implement the subcommands. The
+ * segopsctl.c parses the global options and dispatches, and reads each
+ * command's own command line (ctl_parse_args); client.c talks to
+ * segopsd's sockets; cmd-*.c implement the subcommands. The
  * exit codes below are the tool's contract with scripts (man page).
  */
 #ifndef SEGOPSCTL_CTL_H
 #define SEGOPSCTL_CTL_H
 
+#include <getopt.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include <jansson.h>
 
@@ -47,6 +50,35 @@ enum {
                 "timeout", required_argument, NULL, CTL_OPT_TIMEOUT                                \
         }
 
+/* One command's command line, as ctl_parse_args() reads it. */
+struct ctl_cmdline {
+        const char *name;          /* the command, for complaints */
+        void (*usage)(FILE *f);    /* its --help text */
+        const struct option *opts; /* getopt_long's table: the command's own
+                                      options, CTL_GLOBAL_LONGOPTS where it
+                                      takes them, --help; NULL: the global
+                                      options and --help only */
+        /* Takes each of the command's own options (getopt's code) into
+         * state; returns 0, or an exit code after a message. */
+        int (*option)(int c, const char *arg, void *state);
+        const char *operand; /* exactly one operand, so named ("USER"), or
+                                NULL for none */
+        const char *extra;   /* what to say about a second operand instead
+                                of quoting it (it may be a secret), or NULL */
+};
+
+/* Parse a command's options and operands (argv[0] is the command's
+ * name). -h/--help prints the usage on stdout and returns CTL_EXIT_OK, an
+ * unknown option prints it on stderr and returns CTL_EXIT_USAGE; the
+ * global options go to ctl_global_opt(), the command's own to
+ * cl->option. Returns -1 when the command goes on, with *ret_operand set
+ * when cl->operand is; else the exit code the command returns, after
+ * its message. */
+int ctl_parse_args(struct ctl_opts *o, int argc, char **argv, const struct ctl_cmdline *cl,
+                   void *state, const char **ret_operand);
+/* A cl->option for a command whose one option of its own takes a value:
+ * stores it in *(const char **)state. Returns 0. */
+int ctl_option_value(int c, const char *arg, void *state);
 /* Handle one global option; 0, or CTL_EXIT_USAGE after a message. */
 int ctl_global_opt(struct ctl_opts *o, int c, const char *arg);
 /* Seconds ("2.5") to milliseconds, 0 < s <= 3600. 0 or -EINVAL. */
@@ -89,6 +121,11 @@ int ctl_exchange_error(const char *path, int r);
  * error. */
 int ctl_simple_op(const struct ctl_opts *o, const char *line, int timeout_ms, json_t **ret_reply,
                   char **ret_raw);
+
+/* Send data as one datagram to the events socket (o->events_path),
+ * waiting at most o->timeout_ms for room in its queue; there is no reply.
+ * Returns an exit code, having printed any error. */
+int ctl_send_datagram(const struct ctl_opts *o, const char *data, size_t len);
 
 /* Print a rejection or ok:false reply as "<prefix><error>: <detail>". */
 void ctl_print_reply_error(const char *prefix, json_t *reply);

@@ -5,7 +5,9 @@
  * $SEGOPS_CONTROL_SOCKET, the defaults of SPEC section 2), parses the
  * options every command shares and hands over to the command's own
  * function in cmd-*.c; the exit codes are listed in ctl.h and the man
- * page.
+ * page. Each command reads the rest of its command line through
+ * ctl_parse_args() here, so --help, unknown options, the global options
+ * and the operand count are handled, and worded, the same everywhere.
  */
 #include "ctl.h"
 
@@ -97,6 +99,58 @@ int ctl_global_opt(struct ctl_opts *o, int c, const char *arg)
                 return 0;
         default: return CTL_EXIT_USAGE;
         }
+}
+
+int ctl_option_value(int c, const char *arg, void *state)
+{
+        (void)c;
+        *(const char **)state = arg;
+        return 0;
+}
+
+/* After the options: as many operands as cl says. -1 or CTL_EXIT_USAGE. */
+static int take_operands(const struct ctl_cmdline *cl, int argc, char **argv,
+                         const char **ret_operand)
+{
+        if (!cl->operand) {
+                if (optind < argc)
+                        return ctl_usage_error(cl->name, "unexpected argument '%s'", argv[optind]);
+                return -1;
+        }
+        if (optind >= argc)
+                return ctl_usage_error(cl->name, "%s is required", cl->operand);
+        if (optind + 1 < argc) {
+                if (cl->extra)
+                        return ctl_usage_error(cl->name, "%s", cl->extra);
+                return ctl_usage_error(cl->name, "unexpected argument '%s'", argv[optind + 1]);
+        }
+        *ret_operand = argv[optind];
+        return -1;
+}
+
+int ctl_parse_args(struct ctl_opts *o, int argc, char **argv, const struct ctl_cmdline *cl,
+                   void *state, const char **ret_operand)
+{
+        static const struct option plain[] = {
+                CTL_GLOBAL_LONGOPTS,
+                { "help", no_argument, NULL, 'h' },
+                { NULL, 0, NULL, 0 },
+        };
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "h", cl->opts ? cl->opts : plain, NULL)) != -1) {
+                switch (c) {
+                case 'h': cl->usage(stdout); return CTL_EXIT_OK;
+                case '?': cl->usage(stderr); return CTL_EXIT_USAGE;
+                case CTL_OPT_SOCKET:
+                case CTL_OPT_CONTROL:
+                case CTL_OPT_TIMEOUT: r = ctl_global_opt(o, c, optarg); break;
+                default: r = cl->option ? cl->option(c, optarg, state) : CTL_EXIT_USAGE;
+                }
+                if (r != 0)
+                        return r;
+        }
+        return take_operands(cl, argc, argv, ret_operand);
 }
 
 static const char *env_or(const char *name, const char *def)
