@@ -15,35 +15,47 @@
 
 #include "batch.h"
 #include "log.h"
+#include "segfile.h"
 #include "spool.h"
 
 /* ---- memory-only spans ---- */
 
 void batcher__memonly_add(struct batcher *b, uint64_t lo, uint64_t hi)
 {
-        struct seq_span *last = b->nmemonly ? &b->memonly[b->nmemonly - 1] : NULL;
+        struct seq_span *m = b->memonly;
+        size_t i = b->nmemonly, j;
 
-        if (last && lo <= last->hi + 1) {
-                if (hi > last->hi)
-                        last->hi = hi;
-                return;
-        }
-        if (b->nmemonly == b->memonly_cap) {
+        /* Spans stay sorted and apart. [lo, hi] usually extends the last
+         * one, but may start below it (a refill's catch-up covers all the
+         * spool kept) or lie below it (a dropped segment). */
+        while (i && m[i - 1].lo > hi + 1)
+                i--;
+        j = i; /* m[i..j) touch [lo, hi] */
+        while (i && m[i - 1].hi + 1 >= lo)
+                i--;
+        if (i < j) {
+                lo = m[i].lo < lo ? m[i].lo : lo;
+                hi = m[j - 1].hi > hi ? m[j - 1].hi : hi;
+        } else if (b->nmemonly == b->memonly_cap) {
                 size_t cap = b->memonly_cap ? 2 * b->memonly_cap : 8;
-                struct seq_span *v = realloc(b->memonly, cap * sizeof(*v));
+                struct seq_span *v = realloc(m, cap * sizeof(*v));
 
                 if (!v) {
-                        /* Cannot remember the span: widen the last one,
+                        /* Cannot remember it apart: widen a neighbour,
                          * which at worst counts some spooled events as
                          * lost at a stop (never the other way round). */
-                        if (last)
-                                last->hi = hi;
+                        if (i < b->nmemonly)
+                                m[i].lo = lo;
+                        else if (i)
+                                m[i - 1].hi = hi;
                         return;
                 }
-                b->memonly = v;
+                b->memonly = m = v;
                 b->memonly_cap = cap;
         }
-        b->memonly[b->nmemonly++] = (struct seq_span){ lo, hi };
+        memmove(&m[i + 1], &m[j], (b->nmemonly - j) * sizeof(*m));
+        m[i] = (struct seq_span){ lo, hi };
+        b->nmemonly = b->nmemonly - (j - i) + 1;
 }
 
 bool batcher__memonly(const struct batcher *b, uint64_t seq)
@@ -94,6 +106,11 @@ void batcher__spool_start(struct batcher *b)
  * were on disk only are lost. */
 static void lose_dropped_segment(struct batcher *b, uint64_t lo, uint64_t hi)
 {
+        uint64_t mem_hi = (b->backlog ? b->backlog_from : b->next_seq) - 1;
+
+        /* Those in memory are no longer on disk either. */
+        if (lo <= mem_hi)
+                batcher__memonly_add(b, lo, hi < mem_hi ? hi : mem_hi);
         if (!b->backlog || hi < b->backlog_from)
                 return;
         if (lo < b->backlog_from)
@@ -124,7 +141,18 @@ static int append(struct batcher *b, const char *ev, size_t len)
 int batcher__push_durable(struct batcher *b, const char *ev, size_t len)
 {
         uint64_t seq = b->next_seq;
-        int r = append(b, ev, len);
+        int r;
+
+        /* A failed disk keeps what it could not write in memory: at most
+         * half of max_memory, so that the refill always has room to
+         * bring the backlog on disk back (and so free the disk). */
+        if (b->backlog && spool_state(b->spool) != SPOOL_ON &&
+            (spool_unwritten(b->spool) + segfile_record_size(len) > q_limit(&b->queue) / 2 ||
+             q_used(&b->queue) + segfile_record_size(len) > q_limit(&b->queue))) {
+                b->stats->dropped[DROP_MEMORY_FULL]++; /* never held: no seq, no flush */
+                return -ENOBUFS;
+        }
+        r = append(b, ev, len);
 
         if (r < 0) {
                 enum stats_drop why = r == -ENOSPC ? DROP_SPOOL_FULL : DROP_MEMORY_FULL;
@@ -205,13 +233,19 @@ static void lost(void *ud, uint64_t lo, uint64_t hi)
         batcher__lose(b, lo, hi, DROP_SPOOL_CORRUPT);
 }
 
+static void gap(void *ud, uint64_t lo, uint64_t hi)
+{
+        flush_gone(&((struct refill *)ud)->b->flushes, lo, hi);
+}
+
 bool batcher__refill(struct batcher *b)
 {
         struct refill r = { b, 0 };
 
         if (!b->backlog)
                 return false;
-        b->backlog_from = spool_load(b->spool, b->backlog_from, take, lost, &r);
+        charge_unwritten(b); /* the spool may have written them by itself */
+        b->backlog_from = spool_load_gaps(b->spool, b->backlog_from, take, lost, gap, &r);
         if (b->backlog_from < b->next_seq)
                 return r.bytes >= REFILL_BYTES_PER_TURN;
         b->backlog = false;

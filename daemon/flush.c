@@ -37,6 +37,17 @@ void flush_dropped(struct flushes *fl, uint64_t lo, uint64_t hi, enum stats_drop
         }
 }
 
+void flush_gone(struct flushes *fl, uint64_t lo, uint64_t hi)
+{
+        for (struct flush_waiter *w = fl->waiting; w; w = w->next) {
+                uint64_t a = lo > w->first ? lo : w->first;
+                uint64_t b = hi < w->target ? hi : w->target;
+
+                if (a <= b)
+                        w->res.covered -= b - a + 1 <= w->res.covered ? b - a + 1 : w->res.covered;
+        }
+}
+
 /* The answer's numbers, from what is still held. */
 static void settle(struct flush_waiter *w, int result, flush_held_fn held, void *ctx)
 {

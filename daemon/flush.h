@@ -52,6 +52,9 @@ struct flush_waiter *flush_add(struct flushes *fl, uint64_t first, uint64_t targ
 
 /* Events lo..hi (seqs) left other than by delivery, for reason why. */
 void flush_dropped(struct flushes *fl, uint64_t lo, uint64_t hi, enum stats_drop why);
+/* Seqs lo..hi turned out never to have been events (a replay's gaps):
+ * no longer covered. */
+void flush_gone(struct flushes *fl, uint64_t lo, uint64_t hi);
 
 /* Settle the waiters that are done (every seq they cover is below
  * low_water, the oldest seq still held) or past their deadline at now.

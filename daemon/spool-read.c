@@ -101,6 +101,7 @@ struct load {
         uint64_t from;
         spool_take_fn take;
         spool_lost_fn lost;
+        spool_gap_fn gap;
         void *ud;
 };
 
@@ -117,6 +118,11 @@ static bool offer(struct spool *s, struct load *l, const struct segfile_rec *rec
                  * memory-only spell, not a loss found here. */
                 s->corrupt_records += rec->seq - l->from;
                 l->lost(l->ud, l->from, rec->seq - 1);
+                l->from = rec->seq; /* told: not to be loaded any more */
+        } else if (rec->seq > l->from) {
+                if (l->gap)
+                        l->gap(l->ud, l->from, rec->seq - 1);
+                l->from = rec->seq;
         }
         s->damage_pending = false;
         if (!l->take(l->ud, rec->seq, rec->data, rec->len))
@@ -180,8 +186,19 @@ static bool read_segment(struct spool *s, struct load *l)
 uint64_t spool_load(struct spool *s, uint64_t from, spool_take_fn take, spool_lost_fn lost,
                     void *ud)
 {
-        struct load l = { from, take, lost, ud };
+        return spool_load_gaps(s, from, take, lost, NULL, ud);
+}
 
+uint64_t spool_load_gaps(struct spool *s, uint64_t from, spool_take_fn take, spool_lost_fn lost,
+                         spool_gap_fn gap, void *ud)
+{
+        struct load l = { from, take, lost, gap, ud };
+
+        /* Parked behind from (a backlog that ended, a new one far
+         * later): segments wholly before from are skipped by name, not
+         * read through. */
+        if (s->rseg && s->rseg->next && s->rseg->next->first_seq <= from)
+                spool__reader_reset(s);
         for (;;) {
                 struct spool_seg *next;
 
@@ -209,7 +226,12 @@ uint64_t spool_load(struct spool *s, uint64_t from, spool_take_fn take, spool_lo
         /* What a failed disk has not taken yet. */
         if (s->wbuf.len && !parse(s, &l, s->wbuf.data, s->wbuf.len, true, &s->wbuf_rpos, 0))
                 return l.from;
-        return l.from;
+        /* All loaded: seqs after the last record that are not on disk
+         * (an empty newest segment, an earlier run's memory-only tail)
+         * are not waited for. */
+        if (l.from < s->next_seq && l.gap)
+                l.gap(l.ud, l.from, s->next_seq - 1);
+        return l.from > s->next_seq ? l.from : s->next_seq;
 }
 
 void spool__scan_tail(struct spool *s, struct spool_seg *seg)

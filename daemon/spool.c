@@ -30,6 +30,13 @@
 #define ACK_SLOT 32
 static const char ack_magic[8] = { 'S', 'G', 'A', 'C', 'K', 'v', '1', '\0' };
 
+static void close_fd(int *fd)
+{
+        if (*fd >= 0)
+                close(*fd);
+        *fd = -1;
+}
+
 /* ---- the checkpoint ---- */
 
 static void put64(char *p, uint64_t v)
@@ -169,6 +176,17 @@ bool spool_drop_oldest(struct spool *s, uint64_t *ret_lo, uint64_t *ret_hi)
         return true;
 }
 
+static void free_segs(struct spool *s)
+{
+        while (s->segs) {
+                struct spool_seg *seg = s->segs;
+
+                s->segs = seg->next;
+                free(seg);
+        }
+        s->bytes = 0;
+}
+
 /* The segment files of an earlier run, oldest first; the last is read
  * now to find where its records end (the next seq). Files that are not
  * segments are left alone and named once. */
@@ -211,12 +229,13 @@ static int find_segments(struct spool *s)
                 ;
         if (seg) {
                 spool__scan_tail(s, seg);
-                if (seg->first_seq > s->next_seq)
-                        s->next_seq = seg->first_seq;
+                /* Its name is taken even when no record in it survived
+                 * (a power loss after it was made): start after it. */
+                if (seg->first_seq >= s->next_seq)
+                        s->next_seq = seg->first_seq + 1;
                 if (seg->last_seq >= s->next_seq)
                         s->next_seq = seg->last_seq + 1;
         }
-        reclaim(s);
         return 0;
 }
 
@@ -247,9 +266,13 @@ static int take_lock(struct spool *s, char *err, size_t errlen)
                          s->cfg->spool_dir, pid[0] ? pid : "unknown");
                 return -EBUSY;
         }
+        /* The pid only names the holder in another segopsd's error: a
+         * full disk that cannot take it must not fail the open (after
+         * the lock, a failure would leave the rest of it undone). */
         n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
-        if (ftruncate(s->lockfd, 0) < 0 || pwrite(s->lockfd, pid, (size_t)n, 0) != n)
-                return -errno;
+        if (ftruncate(s->lockfd, 0) == 0 && pwrite(s->lockfd, pid, (size_t)n, 0) != n)
+                log_limited(LOG_WARNING, "spool_lock", "spool: cannot write the pid in %s/%s",
+                            s->cfg->spool_dir, LOCK_FILE);
         return 0;
 }
 
@@ -275,12 +298,21 @@ static int open_dir(struct spool *s, char *err, size_t errlen)
         if (r < 0)
                 return -r;
         s->ackfd = openat(s->dirfd, ACK_FILE, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (s->ackfd < 0)
-                return errno;
+        if (s->ackfd < 0) {
+                r = errno;
+                close_fd(&s->lockfd); /* on_retry() opens it all again */
+                return r;
+        }
         read_checkpoint(s);
         s->next_seq = s->acked + 1;
         r = find_segments(s);
-        return r < 0 ? -r : 0;
+        if (r < 0) {
+                close_fd(&s->ackfd);
+                close_fd(&s->lockfd);
+                return -r;
+        }
+        reclaim(s);
+        return 0;
 }
 
 static void on_sync(uv_timer_t *t);
@@ -385,13 +417,6 @@ void spool__dir_changed(struct spool *s)
                 s->dir_dirty = true;
 }
 
-static void close_fd(int *fd)
-{
-        if (*fd >= 0)
-                close(*fd);
-        *fd = -1;
-}
-
 /* The directory could not be opened at start: open it now, as a fresh
  * one. A directory that holds segments by now (a mount that came back)
  * is not written to: its seqs may clash with this run's, and the next
@@ -399,6 +424,7 @@ static void close_fd(int *fd)
 static int late_open(struct spool *s)
 {
         char err[512];
+        uint64_t next;
         int r;
 
         close_fd(&s->dirfd);
@@ -418,7 +444,16 @@ static int late_open(struct spool *s)
         s->ackfd = openat(s->dirfd, ACK_FILE, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (s->ackfd < 0)
                 return errno;
+        next = s->next_seq;
         if (find_segments(s) == 0 && s->segs) {
+                /* Its seqs are not this run's: leave the files and their
+                 * checkpoint to the next start. */
+                log_warn("spool: %s now holds an earlier run's spool; it is left alone "
+                         "until the next start (this run stays memory-only)",
+                         s->cfg->spool_dir);
+                free_segs(s);
+                s->next_seq = next;
+                close_fd(&s->ackfd);
                 s->unknown_segments = true;
                 return EEXIST;
         }

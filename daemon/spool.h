@@ -77,8 +77,13 @@ void spool_forget_unwritten(struct spool *s);
  * (spool_next_seq() when all is loaded). */
 typedef bool (*spool_take_fn)(void *ud, uint64_t seq, const char *ev, size_t len);
 typedef void (*spool_lost_fn)(void *ud, uint64_t lo, uint64_t hi);
+/* Seqs lo..hi are not on disk, without damage: never written (an
+ * earlier run's memory-only spell, an empty newest segment). Optional. */
+typedef void (*spool_gap_fn)(void *ud, uint64_t lo, uint64_t hi);
 uint64_t spool_load(struct spool *s, uint64_t from, spool_take_fn take, spool_lost_fn lost,
                     void *ud);
+uint64_t spool_load_gaps(struct spool *s, uint64_t from, spool_take_fn take, spool_lost_fn lost,
+                         spool_gap_fn gap, void *ud);
 
 /* Every seq up to upto is done (delivered, or lost and counted): the
  * checkpoint is brought up to date soon (at most SPOOL_ACK_DELAY_MS
