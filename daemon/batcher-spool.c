@@ -158,7 +158,7 @@ int batcher__push_durable(struct batcher *b, const char *ev, size_t len)
                 enum stats_drop why = r == -ENOSPC ? DROP_SPOOL_FULL : DROP_MEMORY_FULL;
 
                 b->stats->dropped[why]++; /* never held: no seq, no flush */
-                return r == -ENOSPC ? -ENOBUFS : r;
+                return r;
         }
         b->next_seq++;
         b->uncommitted++;
@@ -184,7 +184,6 @@ void batcher_commit(struct batcher *b)
                 return;
         b->uncommitted = 0;
         if (spool_commit(b->spool) == SPOOL_ON) {
-                b->stats->spooled += n;
                 charge_unwritten(b);
                 return;
         }
@@ -240,12 +239,13 @@ static void gap(void *ud, uint64_t lo, uint64_t hi)
 
 bool batcher__refill(struct batcher *b)
 {
+        static const struct spool_load_fns fns = { take, lost, gap };
         struct refill r = { b, 0 };
 
         if (!b->backlog)
                 return false;
         charge_unwritten(b); /* the spool may have written them by itself */
-        b->backlog_from = spool_load_gaps(b->spool, b->backlog_from, take, lost, gap, &r);
+        b->backlog_from = spool_load(b->spool, b->backlog_from, &fns, &r);
         if (b->backlog_from < b->next_seq)
                 return r.bytes >= REFILL_BYTES_PER_TURN;
         b->backlog = false;

@@ -291,6 +291,9 @@ void batcher__pump(struct batcher *b)
 
         if (b->closed)
                 return;
+        /* What was pushed is written before anything is read back or
+         * acknowledged (an op's reply may pump in the middle of a read). */
+        batcher_commit(b);
         more = batcher__refill(b);
         while (b->nbatches < b->cfg->max_in_flight && cut_due(b))
                 if (cut(b) < 0)

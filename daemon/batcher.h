@@ -81,9 +81,9 @@ void batcher_init(struct batcher *b, uv_loop_t *loop, const struct cfg *cfg, str
                   struct spool *spool);
 
 /* Take an accepted event. 0: held (spooled, queued or both). -ENOBUFS
- * (max_memory reached, or max_spool with the spool on; when_full =
- * drop_newest, or no room even after dropping the oldest) or -ENOMEM:
- * not held. Either way *ret_evicted old events were dropped to make room
+ * (max_memory reached: when_full = drop_newest, or no room even after
+ * dropping the oldest), -ENOSPC (max_spool reached, with a spool) or
+ * -ENOMEM: not held. Either way *ret_evicted old events were dropped to make room
  * (drop_oldest). Every loss is counted here (dropped.memory_full,
  * dropped.spool_full); the caller only logs. */
 int batcher_push(struct batcher *b, const char *ev, size_t len, size_t *ret_evicted);

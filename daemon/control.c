@@ -118,7 +118,7 @@ static json_t *stats_json(struct daemon *d)
                 "retries", (json_int_t)s->retries,
                 "splits", (json_int_t)s->splits,
                 "gzip_skipped", (json_int_t)s->gzip_skipped,
-                "spooled", (json_int_t)s->spooled,
+                "spooled", (json_int_t)(d->spool ? spool_records(d->spool) : 0),
                 "upstream", "state", upstream_state_name(up->state),
                 "last_status", (json_int_t)up->last_status,
                 "last_error", up->last_error,

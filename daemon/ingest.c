@@ -64,6 +64,10 @@ static void queue_event(struct ingest *in, const char *ev, size_t len)
                             evicted, evicted == 1 ? "" : "s");
         if (r == -ENOMEM)
                 log_limited(LOG_ERR, "queue_nomem", "out of memory: dropped a new event");
+        else if (r == -ENOSPC)
+                log_limited(LOG_WARNING, "spool_full",
+                            "max_spool reached: dropped a new event (when_full = drop_newest, "
+                            "or the spool holds nothing older to give up)");
         else if (r < 0)
                 log_limited(LOG_WARNING, "memory_full", "max_memory reached: dropped a new event%s",
                             in->cfg->when_full == CFG_DROP_NEWEST

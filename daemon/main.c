@@ -293,6 +293,8 @@ static int run(struct runtime *rt)
         r = fwd_init(&d->fwd, d->loop, &d->cfg);
         if (r < 0) {
                 log_err("cannot initialise HTTP: %s", strerror(-r));
+                spool_close(d->spool);
+                d->spool = NULL;
                 return r;
         }
         wire(d);

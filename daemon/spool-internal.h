@@ -54,8 +54,11 @@ struct spool {
         int open_handles;
         bool data_dirty, ack_dirty, dir_dirty; /* written, not yet synced */
         bool unknown_segments;                 /* found on recovery, not read at start */
+        bool closed;                           /* spool_close ran: freed once the syncs are done */
+        unsigned syncs;                        /* on the thread pool */
         /* stats */
         uint64_t replayed, corrupt_records, corrupt_bytes, write_errors;
+        uint64_t wbuf_records, records_written;
         uint64_t recoveries, segments_deleted, dropped_segments;
 };
 
@@ -63,6 +66,8 @@ struct spool {
 void spool__dir_changed(struct spool *s);
 void spool__data_written(struct spool *s);
 void spool__start_retry(struct spool *s);
+void spool__sync_async(struct spool *s, int fd, bool dir);
+int spool__sync_now(struct spool *s, int fd, bool dir);
 
 /* spool-write.c */
 void spool__fail(struct spool *s, const char *what, int err);

@@ -178,21 +178,16 @@ static bool read_segment(struct spool *s, struct load *l)
                 }
                 if (n == 0 && !final)
                         return false;
-                if (n == 0) /* shorter than it was: the rest is gone */
+                if (n == 0) { /* shorter than it was: the rest is gone */
+                        s->bytes -= s->rseg->size - (s->rbuf_off + s->rbuf.len);
                         s->rseg->size = s->rbuf_off + s->rbuf.len;
+                }
         }
 }
 
-uint64_t spool_load(struct spool *s, uint64_t from, spool_take_fn take, spool_lost_fn lost,
-                    void *ud)
+uint64_t spool_load(struct spool *s, uint64_t from, const struct spool_load_fns *fns, void *ud)
 {
-        return spool_load_gaps(s, from, take, lost, NULL, ud);
-}
-
-uint64_t spool_load_gaps(struct spool *s, uint64_t from, spool_take_fn take, spool_lost_fn lost,
-                         spool_gap_fn gap, void *ud)
-{
-        struct load l = { from, take, lost, gap, ud };
+        struct load l = { from, fns->take, fns->lost, fns->gap, ud };
 
         /* Parked behind from (a backlog that ended, a new one far
          * later): segments wholly before from are skipped by name, not

@@ -75,6 +75,7 @@ int spool_append(struct spool *s, uint64_t seq, const char *ev, size_t len)
         r = segfile_append(&s->wbuf, seq, ev, len);
         if (r < 0)
                 return r;
+        s->wbuf_records++;
         if (seq >= s->next_seq)
                 s->next_seq = seq + 1;
         return 0;
@@ -92,6 +93,7 @@ uint64_t spool_unwritten_first(const struct spool *s)
 
 void spool_forget_unwritten(struct spool *s)
 {
+        s->wbuf_records = 0;
         proto_buf_reset(&s->wbuf);
         if (s->wbuf.cap > SPOOL_READ_CHUNK)
                 proto_buf_free(&s->wbuf);
@@ -151,8 +153,9 @@ static int new_segment(struct spool *s, uint64_t first)
  * every seq in it is acknowledged. */
 static void end_segment(struct spool *s)
 {
-        if (s->cfg->spool_sync != CFG_SYNC_NEVER)
-                fdatasync(s->wfd);
+        if (s->cfg->spool_sync == CFG_SYNC_INTERVAL && s->data_dirty)
+                spool__sync_async(s, s->wfd, false); /* on a copy of the fd */
+        s->data_dirty = false; /* with always, each write was synced already */
         close(s->wfd);
         s->wfd = -1;
         s->wseg = NULL;
@@ -187,6 +190,7 @@ enum spool_state spool_commit(struct spool *s)
         s->wseg->size += s->wbuf.len;
         s->wseg->last_seq = s->next_seq - 1;
         s->bytes += s->wbuf.len;
+        s->records_written += s->wbuf_records;
         spool_forget_unwritten(s);
         spool__data_written(s);
         return s->state;

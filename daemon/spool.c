@@ -102,7 +102,7 @@ static void write_checkpoint(struct spool *s)
         s->acked_saved = s->acked;
         s->ack_dirty = true;
         if (s->cfg->spool_sync == CFG_SYNC_ALWAYS) {
-                fdatasync(s->ackfd);
+                spool__sync_now(s, s->ackfd, false);
                 s->ack_dirty = false;
         }
 }
@@ -276,30 +276,33 @@ static int take_lock(struct spool *s, char *err, size_t errlen)
         return 0;
 }
 
-/* Directory, lock, checkpoint, segments. 0; a negative errno for what
- * must refuse the start (err filled); or a positive errno for what
- * leaves the spool failed but the daemon running. */
-static int open_dir(struct spool *s, char *err, size_t errlen)
+/* Directory, lock, checkpoint, segments. 0, or a negative errno; with
+ * *ret_refuse set when it must refuse the start (a directory other users
+ * may write to, another segopsd's lock; err says which), else it leaves
+ * the spool failed (memory-only, retrying). */
+static int open_dir(struct spool *s, bool *ret_refuse, char *err, size_t errlen)
 {
         const char *dir = s->cfg->spool_dir;
         int r;
 
+        *ret_refuse = false;
         if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-                return errno;
+                return -errno;
         s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (s->dirfd < 0)
-                return errno;
+                return -errno;
         r = spool__check_dir_mode(s->dirfd, dir, err, errlen);
+        if (r == 0)
+                r = take_lock(s, err, errlen);
+        if (r == -EPERM || r == -EBUSY) {
+                *ret_refuse = true;
+                return r;
+        }
         if (r < 0)
                 return r;
-        r = take_lock(s, err, errlen);
-        if (r == -EBUSY)
-                return r;
-        if (r < 0)
-                return -r;
         s->ackfd = openat(s->dirfd, ACK_FILE, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (s->ackfd < 0) {
-                r = errno;
+                r = -errno;
                 close_fd(&s->lockfd); /* on_retry() opens it all again */
                 return r;
         }
@@ -309,7 +312,7 @@ static int open_dir(struct spool *s, char *err, size_t errlen)
         if (r < 0) {
                 close_fd(&s->ackfd);
                 close_fd(&s->lockfd);
-                return -r;
+                return r;
         }
         reclaim(s);
         return 0;
@@ -320,6 +323,7 @@ static void on_sync(uv_timer_t *t);
 int spool_open(struct spool **ret, uv_loop_t *loop, const struct cfg *cfg, char *err, size_t errlen)
 {
         struct spool *s = calloc(1, sizeof(*s));
+        bool refuse;
         int r;
 
         if (!s)
@@ -329,8 +333,8 @@ int spool_open(struct spool **ret, uv_loop_t *loop, const struct cfg *cfg, char 
         s->dirfd = s->lockfd = s->ackfd = s->wfd = s->rfd = -1;
         s->state = SPOOL_ON;
         s->next_seq = 1;
-        r = open_dir(s, err, errlen);
-        if (r < 0) {
+        r = open_dir(s, &refuse, err, errlen);
+        if (refuse) {
                 spool_close(s);
                 return r;
         }
@@ -345,8 +349,8 @@ int spool_open(struct spool **ret, uv_loop_t *loop, const struct cfg *cfg, char 
 
                 uv_timer_start(&s->sync_timer, on_sync, ms ? ms : 1, ms ? ms : 1);
         }
-        if (r > 0)
-                spool__fail(s, "open", r);
+        if (r < 0)
+                spool__fail(s, "open", -r);
         *ret = s;
         return 0;
 }
@@ -355,21 +359,37 @@ int spool_open(struct spool **ret, uv_loop_t *loop, const struct cfg *cfg, char 
 
 struct sync_req {
         uv_fs_t req;
+        struct spool *s;
         int fd;
 };
 
+static void maybe_free(struct spool *s)
+{
+        if (s->closed && !s->open_handles && !s->syncs)
+                free(s);
+}
+
+/* A failed sync is a failed write: the kernel may have dropped the
+ * dirty pages it could not write (fsync(2)), so what they held may not
+ * be on disk. */
 static void on_synced(uv_fs_t *req)
 {
         struct sync_req *sr = req->data;
+        struct spool *s = sr->s;
+        ssize_t r = req->result;
 
         uv_fs_req_cleanup(req);
         close(sr->fd);
         free(sr);
+        s->syncs--;
+        if (r < 0 && !s->closed)
+                spool__fail(s, "sync", (int)-r);
+        maybe_free(s);
 }
 
 /* fdatasync (fsync for a directory) on the thread pool, on a copy of
  * fd so that closing the original meanwhile is harmless. */
-static void sync_async(struct spool *s, int fd, bool dir)
+void spool__sync_async(struct spool *s, int fd, bool dir)
 {
         struct sync_req *sr;
 
@@ -378,6 +398,7 @@ static void sync_async(struct spool *s, int fd, bool dir)
         sr = malloc(sizeof(*sr));
         if (!sr)
                 return;
+        sr->s = s;
         sr->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
         sr->req.data = sr;
         if (sr->fd < 0 || (dir ? uv_fs_fsync(s->loop, &sr->req, sr->fd, on_synced)
@@ -385,26 +406,41 @@ static void sync_async(struct spool *s, int fd, bool dir)
                 if (sr->fd >= 0)
                         close(sr->fd);
                 free(sr);
+                return;
         }
+        s->syncs++;
 }
 
 static void on_sync(uv_timer_t *t)
 {
         struct spool *s = t->data;
 
+        /* One round at a time: a disk slower than the interval must not
+         * pile syncs up on the thread pool (gzip runs there too). */
+        if (s->syncs)
+                return;
         if (s->data_dirty)
-                sync_async(s, s->wfd, false);
+                spool__sync_async(s, s->wfd, false);
         if (s->ack_dirty)
-                sync_async(s, s->ackfd, false);
+                spool__sync_async(s, s->ackfd, false);
         if (s->dir_dirty)
-                sync_async(s, s->dirfd, true);
+                spool__sync_async(s, s->dirfd, true);
         s->data_dirty = s->ack_dirty = s->dir_dirty = false;
+}
+
+/* spool_sync = always: on the loop, now; its failure is a write's. */
+int spool__sync_now(struct spool *s, int fd, bool dir)
+{
+        if (fd < 0 || (dir ? fsync(fd) : fdatasync(fd)) == 0)
+                return 0;
+        spool__fail(s, "sync", errno);
+        return -1;
 }
 
 void spool__data_written(struct spool *s)
 {
         if (s->cfg->spool_sync == CFG_SYNC_ALWAYS)
-                fdatasync(s->wfd);
+                spool__sync_now(s, s->wfd, false);
         else
                 s->data_dirty = true;
 }
@@ -412,7 +448,7 @@ void spool__data_written(struct spool *s)
 void spool__dir_changed(struct spool *s)
 {
         if (s->cfg->spool_sync == CFG_SYNC_ALWAYS)
-                fsync(s->dirfd);
+                spool__sync_now(s, s->dirfd, true);
         else
                 s->dir_dirty = true;
 }
@@ -429,38 +465,42 @@ static int late_open(struct spool *s)
 
         close_fd(&s->dirfd);
         if (mkdir(s->cfg->spool_dir, 0700) < 0 && errno != EEXIST)
-                return errno;
+                return -errno;
         s->dirfd = open(s->cfg->spool_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (s->dirfd < 0)
-                return errno;
+                return -errno;
         r = spool__check_dir_mode(s->dirfd, s->cfg->spool_dir, err, sizeof(err));
         if (r == 0)
                 r = take_lock(s, err, sizeof(err));
         if (r < 0) {
-                log_limited(LOG_ERR, "spool_late", "spool: %s", err);
+                if (r == -EPERM || r == -EBUSY)
+                        log_limited(LOG_ERR, "spool_late", "spool: %s", err);
                 close_fd(&s->dirfd);
-                return -r;
+                return r;
         }
         s->ackfd = openat(s->dirfd, ACK_FILE, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (s->ackfd < 0)
-                return errno;
+        if (s->ackfd < 0) {
+                r = -errno;
+                close_fd(&s->lockfd);
+                return r;
+        }
         next = s->next_seq;
         if (find_segments(s) == 0 && s->segs) {
                 /* Its seqs are not this run's: leave the files and their
                  * checkpoint to the next start. */
-                log_warn("spool: %s now holds an earlier run's spool; it is left alone "
-                         "until the next start (this run stays memory-only)",
+                log_warn("spool: %s now holds an earlier run's spool; it is left alone until the "
+                         "next start (this run stays memory-only)",
                          s->cfg->spool_dir);
                 free_segs(s);
                 s->next_seq = next;
                 close_fd(&s->ackfd);
                 s->unknown_segments = true;
-                return EEXIST;
+                return -EEXIST;
         }
         return 0;
 }
 
-/* Can a file be made and written in the directory now? */
+/* Can a file be made and written in the directory now? 0 or -errno. */
 static int probe(struct spool *s)
 {
         static const char name[] = ".probe";
@@ -468,28 +508,27 @@ static int probe(struct spool *s)
         int r = 0;
 
         if (fd < 0)
-                return errno;
+                return -errno;
         if (write(fd, "x", 1) != 1)
-                r = errno ? errno : ENOSPC;
+                r = -(errno ? errno : ENOSPC);
         close(fd);
         unlinkat(s->dirfd, name, 0);
         return r;
 }
-
 /* Failed: try the directory again. The next commit writes what waits. */
 static void on_retry(uv_timer_t *t)
 {
         struct spool *s = t->data;
         int r = 0;
 
-        if (s->unknown_segments)
-                return;
         if (s->lockfd < 0)
                 r = late_open(s);
         if (r == 0)
                 r = probe(s);
-        if (r != 0) {
-                s->error = r;
+        if (r < 0) {
+                s->error = -r;
+                if (s->unknown_segments) /* nothing to retry until a restart */
+                        uv_timer_stop(&s->retry_timer);
                 return;
         }
         uv_timer_stop(&s->retry_timer);
@@ -520,6 +559,11 @@ uint64_t spool_acked(const struct spool *s)
 uint64_t spool_next_seq(const struct spool *s)
 {
         return s->next_seq;
+}
+
+uint64_t spool_records(const struct spool *s)
+{
+        return s->records_written;
 }
 
 static unsigned count_segments(const struct spool *s)
@@ -561,8 +605,8 @@ static void on_handle_closed(uv_handle_t *h)
 {
         struct spool *s = h->data;
 
-        if (--s->open_handles == 0)
-                free(s);
+        s->open_handles--;
+        maybe_free(s);
 }
 
 void spool_close(struct spool *s)
@@ -571,6 +615,7 @@ void spool_close(struct spool *s)
                 return;
         if (s->state == SPOOL_ON)
                 spool_commit(s);
+        s->closed = true; /* no more failures to report */
         write_checkpoint(s);
         if (s->cfg->spool_sync != CFG_SYNC_NEVER) {
                 if (s->wfd >= 0)
@@ -594,7 +639,7 @@ void spool_close(struct spool *s)
         proto_buf_free(&s->wbuf);
         proto_buf_free(&s->rbuf);
         if (!s->open_handles) {
-                free(s);
+                maybe_free(s);
                 return;
         }
         uv_close((uv_handle_t *)&s->ack_timer, on_handle_closed);

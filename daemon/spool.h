@@ -73,17 +73,19 @@ void spool_forget_unwritten(struct spool *s);
  * tail), each handed to take() until it returns false (no room: that
  * record is offered again next time) or nothing is left. Seqs that
  * damage made unreadable are handed to lost(lo, hi) first, and counted
- * in the corrupt stats. Returns the seq of the next record to load
+ * in the corrupt stats; seqs missing without damage (never written: an
+ * earlier run's memory-only spell, an empty newest segment) to gap(lo,
+ * hi), which may be NULL. Returns the seq of the next record to load
  * (spool_next_seq() when all is loaded). */
 typedef bool (*spool_take_fn)(void *ud, uint64_t seq, const char *ev, size_t len);
 typedef void (*spool_lost_fn)(void *ud, uint64_t lo, uint64_t hi);
-/* Seqs lo..hi are not on disk, without damage: never written (an
- * earlier run's memory-only spell, an empty newest segment). Optional. */
 typedef void (*spool_gap_fn)(void *ud, uint64_t lo, uint64_t hi);
-uint64_t spool_load(struct spool *s, uint64_t from, spool_take_fn take, spool_lost_fn lost,
-                    void *ud);
-uint64_t spool_load_gaps(struct spool *s, uint64_t from, spool_take_fn take, spool_lost_fn lost,
-                         spool_gap_fn gap, void *ud);
+struct spool_load_fns {
+        spool_take_fn take;
+        spool_lost_fn lost;
+        spool_gap_fn gap;
+};
+uint64_t spool_load(struct spool *s, uint64_t from, const struct spool_load_fns *fns, void *ud);
 
 /* Every seq up to upto is done (delivered, or lost and counted): the
  * checkpoint is brought up to date soon (at most SPOOL_ACK_DELAY_MS
@@ -95,6 +97,9 @@ void spool_ack(struct spool *s, uint64_t upto);
  * done (their events are lost unless they are in memory). Returns false
  * when there is no segment to give up (only the one being written). */
 bool spool_drop_oldest(struct spool *s, uint64_t *ret_lo, uint64_t *ret_hi);
+
+/* Records written since start. */
+uint64_t spool_records(const struct spool *s);
 
 json_t *spool_stats(const struct spool *s);
 

@@ -42,7 +42,6 @@ struct stats {
         uint64_t retries;         /* resends of a batch */
         uint64_t splits;          /* batches split after a 413 */
         uint64_t gzip_skipped;    /* sent uncompressed: no room in max_memory */
-        uint64_t spooled;         /* events written to the spool */
         uint64_t dgram_received;  /* datagrams read */
         uint64_t dgram_truncated; /* datagrams over max_datagram_bytes */
         uint64_t dgram_memfd;     /* datagrams passed as sealed memfds */

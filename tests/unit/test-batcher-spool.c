@@ -197,7 +197,9 @@ static uint64_t replayable(struct fx *f)
         char err[512];
 
         ck_assert_int_eq(spool_open(&s, &f->loop, &f->d.cfg, err, sizeof(err)), 0);
-        spool_load(s, spool_acked(s) + 1, take_all, lost_none, &r);
+        static const struct spool_load_fns fns = { take_all, lost_none, NULL };
+
+        spool_load(s, spool_acked(s) + 1, &fns, &r);
         spool_close(s);
         uv_run(&f->loop, UV_RUN_DEFAULT);
         return r.n;
@@ -373,6 +375,9 @@ END_TEST
 
 /* The same replay: stats' spool.pending_events and the stop's "N events
  * wait in the spool" (batcher_held) count the missing seqs too. */
+/* A replay with a gap (an earlier run's memory-only spell): until it
+ * is read back, what waits on disk is counted from seq ranges (gaps
+ * included: docs/SPOOL.md); once read back, held counts real events. */
 START_TEST(test_held_of_a_replay_with_gaps_counts_real_events)
 {
         struct fx f;
@@ -394,6 +399,10 @@ START_TEST(test_held_of_a_replay_with_gaps_counts_real_events)
         uv_run(&f.loop, UV_RUN_DEFAULT);
 
         start(&f);
+        ck_assert_uint_le(batcher_held(&f.d.batcher), 30); /* an estimate, never less */
+        ck_assert_uint_ge(batcher_held(&f.d.batcher), 20);
+        f.d.batcher.paused_until = uv_now(&f.loop) + 60000; /* held, not sent */
+        uv_run(&f.loop, UV_RUN_NOWAIT);                     /* the replay starts at once */
         held = batcher_held(&f.d.batcher);
         ck_assert_msg(held == 20, "batcher_held() says %llu events for 20 on disk",
                       (unsigned long long)held);

@@ -104,7 +104,9 @@ static void lost(void *ud, uint64_t lo, uint64_t hi)
 static uint64_t load(struct fx *f, uint64_t from)
 {
         f->n = 0;
-        return spool_load(f->s, from, take, lost, f);
+        static const struct spool_load_fns fns = { take, lost, NULL };
+
+        return spool_load(f->s, from, &fns, f);
 }
 
 static int count_files(const struct fx *f, const char *suffix)
