@@ -86,6 +86,7 @@ static void write_checkpoint(struct spool *s)
 {
         char slot[ACK_SLOT] = { 0 };
         uint64_t gen = s->ack_gen + 1;
+        ssize_t n;
 
         if (s->ackfd < 0 || s->acked == s->acked_saved)
                 return;
@@ -93,9 +94,9 @@ static void write_checkpoint(struct spool *s)
         put64(slot + 8, gen);
         put64(slot + 16, s->acked);
         put64(slot + 24, slot_crc(slot));
-        if (pwrite(s->ackfd, slot, sizeof(slot), (off_t)((gen & 1) * ACK_SLOT)) !=
-            (ssize_t)sizeof(slot)) {
-                spool__fail(s, "write the checkpoint", errno ? errno : EIO);
+        n = pwrite(s->ackfd, slot, sizeof(slot), (off_t)((gen & 1) * ACK_SLOT));
+        if (n != (ssize_t)sizeof(slot)) {
+                spool__fail(s, "write the checkpoint", n < 0 ? errno : ENOSPC);
                 return;
         }
         s->ack_gen = gen;
