@@ -15,7 +15,8 @@
 #
 # usage: bench/run-throughput.sh [-n EVENTS] [--gzip] [-t THREADS]
 #                                [--pack N] [-b BUILD_DIR] [--timeout SECONDS]
-#                                [--no-raw] [--qlen N]
+#                                [--no-raw] [--qlen N] [--spool]
+#                                [--spool-sync MODE]
 #   --pack N  N events per datagram, as libshim sends them (default 1:
 #             one event per datagram, the issue's measurement)
 #   --no-raw  skip the ceiling run (the same sender into bench/rawsink, a
@@ -23,6 +24,11 @@
 #   --qlen N  set net.unix.max_dgram_qlen to N for the run and put it back
 #             after (root only; systemd hosts have 512, the kernel's
 #             default is 10; without --qlen the machine's value is used)
+#   --spool   turn the write-ahead spool on: [buffer] spool_dir in the
+#             temporary directory (on the filesystem of $TMPDIR, or /tmp),
+#             spool_sync left at its default (interval)
+#   --spool-sync MODE
+#             the spool with spool_sync = MODE (interval, always, never)
 
 set -u
 
@@ -34,6 +40,8 @@ RAW=1
 BUILD=${BUILD:-build}
 TIMEOUT=120
 QLEN=
+SPOOL=0
+SPOOL_SYNC=
 
 # Targets (the issue that asked for this benchmark).
 TARGET_EPS=350000       # events/s end to end, compression = none
@@ -66,6 +74,10 @@ while [ $# -gt 0 ]; do
         --gzip) COMPRESSION=gzip; shift ;;
         --no-raw) RAW=0; shift ;;
         --qlen) is_count "${2:-}" || die "bad --qlen"; QLEN=$2; shift 2 ;;
+        --spool) SPOOL=1; shift ;;
+        --spool-sync)
+            [[ ${2:-} =~ ^(interval|always|never)$ ]] || die "bad --spool-sync"
+            SPOOL=1; SPOOL_SYNC=$2; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; exit 2 ;;
         esac
@@ -200,6 +212,14 @@ flush_interval = 0.2
 events_socket = $TMP/events.sock
 control_socket = $TMP/segopsd.sock
 EOF
+SPOOL_DESC=off
+if [ "$SPOOL" = 1 ]; then
+        mkdir -m 700 "$TMP/spool" || die "cannot make the spool directory"
+        printf '\n[buffer]\nspool_dir = %s\n' "$TMP/spool" >>"$TMP/segopsd.conf"
+        [ -z "$SPOOL_SYNC" ] ||
+                printf 'spool_sync = %s\n' "$SPOOL_SYNC" >>"$TMP/segopsd.conf"
+        SPOOL_DESC="on, spool_sync = ${SPOOL_SYNC:-interval (the default)}"
+fi
 
 # Keep a caller's systemd or shim settings from leaking into the run.
 env -u CREDENTIALS_DIRECTORY -u NOTIFY_SOCKET -u LISTEN_FDS -u LISTEN_PID \
@@ -232,7 +252,7 @@ FLOOR_KB=$(proc_field "$FLOOR_PID" VmRSS)
 stop_pid "$FLOOR_PID" 5
 FLOOR_PID=
 
-echo "segopsd pid $DAEMON_PID, sink on 127.0.0.1:$PORT, compression=$COMPRESSION, $N events, $THREADS sender thread(s), $PACK per datagram"
+echo "segopsd pid $DAEMON_PID, sink on 127.0.0.1:$PORT, compression=$COMPRESSION, spool $SPOOL_DESC, $N events, $THREADS sender thread(s), $PACK per datagram"
 
 # --- the run ------------------------------------------------------------------
 CPU0=$(cpu_ticks "$DAEMON_PID")
@@ -264,6 +284,8 @@ UCPU1=$(cpu_ticks "$DAEMON_PID" user)
 SINK_CPU1=$(cpu_ticks "$SINK_PID")
 PEAK_KB=$(proc_field "$DAEMON_PID" VmHWM)
 STATS=$(control '{"op":"stats"}')
+# The machine is shared: what else ran during the run goes with its figures.
+read -r LOAD1 LOAD5 LOAD15 _ </proc/loadavg
 
 # Stop segopsd cleanly, then take the sink's final count: a batch resent
 # during the stop would show up as a duplicate only now.
@@ -276,6 +298,7 @@ SINK_PID=
 [ -s "$TMP/sink.out" ] && COUNT_JSON=$(tail -n 1 "$TMP/sink.out")
 
 UNIQUE=$(json_num "$COUNT_JSON" unique)
+SPOOLED=$(json_num "$STATS" spooled)
 DUPS=$(json_num "$COUNT_JSON" duplicates)
 FOREIGN=$(json_num "$COUNT_JSON" foreign)
 REQUESTS=$(json_num "$COUNT_JSON" requests)
@@ -304,7 +327,10 @@ echo "segopsd stats:      $STATS"
 echo
 printf '%-28s %s\n' \
         "compression" "$COMPRESSION" \
+        "spool" "$SPOOL_DESC" \
+        "  events written to it" "$SPOOLED" \
         "net.unix.max_dgram_qlen" "$(describe_qlen)" \
+        "load average 1/5/15 min" "$LOAD1 $LOAD5 $LOAD15" \
         "events sent" "$SENT" \
         "unique received" "$UNIQUE" \
         "duplicates" "$DUPS" \
