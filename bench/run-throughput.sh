@@ -116,57 +116,6 @@ trap cleanup EXIT
 trap 'exit 2' INT TERM HUP
 [ -z "$QLEN" ] || set_qlen "$QLEN"
 
-# Print the value of a numeric key of a flat JSON object.
-json_num() {
-        local v=${1#*\""$2"\":}
-        [ "$v" != "$1" ] || { echo 0; return; }
-        v=${v%%[,\}]*}
-        echo "${v// /}"
-}
-
-# GET /_count from the sink into COUNT_JSON.
-sink_count() {
-        local resp body
-        resp=$(printf 'GET /_count HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' |
-                timeout 5 socat -t 2 - "TCP:127.0.0.1:$PORT" 2>/dev/null) || return 1
-        body=${resp##*$'\r\n\r\n'}
-        [[ $body == \{*\} ]] || return 1
-        COUNT_JSON=$body
-}
-
-# One request on the control socket; the reply line on stdout.
-control() {
-        printf '%s\n' "$1" |
-                timeout 5 socat -t 2 - "UNIX-CONNECT:$TMP/segopsd.sock" 2>/dev/null
-}
-
-proc_field() { # /proc/PID/status field in kB
-        local k v _
-        while read -r k v _; do
-                [ "$k" = "$2:" ] && { echo "$v"; return; }
-        done <"/proc/$1/status"
-        echo 0
-}
-
-cpu_ticks() { # utime + stime of a process; with "user", utime alone
-        local line rest
-        read -r line <"/proc/$1/stat" || { echo 0; return; }
-        rest=${line##*) }
-        local which=${2:-all}
-        # shellcheck disable=SC2086
-        set -- $rest
-        if [ "$which" = user ]; then
-                echo "${12}"
-        else
-                echo $(( ${12} + ${13} ))
-        fi
-}
-
-calc() { awk "BEGIN { printf \"$1\", ($2) }"; }
-
-# kB to MiB, one decimal.
-mib() { calc '%.1f' "$1 / 1024"; }
-
 # CPU seconds (a number or an awk expression) per million events: of $2
 # events, or of the run's N.
 per_million() { calc '%.3f' "($1) * 1000000 / ${2:-$N}"; }
@@ -221,17 +170,7 @@ if [ "$SPOOL" = 1 ]; then
         SPOOL_DESC="on, spool_sync = ${SPOOL_SYNC:-interval (the default)}"
 fi
 
-# Keep a caller's systemd or shim settings from leaking into the run.
-env -u CREDENTIALS_DIRECTORY -u NOTIFY_SOCKET -u LISTEN_FDS -u LISTEN_PID \
-    -u LISTEN_FDNAMES -u WATCHDOG_USEC -u WATCHDOG_PID \
-    "$SEGOPSD" --config "$TMP/segopsd.conf" \
-    >"$TMP/segopsd.out" 2>"$TMP/segopsd.err" &
-DAEMON_PID=$!
-
-# shellcheck disable=SC2317 # called through wait_for
-segopsd_answers() {
-        [ -S "$TMP/segopsd.sock" ] && control '{"op":"ping"}' | grep -q '"ok" *: *true'
-}
+start_segopsd "$SEGOPSD"
 if ! wait_for "$DAEMON_PID" 100 segopsd_answers; then
         tail -n 20 "$TMP/segopsd.err" >&2
         die "segopsd did not answer ping within 10 s"
@@ -355,18 +294,6 @@ if [ -n "$RAW_EPS" ]; then
                 "  segopsd share of ceiling" "$(calc '%.0f%%' "$RAW_EPS > 0 ? 100 * $EPS / $RAW_EPS : 0")"
 fi
 echo
-
-verdict() { # verdict LABEL CONDITION(awk) [info]
-        local ok
-        ok=$(awk "BEGIN { print (($2) ? 1 : 0) }")
-        if [ "${3:-}" = info ]; then
-                echo "INFO  $1"
-        elif [ "$ok" = 1 ]; then
-                echo "PASS  $1"
-        else
-                echo "FAIL  $1"
-        fi
-}
 
 DELIVERED=0
 if [ "$SENDER_RC" = 0 ] && [ "$SENT" = "$N" ] && [ "$UNIQUE" = "$N" ] &&
