@@ -16,7 +16,7 @@
 # usage: bench/run-throughput.sh [-n EVENTS] [--gzip] [-t THREADS]
 #                                [--pack N] [-b BUILD_DIR] [--timeout SECONDS]
 #                                [--no-raw] [--qlen N] [--spool]
-#                                [--spool-sync MODE]
+#                                [--spool-sync MODE] [--perf FILE]
 #   --pack N  N events per datagram, as libshim sends them (default 1:
 #             one event per datagram, the issue's measurement)
 #   --no-raw  skip the ceiling run (the same sender into bench/rawsink, a
@@ -29,6 +29,10 @@
 #             spool_sync left at its default (interval)
 #   --spool-sync MODE
 #             the spool with spool_sync = MODE (interval, always, never)
+#   --perf FILE  profile segopsd with perf record (cpu-clock, call graphs)
+#             from the sender's start until the last event arrived; read
+#             it with perf report -i FILE (needs perf; the figures then
+#             carry perf's own cost)
 
 set -u
 
@@ -42,6 +46,7 @@ TIMEOUT=120
 QLEN=
 SPOOL=0
 SPOOL_SYNC=
+PERF_OUT=
 
 # Targets (the issue that asked for this benchmark).
 TARGET_EPS=350000       # events/s end to end, compression = none
@@ -75,6 +80,7 @@ while [ $# -gt 0 ]; do
         --no-raw) RAW=0; shift ;;
         --qlen) is_count "${2:-}" || die "bad --qlen"; QLEN=$2; shift 2 ;;
         --spool) SPOOL=1; shift ;;
+        --perf) [ -n "${2:-}" ] || die "bad --perf"; PERF_OUT=$2; shift 2 ;;
         --spool-sync)
             [[ ${2:-} =~ ^(interval|always|never)$ ]] || die "bad --spool-sync"
             SPOOL=1; SPOOL_SYNC=$2; shift 2 ;;
@@ -92,6 +98,7 @@ for f in "$SEGOPSD" "$SINK" "$SENDER" "$RAWSINK" "$FLOOR"; do
         [ -x "$f" ] || die "$f not found: run 'meson setup $BUILD && ninja -C $BUILD' first (or set BUILD)"
 done
 command -v socat >/dev/null || die "socat is needed"
+[ -z "$PERF_OUT" ] || command -v perf >/dev/null || die "--perf needs perf"
 CLK_TCK=$(getconf CLK_TCK) || die "getconf CLK_TCK failed"
 
 TMP=$(mktemp -d -t segops-bench.XXXXXX) || die "mktemp failed"
@@ -99,12 +106,14 @@ SINK_PID=
 DAEMON_PID=
 RAW_PID=
 FLOOR_PID=
+PERF_PID=
 
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 # shellcheck disable=SC2317 # called by the trap
 cleanup() {
+        stop_perf
         stop_pid "$RAW_PID" 5
         stop_pid "$FLOOR_PID" 5
         stop_pid "$DAEMON_PID" 5
@@ -115,6 +124,14 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 2' INT TERM HUP
 [ -z "$QLEN" ] || set_qlen "$QLEN"
+
+# perf record ends on SIGINT, writing its file.
+stop_perf() {
+        [ -n "$PERF_PID" ] || return 0
+        kill -INT "$PERF_PID" 2>/dev/null
+        wait "$PERF_PID" 2>/dev/null
+        PERF_PID=
+}
 
 # CPU seconds (a number or an awk expression) per million events: of $2
 # events, or of the run's N.
@@ -194,6 +211,11 @@ FLOOR_PID=
 echo "segopsd pid $DAEMON_PID, sink on 127.0.0.1:$PORT, compression=$COMPRESSION, spool $SPOOL_DESC, $N events, $THREADS sender thread(s), $PACK per datagram"
 
 # --- the run ------------------------------------------------------------------
+if [ -n "$PERF_OUT" ]; then
+        perf record -q -e cpu-clock -g -p "$DAEMON_PID" -o "$PERF_OUT" >"$TMP/perf.err" 2>&1 &
+        PERF_PID=$!
+        sleep 0.5 # perf attaches
+fi
 CPU0=$(cpu_ticks "$DAEMON_PID")
 UCPU0=$(cpu_ticks "$DAEMON_PID" user)
 SINK_CPU0=$(cpu_ticks "$SINK_PID")
@@ -221,6 +243,7 @@ done
 CPU1=$(cpu_ticks "$DAEMON_PID")
 UCPU1=$(cpu_ticks "$DAEMON_PID" user)
 SINK_CPU1=$(cpu_ticks "$SINK_PID")
+stop_perf
 PEAK_KB=$(proc_field "$DAEMON_PID" VmHWM)
 STATS=$(control '{"op":"stats"}')
 # The machine is shared: what else ran during the run goes with its figures.
