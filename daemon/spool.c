@@ -337,7 +337,7 @@ static void on_synced(uv_fs_t *req)
 
 /* fdatasync (fsync for a directory) on the thread pool, on a copy of
  * fd so that closing the original meanwhile is harmless. */
-static void sync_async(struct spool *s, int fd, bool dir)
+void spool__sync_async(struct spool *s, int fd, bool dir)
 {
         struct sync_req *sr;
 
@@ -361,11 +361,11 @@ static void on_sync(uv_timer_t *t)
         struct spool *s = t->data;
 
         if (s->data_dirty)
-                sync_async(s, s->wfd, false);
+                spool__sync_async(s, s->wfd, false);
         if (s->ack_dirty)
-                sync_async(s, s->ackfd, false);
+                spool__sync_async(s, s->ackfd, false);
         if (s->dir_dirty)
-                sync_async(s, s->dirfd, true);
+                spool__sync_async(s, s->dirfd, true);
         s->data_dirty = s->ack_dirty = s->dir_dirty = false;
 }
 
