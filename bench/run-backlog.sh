@@ -28,6 +28,7 @@
 # usage: bench/run-backlog.sh [-n EVENTS] [--during N] [--outage SECONDS]
 #                             [--max-spool SIZE] [--memory-only]
 #                             [-b BUILD_DIR] [--timeout SECONDS] [--qlen N]
+#                             [--perf FILE]
 #   -n EVENTS        events held while the upstream is down (default
 #                    2000000, ~200 B each: ~400 MB of events; with
 #                    --outage, 1000)
@@ -42,6 +43,9 @@
 #                    the catch-up (default 600)
 #   --qlen N         net.unix.max_dgram_qlen for the run (root only; see
 #                    run-throughput.sh)
+#   --perf FILE      profile segopsd with perf record (cpu-clock, call
+#                    graphs) through the catch-up: the read-back of the
+#                    backlog; perf report -i FILE
 
 set -u
 
@@ -53,6 +57,7 @@ SPOOL=1
 BUILD=${BUILD:-build}
 TIMEOUT=600
 QLEN=
+PERF_OUT=
 
 MAX_MEMORY_MIB=64     # segopsd's default max_memory, which the run keeps
 TARGET_RSS_EXTRA_MIB=16
@@ -85,6 +90,7 @@ while [ $# -gt 0 ]; do
         -b) [ $# -ge 2 ] || die "bad -b"; BUILD=$2; shift 2 ;;
         --timeout) is_count "${2:-}" || die "bad --timeout"; TIMEOUT=$2; shift 2 ;;
         --qlen) is_count "${2:-}" || die "bad --qlen"; QLEN=$2; shift 2 ;;
+        --perf) [ -n "${2:-}" ] || die "bad --perf"; PERF_OUT=$2; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; exit 2 ;;
         esac
@@ -106,6 +112,7 @@ for f in "$SEGOPSD" "$SINK" "$SENDER"; do
         [ -x "$f" ] || die "$f not found: run 'meson setup $BUILD && ninja -C $BUILD' first (or set BUILD)"
 done
 command -v socat >/dev/null || die "socat is needed"
+[ -z "$PERF_OUT" ] || command -v perf >/dev/null || die "--perf needs perf"
 CLK_TCK=$(getconf CLK_TCK) || die "getconf CLK_TCK failed"
 
 TMP=$(mktemp -d -t segops-backlog.XXXXXX) || die "mktemp failed"
@@ -113,12 +120,14 @@ SINK_PID=
 DAEMON_PID=
 SAMPLER_PID=
 DURING_PID=
+PERF_PID=
 
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 # shellcheck disable=SC2317 # called by the trap
 cleanup() {
+        stop_perf
         stop_pid "$DURING_PID" 5
         stop_pid "$SAMPLER_PID" 5
         stop_pid "$DAEMON_PID" 20
@@ -137,6 +146,14 @@ if [ "$SPOOL" = 1 ]; then
         [ "${avail_kb:-0}" -ge "$need_kb" ] ||
                 die "the filesystem of $TMP has ${avail_kb:-?} kB free, the spool needs ~$need_kb kB (set TMPDIR)"
 fi
+
+# perf record ends on SIGINT, writing its file.
+stop_perf() {
+        [ -n "$PERF_PID" ] || return 0
+        kill -INT "$PERF_PID" 2>/dev/null
+        wait "$PERF_PID" 2>/dev/null
+        PERF_PID=
+}
 
 now_ns() { # CLOCK_MONOTONIC, as the sink's and the sender's times
         local up
@@ -262,6 +279,11 @@ fi
 
 # --- the upstream is back ----------------------------------------------------------
 echo catch-up >"$TMP/phase"
+if [ -n "$PERF_OUT" ]; then
+        perf record -q -e cpu-clock -g -p "$DAEMON_PID" -o "$PERF_OUT" >"$TMP/perf.err" 2>&1 &
+        PERF_PID=$!
+        sleep 0.5 # perf attaches
+fi
 CPU0=$(cpu_ticks "$DAEMON_PID")
 start_sink "$SINK" --port "$PORT" --expect "$TOTAL"
 
@@ -297,6 +319,7 @@ if [ -n "$DURING_PID" ]; then
         echo "sender during the catch-up: $(cat "$TMP/during.out")"
 fi
 CPU1=$(cpu_ticks "$DAEMON_PID")
+stop_perf
 PEAK_HWM_KB=$(proc_field "$DAEMON_PID" VmHWM)
 STATS=$(control '{"op":"stats"}')
 read -r LOAD1 LOAD5 LOAD15 _ </proc/loadavg
