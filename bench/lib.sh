@@ -1,5 +1,7 @@
 # lib.sh - shell helpers the benchmark runners share (sourced, not run).
-# The caller sets TMP (its temporary directory) and defines die().
+# The caller sets TMP (its temporary directory) and defines die();
+# sink_count needs PORT (start_sink sets it).
+# shellcheck shell=bash
 
 # Stop one process we started: SIGTERM, up to $2 seconds (default 5),
 # then SIGKILL.
@@ -87,5 +89,86 @@ describe_qlen() {
                 echo "$cur (the machine's; systemd hosts have 512: see --qlen)"
         else
                 echo "$cur (the machine's)"
+        fi
+}
+
+# Print the value of a numeric key of a flat JSON object.
+json_num() {
+        local v=${1#*\""$2"\":}
+        [ "$v" != "$1" ] || { echo 0; return; }
+        v=${v%%[,\}]*}
+        echo "${v// /}"
+}
+
+# GET /_count from the sink into COUNT_JSON.
+sink_count() {
+        local resp body
+        resp=$(printf 'GET /_count HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' |
+                timeout 5 socat -t 2 - "TCP:127.0.0.1:$PORT" 2>/dev/null) || return 1
+        body=${resp##*$'\r\n\r\n'}
+        [[ $body == \{*\} ]] || return 1
+        # shellcheck disable=SC2034 # the caller's
+        COUNT_JSON=$body
+}
+
+# One request on the control socket; the reply line on stdout.
+control() {
+        printf '%s\n' "$1" |
+                timeout 5 socat -t 2 - "UNIX-CONNECT:$TMP/segopsd.sock" 2>/dev/null
+}
+
+proc_field() { # /proc/PID/status field in kB
+        local k v _
+        while read -r k v _; do
+                [ "$k" = "$2:" ] && { echo "$v"; return; }
+        done <"/proc/$1/status"
+        echo 0
+}
+
+cpu_ticks() { # utime + stime of a process; with "user", utime alone
+        local line rest
+        read -r line <"/proc/$1/stat" || { echo 0; return; }
+        rest=${line##*) }
+        local which=${2:-all}
+        # shellcheck disable=SC2086
+        set -- $rest
+        if [ "$which" = user ]; then
+                echo "${12}"
+        else
+                echo $(( ${12} + ${13} ))
+        fi
+}
+
+calc() { awk "BEGIN { printf \"$1\", ($2) }"; }
+
+# kB to MiB, one decimal.
+mib() { calc '%.1f' "$1 / 1024"; }
+
+# Start segopsd (path $1) on $TMP/segopsd.conf, its output in
+# $TMP/segopsd.out and .err; sets DAEMON_PID. Keeps a caller's systemd or
+# shim settings from leaking into the run.
+start_segopsd() {
+        env -u CREDENTIALS_DIRECTORY -u NOTIFY_SOCKET -u LISTEN_FDS -u LISTEN_PID \
+            -u LISTEN_FDNAMES -u WATCHDOG_USEC -u WATCHDOG_PID \
+            "$1" --config "$TMP/segopsd.conf" \
+            >"$TMP/segopsd.out" 2>"$TMP/segopsd.err" &
+        # shellcheck disable=SC2034 # the caller's
+        DAEMON_PID=$!
+}
+
+# shellcheck disable=SC2317 # called through wait_for
+segopsd_answers() {
+        [ -S "$TMP/segopsd.sock" ] && control '{"op":"ping"}' | grep -q '"ok" *: *true'
+}
+
+verdict() { # verdict LABEL CONDITION(awk) [info]
+        local ok
+        ok=$(awk "BEGIN { print (($2) ? 1 : 0) }")
+        if [ "${3:-}" = info ]; then
+                echo "INFO  $1"
+        elif [ "$ok" = 1 ]; then
+                echo "PASS  $1"
+        else
+                echo "FAIL  $1"
         fi
 }

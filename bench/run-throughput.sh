@@ -15,7 +15,8 @@
 #
 # usage: bench/run-throughput.sh [-n EVENTS] [--gzip] [-t THREADS]
 #                                [--pack N] [-b BUILD_DIR] [--timeout SECONDS]
-#                                [--no-raw] [--qlen N]
+#                                [--no-raw] [--qlen N] [--spool]
+#                                [--spool-sync MODE] [--perf FILE]
 #   --pack N  N events per datagram, as libshim sends them (default 1:
 #             one event per datagram, the issue's measurement)
 #   --no-raw  skip the ceiling run (the same sender into bench/rawsink, a
@@ -23,6 +24,15 @@
 #   --qlen N  set net.unix.max_dgram_qlen to N for the run and put it back
 #             after (root only; systemd hosts have 512, the kernel's
 #             default is 10; without --qlen the machine's value is used)
+#   --spool   turn the write-ahead spool on: [buffer] spool_dir in the
+#             temporary directory (on the filesystem of $TMPDIR, or /tmp),
+#             spool_sync left at its default (interval)
+#   --spool-sync MODE
+#             the spool with spool_sync = MODE (interval, always, never)
+#   --perf FILE  profile segopsd with perf record (cpu-clock, call graphs)
+#             from the sender's start until the last event arrived; read
+#             it with perf report -i FILE (needs perf; the figures then
+#             carry perf's own cost)
 
 set -u
 
@@ -34,6 +44,9 @@ RAW=1
 BUILD=${BUILD:-build}
 TIMEOUT=120
 QLEN=
+SPOOL=0
+SPOOL_SYNC=
+PERF_OUT=
 
 # Targets (the issue that asked for this benchmark).
 TARGET_EPS=350000       # events/s end to end, compression = none
@@ -66,6 +79,11 @@ while [ $# -gt 0 ]; do
         --gzip) COMPRESSION=gzip; shift ;;
         --no-raw) RAW=0; shift ;;
         --qlen) is_count "${2:-}" || die "bad --qlen"; QLEN=$2; shift 2 ;;
+        --spool) SPOOL=1; shift ;;
+        --perf) [ -n "${2:-}" ] || die "bad --perf"; PERF_OUT=$2; shift 2 ;;
+        --spool-sync)
+            [[ ${2:-} =~ ^(interval|always|never)$ ]] || die "bad --spool-sync"
+            SPOOL=1; SPOOL_SYNC=$2; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; exit 2 ;;
         esac
@@ -80,6 +98,7 @@ for f in "$SEGOPSD" "$SINK" "$SENDER" "$RAWSINK" "$FLOOR"; do
         [ -x "$f" ] || die "$f not found: run 'meson setup $BUILD && ninja -C $BUILD' first (or set BUILD)"
 done
 command -v socat >/dev/null || die "socat is needed"
+[ -z "$PERF_OUT" ] || command -v perf >/dev/null || die "--perf needs perf"
 CLK_TCK=$(getconf CLK_TCK) || die "getconf CLK_TCK failed"
 
 TMP=$(mktemp -d -t segops-bench.XXXXXX) || die "mktemp failed"
@@ -87,12 +106,14 @@ SINK_PID=
 DAEMON_PID=
 RAW_PID=
 FLOOR_PID=
+PERF_PID=
 
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 # shellcheck disable=SC2317 # called by the trap
 cleanup() {
+        stop_perf
         stop_pid "$RAW_PID" 5
         stop_pid "$FLOOR_PID" 5
         stop_pid "$DAEMON_PID" 5
@@ -104,56 +125,13 @@ trap cleanup EXIT
 trap 'exit 2' INT TERM HUP
 [ -z "$QLEN" ] || set_qlen "$QLEN"
 
-# Print the value of a numeric key of a flat JSON object.
-json_num() {
-        local v=${1#*\""$2"\":}
-        [ "$v" != "$1" ] || { echo 0; return; }
-        v=${v%%[,\}]*}
-        echo "${v// /}"
+# perf record ends on SIGINT, writing its file.
+stop_perf() {
+        [ -n "$PERF_PID" ] || return 0
+        kill -INT "$PERF_PID" 2>/dev/null
+        wait "$PERF_PID" 2>/dev/null
+        PERF_PID=
 }
-
-# GET /_count from the sink into COUNT_JSON.
-sink_count() {
-        local resp body
-        resp=$(printf 'GET /_count HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' |
-                timeout 5 socat -t 2 - "TCP:127.0.0.1:$PORT" 2>/dev/null) || return 1
-        body=${resp##*$'\r\n\r\n'}
-        [[ $body == \{*\} ]] || return 1
-        COUNT_JSON=$body
-}
-
-# One request on the control socket; the reply line on stdout.
-control() {
-        printf '%s\n' "$1" |
-                timeout 5 socat -t 2 - "UNIX-CONNECT:$TMP/segopsd.sock" 2>/dev/null
-}
-
-proc_field() { # /proc/PID/status field in kB
-        local k v _
-        while read -r k v _; do
-                [ "$k" = "$2:" ] && { echo "$v"; return; }
-        done <"/proc/$1/status"
-        echo 0
-}
-
-cpu_ticks() { # utime + stime of a process; with "user", utime alone
-        local line rest
-        read -r line <"/proc/$1/stat" || { echo 0; return; }
-        rest=${line##*) }
-        local which=${2:-all}
-        # shellcheck disable=SC2086
-        set -- $rest
-        if [ "$which" = user ]; then
-                echo "${12}"
-        else
-                echo $(( ${12} + ${13} ))
-        fi
-}
-
-calc() { awk "BEGIN { printf \"$1\", ($2) }"; }
-
-# kB to MiB, one decimal.
-mib() { calc '%.1f' "$1 / 1024"; }
 
 # CPU seconds (a number or an awk expression) per million events: of $2
 # events, or of the run's N.
@@ -200,18 +178,16 @@ flush_interval = 0.2
 events_socket = $TMP/events.sock
 control_socket = $TMP/segopsd.sock
 EOF
+SPOOL_DESC=off
+if [ "$SPOOL" = 1 ]; then
+        mkdir -m 700 "$TMP/spool" || die "cannot make the spool directory"
+        printf '\n[buffer]\nspool_dir = %s\n' "$TMP/spool" >>"$TMP/segopsd.conf"
+        [ -z "$SPOOL_SYNC" ] ||
+                printf 'spool_sync = %s\n' "$SPOOL_SYNC" >>"$TMP/segopsd.conf"
+        SPOOL_DESC="on, spool_sync = ${SPOOL_SYNC:-interval (the default)}"
+fi
 
-# Keep a caller's systemd or shim settings from leaking into the run.
-env -u CREDENTIALS_DIRECTORY -u NOTIFY_SOCKET -u LISTEN_FDS -u LISTEN_PID \
-    -u LISTEN_FDNAMES -u WATCHDOG_USEC -u WATCHDOG_PID \
-    "$SEGOPSD" --config "$TMP/segopsd.conf" \
-    >"$TMP/segopsd.out" 2>"$TMP/segopsd.err" &
-DAEMON_PID=$!
-
-# shellcheck disable=SC2317 # called through wait_for
-segopsd_answers() {
-        [ -S "$TMP/segopsd.sock" ] && control '{"op":"ping"}' | grep -q '"ok" *: *true'
-}
+start_segopsd "$SEGOPSD"
 if ! wait_for "$DAEMON_PID" 100 segopsd_answers; then
         tail -n 20 "$TMP/segopsd.err" >&2
         die "segopsd did not answer ping within 10 s"
@@ -232,9 +208,14 @@ FLOOR_KB=$(proc_field "$FLOOR_PID" VmRSS)
 stop_pid "$FLOOR_PID" 5
 FLOOR_PID=
 
-echo "segopsd pid $DAEMON_PID, sink on 127.0.0.1:$PORT, compression=$COMPRESSION, $N events, $THREADS sender thread(s), $PACK per datagram"
+echo "segopsd pid $DAEMON_PID, sink on 127.0.0.1:$PORT, compression=$COMPRESSION, spool $SPOOL_DESC, $N events, $THREADS sender thread(s), $PACK per datagram"
 
 # --- the run ------------------------------------------------------------------
+if [ -n "$PERF_OUT" ]; then
+        perf record -q -e cpu-clock -g -p "$DAEMON_PID" -o "$PERF_OUT" >"$TMP/perf.err" 2>&1 &
+        PERF_PID=$!
+        sleep 0.5 # perf attaches
+fi
 CPU0=$(cpu_ticks "$DAEMON_PID")
 UCPU0=$(cpu_ticks "$DAEMON_PID" user)
 SINK_CPU0=$(cpu_ticks "$SINK_PID")
@@ -262,8 +243,11 @@ done
 CPU1=$(cpu_ticks "$DAEMON_PID")
 UCPU1=$(cpu_ticks "$DAEMON_PID" user)
 SINK_CPU1=$(cpu_ticks "$SINK_PID")
+stop_perf
 PEAK_KB=$(proc_field "$DAEMON_PID" VmHWM)
 STATS=$(control '{"op":"stats"}')
+# The machine is shared: what else ran during the run goes with its figures.
+read -r LOAD1 LOAD5 LOAD15 _ </proc/loadavg
 
 # Stop segopsd cleanly, then take the sink's final count: a batch resent
 # during the stop would show up as a duplicate only now.
@@ -276,6 +260,7 @@ SINK_PID=
 [ -s "$TMP/sink.out" ] && COUNT_JSON=$(tail -n 1 "$TMP/sink.out")
 
 UNIQUE=$(json_num "$COUNT_JSON" unique)
+SPOOLED=$(json_num "$STATS" spooled)
 DUPS=$(json_num "$COUNT_JSON" duplicates)
 FOREIGN=$(json_num "$COUNT_JSON" foreign)
 REQUESTS=$(json_num "$COUNT_JSON" requests)
@@ -304,7 +289,10 @@ echo "segopsd stats:      $STATS"
 echo
 printf '%-28s %s\n' \
         "compression" "$COMPRESSION" \
+        "spool" "$SPOOL_DESC" \
+        "  events written to it" "$SPOOLED" \
         "net.unix.max_dgram_qlen" "$(describe_qlen)" \
+        "load average 1/5/15 min" "$LOAD1 $LOAD5 $LOAD15" \
         "events sent" "$SENT" \
         "unique received" "$UNIQUE" \
         "duplicates" "$DUPS" \
@@ -329,18 +317,6 @@ if [ -n "$RAW_EPS" ]; then
                 "  segopsd share of ceiling" "$(calc '%.0f%%' "$RAW_EPS > 0 ? 100 * $EPS / $RAW_EPS : 0")"
 fi
 echo
-
-verdict() { # verdict LABEL CONDITION(awk) [info]
-        local ok
-        ok=$(awk "BEGIN { print (($2) ? 1 : 0) }")
-        if [ "${3:-}" = info ]; then
-                echo "INFO  $1"
-        elif [ "$ok" = 1 ]; then
-                echo "PASS  $1"
-        else
-                echo "FAIL  $1"
-        fi
-}
 
 DELIVERED=0
 if [ "$SENDER_RC" = 0 ] && [ "$SENT" = "$N" ] && [ "$UNIQUE" = "$N" ] &&

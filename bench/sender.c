@@ -4,7 +4,8 @@
  * segopsd's events socket, as fast as the daemon takes them: the socket
  * is blocking, so a full receive queue makes send() wait instead of
  * dropping. Event i carries event_id "e<i>" and user_id "user-<i%1000>",
- * which is what the sink counts. ENOBUFS/EAGAIN are retried after a short
+ * which is what the sink counts; -o starts i elsewhere than 0, so that
+ * two senders of one run send different ids. ENOBUFS/EAGAIN are retried after a short
  * sleep and EINTR at once, so no event is given up while the daemon is
  * alive; a daemon that takes nothing for 30 s, or a socket that is gone,
  * ends the run with an error. With -t the range is split between threads.
@@ -198,9 +199,10 @@ static void *worker_run(void *arg)
 static void usage(FILE *f)
 {
         fprintf(f,
-                "usage: sender [-n EVENTS] [-s SOCKET] [-t THREADS] [-p PACK]\n"
+                "usage: sender [-n EVENTS] [-o FIRST] [-s SOCKET] [-t THREADS] [-p PACK]\n"
                 "  -p PACK  events per datagram (default 1; up to 256)\n"
                 "  -n  events to send (default 1000000)\n"
+                "  -o  the first event's number: ids e<FIRST>.. (default 0)\n"
                 "  -s  events socket (default $SEGOPS_SOCKET or " DEFAULT_SOCKET ")\n"
                 "  -t  sending threads, 1..%d (default 1)\n",
                 MAX_THREADS);
@@ -209,14 +211,15 @@ static void usage(FILE *f)
 struct options {
         const char *path;
         uint64_t n;
+        uint64_t first;
         uint64_t threads;
         uint64_t pack;
 };
 
-/* The number after -opt, from 1 to max; else says so and returns -1. */
-static int take_count(const char *arg, uint64_t max, int opt, uint64_t *ret)
+/* The number after -opt, from min to max; else says so and returns -1. */
+static int take_number(const char *arg, uint64_t min, uint64_t max, int opt, uint64_t *ret)
 {
-        if (bench_parse_u64(arg, 1, max, ret) == 0)
+        if (bench_parse_u64(arg, min, max, ret) == 0)
                 return 0;
         fprintf(stderr, "sender: bad -%c\n", opt);
         return -1;
@@ -227,12 +230,13 @@ static int parse_options(int argc, char **argv, struct options *o)
 {
         int opt, r = 0;
 
-        while ((opt = getopt(argc, argv, "n:s:t:p:h")) != -1) {
+        while ((opt = getopt(argc, argv, "n:o:s:t:p:h")) != -1) {
                 switch (opt) {
-                case 'n': r = take_count(optarg, MAX_EVENTS, opt, &o->n); break;
+                case 'n': r = take_number(optarg, 1, MAX_EVENTS, opt, &o->n); break;
+                case 'o': r = take_number(optarg, 0, MAX_EVENTS, opt, &o->first); break;
                 case 's': o->path = optarg; break;
-                case 't': r = take_count(optarg, MAX_THREADS, opt, &o->threads); break;
-                case 'p': r = take_count(optarg, MAX_PACK, opt, &o->pack); break;
+                case 't': r = take_number(optarg, 1, MAX_THREADS, opt, &o->threads); break;
+                case 'p': r = take_number(optarg, 1, MAX_PACK, opt, &o->pack); break;
                 case 'h': usage(stdout); return 0;
                 default: usage(stderr); return 2;
                 }
@@ -290,8 +294,8 @@ int main(int argc, char **argv)
         }
         for (k = 0; k < o.threads; k++) {
                 w[k].path = o.path;
-                w[k].first = o.n * k / o.threads;
-                w[k].end = o.n * (k + 1) / o.threads;
+                w[k].first = o.first + o.n * k / o.threads;
+                w[k].end = o.first + o.n * (k + 1) / o.threads;
                 w[k].pack = o.pack;
         }
 

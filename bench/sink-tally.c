@@ -7,8 +7,12 @@
  * events arrived and how many came twice; other ids are only counted as
  * foreign. A scan rather than a JSON parser is deliberate: the daemon
  * writes compact JSON and the sink must not be the bottleneck. The
- * totals, with the CLOCK_MONOTONIC times of the first and the last
- * arrival, are what /_count and the final report print.
+ * totals, with the CLOCK_MONOTONIC times of the sink's start and of the
+ * first and the last arrival, are what /_count and the final report
+ * print. The sink answers every batch it can read with 200, so the first
+ * arrival is also the first request that succeeded: after an outage,
+ * last_ns - first_ns is how long the daemon took to deliver what it
+ * held, and first_ns - started_ns how long it took to notice.
  */
 #include "sink-tally.h"
 #include "util.h"
@@ -24,7 +28,7 @@
 
 int tally_init(struct tally *t, uint64_t expect)
 {
-        *t = (struct tally){ .expect = expect };
+        *t = (struct tally){ .expect = expect, .n.started_ns = bench_now_ns() };
         t->seen = calloc((size_t)(expect + 7) / 8, 1);
         return t->seen ? 0 : -ENOMEM;
 }
@@ -186,10 +190,10 @@ int tally_format(const struct tally *t, char *buf, size_t len)
         int r = snprintf(buf, len,
                          "{\"unique\":%" PRIu64 ",\"duplicates\":%" PRIu64 ",\"foreign\":%" PRIu64
                          ",\"events\":%" PRIu64 ",\"requests\":%" PRIu64 ",\"bytes\":%" PRIu64
-                         ",\"expect\":%" PRIu64 ",\"first_ns\":%" PRIu64 ",\"last_ns\":%" PRIu64
-                         "}",
+                         ",\"expect\":%" PRIu64 ",\"started_ns\":%" PRIu64 ",\"first_ns\":%" PRIu64
+                         ",\"last_ns\":%" PRIu64 "}",
                          t->n.unique, t->n.duplicates, t->n.foreign, t->n.events, t->n.requests,
-                         t->n.bytes, t->expect, t->n.first_ns, t->n.last_ns);
+                         t->n.bytes, t->expect, t->n.started_ns, t->n.first_ns, t->n.last_ns);
         if (r < 0 || (size_t)r >= len)
                 return -ENOSPC;
         return r;

@@ -13,12 +13,13 @@
 struct tally_counts {
         uint64_t unique;
         uint64_t duplicates;
-        uint64_t foreign;  /* ids outside e0..e<expect-1> */
-        uint64_t events;   /* every id seen */
-        uint64_t requests; /* batch POSTs */
-        uint64_t bytes;    /* batch bodies as received on the wire */
-        uint64_t first_ns; /* bench_now_ns() of the first and the last */
-        uint64_t last_ns;  /* batch that carried an event */
+        uint64_t foreign;    /* ids outside e0..e<expect-1> */
+        uint64_t events;     /* every id seen */
+        uint64_t requests;   /* batch POSTs */
+        uint64_t bytes;      /* batch bodies as received on the wire */
+        uint64_t started_ns; /* bench_now_ns() at tally_init: the sink's start */
+        uint64_t first_ns;   /* bench_now_ns() of the first and the last */
+        uint64_t last_ns;    /* batch that carried an event */
 };
 
 struct tally {
@@ -29,8 +30,9 @@ struct tally {
         size_t plain_cap;
 };
 
-/* Count ids e0..e<expect-1> (1 <= expect <= TALLY_MAX_EXPECT). Returns 0
- * or -ENOMEM. */
+/* Count ids e0..e<expect-1> (1 <= expect <= TALLY_MAX_EXPECT), and note
+ * the time: an upstream that was down came up then. Returns 0 or
+ * -ENOMEM. */
 int tally_init(struct tally *t, uint64_t expect);
 void tally_free(struct tally *t);
 

@@ -8,7 +8,7 @@
  * tell how many distinct events arrived and how many came twice), and
  * POST /api/auth/session/ with a token. GET /_count, and SIGTERM/SIGINT
  * (on stdout, then exit), report the totals with the CLOCK_MONOTONIC
- * times of the first and last event arrival. Every resource is bounded:
+ * times of the sink's start and of the first and last event arrival. Every resource is bounded:
  * 256 connections, 16 KiB of headers, 8 MiB of body, 32 MiB gunzipped.
  */
 #include "sink-http.h"

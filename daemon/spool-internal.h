@@ -66,7 +66,11 @@ struct spool {
 void spool__dir_changed(struct spool *s);
 void spool__data_written(struct spool *s);
 void spool__start_retry(struct spool *s);
+/* fdatasync fd (fsync: a directory) on the thread pool, on a copy of it,
+ * so that the caller may close fd at once. */
 void spool__sync_async(struct spool *s, int fd, bool dir);
+/* The same, now, on the loop (spool_sync = always). 0, or -1 having
+ * failed the spool. */
 int spool__sync_now(struct spool *s, int fd, bool dir);
 
 /* spool-write.c */

@@ -150,12 +150,16 @@ static int new_segment(struct spool *s, uint64_t first)
 }
 
 /* The segment being written is full: close it; it is done with once
- * every seq in it is acknowledged. */
+ * every seq in it is acknowledged. Its last writes reach the disk as the
+ * policy says: with always they already have; with interval the sync
+ * timer would only see the next segment, so this one is synced now, on
+ * the thread pool: on the loop, a segment's unsynced tail took 12-20 ms
+ * of fdatasync, every 8 MiB, while no event was read (bench/README.md). */
 static void end_segment(struct spool *s)
 {
         if (s->cfg->spool_sync == CFG_SYNC_INTERVAL && s->data_dirty)
-                spool__sync_async(s, s->wfd, false); /* on a copy of the fd */
-        s->data_dirty = false; /* with always, each write was synced already */
+                spool__sync_async(s, s->wfd, false);
+        s->data_dirty = false;
         close(s->wfd);
         s->wfd = -1;
         s->wseg = NULL;
