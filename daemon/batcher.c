@@ -444,6 +444,11 @@ uint64_t batcher_held(const struct batcher *b)
         return n;
 }
 
+bool batcher_spooling(const struct batcher *b)
+{
+        return b->spool && spool_state(b->spool) == SPOOL_ON;
+}
+
 uint64_t batcher_disk_only(const struct batcher *b)
 {
         return batcher__backlog_between(b, 0, UINT64_MAX);

@@ -115,6 +115,8 @@ void batcher_reconfigure(struct batcher *b);
 
 /* Events held: on disk only, queued, and in batches. */
 uint64_t batcher_held(const struct batcher *b);
+/* Events go to a working spool (not memory-only). */
+bool batcher_spooling(const struct batcher *b);
 /* Events waiting on disk only (a backlog beyond max_memory). */
 uint64_t batcher_disk_only(const struct batcher *b);
 /* Bytes in the memory account, and its bound (max_memory). */

@@ -182,11 +182,12 @@ static void handle_one(struct dgram *g, struct mmsghdr *mm, const char *data)
 }
 
 /* The memory account is over num/den of max_memory while the upstream
- * takes what it is sent: a pause lets it catch up. */
+ * takes what it is sent: a pause lets it catch up. Not with a working
+ * spool: there new events wait on disk, and memory is bounded anyway. */
 static bool worth_pausing(const struct daemon *d, size_t num, size_t den)
 {
         return batcher_memory(&d->batcher) > batcher_memory_limit(&d->batcher) / den * num &&
-               batcher_upstream_healthy(&d->batcher);
+               batcher_upstream_healthy(&d->batcher) && !batcher_spooling(&d->batcher);
 }
 
 /* Time to stop reading (see PAUSE_MAX_MS)? */
@@ -226,8 +227,6 @@ static unsigned read_burst(struct dgram *g, unsigned max)
                 ingest_clock(&g->d->ingest);
                 for (int i = 0; i < n; i++)
                         handle_one(g, &g->msgs[i], g->iov[i].iov_base);
-                /* One spool write per recvmmsg, not per event. */
-                batcher_commit(&g->d->batcher);
                 /* Go round again even after a short read: senders blocked
                  * on the short kernel queue refill it while we parse,
                  * and another recvmmsg is far cheaper than a trip
@@ -238,6 +237,9 @@ static unsigned read_burst(struct dgram *g, unsigned max)
                 if (g->paused_at == 0 && max != DRAIN_ALL && over_high_water(g->d))
                         break;
         }
+        /* One spool write per burst (up to dgram_burst datagrams), not
+         * per datagram or event. */
+        batcher_commit(&g->d->batcher);
         return total;
 }
 

@@ -2,11 +2,11 @@
  * intact records and steps over damage.
  *
  *   header (40):  "SEGOPSPL" | u32 version 1 | u32 40 | u64 first_seq |
- *                 u64 created (wall ms) | u32 crc32(bytes 0..31) | u32 0
+ *                 u64 created (wall ms) | u32 crc32c(bytes 0..31) | u32 0
  *   record (20+): u32 magic "sgR1" | u32 len | u64 seq |
- *                 u32 crc32(len, seq, event) | event bytes
+ *                 u32 crc32c(len, seq, event) | event bytes
  *
- * CRC-32 is zlib's (the daemon links zlib for gzip already). A record is
+ * The checksum is CRC-32C (crc32c.c: SSE4.2 where the CPU has it). A record is
  * taken only when its magic, length bound and CRC all hold, so a scan
  * that lost its footing inside damaged bytes tries every byte offset
  * until one does: damage costs the records it touches, never the rest
@@ -17,7 +17,8 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <zlib.h>
+
+#include "crc32c.h"
 
 static const char header_magic[8] = { 'S', 'E', 'G', 'O', 'P', 'S', 'P', 'L' };
 static const char record_magic[4] = { 's', 'g', 'R', '1' };
@@ -55,7 +56,7 @@ static uint64_t get64(const char *p)
 
 static uint32_t crc_of(uint32_t crc, const char *p, size_t n)
 {
-        return (uint32_t)crc32(crc, (const Bytef *)p, (uInt)n);
+        return crc32c(crc, p, n);
 }
 
 void segfile_header(char out[SEGFILE_HEADER_LEN], uint64_t first_seq, int64_t created_ms)

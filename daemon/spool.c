@@ -5,7 +5,7 @@
  * spool-write.c's, reading them back spool-read.c's.
  *
  * The checkpoint ("acked") holds two 32-byte slots written in turn:
- * "SGACKv1\0" | u64 generation | u64 acked | u32 crc32 | u32 0. A torn
+ * "SGACKv1\0" | u64 generation | u64 acked | u32 crc32c | u32 0. A torn
  * write spoils at most the slot being written; the valid one with the
  * higher generation wins.
  */
@@ -20,9 +20,9 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "clock.h"
+#include "crc32c.h"
 #include "log.h"
 
 #define ACK_FILE "acked"
@@ -56,7 +56,7 @@ static uint64_t get64(const char *p)
 
 static uint32_t slot_crc(const char *slot)
 {
-        return (uint32_t)crc32(0, (const Bytef *)slot, 24);
+        return crc32c(0, slot, 24);
 }
 
 /* The checkpoint's acked and generation; both 0 when there is none. */

@@ -13,12 +13,12 @@ out=build-fuzz
 mkdir -p "$out/corpus/$target" "$out/crashes/$target"
 
 case $target in
-segfile) srcs="tests/fuzz/fuzz-segfile.c daemon/segfile.c proto/encode.c" ;;
+segfile) srcs="tests/fuzz/fuzz-segfile.c daemon/segfile.c daemon/crc32c.c proto/encode.c" ;;
 *) echo "fuzz: unknown target $target" >&2; exit 2 ;;
 esac
 
 # shellcheck disable=SC2086 # srcs is a list
 clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-        -D_GNU_SOURCE -Idaemon -Iproto $srcs -lz -o "$out/fuzz-$target"
+        -D_GNU_SOURCE -Idaemon -Iproto $srcs -o "$out/fuzz-$target"
 exec "$out/fuzz-$target" -max_total_time="$seconds" -max_len=65536 \
         -artifact_prefix="$out/crashes/$target/" "$out/corpus/$target"

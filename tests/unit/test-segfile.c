@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crc32c.h"
 #include "segfile.h"
 
 /* n records "event-<seq>-xxxx..." of varied lengths, seqs 100.. */
@@ -210,11 +211,32 @@ START_TEST(test_oversize_record_refused)
 }
 END_TEST
 
+/* CRC-32C's check value, the hardware path against the table at every
+ * length and alignment. */
+START_TEST(test_crc32c)
+{
+        static const char check[] = "123456789";
+        char buf[300];
+
+        ck_assert_uint_eq(crc32c(0, check, 9), 0xe3069283u);
+        ck_assert_uint_eq(crc32c_portable(0, check, 9), 0xe3069283u);
+        for (size_t i = 0; i < sizeof(buf); i++)
+                buf[i] = (char)(i * 7 + 3);
+        for (size_t off = 0; off < 9; off++)
+                for (size_t n = 0; off + n <= sizeof(buf); n += 13)
+                        ck_assert_uint_eq(crc32c(0, buf + off, n),
+                                          crc32c_portable(0, buf + off, n));
+        /* Continuing a CRC equals taking it at once. */
+        ck_assert_uint_eq(crc32c(crc32c(0, buf, 100), buf + 100, 200), crc32c(0, buf, 300));
+}
+END_TEST
+
 static Suite *segfile_suite(void)
 {
         Suite *s = suite_create("segfile");
         TCase *tc = tcase_create("format");
 
+        tcase_add_test(tc, test_crc32c);
         tcase_add_test(tc, test_round_trip_and_header);
         tcase_add_test(tc, test_torn_tail);
         tcase_add_test(tc, test_overwritten_bytes_cost_only_their_records);
