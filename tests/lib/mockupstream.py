@@ -17,19 +17,27 @@ It is not a violation for the daemon to meet a failure the test provoked
 Test control:
   script([...]) / script_mint([...])  queue answers for the next requests;
       an item is a status int or a dict with keys status, headers, body,
-      delay (seconds to wait before answering) and drop (close the
-      connection without answering). Strictness checks run first: a
-      request with violations gets 400 and does not consume an item.
+      delay (seconds to wait before answering), drop (close the
+      connection without answering) and store (with drop, on an events
+      request: the events are stored first, as an upstream that committed
+      the batch and then lost the connection). Strictness checks run
+      first: a request with violations gets 400 and does not consume an
+      item.
   set_default(status, ...)  answer every request this way until
       set_default(None); script items still take precedence.
   revoke_tokens()  make every token minted so far answer 401.
+  too_large_over(events=None, body_bytes=None)  answer 413 to every
+      events request with more events, or a larger uncompressed body,
+      than that (before script items, which it does not consume);
+      too_large_over() turns it off.
 State (snapshots, safe to read from any thread): events, event_log,
 requests, mints, violations, expired_token_uses, conflicts. A request
 record is a dict: kind ('events' | 'mint' | 'other'), method, path,
 headers (lower-cased names), batch_id, n_events, event_ids, body
 (uncompressed bytes), status (int, or 'dropped'), time
 (time.monotonic() at arrival), done (when answered or dropped),
-violations. A mint record: time, user_id,
+violations, stored (the events were stored: a 2xx, or a drop with
+store). A mint record: time, user_id,
 user_id_sig, status, token.
 
 stop() closes the listening socket and every open connection; start()
@@ -185,7 +193,7 @@ def _normalize_item(item):
     if isinstance(item, int):
         item = {'status': item}
     out = {'status': 200, 'headers': {}, 'body': None, 'delay': 0.0,
-           'drop': False}
+           'drop': False, 'store': False}
     unknown = set(item) - set(out)
     if unknown:
         raise ValueError('unknown script item keys %s' % sorted(unknown))
@@ -331,6 +339,7 @@ class MockUpstream:
         self._script = []
         self._mint_script = []
         self._default = None        # (item, kinds)
+        self._too_large = (None, None)  # (events, body bytes) limits
         self._expired_uses = 0
         self._conns = set()
 
@@ -403,7 +412,7 @@ class MockUpstream:
             self._mint_script.extend(items)
 
     def set_default(self, status, headers=None, body=None, delay=0.0,
-                    drop=False, kinds=('events', 'mint')):
+                    drop=False, kinds=('events', 'mint'), store=False):
         """Answer every request of the given kinds like this, until
         set_default(None). kinds: 'events' and/or 'mint'."""
         if isinstance(kinds, str):
@@ -415,8 +424,14 @@ class MockUpstream:
                 item = _normalize_item({'status': status,
                                         'headers': headers or {},
                                         'body': body, 'delay': delay,
-                                        'drop': drop})
+                                        'drop': drop, 'store': store})
                 self._default = (item, frozenset(kinds))
+
+    def too_large_over(self, events=None, body_bytes=None):
+        """Answer 413 to every events request over either limit (None:
+        no limit); with no arguments, stop."""
+        with self._lock:
+            self._too_large = (events, body_bytes)
 
     def revoke_tokens(self):
         with self._lock:
@@ -531,7 +546,7 @@ class MockUpstream:
                'headers': {k.lower(): v for k, v in h.headers.items()},
                'batch_id': None, 'n_events': 0, 'event_ids': [],
                'body': None, 'status': None, 'time': time.monotonic(),
-               'wall': time.time()}
+               'wall': time.time(), 'stored': False}
         problems = []
         h.record = (rec, problems)
         try:
@@ -627,11 +642,16 @@ class MockUpstream:
             return None
         return m.group(1)
 
-    def _answer_scripted(self, h, rec, item):
-        """Apply a script item; returns True when the answer is done."""
+    def _answer_scripted(self, h, rec, item, events=None):
+        """Apply a script item; returns True when the answer is done.
+        events: an events request's events, stored before a drop when
+        the item says store."""
         if item['delay']:
             time.sleep(item['delay'])
         if item['drop']:
+            if item['store'] and events is not None:
+                self._accept(events)
+                rec['stored'] = True
             rec['status'] = 'dropped'
             h.drop()
             return True
@@ -687,12 +707,20 @@ class MockUpstream:
             h.reply(auth_status, {'error': 'invalid or expired credentials'})
             return
 
+        with self._lock:
+            max_events, max_bytes = self._too_large
+        if (max_events is not None and len(events) > max_events) or \
+                (max_bytes is not None and len(body) > max_bytes):
+            rec['status'] = 413
+            h.reply(413, {'error': 'too large'})
+            return
         item = self._take_item('events')
         if item is not None:
-            if self._answer_scripted(h, rec, item):
+            if self._answer_scripted(h, rec, item, events):
                 return
             rec['status'] = item['status']
             if 200 <= item['status'] < 300:
+                rec['stored'] = True
                 result = self._accept(events)
                 h.reply(item['status'], result, item['headers'],
                         item['body'])
@@ -701,6 +729,7 @@ class MockUpstream:
                         item['headers'], item['body'])
             return
         rec['status'] = 200
+        rec['stored'] = True
         h.reply(200, self._accept(events))
 
     def _decode_events_body(self, h, raw, problems):

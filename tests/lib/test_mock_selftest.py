@@ -252,6 +252,40 @@ class TestEvents(MockTestCase):
             self.client.send_batch(make_batch(1, start=5))
         self.assertEqual(self.mock.violations, [])
 
+    def test_drop_after_store(self):
+        # The upstream commits the batch, then the connection is lost:
+        # the events are stored, the client sees no answer, and its
+        # resend of the same batch finds them all duplicates.
+        self.mock.script([{'drop': True, 'store': True}])
+        b = make_batch(3)
+        with self.assertRaises((http.client.RemoteDisconnected,
+                                ConnectionError)):
+            self.client.send_batch(b)
+        self.assertEqual(sorted(self.mock.events), ['e-0', 'e-1', 'e-2'])
+        self.assertEqual([(r['status'], r['stored'])
+                          for r in self.mock.batch_requests],
+                         [('dropped', True)])
+        self.client.close()
+        self.client = Client(self.mock)
+        self.assertEqual(self.client.send_batch(b)[2],
+                         {'accepted': 0, 'duplicates': 3})
+        self.assertEqual(self.mock.violations, [])
+
+    def test_too_large_over(self):
+        self.mock.too_large_over(events=2)
+        self.mock.script([503])
+        self.assertEqual(self.client.send_batch(make_batch(3))[0], 413)
+        self.assertEqual(self.mock.events, {})
+        # The script item is still there for the next request in bounds.
+        self.assertEqual(self.client.send_batch(make_batch(2))[0], 503)
+        self.mock.too_large_over(body_bytes=100)
+        self.assertEqual(self.client.send_batch(make_batch(1))[0], 413)
+        self.mock.too_large_over()
+        self.assertEqual(self.client.send_batch(make_batch(3))[0], 200)
+        self.assertEqual([r['status'] for r in self.mock.batch_requests],
+                         [413, 503, 413, 200])
+        self.assertEqual(self.mock.violations, [])
+
     def test_set_default(self):
         self.mock.set_default(500)
         b = make_batch()
