@@ -108,7 +108,7 @@ static void block_stop_signals(void)
 /* The last line of a run: what became of the accepted events. Lost
  * events are logged at priority crit, so that they can be found once the
  * process is gone (journalctl -u segopsd -p crit). */
-static void report_stop(const struct daemon *d, uint64_t lost, uint64_t kept)
+static void report_stop(const struct daemon *d, bool spooled, uint64_t lost, uint64_t kept)
 {
         char reasons[256];
         uint64_t dropped = stats_drops_text(d->stats.dropped, reasons, sizeof(reasons));
@@ -118,7 +118,7 @@ static void report_stop(const struct daemon *d, uint64_t lost, uint64_t kept)
                         "stopped: %llu events could not be delivered before stop_timeout and are "
                         "lost (%s); all dropped since start: %s",
                         (unsigned long long)lost,
-                        d->spool ? "the spool could not take them" : "no spool_dir: memory-only",
+                        spooled ? "the spool could not take them" : "no spool_dir: memory-only",
                         reasons);
         else if (kept)
                 log_info("stopped: %llu events wait in the spool and are sent after the next "
@@ -136,6 +136,7 @@ static void report_stop(const struct daemon *d, uint64_t lost, uint64_t kept)
 static void finish_stop(struct runtime *rt)
 {
         struct daemon *d = &rt->d;
+        bool spooled = d->spool != NULL; /* closed below, before the report */
         uint64_t lost, held;
 
         /* Requests in flight are aborted first: their callbacks get no
@@ -155,7 +156,7 @@ static void finish_stop(struct runtime *rt)
         uv_timer_start(&rt->grace, on_grace, (uint64_t)(d->cfg.stop_grace * 1000.0), 0);
         release_signals(rt);
         if (rt->exit_code == 0)
-                report_stop(d, lost, held - lost);
+                report_stop(d, spooled, lost, held - lost);
         uv_close((uv_handle_t *)&rt->stop_timer, NULL);
         uv_close((uv_handle_t *)&rt->watchdog, NULL);
 }
