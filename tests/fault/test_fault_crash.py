@@ -1,0 +1,177 @@
+"""Fault matrix: segopsd dies or stops while events stream in (SPEC
+section 5). kill -9 at random moments during a steady stream; SIGTERM
+while the upstream refuses everything, then a healthy restart; an
+upstream down for longer than stop_timeout across a restart. With the
+spool on, no acknowledged event may be lost, nothing may be counted as
+dropped, and a resend is allowed only for what a crash interrupted."""
+
+import bisect
+import calendar
+import json
+import os
+import time
+import unittest
+
+from faultlib import (DELIVERY_TIMEOUT, FaultCase, SCALE, size,
+                      stored_requests)
+
+# A resend after a crash is allowed for what was in flight at the kill
+# and for what was delivered in the checkpoint's last moments before it
+# (SPOOL.md: 50 ms). This is how long before the kill the first copy may
+# have been stored (ten times that, for a loaded machine).
+DUP_WINDOW = float(os.environ.get('SEGOPS_FAULT_DUP_WINDOW') or 0.3)
+# The shortest run between two kills: longer than DUP_WINDOW.
+MIN_RUN = 2 * DUP_WINDOW
+
+
+def wall(rfc3339):
+    """time.time() of a YYYY-MM-DDTHH:MM:SS.mmmZ timestamp."""
+    return calendar.timegm(time.strptime(rfc3339[:19], '%Y-%m-%dT%H:%M:%S')) \
+        + int(rfc3339[20:23]) / 1000.0
+
+
+class CrashTests(FaultCase):
+
+    def resends_after_kills(self):
+        """Each extra copy of an event, against the kills: (unexplained
+        copies, lags). The run that sent a request is known from its
+        sent_at (the daemon's wall clock at the first attempt). A copy
+        may follow an earlier one only in a later run, and the earlier
+        one must have been stored at most DUP_WINDOW before the kill
+        that ended its run: its lag (negative: stored after the kill,
+        i.e. the request was in flight)."""
+        seen = {}
+        for r in stored_requests(self.upstream):
+            sent = json.loads(r['body'])['sent_at']
+            run = bisect.bisect_right(self.runs.kill_walls, wall(sent))
+            for eid in r['event_ids']:
+                if self.sender.owns(eid):
+                    seen.setdefault(eid, []).append((run, r['done']))
+        bad, lags = [], []
+        for eid, cps in seen.items():
+            cps.sort()
+            for (run1, done1), (run2, _) in zip(cps, cps[1:]):
+                if run2 == run1 or run1 >= len(self.runs.kills):
+                    bad.append((eid, 'stored twice by run %d' % run1))
+                    continue
+                lag = self.runs.kills[run1] - done1
+                lags.append(lag)
+                if lag > DUP_WINDOW:
+                    bad.append((eid, 'first stored %.3f s before the kill'
+                                % lag))
+        return bad, lags
+
+    def test_kill_9_during_a_steady_stream(self):
+        total, rate = size(6000, 200000), size(750, 4000)
+        kills = size(10, 20)
+        d = self.spool_daemon(batch__batch_size='100',
+                              buffer__max_spool='32M')
+        self.runs.start()
+        # Random moments in the stream's span, at least MIN_RUN apart
+        # (and from its ends), each as the number of events sent by then.
+        span = total / rate
+        slack = span - (kills + 1) * MIN_RUN
+        self.assertGreater(slack, 0)
+        moments = [int(rate * (MIN_RUN * (i + 1) + t)) for i, t in
+                   enumerate(sorted(self.rng.uniform(0, slack)
+                                    for _ in range(kills)))]
+        self.sender.start(events=total, rate=rate)
+        for m in moments:
+            not_before = time.monotonic() + MIN_RUN
+            deadline = time.monotonic() + DELIVERY_TIMEOUT
+            while (self.sender.n_sent < m or time.monotonic() < not_before) \
+                    and self.sender.alive() and time.monotonic() < deadline:
+                time.sleep(0.002)
+            self.assertTrue(self.sender.alive(), 'the stream ended before '
+                            'kill %d: %r' % (len(self.runs.kills) + 1,
+                                             self.sender.error))
+            self.assertTrue(d.running(), 'segopsd died by itself:\n'
+                            + d.stderr_tail())
+            self.runs.kill()
+            self.runs.start()
+        self.sender.join(DELIVERY_TIMEOUT * 2)
+        missing = self.wait_delivered()
+        st = self.wait_spool_empty()
+        self.assertEqual(st['spool']['pending_events'], 0)
+        self.runs.stop()
+        acc = self.account()
+        bad, lags = self.resends_after_kills()
+        self.record(
+            'kill -9 at %d random moments during a %d-event stream'
+            % (len(self.runs.kills), total), acc,
+            'spool.replayed %d over %d restarts; each resent event was '
+            'first stored at most %.0f ms before the kill that ended its '
+            'run, or in flight at it; no damage logged'
+            % (self.runs.total('spool', 'replayed'), self.runs.starts - 1,
+               1000 * max(lags or [0])),
+            kills=len(self.runs.kills), chunks_cut_off=self.sender.cut_off)
+        self.assertFalse(missing, 'acknowledged events never delivered: %s'
+                         % sorted(missing)[:20])
+        self.assertNoLoss(acc)
+        self.assertNoDrops(acc)
+        self.assertEqual(bad, [], 'resends a crash does not explain')
+        self.assertNotIn('damaged', d.stderr_text())
+        self.assertNoViolations()
+
+    def test_sigterm_while_the_upstream_refuses_everything(self):
+        n1, n2 = size(1000, 20000), size(500, 5000)
+        d = self.spool_daemon()
+        self.runs.start()
+        self.upstream.set_default(503, kinds='events')
+        self.sender.run(events=n1)
+        self.assertTrue(self.upstream.wait_until(
+            lambda: len(self.upstream.batch_requests) >= 3, 10))
+        line = self.runs.stop()
+        self.assertIn('%d events wait in the spool' % n1, line)
+        self.upstream.set_default(None)
+        self.runs.start()
+        self.sender.run(events=n2)
+        missing = self.wait_delivered()
+        st = self.wait_spool_empty()
+        self.runs.stop()
+        acc = self.account()
+        self.record(
+            'SIGTERM with the upstream answering 503 to everything, then '
+            'a restart with it healthy', acc,
+            'log: "stopped: %d events wait in the spool"; next run: '
+            'spool.replayed %d; dropped {}' % (n1, st['spool']['replayed']))
+        self.assertFalse(missing)
+        self.assertNoLoss(acc)
+        self.assertNoDrops(acc)
+        self.assertEqual(st['spool']['replayed'], n1)
+        self.assertEqual(acc['duplicates'], 0)
+        self.assertNoViolations()
+
+    def test_outage_longer_than_stop_timeout_across_a_restart(self):
+        n1, n2 = size(1000, 20000), size(1000, 20000)
+        d = self.spool_daemon()
+        self.upstream.stop()
+        self.runs.start()
+        self.sender.run(events=n1)
+        line = self.runs.stop()
+        self.assertIn('%d events wait in the spool' % n1, line)
+        self.runs.start()
+        self.sender.run(events=n2)
+        st = self.runs.stats()
+        self.assertEqual(st['spool']['pending_events'], n1 + n2)
+        self.upstream.start()
+        missing = self.wait_delivered()
+        st = self.wait_spool_empty()
+        self.runs.stop()
+        acc = self.account()
+        self.record(
+            'upstream down (connection refused) for longer than '
+            'stop_timeout, across a restart', acc,
+            'log: "stopped: %d events wait in the spool"; next run: '
+            'spool.replayed %d, upstream.state ok after; dropped {}'
+            % (n1, st['spool']['replayed']))
+        self.assertFalse(missing)
+        self.assertNoLoss(acc)
+        self.assertNoDrops(acc)
+        self.assertEqual(acc['duplicates'], 0)
+        self.assertNoViolations()
+
+
+if __name__ == '__main__':
+    print('fault matrix scale %s' % SCALE)
+    unittest.main(verbosity=2)
