@@ -18,10 +18,11 @@ from faultlib import (DELIVERY_TIMEOUT, FaultCase, SCALE, size,
 # A resend after a crash is allowed for what was in flight at the kill
 # and for what was delivered in the checkpoint's last moments before it
 # (SPOOL.md: 50 ms). This is how long before the kill the first copy may
-# have been stored (ten times that, for a loaded machine).
-DUP_WINDOW = float(os.environ.get('SEGOPS_FAULT_DUP_WINDOW') or 0.3)
-# The shortest run between two kills: longer than DUP_WINDOW.
-MIN_RUN = 2 * DUP_WINDOW
+# have been stored: ten times that, for a loaded machine.
+DUP_WINDOW = float(os.environ.get('SEGOPS_FAULT_DUP_WINDOW') or 0.5)
+# The shortest run between two kills: longer than DUP_WINDOW, so that a
+# resend of what was stored early in a run would show.
+MIN_RUN = DUP_WINDOW + 0.3
 
 
 def wall(rfc3339):
@@ -62,10 +63,10 @@ class CrashTests(FaultCase):
         return bad, lags
 
     def test_kill_9_during_a_steady_stream(self):
-        total, rate = size(6000, 200000), size(750, 4000)
+        total, rate = size(6000, 200000), size(600, 4000)
         kills = size(10, 20)
         d = self.spool_daemon(batch__batch_size='100',
-                              buffer__max_spool='32M')
+                              buffer__max_spool='64M')
         self.runs.start()
         # Random moments in the stream's span, at least MIN_RUN apart
         # (and from its ends), each as the number of events sent by then.
