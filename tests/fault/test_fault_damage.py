@@ -119,6 +119,20 @@ class DamageTests(FaultCase):
                                'the newest', damage)
         self.assertEqual(acc['lost'], 0)
 
+    def test_empty_segment_file_after_the_newest(self):
+        # What a crash (or a power loss) between creating a segment file
+        # and writing its header leaves: an empty file named after the
+        # next seq. Nothing is lost; the spool must go on writing.
+        def damage(segs):
+            last = self.runs.last_stats['spool']['next_seq']
+            name = os.path.join(self.spool, '%020d.seg' % last)
+            open(name, 'wb').close()
+            return 'an empty %s' % os.path.basename(name)
+        acc = self.damaged_run('empty segment file named after the next '
+                               'seq (a crash between creating a segment '
+                               'and writing its header)', damage)
+        self.assertEqual(acc['lost'], 0)
+
 
 if __name__ == '__main__':
     print('fault matrix scale %s' % SCALE)

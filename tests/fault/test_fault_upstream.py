@@ -120,10 +120,11 @@ class HangTests(FaultCase):
         self.record(
             'answers that hang %.1f s, past timeout = 1 s (%d requests)'
             % (delay, hung), acc,
-            'retries %d; every resent event was in a request that timed '
-            'out (%d events), stored by the mock after segopsd gave up; '
-            'log: "upstream request failed (Timeout was reached), retrying '
-            'with backoff"' % (st['retries'], len(in_slow)))
+            'retries %d; every resent event was in one of the %d requests '
+            'that timed out (%d distinct events, some resent and hung '
+            'again), which the mock stored after segopsd gave up; log: '
+            '"upstream request failed (Timeout was reached), retrying with '
+            'backoff"' % (st['retries'], len(slow), len(in_slow)))
         self.assertFalse(missing)
         self.assertNoLoss(acc)
         self.assertNoDrops(acc)
