@@ -31,7 +31,7 @@ class DamageTests(FaultCase):
         self.upstream.start()
         self.runs.start()
         # What survived is sent; then nothing may be left pending.
-        st = self.wait_spool_empty(timeout=size(5, 60))
+        st = self.wait_spool_empty(timeout=size(3, 60))
         pending = st['spool']['pending_events']
         # It goes on: new events are spooled and delivered.
         before = set(self.sender.acked)

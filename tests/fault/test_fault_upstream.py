@@ -1,97 +1,15 @@
-"""Fault matrix: an upstream that misbehaves while events stream in
-(SPEC section 4's response table), with the spool on: storms of 500,
-503 and 429 (with and without Retry-After), answers that hang past
-`timeout`, connections reset after the upstream stored the batch, and
-413 for every large batch. Nothing acknowledged may be lost; the only
-drop allowed is the one the table orders (a lone event still too large),
-counted; a resend is allowed only for a request whose answer segopsd
-never got, and then carries the same batch and the same event ids."""
+"""Fault matrix: an upstream that hangs, cuts connections or refuses
+large batches while events stream in (SPEC section 4), with the spool
+on: answers that hang past `timeout`, connections reset after the
+upstream stored the batch, 413 for every large batch. Nothing
+acknowledged may be lost; the only drop allowed is the one the table
+orders (a lone event still too large), counted; a resend is allowed only
+for a request whose answer segopsd never got, and then carries the same
+batch and the same event ids."""
 
-import time
 import unittest
 
-from faultlib import (FaultCase, SCALE, size, stored_requests)
-
-# A request that arrives this soon after a Retry-After answer was on its
-# way before segopsd read the answer.
-PAUSE_SLACK = 0.3
-
-
-class StormTests(FaultCase):
-    """While the storm lasts, every events request gets the same error;
-    then the upstream is healthy again and the stream goes on."""
-
-    def storm(self, status, retry_after=None):
-        before, after = size(200, 5000), size(200, 5000)
-        seconds, rate = size(0.8, 15.0), size(1000, 2000)
-        d = self.spool_daemon()
-        self.runs.start()
-        self.sender.run(events=before, rate=rate)
-        headers = {'Retry-After': retry_after} if retry_after else None
-        t0 = time.monotonic()
-        self.upstream.set_default(status, headers=headers, kinds='events')
-        self.sender.run(seconds=seconds, rate=rate)
-        # The storm is felt: several requests refused (or every one that
-        # a Retry-After pause let through).
-        refused = lambda: [r for r in self.upstream.batch_requests
-                           if r['status'] == status]
-        self.assertTrue(self.upstream.wait_until(
-            lambda: len(refused()) >= 2, 15), 'no refused request')
-        self.upstream.set_default(None)
-        storm_s = time.monotonic() - t0
-        self.sender.run(events=after, rate=rate)
-        missing = self.wait_delivered()
-        st = self.wait_spool_empty()
-        self.runs.stop()
-        acc = self.account()
-        early = self.sent_during_pauses(refused(), float(retry_after)) \
-            if retry_after else []
-        self.record(
-            '%d storm%s for %.1f s during a stream'
-            % (status, ' with Retry-After: %s' % retry_after
-               if retry_after else ' (no Retry-After)', storm_s), acc,
-            '%d requests refused, retries %d, upstream.state ok after%s; '
-            'log: "upstream is overloaded (HTTP %d), %s" rate-limited'
-            % (len(refused()), st['retries'],
-               '; %d requests sent inside a pause' % len(early)
-               if retry_after else '', status,
-               'honouring Retry-After' if retry_after else 'backing off')
-            if status != 500 else
-            '%d requests refused, retries %d, upstream.state ok after; '
-            'log: "upstream request failed (HTTP 500), retrying with '
-            'backoff" rate-limited' % (len(refused()), st['retries']))
-        self.assertFalse(missing)
-        self.assertNoLoss(acc)
-        self.assertNoDrops(acc)
-        self.assertEqual(acc['duplicates'], 0)
-        self.assertGreater(st['retries'], 0)
-        self.assertEqual(st['upstream']['state'], 'ok')
-        self.assertEqual(early, [], 'requests sent during a Retry-After '
-                         'pause')
-        self.assertNoViolations()
-
-    def sent_during_pauses(self, answers, pause):
-        """Requests that arrived inside a Retry-After pause: later than
-        PAUSE_SLACK after an answer that said pause (requests already on
-        their way then are not its business) and before it ended."""
-        return [r for r in self.upstream.batch_requests for a in answers
-                if a['done'] + PAUSE_SLACK < r['time'] <
-                a['done'] + pause - PAUSE_SLACK]
-
-    def test_500_storm(self):
-        self.storm(500)
-
-    def test_503_storm(self):
-        self.storm(503)
-
-    def test_429_storm(self):
-        self.storm(429)
-
-    def test_429_storm_with_retry_after(self):
-        self.storm(429, retry_after='1')
-
-    def test_503_storm_with_retry_after(self):
-        self.storm(503, retry_after='1')
+from faultlib import FaultCase, SCALE, size, stored_requests
 
 
 class HangTests(FaultCase):
@@ -199,7 +117,7 @@ class TooLargeTests(FaultCase):
         d = self.spool_daemon(batch__batch_size='50')
         self.runs.start()
         self.upstream.too_large_over(events=8, body_bytes=16384)
-        n = size(1000, 20000)
+        n = size(600, 20000)
         self.sender.run(events=n // 2, rate=size(2000, 3000))
         big = {'event_id': 'f-big', 'user_id': 'u1', 'event_type': 'fault',
                'payload': {'blob': 'b' * 20000}}
