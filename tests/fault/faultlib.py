@@ -366,7 +366,7 @@ class FaultCase(SegopsTestCase):
         if spool is not None:
             self.spool = spool
         overrides.setdefault('buffer__spool_dir', self.spool)
-        overrides.setdefault('upstream__stop_timeout', '1')
+        overrides.setdefault('upstream__stop_timeout', '0.3')
         overrides.setdefault('log__level', 'info')
         d = self.make_daemon(**overrides)
         self.runs = Runs(d)

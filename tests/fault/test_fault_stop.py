@@ -29,8 +29,8 @@ class StopTests(FaultCase):
         self.runs.stop()
         acc = self.account()
         self.record(
-            'SIGTERM with the upstream answering 503 to everything, then '
-            'a restart with it healthy', acc,
+            'SIGTERM (stop_timeout 0.3 s) with the upstream answering 503 '
+            'to everything, then a restart with it healthy', acc,
             'log: "stopped: %d events wait in the spool"; next run: '
             'spool.replayed %d; dropped {}' % (n1, st['spool']['replayed']))
         self.assertFalse(missing)
@@ -59,7 +59,7 @@ class StopTests(FaultCase):
         acc = self.account()
         self.record(
             'upstream down (connection refused) for longer than '
-            'stop_timeout, across a restart', acc,
+            'stop_timeout (0.3 s), across a restart', acc,
             'log: "stopped: %d events wait in the spool"; next run: '
             'spool.replayed %d, upstream.state ok after; dropped {}'
             % (n1, st['spool']['replayed']))

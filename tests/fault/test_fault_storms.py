@@ -19,7 +19,7 @@ class StormTests(FaultCase):
     then the upstream is healthy again and the stream goes on."""
 
     def storm(self, status, retry_after=None):
-        before, after = size(200, 5000), size(200, 5000)
+        before, after = size(100, 5000), size(200, 5000)
         seconds, rate = size(0.8, 15.0), size(1000, 2000)
         d = self.spool_daemon(upstream__backoff_max='0.5')
         self.runs.start()
