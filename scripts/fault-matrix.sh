@@ -57,8 +57,18 @@ export SEGOPS_FAULT_SCALE=$scale SEGOPS_FAULT_SEED=$seed
 export SEGOPS_FAULT_REPORT=$report
 
 start=$(date +%s)
+load=$(cut -d' ' -f1-3 /proc/loadavg)
 failed=0
-for t in tests/fault/test_fault_*.py; do
+cases="kill stop storms upstream damage disk"   # the table's order
+for f in tests/fault/test_fault_*.py; do
+        f=${f#tests/fault/test_fault_}
+        case " $cases " in
+        *" ${f%.py} "*) ;;
+        *) echo "warning: tests/fault/test_fault_$f is not in this script's list" >&2 ;;
+        esac
+done
+for t in $cases; do
+        t=tests/fault/test_fault_$t.py
         printf '%s ... ' "$t" >&2
         if python3 "$t" >>"$log" 2>&1; then
                 echo ok >&2
@@ -74,8 +84,8 @@ import json, sys
 o = {x["name"]: x["value"] for x in json.load(sys.stdin)}
 print("buildtype %s, sanitizers %s" % (o.get("buildtype"), o.get("b_sanitize")))')
 echo "Fault matrix, scale $scale, seed $seed: $(date -u '+%Y-%m-%d %H:%M UTC')," \
-        "$(uname -sr), $(nproc) CPUs ($cpu), segopsd $opts;" \
-        "$(($(date +%s) - start)) s."
+        "$(uname -sr), $(nproc) CPUs ($cpu, load average $load at the start)," \
+        "segopsd $opts; $(($(date +%s) - start)) s."
 echo
 python3 tests/fault/table.py "$report" || failed=1
 echo

@@ -447,6 +447,8 @@ class FaultCase(SegopsTestCase):
                'duplicates': acc['duplicates'],
                'dropped': acc['dropped'], 'notes': notes}
         row.update(extra)
+        # The case's temporary directory is nobody's business in a table.
+        row['notes'] = row['notes'].replace(self.tmpdir, '$TMPDIR')
         sys.stderr.write('\nFAULT %s\n' % json.dumps(row, sort_keys=True))
         self._row = row
         return row
