@@ -33,14 +33,17 @@ struct spool {
         struct spool_seg *segs; /* oldest first */
         struct spool_seg *wseg; /* the one written to (the last), or NULL */
         int wfd;
-        uint64_t bytes;         /* in segment files */
-        uint64_t next_seq;      /* after every record appended or found */
-        uint64_t first_new_seq; /* seqs below it come from an earlier run */
-        struct proto_buf wbuf;  /* appended, not yet written */
-        uint64_t wbuf_first;    /* seq of its first record */
-        size_t wbuf_rpos;       /* the reader's place in it */
-        uint64_t acked;         /* every seq <= acked is done */
-        uint64_t acked_saved;   /* as the checkpoint file says */
+        uint64_t bytes;                      /* in segment files */
+        uint64_t next_seq;                   /* after every record appended or found */
+        uint64_t first_new_seq;              /* seqs below it come from an earlier run */
+        struct proto_buf wbuf;               /* appended, not yet written */
+        uint64_t wbuf_first;                 /* seq of its first record */
+        size_t wbuf_rpos;                    /* the reader's place in it */
+        uint64_t acked;                      /* every seq <= acked is done */
+        uint64_t acked_saved;                /* as the checkpoint file says */
+        uint64_t written;                    /* the highest seq written to a segment */
+        uint64_t written_saved;              /* as the checkpoint file says */
+        uint64_t tail_lost_lo, tail_lost_hi; /* written, but missing at start */
         uint64_t ack_gen;
         /* the reader */
         struct spool_seg *rseg;
@@ -66,6 +69,8 @@ struct spool {
 void spool__dir_changed(struct spool *s);
 void spool__data_written(struct spool *s);
 void spool__start_retry(struct spool *s);
+/* The checkpoint is written within SPOOL_ACK_DELAY_MS. */
+void spool__checkpoint_soon(struct spool *s);
 /* fdatasync fd (fsync: a directory) on the thread pool, on a copy of it,
  * so that the caller may close fd at once. */
 void spool__sync_async(struct spool *s, int fd, bool dir);

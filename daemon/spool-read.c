@@ -107,23 +107,42 @@ struct load {
 
 /* One intact record: offered, unless already done. False: take() had no
  * room; it is offered again next time. */
+/* Seqs from .. hi - 1 are not where they should be. Damage (bytes
+ * skipped before the next record), or the checkpoint's word that they
+ * were written (a newest segment that lost its end), makes them lost;
+ * otherwise they were never written (an earlier run's memory-only
+ * spell, an empty newest segment): a gap. */
+static void missing(struct spool *s, struct load *l, uint64_t hi)
+{
+        uint64_t lo = l->from;
+
+        if (!s->damage_pending && s->tail_lost_hi >= lo && s->tail_lost_lo < hi) {
+                uint64_t a = s->tail_lost_lo > lo ? s->tail_lost_lo : lo;
+                uint64_t b = s->tail_lost_hi < hi - 1 ? s->tail_lost_hi : hi - 1;
+
+                if (a > lo && l->gap)
+                        l->gap(l->ud, lo, a - 1);
+                s->corrupt_records += b - a + 1;
+                l->lost(l->ud, a, b);
+                lo = b + 1;
+        }
+        if (lo < hi && s->damage_pending) {
+                s->corrupt_records += hi - lo;
+                l->lost(l->ud, lo, hi - 1);
+        } else if (lo < hi && l->gap) {
+                l->gap(l->ud, lo, hi - 1);
+        }
+        l->from = hi; /* told: not to be loaded any more */
+}
+
 static bool offer(struct spool *s, struct load *l, const struct segfile_rec *rec)
 {
         if (rec->seq < l->from) {
                 s->damage_pending = false;
                 return true;
         }
-        if (rec->seq > l->from && s->damage_pending) {
-                /* The damage cost these; a gap without damage is a run's
-                 * memory-only spell, not a loss found here. */
-                s->corrupt_records += rec->seq - l->from;
-                l->lost(l->ud, l->from, rec->seq - 1);
-                l->from = rec->seq; /* told: not to be loaded any more */
-        } else if (rec->seq > l->from) {
-                if (l->gap)
-                        l->gap(l->ud, l->from, rec->seq - 1);
-                l->from = rec->seq;
-        }
+        if (rec->seq > l->from)
+                missing(s, l, rec->seq);
         s->damage_pending = false;
         if (!l->take(l->ud, rec->seq, rec->data, rec->len))
                 return false;
@@ -221,11 +240,14 @@ uint64_t spool_load(struct spool *s, uint64_t from, const struct spool_load_fns 
         /* What a failed disk has not taken yet. */
         if (s->wbuf.len && !parse(s, &l, s->wbuf.data, s->wbuf.len, true, &s->wbuf_rpos, 0))
                 return l.from;
-        /* All loaded: seqs after the last record that are not on disk
-         * (an empty newest segment, an earlier run's memory-only tail)
-         * are not waited for. */
-        if (l.from < s->next_seq && l.gap)
-                l.gap(l.ud, l.from, s->next_seq - 1);
+        /* All loaded: the seqs after the last record are not on disk.
+         * Damage at the end is a loss only of what the checkpoint says
+         * was written: a damaged file's name alone claims nothing. */
+        if (l.from <= s->written && s->written < s->next_seq)
+                missing(s, &l, s->written + 1);
+        s->damage_pending = false;
+        if (l.from < s->next_seq)
+                missing(s, &l, s->next_seq);
         return l.from > s->next_seq ? l.from : s->next_seq;
 }
 

@@ -193,6 +193,8 @@ enum spool_state spool_commit(struct spool *s)
         }
         s->wseg->size += s->wbuf.len;
         s->wseg->last_seq = s->next_seq - 1;
+        s->written = s->next_seq - 1;
+        spool__checkpoint_soon(s);
         s->bytes += s->wbuf.len;
         s->records_written += s->wbuf_records;
         spool_forget_unwritten(s);

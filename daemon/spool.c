@@ -4,10 +4,13 @@
  * after a failure, stats, and the clean close. Writing records is
  * spool-write.c's, reading them back spool-read.c's.
  *
- * The checkpoint ("acked") holds two 32-byte slots written in turn:
- * "SGACKv1\0" | u64 generation | u64 acked | u32 crc32c | u32 0. A torn
- * write spoils at most the slot being written; the valid one with the
- * higher generation wins.
+ * The checkpoint ("acked") holds two 40-byte slots written in turn:
+ * "SGACKv2\0" | u64 generation | u64 acked | u64 written | u32 crc32c |
+ * u32 0. A torn write spoils at most the slot being written; the valid
+ * one with the higher generation wins. "written" is the highest seq
+ * written to a segment when the slot was: a newest segment that ends
+ * before it (torn or truncated) lost those records, and a start counts
+ * them instead of handing their seqs to new events.
  */
 #include "spool-internal.h"
 
@@ -27,8 +30,8 @@
 
 #define ACK_FILE "acked"
 #define LOCK_FILE "lock"
-#define ACK_SLOT 32
-static const char ack_magic[8] = { 'S', 'G', 'A', 'C', 'K', 'v', '1', '\0' };
+#define ACK_SLOT 40
+static const char ack_magic[8] = { 'S', 'G', 'A', 'C', 'K', 'v', '2', '\0' };
 
 static void close_fd(int *fd)
 {
@@ -56,10 +59,10 @@ static uint64_t get64(const char *p)
 
 static uint32_t slot_crc(const char *slot)
 {
-        return crc32c(0, slot, 24);
+        return crc32c(0, slot, 32);
 }
 
-/* The checkpoint's acked and generation; both 0 when there is none. */
+/* The checkpoint's acked, written and generation; 0 when there is none. */
 static void read_checkpoint(struct spool *s)
 {
         char buf[2 * ACK_SLOT];
@@ -71,15 +74,17 @@ static void read_checkpoint(struct spool *s)
 
                 if ((size_t)n < (size_t)(i + 1) * ACK_SLOT ||
                     memcmp(slot, ack_magic, sizeof(ack_magic)) != 0 ||
-                    get64(slot + 24) % (1ull << 32) != slot_crc(slot))
+                    get64(slot + 32) % (1ull << 32) != slot_crc(slot))
                         continue;
                 gen = get64(slot + 8);
                 if (gen >= s->ack_gen) {
                         s->ack_gen = gen;
                         s->acked = get64(slot + 16);
+                        s->written = get64(slot + 24);
                 }
         }
         s->acked_saved = s->acked;
+        s->written_saved = s->written;
 }
 
 static void write_checkpoint(struct spool *s)
@@ -88,12 +93,13 @@ static void write_checkpoint(struct spool *s)
         uint64_t gen = s->ack_gen + 1;
         ssize_t n;
 
-        if (s->ackfd < 0 || s->acked == s->acked_saved)
+        if (s->ackfd < 0 || (s->acked == s->acked_saved && s->written == s->written_saved))
                 return;
         memcpy(slot, ack_magic, sizeof(ack_magic));
         put64(slot + 8, gen);
         put64(slot + 16, s->acked);
-        put64(slot + 24, slot_crc(slot));
+        put64(slot + 24, s->written);
+        put64(slot + 32, slot_crc(slot));
         n = pwrite(s->ackfd, slot, sizeof(slot), (off_t)((gen & 1) * ACK_SLOT));
         if (n != (ssize_t)sizeof(slot)) {
                 spool__fail(s, "write the checkpoint", n < 0 ? errno : ENOSPC);
@@ -101,6 +107,7 @@ static void write_checkpoint(struct spool *s)
         }
         s->ack_gen = gen;
         s->acked_saved = s->acked;
+        s->written_saved = s->written;
         s->ack_dirty = true;
         if (s->cfg->spool_sync == CFG_SYNC_ALWAYS) {
                 spool__sync_now(s, s->ackfd, false);
@@ -154,14 +161,19 @@ static void reclaim(struct spool *s)
                 free_first_seg(s);
 }
 
+void spool__checkpoint_soon(struct spool *s)
+{
+        if (!uv_is_active((uv_handle_t *)&s->ack_timer))
+                uv_timer_start(&s->ack_timer, on_ack_timer, SPOOL_ACK_DELAY_MS, 0);
+}
+
 void spool_ack(struct spool *s, uint64_t upto)
 {
         if (upto <= s->acked)
                 return;
         s->acked = upto;
         reclaim(s);
-        if (!uv_is_active((uv_handle_t *)&s->ack_timer))
-                uv_timer_start(&s->ack_timer, on_ack_timer, SPOOL_ACK_DELAY_MS, 0);
+        spool__checkpoint_soon(s);
 }
 
 bool spool_drop_oldest(struct spool *s, uint64_t *ret_lo, uint64_t *ret_hi)
@@ -240,6 +252,24 @@ static int find_segments(struct spool *s)
         return 0;
 }
 
+/* Records the checkpoint says were written, beyond the last one found:
+ * the newest segment lost its end (a torn or truncated file). Their seqs
+ * are not given to new events, and the reader reports them lost. */
+static void note_tail_loss(struct spool *s)
+{
+        uint64_t lo = s->next_seq > s->acked + 1 ? s->next_seq : s->acked + 1;
+
+        if (s->written < lo)
+                return;
+        s->tail_lost_lo = lo;
+        s->tail_lost_hi = s->written;
+        s->next_seq = s->written + 1;
+        log_warn("spool: the newest segment ends before event %llu, which was written there: "
+                 "events %llu..%llu are missing (a torn or truncated file) and counted as lost",
+                 (unsigned long long)s->written, (unsigned long long)lo,
+                 (unsigned long long)s->written);
+}
+
 /* ---- opening ---- */
 
 /* The lock: one segopsd per spool_dir; the file says who holds it. */
@@ -315,6 +345,7 @@ static int open_dir(struct spool *s, bool *ret_refuse, char *err, size_t errlen)
                 close_fd(&s->lockfd);
                 return r;
         }
+        note_tail_loss(s);
         reclaim(s);
         return 0;
 }

@@ -253,6 +253,34 @@ START_TEST(test_damage_reported_as_lost_seqs)
 }
 END_TEST
 
+/* The newest segment lost its end (power loss, truncation): the
+ * checkpoint knows what was written, so the missing seqs are reported
+ * lost, not reused for new events. */
+START_TEST(test_truncated_newest_segment_counts_its_loss)
+{
+        struct fx f;
+        char path[128];
+        struct stat st;
+
+        setup(&f);
+        open_spool(&f);
+        append(&f, 1, 50);
+        spool_commit(f.s);
+        close_spool(&f);
+        snprintf(path, sizeof(path), "%s/00000000000000000001.seg", f.dir);
+        ck_assert_int_eq(stat(path, &st), 0);
+        ck_assert_int_eq(truncate(path, st.st_size - 5), 0);
+        open_spool(&f);
+        ck_assert_uint_eq(spool_next_seq(f.s), 51);
+        ck_assert_uint_eq(load(&f, 1), 51);
+        ck_assert_int_eq(f.n, 49);
+        ck_assert_int_eq(f.lost_calls, 1);
+        ck_assert_uint_eq(f.lost_lo, 50);
+        ck_assert_uint_eq(f.lost_hi, 50);
+        teardown(&f);
+}
+END_TEST
+
 START_TEST(test_lock_names_the_holder)
 {
         struct fx f;
@@ -573,6 +601,7 @@ static Suite *spool_suite(void)
         tcase_add_test(tc, test_segments_reclaimed_when_acked);
         tcase_add_test(tc, test_max_spool_refuses_then_drop_oldest_makes_room);
         tcase_add_test(tc, test_damage_reported_as_lost_seqs);
+        tcase_add_test(tc, test_truncated_newest_segment_counts_its_loss);
         tcase_add_test(tc, test_lock_names_the_holder);
         tcase_add_test(tc, test_directory_others_may_write);
         tcase_add_test(tc, test_unusable_directory_fails_soft);
