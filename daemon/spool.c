@@ -532,17 +532,24 @@ static int late_open(struct spool *s)
         return 0;
 }
 
-/* Can a file be made and written in the directory now? 0 or -errno. */
+/* Can a file be made and written in the directory now, with room for
+ * what waits (at least a small segment's worth: a byte's room on a
+ * nearly full disk would only fail the next write again)? 0 or -errno. */
 static int probe(struct spool *s)
 {
         static const char name[] = ".probe";
+        static const char zeros[4096];
+        size_t want = s->wbuf.len > SPOOL_SEGMENT_MIN ? s->wbuf.len : SPOOL_SEGMENT_MIN;
         int fd = openat(s->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         int r = 0;
 
         if (fd < 0)
                 return -errno;
-        if (write(fd, "x", 1) != 1)
-                r = -(errno ? errno : ENOSPC);
+        if (want > SPOOL_SEGMENT_MAX)
+                want = SPOOL_SEGMENT_MAX;
+        for (size_t done = 0; r == 0 && done < want; done += sizeof(zeros))
+                if (write(fd, zeros, sizeof(zeros)) != (ssize_t)sizeof(zeros))
+                        r = -(errno ? errno : ENOSPC);
         close(fd);
         unlinkat(s->dirfd, name, 0);
         return r;
