@@ -132,14 +132,15 @@ static void unlink_seg(struct spool *s, struct spool_seg *seg)
         spool__dir_changed(s);
 }
 
-/* The last seq seg can hold: its own last record, or what the next
- * segment's name says; for the newest, the last seq appended. */
+/* The last seq seg can hold: its own last record when known, else what
+ * the next segment's name says, else (the newest) the last seq
+ * appended. */
 static uint64_t seg_upper(const struct spool *s, const struct spool_seg *seg)
 {
-        if (!seg->next)
-                return s->next_seq - 1;
         if (seg->last_seq)
                 return seg->last_seq;
+        if (!seg->next)
+                return s->next_seq - 1;
         return seg->next->first_seq ? seg->next->first_seq - 1 : 0;
 }
 
@@ -154,10 +155,12 @@ static void free_first_seg(struct spool *s)
         free(seg);
 }
 
-/* Segments wholly done go; the one being written stays. */
+/* Segments wholly done go, the newest too once nothing is written to
+ * it (after a failure, a full disk needs that room back); the one being
+ * written stays. */
 static void reclaim(struct spool *s)
 {
-        while (s->segs && s->segs != s->wseg && s->segs->next && seg_upper(s, s->segs) <= s->acked)
+        while (s->segs && s->segs != s->wseg && seg_upper(s, s->segs) <= s->acked)
                 free_first_seg(s);
 }
 
