@@ -24,36 +24,6 @@ static const char header_magic[8] = { 'S', 'E', 'G', 'O', 'P', 'S', 'P', 'L' };
 static const char record_magic[4] = { 's', 'g', 'R', '1' };
 #define SEGFILE_VERSION 1
 
-static void put32(char *p, uint32_t v)
-{
-        for (int i = 0; i < 4; i++)
-                p[i] = (char)(v >> (8 * i));
-}
-
-static void put64(char *p, uint64_t v)
-{
-        for (int i = 0; i < 8; i++)
-                p[i] = (char)(v >> (8 * i));
-}
-
-static uint32_t get32(const char *p)
-{
-        uint32_t v = 0;
-
-        for (int i = 3; i >= 0; i--)
-                v = v << 8 | (unsigned char)p[i];
-        return v;
-}
-
-static uint64_t get64(const char *p)
-{
-        uint64_t v = 0;
-
-        for (int i = 7; i >= 0; i--)
-                v = v << 8 | (unsigned char)p[i];
-        return v;
-}
-
 static uint32_t crc_of(uint32_t crc, const char *p, size_t n)
 {
         return crc32c(crc, p, n);
@@ -63,22 +33,22 @@ void segfile_header(char out[SEGFILE_HEADER_LEN], uint64_t first_seq, int64_t cr
 {
         memset(out, 0, SEGFILE_HEADER_LEN);
         memcpy(out, header_magic, sizeof(header_magic));
-        put32(out + 8, SEGFILE_VERSION);
-        put32(out + 12, SEGFILE_HEADER_LEN);
-        put64(out + 16, first_seq);
-        put64(out + 24, (uint64_t)created_ms);
-        put32(out + 32, crc_of(0, out, 32));
+        le_put32(out + 8, SEGFILE_VERSION);
+        le_put32(out + 12, SEGFILE_HEADER_LEN);
+        le_put64(out + 16, first_seq);
+        le_put64(out + 24, (uint64_t)created_ms);
+        le_put32(out + 32, crc_of(0, out, 32));
 }
 
 int segfile_parse_header(const char *p, size_t len, uint64_t *ret_first_seq,
                          int64_t *ret_created_ms)
 {
         if (len < SEGFILE_HEADER_LEN || memcmp(p, header_magic, sizeof(header_magic)) != 0 ||
-            get32(p + 8) != SEGFILE_VERSION || get32(p + 12) != SEGFILE_HEADER_LEN ||
-            get32(p + 32) != crc_of(0, p, 32))
+            le_get32(p + 8) != SEGFILE_VERSION || le_get32(p + 12) != SEGFILE_HEADER_LEN ||
+            le_get32(p + 32) != crc_of(0, p, 32))
                 return -EINVAL;
-        *ret_first_seq = get64(p + 16);
-        *ret_created_ms = (int64_t)get64(p + 24);
+        *ret_first_seq = le_get64(p + 16);
+        *ret_created_ms = (int64_t)le_get64(p + 24);
         return 0;
 }
 
@@ -115,10 +85,10 @@ int segfile_append(struct proto_buf *b, uint64_t seq, const char *ev, size_t len
                 return r;
         h = b->data + b->len;
         memcpy(h, record_magic, sizeof(record_magic));
-        put32(h + 4, (uint32_t)len);
-        put64(h + 8, seq);
+        le_put32(h + 4, (uint32_t)len);
+        le_put64(h + 8, seq);
         crc = crc_of(0, h + 4, 12);
-        put32(h + 16, crc_of(crc, ev, len));
+        le_put32(h + 16, crc_of(crc, ev, len));
         memcpy(h + SEGFILE_RECORD_HEAD, ev, len);
         b->len += segfile_record_size(len);
         return 0;
@@ -136,14 +106,14 @@ static int check_record(const char *p, size_t n, struct segfile_rec *rec)
                 return 0;
         if (n < SEGFILE_RECORD_HEAD)
                 return -1;
-        len = get32(p + 4);
+        len = le_get32(p + 4);
         if (len > SEGFILE_RECORD_MAX)
                 return 0;
         if (n < segfile_record_size(len))
                 return -1;
-        if (crc_of(crc_of(0, p + 4, 12), p + SEGFILE_RECORD_HEAD, len) != get32(p + 16))
+        if (crc_of(crc_of(0, p + 4, 12), p + SEGFILE_RECORD_HEAD, len) != le_get32(p + 16))
                 return 0;
-        rec->seq = get64(p + 8);
+        rec->seq = le_get64(p + 8);
         rec->data = p + SEGFILE_RECORD_HEAD;
         rec->len = len;
         return 1;

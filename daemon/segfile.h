@@ -22,6 +22,37 @@
 #define SEGFILE_RECORD_MAX (4u * 1024 * 1024) /* an event's bytes, at most */
 #define SEGFILE_NAME_LEN 25                   /* "%020llu.seg" + NUL */
 
+/* Little-endian integers, as every field of the spool's files is. */
+static inline void le_put32(char *p, uint32_t v)
+{
+        for (int i = 0; i < 4; i++)
+                p[i] = (char)(v >> (8 * i));
+}
+
+static inline void le_put64(char *p, uint64_t v)
+{
+        for (int i = 0; i < 8; i++)
+                p[i] = (char)(v >> (8 * i));
+}
+
+static inline uint32_t le_get32(const char *p)
+{
+        uint32_t v = 0;
+
+        for (int i = 3; i >= 0; i--)
+                v = v << 8 | (unsigned char)p[i];
+        return v;
+}
+
+static inline uint64_t le_get64(const char *p)
+{
+        uint64_t v = 0;
+
+        for (int i = 7; i >= 0; i--)
+                v = v << 8 | (unsigned char)p[i];
+        return v;
+}
+
 /* The header: which seq the file starts with (a hint: every record
  * carries its own) and when it was made (wall ms: the age of what it
  * holds). 0 or -EINVAL (not a segment header, or damaged). */

@@ -42,21 +42,6 @@ static void close_fd(int *fd)
 
 /* ---- the checkpoint ---- */
 
-static void put64(char *p, uint64_t v)
-{
-        for (int i = 0; i < 8; i++)
-                p[i] = (char)(v >> (8 * i));
-}
-
-static uint64_t get64(const char *p)
-{
-        uint64_t v = 0;
-
-        for (int i = 7; i >= 0; i--)
-                v = v << 8 | (unsigned char)p[i];
-        return v;
-}
-
 static uint32_t slot_crc(const char *slot)
 {
         return crc32c(0, slot, 32);
@@ -74,13 +59,13 @@ static void read_checkpoint(struct spool *s)
 
                 if ((size_t)n < (size_t)(i + 1) * ACK_SLOT ||
                     memcmp(slot, ack_magic, sizeof(ack_magic)) != 0 ||
-                    get64(slot + 32) % (1ull << 32) != slot_crc(slot))
+                    le_get32(slot + 32) != slot_crc(slot))
                         continue;
-                gen = get64(slot + 8);
+                gen = le_get64(slot + 8);
                 if (gen >= s->ack_gen) {
                         s->ack_gen = gen;
-                        s->acked = get64(slot + 16);
-                        s->written = get64(slot + 24);
+                        s->acked = le_get64(slot + 16);
+                        s->written = le_get64(slot + 24);
                 }
         }
         s->acked_saved = s->acked;
@@ -96,10 +81,10 @@ static void write_checkpoint(struct spool *s)
         if (s->ackfd < 0 || (s->acked == s->acked_saved && s->written == s->written_saved))
                 return;
         memcpy(slot, ack_magic, sizeof(ack_magic));
-        put64(slot + 8, gen);
-        put64(slot + 16, s->acked);
-        put64(slot + 24, s->written);
-        put64(slot + 32, slot_crc(slot));
+        le_put64(slot + 8, gen);
+        le_put64(slot + 16, s->acked);
+        le_put64(slot + 24, s->written);
+        le_put32(slot + 32, slot_crc(slot));
         n = pwrite(s->ackfd, slot, sizeof(slot), (off_t)((gen & 1) * ACK_SLOT));
         if (n != (ssize_t)sizeof(slot)) {
                 spool__fail(s, "write the checkpoint", n < 0 ? errno : ENOSPC);
