@@ -1,8 +1,11 @@
 /* proto.h - the segops local wire format: limits, parsing, encoding.
  *
- * Everything here is pure computation: no I/O, no clock, no globals.
- * The caller supplies the time of receipt and the random bytes a new
- * event id needs, so the functions are deterministic and testable.
+ * Everything here is pure computation: no I/O and no clock. The caller
+ * supplies the time of receipt and the random bytes a new event id needs,
+ * so the functions are deterministic and testable. The one piece of state
+ * is the fast path's per-thread cache of the last time it formatted
+ * (proto/fast.c): a memo that never changes a result, and per thread, so
+ * callers on several threads need no lock.
  *
  * Two halves:
  *   - proto_buf, escaping, UTF-8 validation, time and uuid formatting,
