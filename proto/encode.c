@@ -1,8 +1,8 @@
 /* encode.c - the libc-only half of the segops wire format.
  *
  * This file owns everything about the wire format that needs no JSON
- * parser: the growable output buffer, JSON string escaping, UTF-8
- * validation, the one
+ * parser: the growable output buffer, JSON string escaping, printable
+ * escaping for logs and error details, UTF-8 validation, the one
  * timestamp form the upstream accepts (YYYY-MM-DDTHH:MM:SS.mmmZ) and a
  * strict RFC 3339 reader, version-4 UUIDs from caller-supplied random
  * bytes, event id validation, the batch envelope of SPEC section 4 and
@@ -196,6 +196,58 @@ int proto_json_escape(struct proto_buf *b, const char *s, size_t n)
         }
         b->data[b->len++] = '"';
         return 0;
+}
+
+/* ---- printable text ---- */
+
+/* The form of byte c in proto_printable()'s output (1, 2 or 4 bytes)
+ * at e. */
+static size_t printable_byte(unsigned char c, unsigned flags, char e[4])
+{
+        bool ascii = flags & PROTO_PRINTABLE_ASCII;
+
+        if ((flags & PROTO_PRINTABLE_QUOTED) && (c == '"' || c == '\\')) {
+                e[0] = '\\';
+                e[1] = (char)c;
+                return 2;
+        }
+        if (c >= 0x20 && c != 0x7f && !(ascii && (c > 0x7f || c == '\\'))) {
+                e[0] = (char)c;
+                return 1;
+        }
+        e[0] = '\\';
+        e[1] = 'x';
+        e[2] = hexdigits[c >> 4];
+        e[3] = hexdigits[c & 0xf];
+        return 4;
+}
+
+size_t proto_printable(char *out, size_t outsz, const char *s, size_t n, unsigned flags)
+{
+        /* Kept free after each byte: the NUL, and "..." when it may be cut. */
+        size_t reserve = flags & PROTO_PRINTABLE_ELLIPSIS ? 4 : 1;
+        size_t o = 0, i;
+
+        if (outsz < reserve) {
+                if (outsz > 0)
+                        out[0] = '\0';
+                return 0;
+        }
+        for (i = 0; i < n; i++) {
+                char e[4];
+                size_t w = printable_byte((unsigned char)s[i], flags, e);
+
+                if (o + w + reserve > outsz)
+                        break;
+                memcpy(out + o, e, w);
+                o += w;
+        }
+        if (i < n && (flags & PROTO_PRINTABLE_ELLIPSIS)) {
+                memcpy(out + o, "...", 3);
+                o += 3;
+        }
+        out[o] = '\0';
+        return o;
 }
 
 /* ---- UTF-8 ---- */

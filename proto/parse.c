@@ -26,6 +26,9 @@
 #define TIME_MIN_MS INT64_C(-62167219200000)
 #define TIME_MAX_MS INT64_C(253402300799999)
 #define FIELD_NAME_SHOW 72 /* room for a user-chosen name in a detail */
+/* How a detail shows client-chosen text (a key, a type, jansson's quote of
+ * the input): printable ASCII between quotes, cut with "..." to fit. */
+#define SHOWN (PROTO_PRINTABLE_QUOTED | PROTO_PRINTABLE_ASCII | PROTO_PRINTABLE_ELLIPSIS)
 
 /* Every top-level key any message may carry; a bit each. */
 enum field {
@@ -105,43 +108,6 @@ static int fail(struct proto_error *err, enum proto_reason reason, const char *f
                 va_end(ap);
         }
         return reason == PROTO_E_NOMEM ? -ENOMEM : -EINVAL;
-}
-
-/* Make a client-chosen string safe to show in a detail and a log:
- * printable ASCII as is, anything else (and '"', '\\') escaped, cut with
- * "..." to fit outsz (at least 4) bytes including the NUL. */
-static void sanitize(const char *s, size_t n, char *out, size_t outsz)
-{
-        static const char hex[] = "0123456789abcdef";
-        size_t o = 0, i;
-
-        for (i = 0; i < n; i++) {
-                unsigned char c = (unsigned char)s[i];
-                char e[4];
-                size_t w = 1;
-
-                e[0] = (char)c;
-                if (c == '"' || c == '\\') {
-                        e[0] = '\\';
-                        e[1] = (char)c;
-                        w = 2;
-                } else if (c < 0x20 || c >= 0x7f) {
-                        e[0] = '\\';
-                        e[1] = 'x';
-                        e[2] = hex[c >> 4];
-                        e[3] = hex[c & 0xf];
-                        w = 4;
-                }
-                if (o + w + 4 > outsz) /* keep room for "..." and NUL */
-                        break;
-                memcpy(out + o, e, w);
-                o += w;
-        }
-        if (i < n) {
-                memcpy(out + o, "...", 3);
-                o += 3;
-        }
-        out[o] = '\0';
 }
 
 /* ---- the raw-byte pre-scan ---- */
@@ -381,7 +347,8 @@ static int check_time(json_t *v, int64_t now_ms, int64_t *ret_ms, struct proto_e
                             "field \"occurred_at\" must be an RFC 3339 string "
                             "or epoch seconds");
         if (proto_time_parse(json_string_value(v), json_string_length(v), ret_ms) < 0) {
-                sanitize(json_string_value(v), json_string_length(v), shown, sizeof(shown));
+                proto_printable(shown, sizeof(shown), json_string_value(v), json_string_length(v),
+                                SHOWN);
                 return fail(err, PROTO_E_BAD_TIMESTAMP,
                             "occurred_at \"%s\" is not an RFC 3339 date-time "
                             "within years 0000-9999",
@@ -424,7 +391,7 @@ static int collect(json_t *root, unsigned allowed, const char *what, json_t *slo
                 enum field f = classify(key);
 
                 if (f == F_UNKNOWN || !(allowed & BIT(f))) {
-                        sanitize(key, strlen(key), shown, sizeof(shown));
+                        proto_printable(shown, sizeof(shown), key, strlen(key), SHOWN);
                         return fail(err, PROTO_E_UNKNOWN_FIELD, "unknown field \"%s\" in %s", shown,
                                     what);
                 }
@@ -452,7 +419,7 @@ static int parse_op(json_t *root, json_t *opv, struct proto_msg *msg, struct pro
                 if (!strcmp(name, ops[k].name))
                         break;
         if (k == sizeof(ops) / sizeof(ops[0])) {
-                sanitize(name, json_string_length(opv), shown, sizeof(shown));
+                proto_printable(shown, sizeof(shown), name, json_string_length(opv), SHOWN);
                 return fail(err, PROTO_E_UNKNOWN_OP, "unknown op \"%s\"", shown);
         }
         r = collect(root, ops[k].allowed, ops[k].name, slots, err);
@@ -603,7 +570,7 @@ static int parse_event(json_t *root, json_t *typev, int64_t now_ms, const uint8_
                 if (!strcmp(t, "identify")) {
                         identify = true;
                 } else if (strcmp(t, "track") != 0) {
-                        sanitize(t, json_string_length(typev), shown, sizeof(shown));
+                        proto_printable(shown, sizeof(shown), t, json_string_length(typev), SHOWN);
                         return fail(err, PROTO_E_BAD_TYPE,
                                     "type \"%s\" is neither \"track\" nor "
                                     "\"identify\"",
@@ -780,7 +747,8 @@ int proto_parse_slow(const char *line, size_t len, size_t max_bytes, int64_t now
         if (!root) {
                 why = reason_of_jansson(&je);
                 /* jansson quotes input near the error: keep it printable. */
-                sanitize(je.text, strnlen(je.text, sizeof(je.text)), shown, sizeof(shown));
+                proto_printable(shown, sizeof(shown), je.text, strnlen(je.text, sizeof(je.text)),
+                                SHOWN);
                 return fail(err, why, "%s at byte %d", shown, je.position);
         }
         if (!json_is_object(root)) {

@@ -71,6 +71,26 @@ int proto_json_escape(struct proto_buf *b, const char *s, size_t n);
  * caller that sizes its own buffer (libshim encodes on the stack). */
 size_t proto_json_escape_to(char *out, const char *s, size_t n);
 
+/* ---- printable text for logs and error details ---- */
+/* Copy the n bytes at s (any bytes: client text, an upstream's body) to
+ * out, which has room for outsz bytes, so that they cannot break or forge
+ * a line: control characters and DEL become \xHH; bytes from 0x80 up,
+ * '"' and '\\' are copied as they are unless flags say otherwise:
+ *   PROTO_PRINTABLE_QUOTED: '"' and '\\' as \" and \\ (text shown
+ *     between double quotes, as in an error detail);
+ *   PROTO_PRINTABLE_ASCII: printable ASCII only, so bytes from 0x80 up as
+ *     \xHH too, and '\\' escaped (as \x5c unless QUOTED) so that every
+ *     backslash in the copy starts an escape;
+ *   PROTO_PRINTABLE_ELLIPSIS: a cut copy ends in "...".
+ * An escape is written whole or not at all: the copy stops at the first
+ * byte whose form does not fit with the NUL (and, with ELLIPSIS, with
+ * "..." after it). Returns the length written; out is NUL-terminated
+ * whenever outsz > 0 (with ELLIPSIS, outsz < 4 gives ""). */
+#define PROTO_PRINTABLE_QUOTED 0x1u
+#define PROTO_PRINTABLE_ASCII 0x2u
+#define PROTO_PRINTABLE_ELLIPSIS 0x4u
+size_t proto_printable(char *out, size_t outsz, const char *s, size_t n, unsigned flags);
+
 /* ---- UTF-8 ---- */
 /* The length (2-4) of the valid UTF-8 sequence that starts at p (p <
  * end, *p >= 0x80), or 0 when none does: overlong forms, surrogates,
