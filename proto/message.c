@@ -14,9 +14,6 @@
 #include <errno.h>
 #include <string.h>
 
-/* Unix ms range of years 0000..9999, as in encode.c. */
-#define TIME_MIN_MS INT64_C(-62167219200000)
-#define TIME_MAX_MS INT64_C(253402300799999)
 #define FIELD_NAME_SHOW 72 /* room for a user-chosen name in a detail */
 
 /* Every top-level key any message may carry; a bit each. */
@@ -127,7 +124,7 @@ static int epoch_to_ms(json_t *v, int64_t *ret_ms, struct proto_error *err)
         if (json_is_integer(v)) {
                 json_int_t s = json_integer_value(v);
 
-                if (s < TIME_MIN_MS / 1000 || s > TIME_MAX_MS / 1000)
+                if (s < PROTO_TIME_MIN_MS / 1000 || s > PROTO_TIME_MAX_MS / 1000)
                         goto range;
                 ms = (int64_t)s * 1000;
         } else {
@@ -136,11 +133,11 @@ static int epoch_to_ms(json_t *v, int64_t *ret_ms, struct proto_error *err)
 
                 /* jansson never yields NaN or inf; the bounds keep the
                  * casts below defined. */
-                if (!(d >= (double)TIME_MIN_MS - 1.0 && d <= (double)TIME_MAX_MS + 1.0))
+                if (!(d >= (double)PROTO_TIME_MIN_MS - 1.0 && d <= (double)PROTO_TIME_MAX_MS + 1.0))
                         goto range;
                 near = floor_i64(d + 0.5);
                 ms = (d - (double)near < 1e-3 && (double)near - d < 1e-3) ? near : floor_i64(d);
-                if (ms < TIME_MIN_MS || ms > TIME_MAX_MS)
+                if (ms < PROTO_TIME_MIN_MS || ms > PROTO_TIME_MAX_MS)
                         goto range;
         }
         *ret_ms = ms;

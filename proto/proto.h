@@ -8,9 +8,13 @@
  * callers on several threads need no lock.
  *
  * Two halves:
- *   - proto_buf, escaping, UTF-8 validation, time and uuid formatting,
- *     batch encoding (proto/encode.c): libc only, usable by libshim too;
- *   - proto_parse() (proto/parse.c): validation with jansson.
+ *   - proto_core, libc only, usable by libshim too: proto_buf, JSON and
+ *     printable escaping, UTF-8 validation, uuid formatting, batch
+ *     encoding (proto/encode.c); time formatting and parsing
+ *     (proto/time.c);
+ *   - proto_parse(): the allocation-free fast path (proto/fast.c), and
+ *     validation with jansson for the rest (proto/parse.c, message.c,
+ *     normalise.c).
  *
  * All functions returning int return 0 (or a count) on success and a
  * negative errno on failure, unless documented otherwise.
@@ -131,7 +135,11 @@ static inline size_t proto_utf8_seq(const unsigned char *p, const unsigned char 
 /* True when the n bytes at s are valid UTF-8 (see proto_utf8_seq). */
 bool proto_utf8_valid(const char *s, size_t n);
 
-/* ---- time ---- */
+/* ---- time (proto/time.c) ---- */
+/* 0000-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z in Unix ms: the
+ * range four year digits can express, and so the range of occurred_at. */
+#define PROTO_TIME_MIN_MS INT64_C(-62167219200000)
+#define PROTO_TIME_MAX_MS INT64_C(253402300799999)
 /* Format Unix milliseconds as YYYY-MM-DDTHH:MM:SS.mmmZ plus a NUL.
  * Years outside 0000..9999 are clamped. */
 void proto_time_format(int64_t ms, char out[PROTO_TIME_LEN + 1]);
