@@ -128,77 +128,104 @@ static bool read_char(const char *s, size_t n, size_t *pos, char c)
         return true;
 }
 
+/* An RFC 3339 date-time as written, before its fields are checked. */
+struct rfc3339 {
+        unsigned year, mon, day, hour, min, sec;
+        unsigned frac_ms; /* the first three fraction digits */
+        int offset_min;   /* local time minus UTC */
+};
+
+/* full-date, the separator, and partial-time up to the seconds:
+ * YYYY-MM-DD, 'T' (or 't' or ' ', as RFC 3339 allows), HH:MM:SS. */
+static bool read_date_time(const char *s, size_t n, size_t *pos, struct rfc3339 *t)
+{
+        if (!read_digits(s, n, pos, 4, &t->year) || !read_char(s, n, pos, '-') ||
+            !read_digits(s, n, pos, 2, &t->mon) || !read_char(s, n, pos, '-') ||
+            !read_digits(s, n, pos, 2, &t->day))
+                return false;
+        if (*pos >= n || (s[*pos] != 'T' && s[*pos] != 't' && s[*pos] != ' '))
+                return false;
+        (*pos)++;
+        return read_digits(s, n, pos, 2, &t->hour) && read_char(s, n, pos, ':') &&
+               read_digits(s, n, pos, 2, &t->min) && read_char(s, n, pos, ':') &&
+               read_digits(s, n, pos, 2, &t->sec);
+}
+
+/* An optional fraction, "." and at least one digit: milliseconds from
+ * its first three digits, the rest dropped (truncation). */
+static bool read_fraction(const char *s, size_t n, size_t *pos, unsigned *ret_ms)
+{
+        unsigned frac = 0;
+        int digits = 0;
+
+        *ret_ms = 0;
+        if (*pos >= n || s[*pos] != '.')
+                return true;
+        (*pos)++;
+        if (*pos >= n || s[*pos] < '0' || s[*pos] > '9')
+                return false;
+        for (; *pos < n && s[*pos] >= '0' && s[*pos] <= '9'; (*pos)++) {
+                if (digits < 3) {
+                        frac = frac * 10 + (unsigned)(s[*pos] - '0');
+                        digits++;
+                }
+        }
+        for (; digits < 3; digits++)
+                frac *= 10;
+        *ret_ms = frac;
+        return true;
+}
+
+/* time-offset: 'Z' (or 'z'), or +hh:mm / -hh:mm, as minutes. */
+static bool read_offset(const char *s, size_t n, size_t *pos, int *ret_min)
+{
+        unsigned oh, om;
+        int sign;
+
+        if (*pos >= n)
+                return false;
+        if (s[*pos] == 'Z' || s[*pos] == 'z') {
+                (*pos)++;
+                *ret_min = 0;
+                return true;
+        }
+        if (s[*pos] != '+' && s[*pos] != '-')
+                return false;
+        sign = s[*pos] == '+' ? 1 : -1;
+        (*pos)++;
+        if (!read_digits(s, n, pos, 2, &oh) || !read_char(s, n, pos, ':') ||
+            !read_digits(s, n, pos, 2, &om) || oh > 23 || om > 59)
+                return false;
+        *ret_min = sign * (int)(oh * 60 + om);
+        return true;
+}
+
 /* Strict RFC 3339 date-time (section 5.6), nothing before or after it.
  * A leap second (:60) is accepted and read as HH:MM:59.999, the last
  * instant this format can name before the next minute, so order is kept
  * without pretending to know the leap second table. */
 int proto_time_parse(const char *s, size_t n, int64_t *ret_ms)
 {
-        unsigned year = 0, mon = 0, day = 0, hour = 0, min = 0, sec = 0, oh = 0, om = 0;
-        unsigned frac = 0;
-        int fdigits = 0;
-        int sign = 0;
+        struct rfc3339 t;
         size_t pos = 0;
         int64_t ms;
 
         if (!s || !ret_ms)
                 return -EINVAL;
-        if (!read_digits(s, n, &pos, 4, &year) || !read_char(s, n, &pos, '-') ||
-            !read_digits(s, n, &pos, 2, &mon) || !read_char(s, n, &pos, '-') ||
-            !read_digits(s, n, &pos, 2, &day))
+        if (!read_date_time(s, n, &pos, &t) || !read_fraction(s, n, &pos, &t.frac_ms) ||
+            !read_offset(s, n, &pos, &t.offset_min) || pos != n)
                 return -EINVAL;
-        if (pos >= n || (s[pos] != 'T' && s[pos] != 't' && s[pos] != ' '))
+        if (t.mon < 1 || t.mon > 12 || t.day < 1 || t.day > days_in_month(t.year, t.mon) ||
+            t.hour > 23 || t.min > 59 || t.sec > 60)
                 return -EINVAL;
-        pos++;
-        if (!read_digits(s, n, &pos, 2, &hour) || !read_char(s, n, &pos, ':') ||
-            !read_digits(s, n, &pos, 2, &min) || !read_char(s, n, &pos, ':') ||
-            !read_digits(s, n, &pos, 2, &sec))
-                return -EINVAL;
-        if (pos < n && s[pos] == '.') {
-                pos++;
-                if (pos >= n || s[pos] < '0' || s[pos] > '9')
-                        return -EINVAL;
-                /* Keep three digits, drop the rest: truncation. */
-                while (pos < n && s[pos] >= '0' && s[pos] <= '9') {
-                        if (fdigits < 3) {
-                                frac = frac * 10 + (unsigned)(s[pos] - '0');
-                                fdigits++;
-                        }
-                        pos++;
-                }
-                while (fdigits < 3) {
-                        frac *= 10;
-                        fdigits++;
-                }
+        if (t.sec == 60) {
+                t.sec = 59;
+                t.frac_ms = 999;
         }
-        if (pos >= n)
-                return -EINVAL;
-        if (s[pos] == 'Z' || s[pos] == 'z') {
-                pos++;
-        } else if (s[pos] == '+' || s[pos] == '-') {
-                sign = s[pos] == '+' ? 1 : -1;
-                pos++;
-                if (!read_digits(s, n, &pos, 2, &oh) || !read_char(s, n, &pos, ':') ||
-                    !read_digits(s, n, &pos, 2, &om))
-                        return -EINVAL;
-                if (oh > 23 || om > 59)
-                        return -EINVAL;
-        } else {
-                return -EINVAL;
-        }
-        if (pos != n)
-                return -EINVAL;
-        if (mon < 1 || mon > 12 || day < 1 || day > days_in_month(year, mon) || hour > 23 ||
-            min > 59 || sec > 60)
-                return -EINVAL;
-        if (sec == 60) {
-                sec = 59;
-                frac = 999;
-        }
-        ms = days_from_civil(year, mon, day) * MS_PER_DAY + (int64_t)hour * 3600000 +
-             (int64_t)min * 60000 + (int64_t)sec * 1000 + frac;
+        ms = days_from_civil(t.year, t.mon, t.day) * MS_PER_DAY + (int64_t)t.hour * 3600000 +
+             (int64_t)t.min * 60000 + (int64_t)t.sec * 1000 + t.frac_ms;
         /* Local time = UTC + offset, so UTC = local - offset. */
-        ms -= (int64_t)sign * ((int64_t)oh * 60 + om) * 60000;
+        ms -= (int64_t)t.offset_min * 60000;
         if (ms < PROTO_TIME_MIN_MS || ms > PROTO_TIME_MAX_MS)
                 return -EINVAL;
         *ret_ms = ms;
