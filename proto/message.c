@@ -217,90 +217,153 @@ static int collect(json_t *root, unsigned allowed, const char *what, json_t *slo
 
 /* ---- the two message kinds ---- */
 
-int proto__parse_op(json_t *root, json_t *opv, struct proto_msg *msg, struct proto_error *err)
+/* The op opv names: its index in ops[], or -EINVAL with err filled. */
+static int find_op(json_t *opv, struct proto_error *err)
 {
-        json_t *slots[F_COUNT] = { 0 };
         char shown[FIELD_NAME_SHOW];
         const char *name;
-        size_t k;
-        int64_t timeout = PROTO_FLUSH_TIMEOUT_MS;
-        json_int_t count = 0, pid = 0;
-        int r;
 
         if (!json_is_string(opv))
                 return proto__fail(err, PROTO_E_WRONG_TYPE, "field \"op\" must be a string");
         name = json_string_value(opv);
-        for (k = 0; k < sizeof(ops) / sizeof(ops[0]); k++)
+        for (size_t k = 0; k < sizeof(ops) / sizeof(ops[0]); k++)
                 if (!strcmp(name, ops[k].name))
-                        break;
-        if (k == sizeof(ops) / sizeof(ops[0])) {
-                proto_printable(shown, sizeof(shown), name, json_string_length(opv), PROTO__SHOWN);
-                return proto__fail(err, PROTO_E_UNKNOWN_OP, "unknown op \"%s\"", shown);
-        }
-        r = collect(root, ops[k].allowed, ops[k].name, slots, err);
-        if (r < 0)
+                        return (int)k;
+        proto_printable(shown, sizeof(shown), name, json_string_length(opv), PROTO__SHOWN);
+        return proto__fail(err, PROTO_E_UNKNOWN_OP, "unknown op \"%s\"", shown);
+}
+
+/* flush's timeout_ms: an integer 0..PROTO_FLUSH_TIMEOUT_MAX_MS, when
+ * given. */
+static int check_timeout(json_t *v, int64_t *ret_ms, struct proto_error *err)
+{
+        int64_t ms;
+
+        if (!v)
+                return 0;
+        if (!json_is_integer(v))
+                return proto__fail(err, PROTO_E_WRONG_TYPE,
+                                   "field \"timeout_ms\" must be an integer");
+        ms = json_integer_value(v);
+        if (ms < 0 || ms > PROTO_FLUSH_TIMEOUT_MAX_MS)
+                return proto__fail(err, PROTO_E_BAD_VALUE, "timeout_ms must be 0-%d",
+                                   PROTO_FLUSH_TIMEOUT_MAX_MS);
+        *ret_ms = ms;
+        return 0;
+}
+
+/* client_dropped's count (required, 1..2^53-1) and pid (optional,
+ * 1..INT32_MAX; 0 when absent). */
+static int check_drop_report(json_t *slots[F_COUNT], json_int_t *ret_count, json_int_t *ret_pid,
+                             struct proto_error *err)
+{
+        json_t *c = slots[F_DROP_COUNT], *p = slots[F_PID];
+
+        if (!c)
+                return proto__fail(err, PROTO_E_MISSING_FIELD, "missing field \"count\"");
+        if (!json_is_integer(c))
+                return proto__fail(err, PROTO_E_WRONG_TYPE, "field \"count\" must be an integer");
+        *ret_count = json_integer_value(c);
+        if (*ret_count < 1 || *ret_count > PROTO_DROP_COUNT_MAX)
+                return proto__fail(err, PROTO_E_BAD_VALUE, "count must be 1-%lld",
+                                   (long long)PROTO_DROP_COUNT_MAX);
+        if (!p)
+                return 0;
+        if (!json_is_integer(p))
+                return proto__fail(err, PROTO_E_WRONG_TYPE, "field \"pid\" must be an integer");
+        *ret_pid = json_integer_value(p);
+        if (*ret_pid < 1 || *ret_pid > INT32_MAX)
+                return proto__fail(err, PROTO_E_BAD_VALUE, "pid must be 1-%d", INT32_MAX);
+        return 0;
+}
+
+/* set_user's user_id (required) and user_id_sig (optional). */
+static int check_set_user(json_t *slots[F_COUNT], struct proto_error *err)
+{
+        int r = check_required_string(slots[F_USER_ID], F_USER_ID, PROTO_USER_ID_MAX, err);
+
+        if (r < 0 || !slots[F_USER_ID_SIG])
                 return r;
+        return check_string(slots[F_USER_ID_SIG], F_USER_ID_SIG, 1, PROTO_USER_ID_SIG_MAX, err);
+}
 
-        if (ops[k].op == PROTO_OP_FLUSH && slots[F_TIMEOUT_MS]) {
-                if (!json_is_integer(slots[F_TIMEOUT_MS]))
-                        return proto__fail(err, PROTO_E_WRONG_TYPE,
-                                           "field \"timeout_ms\" must be an integer");
-                timeout = json_integer_value(slots[F_TIMEOUT_MS]);
-                if (timeout < 0 || timeout > PROTO_FLUSH_TIMEOUT_MAX_MS)
-                        return proto__fail(err, PROTO_E_BAD_VALUE, "timeout_ms must be 0-%d",
-                                           PROTO_FLUSH_TIMEOUT_MAX_MS);
-        }
-        if (ops[k].op == PROTO_OP_CLIENT_DROPPED) {
-                if (!slots[F_DROP_COUNT])
-                        return proto__fail(err, PROTO_E_MISSING_FIELD, "missing field \"count\"");
-                if (!json_is_integer(slots[F_DROP_COUNT]))
-                        return proto__fail(err, PROTO_E_WRONG_TYPE,
-                                           "field \"count\" must be an integer");
-                count = json_integer_value(slots[F_DROP_COUNT]);
-                if (count < 1 || count > PROTO_DROP_COUNT_MAX)
-                        return proto__fail(err, PROTO_E_BAD_VALUE, "count must be 1-%lld",
-                                           (long long)PROTO_DROP_COUNT_MAX);
-                if (slots[F_PID] && !json_is_integer(slots[F_PID]))
-                        return proto__fail(err, PROTO_E_WRONG_TYPE,
-                                           "field \"pid\" must be an integer");
-                if (slots[F_PID]) {
-                        pid = json_integer_value(slots[F_PID]);
-                        if (pid < 1 || pid > INT32_MAX)
-                                return proto__fail(err, PROTO_E_BAD_VALUE, "pid must be 1-%d",
-                                                   INT32_MAX);
-                }
-        }
-        if (ops[k].op == PROTO_OP_SET_USER) {
-                r = check_required_string(slots[F_USER_ID], F_USER_ID, PROTO_USER_ID_MAX, err);
-                if (r < 0)
-                        return r;
-                if (slots[F_USER_ID_SIG]) {
-                        r = check_string(slots[F_USER_ID_SIG], F_USER_ID_SIG, 1,
-                                         PROTO_USER_ID_SIG_MAX, err);
-                        if (r < 0)
-                                return r;
-                }
-        }
+/* The values of a valid op, for set_op(). */
+struct op_values {
+        int64_t timeout_ms; /* flush */
+        json_int_t count;   /* client_dropped */
+        json_int_t pid;     /* client_dropped, 0 when absent */
+};
 
-        /* Valid: only now touch the caller's msg. */
+/* Describe a valid op in msg: the first time the caller's msg is
+ * touched. */
+static void set_op(struct proto_msg *msg, enum proto_op op, const struct op_values *v,
+                   json_t *slots[F_COUNT])
+{
+        json_t *u = slots[F_USER_ID], *sig = slots[F_USER_ID_SIG];
+
         msg->kind = PROTO_MSG_OP;
-        msg->op = ops[k].op;
-        msg->timeout_ms = ops[k].op == PROTO_OP_FLUSH ? timeout : 0;
-        msg->count = (uint64_t)count;
-        msg->client_pid = (int32_t)pid;
+        msg->op = op;
+        msg->timeout_ms = op == PROTO_OP_FLUSH ? v->timeout_ms : 0;
+        msg->count = (uint64_t)v->count;
+        msg->client_pid = (int32_t)v->pid;
         msg->user_id[0] = '\0';
         msg->user_id_sig[0] = '\0';
         msg->has_sig = false;
-        if (ops[k].op == PROTO_OP_SET_USER) {
-                json_t *u = slots[F_USER_ID], *s = slots[F_USER_ID_SIG];
-
-                memcpy(msg->user_id, json_string_value(u), json_string_length(u) + 1);
-                if (s) {
-                        memcpy(msg->user_id_sig, json_string_value(s), json_string_length(s) + 1);
-                        msg->has_sig = true;
-                }
+        if (op != PROTO_OP_SET_USER)
+                return;
+        memcpy(msg->user_id, json_string_value(u), json_string_length(u) + 1);
+        if (sig) {
+                memcpy(msg->user_id_sig, json_string_value(sig), json_string_length(sig) + 1);
+                msg->has_sig = true;
         }
+}
+
+int proto__parse_op(json_t *root, json_t *opv, struct proto_msg *msg, struct proto_error *err)
+{
+        json_t *slots[F_COUNT] = { 0 };
+        struct op_values v = { .timeout_ms = PROTO_FLUSH_TIMEOUT_MS };
+        int k, r;
+
+        k = find_op(opv, err);
+        if (k < 0)
+                return k;
+        r = collect(root, ops[k].allowed, ops[k].name, slots, err);
+        if (r < 0)
+                return r;
+        switch (ops[k].op) {
+        case PROTO_OP_FLUSH: r = check_timeout(slots[F_TIMEOUT_MS], &v.timeout_ms, err); break;
+        case PROTO_OP_CLIENT_DROPPED: r = check_drop_report(slots, &v.count, &v.pid, err); break;
+        case PROTO_OP_SET_USER: r = check_set_user(slots, err); break;
+        default: break;
+        }
+        if (r < 0)
+                return r;
+        set_op(msg, ops[k].op, &v, slots);
         return 0;
+}
+
+/* An event's "type", when given: identify or track. 0 (*ret_identify
+ * set) or -EINVAL. */
+static int event_kind(json_t *typev, bool *ret_identify, struct proto_error *err)
+{
+        char shown[FIELD_NAME_SHOW];
+        const char *t;
+
+        *ret_identify = false;
+        if (!typev)
+                return 0;
+        if (!json_is_string(typev))
+                return proto__fail(err, PROTO_E_WRONG_TYPE, "field \"type\" must be a string");
+        t = json_string_value(typev);
+        if (!strcmp(t, "identify")) {
+                *ret_identify = true;
+                return 0;
+        }
+        if (!strcmp(t, "track"))
+                return 0;
+        proto_printable(shown, sizeof(shown), t, json_string_length(typev), PROTO__SHOWN);
+        return proto__fail(err, PROTO_E_BAD_TYPE,
+                           "type \"%s\" is neither \"track\" nor \"identify\"", shown);
 }
 
 int proto__parse_event(json_t *root, json_t *typev, int64_t now_ms, const uint8_t rnd[16],
@@ -308,29 +371,13 @@ int proto__parse_event(json_t *root, json_t *typev, int64_t now_ms, const uint8_
 {
         json_t *slots[F_COUNT] = { 0 };
         struct proto__event ev;
-        char shown[FIELD_NAME_SHOW];
-        bool identify = false;
+        bool identify;
         int64_t at;
         int r;
 
-        if (typev) {
-                const char *t;
-
-                if (!json_is_string(typev))
-                        return proto__fail(err, PROTO_E_WRONG_TYPE,
-                                           "field \"type\" must be a string");
-                t = json_string_value(typev);
-                if (!strcmp(t, "identify")) {
-                        identify = true;
-                } else if (strcmp(t, "track") != 0) {
-                        proto_printable(shown, sizeof(shown), t, json_string_length(typev),
-                                        PROTO__SHOWN);
-                        return proto__fail(err, PROTO_E_BAD_TYPE,
-                                           "type \"%s\" is neither \"track\" nor "
-                                           "\"identify\"",
-                                           shown);
-                }
-        }
+        r = event_kind(typev, &identify, err);
+        if (r < 0)
+                return r;
         r = collect(root, identify ? IDENTIFY_FIELDS : TRACK_FIELDS,
                     identify ? "identify" : "track", slots, err);
         if (r < 0)

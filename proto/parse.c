@@ -100,6 +100,54 @@ static bool beyond_int64(const char *d, size_t n, bool neg)
         return memcmp(d, neg ? "9223372036854775808" : "9223372036854775807", 19) > 0;
 }
 
+static size_t skip_digits(const char *s, size_t len, size_t i)
+{
+        while (i < len && s[i] >= '0' && s[i] <= '9')
+                i++;
+        return i;
+}
+
+/* The number token at s[i] (a '-' or a digit): sign, digits, fraction,
+ * exponent. Returns its end; *ret_big says whether it is an integer
+ * literal beyond int64 (no fraction, no exponent, no leading zero). */
+static size_t scan_number(const char *s, size_t len, size_t i, bool *ret_big)
+{
+        bool neg = s[i] == '-', plain = true;
+        size_t d0, nd;
+
+        if (neg)
+                i++;
+        d0 = i;
+        i = skip_digits(s, len, i);
+        nd = i - d0;
+        if (i < len && s[i] == '.') {
+                plain = false;
+                i = skip_digits(s, len, i + 1);
+        }
+        if (i < len && (s[i] == 'e' || s[i] == 'E')) {
+                plain = false;
+                i++;
+                if (i < len && (s[i] == '+' || s[i] == '-'))
+                        i++;
+                i = skip_digits(s, len, i);
+        }
+        *ret_big = plain && nd > 0 && s[d0] != '0' && beyond_int64(s + d0, nd, neg);
+        return i;
+}
+
+/* The end of the string whose opening quote is at s[i]: just past its
+ * closing quote, or len when it has none. */
+static size_t string_end(const char *s, size_t len, size_t i)
+{
+        for (i++; i < len; i++) {
+                if (s[i] == '\\')
+                        i++; /* the escaped char cannot end it */
+                else if (s[i] == '"')
+                        return i + 1;
+        }
+        return len;
+}
+
 /* SPEC 2 rejects only numbers that fit neither int64 nor a finite
  * double, but jansson refuses an integer literal beyond int64 outright.
  * This copies the line with ".0" after each such literal (outside
@@ -111,56 +159,23 @@ static char *widen_big_ints(const char *s, size_t len, size_t *ret_len)
         /* Each widened literal has 20+ characters and gains 2. */
         char *w = malloc(len + len / 10 + 4);
         size_t i = 0, o = 0, widened = 0;
-        bool in_str = false;
 
         if (!w)
                 return NULL;
         while (i < len) {
-                char c = s[i];
+                bool big = false;
+                size_t end;
 
-                if (in_str) {
-                        w[o++] = s[i++];
-                        if (c == '\\' && i < len)
-                                w[o++] = s[i++];
-                        else if (c == '"')
-                                in_str = false;
-                        continue;
-                }
-                if (c == '"') {
-                        in_str = true;
-                        w[o++] = s[i++];
-                        continue;
-                }
-                if (c != '-' && (c < '0' || c > '9')) {
-                        w[o++] = s[i++];
-                        continue;
-                }
-                /* A whole number token: sign, digits, fraction, exponent. */
-                size_t start = i, d0;
-                bool neg = c == '-', plain = true;
-
-                if (neg)
-                        i++;
-                d0 = i;
-                while (i < len && s[i] >= '0' && s[i] <= '9')
-                        i++;
-                size_t nd = i - d0;
-                if (i < len && s[i] == '.') {
-                        plain = false;
-                        for (i++; i < len && s[i] >= '0' && s[i] <= '9'; i++)
-                                ;
-                }
-                if (i < len && (s[i] == 'e' || s[i] == 'E')) {
-                        plain = false;
-                        i++;
-                        if (i < len && (s[i] == '+' || s[i] == '-'))
-                                i++;
-                        while (i < len && s[i] >= '0' && s[i] <= '9')
-                                i++;
-                }
-                memcpy(w + o, s + start, i - start);
-                o += i - start;
-                if (plain && nd > 0 && s[d0] != '0' && beyond_int64(s + d0, nd, neg)) {
+                if (s[i] == '"')
+                        end = string_end(s, len, i);
+                else if (s[i] == '-' || (s[i] >= '0' && s[i] <= '9'))
+                        end = scan_number(s, len, i, &big);
+                else
+                        end = i + 1;
+                memcpy(w + o, s + i, end - i);
+                o += end - i;
+                i = end;
+                if (big) {
                         w[o++] = '.';
                         w[o++] = '0';
                         widened++;
@@ -174,73 +189,98 @@ static char *widen_big_ints(const char *s, size_t len, size_t *ret_len)
         return w;
 }
 
+/* ---- from a line to a tree ---- */
+
+static bool is_space(char c)
+{
+        return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* Drop the whitespace around the message. */
+static void trim(const char **line, size_t *len)
+{
+        while (*len > 0 && is_space((*line)[0])) {
+                (*line)++;
+                (*len)--;
+        }
+        while (*len > 0 && is_space((*line)[*len - 1]))
+                (*len)--;
+}
+
+/* jansson's reading of the line; a second one, with big integers
+ * widened, when it refused one. NULL with je filled on failure. */
+static json_t *load(const char *line, size_t len, json_error_t *je)
+{
+        const size_t flags = JSON_REJECT_DUPLICATES | JSON_DECODE_ANY;
+        json_t *root = json_loadb(line, len, flags, je);
+        size_t wlen;
+        char *w;
+
+        if (root || json_error_code(je) != json_error_numeric_overflow)
+                return root;
+        /* Integers beyond int64 are taken as doubles; a number too big
+         * for a double (1e400) stays an error. The second reading's
+         * error is the message's own (a duplicate key, a \u0000 ... after
+         * the big integer): it replaces the first's "too big integer". */
+        w = widen_big_ints(line, len, &wlen);
+        if (!w)
+                return NULL;
+        root = json_loadb(w, wlen, flags, je);
+        free(w);
+        return root;
+}
+
+/* The JSON value of a trimmed, non-empty line: 0 and *ret_root, or the
+ * fault (pre-scan first, then jansson's) in err. */
+static int read_tree(const char *line, size_t len, json_t **ret_root, struct proto_error *err)
+{
+        enum proto_reason why = prescan(line, len);
+        char shown[sizeof(err->detail) - 24];
+        json_error_t je;
+        json_t *root;
+
+        if (why == PROTO_E_NUL)
+                return proto__fail(err, why, "raw NUL byte in message");
+        if (why == PROTO_E_TOO_DEEP)
+                return proto__fail(err, why, "nesting deeper than %d levels", PROTO_MAX_DEPTH);
+        root = load(line, len, &je);
+        if (!root) {
+                /* jansson quotes input near the error: keep it printable. */
+                proto_printable(shown, sizeof(shown), je.text, strnlen(je.text, sizeof(je.text)),
+                                PROTO__SHOWN);
+                return proto__fail(err, reason_of_jansson(&je), "%s at byte %d", shown,
+                                   je.position);
+        }
+        *ret_root = root;
+        return 0;
+}
+
 /* ---- the entry points ---- */
 
 int proto_parse_slow(const char *line, size_t len, size_t max_bytes, int64_t now_ms,
                      const uint8_t rnd[16], struct proto_buf *out, struct proto_msg *msg,
                      struct proto_error *err)
 {
+        json_t *root, *opv;
         size_t entry;
-        json_error_t je;
-        json_t *root = NULL;
-        json_t *opv;
-        enum proto_reason why;
-        char shown[sizeof(err->detail) - 24];
         int r;
 
         if ((!line && len) || !rnd || !out || !msg)
                 return proto__fail(err, PROTO_E_BAD_VALUE, "invalid arguments");
         entry = out->len;
-
         if (proto_message_len(line, len) > max_bytes)
                 return proto__fail(err, PROTO_E_OVERSIZE,
                                    "message of %zu bytes exceeds the limit of %zu", len, max_bytes);
-        while (len > 0 &&
-               (line[0] == ' ' || line[0] == '\t' || line[0] == '\r' || line[0] == '\n')) {
-                line++;
-                len--;
-        }
-        while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t' || line[len - 1] == '\r' ||
-                           line[len - 1] == '\n'))
-                len--;
+        trim(&line, &len);
         if (len == 0)
                 return proto__fail(err, PROTO_E_BAD_JSON, "empty message");
+        r = read_tree(line, len, &root, err);
+        if (r < 0)
+                return r;
 
-        why = prescan(line, len);
-        if (why == PROTO_E_NUL)
-                return proto__fail(err, why, "raw NUL byte in message");
-        if (why == PROTO_E_TOO_DEEP)
-                return proto__fail(err, why, "nesting deeper than %d levels", PROTO_MAX_DEPTH);
-
-        root = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
-        if (!root && json_error_code(&je) == json_error_numeric_overflow) {
-                /* Integers beyond int64 are taken as doubles; a number
-                 * too big for a double (1e400) stays an error. */
-                size_t wlen;
-                char *w = widen_big_ints(line, len, &wlen);
-
-                /* The second reading's error is the message's own
-                 * (a duplicate key, a \u0000 ... after the big integer):
-                 * it replaces the first's "too big integer". */
-                if (w) {
-                        root = json_loadb(w, wlen, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
-                        free(w);
-                }
-        }
-        if (!root) {
-                why = reason_of_jansson(&je);
-                /* jansson quotes input near the error: keep it printable. */
-                proto_printable(shown, sizeof(shown), je.text, strnlen(je.text, sizeof(je.text)),
-                                PROTO__SHOWN);
-                return proto__fail(err, why, "%s at byte %d", shown, je.position);
-        }
-        if (!json_is_object(root)) {
+        if (!json_is_object(root))
                 r = proto__fail(err, PROTO_E_NOT_OBJECT, "message must be a JSON object");
-                goto out;
-        }
-
-        opv = json_object_get(root, "op");
-        if (opv)
+        else if ((opv = json_object_get(root, "op")))
                 r = proto__parse_op(root, opv, msg, err);
         else
                 r = proto__parse_event(root, json_object_get(root, "type"), now_ms, rnd, out, msg,
@@ -249,7 +289,6 @@ int proto_parse_slow(const char *line, size_t len, size_t max_bytes, int64_t now
                 err->reason = PROTO_OK;
                 err->detail[0] = '\0';
         }
-out:
         if (r < 0)
                 out->len = entry;
         json_decref(root);
