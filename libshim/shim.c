@@ -5,8 +5,10 @@
  * the mutex only to connect if needed and copy into the ring), errno
  * preservation, and fork safety: every open handle is in a registry so
  * a pthread_atfork child handler can give the child a clean handle (no
- * parent thread, an empty ring, its own socket). Sending itself is in
- * send.c, encoding in encode.c.
+ * parent thread, an empty ring, its own socket), and the drop count.
+ * Encoding is in encode.c, the ring in ring.c, sending in sender.c (and
+ * memfd.c for large lines), flush and close's talk with the daemon in
+ * control.c.
  */
 #include "shim-internal.h"
 
@@ -42,7 +44,7 @@ static void atfork_parent(void)
 }
 
 /* Both condition variables wait on CLOCK_MONOTONIC, the clock every
- * deadline here is computed on (deadline_ts() in send.c); with the
+ * deadline here is computed on (deadline_ts() in sender.c); with the
  * default CLOCK_REALTIME every timed wait would return at once and spin.
  * Used by open and by the fork child, which must re-create them the
  * same way. */
@@ -84,6 +86,12 @@ static void atfork_child(void)
                 pthread_mutex_unlock(&s->lock);
         }
         pthread_mutex_unlock(&registry_lock);
+}
+
+void shim_count_drop_locked(struct segops_shim *s, uint64_t n)
+{
+        __atomic_store_n(&s->dropped, s->dropped + n, __ATOMIC_RELAXED);
+        s->unreported += n;
 }
 
 static void registry_init(void)
