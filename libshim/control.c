@@ -113,7 +113,7 @@ static size_t control_request(char *req, uint64_t claim, bool flush, int64_t dea
         *plen = 0;
         *lines = 0;
         if (claim) {
-                *plen = shim_encode_dropped(req, 96, claim, 0);
+                *plen = shim_encode_dropped(req, SHIM_DROPPED_LINE_MAX, claim, 0);
                 n = *plen;
                 *lines += *plen ? 1 : 0;
         }

@@ -14,7 +14,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -112,12 +111,7 @@ void shim_send_big_locked(struct segops_shim *s, size_t n)
                 k = send_fd(sock, mfd);
                 e = errno;
         }
-        if (k < 0 && (e == EAGAIN || e == EWOULDBLOCK)) {
-                struct pollfd p = { .fd = sock, .events = POLLOUT };
-
-                /* As for datagrams: the daemon's queue is full. */
-                (void)poll(&p, 1, SHIM_RECONNECT_MS);
-        }
+        shim_wait_if_full(sock, k, e); /* as for datagrams */
         pthread_mutex_lock(&s->lock);
         s->sending = 0;
         s->big_fd = mfd >= 0 ? mfd : -1;

@@ -108,86 +108,111 @@ bool shim_send_failed_locked(struct segops_shim *s, int e)
         }
 }
 
+void shim_wait_if_full(int sock, ssize_t k, int e)
+{
+        struct pollfd p = { .fd = sock, .events = POLLOUT };
+
+        if (k < 0 && (e == EAGAIN || e == EWOULDBLOCK))
+                (void)poll(&p, 1, SHIM_RECONNECT_MS);
+}
+
+/* Nothing to send: tell flush and close, and sleep until woken. */
+static void wait_for_lines_locked(struct segops_shim *s)
+{
+        pthread_cond_broadcast(&s->drained);
+        s->thread_idle = true;
+        pthread_cond_wait(&s->wake, &s->lock);
+        s->thread_idle = false;
+}
+
+/* Not connected: sleep until the next connect is allowed, or a wake. */
+static void wait_to_connect_locked(struct segops_shim *s)
+{
+        int64_t wait = s->next_connect_ms - shim_now_ms();
+        struct timespec ts;
+
+        deadline_ts(&ts, wait > 0 ? wait : 1);
+        pthread_cond_timedwait(&s->wake, &s->lock, &ts);
+}
+
+/* The next datagram as iov[0..2] (*ret_iovcnt of them): a client_dropped
+ * line in prefix when drops are unreported, then the whole lines from
+ * the tail that fit. The drops are claimed now (*ret_reported; given
+ * back if the send fails) so that a concurrent flush or close does not
+ * report the same ones as well. Returns the ring's bytes in it. */
+static size_t next_datagram_locked(struct segops_shim *s, char prefix[SHIM_DROPPED_LINE_MAX],
+                                   struct iovec iov[3], int *ret_iovcnt, uint64_t *ret_reported)
+{
+        size_t plen = 0, n;
+        int iovcnt = 0;
+
+        *ret_reported = 0;
+        if (s->unreported) {
+                *ret_reported = s->unreported;
+                s->unreported = 0;
+                plen = shim_encode_dropped(prefix, SHIM_DROPPED_LINE_MAX, *ret_reported,
+                                           (int32_t)getpid());
+                iov[0].iov_base = prefix;
+                iov[0].iov_len = plen;
+        }
+        n = shim_next_chunk_locked(s, iov + (plen ? 1 : 0), &iovcnt);
+        *ret_iovcnt = iovcnt + (plen ? 1 : 0);
+        return n;
+}
+
+/* Send the next datagram (lock held and connected; released while
+ * sending). Its lines leave the ring once sent; on failure the claimed
+ * drops are unreported again, and lines that can never go are dropped
+ * and counted. */
+static void send_datagram_locked(struct segops_shim *s)
+{
+        char prefix[SHIM_DROPPED_LINE_MAX];
+        struct iovec iov[3];
+        struct msghdr mh;
+        uint64_t reported;
+        int iovcnt, fd = s->fd, e;
+        size_t n = next_datagram_locked(s, prefix, iov, &iovcnt, &reported);
+        ssize_t k;
+
+        s->sending = n;
+        pthread_mutex_unlock(&s->lock);
+        memset(&mh, 0, sizeof(mh));
+        mh.msg_iov = iov;
+        mh.msg_iovlen = (size_t)iovcnt;
+        k = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        e = errno;
+        shim_wait_if_full(fd, k, e);
+        pthread_mutex_lock(&s->lock);
+        s->sending = 0;
+        if (k >= 0) {
+                shim_consume_locked(s, n);
+                return;
+        }
+        s->unreported += reported;
+        if (shim_send_failed_locked(s, e)) {
+                /* Every line in it is lost (the prefix is not a line of
+                 * the ring: it went back to unreported above). */
+                shim_count_drop_locked(s, shim_count_lines_locked(s, n));
+                shim_consume_locked(s, n);
+        }
+}
+
+/* The thread: one step per turn, each with the lock held. */
 static void *sender_main(void *arg)
 {
         struct segops_shim *s = arg;
-        char prefix[96];
+        size_t big;
 
         pthread_mutex_lock(&s->lock);
         while (!s->stop) {
-                struct iovec iov[3];
-                struct msghdr mh;
-                struct timespec ts;
-                size_t n, plen = 0;
-                uint64_t reported = 0;
-                int iovcnt = 0, fd, r, e;
-                ssize_t k;
-
-                if (s->used == 0) {
-                        pthread_cond_broadcast(&s->drained);
-                        s->thread_idle = true;
-                        pthread_cond_wait(&s->wake, &s->lock);
-                        s->thread_idle = false;
-                        continue;
-                }
-                r = shim_connect_locked(s);
-                if (r < 0) {
-                        int64_t wait = s->next_connect_ms - shim_now_ms();
-
-                        deadline_ts(&ts, wait > 0 ? wait : 1);
-                        pthread_cond_timedwait(&s->wake, &s->lock, &ts);
-                        continue;
-                }
-                n = shim_big_line_locked(s);
-                if (n) {
-                        shim_send_big_locked(s, n);
-                        continue;
-                }
-                if (s->unreported) {
-                        /* Claimed now (given back below if the send
-                         * fails) so that a concurrent flush or close
-                         * does not report the same drops as well. */
-                        reported = s->unreported;
-                        s->unreported = 0;
-                        plen = shim_encode_dropped(prefix, sizeof(prefix), reported,
-                                                   (int32_t)getpid());
-                        iov[0].iov_base = prefix;
-                        iov[0].iov_len = plen;
-                }
-                n = shim_next_chunk_locked(s, iov + (plen ? 1 : 0), &iovcnt);
-                iovcnt += plen ? 1 : 0;
-                fd = s->fd;
-                s->sending = n;
-                pthread_mutex_unlock(&s->lock);
-
-                memset(&mh, 0, sizeof(mh));
-                mh.msg_iov = iov;
-                mh.msg_iovlen = (size_t)iovcnt;
-                k = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-                e = errno;
-                if (k < 0 && (e == EAGAIN || e == EWOULDBLOCK)) {
-                        struct pollfd p = { .fd = fd, .events = POLLOUT };
-
-                        /* The daemon's queue is full: wait for room. The
-                         * timeout bounds the wait should the peer go away
-                         * without the socket noticing. */
-                        (void)poll(&p, 1, SHIM_RECONNECT_MS);
-                }
-
-                pthread_mutex_lock(&s->lock);
-                s->sending = 0;
-                if (k >= 0) {
-                        shim_consume_locked(s, n);
-                        continue;
-                }
-                s->unreported += reported;
-                if (shim_send_failed_locked(s, e)) {
-                        /* Every line in it is lost (the prefix is not a
-                         * line of the ring: it went back to unreported
-                         * above). */
-                        shim_count_drop_locked(s, shim_count_lines_locked(s, n));
-                        shim_consume_locked(s, n);
-                }
+                if (s->used == 0)
+                        wait_for_lines_locked(s);
+                else if (shim_connect_locked(s) < 0)
+                        wait_to_connect_locked(s);
+                else if ((big = shim_big_line_locked(s)) != 0)
+                        shim_send_big_locked(s, big);
+                else
+                        send_datagram_locked(s);
         }
         pthread_cond_broadcast(&s->drained);
         pthread_mutex_unlock(&s->lock);

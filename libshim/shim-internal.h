@@ -40,6 +40,9 @@
 
 /* A line being built: in the caller's fixed buffer first, moved to the
  * heap only when it outgrows it (up to SHIM_MAX_LINE). */
+/* Room for shim_encode_dropped()'s line. */
+#define SHIM_DROPPED_LINE_MAX 96
+
 struct shim_line {
         char *p;
         size_t len;
@@ -60,9 +63,9 @@ int shim_encode_identify(struct shim_line *l, const char *user_id, int64_t occur
                          const char *traits_json);
 int shim_encode_set_user(struct shim_line *l, const char *user_id, const char *user_id_sig);
 int shim_encode_reset_session(struct shim_line *l);
-/* {"op":"client_dropped","count":N,"pid":P}\n into out (at least 96
- * bytes; "pid" left out when pid <= 0); returns its length, or 0 when
- * out is too small. The daemon cannot afford credentials on every
+/* {"op":"client_dropped","count":N,"pid":P}\n into out (at least
+ * SHIM_DROPPED_LINE_MAX bytes; "pid" left out when pid <= 0); returns its
+ * length, or 0 when out is too small. The daemon cannot afford credentials on every
  * datagram, so the process names itself. */
 size_t shim_encode_dropped(char *out, size_t cap, uint64_t count, int32_t pid);
 /* The decimal digits of v at out (at most 20); returns how many. */
@@ -181,6 +184,11 @@ int shim_enqueue_locked(struct segops_shim *s, const char *line, size_t n);
 int shim_wait_drained_locked(struct segops_shim *s, int64_t deadline_ms);
 /* With s->lock held: stop the thread (drops the lock while joining). */
 void shim_stop_thread_locked(struct segops_shim *s);
+/* After a send on sock that returned k with errno e, without the lock:
+ * when the daemon's queue was full (EAGAIN), wait for room, at most
+ * SHIM_RECONNECT_MS, the bound should the peer go away without the
+ * socket noticing. */
+void shim_wait_if_full(int sock, ssize_t k, int e);
 /* After a failed send, errno e (lock held): wait, reconnect or give up.
  * Returns true when the payload can never go (EMSGSIZE, EPERM from a
  * policy, ...) and the caller must drop and count it rather than spin
