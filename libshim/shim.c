@@ -130,73 +130,110 @@ static size_t buffer_size(void)
         return (size_t)x;
 }
 
+/* The events socket: the argument, else $SEGOPS_SOCKET, else the
+ * default. */
+static const char *events_path(const char *socket_path)
+{
+        const char *path = socket_path;
+
+        if (!path)
+                path = secure_getenv("SEGOPS_SOCKET");
+        if (!path || !*path)
+                path = "/run/segopsd/events.sock";
+        return path;
+}
+
+/* The control socket: $SEGOPS_CONTROL_SOCKET, else segopsd.sock in the
+ * events socket's directory, built in buf (size bytes). NULL when that
+ * does not fit. */
+static const char *control_path(const char *events, char *buf, size_t size)
+{
+        static const char base[] = "segopsd.sock";
+        const char *ctl = secure_getenv("SEGOPS_CONTROL_SOCKET"), *slash;
+        size_t dl;
+
+        if (ctl && *ctl)
+                return ctl;
+        slash = strrchr(events, '/');
+        dl = slash ? (size_t)(slash - events) + 1 : 0;
+        if (dl + sizeof(base) > size)
+                return NULL;
+        memcpy(buf, events, dl);
+        memcpy(buf + dl, base, sizeof(base));
+        return buf;
+}
+
+/* Both socket addresses of a new handle: 0, or -EINVAL when a path is
+ * empty or too long for a socket address. */
+static int set_addrs(struct segops_shim *s, const char *socket_path)
+{
+        char buf[sizeof(s->ctl_addr.sun_path) + 16];
+        const char *path = events_path(socket_path), *ctl;
+        int r;
+
+        r = set_addr(&s->addr, &s->addr_len, path, strlen(path));
+        if (r < 0)
+                return r;
+        ctl = control_path(path, buf, sizeof(buf));
+        if (!ctl)
+                return -EINVAL;
+        return set_addr(&s->ctl_addr, &s->ctl_addr_len, ctl, strlen(ctl));
+}
+
+static void registry_add(struct segops_shim *s)
+{
+        pthread_once(&registry_once, registry_init);
+        pthread_mutex_lock(&registry_lock);
+        s->next = registry;
+        registry = s;
+        pthread_mutex_unlock(&registry_lock);
+}
+
+static void registry_remove(struct segops_shim *s)
+{
+        struct segops_shim **pp;
+
+        pthread_mutex_lock(&registry_lock);
+        for (pp = &registry; *pp; pp = &(*pp)->next) {
+                if (*pp == s) {
+                        *pp = s->next;
+                        break;
+                }
+        }
+        pthread_mutex_unlock(&registry_lock);
+}
+
 static int open_impl(segops_shim **ret, const char *socket_path)
 {
-        static const char def[] = "/run/segopsd/events.sock";
-        struct segops_shim *s = NULL;
-        const char *path = socket_path, *ctl, *slash;
-        char ctlbuf[sizeof(((struct sockaddr_un *)0)->sun_path) + 16];
-        size_t dl;
+        struct segops_shim *s;
         int r;
 
         if (!ret)
                 return -EINVAL;
-        if (!path)
-                path = secure_getenv("SEGOPS_SOCKET");
-        if (!path || !*path)
-                path = def;
         s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
         s->fd = -1;
         s->big_fd = -1;
         s->down_err = -ENOTCONN;
-        r = set_addr(&s->addr, &s->addr_len, path, strlen(path));
+        r = set_addrs(s, socket_path);
         if (r < 0)
-                goto out;
-        ctl = secure_getenv("SEGOPS_CONTROL_SOCKET");
-        if (!ctl || !*ctl) {
-                static const char base[] = "segopsd.sock";
-
-                slash = strrchr(path, '/');
-                dl = slash ? (size_t)(slash - path) + 1 : 0;
-                if (dl + sizeof(base) > sizeof(ctlbuf)) {
-                        r = -EINVAL;
-                        goto out;
-                }
-                memcpy(ctlbuf, path, dl);
-                memcpy(ctlbuf + dl, base, sizeof(base));
-                ctl = ctlbuf;
-        }
-        r = set_addr(&s->ctl_addr, &s->ctl_addr_len, ctl, strlen(ctl));
-        if (r < 0)
-                goto out;
+                goto fail;
         s->ring_size = buffer_size();
         /* Untouched pages cost no memory: the ring is as large as a burst
          * needs, but resident only as far as bursts actually reach. */
         s->ring = malloc(s->ring_size);
-        if (!s->ring) {
+        if (!s->ring || pthread_mutex_init(&s->lock, NULL) != 0) {
                 r = -ENOMEM;
-                goto out;
-        }
-        if (pthread_mutex_init(&s->lock, NULL) != 0) {
-                r = -ENOMEM;
-                goto out;
+                goto fail;
         }
         init_conds(s);
-        pthread_once(&registry_once, registry_init);
-        pthread_mutex_lock(&registry_lock);
-        s->next = registry;
-        registry = s;
-        pthread_mutex_unlock(&registry_lock);
+        registry_add(s);
         *ret = s;
-        s = NULL;
-        r = 0;
-out:
-        if (s) {
-                free(s->ring);
-                free(s);
-        }
+        return 0;
+fail:
+        free(s->ring);
+        free(s);
         return r;
 }
 
@@ -345,19 +382,11 @@ EXPORT uint64_t segops_dropped(const segops_shim *s)
 
 EXPORT void segops_shim_close(segops_shim *s)
 {
-        struct segops_shim **pp;
         int saved = errno;
 
         if (!s)
                 return;
-        pthread_mutex_lock(&registry_lock);
-        for (pp = &registry; *pp; pp = &(*pp)->next) {
-                if (*pp == s) {
-                        *pp = s->next;
-                        break;
-                }
-        }
-        pthread_mutex_unlock(&registry_lock);
+        registry_remove(s);
 
         pthread_mutex_lock(&s->lock);
         (void)shim_wait_drained_locked(s, shim_now_ms() + SHIM_CLOSE_WAIT_MS);
