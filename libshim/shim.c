@@ -264,40 +264,58 @@ static int submit(struct segops_shim *s, struct shim_line *l)
         return r;
 }
 
-/* The common tail of every queuing call: encoding failed or submit. */
-static int finish_call(struct segops_shim *s, struct shim_line *l, int r, int saved_errno)
+/* A queuing call (track, identify, set_user, reset_session) in two
+ * halves around its encoder: the line is built in buf, on the caller's
+ * stack, so the common call allocates nothing, and the caller's errno is
+ * given back at the end. */
+struct call {
+        struct shim_line line;
+        int saved_errno;
+        char buf[SHIM_STACK_LINE];
+};
+
+/* Start a call: returns the line for its encoder. */
+static struct shim_line *call_begin(struct call *c)
+{
+        c->saved_errno = errno;
+        shim_line_init(&c->line, c->buf, sizeof(c->buf));
+        return &c->line;
+}
+
+/* End a call whose encoder returned r: submit the line, or count an
+ * allocation failure as a drop; returns the call's result. */
+static int call_end(struct segops_shim *s, struct call *c, int r)
 {
         if (r == 0) {
-                r = submit(s, l);
+                r = submit(s, &c->line);
         } else if (r == -ENOMEM) {
                 /* An allocation failure loses a valid event: a drop. */
                 pthread_mutex_lock(&s->lock);
                 shim_count_drop_locked(s, 1);
                 pthread_mutex_unlock(&s->lock);
         }
-        shim_line_free(l);
-        errno = saved_errno;
+        shim_line_free(&c->line);
+        errno = c->saved_errno;
         return r;
 }
 
+/* s is checked by the callers. A static function, not a call of the
+ * exported segops_track_at, which would go through the PLT. */
 static int track_impl(segops_shim *s, const char *user_id, const char *event_type,
                       int64_t occurred_at_ms, const char *payload_json)
 {
-        char buf[SHIM_STACK_LINE];
-        struct shim_line l;
-        int saved = errno;
+        struct call c;
 
-        if (!s)
-                return -EINVAL;
-        shim_line_init(&l, buf, sizeof(buf));
-        return finish_call(s, &l,
-                           shim_encode_track(&l, user_id, event_type, occurred_at_ms, payload_json),
-                           saved);
+        return call_end(s, &c,
+                        shim_encode_track(call_begin(&c), user_id, event_type, occurred_at_ms,
+                                          payload_json));
 }
 
 EXPORT int segops_track_at(segops_shim *s, const char *user_id, const char *event_type,
                            int64_t occurred_at_ms, const char *payload_json)
 {
+        if (!s)
+                return -EINVAL;
         return track_impl(s, user_id, event_type, occurred_at_ms, payload_json);
 }
 
@@ -313,41 +331,31 @@ EXPORT int segops_track(segops_shim *s, const char *user_id, const char *event_t
 
 EXPORT int segops_identify(segops_shim *s, const char *user_id, const char *traits_json)
 {
-        char buf[SHIM_STACK_LINE];
-        struct shim_line l;
-        int saved = errno;
+        struct call c;
 
         if (!s)
                 return -EINVAL;
-        shim_line_init(&l, buf, sizeof(buf));
-        return finish_call(
-                s, &l,
-                shim_encode_identify(&l, user_id, shim_clock_ms(CLOCK_REALTIME), traits_json),
-                saved);
+        return call_end(s, &c,
+                        shim_encode_identify(call_begin(&c), user_id, shim_clock_ms(CLOCK_REALTIME),
+                                             traits_json));
 }
 
 EXPORT int segops_set_user(segops_shim *s, const char *user_id, const char *user_id_sig)
 {
-        char buf[SHIM_STACK_LINE];
-        struct shim_line l;
-        int saved = errno;
+        struct call c;
 
         if (!s)
                 return -EINVAL;
-        shim_line_init(&l, buf, sizeof(buf));
-        return finish_call(s, &l, shim_encode_set_user(&l, user_id, user_id_sig), saved);
+        return call_end(s, &c, shim_encode_set_user(call_begin(&c), user_id, user_id_sig));
 }
 
 EXPORT int segops_reset_session(segops_shim *s)
 {
-        char buf[64];
-        struct shim_line l;
-        int saved = errno;
+        struct call c;
 
         if (!s)
                 return -EINVAL;
-        shim_line_init(&l, buf, sizeof(buf));
-        return finish_call(s, &l, shim_encode_reset_session(&l), saved);
+        return call_end(s, &c, shim_encode_reset_session(call_begin(&c)));
 }
 
 EXPORT int segops_flush(segops_shim *s, int timeout_ms)
