@@ -1,4 +1,4 @@
-/* test-shim-control.c - libshim's control-socket client (libshim/send.c,
+/* test-shim-control.c - libshim's control-socket client (libshim/control.c,
  * shim_control): a daemon that turns a connection away as busy
  * ({"ok":false,"error":"too_many_connections"} and close) is tried again
  * within the deadline, whichever way the refusal meets the request.
