@@ -17,9 +17,12 @@ It is not a violation for the daemon to meet a failure the test provoked
 Test control:
   script([...]) / script_mint([...])  queue answers for the next requests;
       an item is a status int or a dict with keys status, headers, body,
-      delay (seconds to wait before answering) and drop (close the
-      connection without answering). Strictness checks run first: a
-      request with violations gets 400 and does not consume an item.
+      delay (seconds to wait before answering), hold (a threading.Event:
+      the answer waits until the test sets it, so "answered after X" is
+      an order the test makes, not a race it hopes to win) and drop
+      (close the connection without answering). Strictness checks run
+      first: a request with violations gets 400 and does not consume an
+      item. stop() sets every hold a request is waiting on.
   set_default(status, ...)  answer every request this way until
       set_default(None); script items still take precedence.
   revoke_tokens()  make every token minted so far answer 401.
@@ -185,12 +188,15 @@ def _normalize_item(item):
     if isinstance(item, int):
         item = {'status': item}
     out = {'status': 200, 'headers': {}, 'body': None, 'delay': 0.0,
-           'drop': False}
+           'hold': None, 'drop': False}
     unknown = set(item) - set(out)
     if unknown:
         raise ValueError('unknown script item keys %s' % sorted(unknown))
     out.update(item)
     out['delay'] = min(float(out['delay']), MAX_DELAY)
+    if out['hold'] is not None and not callable(
+            getattr(out['hold'], 'wait', None)):
+        raise ValueError('hold must be a threading.Event')
     return out
 
 
@@ -333,6 +339,7 @@ class MockUpstream:
         self._default = None        # (item, kinds)
         self._expired_uses = 0
         self._conns = set()
+        self._holding = set()       # holds a request waits on now
 
         self._server = None
         self._thread = None
@@ -368,6 +375,9 @@ class MockUpstream:
         self._server = None
         with self._lock:
             conns = list(self._conns)
+            holds = list(self._holding)
+        for h in holds:
+            h.set()
         for c in conns:
             try:
                 c.shutdown(socket.SHUT_RDWR)
@@ -403,7 +413,7 @@ class MockUpstream:
             self._mint_script.extend(items)
 
     def set_default(self, status, headers=None, body=None, delay=0.0,
-                    drop=False, kinds=('events', 'mint')):
+                    drop=False, kinds=('events', 'mint'), hold=None):
         """Answer every request of the given kinds like this, until
         set_default(None). kinds: 'events' and/or 'mint'."""
         if isinstance(kinds, str):
@@ -415,7 +425,7 @@ class MockUpstream:
                 item = _normalize_item({'status': status,
                                         'headers': headers or {},
                                         'body': body, 'delay': delay,
-                                        'drop': drop})
+                                        'hold': hold, 'drop': drop})
                 self._default = (item, frozenset(kinds))
 
     def revoke_tokens(self):
@@ -631,6 +641,15 @@ class MockUpstream:
         """Apply a script item; returns True when the answer is done."""
         if item['delay']:
             time.sleep(item['delay'])
+        hold = item['hold']
+        if hold is not None:
+            with self._lock:
+                self._holding.add(hold)
+            try:
+                hold.wait(MAX_DELAY)
+            finally:
+                with self._lock:
+                    self._holding.discard(hold)
         if item['drop']:
             rec['status'] = 'dropped'
             h.drop()
