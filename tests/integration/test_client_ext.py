@@ -11,11 +11,11 @@ import socket
 import subprocess
 import sys
 import textwrap
-import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 '..', 'lib'))
 
+import harness  # noqa: E402
 from harness import nonzero, SegopsTestCase, event_id, make_event  # noqa: E402
 
 SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
@@ -175,4 +175,4 @@ class Memfd(SegopsTestCase):
 
 
 if __name__ == '__main__':
-    unittest.main()
+    harness.main()

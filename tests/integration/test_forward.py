@@ -16,11 +16,11 @@ import re
 import socket
 import sys
 import time
-import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 '..', 'lib'))
 
+import harness  # noqa: E402
 from harness import (SegopsTestCase, event_id, make_event,  # noqa: E402
                      ndjson, send_stream)
 from mockupstream import MockUpstream  # noqa: E402
@@ -757,4 +757,4 @@ class PublicKeySessionTests(SegopsTestCase):
 
 
 if __name__ == '__main__':
-    unittest.main(verbosity=2)
+    harness.main()

@@ -23,6 +23,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 '..', 'lib'))
 
+import harness  # noqa: E402
 from harness import (nonzero, Daemon, SegopsTestCase, event_id, make_event,  # noqa: E402
                      ndjson, parse_lines)
 
@@ -757,4 +758,4 @@ class SocketFileTests(IngestCase):
 
 
 if __name__ == '__main__':
-    unittest.main(verbosity=2)
+    harness.main()

@@ -26,6 +26,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', 'lib'))
 
+import harness  # noqa: E402
 from harness import (SegopsTestCase, event_id, make_event, ndjson,  # noqa: E402
                      sign_user_id)
 
@@ -488,4 +489,4 @@ class FakeDaemonTests(unittest.TestCase):
 
 
 if __name__ == '__main__':
-    unittest.main(verbosity=2)
+    harness.main()

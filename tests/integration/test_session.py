@@ -18,11 +18,11 @@ import stat
 import sys
 import textwrap
 import time
-import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 '..', 'lib'))
 
+import harness  # noqa: E402
 from harness import (SegopsTestCase, event_id, make_event,  # noqa: E402
                      send_stream, sign_user_id)
 
@@ -832,4 +832,4 @@ class SecretKeyTests(SegopsTestCase):
 
 
 if __name__ == '__main__':
-    unittest.main(verbosity=2)
+    harness.main()

@@ -18,6 +18,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 '..', 'lib'))
 
+import harness  # noqa: E402
 from harness import (SegopsTestCase, event_id, make_event,  # noqa: E402
                      ndjson, send_stream)
 
@@ -306,4 +307,4 @@ class NotYetTests(SegopsTestCase):
 
 
 if __name__ == '__main__':
-    unittest.main(verbosity=2)
+    harness.main()

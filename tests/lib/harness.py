@@ -13,6 +13,11 @@ cleanup is registered too. Set SEGOPS_KEEP_TMP=1 to keep the directories
 
 Environment (set by meson): SEGOPSD = path of the segopsd binary,
 SEGOPSCTL = path of segopsctl (optional).
+
+Each test file ends with harness.main(): unittest.main, plus
+`--shard K/N`, which runs every N-th test (sorted by id) from the K-th
+on, so meson can run one long file as N processes in parallel and every
+test still runs in exactly one of them.
 """
 
 import ctypes
@@ -24,6 +29,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -442,6 +448,39 @@ def _run(argv, text, timeout, check):
             ' '.join(argv), proc.returncode,
             proc.stderr.decode('utf-8', 'replace').strip()))
     return proc.stdout.decode('utf-8', 'replace')
+
+
+def _flatten(suite):
+    for t in suite:
+        if isinstance(t, unittest.TestSuite):
+            yield from _flatten(t)
+        else:
+            yield t
+
+
+def main():
+    """unittest.main(verbosity=2) for a test file, plus --shard K/N (see
+    the module docstring)."""
+    argv = list(sys.argv)
+    if '--shard' not in argv:
+        unittest.main(module='__main__', argv=argv, verbosity=2)
+        return
+    i = argv.index('--shard')
+    k, n = (int(x) for x in argv[i + 1].split('/'))
+    del argv[i:i + 2]
+    if not 1 <= k <= n or len(argv) > 1:
+        sys.exit('usage: %s [--shard K/N]' % argv[0])
+    loader = unittest.defaultTestLoader
+    tests = sorted(_flatten(loader.loadTestsFromModule(
+        sys.modules['__main__'])), key=lambda t: t.id())
+    # Every N-th by id: a long class is spread over the shards, and the
+    # tests a shard gets from a class still run together (its class
+    # fixture, if any, once per shard).
+    suite = unittest.TestSuite(tests[k - 1::n])
+    print('shard %d/%d: %d of %d tests' % (k, n, suite.countTestCases(),
+                                          len(tests)), file=sys.stderr)
+    result = unittest.TextTestRunner(verbosity=2).run(suite)
+    sys.exit(0 if result.wasSuccessful() else 1)
 
 
 class SegopsTestCase(unittest.TestCase):
