@@ -250,12 +250,8 @@ class TlsTests(SegopsTestCase):
         # Put a trusted server on the same port: the kept events go.
         port = bad.port
         bad.stop()
-        good = MockUpstream(api_key=self.api_key,
-                            tls_cert=os.path.join(self.tmpdir, 'tls',
-                                                  'server.pem'),
-                            tls_key=os.path.join(self.tmpdir, 'tls',
-                                                 'server.key'),
-                            port=port).start()
+        good = MockUpstream(api_key=self.api_key, tls_cert=self.tls_cert,
+                            tls_key=self.tls_key, port=port).start()
         self.addCleanup(good.stop)
         self.assertEventsDelivered([event_id(i) for i in range(5)],
                                    timeout=10, upstream=good)

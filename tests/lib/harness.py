@@ -20,6 +20,7 @@ on, so meson can run one long file as N processes in parallel and every
 test still runs in exactly one of them.
 """
 
+import atexit
 import ctypes
 import fcntl
 import json
@@ -450,6 +451,22 @@ def _run(argv, text, timeout, check):
     return proc.stdout.decode('utf-8', 'replace')
 
 
+_shared_ca = {}
+
+
+def shared_ca():
+    """(ca_file, server_cert, server_key): one throwaway CA and server
+    certificate per test process, made on first use and removed at exit.
+    Tests only read them (the daemon verifies against ca_file, the mock
+    serves the certificate), so sharing them is safe."""
+    if not _shared_ca:
+        d = tempfile.mkdtemp(prefix='segops-ca-')
+        if not os.environ.get('SEGOPS_KEEP_TMP'):
+            atexit.register(shutil.rmtree, d, True)
+        _shared_ca['files'] = tlsca.make_ca(d)
+    return _shared_ca['files']
+
+
 def _flatten(suite):
     for t in suite:
         if isinstance(t, unittest.TestSuite):
@@ -488,7 +505,8 @@ class SegopsTestCase(unittest.TestCase):
 
     Class attributes to customise: upstream_options (kwargs for
     MockUpstream), api_key, tls (serve HTTPS with a throwaway CA that the
-    daemon is told about through ca_file)."""
+    daemon is told about through ca_file: self.ca_file, self.tls_cert,
+    self.tls_key, shared by the tests of a process)."""
 
     upstream_options = {}
     api_key = DEFAULT_KEY
@@ -498,13 +516,12 @@ class SegopsTestCase(unittest.TestCase):
         super().setUp()
         self.tmpdir = tempfile.mkdtemp(prefix='segops-')
         self.addCleanup(self._remove_tmpdir)
-        self.ca_file = None
+        self.ca_file = self.tls_cert = self.tls_key = None
         opts = dict(self.upstream_options)
         opts.setdefault('api_key', self.api_key)
         if self.tls:
-            self.ca_file, cert, key = tlsca.make_ca(
-                os.path.join(self.tmpdir, 'tls'))
-            opts.update(tls_cert=cert, tls_key=key)
+            self.ca_file, self.tls_cert, self.tls_key = shared_ca()
+            opts.update(tls_cert=self.tls_cert, tls_key=self.tls_key)
         self.upstream = MockUpstream(**opts).start()
         self.addCleanup(self.upstream.stop)
         self.daemons = []
