@@ -24,6 +24,7 @@ import atexit
 import ctypes
 import fcntl
 import json
+import math
 import os
 import re
 import shutil
@@ -39,6 +40,11 @@ from mockupstream import MockUpstream, sign_user_id  # noqa: F401 re-export
 import tlsca
 
 START_TIMEOUT = 10.0        # seconds until the control socket must answer
+# What a retry may take beyond its backoff delay: the daemon reading the
+# failed answer, its timer, sending again, the mock accepting it. About
+# 50 ms here, 0.1 s at worst with an ASan build next to two busy CPU
+# hogs on two cores; ten times the usual figure for a loaded machine.
+BACKOFF_SLACK = 0.5
 DEFAULT_KEY = 'sk_test_0123456789abcdef'
 
 # Test-friendly settings: short timers so tests run in seconds. Keys map
@@ -563,6 +569,52 @@ class SegopsTestCase(unittest.TestCase):
 
     def start_daemon(self, key=None, url=None, **overrides):
         return self.make_daemon(key, url, **overrides).start()
+
+    def assertStaysTrue(self, predicate, duration, msg=None, interval=0.02):
+        """For a property that is about something NOT happening ("nothing
+        is sent before the batch is full"): predicate() is checked all
+        through a window of duration seconds and the test fails the
+        moment it turns false. The window is a few periods of the timer
+        whose firing would break the property, not a wait for a state."""
+        deadline = time.monotonic() + duration
+        while True:
+            ok = predicate()
+            if not ok:
+                self.fail(msg or 'condition broke within its %.2f s window'
+                          % duration)
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(interval)
+
+    def assertBackoffSpacing(self, attempts, initial, maximum,
+                             slack=BACKOFF_SLACK):
+        """attempts: the mock's records of one batch's (or the session
+        mint's) consecutive attempts, each but the last failed without a
+        Retry-After. SPEC 4: the delay after the n-th failure is uniform
+        in [0, min(maximum, initial * 2^(n-1))). Each gap (answer of one
+        attempt to arrival of the next) must stay under its bound plus
+        slack; and the gaps together must not be so short that full
+        jitter explains them with a chance under one in a million (a
+        daemon that resends at once fails that). Returns the gaps."""
+        self.assertGreaterEqual(len(attempts), 2, 'no retry to check')
+        gaps, caps = [], []
+        for n, (a, b) in enumerate(zip(attempts, attempts[1:]), 1):
+            cap = min(maximum, initial * 2 ** (n - 1))
+            gap = b['time'] - a['done']
+            gaps.append(gap)
+            caps.append(cap)
+            self.assertLessEqual(
+                gap, cap + slack, 'retry %d came %.3f s after the failure, '
+                'over its backoff bound %.3f s (+%.1f s slack); gaps %s'
+                % (n, gap, cap, slack, ['%.3f' % g for g in gaps]))
+            self.assertGreaterEqual(gap, 0)
+        # P(sum of k independent U(0, c_i) < t) <= t^k / (k! prod c_i).
+        k = len(caps)
+        bound = (1e-6 * math.factorial(k) * math.prod(caps)) ** (1.0 / k)
+        self.assertGreaterEqual(
+            sum(gaps), bound, '%d retries within %.3f s: no backoff (gaps '
+            '%s)' % (k, sum(gaps), ['%.3f' % g for g in gaps]))
+        return gaps
 
     def assertNoViolations(self, upstream=None):
         up = upstream or self.upstream
