@@ -32,8 +32,8 @@ record is a dict: kind ('events' | 'mint' | 'other'), method, path,
 headers (lower-cased names), batch_id, n_events, event_ids, body
 (uncompressed bytes), status (int, or 'dropped'), time
 (time.monotonic() at arrival), done (when answered or dropped),
-violations. A mint record: time, user_id,
-user_id_sig, status, token.
+violations. A mint record: time, wall (time.time() at
+arrival), user_id, user_id_sig, status, token.
 
 stop() closes the listening socket and every open connection; start()
 after stop() listens on the same port again with the state kept, so a
@@ -790,8 +790,9 @@ class MockUpstream:
         if h.headers.get('Idempotency-Key') is not None:
             problems.append('mint request has Idempotency-Key')
         key = self._bearer(h, problems)
-        mint = {'time': time.monotonic(), 'user_id': None,
-                'user_id_sig': None, 'status': None, 'token': None}
+        mint = {'time': time.monotonic(), 'wall': rec['wall'],
+                'user_id': None, 'user_id_sig': None, 'status': None,
+                'token': None}
         rec['body'] = raw
         doc = None
         try:
