@@ -68,9 +68,10 @@ class ReloadTests(SegopsTestCase):
         # batch_size 3: two full batches go at once ...
         self.assertEventsDelivered([event_id(i) for i in range(5, 11)])
         # ... and the seventh waits for the new 60 s interval (the old
-        # one was 0.2 s).
-        time.sleep(1.0)
-        self.assertNotIn(event_id(11), self.upstream.events)
+        # one was 0.2 s: five of its ticks pass).
+        self.assertStaysTrue(
+            lambda: event_id(11) not in self.upstream.events, 1.0,
+            'the seventh event went at the old flush_interval')
         self.assertEqual(d.flush()['ok'], True)
         self.assertEventsDelivered([event_id(11)])
         after = self.upstream.batch_requests[n_before:]
@@ -123,6 +124,12 @@ class ReloadTests(SegopsTestCase):
         send_stream(d, [make_event(0)])
         st = d.wait_for_stats(lambda st: st['in_flight'] >= 1)
         self.assertEqual(st['in_flight'], 1)
+        # Held: the mock has checked it against the old key (segopsd
+        # counts it in flight tens of milliseconds before its body is
+        # in; switched to the new key meanwhile, the mock refused it
+        # itself and left the held 401 to the resend with the new key).
+        self.assertTrue(self.upstream.wait_until(
+            lambda: self.upstream.held() == 1))
         d.write_key(NEW_KEY)
         self.reload(d, r'reloaded ')
         self.upstream.api_key = NEW_KEY
@@ -271,6 +278,10 @@ class PublicKeyReloadTests(SegopsTestCase):
         self.send_as_u1(d)
         st = d.wait_for_stats(lambda st: st['session']['state'] == 'minting')
         self.assertEqual(st['session']['state'], 'minting')
+        # Held, i.e. checked by the mock against the old key, before
+        # the mock knows only the new one.
+        self.assertTrue(self.upstream.wait_until(
+            lambda: self.upstream.held() == 1))
         self.rotate_and_deliver(d, [401, 200], release=late)
 
     reload = ReloadTests.reload

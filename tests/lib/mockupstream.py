@@ -22,7 +22,8 @@ Test control:
       an order the test makes, not a race it hopes to win) and drop
       (close the connection without answering). Strictness checks run
       first: a request with violations gets 400 and does not consume an
-      item. stop() sets every hold a request is waiting on.
+      item. held() counts the requests waiting on a hold; stop() sets
+      every hold a request is waiting on.
   set_default(status, ...)  answer every request this way until
       set_default(None); script items still take precedence.
   revoke_tokens()  make every token minted so far answer 401.
@@ -339,7 +340,7 @@ class MockUpstream:
         self._default = None        # (item, kinds)
         self._expired_uses = 0
         self._conns = set()
-        self._holding = set()       # holds a request waits on now
+        self._holding = []          # the hold of each request held now
 
         self._server = None
         self._thread = None
@@ -432,6 +433,14 @@ class MockUpstream:
         with self._lock:
             for t in self._tokens.values():
                 t['revoked'] = True
+
+    def held(self):
+        """How many requests wait on a hold now. A request is held only
+        once the mock has read and checked it (which can be tens of
+        milliseconds after segopsd counts it in flight), so a test that
+        changes the mock's keys waits for this first."""
+        with self._lock:
+            return len(self._holding)
 
     def pending_script(self):
         with self._lock:
@@ -644,12 +653,12 @@ class MockUpstream:
         hold = item['hold']
         if hold is not None:
             with self._lock:
-                self._holding.add(hold)
+                self._holding.append(hold)
             try:
                 hold.wait(MAX_DELAY)
             finally:
                 with self._lock:
-                    self._holding.discard(hold)
+                    self._holding.remove(hold)
         if item['drop']:
             rec['status'] = 'dropped'
             h.drop()

@@ -269,12 +269,15 @@ class TestEvents(MockTestCase):
         t = threading.Thread(target=lambda: got.append(
             self.client.send_batch(make_batch(1))[0]))
         t.start()
+        self.assertTrue(self.mock.wait_until(lambda: self.mock.held() == 1,
+                                             timeout=5))
         t.join(0.3)
         self.assertTrue(t.is_alive(), 'answered before the hold was set')
         self.assertEqual(self.mock.batch_requests, [])
         released = time.monotonic()
         gate.set()
         t.join(5)
+        self.assertEqual(self.mock.held(), 0)
         self.assertEqual(got, [503])
         self.assertGreaterEqual(self.mock.batch_requests[0]['done'],
                                 released)
