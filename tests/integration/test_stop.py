@@ -223,7 +223,9 @@ class StopWhileSending(SegopsTestCase):
                     ok.append(i)
         t = threading.Thread(target=sender, daemon=True)
         t.start()
-        time.sleep(0.5)
+        # The SIGTERM comes in the middle of the stream.
+        st = d.wait_for_stats(lambda s: s['received'] >= 200)
+        self.assertGreaterEqual(st['received'], 200)
         self.assertEqual(d.stop(timeout=20), 0)
         stop.set()
         t.join(timeout=10)
@@ -244,8 +246,11 @@ class StopWithSilentClients(SegopsTestCase):
         s = d.connect_control()
         self.addCleanup(s.close)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        ops = d.stats()['ops']
         s.sendall(b'{"op":"flush"}\n' * 20000)
-        time.sleep(1.0)
+        # Every flush answered, the answers unread.
+        st = d.wait_for_stats(lambda x: x['ops'] >= ops + 20000)
+        self.assertGreaterEqual(st['ops'], ops + 20000)
         t0 = time.monotonic()
         self.assertEqual(d.stop(timeout=10), 0)
         self.assertLess(time.monotonic() - t0, 5)
