@@ -506,6 +506,17 @@ def main():
     sys.exit(0 if result.wasSuccessful() else 1)
 
 
+def sanitizer_report(d):
+    """The start of a sanitizer report in d's stderr, or None."""
+    text = d.stderr_text()
+    m = re.search(r'ERROR: (Address|Leak|Undefined)Sanitizer|'
+                  r'runtime error: ', text)
+    if not m:
+        return None
+    start = max(0, m.start() - 200)
+    return 'sanitizer report in segopsd stderr:\n' + text[start:start + 4000]
+
+
 class SegopsTestCase(unittest.TestCase):
     """A temp dir, a started MockUpstream (self.upstream) and cleanup.
 
@@ -559,13 +570,9 @@ class SegopsTestCase(unittest.TestCase):
         return d
 
     def _check_sanitizer(self, d):
-        text = d.stderr_text()
-        m = re.search(r'ERROR: (Address|Leak|Undefined)Sanitizer|'
-                      r'runtime error: ', text)
-        if m:
-            start = max(0, m.start() - 200)
-            self.fail('sanitizer report in segopsd stderr:\n' +
-                      text[start:start + 4000])
+        report = sanitizer_report(d)
+        if report:
+            self.fail(report)
 
     def start_daemon(self, key=None, url=None, **overrides):
         return self.make_daemon(key, url, **overrides).start()
@@ -630,3 +637,53 @@ class SegopsTestCase(unittest.TestCase):
         missing = want - set(up.events)
         self.assertFalse(missing, 'events not delivered: %s' %
                          sorted(missing)[:20])
+
+
+class SharedDaemonTestCase(SegopsTestCase):
+    """One daemon, started once, for all the tests of a class (self.d):
+    for tests that do not interfere with each other, each looking only at
+    its own replies, at the events it alone sent, or at counters against
+    their value when it started. The mock upstream is shared as well and
+    reset() before each test, so a test sees only its own requests; each
+    test leaves nothing held (it flushes what it sends). A test that
+    changes the daemon (config, signals) or its upstream's behaviour does
+    not belong here. daemon_config: the daemon's section__key overrides.
+    The daemon's stop and its sanitizer check run after the last test."""
+
+    daemon_config = {}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        if cls.tls:
+            raise ValueError('SharedDaemonTestCase has no TLS')
+        cls.class_tmpdir = tempfile.mkdtemp(prefix='segops-')
+        if not os.environ.get('SEGOPS_KEEP_TMP'):
+            cls.addClassCleanup(shutil.rmtree, cls.class_tmpdir, True)
+        opts = dict(cls.upstream_options)
+        opts.setdefault('api_key', cls.api_key)
+        cls.shared_upstream = MockUpstream(**opts).start()
+        cls.addClassCleanup(cls.shared_upstream.stop)
+        cls.d = Daemon(cls.class_tmpdir, cls.shared_upstream.url, cls.api_key,
+                       **cls.daemon_config)
+        cls.addClassCleanup(cls._stop_shared_daemon)
+        cls.d.start()
+
+    @classmethod
+    def _stop_shared_daemon(cls):
+        cls.d.cleanup()
+        report = sanitizer_report(cls.d)
+        if report:
+            raise AssertionError(report)
+
+    def setUp(self):
+        unittest.TestCase.setUp(self)   # not SegopsTestCase's own mock
+        self.tmpdir = tempfile.mkdtemp(prefix='segops-')
+        self.addCleanup(self._remove_tmpdir)
+        self.ca_file = self.tls_cert = self.tls_key = None
+        self.daemons = []
+        if not self.d.running():
+            self.fail('the shared segopsd is gone:\n' + self.d.stderr_tail())
+        self.upstream = self.shared_upstream
+        self.upstream.reset()
+        self.addCleanup(self._check_sanitizer, self.d)

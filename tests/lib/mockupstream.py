@@ -27,6 +27,7 @@ Test control:
   set_default(status, ...)  answer every request this way until
       set_default(None); script items still take precedence.
   revoke_tokens()  make every token minted so far answer 401.
+  reset()  forget what was recorded (and scripted) so far.
 State (snapshots, safe to read from any thread): events, event_log,
 requests, mints, violations, expired_token_uses, conflicts. A request
 record is a dict: kind ('events' | 'mint' | 'other'), method, path,
@@ -443,6 +444,25 @@ class MockUpstream:
         changes the mock's keys waits for this first."""
         with self._lock:
             return len(self._holding)
+
+    def reset(self):
+        """Forget every request, event, mint and violation recorded so
+        far, and every script and default answer, as if just started
+        (tokens stay valid): for tests that share one daemon and mock.
+        Nothing may be in flight."""
+        with self._lock:
+            self._events = {}
+            self._event_log = []
+            self._requests = []
+            self._mints = []
+            self._violations = []
+            self._conflicts = []
+            self._tls_failures = []
+            self._batches = {}
+            self._script = []
+            self._mint_script = []
+            self._default = None
+            self._expired_uses = 0
 
     def pending_script(self):
         with self._lock:
