@@ -748,7 +748,11 @@ class FlushTests(SegopsTestCase):
                        '{"op":"flush","timeout_ms":800}\n').encode())
             time.sleep(0.1)
             s.close()
-        time.sleep(1.2)     # past every flush deadline
+        # A flush of our own, with a deadline after all of theirs: its
+        # answer comes once every one of theirs has passed.
+        r = d.control({'op': 'flush', 'timeout_ms': 900}, timeout=10)
+        self.assertEqual(r[0]['ok'], False)
+        self.assertEqual(r[0]['pending'], 15)    # 3 x the same 5 events
         self.assertEqual(d.ping()['ok'], True)
         self.upstream.set_default(None)
         self.assertEqual(d.flush()['ok'], True)

@@ -261,15 +261,20 @@ class StopWithSilentClients(SegopsTestCase):
         # second Ctrl-C then must not kill it: exit 0 all the same.
         for late in (signal.SIGHUP, signal.SIGINT):
             d = self.start_daemon()
+            ops = d.stats()['ops']
             s = d.connect_control()
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             s.setblocking(False)
+            n = 0
             try:
                 for _ in range(100000):
                     s.send(b'{"op":"stats"}\n')
+                    n += 1
             except BlockingIOError:
                 pass
-            time.sleep(0.3)
+            # Every line answered, the answers unread.
+            st = d.wait_for_stats(lambda x: x['ops'] >= ops + n)
+            self.assertGreaterEqual(st['ops'], ops + n)
             d.send_signal(signal.SIGTERM)
             self.assertTrue(d.wait_for_log('stopped: every accepted event',
                                            timeout=5))
