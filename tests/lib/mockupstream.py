@@ -265,6 +265,10 @@ class _Server(http.server.ThreadingHTTPServer):
         super().__init__(addr, _Handler)
 
     def finish_request(self, request, client_address):
+        # An answer goes out as two writes (headers, then body): without
+        # TCP_NODELAY the second waits for the client's delayed ACK, and
+        # every request took 40 ms longer than the daemon made it take.
+        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # The TLS handshake runs here, in the connection's own thread, so
         # a stalled client cannot block accept().
         conn = request
