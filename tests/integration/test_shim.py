@@ -174,9 +174,12 @@ class ShimTests(SegopsTestCase):
         self.assertEqual(f['dropped'], '2000')
         self.assertEqual(f['flush'], str(-107))  # -ENOTCONN
         # Fast: no call took long (generous for a loaded CI machine; the
-        # benchmark measures the real figure).
-        self.assertLess(float(f['worst_us']), 20000)
-        self.assertLess(float(f['avg_ns']), 50000)
+        # benchmark measures the real figure). A call the scheduler
+        # interrupted without it waiting for anything is not slow by its
+        # own doing: next to CPU hogs one lost the CPU for 25 ms.
+        self.assertLess(float(f['own_us']), 20000, f)
+        self.assertLessEqual(float(f['own_us']), float(f['worst_us']))
+        self.assertLess(float(f['avg_ns']), 50000, f)
         d.start()
         c.go()
         f = fields(c.until('resumed'))
