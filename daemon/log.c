@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "proto.h"
 
 #define LOG_KEYS_MAX 64
 #define LOG_WINDOW_S 10
@@ -94,30 +95,6 @@ static const char *prio_name(int prio)
         }
 }
 
-/* Copy n bytes of s into out (of room outlen >= 1) with control
- * characters as \xNN, so text from clients (a user id, an upstream's
- * body) can never start a line of its own, nor forge one or its journal
- * priority. ascii_only: bytes from 0x7f up and '\\' too. */
-static void escape(const char *s, size_t n, char *out, size_t outlen, bool ascii_only)
-{
-        static const char hex[] = "0123456789abcdef";
-        size_t o = 0;
-
-        for (size_t i = 0; i < n && o + 5 < outlen; i++) {
-                unsigned char c = (unsigned char)s[i];
-
-                if (c >= 0x20 && c != 0x7f && (!ascii_only || (c < 0x7f && c != '\\'))) {
-                        out[o++] = (char)c;
-                        continue;
-                }
-                out[o++] = '\\';
-                out[o++] = 'x';
-                out[o++] = hex[c >> 4];
-                out[o++] = hex[c & 15];
-        }
-        out[o] = '\0';
-}
-
 static void log_write(int prio, const char *fmt, va_list ap)
 {
         char msg[2048], line[2048 + 64];
@@ -130,7 +107,10 @@ static void log_write(int prio, const char *fmt, va_list ap)
         if (off < 0)
                 return;
         vsnprintf(msg, sizeof(msg), fmt, ap);
-        escape(msg, strlen(msg), line + off, sizeof(line) - (size_t)off, false);
+        /* Control characters as \xHH (proto_printable), so text from
+         * clients (a user id, an upstream's body) can never start a line of
+         * its own, nor forge one or its journal priority. */
+        proto_printable(line + off, sizeof(line) - (size_t)off, msg, strlen(msg), 0);
         /* One write per line keeps lines whole when stderr is shared. */
         fprintf(stderr, "%s\n", line);
         fflush(stderr);
@@ -198,6 +178,5 @@ uint64_t log_suppressed(void)
 
 void log_excerpt(const char *s, size_t n, char *out, size_t outlen)
 {
-        if (outlen)
-                escape(s, n, out, outlen, true);
+        proto_printable(out, outlen, s, n, PROTO_PRINTABLE_ASCII);
 }

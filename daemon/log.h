@@ -35,8 +35,10 @@ uint64_t log_suppressed(void);
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
 
-/* Copy at most n bytes of untrusted text into out as a printable,
- * quoted-safe excerpt (non-printable bytes become \xHH). */
+/* Copy at most n bytes of untrusted text into out as a printable ASCII
+ * excerpt: proto_printable()'s PROTO_PRINTABLE_ASCII form (control
+ * characters, DEL, '\\' and bytes from 0x80 up become \xHH), cut where it
+ * no longer fits. */
 void log_excerpt(const char *s, size_t n, char *out, size_t outlen);
 
 #endif

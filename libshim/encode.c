@@ -82,7 +82,8 @@ static void line_add(struct shim_line *l, const char *s, size_t n)
         l->len += n;
 }
 
-#define LINE_LIT(l, s) line_add((l), (s), sizeof(s) - 1)
+#define LIT_ARGS(s) (s), sizeof(s) - 1
+#define LINE_LIT(l, s) line_add((l), LIT_ARGS(s))
 
 /* Append s as a JSON string literal (escaped by proto, the daemon's own
  * rules). The caller validated UTF-8. */
@@ -166,49 +167,50 @@ static int finish(struct shim_line *l)
         return l->err;
 }
 
-int shim_encode_track(struct shim_line *l, const char *user_id, const char *event_type,
-                      int64_t occurred_at_ms, const char *payload_json)
+/* What follows the names in a track or identify line: the time, then
+ * after_time (its closing quote, the comma and the object's key:
+ * "\",\"payload\":" or "\",\"traits\":", in LIT_ARGS form), the object,
+ * the closing brace and the newline. */
+static inline int add_event_tail(struct shim_line *l, int64_t occurred_at_ms,
+                                 const char *after_time, size_t after_len, const char *object_json)
 {
-        size_t nu, ne;
         int r;
 
-        nu = check_string(user_id, PROTO_USER_ID_MAX);
-        ne = check_string(event_type, PROTO_EVENT_TYPE_MAX);
-        if (nu == (size_t)-1 || ne == (size_t)-1)
-                return -EINVAL;
-        LINE_LIT(l, "{\"user_id\":");
-        add_string(l, user_id, nu);
-        LINE_LIT(l, ",\"event_type\":");
-        add_string(l, event_type, ne);
         LINE_LIT(l, ",\"occurred_at\":\"");
         add_time(l, occurred_at_ms);
-        LINE_LIT(l, "\",\"payload\":");
-        r = add_object(l, payload_json);
+        line_add(l, after_time, after_len);
+        r = add_object(l, object_json);
         if (r < 0)
                 return r;
         LINE_LIT(l, "}");
         return finish(l);
 }
 
+int shim_encode_track(struct shim_line *l, const char *user_id, const char *event_type,
+                      int64_t occurred_at_ms, const char *payload_json)
+{
+        size_t nu = check_string(user_id, PROTO_USER_ID_MAX);
+        size_t ne = check_string(event_type, PROTO_EVENT_TYPE_MAX);
+
+        if (nu == (size_t)-1 || ne == (size_t)-1)
+                return -EINVAL;
+        LINE_LIT(l, "{\"user_id\":");
+        add_string(l, user_id, nu);
+        LINE_LIT(l, ",\"event_type\":");
+        add_string(l, event_type, ne);
+        return add_event_tail(l, occurred_at_ms, LIT_ARGS("\",\"payload\":"), payload_json);
+}
+
 int shim_encode_identify(struct shim_line *l, const char *user_id, int64_t occurred_at_ms,
                          const char *traits_json)
 {
-        size_t nu;
-        int r;
+        size_t nu = check_string(user_id, PROTO_USER_ID_MAX);
 
-        nu = check_string(user_id, PROTO_USER_ID_MAX);
         if (nu == (size_t)-1)
                 return -EINVAL;
         LINE_LIT(l, "{\"type\":\"identify\",\"user_id\":");
         add_string(l, user_id, nu);
-        LINE_LIT(l, ",\"occurred_at\":\"");
-        add_time(l, occurred_at_ms);
-        LINE_LIT(l, "\",\"traits\":");
-        r = add_object(l, traits_json);
-        if (r < 0)
-                return r;
-        LINE_LIT(l, "}");
-        return finish(l);
+        return add_event_tail(l, occurred_at_ms, LIT_ARGS("\",\"traits\":"), traits_json);
 }
 
 int shim_encode_set_user(struct shim_line *l, const char *user_id, const char *user_id_sig)

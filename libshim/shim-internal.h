@@ -1,14 +1,19 @@
-/* shim-internal.h - what libshim's files share: the handle, the encoder
- * and the sender. Nothing here is exported (hidden visibility plus the
- * version script); the unit tests link the static objects directly. */
+/* shim-internal.h - what libshim's files share: the handle (shim.c), the
+ * encoder (encode.c), the ring (ring.c), the sender thread (sender.c),
+ * large lines (memfd.c) and the control socket (control.c). Nothing here
+ * is exported (hidden visibility plus the version script); the unit tests
+ * link the static objects directly. */
 #ifndef SEGOPS_SHIM_INTERNAL_H
 #define SEGOPS_SHIM_INTERNAL_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 
@@ -35,6 +40,9 @@
 
 /* A line being built: in the caller's fixed buffer first, moved to the
  * heap only when it outgrows it (up to SHIM_MAX_LINE). */
+/* Room for shim_encode_dropped()'s line. */
+#define SHIM_DROPPED_LINE_MAX 96
+
 struct shim_line {
         char *p;
         size_t len;
@@ -55,9 +63,9 @@ int shim_encode_identify(struct shim_line *l, const char *user_id, int64_t occur
                          const char *traits_json);
 int shim_encode_set_user(struct shim_line *l, const char *user_id, const char *user_id_sig);
 int shim_encode_reset_session(struct shim_line *l);
-/* {"op":"client_dropped","count":N,"pid":P}\n into out (at least 96
- * bytes; "pid" left out when pid <= 0); returns its length, or 0 when
- * out is too small. The daemon cannot afford credentials on every
+/* {"op":"client_dropped","count":N,"pid":P}\n into out (at least
+ * SHIM_DROPPED_LINE_MAX bytes; "pid" left out when pid <= 0); returns its
+ * length, or 0 when out is too small. The daemon cannot afford credentials on every
  * datagram, so the process names itself. */
 size_t shim_encode_dropped(char *out, size_t cap, uint64_t count, int32_t pid);
 /* The decimal digits of v at out (at most 20); returns how many. */
@@ -101,14 +109,69 @@ struct segops_shim {
         struct segops_shim *next; /* registry of open handles, for fork */
 };
 
-/* ---- send.c ---- */
-/* Milliseconds on clock id: CLOCK_REALTIME for occurred_at,
- * CLOCK_MONOTONIC (shim_now_ms) for every deadline and wait. */
-int64_t shim_clock_ms(clockid_t id);
+/* ---- shim.c ---- */
+/* Count n events as dropped (lock held). */
+void shim_count_drop_locked(struct segops_shim *s, uint64_t n);
+
+/* ---- the clock (inline, every file uses it) ---- */
+/* libshim's one clock: milliseconds on clock id, CLOCK_REALTIME for
+ * occurred_at, CLOCK_MONOTONIC (shim_now_ms) for every deadline and wait.
+ * The daemon has its own (daemon/clock.c); libshim keeps this copy rather
+ * than link it, so that it needs libc only. */
+static inline int64_t shim_clock_ms(clockid_t id)
+{
+        struct timespec ts;
+
+        clock_gettime(id, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 static inline int64_t shim_now_ms(void)
 {
         return shim_clock_ms(CLOCK_MONOTONIC);
 }
+
+/* ---- ring.c: the ring of encoded lines (all with s->lock held) ---- */
+/* Room for an n-byte line now: 0, -ENOBUFS (not now) or -EMSGSIZE
+ * (longer than the whole ring). Inline, as is the next, because every
+ * public call runs them: out of line they cost the hot path two calls. */
+static inline int shim_ring_room_locked(const struct segops_shim *s, size_t n)
+{
+        if (n > s->ring_size)
+                return -EMSGSIZE; /* could never fit */
+        if (n > s->ring_size - s->used)
+                return -ENOBUFS;
+        return 0;
+}
+/* Append n bytes at the head; shim_ring_room_locked() said yes. */
+static inline void shim_ring_put_locked(struct segops_shim *s, const char *line, size_t n)
+{
+        size_t first = s->ring_size - s->head;
+
+        if (n <= first) {
+                memcpy(s->ring + s->head, line, n);
+        } else {
+                memcpy(s->ring + s->head, line, first);
+                memcpy(s->ring, line + first, n - first);
+        }
+        s->head = (s->head + n) % s->ring_size;
+        s->used += n;
+}
+/* The n bytes at the tail as iov[0..1] (the ring may wrap); returns how
+ * many iovecs are used. */
+int shim_ring_span_locked(const struct segops_shim *s, size_t n, struct iovec iov[2]);
+/* The length (newline included) of the line at the ring's tail when it
+ * is longer than SHIM_DGRAM_BYTES (it goes out as a memfd), else 0. */
+size_t shim_big_line_locked(const struct segops_shim *s);
+/* With shim_big_line_locked() == 0: the whole lines from the tail that
+ * fit one datagram, as iov[0..1] (*ret_iovcnt of them); their byte
+ * count, never 0 while the ring holds anything. */
+size_t shim_next_chunk_locked(const struct segops_shim *s, struct iovec iov[2], int *ret_iovcnt);
+/* The newlines (lines) in the first n bytes of the ring from its tail. */
+size_t shim_count_lines_locked(const struct segops_shim *s, size_t n);
+/* Remove n sent (or lost) bytes from the tail. */
+void shim_consume_locked(struct segops_shim *s, size_t n);
+
+/* ---- sender.c: the sender thread and the events socket ---- */
 /* With s->lock held: connect if not connected and the rate limit allows.
  * 0 or -ENOTCONN/-EACCES. */
 int shim_connect_locked(struct segops_shim *s);
@@ -116,22 +179,32 @@ int shim_connect_locked(struct segops_shim *s);
  * 0, -ENOBUFS (no room now), -EMSGSIZE (longer than the ring) or -EAGAIN.
  * Lines too long for a datagram are queued the same way. */
 int shim_enqueue_locked(struct segops_shim *s, const char *line, size_t n);
-/* With s->lock held: the length (newline included) of the line at the
- * ring's tail when it is longer than SHIM_DGRAM_BYTES (it goes out as a
- * memfd), else 0. */
-size_t shim_big_line_locked(const struct segops_shim *s);
-/* With s->lock held and shim_big_line_locked() == 0: the whole lines
- * from the tail that fit one datagram, as iov[0..1] (*ret_iovcnt of
- * them); their byte count, never 0 while the ring holds anything. */
-size_t shim_next_chunk_locked(const struct segops_shim *s, struct iovec iov[2], int *ret_iovcnt);
-/* With s->lock held: close the memfd of a large line, if one was made
- * (for close and the fork child, whose ring is emptied). */
-void shim_forget_big_locked(struct segops_shim *s);
 /* With s->lock held: wait until the ring is empty or deadline_ms
  * passes. 0 or -ETIMEDOUT. */
 int shim_wait_drained_locked(struct segops_shim *s, int64_t deadline_ms);
 /* With s->lock held: stop the thread (drops the lock while joining). */
 void shim_stop_thread_locked(struct segops_shim *s);
+/* After a send on sock that returned k with errno e, without the lock:
+ * when the daemon's queue was full (EAGAIN), wait for room, at most
+ * SHIM_RECONNECT_MS, the bound should the peer go away without the
+ * socket noticing. */
+void shim_wait_if_full(int sock, ssize_t k, int e);
+/* After a failed send, errno e (lock held): wait, reconnect or give up.
+ * Returns true when the payload can never go (EMSGSIZE, EPERM from a
+ * policy, ...) and the caller must drop and count it rather than spin
+ * on it. */
+bool shim_send_failed_locked(struct segops_shim *s, int e);
+
+/* ---- memfd.c: a line too large for a datagram ---- */
+/* With s->lock held and connected: send the n-byte line at the tail as
+ * a sealed memfd (SCM_RIGHTS); the thread's step for a line that
+ * shim_big_line_locked() found. Drops the lock while sending. */
+void shim_send_big_locked(struct segops_shim *s, size_t n);
+/* With s->lock held: close the memfd of a large line, if one was made
+ * (for close and the fork child, whose ring is emptied). */
+void shim_forget_big_locked(struct segops_shim *s);
+
+/* ---- control.c: the control socket ---- */
 /* Without the lock: on the control socket, report the unreported drops
  * (op client_dropped, when there are any) and, when flush, send op flush
  * with the time left until deadline_ms (minus SHIM_REPLY_GRACE_MS) and
@@ -139,10 +212,5 @@ void shim_stop_thread_locked(struct segops_shim *s);
  * Never blocks on connect or send. Drops count as reported only once the
  * daemon said ok to them. 0, -ETIMEDOUT, -ENOTCONN, -EACCES or -EIO. */
 int shim_control(struct segops_shim *s, bool flush, int64_t deadline_ms);
-/* With s->lock held: the newlines (lines) in the first n bytes of the
- * ring from its tail. */
-size_t shim_count_lines_locked(const struct segops_shim *s, size_t n);
-/* Count n events as dropped (lock held). */
-void shim_count_drop_locked(struct segops_shim *s, uint64_t n);
 
 #endif

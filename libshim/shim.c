@@ -5,8 +5,10 @@
  * the mutex only to connect if needed and copy into the ring), errno
  * preservation, and fork safety: every open handle is in a registry so
  * a pthread_atfork child handler can give the child a clean handle (no
- * parent thread, an empty ring, its own socket). Sending itself is in
- * send.c, encoding in encode.c.
+ * parent thread, an empty ring, its own socket), and the drop count.
+ * Encoding is in encode.c, the ring in ring.c, sending in sender.c (and
+ * memfd.c for large lines), flush and close's talk with the daemon in
+ * control.c.
  */
 #include "shim-internal.h"
 
@@ -42,7 +44,7 @@ static void atfork_parent(void)
 }
 
 /* Both condition variables wait on CLOCK_MONOTONIC, the clock every
- * deadline here is computed on (deadline_ts() in send.c); with the
+ * deadline here is computed on (deadline_ts() in sender.c); with the
  * default CLOCK_REALTIME every timed wait would return at once and spin.
  * Used by open and by the fork child, which must re-create them the
  * same way. */
@@ -86,6 +88,12 @@ static void atfork_child(void)
         pthread_mutex_unlock(&registry_lock);
 }
 
+void shim_count_drop_locked(struct segops_shim *s, uint64_t n)
+{
+        __atomic_store_n(&s->dropped, s->dropped + n, __ATOMIC_RELAXED);
+        s->unreported += n;
+}
+
 static void registry_init(void)
 {
         (void)pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
@@ -122,73 +130,110 @@ static size_t buffer_size(void)
         return (size_t)x;
 }
 
+/* The events socket: the argument, else $SEGOPS_SOCKET, else the
+ * default. */
+static const char *events_path(const char *socket_path)
+{
+        const char *path = socket_path;
+
+        if (!path)
+                path = secure_getenv("SEGOPS_SOCKET");
+        if (!path || !*path)
+                path = "/run/segopsd/events.sock";
+        return path;
+}
+
+/* The control socket: $SEGOPS_CONTROL_SOCKET, else segopsd.sock in the
+ * events socket's directory, built in buf (size bytes). NULL when that
+ * does not fit. */
+static const char *control_path(const char *events, char *buf, size_t size)
+{
+        static const char base[] = "segopsd.sock";
+        const char *ctl = secure_getenv("SEGOPS_CONTROL_SOCKET"), *slash;
+        size_t dl;
+
+        if (ctl && *ctl)
+                return ctl;
+        slash = strrchr(events, '/');
+        dl = slash ? (size_t)(slash - events) + 1 : 0;
+        if (dl + sizeof(base) > size)
+                return NULL;
+        memcpy(buf, events, dl);
+        memcpy(buf + dl, base, sizeof(base));
+        return buf;
+}
+
+/* Both socket addresses of a new handle: 0, or -EINVAL when a path is
+ * empty or too long for a socket address. */
+static int set_addrs(struct segops_shim *s, const char *socket_path)
+{
+        char buf[sizeof(s->ctl_addr.sun_path) + 16];
+        const char *path = events_path(socket_path), *ctl;
+        int r;
+
+        r = set_addr(&s->addr, &s->addr_len, path, strlen(path));
+        if (r < 0)
+                return r;
+        ctl = control_path(path, buf, sizeof(buf));
+        if (!ctl)
+                return -EINVAL;
+        return set_addr(&s->ctl_addr, &s->ctl_addr_len, ctl, strlen(ctl));
+}
+
+static void registry_add(struct segops_shim *s)
+{
+        pthread_once(&registry_once, registry_init);
+        pthread_mutex_lock(&registry_lock);
+        s->next = registry;
+        registry = s;
+        pthread_mutex_unlock(&registry_lock);
+}
+
+static void registry_remove(struct segops_shim *s)
+{
+        struct segops_shim **pp;
+
+        pthread_mutex_lock(&registry_lock);
+        for (pp = &registry; *pp; pp = &(*pp)->next) {
+                if (*pp == s) {
+                        *pp = s->next;
+                        break;
+                }
+        }
+        pthread_mutex_unlock(&registry_lock);
+}
+
 static int open_impl(segops_shim **ret, const char *socket_path)
 {
-        static const char def[] = "/run/segopsd/events.sock";
-        struct segops_shim *s = NULL;
-        const char *path = socket_path, *ctl, *slash;
-        char ctlbuf[sizeof(((struct sockaddr_un *)0)->sun_path) + 16];
-        size_t dl;
+        struct segops_shim *s;
         int r;
 
         if (!ret)
                 return -EINVAL;
-        if (!path)
-                path = secure_getenv("SEGOPS_SOCKET");
-        if (!path || !*path)
-                path = def;
         s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
         s->fd = -1;
         s->big_fd = -1;
         s->down_err = -ENOTCONN;
-        r = set_addr(&s->addr, &s->addr_len, path, strlen(path));
+        r = set_addrs(s, socket_path);
         if (r < 0)
-                goto out;
-        ctl = secure_getenv("SEGOPS_CONTROL_SOCKET");
-        if (!ctl || !*ctl) {
-                static const char base[] = "segopsd.sock";
-
-                slash = strrchr(path, '/');
-                dl = slash ? (size_t)(slash - path) + 1 : 0;
-                if (dl + sizeof(base) > sizeof(ctlbuf)) {
-                        r = -EINVAL;
-                        goto out;
-                }
-                memcpy(ctlbuf, path, dl);
-                memcpy(ctlbuf + dl, base, sizeof(base));
-                ctl = ctlbuf;
-        }
-        r = set_addr(&s->ctl_addr, &s->ctl_addr_len, ctl, strlen(ctl));
-        if (r < 0)
-                goto out;
+                goto fail;
         s->ring_size = buffer_size();
         /* Untouched pages cost no memory: the ring is as large as a burst
          * needs, but resident only as far as bursts actually reach. */
         s->ring = malloc(s->ring_size);
-        if (!s->ring) {
+        if (!s->ring || pthread_mutex_init(&s->lock, NULL) != 0) {
                 r = -ENOMEM;
-                goto out;
-        }
-        if (pthread_mutex_init(&s->lock, NULL) != 0) {
-                r = -ENOMEM;
-                goto out;
+                goto fail;
         }
         init_conds(s);
-        pthread_once(&registry_once, registry_init);
-        pthread_mutex_lock(&registry_lock);
-        s->next = registry;
-        registry = s;
-        pthread_mutex_unlock(&registry_lock);
+        registry_add(s);
         *ret = s;
-        s = NULL;
-        r = 0;
-out:
-        if (s) {
-                free(s->ring);
-                free(s);
-        }
+        return 0;
+fail:
+        free(s->ring);
+        free(s);
         return r;
 }
 
@@ -219,40 +264,58 @@ static int submit(struct segops_shim *s, struct shim_line *l)
         return r;
 }
 
-/* The common tail of every queuing call: encoding failed or submit. */
-static int finish_call(struct segops_shim *s, struct shim_line *l, int r, int saved_errno)
+/* A queuing call (track, identify, set_user, reset_session) in two
+ * halves around its encoder: the line is built in buf, on the caller's
+ * stack, so the common call allocates nothing, and the caller's errno is
+ * given back at the end. */
+struct call {
+        struct shim_line line;
+        int saved_errno;
+        char buf[SHIM_STACK_LINE];
+};
+
+/* Start a call: returns the line for its encoder. */
+static struct shim_line *call_begin(struct call *c)
+{
+        c->saved_errno = errno;
+        shim_line_init(&c->line, c->buf, sizeof(c->buf));
+        return &c->line;
+}
+
+/* End a call whose encoder returned r: submit the line, or count an
+ * allocation failure as a drop; returns the call's result. */
+static int call_end(struct segops_shim *s, struct call *c, int r)
 {
         if (r == 0) {
-                r = submit(s, l);
+                r = submit(s, &c->line);
         } else if (r == -ENOMEM) {
                 /* An allocation failure loses a valid event: a drop. */
                 pthread_mutex_lock(&s->lock);
                 shim_count_drop_locked(s, 1);
                 pthread_mutex_unlock(&s->lock);
         }
-        shim_line_free(l);
-        errno = saved_errno;
+        shim_line_free(&c->line);
+        errno = c->saved_errno;
         return r;
 }
 
+/* s is checked by the callers. A static function, not a call of the
+ * exported segops_track_at, which would go through the PLT. */
 static int track_impl(segops_shim *s, const char *user_id, const char *event_type,
                       int64_t occurred_at_ms, const char *payload_json)
 {
-        char buf[SHIM_STACK_LINE];
-        struct shim_line l;
-        int saved = errno;
+        struct call c;
 
-        if (!s)
-                return -EINVAL;
-        shim_line_init(&l, buf, sizeof(buf));
-        return finish_call(s, &l,
-                           shim_encode_track(&l, user_id, event_type, occurred_at_ms, payload_json),
-                           saved);
+        return call_end(s, &c,
+                        shim_encode_track(call_begin(&c), user_id, event_type, occurred_at_ms,
+                                          payload_json));
 }
 
 EXPORT int segops_track_at(segops_shim *s, const char *user_id, const char *event_type,
                            int64_t occurred_at_ms, const char *payload_json)
 {
+        if (!s)
+                return -EINVAL;
         return track_impl(s, user_id, event_type, occurred_at_ms, payload_json);
 }
 
@@ -268,41 +331,31 @@ EXPORT int segops_track(segops_shim *s, const char *user_id, const char *event_t
 
 EXPORT int segops_identify(segops_shim *s, const char *user_id, const char *traits_json)
 {
-        char buf[SHIM_STACK_LINE];
-        struct shim_line l;
-        int saved = errno;
+        struct call c;
 
         if (!s)
                 return -EINVAL;
-        shim_line_init(&l, buf, sizeof(buf));
-        return finish_call(
-                s, &l,
-                shim_encode_identify(&l, user_id, shim_clock_ms(CLOCK_REALTIME), traits_json),
-                saved);
+        return call_end(s, &c,
+                        shim_encode_identify(call_begin(&c), user_id, shim_clock_ms(CLOCK_REALTIME),
+                                             traits_json));
 }
 
 EXPORT int segops_set_user(segops_shim *s, const char *user_id, const char *user_id_sig)
 {
-        char buf[SHIM_STACK_LINE];
-        struct shim_line l;
-        int saved = errno;
+        struct call c;
 
         if (!s)
                 return -EINVAL;
-        shim_line_init(&l, buf, sizeof(buf));
-        return finish_call(s, &l, shim_encode_set_user(&l, user_id, user_id_sig), saved);
+        return call_end(s, &c, shim_encode_set_user(call_begin(&c), user_id, user_id_sig));
 }
 
 EXPORT int segops_reset_session(segops_shim *s)
 {
-        char buf[64];
-        struct shim_line l;
-        int saved = errno;
+        struct call c;
 
         if (!s)
                 return -EINVAL;
-        shim_line_init(&l, buf, sizeof(buf));
-        return finish_call(s, &l, shim_encode_reset_session(&l), saved);
+        return call_end(s, &c, shim_encode_reset_session(call_begin(&c)));
 }
 
 EXPORT int segops_flush(segops_shim *s, int timeout_ms)
@@ -337,19 +390,11 @@ EXPORT uint64_t segops_dropped(const segops_shim *s)
 
 EXPORT void segops_shim_close(segops_shim *s)
 {
-        struct segops_shim **pp;
         int saved = errno;
 
         if (!s)
                 return;
-        pthread_mutex_lock(&registry_lock);
-        for (pp = &registry; *pp; pp = &(*pp)->next) {
-                if (*pp == s) {
-                        *pp = s->next;
-                        break;
-                }
-        }
-        pthread_mutex_unlock(&registry_lock);
+        registry_remove(s);
 
         pthread_mutex_lock(&s->lock);
         (void)shim_wait_drained_locked(s, shim_now_ms() + SHIM_CLOSE_WAIT_MS);

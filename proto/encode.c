@@ -1,12 +1,11 @@
 /* encode.c - the libc-only half of the segops wire format.
  *
  * This file owns everything about the wire format that needs no JSON
- * parser: the growable output buffer, JSON string escaping, UTF-8
- * validation, the one
- * timestamp form the upstream accepts (YYYY-MM-DDTHH:MM:SS.mmmZ) and a
- * strict RFC 3339 reader, version-4 UUIDs from caller-supplied random
- * bytes, event id validation, the batch envelope of SPEC section 4 and
- * the stable names of rejection reasons. It is linked into libshim too,
+ * parser: the growable output buffer, JSON string escaping, printable
+ * escaping for logs and error details, UTF-8 validation, version-4
+ * UUIDs from caller-supplied random bytes, event id validation, the
+ * batch envelope of SPEC section 4 and the stable names of rejection
+ * reasons (time.c has the timestamps). It is linked into libshim too,
  * so it uses libc only, keeps no state and does no I/O.
  */
 #include "proto.h"
@@ -15,12 +14,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define MS_PER_DAY INT64_C(86400000)
-/* 0000-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z: the range four
- * year digits can express. */
-#define TIME_MIN_MS INT64_C(-62167219200000)
-#define TIME_MAX_MS INT64_C(253402300799999)
 
 /* ---- buffer ---- */
 
@@ -198,6 +191,58 @@ int proto_json_escape(struct proto_buf *b, const char *s, size_t n)
         return 0;
 }
 
+/* ---- printable text ---- */
+
+/* The form of byte c in proto_printable()'s output (1, 2 or 4 bytes)
+ * at e. */
+static size_t printable_byte(unsigned char c, unsigned flags, char e[4])
+{
+        bool ascii = flags & PROTO_PRINTABLE_ASCII;
+
+        if ((flags & PROTO_PRINTABLE_QUOTED) && (c == '"' || c == '\\')) {
+                e[0] = '\\';
+                e[1] = (char)c;
+                return 2;
+        }
+        if (c >= 0x20 && c != 0x7f && !(ascii && (c > 0x7f || c == '\\'))) {
+                e[0] = (char)c;
+                return 1;
+        }
+        e[0] = '\\';
+        e[1] = 'x';
+        e[2] = hexdigits[c >> 4];
+        e[3] = hexdigits[c & 0xf];
+        return 4;
+}
+
+size_t proto_printable(char *out, size_t outsz, const char *s, size_t n, unsigned flags)
+{
+        /* Kept free after each byte: the NUL, and "..." when it may be cut. */
+        size_t reserve = flags & PROTO_PRINTABLE_ELLIPSIS ? 4 : 1;
+        size_t o = 0, i;
+
+        if (outsz < reserve) {
+                if (outsz > 0)
+                        out[0] = '\0';
+                return 0;
+        }
+        for (i = 0; i < n; i++) {
+                char e[4];
+                size_t w = printable_byte((unsigned char)s[i], flags, e);
+
+                if (o + w + reserve > outsz)
+                        break;
+                memcpy(out + o, e, w);
+                o += w;
+        }
+        if (i < n && (flags & PROTO_PRINTABLE_ELLIPSIS)) {
+                memcpy(out + o, "...", 3);
+                o += 3;
+        }
+        out[o] = '\0';
+        return o;
+}
+
 /* ---- UTF-8 ---- */
 
 bool proto_utf8_valid(const char *str, size_t n)
@@ -226,197 +271,6 @@ bool proto_utf8_valid(const char *str, size_t n)
                 p += k;
         }
         return true;
-}
-
-/* ---- time ---- */
-
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
- * days_from_civil): exact for every year, no tables, no libc time. */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-        int64_t era, yoe, doy, doe;
-
-        y -= m <= 2;
-        era = (y >= 0 ? y : y - 399) / 400;
-        yoe = y - era * 400;
-        doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-        doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        return era * 146097 + doe - 719468;
-}
-
-static void civil_from_days(int64_t z, int64_t *ret_y, unsigned *ret_m, unsigned *ret_d)
-{
-        int64_t era, doe, yoe, doy, mp, y;
-        unsigned m;
-
-        z += 719468;
-        era = (z >= 0 ? z : z - 146096) / 146097;
-        doe = z - era * 146097;
-        yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-        y = yoe + era * 400;
-        doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        mp = (5 * doy + 2) / 153;
-        *ret_d = (unsigned)(doy - (153 * mp + 2) / 5 + 1);
-        m = (unsigned)(mp < 10 ? mp + 3 : mp - 9);
-        *ret_m = m;
-        *ret_y = y + (m <= 2);
-}
-
-static bool is_leap(int64_t y)
-{
-        return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
-static unsigned days_in_month(int64_t y, unsigned m)
-{
-        static const unsigned char dim[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-        return m == 2 && is_leap(y) ? 29 : dim[m - 1];
-}
-
-static void put_digits(char *p, unsigned v, int width)
-{
-        while (width-- > 0) {
-                p[width] = (char)('0' + v % 10);
-                v /= 10;
-        }
-}
-
-void proto_time_format(int64_t ms, char out[PROTO_TIME_LEN + 1])
-{
-        int64_t days, rem, y;
-        unsigned m, d, sod;
-
-        if (ms < TIME_MIN_MS)
-                ms = TIME_MIN_MS;
-        if (ms > TIME_MAX_MS)
-                ms = TIME_MAX_MS;
-        /* Floor division, so instants before 1970 land on the right day. */
-        days = ms / MS_PER_DAY;
-        rem = ms % MS_PER_DAY;
-        if (rem < 0) {
-                rem += MS_PER_DAY;
-                days--;
-        }
-        civil_from_days(days, &y, &m, &d);
-        sod = (unsigned)(rem / 1000);
-        put_digits(out, (unsigned)y, 4);
-        out[4] = '-';
-        put_digits(out + 5, m, 2);
-        out[7] = '-';
-        put_digits(out + 8, d, 2);
-        out[10] = 'T';
-        put_digits(out + 11, sod / 3600, 2);
-        out[13] = ':';
-        put_digits(out + 14, sod / 60 % 60, 2);
-        out[16] = ':';
-        put_digits(out + 17, sod % 60, 2);
-        out[19] = '.';
-        put_digits(out + 20, (unsigned)(rem % 1000), 3);
-        out[23] = 'Z';
-        out[24] = '\0';
-}
-
-/* Read exactly `width` decimal digits at s[*pos]. */
-static bool read_digits(const char *s, size_t n, size_t *pos, int width, unsigned *ret)
-{
-        unsigned v = 0;
-
-        if (n - *pos < (size_t)width)
-                return false;
-        for (int i = 0; i < width; i++) {
-                char c = s[*pos + (size_t)i];
-                if (c < '0' || c > '9')
-                        return false;
-                v = v * 10 + (unsigned)(c - '0');
-        }
-        *pos += (size_t)width;
-        *ret = v;
-        return true;
-}
-
-static bool read_char(const char *s, size_t n, size_t *pos, char c)
-{
-        if (*pos >= n || s[*pos] != c)
-                return false;
-        (*pos)++;
-        return true;
-}
-
-/* Strict RFC 3339 date-time (section 5.6), nothing before or after it.
- * A leap second (:60) is accepted and read as HH:MM:59.999, the last
- * instant this format can name before the next minute, so order is kept
- * without pretending to know the leap second table. */
-int proto_time_parse(const char *s, size_t n, int64_t *ret_ms)
-{
-        unsigned year = 0, mon = 0, day = 0, hour = 0, min = 0, sec = 0, oh = 0, om = 0;
-        unsigned frac = 0;
-        int fdigits = 0;
-        int sign = 0;
-        size_t pos = 0;
-        int64_t ms;
-
-        if (!s || !ret_ms)
-                return -EINVAL;
-        if (!read_digits(s, n, &pos, 4, &year) || !read_char(s, n, &pos, '-') ||
-            !read_digits(s, n, &pos, 2, &mon) || !read_char(s, n, &pos, '-') ||
-            !read_digits(s, n, &pos, 2, &day))
-                return -EINVAL;
-        if (pos >= n || (s[pos] != 'T' && s[pos] != 't' && s[pos] != ' '))
-                return -EINVAL;
-        pos++;
-        if (!read_digits(s, n, &pos, 2, &hour) || !read_char(s, n, &pos, ':') ||
-            !read_digits(s, n, &pos, 2, &min) || !read_char(s, n, &pos, ':') ||
-            !read_digits(s, n, &pos, 2, &sec))
-                return -EINVAL;
-        if (pos < n && s[pos] == '.') {
-                pos++;
-                if (pos >= n || s[pos] < '0' || s[pos] > '9')
-                        return -EINVAL;
-                /* Keep three digits, drop the rest: truncation. */
-                while (pos < n && s[pos] >= '0' && s[pos] <= '9') {
-                        if (fdigits < 3) {
-                                frac = frac * 10 + (unsigned)(s[pos] - '0');
-                                fdigits++;
-                        }
-                        pos++;
-                }
-                while (fdigits < 3) {
-                        frac *= 10;
-                        fdigits++;
-                }
-        }
-        if (pos >= n)
-                return -EINVAL;
-        if (s[pos] == 'Z' || s[pos] == 'z') {
-                pos++;
-        } else if (s[pos] == '+' || s[pos] == '-') {
-                sign = s[pos] == '+' ? 1 : -1;
-                pos++;
-                if (!read_digits(s, n, &pos, 2, &oh) || !read_char(s, n, &pos, ':') ||
-                    !read_digits(s, n, &pos, 2, &om))
-                        return -EINVAL;
-                if (oh > 23 || om > 59)
-                        return -EINVAL;
-        } else {
-                return -EINVAL;
-        }
-        if (pos != n)
-                return -EINVAL;
-        if (mon < 1 || mon > 12 || day < 1 || day > days_in_month(year, mon) || hour > 23 ||
-            min > 59 || sec > 60)
-                return -EINVAL;
-        if (sec == 60) {
-                sec = 59;
-                frac = 999;
-        }
-        ms = days_from_civil(year, mon, day) * MS_PER_DAY + (int64_t)hour * 3600000 +
-             (int64_t)min * 60000 + (int64_t)sec * 1000 + frac;
-        /* Local time = UTC + offset, so UTC = local - offset. */
-        ms -= (int64_t)sign * ((int64_t)oh * 60 + om) * 60000;
-        if (ms < TIME_MIN_MS || ms > TIME_MAX_MS)
-                return -EINVAL;
-        *ret_ms = ms;
-        return 0;
 }
 
 /* ---- ids ---- */

@@ -225,7 +225,9 @@ static bool scan_key(struct scan *s, unsigned first, unsigned *nkeys)
  * `depth` (the message object is level 1), without recursion: a bit per
  * open level says object or array, and each open object's keys sit in
  * s->keys from base[level]. Every iteration consumes at least one byte,
- * so the loop ends within the input. */
+ * so the loop ends within the input. Long (77 lines) on purpose: one
+ * state machine whose states share level, base and nkeys, run on every
+ * byte of every payload on the daemon's per-event hot path. */
 static bool scan_value(struct scan *s, unsigned depth)
 {
         enum { S_VALUE, S_VALUE_OR_CLOSE, S_KEY, S_KEY_OR_CLOSE, S_NEXT } st;
@@ -446,74 +448,68 @@ static char *put_compact(char *w, const struct span *v)
 
 #define LIT(s) s, sizeof(s) - 1
 
-int proto_parse_fast(const char *line, size_t len, size_t max_bytes, int64_t now_ms,
-                     const uint8_t rnd[16], struct proto_buf *out, struct proto_msg *msg,
-                     struct proto_error *err)
+/* The field rules of PROTOCOL.md, each declining where the slow path
+ * rejects: the type, the members its kind takes, the lengths of user_id
+ * and event_type, event_id, and occurred_at (read into *at). */
+static bool check_members(const struct members *m, bool *ret_identify, int64_t *at)
 {
-        struct scan s;
-        struct members m;
-        const struct span *obj;
-        char idbuf[PROTO_UUID_LEN + 1], tbuf[PROTO_TIME_LEN + 1];
         bool identify = false;
-        int64_t at = now_ms;
-        size_t need;
+
+        if (m->seen & FBIT(FF_TYPE)) {
+                if (span_is(&m->v[FF_TYPE], LIT("identify")))
+                        identify = true;
+                else if (!span_is(&m->v[FF_TYPE], LIT("track")))
+                        return false;
+        }
+        if (m->seen & ~(identify ? IDENTIFY_MEMBERS : TRACK_MEMBERS))
+                return false;
+        if (!(m->seen & FBIT(FF_USER_ID)) || m->v[FF_USER_ID].n < 1 ||
+            m->v[FF_USER_ID].n > PROTO_USER_ID_MAX)
+                return false;
+        if (!identify && (!(m->seen & FBIT(FF_EVENT_TYPE)) || m->v[FF_EVENT_TYPE].n < 1 ||
+                          m->v[FF_EVENT_TYPE].n > PROTO_EVENT_TYPE_MAX))
+                return false;
+        if ((m->seen & FBIT(FF_EVENT_ID)) &&
+            !proto_event_id_valid(m->v[FF_EVENT_ID].p, m->v[FF_EVENT_ID].n))
+                return false;
+        if ((m->seen & FBIT(FF_OCCURRED_AT)) &&
+            proto_time_parse(m->v[FF_OCCURRED_AT].p, m->v[FF_OCCURRED_AT].n, at) < 0)
+                return false;
+        *ret_identify = identify;
+        return true;
+}
+
+/* Append the upstream event, the slow path's bytes exactly: one
+ * reservation, then plain copies of the spans. False when out of memory,
+ * which is declined too, so the slow path reports it its own way. */
+static bool put_event(struct proto_buf *out, const struct members *m, bool identify, int64_t at,
+                      const uint8_t rnd[16])
+{
+        const struct span *obj = (m->seen & FBIT(identify ? FF_TRAITS : FF_PAYLOAD))
+                                         ? &m->v[identify ? FF_TRAITS : FF_PAYLOAD]
+                                         : NULL;
+        char idbuf[PROTO_UUID_LEN + 1], tbuf[PROTO_TIME_LEN + 1];
+        size_t need = FAST_FIXED_BYTES + PROTO_EVENT_ID_MAX + m->v[FF_USER_ID].n +
+                      (identify ? 0 : m->v[FF_EVENT_TYPE].n) + (obj ? obj->n : 2);
         char *w;
 
-        if (!line || !rnd || !out || !msg || len > max_bytes)
-                return PROTO_FAST_UNHANDLED;
-        s.p = line;
-        s.end = line + len;
-        m.seen = 0;
-        m.obj_ws = false;
-        if (!scan_message(&s, &m))
-                return PROTO_FAST_UNHANDLED;
-
-        /* The field rules, each declining where the slow path rejects. */
-        if (m.seen & FBIT(FF_TYPE)) {
-                if (span_is(&m.v[FF_TYPE], LIT("identify")))
-                        identify = true;
-                else if (!span_is(&m.v[FF_TYPE], LIT("track")))
-                        return PROTO_FAST_UNHANDLED;
-        }
-        if (m.seen & ~(identify ? IDENTIFY_MEMBERS : TRACK_MEMBERS))
-                return PROTO_FAST_UNHANDLED;
-        if (!(m.seen & FBIT(FF_USER_ID)) || m.v[FF_USER_ID].n < 1 ||
-            m.v[FF_USER_ID].n > PROTO_USER_ID_MAX)
-                return PROTO_FAST_UNHANDLED;
-        if (!identify && (!(m.seen & FBIT(FF_EVENT_TYPE)) || m.v[FF_EVENT_TYPE].n < 1 ||
-                          m.v[FF_EVENT_TYPE].n > PROTO_EVENT_TYPE_MAX))
-                return PROTO_FAST_UNHANDLED;
-        if ((m.seen & FBIT(FF_EVENT_ID)) &&
-            !proto_event_id_valid(m.v[FF_EVENT_ID].p, m.v[FF_EVENT_ID].n))
-                return PROTO_FAST_UNHANDLED;
-        if ((m.seen & FBIT(FF_OCCURRED_AT)) &&
-            proto_time_parse(m.v[FF_OCCURRED_AT].p, m.v[FF_OCCURRED_AT].n, &at) < 0)
-                return PROTO_FAST_UNHANDLED;
-
-        /* Accepted: one reservation, then plain copies. Out of memory is
-         * declined too, so the slow path reports it its own way. */
-        obj = (m.seen & FBIT(identify ? FF_TRAITS : FF_PAYLOAD))
-                      ? &m.v[identify ? FF_TRAITS : FF_PAYLOAD]
-                      : NULL;
-        need = FAST_FIXED_BYTES + PROTO_EVENT_ID_MAX + m.v[FF_USER_ID].n +
-               (identify ? 0 : m.v[FF_EVENT_TYPE].n) + (obj ? obj->n : 2);
         if (proto_buf_reserve(out, need) < 0)
-                return PROTO_FAST_UNHANDLED;
+                return false;
         w = out->data + out->len;
         w = put(w, LIT("{\"event_id\":\""));
-        if (m.seen & FBIT(FF_EVENT_ID)) {
-                w = put(w, m.v[FF_EVENT_ID].p, m.v[FF_EVENT_ID].n);
+        if (m->seen & FBIT(FF_EVENT_ID)) {
+                w = put(w, m->v[FF_EVENT_ID].p, m->v[FF_EVENT_ID].n);
         } else {
                 proto_uuid_format(rnd, idbuf);
                 w = put(w, idbuf, PROTO_UUID_LEN);
         }
         w = put(w, LIT("\",\"user_id\":\""));
-        w = put(w, m.v[FF_USER_ID].p, m.v[FF_USER_ID].n);
+        w = put(w, m->v[FF_USER_ID].p, m->v[FF_USER_ID].n);
         if (identify) {
                 w = put(w, LIT("\",\"event_type\":\"context_identified"));
         } else {
                 w = put(w, LIT("\",\"event_type\":\""));
-                w = put(w, m.v[FF_EVENT_TYPE].p, m.v[FF_EVENT_TYPE].n);
+                w = put(w, m->v[FF_EVENT_TYPE].p, m->v[FF_EVENT_TYPE].n);
         }
         format_time_cached(at, tbuf);
         w = put(w, LIT("\",\"occurred_at\":\""));
@@ -524,12 +520,33 @@ int proto_parse_fast(const char *line, size_t len, size_t max_bytes, int64_t now
                 w = put(w, LIT("\",\"payload\":"));
         if (!obj)
                 w = put(w, LIT("{}"));
-        else if (m.obj_ws)
+        else if (m->obj_ws)
                 w = put_compact(w, obj);
         else
                 w = put(w, obj->p, obj->n);
         w = put(w, identify ? "}}" : "}", identify ? 2 : 1);
         out->len = (size_t)(w - out->data);
+        return true;
+}
+
+int proto_parse_fast(const char *line, size_t len, size_t max_bytes, int64_t now_ms,
+                     const uint8_t rnd[16], struct proto_buf *out, struct proto_msg *msg,
+                     struct proto_error *err)
+{
+        struct scan s;
+        struct members m;
+        bool identify;
+        int64_t at = now_ms;
+
+        if (!line || !rnd || !out || !msg || len > max_bytes)
+                return PROTO_FAST_UNHANDLED;
+        s.p = line;
+        s.end = line + len;
+        m.seen = 0;
+        m.obj_ws = false;
+        if (!scan_message(&s, &m) || !check_members(&m, &identify, &at) ||
+            !put_event(out, &m, identify, at, rnd))
+                return PROTO_FAST_UNHANDLED;
 
         proto_msg_set_event(msg);
         if (err) {

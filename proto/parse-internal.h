@@ -25,8 +25,8 @@ int proto_parse_fast(const char *line, size_t len, size_t max_bytes, int64_t now
                      const uint8_t rnd[16], struct proto_buf *out, struct proto_msg *msg,
                      struct proto_error *err);
 
-/* The complete jansson-based parser (proto/parse.c); same contract as
- * proto_parse(). */
+/* The complete jansson-based parser (proto/parse.c, with message.c and
+ * normalise.c); same contract as proto_parse(). */
 int proto_parse_slow(const char *line, size_t len, size_t max_bytes, int64_t now_ms,
                      const uint8_t rnd[16], struct proto_buf *out, struct proto_msg *msg,
                      struct proto_error *err);

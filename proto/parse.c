@@ -1,18 +1,17 @@
-/* parse.c - validate one local message and normalise it for upstream.
+/* parse.c - proto_parse(): one line to a parsed message, the slow path.
  *
  * proto_parse() is the per-event hot path of the daemon: it takes one
- * NDJSON line exactly as a client sent it, decides whether it is an op
- * or an event, rejects anything SPEC section 2 forbids with a stable
- * reason, and writes an accepted event straight into the caller's
- * buffer in the one shape the upstream takes. jansson does the JSON
- * grammar and UTF-8 checks; this file adds what jansson cannot know
- * (size and depth limits checked before jansson recurses, field rules,
- * timestamps, ids) and serialises the payload itself, so numbers come
- * out in their shortest round-trip form and nothing is allocated beyond
- * jansson's own tree. The common simple message never gets here: fast.c
- * handles it without jansson and declines the rest to proto_parse_slow().
+ * NDJSON line exactly as a client sent it and hands it to the
+ * allocation-free fast path (fast.c), which takes the common message.
+ * Everything else comes here, every rejection included: this file reads
+ * the line into a jansson tree, after checking what jansson cannot be
+ * trusted with (the size limit, raw NUL bytes, nesting deep enough to
+ * cost jansson's recursion its stack) and widening integers beyond int64
+ * that SPEC section 2 takes as doubles; it maps jansson's errors to the
+ * stable reasons, then lets message.c judge the op or event and
+ * normalise.c write it.
  */
-#include "parse-internal.h"
+#include "slow-internal.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -20,81 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-
-/* Unix ms range of years 0000..9999, as in encode.c. */
-#define TIME_MIN_MS INT64_C(-62167219200000)
-#define TIME_MAX_MS INT64_C(253402300799999)
-#define FIELD_NAME_SHOW 72 /* room for a user-chosen name in a detail */
-
-/* Every top-level key any message may carry; a bit each. */
-enum field {
-        F_OP,
-        F_TYPE,
-        F_USER_ID,
-        F_EVENT_TYPE,
-        F_OCCURRED_AT,
-        F_PAYLOAD,
-        F_TRAITS,
-        F_EVENT_ID,
-        F_TIMEOUT_MS,
-        F_USER_ID_SIG,
-        F_DROP_COUNT,
-        F_PID,
-        F_COUNT,
-        F_UNKNOWN = F_COUNT,
-};
-
-#define BIT(f) (1u << (f))
-
-static const char *const field_names[F_COUNT] = {
-        [F_OP] = "op",
-        [F_TYPE] = "type",
-        [F_USER_ID] = "user_id",
-        [F_EVENT_TYPE] = "event_type",
-        [F_OCCURRED_AT] = "occurred_at",
-        [F_PAYLOAD] = "payload",
-        [F_TRAITS] = "traits",
-        [F_EVENT_ID] = "event_id",
-        [F_TIMEOUT_MS] = "timeout_ms",
-        [F_USER_ID_SIG] = "user_id_sig",
-        [F_DROP_COUNT] = "count",
-        [F_PID] = "pid",
-};
-
-static const struct {
-        const char *name;
-        enum proto_op op;
-        unsigned allowed;
-} ops[] = {
-        { "ping", PROTO_OP_PING, BIT(F_OP) },
-        { "stats", PROTO_OP_STATS, BIT(F_OP) },
-        { "flush", PROTO_OP_FLUSH, BIT(F_OP) | BIT(F_TIMEOUT_MS) },
-        { "set_user", PROTO_OP_SET_USER, BIT(F_OP) | BIT(F_USER_ID) | BIT(F_USER_ID_SIG) },
-        { "reset_session", PROTO_OP_RESET_SESSION, BIT(F_OP) },
-        { "client_dropped", PROTO_OP_CLIENT_DROPPED, BIT(F_OP) | BIT(F_DROP_COUNT) | BIT(F_PID) },
-};
-
-#define TRACK_FIELDS                                                                               \
-        (BIT(F_TYPE) | BIT(F_USER_ID) | BIT(F_EVENT_TYPE) | BIT(F_OCCURRED_AT) | BIT(F_PAYLOAD) |  \
-         BIT(F_EVENT_ID))
-#define IDENTIFY_FIELDS                                                                            \
-        (BIT(F_TYPE) | BIT(F_USER_ID) | BIT(F_TRAITS) | BIT(F_OCCURRED_AT) | BIT(F_EVENT_ID))
-
-static enum field classify(const char *key)
-{
-        for (int f = 0; f < F_COUNT; f++)
-                if (key[0] == field_names[f][0] && !strcmp(key, field_names[f]))
-                        return (enum field)f;
-        return F_UNKNOWN;
-}
-
 /* ---- error details ---- */
 
-static int fail(struct proto_error *err, enum proto_reason reason, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-
-static int fail(struct proto_error *err, enum proto_reason reason, const char *fmt, ...)
+int proto__fail(struct proto_error *err, enum proto_reason reason, const char *fmt, ...)
 {
         va_list ap;
 
@@ -105,43 +32,6 @@ static int fail(struct proto_error *err, enum proto_reason reason, const char *f
                 va_end(ap);
         }
         return reason == PROTO_E_NOMEM ? -ENOMEM : -EINVAL;
-}
-
-/* Make a client-chosen string safe to show in a detail and a log:
- * printable ASCII as is, anything else (and '"', '\\') escaped, cut with
- * "..." to fit outsz (at least 4) bytes including the NUL. */
-static void sanitize(const char *s, size_t n, char *out, size_t outsz)
-{
-        static const char hex[] = "0123456789abcdef";
-        size_t o = 0, i;
-
-        for (i = 0; i < n; i++) {
-                unsigned char c = (unsigned char)s[i];
-                char e[4];
-                size_t w = 1;
-
-                e[0] = (char)c;
-                if (c == '"' || c == '\\') {
-                        e[0] = '\\';
-                        e[1] = (char)c;
-                        w = 2;
-                } else if (c < 0x20 || c >= 0x7f) {
-                        e[0] = '\\';
-                        e[1] = 'x';
-                        e[2] = hex[c >> 4];
-                        e[3] = hex[c & 0xf];
-                        w = 4;
-                }
-                if (o + w + 4 > outsz) /* keep room for "..." and NUL */
-                        break;
-                memcpy(out + o, e, w);
-                o += w;
-        }
-        if (i < n) {
-                memcpy(out + o, "...", 3);
-                o += 3;
-        }
-        out[o] = '\0';
 }
 
 /* ---- the raw-byte pre-scan ---- */
@@ -199,449 +89,7 @@ static enum proto_reason reason_of_jansson(const json_error_t *je)
         }
 }
 
-/* ---- compact serialisation of a jansson value ---- */
-
-static int put_int(struct proto_buf *b, json_int_t v)
-{
-        char tmp[24];
-        size_t i = sizeof(tmp);
-        /* Through unsigned so INT64_MIN negates without overflow. */
-        unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-
-        do {
-                tmp[--i] = (char)('0' + u % 10);
-                u /= 10;
-        } while (u);
-        if (v < 0)
-                tmp[--i] = '-';
-        return proto_buf_append(b, tmp + i, sizeof(tmp) - i);
-}
-
-/* Shortest "%.Ng" that reads back as the same double, with ".0" added
- * when it would otherwise look like an integer, so a real stays a real.
- * Assumes LC_NUMERIC is "C" (segops never calls setlocale for it). */
-static int put_real(struct proto_buf *b, double v)
-{
-        char tmp[40];
-        int w = 0;
-
-        for (int prec = 15; prec <= 17; prec++) {
-                w = snprintf(tmp, sizeof(tmp), "%.*g", prec, v);
-                if (w < 0 || (size_t)w >= sizeof(tmp))
-                        return -EINVAL;
-                if (prec == 17 || strtod(tmp, NULL) == v)
-                        break;
-        }
-        if (!strpbrk(tmp, ".e")) {
-                if ((size_t)w + 2 >= sizeof(tmp))
-                        return -EINVAL;
-                memcpy(tmp + w, ".0", 3);
-                w += 2;
-        }
-        return proto_buf_append(b, tmp, (size_t)w);
-}
-
-static int put_value(struct proto_buf *b, json_t *v)
-{
-        const char *key;
-        json_t *item;
-        size_t i;
-        bool first = true;
-        int r;
-
-        switch (json_typeof(v)) {
-        case JSON_OBJECT:
-                r = proto_buf_append(b, "{", 1);
-                if (r < 0)
-                        return r;
-                json_object_foreach(v, key, item)
-                {
-                        if (!first) {
-                                r = proto_buf_append(b, ",", 1);
-                                if (r < 0)
-                                        return r;
-                        }
-                        first = false;
-                        r = proto_json_escape(b, key, strlen(key));
-                        if (r < 0)
-                                return r;
-                        r = proto_buf_append(b, ":", 1);
-                        if (r < 0)
-                                return r;
-                        r = put_value(b, item);
-                        if (r < 0)
-                                return r;
-                }
-                return proto_buf_append(b, "}", 1);
-        case JSON_ARRAY:
-                r = proto_buf_append(b, "[", 1);
-                if (r < 0)
-                        return r;
-                json_array_foreach(v, i, item)
-                {
-                        if (i > 0) {
-                                r = proto_buf_append(b, ",", 1);
-                                if (r < 0)
-                                        return r;
-                        }
-                        r = put_value(b, item);
-                        if (r < 0)
-                                return r;
-                }
-                return proto_buf_append(b, "]", 1);
-        case JSON_STRING: return proto_json_escape(b, json_string_value(v), json_string_length(v));
-        case JSON_INTEGER: return put_int(b, json_integer_value(v));
-        case JSON_REAL: return put_real(b, json_real_value(v));
-        case JSON_TRUE: return proto_buf_append(b, "true", 4);
-        case JSON_FALSE: return proto_buf_append(b, "false", 5);
-        case JSON_NULL: return proto_buf_append(b, "null", 4);
-        }
-        return -EINVAL;
-}
-
-/* ---- field checks ---- */
-
-/* A required or optional string of lo..hi bytes. */
-static int check_string(json_t *v, enum field f, size_t lo, size_t hi, struct proto_error *err)
-{
-        size_t n;
-
-        if (!json_is_string(v))
-                return fail(err, PROTO_E_WRONG_TYPE, "field \"%s\" must be a string",
-                            field_names[f]);
-        n = json_string_length(v);
-        if (n < lo || n > hi)
-                return fail(err, PROTO_E_BAD_LENGTH, "field \"%s\" must be %zu-%zu bytes, not %zu",
-                            field_names[f], lo, hi, n);
-        return 0;
-}
-
-static int check_required_string(json_t *v, enum field f, size_t hi, struct proto_error *err)
-{
-        if (!v)
-                return fail(err, PROTO_E_MISSING_FIELD, "missing field \"%s\"", field_names[f]);
-        return check_string(v, f, 1, hi, err);
-}
-
-/* floor() for a double already known to be within int64 range; done by
- * hand so the parser needs no libm. */
-static int64_t floor_i64(double d)
-{
-        int64_t t = (int64_t)d; /* truncates toward zero */
-
-        return (double)t > d ? t - 1 : t;
-}
-
-/* Seconds since the epoch to ms, truncated toward the past like the
- * extra fraction digits of a string. A product within a microsecond of
- * a whole millisecond is taken as that millisecond, because 1.001 * 1000
- * is 1000.9999999999999 in binary and must not become 1000. */
-static int epoch_to_ms(json_t *v, int64_t *ret_ms, struct proto_error *err)
-{
-        int64_t ms;
-
-        if (json_is_integer(v)) {
-                json_int_t s = json_integer_value(v);
-
-                if (s < TIME_MIN_MS / 1000 || s > TIME_MAX_MS / 1000)
-                        goto range;
-                ms = (int64_t)s * 1000;
-        } else {
-                double d = json_real_value(v) * 1000.0;
-                int64_t near;
-
-                /* jansson never yields NaN or inf; the bounds keep the
-                 * casts below defined. */
-                if (!(d >= (double)TIME_MIN_MS - 1.0 && d <= (double)TIME_MAX_MS + 1.0))
-                        goto range;
-                near = floor_i64(d + 0.5);
-                ms = (d - (double)near < 1e-3 && (double)near - d < 1e-3) ? near : floor_i64(d);
-                if (ms < TIME_MIN_MS || ms > TIME_MAX_MS)
-                        goto range;
-        }
-        *ret_ms = ms;
-        return 0;
-range:
-        return fail(err, PROTO_E_BAD_TIMESTAMP,
-                    "occurred_at must be epoch seconds within years 0000-9999");
-}
-
-static int check_time(json_t *v, int64_t now_ms, int64_t *ret_ms, struct proto_error *err)
-{
-        char shown[FIELD_NAME_SHOW];
-
-        if (!v) {
-                *ret_ms = now_ms;
-                return 0;
-        }
-        if (json_is_number(v))
-                return epoch_to_ms(v, ret_ms, err);
-        if (!json_is_string(v))
-                return fail(err, PROTO_E_WRONG_TYPE,
-                            "field \"occurred_at\" must be an RFC 3339 string "
-                            "or epoch seconds");
-        if (proto_time_parse(json_string_value(v), json_string_length(v), ret_ms) < 0) {
-                sanitize(json_string_value(v), json_string_length(v), shown, sizeof(shown));
-                return fail(err, PROTO_E_BAD_TIMESTAMP,
-                            "occurred_at \"%s\" is not an RFC 3339 date-time "
-                            "within years 0000-9999",
-                            shown);
-        }
-        return 0;
-}
-
-static int check_event_id(json_t *v, struct proto_error *err)
-{
-        if (!v)
-                return 0;
-        if (!json_is_string(v))
-                return fail(err, PROTO_E_WRONG_TYPE, "field \"event_id\" must be a string");
-        if (!proto_event_id_valid(json_string_value(v), json_string_length(v)))
-                return fail(err, PROTO_E_BAD_EVENT_ID,
-                            "event_id must be 1-%d characters of "
-                            "[A-Za-z0-9._:-]",
-                            PROTO_EVENT_ID_MAX);
-        return 0;
-}
-
-static int check_object(json_t *v, enum field f, struct proto_error *err)
-{
-        if (v && !json_is_object(v))
-                return fail(err, PROTO_E_WRONG_TYPE, "field \"%s\" must be an object",
-                            field_names[f]);
-        return 0;
-}
-
-/* One pass over the keys: fill slots[] and stop at the first key the
- * message does not have, naming it. */
-static int collect(json_t *root, unsigned allowed, const char *what, json_t *slots[F_COUNT],
-                   struct proto_error *err)
-{
-        char shown[FIELD_NAME_SHOW];
-
-        for (void *it = json_object_iter(root); it; it = json_object_iter_next(root, it)) {
-                const char *key = json_object_iter_key(it);
-                enum field f = classify(key);
-
-                if (f == F_UNKNOWN || !(allowed & BIT(f))) {
-                        sanitize(key, strlen(key), shown, sizeof(shown));
-                        return fail(err, PROTO_E_UNKNOWN_FIELD, "unknown field \"%s\" in %s", shown,
-                                    what);
-                }
-                slots[f] = json_object_iter_value(it);
-        }
-        return 0;
-}
-
-/* ---- the two message kinds ---- */
-
-static int parse_op(json_t *root, json_t *opv, struct proto_msg *msg, struct proto_error *err)
-{
-        json_t *slots[F_COUNT] = { 0 };
-        char shown[FIELD_NAME_SHOW];
-        const char *name;
-        size_t k;
-        int64_t timeout = PROTO_FLUSH_TIMEOUT_MS;
-        json_int_t count = 0, pid = 0;
-        int r;
-
-        if (!json_is_string(opv))
-                return fail(err, PROTO_E_WRONG_TYPE, "field \"op\" must be a string");
-        name = json_string_value(opv);
-        for (k = 0; k < sizeof(ops) / sizeof(ops[0]); k++)
-                if (!strcmp(name, ops[k].name))
-                        break;
-        if (k == sizeof(ops) / sizeof(ops[0])) {
-                sanitize(name, json_string_length(opv), shown, sizeof(shown));
-                return fail(err, PROTO_E_UNKNOWN_OP, "unknown op \"%s\"", shown);
-        }
-        r = collect(root, ops[k].allowed, ops[k].name, slots, err);
-        if (r < 0)
-                return r;
-
-        if (ops[k].op == PROTO_OP_FLUSH && slots[F_TIMEOUT_MS]) {
-                if (!json_is_integer(slots[F_TIMEOUT_MS]))
-                        return fail(err, PROTO_E_WRONG_TYPE,
-                                    "field \"timeout_ms\" must be an integer");
-                timeout = json_integer_value(slots[F_TIMEOUT_MS]);
-                if (timeout < 0 || timeout > PROTO_FLUSH_TIMEOUT_MAX_MS)
-                        return fail(err, PROTO_E_BAD_VALUE, "timeout_ms must be 0-%d",
-                                    PROTO_FLUSH_TIMEOUT_MAX_MS);
-        }
-        if (ops[k].op == PROTO_OP_CLIENT_DROPPED) {
-                if (!slots[F_DROP_COUNT])
-                        return fail(err, PROTO_E_MISSING_FIELD, "missing field \"count\"");
-                if (!json_is_integer(slots[F_DROP_COUNT]))
-                        return fail(err, PROTO_E_WRONG_TYPE, "field \"count\" must be an integer");
-                count = json_integer_value(slots[F_DROP_COUNT]);
-                if (count < 1 || count > PROTO_DROP_COUNT_MAX)
-                        return fail(err, PROTO_E_BAD_VALUE, "count must be 1-%lld",
-                                    (long long)PROTO_DROP_COUNT_MAX);
-                if (slots[F_PID] && !json_is_integer(slots[F_PID]))
-                        return fail(err, PROTO_E_WRONG_TYPE, "field \"pid\" must be an integer");
-                if (slots[F_PID]) {
-                        pid = json_integer_value(slots[F_PID]);
-                        if (pid < 1 || pid > INT32_MAX)
-                                return fail(err, PROTO_E_BAD_VALUE, "pid must be 1-%d", INT32_MAX);
-                }
-        }
-        if (ops[k].op == PROTO_OP_SET_USER) {
-                r = check_required_string(slots[F_USER_ID], F_USER_ID, PROTO_USER_ID_MAX, err);
-                if (r < 0)
-                        return r;
-                if (slots[F_USER_ID_SIG]) {
-                        r = check_string(slots[F_USER_ID_SIG], F_USER_ID_SIG, 1,
-                                         PROTO_USER_ID_SIG_MAX, err);
-                        if (r < 0)
-                                return r;
-                }
-        }
-
-        /* Valid: only now touch the caller's msg. */
-        msg->kind = PROTO_MSG_OP;
-        msg->op = ops[k].op;
-        msg->timeout_ms = ops[k].op == PROTO_OP_FLUSH ? timeout : 0;
-        msg->count = (uint64_t)count;
-        msg->client_pid = (int32_t)pid;
-        msg->user_id[0] = '\0';
-        msg->user_id_sig[0] = '\0';
-        msg->has_sig = false;
-        if (ops[k].op == PROTO_OP_SET_USER) {
-                json_t *u = slots[F_USER_ID], *s = slots[F_USER_ID_SIG];
-
-                memcpy(msg->user_id, json_string_value(u), json_string_length(u) + 1);
-                if (s) {
-                        memcpy(msg->user_id_sig, json_string_value(s), json_string_length(s) + 1);
-                        msg->has_sig = true;
-                }
-        }
-        return 0;
-}
-
-static int put_field(struct proto_buf *out, const char *lead, json_t *v)
-{
-        int r = proto_buf_append(out, lead, strlen(lead));
-
-        if (r < 0)
-                return r;
-        return proto_json_escape(out, json_string_value(v), json_string_length(v));
-}
-
-/* Write the normalised upstream event; the caller restores out->len if
- * this runs out of memory half way. */
-static int emit_event(struct proto_buf *out, json_t *slots[F_COUNT], bool identify, int64_t at,
-                      const uint8_t rnd[16])
-{
-        char idbuf[PROTO_UUID_LEN + 1], tbuf[PROTO_TIME_LEN + 1];
-        int r;
-
-        if (slots[F_EVENT_ID]) {
-                r = put_field(out, "{\"event_id\":", slots[F_EVENT_ID]);
-        } else {
-                proto_uuid_format(rnd, idbuf);
-                r = proto_buf_append(out, "{\"event_id\":\"", 13);
-                if (r >= 0)
-                        r = proto_buf_append(out, idbuf, PROTO_UUID_LEN);
-                if (r >= 0)
-                        r = proto_buf_append(out, "\"", 1);
-        }
-        if (r < 0)
-                return r;
-        r = put_field(out, ",\"user_id\":", slots[F_USER_ID]);
-        if (r < 0)
-                return r;
-        if (identify)
-                r = proto_buf_append_str(out, ",\"event_type\":\"context_identified\"");
-        else
-                r = put_field(out, ",\"event_type\":", slots[F_EVENT_TYPE]);
-        if (r < 0)
-                return r;
-        proto_time_format(at, tbuf);
-        r = proto_buf_append_str(out, ",\"occurred_at\":\"");
-        if (r < 0)
-                return r;
-        r = proto_buf_append(out, tbuf, PROTO_TIME_LEN);
-        if (r < 0)
-                return r;
-        if (identify) {
-                r = proto_buf_append_str(out, "\",\"payload\":{\"traits\":");
-                if (r < 0)
-                        return r;
-                r = slots[F_TRAITS] ? put_value(out, slots[F_TRAITS])
-                                    : proto_buf_append(out, "{}", 2);
-                if (r < 0)
-                        return r;
-                r = proto_buf_append(out, "}}", 2);
-        } else {
-                r = proto_buf_append_str(out, "\",\"payload\":");
-                if (r < 0)
-                        return r;
-                r = slots[F_PAYLOAD] ? put_value(out, slots[F_PAYLOAD])
-                                     : proto_buf_append(out, "{}", 2);
-                if (r < 0)
-                        return r;
-                r = proto_buf_append(out, "}", 1);
-        }
-        return r;
-}
-
-static int parse_event(json_t *root, json_t *typev, int64_t now_ms, const uint8_t rnd[16],
-                       struct proto_buf *out, struct proto_msg *msg, struct proto_error *err)
-{
-        json_t *slots[F_COUNT] = { 0 };
-        char shown[FIELD_NAME_SHOW];
-        bool identify = false;
-        int64_t at;
-        int r;
-
-        if (typev) {
-                const char *t;
-
-                if (!json_is_string(typev))
-                        return fail(err, PROTO_E_WRONG_TYPE, "field \"type\" must be a string");
-                t = json_string_value(typev);
-                if (!strcmp(t, "identify")) {
-                        identify = true;
-                } else if (strcmp(t, "track") != 0) {
-                        sanitize(t, json_string_length(typev), shown, sizeof(shown));
-                        return fail(err, PROTO_E_BAD_TYPE,
-                                    "type \"%s\" is neither \"track\" nor "
-                                    "\"identify\"",
-                                    shown);
-                }
-        }
-        r = collect(root, identify ? IDENTIFY_FIELDS : TRACK_FIELDS,
-                    identify ? "identify" : "track", slots, err);
-        if (r < 0)
-                return r;
-
-        r = check_required_string(slots[F_USER_ID], F_USER_ID, PROTO_USER_ID_MAX, err);
-        if (r < 0)
-                return r;
-        if (!identify) {
-                r = check_required_string(slots[F_EVENT_TYPE], F_EVENT_TYPE, PROTO_EVENT_TYPE_MAX,
-                                          err);
-                if (r < 0)
-                        return r;
-        }
-        r = check_event_id(slots[F_EVENT_ID], err);
-        if (r < 0)
-                return r;
-        r = check_time(slots[F_OCCURRED_AT], now_ms, &at, err);
-        if (r < 0)
-                return r;
-        r = check_object(slots[identify ? F_TRAITS : F_PAYLOAD], identify ? F_TRAITS : F_PAYLOAD,
-                         err);
-        if (r < 0)
-                return r;
-
-        r = emit_event(out, slots, identify, at, rnd);
-        if (r < 0)
-                return fail(err, PROTO_E_NOMEM, "out of memory");
-
-        proto_msg_set_event(msg);
-        return 0;
-}
+/* ---- integers beyond int64 ---- */
 
 /* Is the integer literal of n digits at d (no sign, no leading zeros)
  * outside int64? neg: it had a minus sign. */
@@ -650,6 +98,54 @@ static bool beyond_int64(const char *d, size_t n, bool neg)
         if (n != 19)
                 return n > 19;
         return memcmp(d, neg ? "9223372036854775808" : "9223372036854775807", 19) > 0;
+}
+
+static size_t skip_digits(const char *s, size_t len, size_t i)
+{
+        while (i < len && s[i] >= '0' && s[i] <= '9')
+                i++;
+        return i;
+}
+
+/* The number token at s[i] (a '-' or a digit): sign, digits, fraction,
+ * exponent. Returns its end; *ret_big says whether it is an integer
+ * literal beyond int64 (no fraction, no exponent, no leading zero). */
+static size_t scan_number(const char *s, size_t len, size_t i, bool *ret_big)
+{
+        bool neg = s[i] == '-', plain = true;
+        size_t d0, nd;
+
+        if (neg)
+                i++;
+        d0 = i;
+        i = skip_digits(s, len, i);
+        nd = i - d0;
+        if (i < len && s[i] == '.') {
+                plain = false;
+                i = skip_digits(s, len, i + 1);
+        }
+        if (i < len && (s[i] == 'e' || s[i] == 'E')) {
+                plain = false;
+                i++;
+                if (i < len && (s[i] == '+' || s[i] == '-'))
+                        i++;
+                i = skip_digits(s, len, i);
+        }
+        *ret_big = plain && nd > 0 && s[d0] != '0' && beyond_int64(s + d0, nd, neg);
+        return i;
+}
+
+/* The end of the string whose opening quote is at s[i]: just past its
+ * closing quote, or len when it has none. */
+static size_t string_end(const char *s, size_t len, size_t i)
+{
+        for (i++; i < len; i++) {
+                if (s[i] == '\\')
+                        i++; /* the escaped char cannot end it */
+                else if (s[i] == '"')
+                        return i + 1;
+        }
+        return len;
 }
 
 /* SPEC 2 rejects only numbers that fit neither int64 nor a finite
@@ -663,56 +159,23 @@ static char *widen_big_ints(const char *s, size_t len, size_t *ret_len)
         /* Each widened literal has 20+ characters and gains 2. */
         char *w = malloc(len + len / 10 + 4);
         size_t i = 0, o = 0, widened = 0;
-        bool in_str = false;
 
         if (!w)
                 return NULL;
         while (i < len) {
-                char c = s[i];
+                bool big = false;
+                size_t end;
 
-                if (in_str) {
-                        w[o++] = s[i++];
-                        if (c == '\\' && i < len)
-                                w[o++] = s[i++];
-                        else if (c == '"')
-                                in_str = false;
-                        continue;
-                }
-                if (c == '"') {
-                        in_str = true;
-                        w[o++] = s[i++];
-                        continue;
-                }
-                if (c != '-' && (c < '0' || c > '9')) {
-                        w[o++] = s[i++];
-                        continue;
-                }
-                /* A whole number token: sign, digits, fraction, exponent. */
-                size_t start = i, d0;
-                bool neg = c == '-', plain = true;
-
-                if (neg)
-                        i++;
-                d0 = i;
-                while (i < len && s[i] >= '0' && s[i] <= '9')
-                        i++;
-                size_t nd = i - d0;
-                if (i < len && s[i] == '.') {
-                        plain = false;
-                        for (i++; i < len && s[i] >= '0' && s[i] <= '9'; i++)
-                                ;
-                }
-                if (i < len && (s[i] == 'e' || s[i] == 'E')) {
-                        plain = false;
-                        i++;
-                        if (i < len && (s[i] == '+' || s[i] == '-'))
-                                i++;
-                        while (i < len && s[i] >= '0' && s[i] <= '9')
-                                i++;
-                }
-                memcpy(w + o, s + start, i - start);
-                o += i - start;
-                if (plain && nd > 0 && s[d0] != '0' && beyond_int64(s + d0, nd, neg)) {
+                if (s[i] == '"')
+                        end = string_end(s, len, i);
+                else if (s[i] == '-' || (s[i] >= '0' && s[i] <= '9'))
+                        end = scan_number(s, len, i, &big);
+                else
+                        end = i + 1;
+                memcpy(w + o, s + i, end - i);
+                o += end - i;
+                i = end;
+                if (big) {
                         w[o++] = '.';
                         w[o++] = '0';
                         widened++;
@@ -726,78 +189,106 @@ static char *widen_big_ints(const char *s, size_t len, size_t *ret_len)
         return w;
 }
 
+/* ---- from a line to a tree ---- */
+
+static bool is_space(char c)
+{
+        return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* Drop the whitespace around the message. */
+static void trim(const char **line, size_t *len)
+{
+        while (*len > 0 && is_space((*line)[0])) {
+                (*line)++;
+                (*len)--;
+        }
+        while (*len > 0 && is_space((*line)[*len - 1]))
+                (*len)--;
+}
+
+/* jansson's reading of the line; a second one, with big integers
+ * widened, when it refused one. NULL with je filled on failure. */
+static json_t *load(const char *line, size_t len, json_error_t *je)
+{
+        const size_t flags = JSON_REJECT_DUPLICATES | JSON_DECODE_ANY;
+        json_t *root = json_loadb(line, len, flags, je);
+        size_t wlen;
+        char *w;
+
+        if (root || json_error_code(je) != json_error_numeric_overflow)
+                return root;
+        /* Integers beyond int64 are taken as doubles; a number too big
+         * for a double (1e400) stays an error. The second reading's
+         * error is the message's own (a duplicate key, a \u0000 ... after
+         * the big integer): it replaces the first's "too big integer". */
+        w = widen_big_ints(line, len, &wlen);
+        if (!w)
+                return NULL;
+        root = json_loadb(w, wlen, flags, je);
+        free(w);
+        return root;
+}
+
+/* The JSON value of a trimmed, non-empty line: 0 and *ret_root, or the
+ * fault (pre-scan first, then jansson's) in err. */
+static int read_tree(const char *line, size_t len, json_t **ret_root, struct proto_error *err)
+{
+        enum proto_reason why = prescan(line, len);
+        char shown[sizeof(err->detail) - 24];
+        json_error_t je;
+        json_t *root;
+
+        if (why == PROTO_E_NUL)
+                return proto__fail(err, why, "raw NUL byte in message");
+        if (why == PROTO_E_TOO_DEEP)
+                return proto__fail(err, why, "nesting deeper than %d levels", PROTO_MAX_DEPTH);
+        root = load(line, len, &je);
+        if (!root) {
+                /* jansson quotes input near the error: keep it printable. */
+                proto_printable(shown, sizeof(shown), je.text, strnlen(je.text, sizeof(je.text)),
+                                PROTO__SHOWN);
+                return proto__fail(err, reason_of_jansson(&je), "%s at byte %d", shown,
+                                   je.position);
+        }
+        *ret_root = root;
+        return 0;
+}
+
+/* ---- the entry points ---- */
+
 int proto_parse_slow(const char *line, size_t len, size_t max_bytes, int64_t now_ms,
                      const uint8_t rnd[16], struct proto_buf *out, struct proto_msg *msg,
                      struct proto_error *err)
 {
+        json_t *root, *opv;
         size_t entry;
-        json_error_t je;
-        json_t *root = NULL;
-        json_t *opv;
-        enum proto_reason why;
-        char shown[sizeof(err->detail) - 24];
         int r;
 
         if ((!line && len) || !rnd || !out || !msg)
-                return fail(err, PROTO_E_BAD_VALUE, "invalid arguments");
+                return proto__fail(err, PROTO_E_BAD_VALUE, "invalid arguments");
         entry = out->len;
-
         if (proto_message_len(line, len) > max_bytes)
-                return fail(err, PROTO_E_OVERSIZE, "message of %zu bytes exceeds the limit of %zu",
-                            len, max_bytes);
-        while (len > 0 &&
-               (line[0] == ' ' || line[0] == '\t' || line[0] == '\r' || line[0] == '\n')) {
-                line++;
-                len--;
-        }
-        while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t' || line[len - 1] == '\r' ||
-                           line[len - 1] == '\n'))
-                len--;
+                return proto__fail(err, PROTO_E_OVERSIZE,
+                                   "message of %zu bytes exceeds the limit of %zu", len, max_bytes);
+        trim(&line, &len);
         if (len == 0)
-                return fail(err, PROTO_E_BAD_JSON, "empty message");
+                return proto__fail(err, PROTO_E_BAD_JSON, "empty message");
+        r = read_tree(line, len, &root, err);
+        if (r < 0)
+                return r;
 
-        why = prescan(line, len);
-        if (why == PROTO_E_NUL)
-                return fail(err, why, "raw NUL byte in message");
-        if (why == PROTO_E_TOO_DEEP)
-                return fail(err, why, "nesting deeper than %d levels", PROTO_MAX_DEPTH);
-
-        root = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
-        if (!root && json_error_code(&je) == json_error_numeric_overflow) {
-                /* Integers beyond int64 are taken as doubles; a number
-                 * too big for a double (1e400) stays an error. */
-                size_t wlen;
-                char *w = widen_big_ints(line, len, &wlen);
-
-                /* The second reading's error is the message's own
-                 * (a duplicate key, a \u0000 ... after the big integer):
-                 * it replaces the first's "too big integer". */
-                if (w) {
-                        root = json_loadb(w, wlen, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
-                        free(w);
-                }
-        }
-        if (!root) {
-                why = reason_of_jansson(&je);
-                /* jansson quotes input near the error: keep it printable. */
-                sanitize(je.text, strnlen(je.text, sizeof(je.text)), shown, sizeof(shown));
-                return fail(err, why, "%s at byte %d", shown, je.position);
-        }
-        if (!json_is_object(root)) {
-                r = fail(err, PROTO_E_NOT_OBJECT, "message must be a JSON object");
-                goto out;
-        }
-
-        opv = json_object_get(root, "op");
-        if (opv)
-                r = parse_op(root, opv, msg, err);
+        if (!json_is_object(root))
+                r = proto__fail(err, PROTO_E_NOT_OBJECT, "message must be a JSON object");
+        else if ((opv = json_object_get(root, "op")))
+                r = proto__parse_op(root, opv, msg, err);
         else
-                r = parse_event(root, json_object_get(root, "type"), now_ms, rnd, out, msg, err);
+                r = proto__parse_event(root, json_object_get(root, "type"), now_ms, rnd, out, msg,
+                                       err);
         if (r >= 0 && err) {
                 err->reason = PROTO_OK;
                 err->detail[0] = '\0';
         }
-out:
         if (r < 0)
                 out->len = entry;
         json_decref(root);

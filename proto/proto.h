@@ -1,13 +1,20 @@
 /* proto.h - the segops local wire format: limits, parsing, encoding.
  *
- * Everything here is pure computation: no I/O, no clock, no globals.
- * The caller supplies the time of receipt and the random bytes a new
- * event id needs, so the functions are deterministic and testable.
+ * Everything here is pure computation: no I/O and no clock. The caller
+ * supplies the time of receipt and the random bytes a new event id needs,
+ * so the functions are deterministic and testable. The one piece of state
+ * is the fast path's per-thread cache of the last time it formatted
+ * (proto/fast.c): a memo that never changes a result, and per thread, so
+ * callers on several threads need no lock.
  *
  * Two halves:
- *   - proto_buf, escaping, UTF-8 validation, time and uuid formatting,
- *     batch encoding (proto/encode.c): libc only, usable by libshim too;
- *   - proto_parse() (proto/parse.c): validation with jansson.
+ *   - proto_core, libc only, usable by libshim too: proto_buf, JSON and
+ *     printable escaping, UTF-8 validation, uuid formatting, batch
+ *     encoding (proto/encode.c); time formatting and parsing
+ *     (proto/time.c);
+ *   - proto_parse(): the allocation-free fast path (proto/fast.c), and
+ *     validation with jansson for the rest (proto/parse.c, message.c,
+ *     normalise.c).
  *
  * All functions returning int return 0 (or a count) on success and a
  * negative errno on failure, unless documented otherwise.
@@ -68,6 +75,26 @@ int proto_json_escape(struct proto_buf *b, const char *s, size_t n);
  * caller that sizes its own buffer (libshim encodes on the stack). */
 size_t proto_json_escape_to(char *out, const char *s, size_t n);
 
+/* ---- printable text for logs and error details ---- */
+/* Copy the n bytes at s (any bytes: client text, an upstream's body) to
+ * out, which has room for outsz bytes, so that they cannot break or forge
+ * a line: control characters and DEL become \xHH; bytes from 0x80 up,
+ * '"' and '\\' are copied as they are unless flags say otherwise:
+ *   PROTO_PRINTABLE_QUOTED: '"' and '\\' as \" and \\ (text shown
+ *     between double quotes, as in an error detail);
+ *   PROTO_PRINTABLE_ASCII: printable ASCII only, so bytes from 0x80 up as
+ *     \xHH too, and '\\' escaped (as \x5c unless QUOTED) so that every
+ *     backslash in the copy starts an escape;
+ *   PROTO_PRINTABLE_ELLIPSIS: a cut copy ends in "...".
+ * An escape is written whole or not at all: the copy stops at the first
+ * byte whose form does not fit with the NUL (and, with ELLIPSIS, with
+ * "..." after it). Returns the length written; out is NUL-terminated
+ * whenever outsz > 0 (with ELLIPSIS, outsz < 4 gives ""). */
+#define PROTO_PRINTABLE_QUOTED 0x1u
+#define PROTO_PRINTABLE_ASCII 0x2u
+#define PROTO_PRINTABLE_ELLIPSIS 0x4u
+size_t proto_printable(char *out, size_t outsz, const char *s, size_t n, unsigned flags);
+
 /* ---- UTF-8 ---- */
 /* The length (2-4) of the valid UTF-8 sequence that starts at p (p <
  * end, *p >= 0x80), or 0 when none does: overlong forms, surrogates,
@@ -108,7 +135,11 @@ static inline size_t proto_utf8_seq(const unsigned char *p, const unsigned char 
 /* True when the n bytes at s are valid UTF-8 (see proto_utf8_seq). */
 bool proto_utf8_valid(const char *s, size_t n);
 
-/* ---- time ---- */
+/* ---- time (proto/time.c) ---- */
+/* 0000-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z in Unix ms: the
+ * range four year digits can express, and so the range of occurred_at. */
+#define PROTO_TIME_MIN_MS INT64_C(-62167219200000)
+#define PROTO_TIME_MAX_MS INT64_C(253402300799999)
 /* Format Unix milliseconds as YYYY-MM-DDTHH:MM:SS.mmmZ plus a NUL.
  * Years outside 0000..9999 are clamped. */
 void proto_time_format(int64_t ms, char out[PROTO_TIME_LEN + 1]);

@@ -9,9 +9,10 @@ Each test here failed on the code before issue 8.
 import json
 import signal
 import socket
+import threading
 import time
-import unittest
 
+import harness
 from harness import (SegopsTestCase, event_id, make_event, ndjson,
                      parse_lines, send_stream)
 
@@ -42,7 +43,10 @@ class FlushAccountingTests(SegopsTestCase):
                               batch__flush_interval='60',
                               batch__max_batch_bytes='65536',
                               buffer__max_memory='1M')
-        self.upstream.set_default(200, delay=3.0, kinds='events')
+        # The upstream holds its answers until B has lost events.
+        held = threading.Event()
+        self.addCleanup(held.set)
+        self.upstream.set_default(200, hold=held, kinds='events')
         a = d.connect_control()
         self.addCleanup(a.close)
         a.sendall(ndjson([make_event(i) for i in range(3)] +
@@ -55,6 +59,7 @@ class FlushAccountingTests(SegopsTestCase):
                         for i in range(100, 1000)])
         st = d.stats()
         self.assertGreater(st['dropped']['memory_full'], 0)
+        held.set()
         reply = read_replies(a, 1)
         self.assertEqual(reply, [{'ok': True, 'flushed': 3}])
 
@@ -133,4 +138,4 @@ class DryRunStatsTests(SegopsTestCase):
 
 
 if __name__ == '__main__':
-    unittest.main(verbosity=2)
+    harness.main()

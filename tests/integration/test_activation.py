@@ -13,11 +13,11 @@ import json
 import os
 import socket
 import sys
-import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 '..', 'lib'))
 
+import harness  # noqa: E402
 from harness import SegopsTestCase, event_id, make_event  # noqa: E402
 
 
@@ -103,4 +103,4 @@ class ActivationTests(SegopsTestCase):
 
 
 if __name__ == '__main__':
-    unittest.main(verbosity=2)
+    harness.main()

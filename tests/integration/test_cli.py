@@ -17,6 +17,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', 'lib'))
 
+import harness  # noqa: E402
 from harness import (Daemon, SegopsTestCase, event_id, make_event,  # noqa: E402
                      segopsd_path)
 
@@ -321,4 +322,4 @@ class CliTests(SegopsTestCase):
 
 
 if __name__ == '__main__':
-    unittest.main(verbosity=2)
+    harness.main()

@@ -4,8 +4,8 @@ only when stderr really is the journal stream that JOURNAL_STREAM names
 otherwise, e.g. for a child of a service whose stderr went elsewhere."""
 
 import os
-import unittest
 
+import harness
 from harness import SegopsTestCase
 
 
@@ -39,4 +39,4 @@ class JournalStreamTests(SegopsTestCase):
 
 
 if __name__ == '__main__':
-    unittest.main(verbosity=2)
+    harness.main()

@@ -13,8 +13,8 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
-import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 '..', 'lib'))
@@ -68,9 +68,10 @@ class ReloadTests(SegopsTestCase):
         # batch_size 3: two full batches go at once ...
         self.assertEventsDelivered([event_id(i) for i in range(5, 11)])
         # ... and the seventh waits for the new 60 s interval (the old
-        # one was 0.2 s).
-        time.sleep(1.0)
-        self.assertNotIn(event_id(11), self.upstream.events)
+        # one was 0.2 s: five of its ticks pass).
+        self.assertStaysTrue(
+            lambda: event_id(11) not in self.upstream.events, 1.0,
+            'the seventh event went at the old flush_interval')
         self.assertEqual(d.flush()['ok'], True)
         self.assertEventsDelivered([event_id(11)])
         after = self.upstream.batch_requests[n_before:]
@@ -115,16 +116,31 @@ class ReloadTests(SegopsTestCase):
     def test_a_401_for_a_batch_sent_with_the_old_key_is_not_blamed_on_the_new(self):
         d = self.start_daemon()
         self.upstream.bad_auth_is_violation = False
-        # The old key's request is answered 401, late: after the reload
-        # (3 s: surely after it, even on a loaded machine).
-        self.upstream.script([{'status': 401, 'delay': 3.0}])
+        # The old key's request is answered 401, late: held until the
+        # reload is done.
+        late = threading.Event()
+        self.addCleanup(late.set)
+        self.upstream.script([{'status': 401, 'hold': late}])
         send_stream(d, [make_event(0)])
         st = d.wait_for_stats(lambda st: st['in_flight'] >= 1)
         self.assertEqual(st['in_flight'], 1)
+        # Held: the mock has checked it against the old key (segopsd
+        # counts it in flight tens of milliseconds before its body is
+        # in; switched to the new key meanwhile, the mock refused it
+        # itself and left the held 401 to the resend with the new key).
+        self.assertTrue(self.upstream.wait_until(
+            lambda: self.upstream.held() == 1))
         d.write_key(NEW_KEY)
         self.reload(d, r'reloaded ')
         self.upstream.api_key = NEW_KEY
+        reloaded = time.monotonic()
+        late.set()
         self.assertEqual(d.flush()['ok'], True)
+        first = self.upstream.batch_requests[0]
+        self.assertEqual(first['status'], 401)
+        self.assertEqual(first['headers']['authorization'],
+                         'Bearer ' + harness.DEFAULT_KEY)
+        self.assertGreaterEqual(first['done'], reloaded)
         self.assertEventsDelivered([event_id(0)])
         last = self.upstream.batch_requests[-1]
         self.assertEqual(last['headers']['authorization'], 'Bearer ' + NEW_KEY)
@@ -224,12 +240,15 @@ class PublicKeyReloadTests(SegopsTestCase):
                          [{'ok': True}])
         send_stream(d, [make_event(0)])
 
-    def rotate_and_deliver(self, d, want_mints):
-        """Reload with NEW (the upstream knows only it from now), then
-        event 0 arrives and the mints answered want_mints."""
+    def rotate_and_deliver(self, d, want_mints, release=None):
+        """Reload with NEW (the upstream knows only it from now), set
+        release (a mock hold) once the reload is done, then event 0
+        arrives and the mints answered want_mints."""
         d.write_key(self.NEW)
         self.upstream.api_key = self.NEW
         self.reload(d, r'reloaded ')
+        if release is not None:
+            release.set()
         self.assertEqual(d.flush(timeout_ms=8000)['ok'], True)
         self.assertEventsDelivered([event_id(0)])
         self.assertEqual([m['status'] for m in self.upstream.mints],
@@ -250,16 +269,23 @@ class PublicKeyReloadTests(SegopsTestCase):
         next one, with the new key, is used, not thrown away."""
         d = self.start_daemon()
         self.upstream.bad_auth_is_violation = False
-        # Long enough that the reload surely comes while it is in flight,
-        # even on a loaded machine (1 s was not, once, in CI).
-        self.upstream.script_mint([{'status': 401, 'delay': 3.0}])
+        # Held until the reload is done: the reload surely comes while it
+        # is in flight, however loaded the machine (a 1 s delay was not
+        # enough, once, in CI).
+        late = threading.Event()
+        self.addCleanup(late.set)
+        self.upstream.script_mint([{'status': 401, 'hold': late}])
         self.send_as_u1(d)
         st = d.wait_for_stats(lambda st: st['session']['state'] == 'minting')
         self.assertEqual(st['session']['state'], 'minting')
-        self.rotate_and_deliver(d, [401, 200])
+        # Held, i.e. checked by the mock against the old key, before
+        # the mock knows only the new one.
+        self.assertTrue(self.upstream.wait_until(
+            lambda: self.upstream.held() == 1))
+        self.rotate_and_deliver(d, [401, 200], release=late)
 
     reload = ReloadTests.reload
 
 
 if __name__ == '__main__':
-    unittest.main(verbosity=2)
+    harness.main()

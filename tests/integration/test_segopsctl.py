@@ -26,8 +26,9 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', 'lib'))
 
-from harness import (SegopsTestCase, event_id, make_event, ndjson,  # noqa: E402
-                     sign_user_id)
+import harness  # noqa: E402
+from harness import (SegopsTestCase, SharedDaemonTestCase,  # noqa: E402
+                     event_id, make_event, ndjson, sign_user_id)
 
 SCRUB = ('SEGOPS_SOCKET', 'SEGOPS_CONTROL_SOCKET', 'CREDENTIALS_DIRECTORY')
 
@@ -50,7 +51,8 @@ def run_ctl(*args, stdin=b'', env=None, timeout=30, prefix=()):
             p.stderr.decode('utf-8', 'replace'))
 
 
-class SegopsctlTests(SegopsTestCase):
+class CtlCase:
+    """For test classes that run segopsctl against a daemon."""
 
     def setUp(self):
         super().setUp()
@@ -60,6 +62,9 @@ class SegopsctlTests(SegopsTestCase):
         """segopsctl with --control/--socket pointing at daemon d."""
         return run_ctl('--control', d.control_socket, '--socket',
                        d.events_socket, *args, **kw)
+
+
+class SegopsctlTests(CtlCase, SegopsTestCase):
 
     # ---- help and usage ------------------------------------------------
     def test_help_for_every_command(self):
@@ -134,16 +139,6 @@ class SegopsctlTests(SegopsTestCase):
                       'group segops?' % d.control_socket, err)
 
     # ---- ping, stats ---------------------------------------------------
-    def test_ping(self):
-        d = self.start_daemon()
-        version = d.ping()['version']
-        rc, out, err = self.ctl(d, 'ping')
-        self.assertEqual((rc, err), (0, ''))
-        self.assertEqual(out, 'segopsd %s is running\n' % version)
-        # Through the environment instead of flags.
-        rc, out, _ = run_ctl('ping', env={'SEGOPS_CONTROL_SOCKET': d.control_socket})
-        self.assertEqual(rc, 0)
-
     def test_stats_table_and_json(self):
         d = self.start_daemon()
         d.control(['{"user_id":"u1","event_type":"x"}', 'not json',
@@ -161,110 +156,6 @@ class SegopsctlTests(SegopsTestCase):
         self.assertRegex(out, r'(?m)^  bad_json\s+1$')
         self.assertRegex(out, r'(?m)^upstream:$')
         self.assertNotRegex(out, r'(?m)^ok\b')
-
-    # ---- send ----------------------------------------------------------
-    def test_send_one_event(self):
-        d = self.start_daemon()
-        rc, out, err = self.ctl(d, 'send', '--user', 'u "quoted"\\', '--type',
-                                'deploy', '--payload', '{"sha": "abc",\n "n": 1}',
-                                '--at', '2026-11-27T07:00:00.5+02:00',
-                                '--event-id', 'ctl-1')
-        self.assertEqual((rc, out, err), (0, '', ''))
-        rc, out, err = self.ctl(d, 'send', '--user', 'u2', '--type', 'epoch',
-                                '--at', '1700000000.25', '--event-id', 'ctl-2')
-        self.assertEqual(rc, 0, err)
-        self.assertEventsDelivered(['ctl-1', 'ctl-2'])
-        e1 = self.upstream.events['ctl-1']
-        self.assertEqual(e1['user_id'], 'u "quoted"\\')
-        self.assertEqual(e1['event_type'], 'deploy')
-        self.assertEqual(e1['payload'], {'sha': 'abc', 'n': 1})
-        self.assertEqual(e1['occurred_at'], '2026-11-27T05:00:00.500Z')
-        self.assertEqual(self.upstream.events['ctl-2']['occurred_at'],
-                         '2023-11-14T22:13:20.250Z')
-
-    def test_send_bad_payload_is_a_line_error(self):
-        d = self.start_daemon()
-        rc, out, err = self.ctl(d, 'send', '--user', 'u1', '--type', 't',
-                                '--payload', '{"a":')
-        self.assertEqual(rc, 1)
-        self.assertRegex(err, r'^line 1: bad_json: ')
-        rc, out, err = self.ctl(d, 'send', '--user', 'u1', '--type', 't',
-                                '--payload', '[1]')
-        self.assertEqual(rc, 1)
-        self.assertRegex(err, r'^line 1: wrong_type: ')
-        # Not a time, nor a JSON number: a clear answer about the time,
-        # never bad_json for a line segopsctl itself wrote.
-        for at in ('yesterday', '1700000000.', '.5', '0017', '-.5', '1e9'):
-            rc, out, err = self.ctl(d, 'send', '--user', 'u1', '--type', 't',
-                                    '--at', at)
-            self.assertEqual(rc, 1, at)
-            self.assertRegex(err, r'^line 1: bad_timestamp: ', at)
-        st = d.stats()
-        self.assertEqual(st['accepted'], 0)
-
-    def test_send_ndjson_one_bad_line(self):
-        d = self.start_daemon()
-        good = [make_event(i) for i in range(5)]
-        lines = [json.dumps(e) for e in good]
-        lines.insert(2, '{"user_id":"u1","event_type":"x","properties":{}}')
-        lines.insert(4, '')  # blank lines still count
-        text = '\n'.join(lines)  # no newline after the last line
-        rc, out, err = self.ctl(d, 'send', stdin=text)
-        self.assertEqual(rc, 1, err)
-        self.assertEqual(err.splitlines(),
-                         ['line 3: unknown_field: unknown field "properties" in track'])
-        self.assertEventsDelivered([event_id(i) for i in range(5)])
-        # All good: exit 0, silent.
-        rc, out, err = self.ctl(d, 'send', stdin=ndjson(
-            [make_event(i) for i in range(10, 20)]))
-        self.assertEqual((rc, out, err), (0, '', ''))
-        self.assertEventsDelivered([event_id(i) for i in range(10, 20)])
-        # Empty input: nothing to do, still confirmed.
-        rc, out, err = self.ctl(d, 'send', stdin='')
-        self.assertEqual((rc, err), (0, ''))
-
-    def test_send_bulk_large(self):
-        # More than the socket buffers hold: replies and writes interleave.
-        d = self.start_daemon()
-        msgs = [make_event(i, payload={'pad': 'x' * 200}) for i in range(3000)]
-        msgs[1500] = 'garbage'
-        rc, out, err = self.ctl(d, 'send', stdin=ndjson(msgs), timeout=60)
-        self.assertEqual(rc, 1)
-        self.assertEqual(err.splitlines(), ['line 1501: bad_json: ' +
-                                            err.split(': ', 2)[2].splitlines()[0]])
-        want = {event_id(i) for i in range(3000) if i != 1500}
-        up = self.upstream
-        up.wait_until(lambda: want <= set(up.events), 30)
-        missing = want - set(up.events)
-        if missing:
-            self.fail('%d of %d events not delivered (first: %s); stats: %s'
-                      % (len(missing), len(want), sorted(missing)[:5],
-                         json.dumps(d.stats())))
-
-    def test_send_datagram(self):
-        d = self.start_daemon()
-        rc, out, err = self.ctl(d, 'send', '--datagram', '--user', 'u1',
-                                '--type', 'dg', '--event-id', 'dg-1')
-        self.assertEqual(rc, 0, err)
-        self.assertEventsDelivered(['dg-1'])
-        rc, _, err = run_ctl('--socket', os.path.join(self.tmpdir, 'nope'),
-                             'send', '--datagram', '--user', 'u', '--type', 't')
-        self.assertEqual(rc, 3)
-        self.assertIn('segopsd is not running', err)
-
-    # ---- identify ------------------------------------------------------
-    def test_identify(self):
-        d = self.start_daemon()
-        rc, out, err = self.ctl(d, 'identify', '--user', 'u9', '--traits',
-                                '{"plan":"pro"}', '--event-id', 'id-1')
-        self.assertEqual(rc, 0, err)
-        self.assertEventsDelivered(['id-1'])
-        ev = self.upstream.events['id-1']
-        self.assertEqual(ev['event_type'], 'context_identified')
-        self.assertEqual(ev['payload'], {'traits': {'plan': 'pro'}})
-        rc, out, err = self.ctl(d, 'identify', '--user', 'u9', '--traits', '"x"')
-        self.assertEqual(rc, 1)
-        self.assertRegex(err, r'^line 1: wrong_type: ')
 
     # ---- flush ---------------------------------------------------------
     def test_flush(self):
@@ -291,19 +182,6 @@ class SegopsctlTests(SegopsTestCase):
         self.assertEqual(rc, 1, out + err)
         self.assertIn('flush failed: ', err)
         self.assertRegex(err, r'3 events still pending')
-
-    # ---- set-user, reset-session ---------------------------------------
-    def test_set_user_and_reset_session(self):
-        d = self.start_daemon()
-        rc, out, err = self.ctl(d, 'set-user', 'u1', '--sig', 'ab' * 32)
-        self.assertEqual((rc, err), (0, ''))
-        rc, out, err = self.ctl(d, 'set-user', 'u2')
-        self.assertEqual((rc, err), (0, ''))
-        rc, out, err = self.ctl(d, 'reset-session')
-        self.assertEqual((rc, err), (0, ''))
-        rc, out, err = self.ctl(d, 'set-user', 'x' * 300)
-        self.assertEqual(rc, 1)
-        self.assertIn('set-user failed: bad_length', err)
 
     # ---- check-config --------------------------------------------------
     def test_check_config(self):
@@ -438,6 +316,136 @@ class SegopsctlTests(SegopsTestCase):
         self.assertIn('cannot open secret file', err)
 
 
+class SharedDaemonTests(CtlCase, SharedDaemonTestCase):
+    """Subcommands against one daemon: each test sends its own events
+    (the mock is reset before each) and leaves nothing held."""
+
+    def test_ping(self):
+        d = self.d
+        version = d.ping()['version']
+        rc, out, err = self.ctl(d, 'ping')
+        self.assertEqual((rc, err), (0, ''))
+        self.assertEqual(out, 'segopsd %s is running\n' % version)
+        # Through the environment instead of flags.
+        rc, out, _ = run_ctl('ping', env={'SEGOPS_CONTROL_SOCKET': d.control_socket})
+        self.assertEqual(rc, 0)
+
+    def test_send_one_event(self):
+        d = self.d
+        rc, out, err = self.ctl(d, 'send', '--user', 'u "quoted"\\', '--type',
+                                'deploy', '--payload', '{"sha": "abc",\n "n": 1}',
+                                '--at', '2026-11-27T07:00:00.5+02:00',
+                                '--event-id', 'ctl-1')
+        self.assertEqual((rc, out, err), (0, '', ''))
+        rc, out, err = self.ctl(d, 'send', '--user', 'u2', '--type', 'epoch',
+                                '--at', '1700000000.25', '--event-id', 'ctl-2')
+        self.assertEqual(rc, 0, err)
+        self.assertEventsDelivered(['ctl-1', 'ctl-2'])
+        e1 = self.upstream.events['ctl-1']
+        self.assertEqual(e1['user_id'], 'u "quoted"\\')
+        self.assertEqual(e1['event_type'], 'deploy')
+        self.assertEqual(e1['payload'], {'sha': 'abc', 'n': 1})
+        self.assertEqual(e1['occurred_at'], '2026-11-27T05:00:00.500Z')
+        self.assertEqual(self.upstream.events['ctl-2']['occurred_at'],
+                         '2023-11-14T22:13:20.250Z')
+
+    def test_send_bad_payload_is_a_line_error(self):
+        d = self.d
+        accepted = d.stats()['accepted']
+        rc, out, err = self.ctl(d, 'send', '--user', 'u1', '--type', 't',
+                                '--payload', '{"a":')
+        self.assertEqual(rc, 1)
+        self.assertRegex(err, r'^line 1: bad_json: ')
+        rc, out, err = self.ctl(d, 'send', '--user', 'u1', '--type', 't',
+                                '--payload', '[1]')
+        self.assertEqual(rc, 1)
+        self.assertRegex(err, r'^line 1: wrong_type: ')
+        # Not a time, nor a JSON number: a clear answer about the time,
+        # never bad_json for a line segopsctl itself wrote.
+        for at in ('yesterday', '1700000000.', '.5', '0017', '-.5', '1e9'):
+            rc, out, err = self.ctl(d, 'send', '--user', 'u1', '--type', 't',
+                                    '--at', at)
+            self.assertEqual(rc, 1, at)
+            self.assertRegex(err, r'^line 1: bad_timestamp: ', at)
+        st = d.stats()
+        self.assertEqual(st['accepted'], accepted)
+
+    def test_send_ndjson_one_bad_line(self):
+        d = self.d
+        good = [make_event(i) for i in range(5)]
+        lines = [json.dumps(e) for e in good]
+        lines.insert(2, '{"user_id":"u1","event_type":"x","properties":{}}')
+        lines.insert(4, '')  # blank lines still count
+        text = '\n'.join(lines)  # no newline after the last line
+        rc, out, err = self.ctl(d, 'send', stdin=text)
+        self.assertEqual(rc, 1, err)
+        self.assertEqual(err.splitlines(),
+                         ['line 3: unknown_field: unknown field "properties" in track'])
+        self.assertEventsDelivered([event_id(i) for i in range(5)])
+        # All good: exit 0, silent.
+        rc, out, err = self.ctl(d, 'send', stdin=ndjson(
+            [make_event(i) for i in range(10, 20)]))
+        self.assertEqual((rc, out, err), (0, '', ''))
+        self.assertEventsDelivered([event_id(i) for i in range(10, 20)])
+        # Empty input: nothing to do, still confirmed.
+        rc, out, err = self.ctl(d, 'send', stdin='')
+        self.assertEqual((rc, err), (0, ''))
+
+    def test_send_bulk_large(self):
+        # More than the socket buffers hold: replies and writes interleave.
+        d = self.d
+        msgs = [make_event(i, payload={'pad': 'x' * 200}) for i in range(3000)]
+        msgs[1500] = 'garbage'
+        rc, out, err = self.ctl(d, 'send', stdin=ndjson(msgs), timeout=60)
+        self.assertEqual(rc, 1)
+        self.assertEqual(err.splitlines(), ['line 1501: bad_json: ' +
+                                            err.split(': ', 2)[2].splitlines()[0]])
+        want = {event_id(i) for i in range(3000) if i != 1500}
+        up = self.upstream
+        up.wait_until(lambda: want <= set(up.events), 30)
+        missing = want - set(up.events)
+        if missing:
+            self.fail('%d of %d events not delivered (first: %s); stats: %s'
+                      % (len(missing), len(want), sorted(missing)[:5],
+                         json.dumps(d.stats())))
+
+    def test_send_datagram(self):
+        d = self.d
+        rc, out, err = self.ctl(d, 'send', '--datagram', '--user', 'u1',
+                                '--type', 'dg', '--event-id', 'dg-1')
+        self.assertEqual(rc, 0, err)
+        self.assertEventsDelivered(['dg-1'])
+        rc, _, err = run_ctl('--socket', os.path.join(self.tmpdir, 'nope'),
+                             'send', '--datagram', '--user', 'u', '--type', 't')
+        self.assertEqual(rc, 3)
+        self.assertIn('segopsd is not running', err)
+
+    def test_identify(self):
+        d = self.d
+        rc, out, err = self.ctl(d, 'identify', '--user', 'u9', '--traits',
+                                '{"plan":"pro"}', '--event-id', 'id-1')
+        self.assertEqual(rc, 0, err)
+        self.assertEventsDelivered(['id-1'])
+        ev = self.upstream.events['id-1']
+        self.assertEqual(ev['event_type'], 'context_identified')
+        self.assertEqual(ev['payload'], {'traits': {'plan': 'pro'}})
+        rc, out, err = self.ctl(d, 'identify', '--user', 'u9', '--traits', '"x"')
+        self.assertEqual(rc, 1)
+        self.assertRegex(err, r'^line 1: wrong_type: ')
+
+    def test_set_user_and_reset_session(self):
+        d = self.d
+        rc, out, err = self.ctl(d, 'set-user', 'u1', '--sig', 'ab' * 32)
+        self.assertEqual((rc, err), (0, ''))
+        rc, out, err = self.ctl(d, 'set-user', 'u2')
+        self.assertEqual((rc, err), (0, ''))
+        rc, out, err = self.ctl(d, 'reset-session')
+        self.assertEqual((rc, err), (0, ''))
+        rc, out, err = self.ctl(d, 'set-user', 'x' * 300)
+        self.assertEqual(rc, 1)
+        self.assertIn('set-user failed: bad_length', err)
+
+
 class FakeDaemonTests(unittest.TestCase):
     """segopsctl against a control socket that misbehaves."""
 
@@ -488,4 +496,4 @@ class FakeDaemonTests(unittest.TestCase):
 
 
 if __name__ == '__main__':
-    unittest.main(verbosity=2)
+    harness.main()

@@ -13,6 +13,7 @@ upstream received and what `stats` says.
 Environment (set by meson): SEGOPSD, MESON_BUILD_ROOT, SHIM_CLIENT_SRC.
 """
 
+import fcntl
 import glob
 import json
 import os
@@ -27,6 +28,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 '..', 'lib'))
 
+import harness  # noqa: E402
 from harness import SegopsTestCase  # noqa: E402
 
 _built = {}
@@ -44,9 +46,14 @@ def build_client():
         raise unittest.SkipTest('pkg-config or cc missing')
     dest = tempfile.mkdtemp(prefix='segops-shim-inst-')
     _built['dest'] = dest
-    subprocess.run(['meson', 'install', '-C', root, '--destdir', dest,
-                    '--no-rebuild', '--quiet'], check=True,
-                   stdout=subprocess.DEVNULL)
+    # The shards of this file run at once, each installing into its own
+    # DESTDIR from the one build directory (where meson install writes
+    # its log): one at a time.
+    with open(os.path.join(root, 'segops-shim-install.lock'), 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        subprocess.run(['meson', 'install', '-C', root, '--destdir', dest,
+                        '--no-rebuild', '--quiet'], check=True,
+                       stdout=subprocess.DEVNULL)
     pcs = glob.glob(os.path.join(dest, '**', 'segops-shim.pc'),
                     recursive=True)
     if len(pcs) != 1:
@@ -167,9 +174,12 @@ class ShimTests(SegopsTestCase):
         self.assertEqual(f['dropped'], '2000')
         self.assertEqual(f['flush'], str(-107))  # -ENOTCONN
         # Fast: no call took long (generous for a loaded CI machine; the
-        # benchmark measures the real figure).
-        self.assertLess(float(f['worst_us']), 20000)
-        self.assertLess(float(f['avg_ns']), 50000)
+        # benchmark measures the real figure). A call the scheduler
+        # interrupted without it waiting for anything is not slow by its
+        # own doing: next to CPU hogs one lost the CPU for 25 ms.
+        self.assertLess(float(f['own_us']), 20000, f)
+        self.assertLessEqual(float(f['own_us']), float(f['worst_us']))
+        self.assertLess(float(f['avg_ns']), 50000, f)
         d.start()
         c.go()
         f = fields(c.until('resumed'))
@@ -411,7 +421,9 @@ class ShimTests(SegopsTestCase):
         self.assertNoViolations()
 
     def test_no_allocations_per_track(self):
-        d = self.start_daemon()
+        # Large batches: the final flush of the 10000 events then takes 20
+        # requests, not 500 (the count is of the calls before it).
+        d = self.start_daemon(batch__batch_size='500')
         c = self.client(d, 'alloc', 10000)
         f = fields(c.until('allocs'))
         self.assertEqual(c.finish(), 0)
@@ -419,4 +431,4 @@ class ShimTests(SegopsTestCase):
 
 
 if __name__ == '__main__':
-    unittest.main(verbosity=2)
+    harness.main()

@@ -6,11 +6,11 @@ nor lose events nor retry forever what was accepted."""
 import os
 import sys
 import time
-import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 '..', 'lib'))
 
+import harness  # noqa: E402
 from harness import SegopsTestCase, event_id, make_event  # noqa: E402
 
 
@@ -139,4 +139,4 @@ class HostileUpstreamAnswers(SegopsTestCase):
 
 
 if __name__ == '__main__':
-    unittest.main()
+    harness.main()

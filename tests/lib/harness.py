@@ -13,17 +13,25 @@ cleanup is registered too. Set SEGOPS_KEEP_TMP=1 to keep the directories
 
 Environment (set by meson): SEGOPSD = path of the segopsd binary,
 SEGOPSCTL = path of segopsctl (optional).
+
+Each test file ends with harness.main(): unittest.main, plus
+`--shard K/N`, which runs every N-th test (sorted by id) from the K-th
+on, so meson can run one long file as N processes in parallel and every
+test still runs in exactly one of them.
 """
 
+import atexit
 import ctypes
 import fcntl
 import json
+import math
 import os
 import re
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -32,16 +40,25 @@ from mockupstream import MockUpstream, sign_user_id  # noqa: F401 re-export
 import tlsca
 
 START_TIMEOUT = 10.0        # seconds until the control socket must answer
+# What a retry may take beyond its backoff delay: the daemon reading the
+# failed answer, its timer, sending again, the mock accepting it. About
+# 50 ms here, 0.1 s at worst with an ASan build next to two busy CPU
+# hogs on two cores; ten times the usual figure for a loaded machine.
+BACKOFF_SLACK = 0.5
 DEFAULT_KEY = 'sk_test_0123456789abcdef'
 
 # Test-friendly settings: short timers so tests run in seconds. Keys map
 # to [section] key = value; a value of None leaves the key out.
+# stop_timeout is short because every test's cleanup stops its daemon,
+# often with events the test made undeliverable on purpose: that stop
+# then waits the whole stop_timeout. Tests about delivery during a stop
+# set their own.
 DEFAULT_CONFIG = {
     'upstream': {
         'timeout': '5',
         'compression': 'gzip',
         'max_in_flight': '4',
-        'stop_timeout': '5',
+        'stop_timeout': '1',
         'backoff_initial': '0.1',
         'backoff_max': '1',
         'retry_after_max': '300',
@@ -246,7 +263,9 @@ class Daemon:
                 last = reply
             except (OSError, ValueError, TimeoutError) as e:
                 last = e
-            time.sleep(0.05)
+            # segopsd is up in a few tens of milliseconds: a short poll
+            # saves most of a poll interval on each of hundreds of starts.
+            time.sleep(0.01)
         raise TimeoutError('segopsd did not answer ping within %.0f s '
                            '(last: %r):\n%s' % (timeout, last,
                                                 self.stderr_tail()))
@@ -356,7 +375,7 @@ class Daemon:
         return self.control({'op': 'flush', 'timeout_ms': timeout_ms},
                             timeout=timeout_ms / 1000.0 + 10)[0]
 
-    def wait_for_stats(self, predicate, timeout=10.0, interval=0.05):
+    def wait_for_stats(self, predicate, timeout=10.0, interval=0.02):
         """Poll stats until predicate(stats) is true or timeout passes;
         returns the last stats either way (assert on it)."""
         deadline = time.monotonic() + timeout
@@ -417,7 +436,7 @@ class Daemon:
             m = rx.search(self.stderr_text())
             if m or time.monotonic() >= deadline:
                 return m
-            time.sleep(0.05)
+            time.sleep(0.02)
 
 
 def _read_text(path):
@@ -438,12 +457,73 @@ def _run(argv, text, timeout, check):
     return proc.stdout.decode('utf-8', 'replace')
 
 
+_shared_ca = {}
+
+
+def shared_ca():
+    """(ca_file, server_cert, server_key): one throwaway CA and server
+    certificate per test process, made on first use and removed at exit.
+    Tests only read them (the daemon verifies against ca_file, the mock
+    serves the certificate), so sharing them is safe."""
+    if not _shared_ca:
+        d = tempfile.mkdtemp(prefix='segops-ca-')
+        if not os.environ.get('SEGOPS_KEEP_TMP'):
+            atexit.register(shutil.rmtree, d, True)
+        _shared_ca['files'] = tlsca.make_ca(d)
+    return _shared_ca['files']
+
+
+def _flatten(suite):
+    for t in suite:
+        if isinstance(t, unittest.TestSuite):
+            yield from _flatten(t)
+        else:
+            yield t
+
+
+def main():
+    """unittest.main(verbosity=2) for a test file, plus --shard K/N (see
+    the module docstring)."""
+    argv = list(sys.argv)
+    if '--shard' not in argv:
+        unittest.main(module='__main__', argv=argv, verbosity=2)
+        return
+    i = argv.index('--shard')
+    k, n = (int(x) for x in argv[i + 1].split('/'))
+    del argv[i:i + 2]
+    if not 1 <= k <= n or len(argv) > 1:
+        sys.exit('usage: %s [--shard K/N]' % argv[0])
+    loader = unittest.defaultTestLoader
+    tests = sorted(_flatten(loader.loadTestsFromModule(
+        sys.modules['__main__'])), key=lambda t: t.id())
+    # Every N-th by id: a long class is spread over the shards, and the
+    # tests a shard gets from a class still run together (its class
+    # fixture, if any, once per shard).
+    suite = unittest.TestSuite(tests[k - 1::n])
+    print('shard %d/%d: %d of %d tests' % (k, n, suite.countTestCases(),
+                                          len(tests)), file=sys.stderr)
+    result = unittest.TextTestRunner(verbosity=2).run(suite)
+    sys.exit(0 if result.wasSuccessful() else 1)
+
+
+def sanitizer_report(d):
+    """The start of a sanitizer report in d's stderr, or None."""
+    text = d.stderr_text()
+    m = re.search(r'ERROR: (Address|Leak|Undefined)Sanitizer|'
+                  r'runtime error: ', text)
+    if not m:
+        return None
+    start = max(0, m.start() - 200)
+    return 'sanitizer report in segopsd stderr:\n' + text[start:start + 4000]
+
+
 class SegopsTestCase(unittest.TestCase):
     """A temp dir, a started MockUpstream (self.upstream) and cleanup.
 
     Class attributes to customise: upstream_options (kwargs for
     MockUpstream), api_key, tls (serve HTTPS with a throwaway CA that the
-    daemon is told about through ca_file)."""
+    daemon is told about through ca_file: self.ca_file, self.tls_cert,
+    self.tls_key, shared by the tests of a process)."""
 
     upstream_options = {}
     api_key = DEFAULT_KEY
@@ -453,13 +533,12 @@ class SegopsTestCase(unittest.TestCase):
         super().setUp()
         self.tmpdir = tempfile.mkdtemp(prefix='segops-')
         self.addCleanup(self._remove_tmpdir)
-        self.ca_file = None
+        self.ca_file = self.tls_cert = self.tls_key = None
         opts = dict(self.upstream_options)
         opts.setdefault('api_key', self.api_key)
         if self.tls:
-            self.ca_file, cert, key = tlsca.make_ca(
-                os.path.join(self.tmpdir, 'tls'))
-            opts.update(tls_cert=cert, tls_key=key)
+            self.ca_file, self.tls_cert, self.tls_key = shared_ca()
+            opts.update(tls_cert=self.tls_cert, tls_key=self.tls_key)
         self.upstream = MockUpstream(**opts).start()
         self.addCleanup(self.upstream.stop)
         self.daemons = []
@@ -491,16 +570,58 @@ class SegopsTestCase(unittest.TestCase):
         return d
 
     def _check_sanitizer(self, d):
-        text = d.stderr_text()
-        m = re.search(r'ERROR: (Address|Leak|Undefined)Sanitizer|'
-                      r'runtime error: ', text)
-        if m:
-            start = max(0, m.start() - 200)
-            self.fail('sanitizer report in segopsd stderr:\n' +
-                      text[start:start + 4000])
+        report = sanitizer_report(d)
+        if report:
+            self.fail(report)
 
     def start_daemon(self, key=None, url=None, **overrides):
         return self.make_daemon(key, url, **overrides).start()
+
+    def assertStaysTrue(self, predicate, duration, msg=None, interval=0.02):
+        """For a property that is about something NOT happening ("nothing
+        is sent before the batch is full"): predicate() is checked all
+        through a window of duration seconds and the test fails the
+        moment it turns false. The window is a few periods of the timer
+        whose firing would break the property, not a wait for a state."""
+        deadline = time.monotonic() + duration
+        while True:
+            ok = predicate()
+            if not ok:
+                self.fail(msg or 'condition broke within its %.2f s window'
+                          % duration)
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(interval)
+
+    def assertBackoffSpacing(self, attempts, initial, maximum,
+                             slack=BACKOFF_SLACK):
+        """attempts: the mock's records of one batch's (or the session
+        mint's) consecutive attempts, each but the last failed without a
+        Retry-After. SPEC 4: the delay after the n-th failure is uniform
+        in [0, min(maximum, initial * 2^(n-1))). Each gap (answer of one
+        attempt to arrival of the next) must stay under its bound plus
+        slack; and the gaps together must not be so short that full
+        jitter explains them with a chance under one in a million (a
+        daemon that resends at once fails that). Returns the gaps."""
+        self.assertGreaterEqual(len(attempts), 2, 'no retry to check')
+        gaps, caps = [], []
+        for n, (a, b) in enumerate(zip(attempts, attempts[1:]), 1):
+            cap = min(maximum, initial * 2 ** (n - 1))
+            gap = b['time'] - a['done']
+            gaps.append(gap)
+            caps.append(cap)
+            self.assertLessEqual(
+                gap, cap + slack, 'retry %d came %.3f s after the failure, '
+                'over its backoff bound %.3f s (+%.1f s slack); gaps %s'
+                % (n, gap, cap, slack, ['%.3f' % g for g in gaps]))
+            self.assertGreaterEqual(gap, 0)
+        # P(sum of k independent U(0, c_i) < t) <= t^k / (k! prod c_i).
+        k = len(caps)
+        bound = (1e-6 * math.factorial(k) * math.prod(caps)) ** (1.0 / k)
+        self.assertGreaterEqual(
+            sum(gaps), bound, '%d retries within %.3f s: no backoff (gaps '
+            '%s)' % (k, sum(gaps), ['%.3f' % g for g in gaps]))
+        return gaps
 
     def assertNoViolations(self, upstream=None):
         up = upstream or self.upstream
@@ -516,3 +637,53 @@ class SegopsTestCase(unittest.TestCase):
         missing = want - set(up.events)
         self.assertFalse(missing, 'events not delivered: %s' %
                          sorted(missing)[:20])
+
+
+class SharedDaemonTestCase(SegopsTestCase):
+    """One daemon, started once, for all the tests of a class (self.d):
+    for tests that do not interfere with each other, each looking only at
+    its own replies, at the events it alone sent, or at counters against
+    their value when it started. The mock upstream is shared as well and
+    reset() before each test, so a test sees only its own requests; each
+    test leaves nothing held (it flushes what it sends). A test that
+    changes the daemon (config, signals) or its upstream's behaviour does
+    not belong here. daemon_config: the daemon's section__key overrides.
+    The daemon's stop and its sanitizer check run after the last test."""
+
+    daemon_config = {}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        if cls.tls:
+            raise ValueError('SharedDaemonTestCase has no TLS')
+        cls.class_tmpdir = tempfile.mkdtemp(prefix='segops-')
+        if not os.environ.get('SEGOPS_KEEP_TMP'):
+            cls.addClassCleanup(shutil.rmtree, cls.class_tmpdir, True)
+        opts = dict(cls.upstream_options)
+        opts.setdefault('api_key', cls.api_key)
+        cls.shared_upstream = MockUpstream(**opts).start()
+        cls.addClassCleanup(cls.shared_upstream.stop)
+        cls.d = Daemon(cls.class_tmpdir, cls.shared_upstream.url, cls.api_key,
+                       **cls.daemon_config)
+        cls.addClassCleanup(cls._stop_shared_daemon)
+        cls.d.start()
+
+    @classmethod
+    def _stop_shared_daemon(cls):
+        cls.d.cleanup()
+        report = sanitizer_report(cls.d)
+        if report:
+            raise AssertionError(report)
+
+    def setUp(self):
+        unittest.TestCase.setUp(self)   # not SegopsTestCase's own mock
+        self.tmpdir = tempfile.mkdtemp(prefix='segops-')
+        self.addCleanup(self._remove_tmpdir)
+        self.ca_file = self.tls_cert = self.tls_key = None
+        self.daemons = []
+        if not self.d.running():
+            self.fail('the shared segopsd is gone:\n' + self.d.stderr_tail())
+        self.upstream = self.shared_upstream
+        self.upstream.reset()
+        self.addCleanup(self._check_sanitizer, self.d)

@@ -17,15 +17,19 @@ It is not a violation for the daemon to meet a failure the test provoked
 Test control:
   script([...]) / script_mint([...])  queue answers for the next requests;
       an item is a status int or a dict with keys status, headers, body,
-      delay (seconds to wait before answering), drop (close the
-      connection without answering) and store (with drop, on an events
-      request: the events are stored first, as an upstream that committed
-      the batch and then lost the connection). Strictness checks run
-      first: a request with violations gets 400 and does not consume an
-      item.
+      delay (seconds to wait before answering), hold (a threading.Event:
+      the answer waits until the test sets it, so "answered after X" is
+      an order the test makes, not a race it hopes to win), drop (close
+      the connection without answering) and store (with drop, on an
+      events request: the events are stored first, as an upstream that
+      committed the batch and then lost the connection). Strictness
+      checks run first: a request with violations gets 400 and does not
+      consume an item. held() counts the requests waiting on a hold;
+      stop() sets every hold a request is waiting on.
   set_default(status, ...)  answer every request this way until
       set_default(None); script items still take precedence.
   revoke_tokens()  make every token minted so far answer 401.
+  reset()  forget what was recorded (and scripted) so far.
   too_large_over(events=None, body_bytes=None)  answer 413 to every
       events request with more events, or a larger uncompressed body,
       than that (before script items, which it does not consume);
@@ -37,7 +41,7 @@ headers (lower-cased names), batch_id, n_events, event_ids, body
 (uncompressed bytes), status (int, or 'dropped'), time
 (time.monotonic() at arrival), done (when answered or dropped),
 violations, stored (the events were stored: a 2xx, or a drop with
-store). A mint record: time, user_id,
+store). A mint record: time, wall (time.time() at arrival), user_id,
 user_id_sig, status, token.
 
 stop() closes the listening socket and every open connection; start()
@@ -193,12 +197,15 @@ def _normalize_item(item):
     if isinstance(item, int):
         item = {'status': item}
     out = {'status': 200, 'headers': {}, 'body': None, 'delay': 0.0,
-           'drop': False, 'store': False}
+           'hold': None, 'drop': False, 'store': False}
     unknown = set(item) - set(out)
     if unknown:
         raise ValueError('unknown script item keys %s' % sorted(unknown))
     out.update(item)
     out['delay'] = min(float(out['delay']), MAX_DELAY)
+    if out['hold'] is not None and not callable(
+            getattr(out['hold'], 'wait', None)):
+        raise ValueError('hold must be a threading.Event')
     return out
 
 
@@ -265,6 +272,10 @@ class _Server(http.server.ThreadingHTTPServer):
         super().__init__(addr, _Handler)
 
     def finish_request(self, request, client_address):
+        # An answer goes out as two writes (headers, then body): without
+        # TCP_NODELAY the second waits for the client's delayed ACK, and
+        # every request took 40 ms longer than the daemon made it take.
+        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # The TLS handshake runs here, in the connection's own thread, so
         # a stalled client cannot block accept().
         conn = request
@@ -342,6 +353,7 @@ class MockUpstream:
         self._too_large = (None, None)  # (events, body bytes) limits
         self._expired_uses = 0
         self._conns = set()
+        self._holding = []          # the hold of each request held now
 
         self._server = None
         self._thread = None
@@ -359,8 +371,10 @@ class MockUpstream:
             return self
         if self._server is None:
             self._bind()    # restart on the same port
+        # stop() waits for the serving loop to see the request: a short
+        # poll makes that ~5 ms instead of ~25 on average, in every test.
         self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={'poll_interval': 0.05},
+                                        kwargs={'poll_interval': 0.01},
                                         name='mockupstream', daemon=True)
         self._thread.start()
         return self
@@ -377,6 +391,9 @@ class MockUpstream:
         self._server = None
         with self._lock:
             conns = list(self._conns)
+            holds = list(self._holding)
+        for h in holds:
+            h.set()
         for c in conns:
             try:
                 c.shutdown(socket.SHUT_RDWR)
@@ -412,7 +429,7 @@ class MockUpstream:
             self._mint_script.extend(items)
 
     def set_default(self, status, headers=None, body=None, delay=0.0,
-                    drop=False, kinds=('events', 'mint'), store=False):
+                    drop=False, kinds=('events', 'mint'), hold=None, store=False):
         """Answer every request of the given kinds like this, until
         set_default(None). kinds: 'events' and/or 'mint'."""
         if isinstance(kinds, str):
@@ -424,7 +441,8 @@ class MockUpstream:
                 item = _normalize_item({'status': status,
                                         'headers': headers or {},
                                         'body': body, 'delay': delay,
-                                        'drop': drop, 'store': store})
+                                        'hold': hold, 'drop': drop,
+                                        'store': store})
                 self._default = (item, frozenset(kinds))
 
     def too_large_over(self, events=None, body_bytes=None):
@@ -437,6 +455,34 @@ class MockUpstream:
         with self._lock:
             for t in self._tokens.values():
                 t['revoked'] = True
+
+    def held(self):
+        """How many requests wait on a hold now. A request is held only
+        once the mock has read and checked it (which can be tens of
+        milliseconds after segopsd counts it in flight), so a test that
+        changes the mock's keys waits for this first."""
+        with self._lock:
+            return len(self._holding)
+
+    def reset(self):
+        """Forget every request, event, mint and violation recorded so
+        far, and every script and default answer, as if just started
+        (tokens stay valid): for tests that share one daemon and mock.
+        Nothing may be in flight."""
+        with self._lock:
+            self._events = {}
+            self._event_log = []
+            self._requests = []
+            self._mints = []
+            self._violations = []
+            self._conflicts = []
+            self._tls_failures = []
+            self._batches = {}
+            self._script = []
+            self._mint_script = []
+            self._default = None
+            self._too_large = (None, None)
+            self._expired_uses = 0
 
     def pending_script(self):
         with self._lock:
@@ -648,6 +694,15 @@ class MockUpstream:
         the item says store."""
         if item['delay']:
             time.sleep(item['delay'])
+        hold = item['hold']
+        if hold is not None:
+            with self._lock:
+                self._holding.append(hold)
+            try:
+                hold.wait(MAX_DELAY)
+            finally:
+                with self._lock:
+                    self._holding.remove(hold)
         if item['drop']:
             if item['store'] and events is not None:
                 self._accept(events)
@@ -800,8 +855,9 @@ class MockUpstream:
         if h.headers.get('Idempotency-Key') is not None:
             problems.append('mint request has Idempotency-Key')
         key = self._bearer(h, problems)
-        mint = {'time': time.monotonic(), 'user_id': None,
-                'user_id_sig': None, 'status': None, 'token': None}
+        mint = {'time': time.monotonic(), 'wall': rec['wall'],
+                'user_id': None, 'user_id_sig': None, 'status': None,
+                'token': None}
         rec['body'] = raw
         doc = None
         try:

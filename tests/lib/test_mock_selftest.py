@@ -17,6 +17,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import uuid
@@ -294,6 +295,46 @@ class TestEvents(MockTestCase):
         self.mock.set_default(None)
         self.assertEqual(self.client.send_batch(b)[0], 200)
         self.assertEqual(self.mock.violations, [])
+
+    def test_hold_answers_when_the_test_says(self):
+        gate = threading.Event()
+        self.mock.script([{'status': 503, 'hold': gate}])
+        got = []
+        t = threading.Thread(target=lambda: got.append(
+            self.client.send_batch(make_batch(1))[0]))
+        t.start()
+        self.assertTrue(self.mock.wait_until(lambda: self.mock.held() == 1,
+                                             timeout=5))
+        t.join(0.3)
+        self.assertTrue(t.is_alive(), 'answered before the hold was set')
+        self.assertEqual(self.mock.batch_requests, [])
+        released = time.monotonic()
+        gate.set()
+        t.join(5)
+        self.assertEqual(self.mock.held(), 0)
+        self.assertEqual(got, [503])
+        self.assertGreaterEqual(self.mock.batch_requests[0]['done'],
+                                released)
+        self.assertEqual(self.mock.violations, [])
+
+    def test_stop_releases_a_hold(self):
+        gate = threading.Event()
+        self.mock.set_default(200, hold=gate)
+        errors = []
+
+        def send():
+            try:
+                self.client.send_batch(make_batch(1))
+            except (OSError, http.client.HTTPException) as e:
+                errors.append(e)
+        t = threading.Thread(target=send)
+        t.start()
+        t.join(0.3)
+        self.assertTrue(t.is_alive())
+        self.mock.stop()
+        t.join(5)
+        self.assertFalse(t.is_alive(), 'stop() left a request held')
+        self.assertTrue(gate.is_set())
 
     def test_stop_and_restart_same_port(self):
         port = self.mock.port

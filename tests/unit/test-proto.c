@@ -4,7 +4,8 @@
  * reason and for leaving the output buffer as it found it; every good
  * input is checked against the exact normalised line the upstream will
  * see, with a fixed clock and fixed random bytes so ids are known. The
- * time, escaping, id and batch helpers are checked on their own.
+ * time, escaping (JSON and printable), id and batch helpers are checked
+ * on their own.
  */
 #include "proto.h"
 
@@ -775,6 +776,188 @@ START_TEST(test_escape_to)
 }
 END_TEST
 
+/* ---- printable text (proto_printable) ---- */
+
+#define P_QUOTED PROTO_PRINTABLE_QUOTED
+#define P_ASCII PROTO_PRINTABLE_ASCII
+#define P_CUT PROTO_PRINTABLE_ELLIPSIS
+/* The three forms in use: the daemon's log lines, log_excerpt(), and a
+ * client-chosen name in an error detail. */
+#define P_LOG 0u
+#define P_EXCERPT P_ASCII
+#define P_DETAIL (P_QUOTED | P_ASCII | P_CUT)
+
+static const struct printable_case {
+        unsigned flags;
+        const char *in;
+        size_t len;
+        const char *want;
+} printable_cases[] = {
+#define PC(flags, in, want)                                                                        \
+        {                                                                                          \
+                flags, in, sizeof(in) - 1, want                                                    \
+        }
+        /* Printable ASCII is copied in every form. */
+        PC(P_LOG, "a Z~!{}", "a Z~!{}"),
+        PC(P_EXCERPT, "a Z~!{}", "a Z~!{}"),
+        PC(P_DETAIL, "a Z~!{}", "a Z~!{}"),
+        PC(P_LOG, "", ""),
+        /* Control characters and DEL are \xHH in every form. */
+        PC(P_LOG, "\x00\x01\n\r\x1b\x1f\x7f", "\\x00\\x01\\x0a\\x0d\\x1b\\x1f\\x7f"),
+        PC(P_EXCERPT, "a\nb\x7f", "a\\x0ab\\x7f"),
+        PC(P_DETAIL, "a\nb\x7f", "a\\x0ab\\x7f"),
+        /* UTF-8 and other high bytes: as they are in a log line, \xHH in
+         * the ASCII forms. */
+        PC(P_LOG, "caf\xc3\xa9 \xff\x80", "caf\xc3\xa9 \xff\x80"),
+        PC(P_EXCERPT, "caf\xc3\xa9 \xff\x80", "caf\\xc3\\xa9 \\xff\\x80"),
+        PC(P_DETAIL, "caf\xc3\xa9", "caf\\xc3\\xa9"),
+        PC(P_QUOTED, "caf\xc3\xa9", "caf\xc3\xa9"),
+        /* The quote and the backslash: as they are in a log line; the
+         * backslash as \x5c in an excerpt; both escaped when quoted. */
+        PC(P_LOG, "a\"b\\c", "a\"b\\c"),
+        PC(P_EXCERPT, "a\"b\\c", "a\"b\\x5cc"),
+        PC(P_DETAIL, "a\"b\\c", "a\\\"b\\\\c"),
+        PC(P_QUOTED, "a\"b\\c", "a\\\"b\\\\c"),
+        /* An escape-looking text stays tellable from an escape. */
+        PC(P_EXCERPT, "\\x41", "\\x5cx41"),
+        PC(P_DETAIL, "\\x41", "\\\\x41"),
+#undef PC
+};
+
+START_TEST(test_printable_classes)
+{
+        const struct printable_case *c = &printable_cases[_i];
+        char out[128];
+        size_t w;
+
+        memset(out, '#', sizeof(out));
+        w = proto_printable(out, sizeof(out), c->in, c->len, c->flags);
+        ck_assert_str_eq(out, c->want);
+        ck_assert_uint_eq(w, strlen(c->want));
+}
+END_TEST
+
+/* Every byte under every combination of flags: never a control
+ * character or DEL in the copy, only printable ASCII with P_ASCII, and a
+ * backslash only where an escape starts whenever one is escaped. */
+START_TEST(test_printable_all_bytes)
+{
+        for (unsigned flags = 0; flags < 8; flags++) {
+                for (int b = 0; b < 256; b++) {
+                        char in = (char)b, out[8];
+                        size_t w = proto_printable(out, sizeof(out), &in, 1, flags);
+                        bool literal = w == 1;
+
+                        ck_assert_uint_eq(w, strlen(out));
+                        ck_assert(w == 1 || w == 2 || w == 4);
+                        for (size_t i = 0; i < w; i++) {
+                                unsigned char o = (unsigned char)out[i];
+
+                                ck_assert(o >= 0x20 && o != 0x7f);
+                                if (flags & P_ASCII)
+                                        ck_assert(o < 0x7f);
+                        }
+                        if (b < 0x20 || b == 0x7f || (b >= 0x80 && (flags & P_ASCII))) {
+                                char want[5];
+
+                                snprintf(want, sizeof(want), "\\x%02x", b);
+                                ck_assert_str_eq(out, want);
+                        }
+                        if ((b == '"' || b == '\\') && (flags & P_QUOTED)) {
+                                ck_assert_uint_eq(w, 2);
+                                ck_assert_int_eq(out[0], '\\');
+                                ck_assert_int_eq(out[1], b);
+                        }
+                        if (b == '\\' && (flags & (P_QUOTED | P_ASCII)))
+                                ck_assert(!literal);
+                        if (b >= 0x20 && b < 0x7f && b != '"' && b != '\\')
+                                ck_assert(literal && out[0] == in);
+                }
+        }
+}
+END_TEST
+
+/* A cut at every size of the output buffer, in every form: the copy is
+ * the longest run of whole escapes that fits with the NUL (and "..."
+ * when cut, with P_CUT), and nothing past outsz is written. */
+START_TEST(test_printable_cut)
+{
+        static const char in[] = "ab\"\\\x01\xc3\xa9z\x7f-tail\\x";
+        const size_t n = sizeof(in) - 1;
+        static const unsigned forms[] = { P_LOG, P_EXCERPT, P_DETAIL, P_QUOTED, P_CUT };
+
+        for (size_t f = 0; f < sizeof(forms) / sizeof(forms[0]); f++) {
+                unsigned flags = forms[f];
+                size_t reserve = flags & P_CUT ? 4 : 1;
+                size_t width[sizeof(in)], full_len;
+                char full[256], out[256 + 1];
+
+                full_len = proto_printable(full, sizeof(full), in, n, flags);
+                for (size_t i = 0; i < n; i++) {
+                        char one[8];
+
+                        width[i] = proto_printable(one, sizeof(one), in + i, 1, flags);
+                }
+                for (size_t outsz = 0; outsz <= full_len + reserve + 2; outsz++) {
+                        size_t k = 0, keep = 0, w;
+                        char want[256 + 4];
+
+                        while (k < n && keep + width[k] + reserve <= outsz)
+                                keep += width[k++];
+                        memcpy(want, full, keep);
+                        if (k < n && (flags & P_CUT)) {
+                                memcpy(want + keep, "...", 3);
+                                keep += 3;
+                        }
+                        if (outsz < reserve)
+                                keep = 0;
+                        want[keep] = '\0';
+
+                        memset(out, '#', sizeof(out));
+                        w = proto_printable(out, outsz, in, n, flags);
+                        ck_assert_int_eq(out[outsz], '#'); /* nothing past outsz */
+                        if (outsz == 0) {
+                                ck_assert_uint_eq(w, 0);
+                                continue;
+                        }
+                        ck_assert_msg(strcmp(out, want) == 0,
+                                      "flags %u, outsz %zu: \"%s\", not \"%s\"", flags, outsz, out,
+                                      want);
+                        ck_assert_uint_eq(w, keep);
+                        ck_assert_uint_lt(w, outsz);
+                }
+                /* Room for all: no "...", even with P_CUT. */
+                ck_assert_ptr_null(strstr(full, "..."));
+        }
+}
+END_TEST
+
+/* Hand-checked cuts of the detail and log forms. */
+START_TEST(test_printable_cut_examples)
+{
+        char out[16];
+
+        ck_assert_uint_eq(proto_printable(out, 8, "abcdefgh", 8, P_DETAIL), 7);
+        ck_assert_str_eq(out, "abcd...");
+        ck_assert_uint_eq(proto_printable(out, 9, "abcdefgh", 8, P_DETAIL), 8);
+        ck_assert_str_eq(out, "abcde...");
+        ck_assert_uint_eq(proto_printable(out, 12, "abcdefgh", 8, P_DETAIL), 8);
+        ck_assert_str_eq(out, "abcdefgh");
+        /* An escape is never split: \x01 needs four bytes. */
+        ck_assert_uint_eq(proto_printable(out, 7, "abc\x01", 4, P_LOG), 3);
+        ck_assert_str_eq(out, "abc");
+        ck_assert_uint_eq(proto_printable(out, 8, "abc\x01", 4, P_LOG), 7);
+        ck_assert_str_eq(out, "abc\\x01");
+        ck_assert_uint_eq(proto_printable(out, 8, "ab\"", 3, P_DETAIL), 4);
+        ck_assert_str_eq(out, "ab\\\"");
+        /* Too small for "...": empty. */
+        ck_assert_uint_eq(proto_printable(out, 3, "abc", 3, P_DETAIL), 0);
+        ck_assert_str_eq(out, "");
+        ck_assert_uint_eq(proto_printable(out, 1, "abc", 3, P_LOG), 0);
+        ck_assert_str_eq(out, "");
+}
+END_TEST
+
 /* ---- UTF-8 ---- */
 
 /* The reference: decode the code point, then judge it (RFC 3629), a
@@ -1064,6 +1247,14 @@ static Suite *proto_suite(void)
         tcase_add_test(tc, test_escape);
         tcase_add_test(tc, test_escape_all_bytes);
         tcase_add_test(tc, test_escape_to);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("printable");
+        tcase_add_loop_test(tc, test_printable_classes, 0,
+                            sizeof(printable_cases) / sizeof(printable_cases[0]));
+        tcase_add_test(tc, test_printable_all_bytes);
+        tcase_add_test(tc, test_printable_cut);
+        tcase_add_test(tc, test_printable_cut_examples);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("utf8");

@@ -225,8 +225,14 @@ START_TEST(test_refused_mint_backs_off)
                 ck_assert_int_eq(f.s.state, SESSION_WAITING);
                 ck_assert_uint_eq(f.s.mint_failures, 1);
                 ck_assert_uint_le(f.s.not_before, t + 50); /* first cap: backoff_initial */
-                ck_assert_ptr_null(token(&f, &gen));       /* no new mint during the backoff */
-                ck_assert_int_eq(f.posts, 1);
+                /* No new mint during the backoff. Full jitter can make it
+                 * a millisecond or two, which a loaded machine lets pass
+                 * before this line: then it is over, and a mint is due. */
+                uv_update_time(&f.loop);
+                if (uv_now(&f.loop) < f.s.not_before) {
+                        ck_assert_ptr_null(session_token(&f.s, &gen));
+                        ck_assert_int_eq(f.posts, 1);
+                }
                 ck_assert_int_eq(f.readies, 0);
                 for (int k = 0; k < 1000 && f.readies < 1; k++)
                         uv_run(&f.loop, UV_RUN_ONCE);

@@ -1,4 +1,4 @@
-/* test-shim-control.c - libshim's control-socket client (libshim/send.c,
+/* test-shim-control.c - libshim's control-socket client (libshim/control.c,
  * shim_control): a daemon that turns a connection away as busy
  * ({"ok":false,"error":"too_many_connections"} and close) is tried again
  * within the deadline, whichever way the refusal meets the request.
@@ -236,7 +236,8 @@ START_TEST(test_refused_after_request_is_retried)
 END_TEST
 
 /* Busy for longer than the deadline: flush gives up in time, with the
- * refusal's answer (-EIO), not "not running". */
+ * refusal's answer (-EIO), or -ETIMEDOUT when the deadline passes in the
+ * middle of an attempt (a loaded machine), never "not running". */
 START_TEST(test_busy_past_the_deadline_gives_up_in_time)
 {
         struct fake f = { .refusals = 1000 };
@@ -251,7 +252,7 @@ START_TEST(test_busy_past_the_deadline_gives_up_in_time)
         r = segops_flush(s, 200);
         hold_sends_for_hangup = 0;
         ck_assert_int_lt(shim_now_ms() - t0, 200 + 1000);
-        ck_assert_int_eq(r, -EIO);
+        ck_assert_msg(r == -EIO || r == -ETIMEDOUT, "segops_flush gave %d", r);
         shutdown(f.lfd, SHUT_RDWR); /* wakes the fake daemon's accept */
         fake_stop(&f, t);
         ck_assert_int_gt(f.accepted, 1); /* it did try again */
