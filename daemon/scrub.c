@@ -314,22 +314,3 @@ out:
         free(red);
         return len;
 }
-
-size_t scrub_printable(char *out, size_t outsz, const char *s, size_t n, const char *const *secrets,
-                       size_t nsecrets, unsigned flags)
-{
-        char *tmp;
-        size_t len;
-
-        if (outsz == 0)
-                return 0;
-        /* proto_printable never shortens: outsz bytes of scrubbed text
-         * are more than can be shown in outsz. */
-        tmp = malloc(outsz);
-        if (!tmp)
-                return proto_printable(out, outsz, SCRUB_MARK, MARK_LEN, 0);
-        len = scrub_text(tmp, outsz, s, n, secrets, nsecrets);
-        len = proto_printable(out, outsz, tmp, len, flags);
-        free(tmp);
-        return len;
-}

@@ -42,14 +42,9 @@
  * with the NUL; out is NUL-terminated whenever outsz > 0. When memory
  * for the work cannot be had, out holds only as much of SCRUB_MARK as
  * fits (nothing of s). Returns the length written. Bytes are copied as
- * they are: compose with proto_printable() (scrub_printable) before
- * they go into a log line. */
+ * they are: compose with proto_printable() before
+ * they go into a log line (log_excerpt). */
 size_t scrub_text(char *out, size_t outsz, const char *s, size_t n, const char *const *secrets,
                   size_t nsecrets);
-
-/* scrub_text(), then proto_printable(flags) of the result into out: the
- * form for a log line or an error detail. Returns the length written. */
-size_t scrub_printable(char *out, size_t outsz, const char *s, size_t n, const char *const *secrets,
-                       size_t nsecrets, unsigned flags);
 
 #endif
