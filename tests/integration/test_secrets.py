@@ -154,10 +154,10 @@ class ClearText(SecretsCase):
         return d, run_segopsd('--config', d.config_path, '--check-config')
 
     def test_http_to_a_remote_host_is_refused(self):
-        for url in ('http://example.invalid', 'http://10.1.2.3:8080/',
-                    'http://127.0.0.1.example.invalid',
-                    'http://localhost@example.invalid',
-                    'http://[::2]:80'):
+        # Every spelling is in tests/unit/test-config.c; here, what the
+        # command line does with two.
+        for url in ('http://example.invalid',
+                    'http://localhost@10.1.2.3:8080/'):
             d, (rc, out, err) = self.check(url)
             self.assertNotEqual(rc, 0, url)
             self.assertIn('allow_insecure_http', err, url)
@@ -171,9 +171,8 @@ class ClearText(SecretsCase):
             self.assertFalse(os.path.exists(d.events_socket))
 
     def test_http_to_loopback_is_allowed(self):
-        for url in ('http://127.0.0.1:1', 'http://127.9.8.7',
-                    'http://localhost:8080/', 'http://LOCALHOST',
-                    'http://[::1]:1', 'http://user@127.0.0.1:1'):
+        for url in ('http://127.9.8.7:1', 'http://localhost:8080/',
+                    'http://[::1]:1'):
             _, (rc, out, err) = self.check(url)
             self.assertEqual(rc, 0, '%s: %s' % (url, err))
             self.assertNotIn('clear text', err, url)
