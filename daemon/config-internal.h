@@ -35,6 +35,7 @@ enum cfg_type {
         T_WHEN_FULL,
         T_SPOOL_SYNC,
         T_LOG_LEVEL,
+        T_BOOL, /* yes/no, true/false, on/off, 1/0 */
 };
 
 /* One key of the file: where it lives in struct cfg and what it takes. */

@@ -2,7 +2,8 @@
  *
  * Each key of the table (config.c) has a type, and each type its parser:
  * sizes ("64M", K/M/G = KiB/MiB/GiB), seconds as decimal numbers, whole
- * numbers, an octal file mode, one of a list of words, the upstream URL,
+ * numbers, an octal file mode, one of a list of words, yes or no, the
+ * upstream URL,
  * a socket path that must fit in sun_path, a plain string. The parsers
  * are strict: what strtod and strtoull would also take but nobody means
  * in a config file (spaces, signs, hex, "inf", trailing garbage) is an
@@ -324,6 +325,22 @@ static int set_word(struct cfg *c, const struct cfg_key *k, const char *value, c
         return -EINVAL;
 }
 
+static int set_bool(struct cfg *c, const struct cfg_key *k, const char *value, char *msg,
+                    size_t msglen)
+{
+        static const char *const yes[] = { "yes", "true", "on", "1" };
+        static const char *const no[] = { "no", "false", "off", "0" };
+
+        for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+                if (strcmp(value, yes[i]) == 0 || strcmp(value, no[i]) == 0) {
+                        *(bool *)cfg_field(c, k->off) = strcmp(value, yes[i]) == 0;
+                        return 0;
+                }
+        }
+        cfg_key_error(msg, msglen, k, value, "must be yes or no");
+        return -EINVAL;
+}
+
 int cfg_set_value(struct cfg *c, const struct cfg_key *k, const char *value, char *msg,
                   size_t msglen)
 {
@@ -362,6 +379,7 @@ int cfg_set_value(struct cfg *c, const struct cfg_key *k, const char *value, cha
         case T_LOG_LEVEL:
                 return set_word(c, k, value, msg, msglen, lvl_w, lvl_v, 4,
                                 "err, warn, info or debug");
+        case T_BOOL: return set_bool(c, k, value, msg, msglen);
         }
         assert(!"unknown key type");
         return -EINVAL;

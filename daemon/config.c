@@ -15,6 +15,7 @@
 #include "config-internal.h"
 #include "proto.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
 #include <limits.h>
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* The default socket paths are static so that cfg_defaults cannot fail;
  * cfg_free knows not to free them. Nothing writes through these. */
@@ -48,6 +50,7 @@ const struct cfg_key cfg_keys[] = {
         KSTR("upstream", api_key, T_SECRET),
         KSTR("upstream", user_context_command, T_STR),
         KSTR("upstream", ca_file, T_STR),
+        KUNS("upstream", "allow_insecure_http", allow_insecure_http, T_BOOL, 0, 0),
         KDBL("upstream", "timeout", timeout, 0, true, 3600),
         KUNS("upstream", "compression", compression, T_COMPRESSION, 0, 0),
         KUNS("upstream", "max_in_flight", max_in_flight, T_UINT, 1, 64),
@@ -282,6 +285,71 @@ __attribute__((format(printf, 6, 7))) static int conflict(const struct cfg *c, s
         return -EINVAL;
 }
 
+/* Whether host (len bytes of a URL's authority) names this machine's
+ * loopback: localhost, 127.0.0.0/8 in dotted quads, [::1] (or [::ffff:
+ * 127.x.y.z]). Other spellings of them (127.1, a name that resolves
+ * there) are not recognised: refused, never wrongly allowed. */
+static bool loopback_host(const char *host, size_t len)
+{
+        char buf[INET6_ADDRSTRLEN + 1];
+        struct in6_addr a6;
+        struct in_addr a4;
+
+        if (len >= 2 && host[0] == '[' && host[len - 1] == ']') {
+                if (len - 2 >= sizeof(buf))
+                        return false;
+                memcpy(buf, host + 1, len - 2);
+                buf[len - 2] = '\0';
+                if (inet_pton(AF_INET6, buf, &a6) != 1)
+                        return false;
+                return IN6_IS_ADDR_LOOPBACK(&a6) ||
+                       (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+        }
+        if ((len == 9 || len == 10) && strncasecmp(host, "localhost.", len) == 0)
+                return true;
+        if (len >= sizeof(buf))
+                return false;
+        memcpy(buf, host, len);
+        buf[len] = '\0';
+        return inet_pton(AF_INET, buf, &a4) == 1 && ((const unsigned char *)&a4.s_addr)[0] == 127;
+}
+
+/* The host of an http:// URL, after any user info and before any port,
+ * in *host and *len. The authority ends at / ? # or a backslash (where a WHATWG
+ * parser would end it). With more than one '@' the whole authority is
+ * the "host", which is no loopback: parsers disagree on which '@'
+ * counts. */
+static void url_host(const char *url, const char **host, size_t *len)
+{
+        const char *a = url + strlen("http://"), *at, *h, *stop;
+        size_t alen = strcspn(a, "/?#\\");
+
+        at = memchr(a, '@', alen);
+        if (at && memchr(at + 1, '@', alen - (size_t)(at + 1 - a))) {
+                *host = a;
+                *len = alen;
+                return;
+        }
+        h = at ? at + 1 : a;
+        *host = h;
+        *len = alen - (size_t)(h - a);
+        /* [v6]:port, or name:port */
+        stop = memchr(h, *h == '[' ? ']' : ':', *len);
+        if (stop)
+                *len = (size_t)(stop - h) + (*h == '[');
+}
+
+bool cfg_url_insecure(const struct cfg *c)
+{
+        const char *host;
+        size_t len;
+
+        if (!c->api_url || strncmp(c->api_url, "http://", 7) != 0)
+                return false;
+        url_host(c->api_url, &host, &len);
+        return !loopback_host(host, len);
+}
+
 int cfg_validate(const struct cfg *c, char *err, size_t errlen)
 {
         const char *p;
@@ -296,6 +364,23 @@ int cfg_validate(const struct cfg *c, char *err, size_t errlen)
                          "%s: [upstream] api_url is not set "
                          "(an https:// URL, or \"stdout\" for a dry run)",
                          p);
+                return -EINVAL;
+        }
+        if (cfg_url_insecure(c) && !c->allow_insecure_http) {
+                char at[PATH_MAX + 16], shown[CFG_SHOW_MAX + 8];
+                const char *host;
+                size_t len;
+
+                url_host(c->api_url, &host, &len);
+                cfg_printable(host, len, shown, sizeof(shown));
+                cfg_errf(err, errlen,
+                         "%s: [upstream] api_url: http:// to '%s', which is not this machine, "
+                         "would send the API key and the events in clear text; use https://, "
+                         "or set [upstream] allow_insecure_http = yes if every network on the "
+                         "way is trusted (http:// to localhost, 127.0.0.0/8 or [::1] needs "
+                         "nothing)",
+                         cfg_at(c, line_of(c, F(api_url)), at, sizeof(at)),
+                         cfg_looks_like_key(host, len) ? "(hidden)" : shown);
                 return -EINVAL;
         }
         if (!c->events_socket || !c->control_socket) {

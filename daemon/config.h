@@ -31,6 +31,7 @@ struct cfg {
         char *api_key;              /* inline key (discouraged), may be NULL */
         char *user_context_command; /* may be NULL */
         char *ca_file;              /* may be NULL */
+        bool allow_insecure_http;   /* http:// to a host not loopback, default no */
         double timeout;             /* seconds per request, > 0 */
         enum cfg_compression compression;
         unsigned max_in_flight;         /* 1..64 */
@@ -100,6 +101,12 @@ unsigned cfg_key_line(const struct cfg *c, const char *section, const char *name
 /* Check values that depend on each other (e.g. max_memory at least
  * max_batch_bytes). 0 or -EINVAL with err filled. */
 int cfg_validate(const struct cfg *c, char *err, size_t errlen);
+
+/* Whether api_url is http:// to a host other than this machine's
+ * loopback (localhost, 127.0.0.0/8, [::1]): the key would cross a
+ * network in clear text. cfg_validate refuses it unless
+ * allow_insecure_http; the caller warns when it is allowed. */
+bool cfg_url_insecure(const struct cfg *c);
 
 /* Parse "64M"-style sizes (K/M/G = KiB/MiB/GiB, optional B suffix). */
 int cfg_parse_size(const char *s, size_t *ret);

@@ -148,6 +148,10 @@ int daemon_reload(struct daemon *d)
                 log_info("reload: api_url is now %s", d->cfg.api_url);
                 session_reset(&d->session); /* a token is the old deployment's */
         }
+        if (cfg_url_insecure(&d->cfg)) /* allowed: cfg_validate passed */
+                log_warn("reload: [upstream] api_url is http:// to another host: the API key "
+                         "and the events cross the network in clear text "
+                         "(allow_insecure_http = yes)");
         if (!str_eq(old.ca_file, d->cfg.ca_file))
                 log_info("reload: ca_file is now %s",
                          d->cfg.ca_file ? d->cfg.ca_file : "(the system's)");

@@ -810,6 +810,97 @@ START_TEST(test_error_text_helpers)
 }
 END_TEST
 
+/* http:// with the key to a host that is not loopback is refused at
+ * validation (no network: nothing here resolves or connects), unless
+ * allow_insecure_http; loopback and https:// need nothing. */
+START_TEST(test_clear_text_http)
+{
+        static const char *const refused[] = {
+                "http://example.invalid",
+                "http://example.invalid:80/",
+                "http://10.0.0.1",
+                "http://128.0.0.1",
+                "http://127.0.0.1.example.invalid",
+                "http://localhost.example.invalid",
+                "http://localhost@example.invalid",
+                "http://127.0.0.1:1@example.invalid/",
+                "http://example.invalid\\@127.0.0.1/",
+                "http://a@b@127.0.0.1",
+                "http://127.1",
+                "http://[::2]",
+                "http://[fe80::1%25lo]:80",
+                "http://[::1",
+        };
+        static const char *const allowed[] = {
+                "http://localhost",
+                "http://LocalHost:8080",
+                "http://localhost./",
+                "http://127.0.0.1",
+                "http://127.255.0.9:1/x?y#z",
+                "http://u:p@127.0.0.1:1",
+                "http://[::1]",
+                "http://[::1]:8080/",
+                "http://[::ffff:127.0.0.1]",
+                "https://example.invalid",
+                "stdout",
+        };
+        struct cfg c;
+        char err[512];
+
+        cfg_defaults(&c);
+        for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+                c.api_url = (char *)refused[i];
+                c.allow_insecure_http = false;
+                ck_assert_msg(cfg_url_insecure(&c), "%s", refused[i]);
+                ck_assert_int_eq(cfg_validate(&c, err, sizeof(err)), -EINVAL);
+                ck_assert_msg(strstr(err, "api_url: http://") && strstr(err, "clear text") &&
+                                      strstr(err, "allow_insecure_http = yes"),
+                              "%s: %s", refused[i], err);
+                c.allow_insecure_http = true;
+                ck_assert_msg(cfg_validate(&c, err, sizeof(err)) == 0, "%s: %s", refused[i], err);
+        }
+        c.allow_insecure_http = false;
+        for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++) {
+                c.api_url = (char *)allowed[i];
+                ck_assert_msg(!cfg_url_insecure(&c), "%s", allowed[i]);
+                ck_assert_msg(cfg_validate(&c, err, sizeof(err)) == 0, "%s: %s", allowed[i], err);
+        }
+        c.api_url = NULL;
+        cfg_free(&c);
+}
+END_TEST
+
+/* From the file: the error names the file and api_url's line; the key
+ * takes yes/no words. */
+START_TEST(test_clear_text_http_file)
+{
+        struct cfg c;
+        char err[512];
+
+        ck_assert_int_eq(
+                load(&c, "[upstream]\n\napi_url = http://example.invalid\n", err, sizeof(err)), 0);
+        ck_assert_int_eq(cfg_validate(&c, err, sizeof(err)), -EINVAL);
+        ck_assert_msg(strstr(err, "t.conf:3: [upstream] api_url: http:// to 'example.invalid'"),
+                      "%s", err);
+        cfg_free(&c);
+        ck_assert_int_eq(load(&c,
+                              "[upstream]\napi_url = http://example.invalid\n"
+                              "allow_insecure_http = yes\n",
+                              err, sizeof(err)),
+                         0);
+        ck_assert(c.allow_insecure_http);
+        ck_assert_int_eq(cfg_validate(&c, err, sizeof(err)), 0);
+        cfg_free(&c);
+        ck_assert_int_eq(load(&c, "[upstream]\nallow_insecure_http = maybe\n", err, sizeof(err)),
+                         -EINVAL);
+        ck_assert_msg(strstr(err, "allow_insecure_http: must be yes or no"), "%s", err);
+        cfg_free(&c);
+        ck_assert_int_eq(load(&c, "[upstream]\nallow_insecure_http = off\n", err, sizeof(err)), 0);
+        ck_assert(!c.allow_insecure_http);
+        cfg_free(&c);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
         Suite *s = suite_create("config");
@@ -830,6 +921,8 @@ static Suite *config_suite(void)
         ADD_CASE(s, test_key_table);
         ADD_CASE(s, test_copy);
         ADD_CASE(s, test_error_text_helpers);
+        ADD_CASE(s, test_clear_text_http);
+        ADD_CASE(s, test_clear_text_http_file);
         return s;
 }
 
