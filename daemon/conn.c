@@ -499,8 +499,8 @@ int conn_server_open(struct daemon *d)
         s->d = d;
         bool adopted;
 
-        fd = listen_unix(d->cfg.control_socket, SOCK_STREAM, d->cfg.socket_mode, &adopted, err,
-                         sizeof(err));
+        fd = listen_unix(d->cfg.control_socket, SOCK_STREAM, d->cfg.socket_mode,
+                         d->cfg.socket_group, &adopted, err, sizeof(err));
         if (fd < 0) {
                 log_err("control socket %s", err);
                 free(s);

@@ -322,8 +322,8 @@ int dgram_open(struct daemon *d)
                 r = -ENOMEM;
                 goto fail;
         }
-        r = listen_unix(d->cfg.events_socket, SOCK_DGRAM, d->cfg.socket_mode, &g->adopted, err,
-                        sizeof(err));
+        r = listen_unix(d->cfg.events_socket, SOCK_DGRAM, d->cfg.socket_mode, d->cfg.socket_group,
+                        &g->adopted, err, sizeof(err));
         if (r < 0) {
                 log_err("events socket %s", err);
                 goto fail;
