@@ -75,6 +75,8 @@ struct cfg {
 
         /* The sockets' group: CFG_GROUP_OWN (default) = the daemon's. */
         gid_t socket_group;
+        /* The largest count one client_dropped report adds, default 1e9. */
+        unsigned max_client_dropped_report;
 
         /* [log] */
         enum cfg_log_level log_level; /* err|warn|info|debug, default info */

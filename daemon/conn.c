@@ -244,7 +244,7 @@ static void run_op(struct conn *c, const struct proto_msg *msg)
                 }
                 return;
         }
-        if (control_reply_sync(d, msg, c->pid, &b) == 0) {
+        if (control_reply_sync(d, msg, c->pid, c->uid, &b) == 0) {
                 reply_buf(c, &b);
                 return;
         }

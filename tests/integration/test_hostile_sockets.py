@@ -184,5 +184,42 @@ class SocketFiles(SegopsTestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
 
 
+class ForgedDropReports(SegopsTestCase):
+
+    def test_forged_pid_and_absurd_count_on_datagram(self):
+        """Issue 10 item 7: a sender claims pid 1 and 2^53-1 dropped
+        events. The report is put on the sender's real pid and uid (the
+        kernel's word), labelled verified, and counts at most
+        max_client_dropped_report, the clamp counted."""
+        d = self.start_daemon()
+        d.send_dgram('{"op":"client_dropped","count":9007199254740991,"pid":1}\n')
+        d.send_dgram('{"op":"client_dropped","count":7,"pid":1}\n')
+        want = 10**9 + 7            # max_client_dropped_report's default, + 7
+        st = d.wait_for_stats(lambda s: s['client_dropped'] >= want, 10)
+        with open('/proc/self/comm', encoding='utf-8') as f:
+            comm = f.read().strip()
+        self.assertEqual(st['client_dropped'], want)
+        self.assertEqual(st['client_dropped_clamped'], 1)
+        self.assertEqual(st['clients'], [{
+            'pid': os.getpid(), 'uid': os.geteuid(), 'identity': 'verified',
+            'comm': comm,
+            'dropped': want}])
+        self.assertRegex(d.stderr_text(), r'reports 9007199254740991 dropped '
+                         r'events in one report; counting '
+                         r'max_client_dropped_report \(1000000000\)')
+
+    def test_forged_pid_on_stream(self):
+        d = self.start_daemon()
+        replies = d.control([{'op': 'client_dropped',
+                              'count': 9007199254740991, 'pid': 1}])
+        self.assertEqual(replies, [{'ok': True}])
+        st = d.stats()
+        self.assertEqual(st['client_dropped'], 1000000000)   # the default
+        self.assertEqual(st['client_dropped_clamped'], 1)
+        self.assertEqual([(c['pid'], c['identity'], c['uid'])
+                          for c in st['clients']],
+                         [(os.getpid(), 'verified', os.geteuid())])
+
+
 if __name__ == '__main__':
     harness.main()
