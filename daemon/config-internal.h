@@ -31,6 +31,7 @@ enum cfg_type {
         T_UINT,   /* unsigned */
         T_SIZE,   /* size_t, "64M" style */
         T_MODE,   /* octal file mode */
+        T_GROUP,  /* a group name or number, resolved to a gid */
         T_COMPRESSION,
         T_WHEN_FULL,
         T_SPOOL_SYNC,

@@ -75,6 +75,8 @@ const struct cfg_key cfg_keys[] = {
         KSTR("listen", events_socket, T_SOCKET),
         KSTR("listen", control_socket, T_SOCKET),
         KUNS("listen", "socket_mode", socket_mode, T_MODE, 0, 0777),
+        KUNS("listen", "socket_group", socket_group, T_GROUP, 0, 0),
+        KUNS("listen", "max_client_dropped_report", max_client_dropped_report, T_UINT, 1, UINT_MAX),
         KUNS("listen", "max_message_bytes", max_message_bytes, T_SIZE, KIB, MIB),
         KUNS("listen", "max_connections", max_connections, T_UINT, 1, 65536),
         KUNS("listen", "max_connections_per_uid", max_connections_per_uid, T_UINT, 0, 65536),
@@ -137,6 +139,10 @@ void cfg_defaults(struct cfg *c)
         c->events_socket = cfg_dflt_events_socket;
         c->control_socket = cfg_dflt_control_socket;
         c->socket_mode = 0660;
+        c->socket_group = CFG_GROUP_OWN;
+        /* A report counts the drops since the sender's last one: ~17
+         * minutes of a process losing 1M events/s. More is a lie. */
+        c->max_client_dropped_report = 1000000000;
         c->max_message_bytes = 64 * KIB;
         c->max_connections = 256;
         /* Three quarters of max_connections: one runaway user cannot

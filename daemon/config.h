@@ -19,6 +19,8 @@ enum cfg_when_full { CFG_DROP_NEWEST, CFG_DROP_OLDEST };
 enum cfg_spool_sync { CFG_SYNC_NEVER, CFG_SYNC_INTERVAL, CFG_SYNC_ALWAYS };
 enum cfg_log_level { CFG_LOG_ERR, CFG_LOG_WARN, CFG_LOG_INFO, CFG_LOG_DEBUG };
 
+/* socket_group unset: the sockets keep the daemon's own group. */
+#define CFG_GROUP_OWN ((gid_t)-1)
 #define CFG_MAX_KEYS 64 /* more than config.c's table has */
 
 struct cfg {
@@ -71,6 +73,11 @@ struct cfg {
         size_t max_datagram_bytes;        /* one datagram, all its messages;
                                        0 (default) = cfg_datagram_bytes() */
         unsigned dgram_burst;             /* datagrams read per wakeup, default 256 */
+
+        /* The sockets' group: CFG_GROUP_OWN (default) = the daemon's. */
+        gid_t socket_group;
+        /* The largest count one client_dropped report adds, default 1e9. */
+        unsigned max_client_dropped_report;
 
         /* [log] */
         enum cfg_log_level log_level; /* err|warn|info|debug, default info */

@@ -244,7 +244,7 @@ static void run_op(struct conn *c, const struct proto_msg *msg)
                 }
                 return;
         }
-        if (control_reply_sync(d, msg, c->pid, &b) == 0) {
+        if (control_reply_sync(d, msg, c->pid, c->uid, &b) == 0) {
                 reply_buf(c, &b);
                 return;
         }
@@ -499,8 +499,8 @@ int conn_server_open(struct daemon *d)
         s->d = d;
         bool adopted;
 
-        fd = listen_unix(d->cfg.control_socket, SOCK_STREAM, d->cfg.socket_mode, &adopted, err,
-                         sizeof(err));
+        fd = listen_unix(d->cfg.control_socket, SOCK_STREAM, d->cfg.socket_mode,
+                         d->cfg.socket_group, &adopted, err, sizeof(err));
         if (fd < 0) {
                 log_err("control socket %s", err);
                 free(s);

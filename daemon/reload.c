@@ -86,6 +86,7 @@ static void keep_restart_only(struct cfg *fresh, struct cfg *old, struct restart
         KEEP_NUM(fresh, old, spool_sync, "[buffer] spool_sync");
         KEEP_NUM(fresh, old, spool_sync_interval, "[buffer] spool_sync_interval");
         KEEP_NUM(fresh, old, socket_mode, "[listen] socket_mode");
+        KEEP_NUM(fresh, old, socket_group, "[listen] socket_group");
         KEEP_NUM(fresh, old, max_message_bytes, "[listen] max_message_bytes");
         KEEP_NUM(fresh, old, max_datagram_bytes, "[listen] max_datagram_bytes");
         KEEP_NUM(fresh, old, idle_timeout, "[listen] idle_timeout");

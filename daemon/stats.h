@@ -53,6 +53,9 @@ struct stats {
         uint64_t conn_slow_closed; /* unread replies over max_reply_bytes */
         uint64_t conn_idle_closed; /* idle_timeout */
         uint64_t line_oversize;    /* stream lines over max_message_bytes */
+
+        /* client_dropped reports over max_client_dropped_report */
+        uint64_t client_dropped_clamped;
 };
 
 #endif
