@@ -80,7 +80,9 @@ const struct cfg_key cfg_keys[] = {
         KUNS("listen", "max_message_bytes", max_message_bytes, T_SIZE, KIB, MIB),
         KUNS("listen", "max_connections", max_connections, T_UINT, 1, 65536),
         KUNS("listen", "max_connections_per_uid", max_connections_per_uid, T_UINT, 0, 65536),
+        KUNS("listen", "reserved_connections", reserved_connections, T_UINT, 0, 65535),
         KUNS("listen", "max_reply_bytes", max_reply_bytes, T_SIZE, KIB, GIB),
+        KDBL("listen", "reply_timeout", reply_timeout, 0, false, 7 * 86400),
         KDBL("listen", "idle_timeout", idle_timeout, 0, false, 7 * 86400),
         KDBL("listen", "stop_grace", stop_grace, 0, false, 60),
         /* Never below what libshim packs into one datagram. */
@@ -149,7 +151,13 @@ void cfg_defaults(struct cfg *c)
          * take them all, yet a service of many processes under one uid
          * (workers flushing at shutdown) is rarely turned away. */
         c->max_connections_per_uid = 192;
-        c->max_reply_bytes = MIB;
+        /* Of max_connections, kept for root and segopsd's own uid, so
+         * that segopsctl works whoever else holds the rest. */
+        c->reserved_connections = 16;
+        /* Reading pauses here; the kernel's socket buffer holds about
+         * 200K more. 256 connections hold 16M of replies at most. */
+        c->max_reply_bytes = 64 * KIB;
+        c->reply_timeout = 30;
         c->idle_timeout = 300;
         c->stop_grace = 1;
         c->max_datagram_bytes = 0; /* auto: see cfg_datagram_bytes() */
@@ -416,6 +424,12 @@ int cfg_validate(const struct cfg *c, char *err, size_t errlen)
                                 "[listen] max_datagram_bytes must be larger than "
                                 "max_message_bytes (got %zu and %zu)",
                                 c->max_datagram_bytes, c->max_message_bytes);
+        /* Someone other than root and segopsd's user must get in. */
+        if (c->reserved_connections >= c->max_connections)
+                return conflict(c, F(reserved_connections), F(max_connections), err, errlen,
+                                "[listen] reserved_connections must be less than "
+                                "max_connections (got %u and %u)",
+                                c->reserved_connections, c->max_connections);
         if (c->spool_dir && c->max_spool < c->max_batch_bytes)
                 return conflict(c, F(max_spool), F(max_batch_bytes), err, errlen,
                                 "[buffer] max_spool must be at least [batch] "

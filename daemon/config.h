@@ -65,9 +65,15 @@ struct cfg {
         unsigned max_connections;         /* stream connections, default 256 */
         unsigned max_connections_per_uid; /* of them one uid's, 0 = no cap,
                                              default 192 */
-        size_t max_reply_bytes;           /* unread replies before disconnect,
-                                       default 1M */
-        double idle_timeout;              /* seconds, 0 = never, default 300 */
+        unsigned reserved_connections;    /* of max_connections, only for root
+                                             and our euid, default 16 */
+        size_t max_reply_bytes;           /* unread replies at which reading
+                                             pauses, default 64K */
+        double reply_timeout;             /* seconds replies may make no progress
+                                             before disconnect, 0 = never,
+                                             default 30 */
+        double idle_timeout;              /* seconds since the last complete line,
+                                             0 = never, default 300 */
         double stop_grace;                /* seconds clients get to read their last
                                              replies at the end of a stop, default 1 */
         size_t max_datagram_bytes;        /* one datagram, all its messages;

@@ -117,7 +117,7 @@ static json_t *stats_json(struct daemon *d)
                 "{s:b s:s s:I s:I s:I s:I s:o s:o s:I s:o s:I s:I s:I s:I s:I s:I s:I s:I s:I s:I s:I s:I"
                 " s:{s:s s:I s:s}"
                 " s:o s:o"
-                " s:{s:I s:I s:I s:I s:I s:I s:I s:I s:I s:I}"
+                " s:{s:I s:I s:I s:I s:I s:I s:I s:I s:I s:I s:I s:I}"
                 " s:I s:I}",
                 "ok", 1, "version", SEGOPS_VERSION,
                 "uptime_s", (json_int_t)((clock_wall_ms() - d->start_ms) / 1000),
@@ -154,6 +154,8 @@ static json_t *stats_json(struct daemon *d)
                 "connections_refused_uid", (json_int_t)s->conn_refused_uid,
                 "connections_slow_closed", (json_int_t)s->conn_slow_closed,
                 "connections_idle_closed", (json_int_t)s->conn_idle_closed,
+                "connections_reserved", (json_int_t)s->conn_reserved,
+                "connections_paused", (json_int_t)s->conn_paused,
                 "ops", (json_int_t)s->ops,
                 "log_suppressed", (json_int_t)log_suppressed());
         /* clang-format on */

@@ -90,6 +90,7 @@ static void keep_restart_only(struct cfg *fresh, struct cfg *old, struct restart
         KEEP_NUM(fresh, old, max_message_bytes, "[listen] max_message_bytes");
         KEEP_NUM(fresh, old, max_datagram_bytes, "[listen] max_datagram_bytes");
         KEEP_NUM(fresh, old, idle_timeout, "[listen] idle_timeout");
+        KEEP_NUM(fresh, old, reply_timeout, "[listen] reply_timeout");
 }
 
 /* Undo keep_restart_only's swaps: swapping again gives the running

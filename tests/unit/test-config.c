@@ -52,7 +52,9 @@ START_TEST(test_defaults)
         ck_assert_uint_eq(c.socket_mode, 0660);
         ck_assert_uint_eq(c.max_message_bytes, 65536);
         ck_assert_uint_eq(c.max_connections, 256);
-        ck_assert_uint_eq(c.max_reply_bytes, 1048576);
+        ck_assert_uint_eq(c.reserved_connections, 16);
+        ck_assert_uint_eq(c.max_reply_bytes, 65536);
+        ck_assert(c.reply_timeout == 30);
         ck_assert(c.idle_timeout == 300);
         ck_assert_uint_eq(c.dgram_burst, 256);
         ck_assert_int_eq(c.log_level, CFG_LOG_INFO);
@@ -107,7 +109,9 @@ START_TEST(test_full_file)
                  "socket_mode = 0600\n"
                  "max_message_bytes = 1024\n"
                  "max_connections = 65536\n"
+                 "reserved_connections = 65535\n"
                  "max_reply_bytes = 2M\n"
+                 "reply_timeout = 0\n"
                  "idle_timeout = 0\n"
                  "dgram_burst = 4096\n"
                  "[log]\n"
@@ -140,7 +144,9 @@ START_TEST(test_full_file)
         ck_assert_uint_eq(c.socket_mode, 0600);
         ck_assert_uint_eq(c.max_message_bytes, 1024);
         ck_assert_uint_eq(c.max_connections, 65536);
+        ck_assert_uint_eq(c.reserved_connections, 65535);
         ck_assert_uint_eq(c.max_reply_bytes, 2 * 1048576);
+        ck_assert(c.reply_timeout == 0);
         ck_assert(c.idle_timeout == 0);
         ck_assert_uint_eq(c.dgram_burst, 4096);
         ck_assert_int_eq(c.log_level, CFG_LOG_DEBUG);
@@ -222,7 +228,9 @@ static const struct bad_value {
         { "listen", "max_message_bytes", "2M" },
         { "listen", "max_connections", "0" },
         { "listen", "max_connections", "65537" },
+        { "listen", "reserved_connections", "65536" },
         { "listen", "max_reply_bytes", "1" },
+        { "listen", "reply_timeout", "-1" },
         { "listen", "idle_timeout", "-1" },
         { "listen", "dgram_burst", "0" },
         { "listen", "dgram_burst", "4097" },
@@ -445,6 +453,13 @@ START_TEST(test_validate)
         ck_assert_int_eq(cfg_validate(&c, err, sizeof(err)), -EINVAL);
         ck_assert_msg(strstr(err, "max_message_bytes must not exceed"), "%s", err);
         c.max_message_bytes = 65536;
+
+        c.reserved_connections = c.max_connections;
+        ck_assert_int_eq(cfg_validate(&c, err, sizeof(err)), -EINVAL);
+        ck_assert_msg(strstr(err, "reserved_connections must be less than max_connections"), "%s",
+                      err);
+        c.reserved_connections = c.max_connections - 1;
+        ck_assert_int_eq(cfg_validate(&c, err, sizeof(err)), 0);
 
         c.control_socket = c.events_socket;
         ck_assert_int_eq(cfg_validate(&c, err, sizeof(err)), -EINVAL);
