@@ -146,7 +146,7 @@ int daemon_reload(struct daemon *d)
         d->cfg = fresh; /* the same address: modules keep &d->cfg */
         if (!str_eq(old.api_url, d->cfg.api_url)) {
                 log_info("reload: api_url is now %s", d->cfg.api_url);
-                session_reset(&d->session); /* a token is the old deployment's */
+                session_forget(&d->session); /* a token is the old deployment's */
         }
         if (!str_eq(old.ca_file, d->cfg.ca_file))
                 log_info("reload: ca_file is now %s",
