@@ -670,7 +670,8 @@ class ResetStormTests(SessionCase):
     On the old code every reset threw the mint in flight away: no event
     went out during the storm, a mint (and a command run) per reset."""
 
-    STORM_S = 2.0
+    # CI's short form; scripts/reset-storm.sh runs the issue's 10 s.
+    STORM_S = float(os.environ.get('SEGOPS_STORM_S', '2'))
 
     def storm(self, d, seconds):
         """reset_session datagrams at ~100/s with two events every 40 ms,
@@ -683,7 +684,7 @@ class ResetStormTests(SessionCase):
         next_ping = t0
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
             s.settimeout(5.0)
-            while time.monotonic() - t0 < seconds and resets < 1000:
+            while time.monotonic() - t0 < seconds and resets < 200 * seconds:
                 for _ in range(4):
                     s.sendto(reset, d.events_socket)
                     resets += 1
