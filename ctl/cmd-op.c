@@ -268,8 +268,10 @@ out:
 static void reset_session_usage(FILE *f)
 {
         fprintf(f, "Usage: segopsctl reset-session\n\n"
-                   "Drop segopsd's cached pk_ session token; the next send mints a new one\n"
-                   "with the current identity. A no-op with sk_ keys.\n");
+                   "Ask segopsd for a new pk_ session token: the next send mints one with the\n"
+                   "current identity (at most one mint per session_reset_min_interval; the\n"
+                   "token at hand stays in use meanwhile unless set-user named another\n"
+                   "identity). A no-op with sk_ keys.\n");
 }
 
 int cmd_reset_session(struct ctl_opts *o, int argc, char **argv)

@@ -31,7 +31,7 @@ static const struct command {
         { "stats", cmd_stats, "show the daemon's counters" },
         { "ping", cmd_ping, "check that segopsd is running" },
         { "set-user", cmd_set_user, "set the identity for pk_ session mints" },
-        { "reset-session", cmd_reset_session, "drop the cached pk_ session token" },
+        { "reset-session", cmd_reset_session, "ask for a new pk_ session token" },
         { "check-config", cmd_check_config, "validate a configuration file" },
         { "sign-user-id", cmd_sign_user_id, "print the user_id_sig of a user id" },
 };

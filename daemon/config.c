@@ -60,6 +60,7 @@ const struct cfg_key cfg_keys[] = {
         KDBL("upstream", "retry_after_max", retry_after_max, 0, false, 86400),
         KDBL("upstream", "user_context_timeout", user_context_timeout, 0, true, 300),
         KUNS("upstream", "user_context_max_output", user_context_max_output, T_SIZE, 256, MIB),
+        KDBL("upstream", "session_reset_min_interval", session_reset_min_interval, 0, false, 3600),
 
         KUNS("batch", "batch_size", batch_size, T_UINT, 1, 500),
         KDBL("batch", "flush_interval", flush_interval, 0, true, 3600),
@@ -127,6 +128,7 @@ void cfg_defaults(struct cfg *c)
         c->retry_after_max = 300;
         c->user_context_timeout = 5;
         c->user_context_max_output = 64 * KIB;
+        c->session_reset_min_interval = 1;
 
         c->batch_size = 20;
         c->flush_interval = 5.0;

@@ -43,6 +43,9 @@ struct cfg {
         double retry_after_max;         /* seconds, default 300 */
         double user_context_timeout;    /* seconds the command may run, default 5 */
         size_t user_context_max_output; /* bytes of its stdout, default 64K */
+        /* Seconds from one mint's start to the next that reset_session or
+         * set_user may cause; 0 = no limit, default 1. */
+        double session_reset_min_interval;
 
         /* [batch] */
         unsigned batch_size;    /* 1..500, default 20 */

@@ -148,7 +148,7 @@ int daemon_reload(struct daemon *d)
         d->cfg = fresh; /* the same address: modules keep &d->cfg */
         if (!str_eq(old.api_url, d->cfg.api_url)) {
                 log_info("reload: api_url is now %s", d->cfg.api_url);
-                session_reset(&d->session); /* a token is the old deployment's */
+                session_forget(&d->session); /* a token is the old deployment's */
         }
         if (cfg_url_insecure(&d->cfg)) /* allowed: cfg_validate passed */
                 log_warn("reload: [upstream] api_url is http:// to another host: the API key "

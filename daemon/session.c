@@ -7,6 +7,15 @@
  * events request; nothing here blocks: the identity command runs
  * through usercmd.c and the mint through the same curl multi handle as
  * the events (forward.c).
+ *
+ * reset_session and set_user may come from any process on the host, at
+ * any rate (issue 10): a reset that finds the token in use sets remint
+ * and the token stays in use until the new one comes; a reset during a
+ * mint for the same identity is answered by that mint; the mint a reset
+ * or set_user causes starts session_reset_min_interval after the last
+ * one started at the earliest (not_before, and the retry timer when a
+ * send is waiting). Only a set_user identity other than the token's
+ * drops the token at once.
  */
 #include "session.h"
 
@@ -60,6 +69,8 @@ static void tell(struct session *s, const char *problem, int prio, const char *t
         log_msg(prio, "%s", text);
 }
 
+/* Without a token there is nothing to keep in use: a mint is needed
+ * anyway, so a pending re-mint is no longer one. */
 static void drop_token(struct session *s)
 {
         if (s->token) {
@@ -67,6 +78,7 @@ static void drop_token(struct session *s)
                 free(s->token);
                 s->token = NULL;
         }
+        s->remint = false;
 }
 
 void session_init(struct session *s, uv_loop_t *loop, const struct cfg *cfg,
@@ -100,12 +112,41 @@ static bool fresh(const struct session *s)
         return s->token && now(s) + margin < s->expires_at;
 }
 
+static void start(struct session *s);
+
 static void on_retry(uv_timer_t *t)
 {
         struct session *s = t->data;
 
+        /* A re-mint a reset asked for, beside the token in use: a send
+         * came since the reset (it armed this timer), so it is due. */
+        if (s->remint && s->token && (s->state == SESSION_READY || s->state == SESSION_WAITING)) {
+                start(s);
+                return;
+        }
         /* The owner asks for a token again, which starts the mint. */
         tell_owner(s);
+}
+
+/* The earliest a mint that a reset or set_user causes may start:
+ * session_reset_min_interval after the last one started (at once when
+ * none has, or a reload made it forget). */
+static uint64_t reset_due(const struct session *s)
+{
+        if (!s->last_start)
+                return 0;
+        return s->last_start + (uint64_t)(s->cfg->session_reset_min_interval * 1000.0);
+}
+
+/* A mint is due at not_before: tell the owner now, or when it is. */
+static void wake_at_not_before(struct session *s)
+{
+        uint64_t t = now(s);
+
+        if (t >= s->not_before)
+                tell_owner(s);
+        else
+                uv_timer_start(&s->retry, on_retry, s->not_before - t, 0);
 }
 
 /* A mint failed: wait (the upstream's Retry-After when it gave one,
@@ -123,6 +164,11 @@ static void back_off(struct session *s, double retry_after)
                 delay = backoff_ms(c->backoff_initial, c->backoff_max, s->attempts, rng_unit());
         s->state = SESSION_WAITING;
         s->not_before = now(s) + delay;
+        /* A re-mint for a reset, beside a token still in use: never
+         * sooner than the reset limit either. */
+        if (s->remint && reset_due(s) > s->not_before)
+                s->not_before = reset_due(s);
+        delay = s->not_before - now(s);
         uv_timer_start(&s->retry, on_retry, delay ? delay : 1, 0);
 }
 
@@ -211,12 +257,14 @@ static void on_mint(void *ud, const struct fwd_result *res)
                 return;
         s->last_status = st;
         if (s->restart) {
-                /* reset_session, or a new key, came while this mint ran:
-                 * whatever it answered concerns a stale identity or key,
-                 * so mint again with the current ones. */
+                /* Another identity (set_user and reset_session), or a new
+                 * key or URL, came while this mint ran: whatever it
+                 * answered concerns a stale one, so mint again with the
+                 * current ones (after the reset limit, for an identity). */
                 s->restart = false;
                 s->state = SESSION_IDLE;
-                tell_owner(s);
+                s->not_before = reset_due(s);
+                wake_at_not_before(s);
                 return;
         }
         switch (resp_judge_mint(st, res->retry_after)) {
@@ -279,14 +327,19 @@ static void on_identity(void *ud, const struct usercmd_result *res)
         char msg[512];
 
         s->cmd = NULL;
-        if (s->restart) {
-                s->restart = false;
-                s->state = SESSION_IDLE;
-                tell_owner(s);
-                return;
-        }
         if (res->error == 0) {
-                mint(s, res->user_id, res->user_id_sig);
+                const char *id = res->user_id, *sig = res->user_id_sig;
+
+                /* set_user came while it ran: that identity wins. */
+                if (s->set_user_id[0]) {
+                        id = s->set_user_id;
+                        sig = s->set_user_sig;
+                }
+                /* A token kept in use through a reset speaks for the
+                 * identity it was minted for: not for another. */
+                if (s->token && strcmp(id, s->user_id) != 0)
+                        drop_token(s);
+                mint(s, id, sig);
                 return;
         }
         snprintf(s->last_error, sizeof(s->last_error), "user_context_command failed: %s", res->why);
@@ -303,6 +356,7 @@ static void start(struct session *s)
         const struct cfg *c = s->cfg;
         char why[256];
 
+        s->last_start = now(s);
         if (s->set_user_id[0]) {
                 mint(s, s->set_user_id, s->set_user_sig);
                 return;
@@ -317,6 +371,7 @@ static void start(struct session *s)
                 return;
         }
         s->state = SESSION_IDENTIFYING;
+        s->commands++;
         if (usercmd_run(s->loop, c->user_context_command, c->user_context_timeout,
                         c->user_context_max_output, on_identity, s, &s->cmd, why,
                         sizeof(why)) < 0) {
@@ -332,13 +387,24 @@ const char *session_token(struct session *s, uint64_t *generation)
                 *generation = 0;
                 return s->key->secret ? s->key->secret : ""; /* "": dry run */
         }
-        if (s->state == SESSION_READY && fresh(s)) {
-                *generation = s->generation;
-                return s->token;
-        }
-        if (s->state == SESSION_READY) {
+        if (s->token && !fresh(s)) {
                 drop_token(s); /* about to expire: renew before use */
-                s->state = SESSION_IDLE;
+                if (s->state == SESSION_READY)
+                        s->state = SESSION_IDLE;
+        }
+        if (s->token) {
+                /* A reset asked for a new token: mint it beside this one
+                 * once the reset limit allows (the timer, if not yet). */
+                if (s->remint && (s->state == SESSION_READY || s->state == SESSION_WAITING)) {
+                        if (now(s) >= s->not_before)
+                                start(s);
+                        else if (!uv_is_active((uv_handle_t *)&s->retry))
+                                uv_timer_start(&s->retry, on_retry, s->not_before - now(s), 0);
+                }
+                if (s->token) {
+                        *generation = s->generation;
+                        return s->token;
+                }
         }
         if ((s->state == SESSION_IDLE || s->state == SESSION_NO_IDENTITY ||
              s->state == SESSION_WAITING) &&
@@ -349,22 +415,80 @@ const char *session_token(struct session *s, uint64_t *generation)
 
 void session_rejected(struct session *s, uint64_t generation)
 {
-        if (s->state == SESSION_READY && generation == s->generation) {
+        /* A token kept through a reset may be refused while its
+         * successor is minted (or the re-mint backs off). */
+        if (s->token && generation == s->generation) {
                 s->invalidated++;
                 drop_token(s);
-                s->state = SESSION_IDLE;
+                if (s->state == SESSION_READY)
+                        s->state = SESSION_IDLE;
         }
 }
 
 void session_reset(struct session *s)
 {
+        bool other;
+
+        if (s->state == SESSION_DISABLED)
+                return;
+        s->resets++;
+        /* set_user named an identity other than the token's (or the
+         * mint's in flight): that session no longer speaks for the
+         * sender. With user_context_command the identity is known only
+         * once it has run (on_identity). */
+        other = s->set_user_id[0] && strcmp(s->set_user_id, s->user_id) != 0;
+        if (s->state == SESSION_READY && !other && !s->remint) {
+                s->remint = true;
+                if (reset_due(s) > s->not_before)
+                        s->not_before = reset_due(s);
+                log_limited(LOG_INFO, "session_reset",
+                            "reset_session: a new pk_ session token is minted at the next send; "
+                            "the current one stays in use until it arrives (%llu resets, %llu "
+                            "coalesced)",
+                            (unsigned long long)s->resets, (unsigned long long)s->resets_coalesced);
+                return;
+        }
+        if (s->state == SESSION_READY && other) {
+                log_limited(LOG_INFO, "session_reset",
+                            "reset_session: the identity is now '%s', no longer '%s': its pk_ "
+                            "session token is dropped and a new one minted (%llu resets, %llu "
+                            "coalesced)",
+                            s->set_user_id, s->user_id, (unsigned long long)s->resets,
+                            (unsigned long long)s->resets_coalesced);
+                drop_token(s);
+                s->state = SESSION_IDLE;
+                s->not_before = reset_due(s);
+                wake_at_not_before(s);
+                return;
+        }
+        /* A mint for the current identity is already pending, running or
+         * due (or none can be made): this reset adds nothing of its own. */
+        s->resets_coalesced++;
+        if (other) {
+                drop_token(s);
+                if (s->state == SESSION_MINTING)
+                        s->restart = true;
+        }
+        /* A key of its own: a storm of these cannot hide the lines above. */
+        log_limited(LOG_INFO, "session_reset_coalesced",
+                    "reset_session coalesced with the pk_ session mint already pending or "
+                    "running (%llu resets, %llu coalesced)",
+                    (unsigned long long)s->resets, (unsigned long long)s->resets_coalesced);
+}
+
+void session_forget(struct session *s)
+{
         if (s->state == SESSION_DISABLED)
                 return;
         drop_token(s);
-        if (s->state == SESSION_MINTING || s->state == SESSION_IDENTIFYING)
+        s->last_start = 0; /* nothing to rate-limit against: mint at once */
+        if (s->state == SESSION_MINTING)
                 s->restart = true;
-        if (s->state == SESSION_READY || s->state == SESSION_NO_IDENTITY)
+        if (s->state == SESSION_READY || s->state == SESSION_NO_IDENTITY ||
+            s->state == SESSION_IDLE) {
                 s->state = SESSION_IDLE;
+                s->not_before = 0;
+        }
         tell_owner(s);
 }
 
@@ -381,7 +505,7 @@ void session_key_changed(struct session *s)
                 s->attempts = 0;
                 s->logged = NULL;
         }
-        session_reset(s);
+        session_forget(s);
 }
 
 void session_set_user(struct session *s, const char *user_id, const char *sig)
@@ -392,21 +516,26 @@ void session_set_user(struct session *s, const char *user_id, const char *sig)
                 s->state = SESSION_IDLE;
                 tell_owner(s);
         } else if (s->state == SESSION_WAITING && s->logged &&
-                   (!strcmp(s->logged, "mint_403") || !strcmp(s->logged, "mint_400"))) {
-                /* A new identity is worth trying now, not after backoff. */
-                s->not_before = 0;
-                tell_owner(s);
+                   (!strcmp(s->logged, "mint_403") || !strcmp(s->logged, "mint_400")) &&
+                   reset_due(s) < s->not_before) {
+                /* A new identity is worth trying before the backoff ends,
+                 * but no sooner than the reset limit: a storm of set_user
+                 * costs one refused mint per interval. */
+                s->not_before = reset_due(s);
+                wake_at_not_before(s);
         }
 }
 
 json_t *session_stats(const struct session *s)
 {
         uint64_t t = now(s);
-        json_t *j = json_pack("{s:b s:s s:I s:I s:I s:I s:s}", "enabled", session_enabled(s),
-                              "state", state_name(s->state), "mints", (json_int_t)s->mints,
-                              "mint_failures", (json_int_t)s->mint_failures, "tokens_rejected",
-                              (json_int_t)s->invalidated, "last_status", (json_int_t)s->last_status,
-                              "last_error", s->last_error);
+        json_t *j = json_pack(
+                "{s:b s:s s:I s:I s:I s:I s:s s:I s:I s:b s:I}", "enabled", session_enabled(s),
+                "state", state_name(s->state), "mints", (json_int_t)s->mints, "mint_failures",
+                (json_int_t)s->mint_failures, "tokens_rejected", (json_int_t)s->invalidated,
+                "last_status", (json_int_t)s->last_status, "last_error", s->last_error, "resets",
+                (json_int_t)s->resets, "resets_coalesced", (json_int_t)s->resets_coalesced,
+                "remint_pending", s->remint, "user_context_runs", (json_int_t)s->commands);
 
         if (j && s->token) {
                 json_object_set_new(j, "token_age_s",

@@ -8,6 +8,16 @@
  * than min(60 s, half the token's lifetime) remains, so a token is never
  * sent expired. With an sk_ key the session is disabled and the key is
  * the bearer.
+ *
+ * reset_session and set_user come from any process that may write the
+ * sockets, so they coalesce: a reset leaves the token in use while the
+ * identity is the same (the re-mint runs beside it), a mint in flight
+ * for the current identity answers every reset that comes during it,
+ * and the mint (or identity command run) a reset or set_user causes
+ * starts no sooner than session_reset_min_interval after the last one
+ * started. A storm costs about one mint per interval; delivery stops
+ * only for a set_user identity that differs from the token's, until
+ * its mint answers.
  */
 #ifndef SEGOPSD_SESSION_H
 #define SEGOPSD_SESSION_H
@@ -55,9 +65,13 @@ struct session {
         uint64_t minted_at;    /* loop ms: when the mint was requested */
         uint64_t mint_sent_at; /* loop ms: the mint in flight's request */
         uint64_t expires_at;   /* loop ms */
-        uint64_t not_before;   /* loop ms: no mint before (backoff) */
+        uint64_t not_before;   /* loop ms: no mint before (backoff, reset limit) */
+        uint64_t last_start;   /* loop ms: the last mint (or command) started */
         unsigned attempts;     /* failed mints in a row */
-        bool restart;          /* reset while a mint ran: mint again */
+        bool restart;          /* the identity or key changed while a mint
+                                  ran: its answer is not used */
+        bool remint;           /* a reset asked for a new token; the one
+                                  at hand stays in use until it comes */
         uv_timer_t retry;
         struct usercmd *cmd;
         struct proto_buf body; /* the mint request body, while in flight */
@@ -67,6 +81,7 @@ struct session {
         char user_id[PROTO_USER_ID_MAX + 1]; /* identity of the last mint */
         /* stats */
         uint64_t mints, mint_failures, invalidated;
+        uint64_t resets, resets_coalesced, commands;
         long last_status;
         char last_error[256];
         const char *logged; /* problem last logged, to log once per change */
@@ -91,15 +106,23 @@ const char *session_token(struct session *s, uint64_t *generation);
  * forget it, so the next send mints a new one. */
 void session_rejected(struct session *s, uint64_t generation);
 
-/* reset_session: drop the token; the next send re-mints with the
- * current identity. */
+/* reset_session: the next send re-mints with the current identity.
+ * Counted; coalesced as above. When set_user gave an identity other
+ * than the token's, the token is dropped at once; otherwise (the same
+ * identity, or user_context_command's, known once it has run) it stays
+ * in use until the new one arrives. */
 void session_reset(struct session *s);
-/* A reload replaced the key: as session_reset, and a backoff earned by
+/* The deployment changed (a reload's new api_url): drop the token, do
+ * not use the answer of a mint in flight, mint afresh at the next send
+ * without waiting for session_reset_min_interval. */
+void session_forget(struct session *s);
+/* A reload replaced the key: as session_forget, and a backoff earned by
  * the old key is forgotten, so the new key is tried at once. */
 void session_key_changed(struct session *s);
 
 /* set_user: the identity for the next mint (sig may be ""). A new
- * identity may unblock a session that had none, or was refused. */
+ * identity may unblock a session that had none, or was refused (no
+ * sooner than session_reset_min_interval after the last mint started). */
 void session_set_user(struct session *s, const char *user_id, const char *sig);
 
 json_t *session_stats(const struct session *s);

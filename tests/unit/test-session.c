@@ -288,25 +288,210 @@ START_TEST(test_unusable_token_backs_off)
 }
 END_TEST
 
-/* reset_session while a mint runs: its answer concerns the old identity
- * and is not used; the next ask mints with the current one. */
+/* Run the loop until the session wakes its owner (a bounded number of
+ * turns: the timers involved are tens of milliseconds). */
+static void wait_ready(struct fake *f, int readies)
+{
+        for (int k = 0; k < 1000 && f->readies < readies; k++)
+                uv_run(&f->loop, UV_RUN_ONCE);
+        ck_assert_int_ge(f->readies, readies);
+}
+
+/* reset_session while a mint runs, after set_user named another
+ * identity: the answer concerns the old identity and is not used; the
+ * next mint, for the current one, starts session_reset_min_interval
+ * after the last at the earliest, and the owner is woken then. */
 START_TEST(test_reset_during_a_mint)
 {
         struct fake f;
         uint64_t gen;
+        int readies;
 
         setup(&f, "pk_test_key", true);
+        f.cfg.session_reset_min_interval = 0.05;
         session_set_user(&f.s, "old", "");
         ck_assert_ptr_null(token(&f, &gen));
         session_set_user(&f.s, "new", "");
         session_reset(&f.s);
         answer(&f, 200, "{\"token\":\"for-old\",\"expires_in\":3600}", -1);
         ck_assert_ptr_null(f.s.token);
+        readies = f.readies;
+        uv_update_time(&f.loop);
+        if (uv_now(&f.loop) < f.s.last_start + 50) {
+                ck_assert_ptr_null(token(&f, &gen));
+                ck_assert_int_eq(f.posts, 1); /* not yet: the reset limit */
+                wait_ready(&f, readies + 1);
+        }
         ck_assert_ptr_null(token(&f, &gen));
         ck_assert_int_eq(f.posts, 2);
         ck_assert_str_eq(f.body, "{\"user_id\":\"new\"}");
         answer(&f, 200, "{\"token\":\"for-new\",\"expires_in\":3600}", -1);
         ck_assert_str_eq(token(&f, &gen), "for-new");
+        teardown(&f);
+}
+END_TEST
+
+/* Issue 10, item 1: a storm of resets while a mint runs for the same
+ * identity. The mint's answer is used (on the old code each reset threw
+ * it away and minted again), and the resets that follow while the token
+ * is fresh leave it in use: delivery never stops, no mint per reset. A
+ * send after session_reset_min_interval starts one re-mint beside the
+ * token, which stays in use until the new one arrives. */
+START_TEST(test_reset_storm_during_a_mint)
+{
+        struct fake f;
+        uint64_t gen;
+
+        setup(&f, "pk_test_key", true);
+        f.cfg.session_reset_min_interval = 0.1;
+        session_set_user(&f.s, "u1", "");
+        ck_assert_ptr_null(token(&f, &gen));
+        ck_assert_int_eq(f.posts, 1);
+        for (int i = 0; i < 100; i++) {
+                session_reset(&f.s);
+                ck_assert_ptr_null(token(&f, &gen));
+        }
+        ck_assert_int_eq(f.posts, 1);
+        answer(&f, 200, "{\"token\":\"tok-1\",\"expires_in\":3600}", -1);
+        ck_assert_ptr_nonnull(token(&f, &gen));
+        ck_assert_str_eq(token(&f, &gen), "tok-1");
+        /* Within the interval of that mint's start: more resets are
+         * coalesced into one re-mint, and the token stays in use. */
+        for (int i = 0; i < 100; i++) {
+                session_reset(&f.s);
+                ck_assert_ptr_nonnull(token(&f, &gen));
+                ck_assert_str_eq(token(&f, &gen), "tok-1");
+        }
+        ck_assert(f.s.remint);
+        uv_update_time(&f.loop);
+        if (uv_now(&f.loop) < f.s.last_start + 100)
+                ck_assert_int_eq(f.posts, 1);
+        /* The sends above armed the timer: the re-mint starts when the
+         * interval is over, without waiting for another send. */
+        for (int k = 0; k < 1000 && f.posts < 2; k++)
+                uv_run(&f.loop, UV_RUN_ONCE);
+        ck_assert_int_eq(f.posts, 2);
+        ck_assert_str_eq(f.body, "{\"user_id\":\"u1\"}");
+        for (int i = 0; i < 100; i++) {
+                session_reset(&f.s);
+                ck_assert_str_eq(token(&f, &gen), "tok-1");
+        }
+        ck_assert_int_eq(f.posts, 2);
+        answer(&f, 200, "{\"token\":\"tok-2\",\"expires_in\":3600}", -1);
+        ck_assert_str_eq(token(&f, &gen), "tok-2");
+        ck_assert(!f.s.remint);
+        ck_assert_uint_eq(f.s.mints, 2);
+        ck_assert_uint_eq(f.s.resets, 300);
+        ck_assert_uint_eq(f.s.resets_coalesced, 299); /* one started the re-mint */
+        teardown(&f);
+}
+END_TEST
+
+/* A re-mint beside the token that fails leaves the token in use (and is
+ * retried after its backoff); a 401 for that token still drops it. */
+START_TEST(test_failed_remint_keeps_the_token)
+{
+        struct fake f;
+        uint64_t gen;
+
+        setup(&f, "pk_test_key", true);
+        f.cfg.session_reset_min_interval = 0;
+        session_set_user(&f.s, "u1", "");
+        ck_assert_ptr_null(token(&f, &gen));
+        answer(&f, 200, "{\"token\":\"tok-1\",\"expires_in\":3600}", -1);
+        session_reset(&f.s);
+        ck_assert_str_eq(token(&f, &gen), "tok-1"); /* and the re-mint starts */
+        ck_assert_int_eq(f.posts, 2);
+        answer(&f, 503, "", -1);
+        ck_assert_int_eq(f.s.state, SESSION_WAITING);
+        ck_assert_str_eq(token(&f, &gen), "tok-1");
+        for (int k = 0; k < 1000 && f.posts < 3; k++)
+                uv_run(&f.loop, UV_RUN_ONCE);
+        ck_assert_int_eq(f.posts, 3); /* retried after the backoff */
+        ck_assert_str_eq(token(&f, &gen), "tok-1");
+        session_rejected(&f.s, gen);
+        ck_assert_ptr_null(token(&f, &gen));
+        answer(&f, 200, "{\"token\":\"tok-2\",\"expires_in\":3600}", -1);
+        ck_assert_str_eq(token(&f, &gen), "tok-2");
+        teardown(&f);
+}
+END_TEST
+
+/* Storms that change the identity each time (set_user A, reset, set_user
+ * B, reset, ...): each change must take effect, but at most one mint
+ * starts per session_reset_min_interval (on the old code: one per reset,
+ * 60 here). The last identity set is the one minted in the end. */
+START_TEST(test_identity_storm_is_rate_limited)
+{
+        struct fake f;
+        uint64_t gen, t0, elapsed;
+
+        setup(&f, "pk_test_key", true);
+        f.cfg.session_reset_min_interval = 0.1;
+        uv_update_time(&f.loop);
+        t0 = uv_now(&f.loop);
+        for (int i = 0; i < 60; i++) {
+                session_set_user(&f.s, i % 2 ? "user-B" : "user-A", "");
+                session_reset(&f.s);
+                (void)token(&f, &gen);
+                if (f.cb)
+                        answer(&f, 200, "{\"token\":\"t\",\"expires_in\":3600}", -1);
+                uv_run(&f.loop, UV_RUN_NOWAIT);
+                usleep(5000);
+        }
+        uv_update_time(&f.loop);
+        elapsed = uv_now(&f.loop) - t0;
+        ck_assert_msg((uint64_t)f.posts <= elapsed / 100 + 2, "%d mints in %llu ms", f.posts,
+                      (unsigned long long)elapsed);
+        /* The last identity is minted once the interval allows (the
+         * mint a send asks for, or the timer starts), if it is not yet. */
+        for (int k = 0; k < 1000 && !(f.s.state == SESSION_READY && !f.s.remint); k++) {
+                (void)token(&f, &gen);
+                if (f.cb)
+                        answer(&f, 200, "{\"token\":\"last\",\"expires_in\":3600}", -1);
+                else
+                        uv_run(&f.loop, UV_RUN_ONCE);
+        }
+        ck_assert_int_eq(f.s.state, SESSION_READY);
+        ck_assert_str_eq(f.body, "{\"user_id\":\"user-B\"}");
+        ck_assert_ptr_nonnull(token(&f, &gen));
+        teardown(&f);
+}
+END_TEST
+
+/* After a refused mint (403), a new set_user cuts the backoff short, but
+ * a storm of them costs one mint per session_reset_min_interval, not one
+ * each (the old code: 50 here). */
+START_TEST(test_set_user_storm_after_403)
+{
+        struct fake f;
+        uint64_t gen, t0, elapsed;
+        int posts;
+
+        setup(&f, "pk_test_key", true);
+        f.cfg.backoff_initial = f.cfg.backoff_max = 60;
+        f.cfg.session_reset_min_interval = 0.2;
+        session_set_user(&f.s, "u1", "bad");
+        ck_assert_ptr_null(token(&f, &gen));
+        answer(&f, 403, "{}", -1);
+        t0 = uv_now(&f.loop);
+        for (int i = 0; i < 50; i++) {
+                session_set_user(&f.s, "u1", i % 2 ? "bad2" : "bad3");
+                (void)token(&f, &gen);
+                if (f.cb)
+                        answer(&f, 403, "{}", -1);
+        }
+        uv_update_time(&f.loop);
+        elapsed = uv_now(&f.loop) - t0;
+        ck_assert_msg((uint64_t)f.posts <= elapsed / 200 + 2, "%d mints in %llu ms", f.posts,
+                      (unsigned long long)elapsed);
+        posts = f.posts;
+        /* The interval over, the latest identity is tried. */
+        session_set_user(&f.s, "u1", "good");
+        wait_ready(&f, f.readies + 1);
+        ck_assert_ptr_null(token(&f, &gen));
+        ck_assert_int_eq(f.posts, posts + 1);
+        ck_assert_str_eq(f.body, "{\"user_id\":\"u1\",\"user_id_sig\":\"good\"}");
         teardown(&f);
 }
 END_TEST
@@ -375,6 +560,10 @@ static Suite *session_suite(void)
         tcase_add_test(tc, test_retry_after_on_the_mint);
         tcase_add_test(tc, test_unusable_token_backs_off);
         tcase_add_test(tc, test_reset_during_a_mint);
+        tcase_add_test(tc, test_reset_storm_during_a_mint);
+        tcase_add_test(tc, test_failed_remint_keeps_the_token);
+        tcase_add_test(tc, test_identity_storm_is_rate_limited);
+        tcase_add_test(tc, test_set_user_storm_after_403);
         tcase_add_test(tc, test_new_key_is_tried_at_once);
         tcase_add_test(tc, test_aborted_mint_is_not_a_failure);
         suite_add_tcase(s, tc);
