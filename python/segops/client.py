@@ -456,7 +456,14 @@ class SegOpsClient:
                 with self._send_lock:
                     if self._stopping:
                         break
-                    self._step(RECONNECT_INTERVAL, force=False)
+                    try:
+                        self._step(RECONNECT_INTERVAL, force=False)
+                    except Exception as e:  # noqa: BLE001 -- keep sending
+                        # A bug here must not silence the client for
+                        # good: say it, and go on with the next items.
+                        self._report_limited('internal', SegOpsError(
+                            'segops sender: %r' % (e,)))
+                        time.sleep(RECONNECT_INTERVAL)
             self._announce_drops()
 
     def _announce_drops(self):
