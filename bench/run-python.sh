@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# run-python.sh - the segops Python client's benchmark (issue 11).
+#
+# Starts the fake upstream (bench/sink) and segopsd with the throughput
+# benchmark's settings in a temporary directory, then runs
+# bench/python-client.py against them: track()'s cost (median, p99) next
+# to CPython's floor, and events/s end to end from one Python process.
+# It builds nothing: it uses a meson build directory (default ./build, or
+# $BUILD, or -b DIR). Missing a target is reported, not fatal. Exit 2 on
+# a setup error.
+#
+# usage: bench/run-python.sh [-b BUILD_DIR] [-n CALLS] [-e EVENTS]
+
+set -u
+
+BUILD=${BUILD:-build}
+ARGS=()
+
+die() { echo "run-python: $*" >&2; exit 2; }
+
+while [ $# -gt 0 ]; do
+        case $1 in
+        -b) BUILD=$2; shift 2 ;;
+        -n|-e) ARGS+=("$1" "$2"); shift 2 ;;
+        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        *) die "unknown argument $1" ;;
+        esac
+done
+
+SEGOPSD=$BUILD/daemon/segopsd
+SINK=$BUILD/bench/sink
+for f in "$SEGOPSD" "$SINK"; do
+        [ -x "$f" ] || die "$f not found: run 'meson setup $BUILD && ninja -C $BUILD' first"
+done
+
+TMP=$(mktemp -d -t segops-py-bench.XXXXXX) || die "mktemp failed"
+SINK_PID=
+DAEMON_PID=
+
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+# shellcheck disable=SC2317 # called by the trap
+cleanup() {
+        stop_pid "$DAEMON_PID"
+        stop_pid "$SINK_PID"
+        rm -rf -- "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 2' INT TERM HUP
+
+start_sink "$SINK"
+write_bench_key
+cat >"$TMP/segopsd.conf" <<CONF
+[upstream]
+api_url = http://127.0.0.1:$PORT
+api_key_file = $TMP/api_key
+compression = none
+max_in_flight = 4
+
+[batch]
+batch_size = 500
+flush_interval = 0.2
+
+[buffer]
+max_memory = 256M
+
+[listen]
+events_socket = $TMP/events.sock
+control_socket = $TMP/segopsd.sock
+
+[log]
+level = warn
+CONF
+start_segopsd "$SEGOPSD"
+wait_for "$DAEMON_PID" 100 segopsd_answers ||
+        { cat "$TMP/segopsd.err" >&2; die "segopsd did not start"; }
+describe_qlen
+SEGOPS_SOCKET=$TMP/events.sock SEGOPS_CONTROL_SOCKET=$TMP/segopsd.sock \
+SINK_PORT=$PORT python3 "$(dirname "$0")/python-client.py" "${ARGS[@]}"
