@@ -18,6 +18,7 @@ from .errors import DaemonUnavailableError, FlushTimeoutError
 
 BUSY_RETRY = 0.010      # again after "too_many_connections"
 REPLY_GRACE = 0.020     # a reply's trip back to us
+_BUSY = {'ok': False, 'error': 'too_many_connections'}
 
 
 def _unavailable(path, e):
@@ -55,8 +56,13 @@ def _exchange_once(path, data, n_replies, deadline):
         except _socket.timeout:
             raise FlushTimeoutError('segopsd at %s did not accept the '
                                     'connection in time' % path) from None
-        except (FileNotFoundError, ConnectionRefusedError, PermissionError,
-                NotADirectoryError) as e:
+        except (BlockingIOError, InterruptedError):
+            # EAGAIN: the listen backlog is full (segopsd is stalled);
+            # asked again within the deadline, as a busy daemon is.
+            return [_BUSY]
+        except OSError as e:
+            # ENOENT, ECONNREFUSED, EACCES, ENOTDIR, EPROTOTYPE (not a
+            # stream socket), ...: never a bare OSError to the caller.
             raise _unavailable(path, e) from None
         try:
             s.sendall(data)

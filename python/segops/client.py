@@ -689,7 +689,7 @@ class SegOpsClient:
             replies = _control.exchange(
                 self._control_path, pre + line + _wire.PING_LINE, None,
                 _monotonic() + BIG_LINE_TIMEOUT)
-        except SegOpsError as e:
+        except (SegOpsError, OSError) as e:
             self._give_back(claim)
             self._count_drop(1, 'an event of %d bytes could not be handed '
                              'over on the control socket' % len(line), e)

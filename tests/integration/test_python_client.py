@@ -343,6 +343,63 @@ class ApiTests(SharedCase):
         self.assertEqual(len(tracked) - len(got), c.dropped)
 
 
+class FullBacklogTests(unittest.TestCase):
+    """A control socket whose listen backlog is full (segopsd stalled):
+    flush() ends in FlushTimeoutError, and an event that goes over the
+    control socket is counted as dropped, not lost."""
+
+    def setUp(self):
+        import socket
+        import tempfile
+        self.dir = tempfile.mkdtemp(prefix='segops-')
+        self.ctl = os.path.join(self.dir, 'segopsd.sock')
+        self.ev = os.path.join(self.dir, 'events.sock')
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(self.ctl)
+        self.listener.listen(0)
+        self.dgram = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.dgram.bind(self.ev)
+        self.fill = []
+        for _ in range(64):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.setblocking(False)
+            try:
+                s.connect(self.ctl)
+            except BlockingIOError:
+                s.close()
+                break
+            self.fill.append(s)
+
+    def tearDown(self):
+        import shutil
+        for s in self.fill + [self.listener, self.dgram]:
+            s.close()
+        shutil.rmtree(self.dir, True)
+
+    def test_flush_times_out(self):
+        c = SegOpsClient(socket=self.ev, control_socket=self.ctl,
+                         on_error=lambda e: None)
+        c.track(user_id='u', event_type='x')
+        t0 = time.monotonic()
+        with self.assertRaises(segops.FlushTimeoutError):
+            c.flush(0.5)
+        self.assertLess(time.monotonic() - t0, 3)
+        self.dgram.recv(65536)
+
+    def test_big_event_counted(self):
+        errors = []
+        saved = segops.client.BIG_LINE_TIMEOUT
+        segops.client.BIG_LINE_TIMEOUT = 0.3
+        self.addCleanup(setattr, segops.client, 'BIG_LINE_TIMEOUT', saved)
+        c = SegOpsClient(socket=self.ev, control_socket=self.ctl,
+                         on_error=errors.append)
+        c.track(user_id='u', event_type='big', payload={'b': 'x' * BIG})
+        deadline = time.monotonic() + 10
+        while c.dropped == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertEqual(c.dropped, 1, errors)
+
+
 class NoDaemonTests(SegopsTestCase):
 
     def test_no_daemon_then_daemon(self):
