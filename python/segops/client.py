@@ -607,8 +607,11 @@ class SegOpsClient:
                                 '}\n')
                     else:
                         line = encode(item)
-                except (TypeError, ValueError, OverflowError,
-                        RecursionError) as e:
+                except Exception as e:  # noqa: BLE001 -- the caller's data
+                    # TypeError, ValueError, OverflowError, RecursionError,
+                    # or whatever a payload's own code raises (a nested
+                    # dict changed meanwhile: RuntimeError): that item is
+                    # dropped and counted, never lost without a trace.
                     self._count_drop(1, 'an event could not be encoded: %s'
                                      % e, InvalidEventError(str(e)))
                     continue

@@ -343,6 +343,31 @@ class ApiTests(SharedCase):
         self.assertEqual(len(tracked) - len(got), c.dropped)
 
 
+class ReviewTests(SharedCase):
+    """What a review of the client found (each test failed before its
+    fix): events lost without being counted, and exceptions that were
+    not SegOpsErrors."""
+
+    def test_unexpected_encoding_error_is_counted(self):
+        # A nested object whose encoding fails with something other than
+        # TypeError/ValueError (a dict changed by another thread during
+        # the encoding raises RuntimeError): that one event is dropped
+        # and counted, not lost, and flush() raises no RuntimeError.
+        class Changing(dict):
+            def items(self):
+                raise RuntimeError('dictionary changed size during '
+                                   'iteration')
+        c = self.client()
+        c.track(user_id='enc', event_type='enc-bad',
+                payload={'ctx': Changing(a=1)})
+        c.track(user_id='enc', event_type='enc-good', event_id='py-enc-1')
+        with self.assertRaises(EventsDroppedError) as cm:
+            c.flush()
+        self.assertEqual(cm.exception.count, 1)
+        self.assertEqual(c.dropped, 1)
+        self.assertIn('py-enc-1', self.upstream.events)
+
+
 class FullBacklogTests(unittest.TestCase):
     """A control socket whose listen backlog is full (segopsd stalled):
     flush() ends in FlushTimeoutError, and an event that goes over the
