@@ -182,6 +182,7 @@ class SegOpsClient:
         self._max_queue = max_queue
         self._limit = max_queue     # 0 once closed: every track drops
         self._closed = False
+        self._final = False         # closed, and the final hand-over done
         self._dropped = 0
         self._need_user = get_user is not None
         self._user_line = None      # the last set_user, sent again on reconnect
@@ -344,6 +345,8 @@ class SegOpsClient:
         try:
             self._flush(timeout)
         finally:
+            self._final = True
+            self._drain_closed()
             self._close_socket()
 
     close = shutdown
@@ -406,7 +409,11 @@ class SegOpsClient:
 
     def _start_thread(self):
         with self._start_lock:
-            if self._thread is not None or self._closed:
+            if self._closed:
+                if self._final:
+                    self._drain_closed()
+                return
+            if self._thread is not None:
                 return
             t = threading.Thread(target=self._run, name='segops-sender',
                                  daemon=True)
@@ -416,6 +423,27 @@ class SegOpsClient:
                 # Interpreter shutdown: the atexit hand-over sends.
                 return
             self._thread = t
+
+    def _drain_closed(self):
+        """After the final hand-over: what a thread appended meanwhile (it
+        passed track()'s check before shutdown() began and appended after
+        the hand-over) is counted as tracked after shutdown(), never left
+        in the deque. _idle is set first, so that an append after this
+        drain kicks, and the kick (_start_thread) drains it."""
+        self._idle = True
+        q = self._q
+        n = 0
+        while True:
+            try:
+                q.popleft()
+            except IndexError:
+                break
+            n += 1
+        if n:
+            with self._drop_lock:
+                self._dropped += n
+                self._flush_mark += n
+                self._announced += n
 
     def _count_drop(self, n, reason, cause=None):
         with self._drop_lock:
@@ -798,6 +826,8 @@ class SegOpsClient:
                     pass
         except SegOpsError as e:
             self._report(e)
+        self._final = True
+        self._drain_closed()
         self._next_announce = 0.0
         self._announce_drops()
         self._close_socket()

@@ -367,6 +367,24 @@ class ReviewTests(SharedCase):
         self.assertEqual(c.dropped, 1)
         self.assertIn('py-enc-1', self.upstream.events)
 
+    def test_track_racing_shutdown_is_sent_or_counted(self):
+        # A thread switch between track()'s check and its append, with
+        # shutdown() running in between: the event must be counted.
+        c = client_for(self.d)
+        c.track(user_id='race', event_type='race', event_id='py-race-0')
+        q = c._q
+
+        class Switch(type(q)):
+            def append(self, item):
+                c.shutdown()    # what another thread did meanwhile
+                super().append(item)
+        sw = Switch(q)
+        c._q = sw
+        c.track(user_id='race', event_type='race', event_id='py-race-1')
+        self.assertIn('py-race-0', self.upstream.events)
+        self.assertEqual(int('py-race-1' in self.upstream.events) +
+                         c.dropped, 1, 'the event went nowhere')
+
 
 class FullBacklogTests(unittest.TestCase):
     """A control socket whose listen backlog is full (segopsd stalled):
