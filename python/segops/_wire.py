@@ -56,7 +56,7 @@ RESET = 3
 # RFC 3339 as segopsd takes it (PROTOCOL.md, "Normalisation"); the daemon
 # checks the calendar and the range.
 _RFC3339 = re.compile(r'\A\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?'
-                      r'(?:[Zz]|[+-]\d{2}:\d{2})\Z')
+                      r'(?:[Zz]|[+-]\d{2}:\d{2})\Z', re.ASCII)
 
 
 def check_time(value):

@@ -114,6 +114,16 @@ def _check_name(what, value, limit):
                        % (what, type(value).__name__))
     if not value or len(value) > limit:
         raise _invalid('%s must be 1-%d bytes' % (what, limit))
+    if not value.isascii():
+        # segopsd's limits are UTF-8 bytes.
+        try:
+            n = len(value.encode('utf-8'))
+        except UnicodeEncodeError:
+            raise _invalid('%s must not contain a lone surrogate'
+                           % what) from None
+        if n > limit:
+            raise _invalid('%s must be 1-%d bytes (UTF-8), not %d'
+                           % (what, limit, n))
 
 
 def _from_mapping(obj, keys, kind):
@@ -247,8 +257,10 @@ class SegOpsClient:
             else:
                 raise _invalid('event must be an Event or a dict, not %s'
                                % type(event).__name__)
-        if type(user_id) is not str or not 0 < len(user_id) <= 256 or \
-                type(event_type) is not str or not 0 < len(event_type) <= 128:
+        # Up to 64 (32) characters are at most 256 (128) UTF-8 bytes;
+        # longer names have their bytes counted by _check_name.
+        if type(user_id) is not str or not 0 < len(user_id) <= 64 or \
+                type(event_type) is not str or not 0 < len(event_type) <= 32:
             _check_name('user_id', user_id, 256)
             _check_name('event_type', event_type, 128)
         if payload:

@@ -385,6 +385,50 @@ class ReviewTests(SharedCase):
         self.assertEqual(int('py-race-1' in self.upstream.events) +
                          c.dropped, 1, 'the event went nowhere')
 
+    def test_user_text_escaping(self):
+        # Control characters, non-BMP characters and quotes go through
+        # intact; what segopsd can only reject (a lone surrogate, NUL, in
+        # any string) is dropped and counted by the client instead
+        # of vanishing as a rejection nobody sees.
+        errors = []
+        c = self.client(on_error=errors.append)
+        odd = 'a\x01\x1f\x7f"\\\n\t\u2028\U0001F600 \\u0000 \\ud800'
+        c.track(user_id='esc', event_type='esc-ok', event_id='py-esc-1',
+                payload={odd: odd, 'n': [odd]})
+        for i, bad in enumerate([{'s': 'x\ud800y'}, {'s': '\udc00'},
+                                 {'\ud83d': 1}, {'s': 'nul\x00'}]):
+            c.track(user_id='esc', event_type='esc-bad', payload=bad,
+                    event_id='py-esc-bad-%d' % i)
+        c.track(user_id='u\ud800', event_type='esc-bad')
+        c.track(user_id='u', event_type='nul\x00')
+        c.track(user_id='esc', event_type='esc-after', event_id='py-esc-2')
+        with self.assertRaises(EventsDroppedError) as cm:
+            c.flush()
+        self.assertEqual(cm.exception.count, 6)
+        self.assertEqual(c.dropped, 6)
+        ev = self.upstream.events
+        self.assertEqual(ev['py-esc-1']['payload'], {odd: odd, 'n': [odd]})
+        self.assertIn('py-esc-2', ev)
+
+    def test_user_id_limits_are_bytes(self):
+        # 200 characters, 400 bytes: segopsd rejects it, so track() must
+        # (limits are UTF-8 bytes, and RFC 3339 digits are ASCII).
+        c = self.client()
+        for kw in (dict(user_id='\u00e9' * 200, event_type='x'),
+                   dict(user_id='u', event_type='\u20ac' * 50),
+                   dict(user_id='u\ud800' * 40, event_type='x'),
+                   dict(user_id='u', event_type='x',
+                        occurred_at='\u0662\u0660\u0662\u0666-11-27T05:00:00Z')):
+            with self.assertRaises(InvalidEventError, msg=repr(kw)):
+                c.track(**kw)
+        with self.assertRaises(InvalidEventError):
+            c.identify(user_id='\u00e9' * 129 + 'x')
+        c.track(user_id='\u00e9' * 128, event_type='\u20ac' * 42,
+                event_id='py-bytes-1')
+        c.flush()
+        self.assertIn('py-bytes-1', self.upstream.events)
+        self.assertEqual(c.dropped, 0)
+
 
 class FullBacklogTests(unittest.TestCase):
     """A control socket whose listen backlog is full (segopsd stalled):
