@@ -4,8 +4,9 @@ PROTOCOL.md is the reference: one JSON object per line; a datagram
 holds whole lines. Every line here is ASCII (json's ensure_ascii):
 its length in characters is its length in bytes, which is what packing
 datagrams needs, and a lone surrogate in a caller's string becomes a
-``\\udXXX`` escape that segopsd rejects as that one event's fault
-instead of failing the encoding of a whole datagram.
+``\\udXXX`` escape instead of failing the encoding of a whole datagram;
+bad_escape() finds it (and NUL), which segopsd would reject, so that
+the client drops and counts that one event instead of sending it.
 
 The hot part is encode_item(), run by the sender for every event:
 plain string building around the C escaper for the two strings, and
@@ -132,6 +133,34 @@ def encode_item(item):
     if kind == RESET:
         return '{"op":"reset_session"}\n'
     raise AssertionError('unknown item kind %r' % (kind,))
+
+
+_ESCAPE = re.compile(r'\\(?:u([0-9a-f]{4})|.)')
+
+
+def bad_escape(line):
+    """What segopsd must reject in a line made by this module, or None:
+    a NUL (\\u0000) or a lone surrogate (a high one not directly followed
+    by a low one, or a low one alone), as json's ensure_ascii writes
+    them. Only worth calling when the line holds '\\u0000' or '\\ud'."""
+    pending = -1    # where an unpaired high surrogate's escape ended
+    for m in _ESCAPE.finditer(line):
+        u = m.group(1)
+        if pending >= 0:
+            if u is not None and m.start() == pending and \
+                    'dc00' <= u <= 'dfff':
+                pending = -1
+                continue
+            return 'a lone surrogate'
+        if u is None:
+            continue
+        if u == '0000':
+            return 'a NUL character'
+        if 'd800' <= u <= 'dbff':
+            pending = m.end()
+        elif 'dc00' <= u <= 'dfff':
+            return 'a lone surrogate'
+    return 'a lone surrogate' if pending >= 0 else None
 
 
 def set_user_line(user_id, user_id_sig):

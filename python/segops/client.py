@@ -655,6 +655,14 @@ class SegOpsClient:
                     self._count_drop(1, 'an event could not be encoded: %s'
                                      % e, InvalidEventError(str(e)))
                     continue
+                if '\\ud' in line or '\\u0000' in line:
+                    why = _wire.bad_escape(line)
+                    if why:
+                        # segopsd would reject it where nobody sees it.
+                        self._count_drop(1, 'an event held %s in a string '
+                                         '(segopsd rejects it)' % why,
+                                         InvalidEventError(why))
+                        continue
                 staged.append(line)
                 size += len(line)
         finally:
