@@ -750,9 +750,16 @@ class SegOpsClient:
         event_line = 2 if claim else 1
         for r in replies:
             if r.get('ok') is False and r.get('line') == event_line:
-                self._report_limited('rejected', InvalidEventError(
-                    'segopsd rejected an event of %d bytes: %s (%s)' % (
-                        len(line), r.get('error'), r.get('detail', ''))))
+                why = 'segopsd rejected an event of %d bytes: %s (%s)' % (
+                    len(line), r.get('error'), r.get('detail', ''))
+                # Lost, and this client knows it: counted (flush() raises
+                # it) but not reported as client_dropped, since segopsd
+                # counted it as rejected; on_error hears it once, here.
+                with self._drop_lock:
+                    self._dropped += 1
+                    self._announced += 1
+                    self._drop_reason = why
+                self._report_limited('rejected', InvalidEventError(why))
 
     # ---- flush, on the caller's thread -------------------------------------
     def _hand_over(self, deadline):

@@ -429,6 +429,22 @@ class ReviewTests(SharedCase):
         self.assertIn('py-bytes-1', self.upstream.events)
         self.assertEqual(c.dropped, 0)
 
+    def test_big_event_rejected_is_counted(self):
+        # Over segopsd's max_message_bytes (256 KiB here): rejected on the
+        # control socket, where the client reads the rejection; it is
+        # counted (and flush() raises), not only passed to on_error.
+        errors = []
+        c = self.client(on_error=errors.append)
+        c.track(user_id='big', event_type='too-big',
+                payload={'blob': 'x' * (300 * 1024)})
+        c.track(user_id='big', event_type='after-too-big', event_id='py-tb-1')
+        with self.assertRaises(EventsDroppedError) as cm:
+            c.flush()
+        self.assertEqual(cm.exception.count, 1)
+        self.assertEqual(c.dropped, 1)
+        self.assertIn('oversize', str(cm.exception))
+        self.assertIn('py-tb-1', self.upstream.events)
+
 
 class FullBacklogTests(unittest.TestCase):
     """A control socket whose listen backlog is full (segopsd stalled):
