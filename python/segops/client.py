@@ -196,6 +196,7 @@ class SegOpsClient:
         self._dropped = 0
         self._need_user = get_user is not None
         self._user_line = None      # the last set_user, sent again on reconnect
+        self._reset_pending = False     # a reset waiting for get_user()
         self._init_state()
         _clients.add(self)
 
@@ -317,7 +318,10 @@ class SegOpsClient:
         re-mints with get_user()'s current identity (called again before
         the next event). Queued in order with the events; events queued
         before it that segopsd has not sent yet go out under the new
-        session: call flush() first to keep them under the old one."""
+        session: call flush() first to keep them under the old one.
+        With get_user, the reset goes right after the set_user of
+        get_user()'s answer (segopsd drops its token at a reset only for
+        an identity named before it), with the next event or flush()."""
         self._enqueue((RESET,))
 
     def flush(self, timeout=None):
@@ -596,9 +600,14 @@ class SegOpsClient:
                               'new identity' % (e,))
             err.__cause__ = e
             self._report(err)
-            return
+            line = None
         if line is not None:
             self._user_line = line
+            self._staged.append(line)
+            self._staged_bytes += len(line)
+        if self._reset_pending:
+            self._reset_pending = False
+            line = _wire.encode_item((RESET,))
             self._staged.append(line)
             self._staged_bytes += len(line)
 
@@ -623,7 +632,14 @@ class SegOpsClient:
                 popped += 1
                 kind = item[0]
                 if kind == RESET:
-                    self._need_user = self._get_user is not None
+                    if self._get_user is not None:
+                        # segopsd drops its token at a reset only when
+                        # set_user named another identity first: the
+                        # reset waits for get_user(), called before the
+                        # next event (or by flush), and goes after it.
+                        self._need_user = True
+                        self._reset_pending = True
+                        continue
                 elif self._need_user:
                     self._staged_bytes = size
                     self._resolve_user()
@@ -774,8 +790,15 @@ class SegOpsClient:
         try:
             start = self._popped
             force = True
-            while self._staged or (self._popped - start < target and
-                                   self._q):
+            while True:
+                if not (self._staged or (self._popped - start < target and
+                                         self._q)):
+                    if not (self._reset_pending and self._need_user):
+                        break
+                    # reset_session() with no event after it yet: its
+                    # get_user() now, then set_user and the reset.
+                    self._resolve_user()
+                    continue
                 left = deadline - _monotonic()
                 if left <= 0:
                     raise FlushTimeoutError(
