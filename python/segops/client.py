@@ -38,6 +38,7 @@ import errno
 import logging
 import os
 import select
+import sys
 import socket as _socket
 import string
 import threading
@@ -439,6 +440,7 @@ class SegOpsClient:
                 # Interpreter shutdown: the atexit hand-over sends.
                 return
             self._thread = t
+        _register_mp_exit()
 
     def _drain_closed(self):
         """After the final hand-over: what a thread appended meanwhile (it
@@ -902,6 +904,26 @@ def _after_fork_in_child():
 def _exit_all():
     for c in list(_clients):
         c._at_exit()
+
+
+_mp_exit_pid = None
+
+
+def _register_mp_exit():
+    """A multiprocessing child ends in os._exit(), without atexit: its
+    hand-over is registered as a multiprocessing finalizer, which that
+    exit runs (once per process; registered at the first event, after
+    the child cleared the finalizers it inherited)."""
+    global _mp_exit_pid
+    pid = os.getpid()
+    if _mp_exit_pid == pid:
+        return
+    mpp = sys.modules.get('multiprocessing.process')
+    mpu = sys.modules.get('multiprocessing.util')
+    if mpp is None or mpu is None or mpp.parent_process() is None:
+        return
+    _mp_exit_pid = pid
+    mpu.Finalize(None, _exit_all, exitpriority=0)
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -445,6 +445,23 @@ class ReviewTests(SharedCase):
         self.assertIn('oversize', str(cm.exception))
         self.assertIn('py-tb-1', self.upstream.events)
 
+    def test_multiprocessing_child_hands_over_at_exit(self):
+        # A multiprocessing child ends in os._exit(): no atexit.
+        import multiprocessing
+        c = self.client()
+
+        def work():
+            for i in range(5000):
+                c.track({'user_id': 'mp', 'event_type': 'mp',
+                         'event_id': 'py-mp-%d' % i})
+        p = multiprocessing.get_context('fork').Process(target=work)
+        p.start()
+        p.join(60)
+        self.assertEqual(p.exitcode, 0)
+        self.d.flush()
+        self.assertEventsDelivered({'py-mp-%d' % i for i in range(5000)},
+                                   timeout=20)
+
 
 class FullBacklogTests(unittest.TestCase):
     """A control socket whose listen backlog is full (segopsd stalled):
