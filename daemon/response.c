@@ -146,14 +146,16 @@ bool resp_parse_counts(const char *body, size_t len, uint32_t events, int64_t *a
         json_t *j = len ? json_loadb(body, len, 0, NULL) : NULL;
         bool partial = false;
 
-        if (j && json_unpack(j, "{s?I s?I}", "accepted", &acc, "duplicates", &dups) == 0) {
-                partial = acc >= 0 && acc + dups < (json_int_t)events;
-        } else {
+        if (!j || json_unpack(j, "{s?I s?I}", "accepted", &acc, "duplicates", &dups) < 0) {
                 acc = -1;
                 dups = 0;
         }
         json_decref(j);
+        if (dups < 0)
+                dups = 0;
+        /* Not acc + dups < events: the two may be up to 2^63 - 1 each. */
+        partial = acc >= 0 && acc < (json_int_t)events && dups < (json_int_t)events - acc;
         *accepted = acc;
-        *duplicates = dups > 0 ? dups : 0;
+        *duplicates = dups;
         return partial;
 }
