@@ -20,7 +20,6 @@
 #include "log.h"
 #include "response.h"
 
-
 struct fwd_sock {
         uv_poll_t poll;
         curl_socket_t fd;

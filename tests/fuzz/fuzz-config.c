@@ -3,11 +3,11 @@
  * (cfg_validate) and the API key (apikey_load_from, daemon/apikey.c).
  *
  * The input is the config file, optionally followed by a line
- * "%%KEYFILE%%" and the contents of a key file. Both are written to a
- * private temporary directory (the key file 0600); api_key_file, when
- * the config sets one that is not itself a key, is pointed at that key
- * file, so nothing else on the machine is ever opened, and the
- * systemd credential directory is unset.
+ * "%%KEYFILE%%" and the contents of a key file. Both are written to
+ * in-memory files (memfd_create; the key file 0600), read through
+ * /proc/self/fd; api_key_file, when the config sets one that is not
+ * itself a key, is pointed at that key file, so nothing else on the
+ * machine is ever opened, and the systemd credential directory is unset.
  *
  * Invariants: no crash, no leak; loading the same file again over the
  * result gives the same answer; an accepted key is what apikey.h
@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -34,41 +35,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define KEYFILE_MARK "\n%%KEYFILE%%\n"
 #define MAX_SECRETS 64
 
-static char dir[256], conf_path[300], key_path[300], absent_path[300];
+static int conf_fd = -1, key_fd = -1;
+static char conf_path[64], key_path[64];
+static const char absent_path[] = "/nonexistent/segops-fuzz/api_key";
 
-static void cleanup(void)
+/* In-memory files (a file on disk costs a journal commit per input),
+ * opened by path as cfg_load and apikey_load do. */
+static void setup(void)
 {
-        unlink(conf_path);
-        unlink(key_path);
-        rmdir(dir);
-}
-
-static bool setup(void)
-{
-        const char *tmp = getenv("TMPDIR");
-
-        if (dir[0])
-                return true;
-        snprintf(dir, sizeof(dir), "%s/segops-fuzz-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-        if (!mkdtemp(dir)) {
-                perror("mkdtemp");
-                abort();
-        }
-        snprintf(conf_path, sizeof(conf_path), "%s/conf", dir);
-        snprintf(key_path, sizeof(key_path), "%s/key", dir);
-        snprintf(absent_path, sizeof(absent_path), "%s/absent", dir);
+        if (conf_fd >= 0)
+                return;
+        conf_fd = memfd_create("segops-fuzz-conf", MFD_CLOEXEC);
+        key_fd = memfd_create("segops-fuzz-key", MFD_CLOEXEC);
+        assert(conf_fd >= 0 && key_fd >= 0);
+        assert(fchmod(key_fd, 0600) == 0);
+        snprintf(conf_path, sizeof(conf_path), "/proc/self/fd/%d", conf_fd);
+        snprintf(key_path, sizeof(key_path), "/proc/self/fd/%d", key_fd);
         unsetenv("CREDENTIALS_DIRECTORY");
-        atexit(cleanup);
-        return true;
 }
 
-static void write_file(const char *path, const uint8_t *p, size_t n)
+static void write_file(int fd, const uint8_t *p, size_t n)
 {
-        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-
-        assert(fd >= 0);
-        assert(write(fd, p, n) == (ssize_t)n);
-        close(fd);
+        assert(ftruncate(fd, 0) == 0);
+        assert(pwrite(fd, p, n, 0) == (ssize_t)n);
 }
 
 static bool looks_like_key(const uint8_t *p, size_t n)
@@ -176,8 +165,8 @@ static void load_key(struct cfg *c, bool has_keyfile, const struct secrets *sec)
         bool credential = true;
         int r;
 
-        if (c->api_key_file && !looks_like_key((const uint8_t *)c->api_key_file,
-                                               strlen(c->api_key_file))) {
+        if (c->api_key_file &&
+            !looks_like_key((const uint8_t *)c->api_key_file, strlen(c->api_key_file))) {
                 free(c->api_key_file);
                 c->api_key_file = strdup(has_keyfile ? key_path : absent_path);
         }
@@ -205,8 +194,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int r, r2;
 
         setup();
-        write_file(conf_path, data, conf_len);
-        write_file(key_path, key ? key : data, key_len);
+        write_file(conf_fd, data, conf_len);
+        write_file(key_fd, key ? key : data, key_len);
         find_secrets(&sec, data, conf_len, key, key_len);
 
         cfg_defaults(&c);

@@ -184,7 +184,8 @@ static size_t mutate(uint8_t *buf, size_t len, size_t cap, uint64_t *rng)
         unsigned n = 1 + (unsigned)(next(rng) % 4);
 
         for (unsigned k = 0; k < n; k++) {
-                size_t at = len ? (size_t)(next(rng) % (len + 1)) : 0, span = 1 + (size_t)(next(rng) % 32);
+                size_t at = len ? (size_t)(next(rng) % (len + 1)) : 0,
+                       span = 1 + (size_t)(next(rng) % 32);
                 const struct bytes *t = ntokens ? &tokens[next(rng) % ntokens] : NULL;
 
                 switch (next(rng) % 7) {

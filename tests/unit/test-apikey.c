@@ -215,8 +215,8 @@ START_TEST(test_key_control_chars)
                          0);
         ck_assert_int_eq(apikey_load(&c, &key, err, sizeof(err)), -EINVAL);
         ck_assert_ptr_null(key);
-        ck_assert_msg(strstr(err, "non-printable character at position 19 (sk_\xe2\x80\xa6)"),
-                      "%s", err);
+        ck_assert_msg(strstr(err, "non-printable character at position 19 (sk_\xe2\x80\xa6)"), "%s",
+                      err);
         for (const char *p = err; *p; p++)
                 ck_assert_msg((unsigned char)*p >= 0x20, "control byte in: %s", err);
         cfg_free(&c);

@@ -246,9 +246,14 @@ START_TEST(test_mint_answer)
 {
         static const char ok[] = "{\"token\":\"t.k-1\",\"expires_in\":3600}";
         static const char *const bad[] = {
-                "", "[]", "{\"token\":\"t\"}", "{\"token\":\"\",\"expires_in\":1}",
-                "{\"token\":\"a b\",\"expires_in\":1}", "{\"token\":\"t\",\"expires_in\":0}",
-                "{\"token\":\"t\",\"expires_in\":1e7}", "{\"token\":1,\"expires_in\":1}",
+                "",
+                "[]",
+                "{\"token\":\"t\"}",
+                "{\"token\":\"\",\"expires_in\":1}",
+                "{\"token\":\"a b\",\"expires_in\":1}",
+                "{\"token\":\"t\",\"expires_in\":0}",
+                "{\"token\":\"t\",\"expires_in\":1e7}",
+                "{\"token\":1,\"expires_in\":1}",
         };
         char *tok = NULL;
         double secs = 0;
