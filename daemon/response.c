@@ -151,6 +151,8 @@ bool resp_parse_counts(const char *body, size_t len, uint32_t events, int64_t *a
                 dups = 0;
         }
         json_decref(j);
+        if (acc < 0)
+                acc = -1;
         if (dups < 0)
                 dups = 0;
         /* Not acc + dups < events: the two may be up to 2^63 - 1 each. */

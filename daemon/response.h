@@ -89,8 +89,8 @@ double resp_retry_after(const char *value, time_t now);
 int resp_parse_mint(const char *body, size_t len, char **ret_token, double *ret_expires_in);
 
 /* An events answer's body, {"accepted": N, "duplicates": M} (both
- * optional): *accepted (-1 when absent or unreadable) and *duplicates
- * (0 when absent, unreadable or negative); true when they add up to
+ * optional): *accepted (-1 when absent, unreadable or negative) and
+ * *duplicates (0 when absent, unreadable or negative); true when they add up to
  * fewer than the batch's events (a partial delivery, worth a log). */
 bool resp_parse_counts(const char *body, size_t len, uint32_t events, int64_t *accepted,
                        int64_t *duplicates);

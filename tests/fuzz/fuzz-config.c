@@ -89,8 +89,8 @@ static bool at_start(const uint8_t *text, size_t p)
         if (b == ls)
                 return true;
         q = ls + strspn((const char *)text + ls, " \t");
-        if (p == q + 1 && text[q] == '[')
-                return true;
+        if (q < p && text[q] == '[')
+                return p == q + 1; /* a section line has no delimiter */
         while (q < b && text[q] != '=' && text[q] != ':')
                 q++;
         return q + 1 == b;

@@ -290,6 +290,8 @@ START_TEST(test_answer_counts)
         ck_assert(acc == 3 && dups == 2);
         ck_assert(!counts("{\"duplicates\":-4}", 5, &acc, &dups));
         ck_assert(acc == -1 && dups == 0);
+        ck_assert(!counts("{\"accepted\":-463}", 5, &acc, &dups));
+        ck_assert(acc == -1 && dups == 0);
         ck_assert(!counts("{\"accepted\":\"x\"}", 5, &acc, &dups));
         ck_assert(acc == -1 && dups == 0);
         ck_assert(!counts("", 5, &acc, &dups));
