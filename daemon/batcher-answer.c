@@ -13,14 +13,29 @@
 #include "forward.h"
 #include "log.h"
 #include "rng.h"
+#include "scrub.h"
 #include "session.h"
+
+#define BODY_EXCERPT 160 /* bytes of a rejecting answer's body logged */
+
+/* Text from the upstream (a body, curl's message, which may quote what
+ * the upstream sent) into out, for a log line or stats: without the
+ * key, the credential this request carried, or the token held now. */
+static size_t scrubbed(const struct batcher *b, const struct fwd_result *res, const char *text,
+                       size_t len, char *out, size_t outsz)
+{
+        const char *secrets[] = { b->key->secret, res->bearer, session_secret(b->session) };
+
+        return scrub_text(out, outsz, text, len, secrets, 3);
+}
 
 static void note_failure(struct batcher *b, const struct fwd_result *res)
 {
         if (res->curl_code == 0)
                 snprintf(b->up.last_error, sizeof(b->up.last_error), "HTTP %ld", res->status);
         else
-                snprintf(b->up.last_error, sizeof(b->up.last_error), "%s", res->error);
+                scrubbed(b, res, res->error, strlen(res->error), b->up.last_error,
+                         sizeof(b->up.last_error));
 }
 
 static void retry_later(struct batcher *b, struct batch *x, const struct cfg *c)
@@ -90,10 +105,12 @@ static void log_verdict(struct batcher *b, const struct batch *x, const struct f
                             "it is dropped");
                 return;
         case RESP_DROP_REJECTED: {
-                char excerpt[200];
+                /* The head of the body, scrubbed whole before it is cut:
+                 * a secret across the cut goes too (scrub.h). */
+                char head[BODY_EXCERPT + 1], excerpt[200];
+                size_t n = scrubbed(b, res, res->body, res->body_len, head, sizeof(head));
 
-                log_excerpt(res->body, res->body_len < 160 ? res->body_len : 160, excerpt,
-                            sizeof(excerpt));
+                log_excerpt(head, n, excerpt, sizeof(excerpt));
                 log_limited(LOG_ERR, "rejected",
                             "upstream rejected batch %s of %u events with HTTP %ld (%s); the "
                             "events are dropped",
@@ -138,7 +155,7 @@ static void log_verdict(struct batcher *b, const struct batch *x, const struct f
                 log_limited(LOG_ERR, "tls",
                             "TLS failure talking to the upstream: %s; check api_url and "
                             "ca_file (events are kept and retried)",
-                            res->error);
+                            b->up.last_error);
                 break;
         case UPSTREAM_RETRYING:
                 log_limited(LOG_WARNING, "transient",

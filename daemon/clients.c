@@ -1,10 +1,11 @@
 /* clients.c - the per-process table behind stats' "clients": bounded
  * to CLIENTS_MAX entries, least recently reporting one evicted (and
- * counted). On the control socket the pid comes from the socket's
- * credentials (SO_PEERCRED), so a client cannot speak for another
- * process there; on the datagram socket it is the pid the message
- * declares (segopsd does not pay for SO_PASSCRED on every datagram), so
- * there it is the sender's word. Counts saturate instead of wrapping. */
+ * counted). The pid comes from the socket's credentials (SO_PEERCRED
+ * on the stream, SCM_CREDENTIALS on datagrams), so a client cannot speak
+ * for another process; only when the kernel gave none is it the pid the
+ * message declares, kept apart and labelled as such: a declared pid
+ * never adds to a verified one's entry. Counts saturate instead of
+ * wrapping. */
 #include "clients.h"
 
 #include <fcntl.h>
@@ -40,13 +41,14 @@ static void read_comm(pid_t pid, char *out, size_t outlen)
                         *p = '?';
 }
 
-void clients_dropped(struct clients *c, pid_t pid, uint64_t n, uint64_t now_ms)
+void clients_dropped(struct clients *c, const struct client_id *id, uint64_t n, uint64_t now_ms)
 {
         struct client_entry *slot = NULL, *oldest = &c->e[0];
 
         for (size_t i = 0; i < CLIENTS_MAX; i++) {
                 struct client_entry *e = &c->e[i];
-                if (e->last_ms != 0 && e->pid == pid) {
+                if (e->last_ms != 0 && e->id.pid == id->pid && e->id.verified == id->verified &&
+                    (!id->verified || e->id.uid == id->uid)) {
                         slot = e;
                         break;
                 }
@@ -58,9 +60,11 @@ void clients_dropped(struct clients *c, pid_t pid, uint64_t n, uint64_t now_ms)
                 if (slot->last_ms != 0)
                         c->evicted++;
                 memset(slot, 0, sizeof(*slot));
-                slot->pid = pid;
-                if (pid > 0)
-                        read_comm(pid, slot->comm, sizeof(slot->comm));
+                slot->id = *id;
+                if (!id->verified)
+                        slot->id.uid = 0;
+                if (id->pid > 0)
+                        read_comm(id->pid, slot->comm, sizeof(slot->comm));
         }
         slot->dropped = clients_count_add(slot->dropped, n);
         slot->last_ms = now_ms ? now_ms : 1;
@@ -72,11 +76,18 @@ json_t *clients_json(const struct clients *c)
 
         for (size_t i = 0; a && i < CLIENTS_MAX; i++) {
                 const struct client_entry *e = &c->e[i];
+                json_t *j;
 
                 if (!e->last_ms)
                         continue;
-                json_array_append_new(a, json_pack("{s:i s:s s:I}", "pid", (int)e->pid, "comm",
-                                                   e->comm, "dropped", (json_int_t)e->dropped));
+                j = json_pack("{s:i s:s s:I s:s}", "pid", (int)e->id.pid, "comm", e->comm,
+                              "dropped", (json_int_t)e->dropped, "identity",
+                              e->id.verified ? "verified"
+                              : e->id.pid    ? "declared"
+                                             : "unknown");
+                if (j && e->id.verified)
+                        json_object_set_new(j, "uid", json_integer((json_int_t)e->id.uid));
+                json_array_append_new(a, j);
         }
         return a;
 }

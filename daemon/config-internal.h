@@ -31,10 +31,12 @@ enum cfg_type {
         T_UINT,   /* unsigned */
         T_SIZE,   /* size_t, "64M" style */
         T_MODE,   /* octal file mode */
+        T_GROUP,  /* a group name or number, resolved to a gid */
         T_COMPRESSION,
         T_WHEN_FULL,
         T_SPOOL_SYNC,
         T_LOG_LEVEL,
+        T_BOOL, /* yes/no, true/false, on/off, 1/0 */
 };
 
 /* One key of the file: where it lives in struct cfg and what it takes. */

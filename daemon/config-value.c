@@ -2,7 +2,8 @@
  *
  * Each key of the table (config.c) has a type, and each type its parser:
  * sizes ("64M", K/M/G = KiB/MiB/GiB), seconds as decimal numbers, whole
- * numbers, an octal file mode, one of a list of words, the upstream URL,
+ * numbers, an octal file mode, one of a list of words, yes or no, the
+ * upstream URL,
  * a socket path that must fit in sun_path, a plain string. The parsers
  * are strict: what strtod and strtoull would also take but nobody means
  * in a config file (spaces, signs, hex, "inf", trailing garbage) is an
@@ -15,6 +16,7 @@
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>
+#include <grp.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -307,6 +309,37 @@ bad:
         return -EINVAL;
 }
 
+/* A group name, or a number; resolved now, so that --check-config
+ * catches a group this host does not have. "" unsets it. */
+static int set_group(struct cfg *c, const struct cfg_key *k, const char *value, char *msg,
+                     size_t msglen)
+{
+        gid_t *ret = cfg_field(c, k->off);
+        unsigned long long n;
+        struct group gr, *found = NULL;
+        char buf[4096];
+        int r;
+
+        if (!*value) {
+                *ret = CFG_GROUP_OWN;
+                return 0;
+        }
+        if (parse_uint(value, &n) == 0) {
+                if (n >= (gid_t)-1)
+                        goto bad;
+                *ret = (gid_t)n;
+                return 0;
+        }
+        r = getgrnam_r(value, &gr, buf, sizeof(buf), &found);
+        if (r != 0 || !found)
+                goto bad;
+        *ret = gr.gr_gid;
+        return 0;
+bad:
+        cfg_key_error(msg, msglen, k, value, "must be a group of this host, by name or number");
+        return -EINVAL;
+}
+
 /* Match value against a list of words; the index is the enum value. */
 static int set_word(struct cfg *c, const struct cfg_key *k, const char *value, char *msg,
                     size_t msglen, const char *const *words, const int *vals, size_t n,
@@ -321,6 +354,22 @@ static int set_word(struct cfg *c, const struct cfg_key *k, const char *value, c
                         return 0;
                 }
         cfg_key_error(msg, msglen, k, value, "must be %s", expect);
+        return -EINVAL;
+}
+
+static int set_bool(struct cfg *c, const struct cfg_key *k, const char *value, char *msg,
+                    size_t msglen)
+{
+        static const char *const yes[] = { "yes", "true", "on", "1" };
+        static const char *const no[] = { "no", "false", "off", "0" };
+
+        for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+                if (strcmp(value, yes[i]) == 0 || strcmp(value, no[i]) == 0) {
+                        *(bool *)cfg_field(c, k->off) = strcmp(value, yes[i]) == 0;
+                        return 0;
+                }
+        }
+        cfg_key_error(msg, msglen, k, value, "must be yes or no");
         return -EINVAL;
 }
 
@@ -351,6 +400,7 @@ int cfg_set_value(struct cfg *c, const struct cfg_key *k, const char *value, cha
         case T_UINT: return set_uint(c, k, value, msg, msglen);
         case T_SIZE: return set_size(c, k, value, msg, msglen);
         case T_MODE: return set_mode(c, k, value, msg, msglen);
+        case T_GROUP: return set_group(c, k, value, msg, msglen);
         case T_COMPRESSION:
                 return set_word(c, k, value, msg, msglen, comp_w, comp_v, 2, "gzip or none");
         case T_WHEN_FULL:
@@ -362,6 +412,7 @@ int cfg_set_value(struct cfg *c, const struct cfg_key *k, const char *value, cha
         case T_LOG_LEVEL:
                 return set_word(c, k, value, msg, msglen, lvl_w, lvl_v, 4,
                                 "err, warn, info or debug");
+        case T_BOOL: return set_bool(c, k, value, msg, msglen);
         }
         assert(!"unknown key type");
         return -EINVAL;

@@ -15,6 +15,7 @@
 #include "config-internal.h"
 #include "proto.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
 #include <limits.h>
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* The default socket paths are static so that cfg_defaults cannot fail;
  * cfg_free knows not to free them. Nothing writes through these. */
@@ -48,6 +50,7 @@ const struct cfg_key cfg_keys[] = {
         KSTR("upstream", api_key, T_SECRET),
         KSTR("upstream", user_context_command, T_STR),
         KSTR("upstream", ca_file, T_STR),
+        KUNS("upstream", "allow_insecure_http", allow_insecure_http, T_BOOL, 0, 0),
         KDBL("upstream", "timeout", timeout, 0, true, 3600),
         KUNS("upstream", "compression", compression, T_COMPRESSION, 0, 0),
         KUNS("upstream", "max_in_flight", max_in_flight, T_UINT, 1, 64),
@@ -72,10 +75,14 @@ const struct cfg_key cfg_keys[] = {
         KSTR("listen", events_socket, T_SOCKET),
         KSTR("listen", control_socket, T_SOCKET),
         KUNS("listen", "socket_mode", socket_mode, T_MODE, 0, 0777),
+        KUNS("listen", "socket_group", socket_group, T_GROUP, 0, 0),
+        KUNS("listen", "max_client_dropped_report", max_client_dropped_report, T_UINT, 1, UINT_MAX),
         KUNS("listen", "max_message_bytes", max_message_bytes, T_SIZE, KIB, MIB),
         KUNS("listen", "max_connections", max_connections, T_UINT, 1, 65536),
         KUNS("listen", "max_connections_per_uid", max_connections_per_uid, T_UINT, 0, 65536),
+        KUNS("listen", "reserved_connections", reserved_connections, T_UINT, 0, 65535),
         KUNS("listen", "max_reply_bytes", max_reply_bytes, T_SIZE, KIB, GIB),
+        KDBL("listen", "reply_timeout", reply_timeout, 0, false, 7 * 86400),
         KDBL("listen", "idle_timeout", idle_timeout, 0, false, 7 * 86400),
         KDBL("listen", "stop_grace", stop_grace, 0, false, 60),
         /* Never below what libshim packs into one datagram. */
@@ -134,13 +141,23 @@ void cfg_defaults(struct cfg *c)
         c->events_socket = cfg_dflt_events_socket;
         c->control_socket = cfg_dflt_control_socket;
         c->socket_mode = 0660;
+        c->socket_group = CFG_GROUP_OWN;
+        /* A report counts the drops since the sender's last one: ~17
+         * minutes of a process losing 1M events/s. More is a lie. */
+        c->max_client_dropped_report = 1000000000;
         c->max_message_bytes = 64 * KIB;
         c->max_connections = 256;
         /* Three quarters of max_connections: one runaway user cannot
          * take them all, yet a service of many processes under one uid
          * (workers flushing at shutdown) is rarely turned away. */
         c->max_connections_per_uid = 192;
-        c->max_reply_bytes = MIB;
+        /* Of max_connections, kept for root and segopsd's own uid, so
+         * that segopsctl works whoever else holds the rest. */
+        c->reserved_connections = 16;
+        /* Reading pauses here; the kernel's socket buffer holds about
+         * 200K more. 256 connections hold 16M of replies at most. */
+        c->max_reply_bytes = 64 * KIB;
+        c->reply_timeout = 30;
         c->idle_timeout = 300;
         c->stop_grace = 1;
         c->max_datagram_bytes = 0; /* auto: see cfg_datagram_bytes() */
@@ -282,6 +299,71 @@ __attribute__((format(printf, 6, 7))) static int conflict(const struct cfg *c, s
         return -EINVAL;
 }
 
+/* Whether host (len bytes of a URL's authority) names this machine's
+ * loopback: localhost, 127.0.0.0/8 in dotted quads, [::1] (or [::ffff:
+ * 127.x.y.z]). Other spellings of them (127.1, a name that resolves
+ * there) are not recognised: refused, never wrongly allowed. */
+static bool loopback_host(const char *host, size_t len)
+{
+        char buf[INET6_ADDRSTRLEN + 1];
+        struct in6_addr a6;
+        struct in_addr a4;
+
+        if (len >= 2 && host[0] == '[' && host[len - 1] == ']') {
+                if (len - 2 >= sizeof(buf))
+                        return false;
+                memcpy(buf, host + 1, len - 2);
+                buf[len - 2] = '\0';
+                if (inet_pton(AF_INET6, buf, &a6) != 1)
+                        return false;
+                return IN6_IS_ADDR_LOOPBACK(&a6) ||
+                       (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+        }
+        if ((len == 9 || len == 10) && strncasecmp(host, "localhost.", len) == 0)
+                return true;
+        if (len >= sizeof(buf))
+                return false;
+        memcpy(buf, host, len);
+        buf[len] = '\0';
+        return inet_pton(AF_INET, buf, &a4) == 1 && ((const unsigned char *)&a4.s_addr)[0] == 127;
+}
+
+/* The host of an http:// URL, after any user info and before any port,
+ * in *host and *len. The authority ends at / ? # or a backslash (where a WHATWG
+ * parser would end it). With more than one '@' the whole authority is
+ * the "host", which is no loopback: parsers disagree on which '@'
+ * counts. */
+static void url_host(const char *url, const char **host, size_t *len)
+{
+        const char *a = url + strlen("http://"), *at, *h, *stop;
+        size_t alen = strcspn(a, "/?#\\");
+
+        at = memchr(a, '@', alen);
+        if (at && memchr(at + 1, '@', alen - (size_t)(at + 1 - a))) {
+                *host = a;
+                *len = alen;
+                return;
+        }
+        h = at ? at + 1 : a;
+        *host = h;
+        *len = alen - (size_t)(h - a);
+        /* [v6]:port, or name:port */
+        stop = memchr(h, *h == '[' ? ']' : ':', *len);
+        if (stop)
+                *len = (size_t)(stop - h) + (*h == '[');
+}
+
+bool cfg_url_insecure(const struct cfg *c)
+{
+        const char *host;
+        size_t len;
+
+        if (!c->api_url || strncmp(c->api_url, "http://", 7) != 0)
+                return false;
+        url_host(c->api_url, &host, &len);
+        return !loopback_host(host, len);
+}
+
 int cfg_validate(const struct cfg *c, char *err, size_t errlen)
 {
         const char *p;
@@ -296,6 +378,23 @@ int cfg_validate(const struct cfg *c, char *err, size_t errlen)
                          "%s: [upstream] api_url is not set "
                          "(an https:// URL, or \"stdout\" for a dry run)",
                          p);
+                return -EINVAL;
+        }
+        if (cfg_url_insecure(c) && !c->allow_insecure_http) {
+                char at[PATH_MAX + 16], shown[CFG_SHOW_MAX + 8];
+                const char *host;
+                size_t len;
+
+                url_host(c->api_url, &host, &len);
+                cfg_printable(host, len, shown, sizeof(shown));
+                cfg_errf(err, errlen,
+                         "%s: [upstream] api_url: http:// to '%s', which is not this machine, "
+                         "would send the API key and the events in clear text; use https://, "
+                         "or set [upstream] allow_insecure_http = yes if every network on the "
+                         "way is trusted (http:// to localhost, 127.0.0.0/8 or [::1] needs "
+                         "nothing)",
+                         cfg_at(c, line_of(c, F(api_url)), at, sizeof(at)),
+                         cfg_looks_like_key(host, len) ? "(hidden)" : shown);
                 return -EINVAL;
         }
         if (!c->events_socket || !c->control_socket) {
@@ -325,6 +424,12 @@ int cfg_validate(const struct cfg *c, char *err, size_t errlen)
                                 "[listen] max_datagram_bytes must be larger than "
                                 "max_message_bytes (got %zu and %zu)",
                                 c->max_datagram_bytes, c->max_message_bytes);
+        /* Someone other than root and segopsd's user must get in. */
+        if (c->reserved_connections >= c->max_connections)
+                return conflict(c, F(reserved_connections), F(max_connections), err, errlen,
+                                "[listen] reserved_connections must be less than "
+                                "max_connections (got %u and %u)",
+                                c->reserved_connections, c->max_connections);
         if (c->spool_dir && c->max_spool < c->max_batch_bytes)
                 return conflict(c, F(max_spool), F(max_batch_bytes), err, errlen,
                                 "[buffer] max_spool must be at least [batch] "

@@ -19,6 +19,8 @@ enum cfg_when_full { CFG_DROP_NEWEST, CFG_DROP_OLDEST };
 enum cfg_spool_sync { CFG_SYNC_NEVER, CFG_SYNC_INTERVAL, CFG_SYNC_ALWAYS };
 enum cfg_log_level { CFG_LOG_ERR, CFG_LOG_WARN, CFG_LOG_INFO, CFG_LOG_DEBUG };
 
+/* socket_group unset: the sockets keep the daemon's own group. */
+#define CFG_GROUP_OWN ((gid_t)-1)
 #define CFG_MAX_KEYS 64 /* more than config.c's table has */
 
 struct cfg {
@@ -31,6 +33,7 @@ struct cfg {
         char *api_key;              /* inline key (discouraged), may be NULL */
         char *user_context_command; /* may be NULL */
         char *ca_file;              /* may be NULL */
+        bool allow_insecure_http;   /* http:// to a host not loopback, default no */
         double timeout;             /* seconds per request, > 0 */
         enum cfg_compression compression;
         unsigned max_in_flight;         /* 1..64 */
@@ -62,14 +65,25 @@ struct cfg {
         unsigned max_connections;         /* stream connections, default 256 */
         unsigned max_connections_per_uid; /* of them one uid's, 0 = no cap,
                                              default 192 */
-        size_t max_reply_bytes;           /* unread replies before disconnect,
-                                       default 1M */
-        double idle_timeout;              /* seconds, 0 = never, default 300 */
+        unsigned reserved_connections;    /* of max_connections, only for root
+                                             and our euid, default 16 */
+        size_t max_reply_bytes;           /* unread replies at which reading
+                                             pauses, default 64K */
+        double reply_timeout;             /* seconds replies may make no progress
+                                             before disconnect, 0 = never,
+                                             default 30 */
+        double idle_timeout;              /* seconds since the last complete line,
+                                             0 = never, default 300 */
         double stop_grace;                /* seconds clients get to read their last
                                              replies at the end of a stop, default 1 */
         size_t max_datagram_bytes;        /* one datagram, all its messages;
                                        0 (default) = cfg_datagram_bytes() */
         unsigned dgram_burst;             /* datagrams read per wakeup, default 256 */
+
+        /* The sockets' group: CFG_GROUP_OWN (default) = the daemon's. */
+        gid_t socket_group;
+        /* The largest count one client_dropped report adds, default 1e9. */
+        unsigned max_client_dropped_report;
 
         /* [log] */
         enum cfg_log_level log_level; /* err|warn|info|debug, default info */
@@ -100,6 +114,12 @@ unsigned cfg_key_line(const struct cfg *c, const char *section, const char *name
 /* Check values that depend on each other (e.g. max_memory at least
  * max_batch_bytes). 0 or -EINVAL with err filled. */
 int cfg_validate(const struct cfg *c, char *err, size_t errlen);
+
+/* Whether api_url is http:// to a host other than this machine's
+ * loopback (localhost, 127.0.0.0/8, [::1]): the key would cross a
+ * network in clear text. cfg_validate refuses it unless
+ * allow_insecure_http; the caller warns when it is allowed. */
+bool cfg_url_insecure(const struct cfg *c);
 
 /* Parse "64M"-style sizes (K/M/G = KiB/MiB/GiB, optional B suffix). */
 int cfg_parse_size(const char *s, size_t *ret);

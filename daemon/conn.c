@@ -7,8 +7,15 @@
  * in order and "events, then ping" means what SPEC section 2 says.
  * Bounds: max_connections and, per peer uid (SO_PEERCRED),
  * max_connections_per_uid (one over either gets an error line and is
- * closed), max_reply_bytes of unread replies (a client that never
- * reads is cut off), idle_timeout.
+ * closed); reserved_connections of max_connections are kept for root
+ * and segopsd's own uid, who get them when the rest are taken or their
+ * uid is at its cap, so segopsctl works whoever holds the others.
+ * Replies are flow-controlled: at max_reply_bytes unread, the
+ * connection stops being read and its buffered lines wait, until the
+ * client has read down to half of that (one line's reply may go over
+ * the mark, never more). A connection whose replies make no progress
+ * for reply_timeout is cut off. idle_timeout counts from the last
+ * complete line (or the accept), so stray bytes do not keep it open.
  */
 #include "conn.h"
 
@@ -32,10 +39,14 @@ struct conn {
         struct conn *next;
         struct framer fr;
         struct flush_waiter *flush; /* a flush in progress */
-        uint64_t last_active;       /* loop ms */
+        uint64_t last_line;         /* loop ms of the last complete line */
+        uint64_t stalled_since;     /* loop ms replies last moved; 0: none queued */
         pid_t pid;                  /* the peer, from SO_PEERCRED (0: unknown) */
         uid_t uid;                  /* the peer's uid (max_connections_per_uid) */
+        bool reserved;              /* holds one of reserved_connections */
         bool reading;
+        bool paused;    /* max_reply_bytes unread: lines wait */
+        bool peer_gone; /* a write failed: replies are thrown away */
         bool eof;       /* the client has finished sending */
         bool finishing; /* shutdown requested */
         bool closing;
@@ -46,8 +57,10 @@ struct conn_server {
         uv_pipe_t listener;
         uv_timer_t sweep;
         struct conn *conns;
-        unsigned count;
-        int open_handles; /* listener, sweep, connections */
+        unsigned count;    /* connections open */
+        unsigned reserved; /* of them, in reserved_connections */
+        uid_t euid;        /* ours: it may use the reserve */
+        int open_handles;  /* listener, sweep, connections */
         bool stopping;
 };
 
@@ -98,6 +111,7 @@ static void conn_close(struct conn *c)
                 }
         }
         s->count--;
+        s->reserved -= c->reserved;
         uv_close((uv_handle_t *)&c->pipe, on_conn_closed);
 }
 
@@ -117,6 +131,12 @@ static void conn_finish(struct conn *c)
         if (c->finishing)
                 return;
         c->finishing = true;
+        /* Replies queued to a peer that is gone would hold the shutdown
+         * back for good. */
+        if (c->peer_gone) {
+                conn_close(c);
+                return;
+        }
         req = malloc(sizeof(*req));
         if (!req || uv_shutdown(req, (uv_stream_t *)&c->pipe, on_shutdown) < 0) {
                 free(req);
@@ -130,9 +150,53 @@ static void conn_finish(struct conn *c)
 
 /* ---- replies ---- */
 
+static size_t unread(const struct conn *c)
+{
+        return uv_stream_get_write_queue_size((const uv_stream_t *)&c->pipe);
+}
+
+/* Lines wait while a flush is answered or the replies are not read. */
+static bool held(const struct conn *c)
+{
+        return c->flush != NULL || c->paused;
+}
+
+/* Go on with the lines that waited for the client to read. */
+static void resume(struct conn *c)
+{
+        if (held(c) || c->closing)
+                return;
+        if (c->srv->stopping)
+                drain_conn(c);
+        else
+                conn_process(c);
+}
+
 static void on_written(uv_write_t *req, int status)
 {
+        struct conn *c = req->handle->data;
+        struct conn_server *s = c->srv;
+
         free(req);
+        if (c->closing)
+                return;
+        if (status < 0) {
+                /* The peer closed (EPIPE): what it sent is still taken
+                 * in, its replies go nowhere. */
+                c->peer_gone = true;
+                c->paused = false;
+                c->stalled_since = 0;
+                if (c->finishing) /* its shutdown would never complete */
+                        conn_close(c);
+                else
+                        resume(c);
+                return;
+        }
+        c->stalled_since = unread(c) ? uv_now(s->d->loop) : 0;
+        if (c->paused && unread(c) <= s->d->cfg.max_reply_bytes / 2) {
+                c->paused = false;
+                resume(c);
+        }
 }
 
 static void conn_write(struct conn *c, const char *p, size_t n)
@@ -141,17 +205,8 @@ static void conn_write(struct conn *c, const char *p, size_t n)
         struct write_req *w;
         uv_buf_t buf;
 
-        if (c->closing)
+        if (c->closing || c->peer_gone)
                 return;
-        if (uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) + n >
-            s->d->cfg.max_reply_bytes) {
-                s->d->stats.conn_slow_closed++;
-                log_limited(LOG_WARNING, "slow_client",
-                            "closing a control connection that does "
-                            "not read its replies (max_reply_bytes)");
-                conn_close(c);
-                return;
-        }
         w = malloc(sizeof(*w) + n);
         if (!w) {
                 conn_close(c);
@@ -162,6 +217,15 @@ static void conn_write(struct conn *c, const char *p, size_t n)
         if (uv_write(&w->req, (uv_stream_t *)&c->pipe, &buf, 1, on_written) < 0) {
                 free(w);
                 conn_close(c);
+                return;
+        }
+        if (unread(c) && !c->stalled_since)
+                c->stalled_since = uv_now(s->d->loop);
+        /* Flow control: the lines after this one wait until the client
+         * reads (on_written resumes them). */
+        if (!c->paused && unread(c) >= s->d->cfg.max_reply_bytes) {
+                c->paused = true;
+                s->d->stats.conn_paused++;
         }
 }
 
@@ -215,14 +279,9 @@ static void on_flushed(void *ud, const struct flush_result *res)
 
         c->flush = NULL;
         reply_flush(c, res);
-        if (c->closing)
-                return;
         /* During a stop, what the client sent after the flush is still
          * to be read before the connection closes. */
-        if (c->srv->stopping)
-                drain_conn(c);
-        else
-                conn_process(c);
+        resume(c);
 }
 
 static void run_op(struct conn *c, const struct proto_msg *msg)
@@ -244,7 +303,7 @@ static void run_op(struct conn *c, const struct proto_msg *msg)
                 }
                 return;
         }
-        if (control_reply_sync(d, msg, c->pid, &b) == 0) {
+        if (control_reply_sync(d, msg, c->pid, c->uid, &b) == 0) {
                 reply_buf(c, &b);
                 return;
         }
@@ -278,11 +337,6 @@ static void handle_line(struct conn *c, const struct framer_line *l)
         }
 }
 
-static bool waiting(const struct conn *c)
-{
-        return c->flush != NULL;
-}
-
 /* Handle buffered lines until one makes us wait or none are left. */
 static void conn_process(struct conn *c)
 {
@@ -295,14 +349,16 @@ static void conn_process(struct conn *c)
                 return;
         }
         ingest_clock(&c->srv->d->ingest);
-        while (!c->closing && !waiting(c) && framer_next(&c->fr, &l)) {
+        while (!c->closing && !held(c) && framer_next(&c->fr, &l)) {
+                c->last_line = uv_now(c->srv->d->loop);
                 handle_line(c, &l);
                 any = true;
         }
         if (c->closing)
                 return;
-        if (!waiting(c) && c->eof) {
+        if (!held(c) && c->eof) {
                 if (framer_finish(&c->fr, &l)) {
+                        c->last_line = uv_now(c->srv->d->loop);
                         handle_line(c, &l);
                         any = true;
                 }
@@ -311,7 +367,7 @@ static void conn_process(struct conn *c)
                 batcher_commit(&c->srv->d->batcher); /* one spool write per read */
                 batcher_kick(&c->srv->d->batcher);
         }
-        if (c->closing || waiting(c)) {
+        if (c->closing || held(c)) {
                 if (c->reading && !c->closing) {
                         uv_read_stop((uv_stream_t *)&c->pipe);
                         c->reading = false;
@@ -332,7 +388,6 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 
         if (n == 0)
                 return;
-        c->last_active = uv_now(c->srv->d->loop);
         if (n < 0) {
                 if (n != UV_EOF) {
                         conn_close(c);
@@ -369,39 +424,76 @@ static void peer_cred(struct conn *c)
         c->uid = uc.uid;
 }
 
+/* The connections of one uid outside the reserve. */
 static unsigned conns_of_uid(const struct conn_server *s, uid_t uid)
 {
         unsigned n = 0;
 
         for (const struct conn *c = s->conns; c; c = c->next)
-                n += c->uid == uid;
+                n += c->uid == uid && !c->reserved;
         return n;
 }
 
-/* One uid over max_connections_per_uid: the error line, then close; the
- * connection never joined the list. */
-static void refuse_uid(struct conn *c)
+enum admit { ADMIT, ADMIT_RESERVED, REFUSE_UID, REFUSE_FULL };
+
+/* Who gets in (s->count < max_connections already): anyone while the
+ * connections outside the reserve have room and the uid is under its
+ * cap; root and our own uid then into the reserve while it has room. */
+static enum admit admit(const struct conn_server *s, uid_t uid)
 {
-        static const char msg[] =
+        const struct cfg *cfg = &s->d->cfg;
+        unsigned reserve = cfg->reserved_connections;
+        bool full = s->count - s->reserved + reserve >= cfg->max_connections;
+        bool uid_full = cfg->max_connections_per_uid &&
+                        conns_of_uid(s, uid) >= cfg->max_connections_per_uid;
+
+        if (!full && !uid_full)
+                return ADMIT;
+        if ((uid == 0 || uid == s->euid) && s->reserved < reserve)
+                return ADMIT_RESERVED;
+        return full ? REFUSE_FULL : REFUSE_UID;
+}
+
+#define REFUSED_FULL                                                                               \
+        "{\"ok\":false,\"error\":\"too_many_connections\","                                        \
+        "\"detail\":\"segopsd is at max_connections; try again later\"}\n"
+
+/* Over a cap: the error line, then close; the connection never joined
+ * the list. */
+static void refuse_conn(struct conn *c, enum admit why)
+{
+        static const char uid_msg[] =
                 "{\"ok\":false,\"error\":\"too_many_connections\","
                 "\"detail\":\"this user has max_connections_per_uid open; close some\"}\n";
+        static const char full_msg[] = REFUSED_FULL;
         struct conn_server *s = c->srv;
-        uv_buf_t buf = uv_buf_init((char *)msg, sizeof(msg) - 1);
+        uv_buf_t buf;
 
-        s->d->stats.conn_refused_uid++;
-        log_limited(LOG_WARNING, "max_connections_per_uid",
-                    "refused a control connection from uid %u (pid %d): "
-                    "max_connections_per_uid (%u) reached",
-                    (unsigned)c->uid, (int)c->pid, s->d->cfg.max_connections_per_uid);
+        if (why == REFUSE_UID) {
+                s->d->stats.conn_refused_uid++;
+                log_limited(LOG_WARNING, "max_connections_per_uid",
+                            "refused a control connection from uid %u (pid %d): "
+                            "max_connections_per_uid (%u) reached",
+                            (unsigned)c->uid, (int)c->pid, s->d->cfg.max_connections_per_uid);
+                buf = uv_buf_init((char *)uid_msg, sizeof(uid_msg) - 1);
+        } else {
+                s->d->stats.conn_refused++;
+                log_limited(LOG_WARNING, "max_connections",
+                            "refused a control connection from uid %u (pid %d): "
+                            "max_connections (%u) reached, of them "
+                            "reserved_connections (%u) for root and segopsd's user",
+                            (unsigned)c->uid, (int)c->pid, s->d->cfg.max_connections,
+                            s->d->cfg.reserved_connections);
+                buf = uv_buf_init((char *)full_msg, sizeof(full_msg) - 1);
+        }
         uv_try_write((uv_stream_t *)&c->pipe, &buf, 1);
         uv_close((uv_handle_t *)&c->pipe, on_conn_closed);
 }
 
+/* The table is full: nobody can get in, whoever it is. */
 static void refuse(struct conn_server *s)
 {
-        static const char msg[] =
-                "{\"ok\":false,\"error\":\"too_many_connections\","
-                "\"detail\":\"segopsd is at max_connections; try again later\"}\n";
+        static const char msg[] = REFUSED_FULL;
         uv_pipe_t *p = malloc(sizeof(*p));
         uv_buf_t buf = uv_buf_init((char *)msg, sizeof(msg) - 1);
 
@@ -422,6 +514,7 @@ static void on_connection(uv_stream_t *l, int status)
 {
         struct conn_server *s = l->data;
         struct conn *c;
+        enum admit why;
 
         if (status < 0) {
                 log_limited(LOG_ERR, "accept", "control socket: %s", uv_strerror(status));
@@ -446,28 +539,52 @@ static void on_connection(uv_stream_t *l, int status)
                 return;
         }
         peer_cred(c);
-        if (s->d->cfg.max_connections_per_uid &&
-            conns_of_uid(s, c->uid) >= s->d->cfg.max_connections_per_uid) {
-                refuse_uid(c);
+        why = admit(s, c->uid);
+        if (why == REFUSE_UID || why == REFUSE_FULL) {
+                refuse_conn(c, why);
                 return;
+        }
+        if (why == ADMIT_RESERVED) {
+                c->reserved = true;
+                s->reserved++;
+                s->d->stats.conn_reserved++;
+                log_limited(LOG_WARNING, "reserved_connections",
+                            "control connection from uid %u (pid %d) admitted to "
+                            "reserved_connections (%u of %u in use): the others are taken",
+                            (unsigned)c->uid, (int)c->pid, s->reserved,
+                            s->d->cfg.reserved_connections);
         }
         c->next = s->conns;
         s->conns = c;
         s->count++;
         s->d->stats.conn_accepted++;
-        c->last_active = uv_now(s->d->loop);
+        c->last_line = uv_now(s->d->loop);
         start_reading(c);
+}
+
+static uint64_t ms_of(double seconds)
+{
+        return (uint64_t)(seconds * 1000.0);
 }
 
 static void on_sweep(uv_timer_t *t)
 {
         struct conn_server *s = t->data;
-        uint64_t now = uv_now(s->d->loop), idle = (uint64_t)(s->d->cfg.idle_timeout * 1000.0);
+        const struct cfg *cfg = &s->d->cfg;
+        uint64_t now = uv_now(s->d->loop), idle = ms_of(cfg->idle_timeout),
+                 stuck = ms_of(cfg->reply_timeout);
         struct conn *c = s->conns;
 
         while (c) {
                 struct conn *next = c->next;
-                if (!waiting(c) && now - c->last_active >= idle) {
+                if (stuck && c->stalled_since && now - c->stalled_since >= stuck) {
+                        s->d->stats.conn_slow_closed++;
+                        log_limited(LOG_WARNING, "slow_client",
+                                    "closing a control connection from uid %u (pid %d): "
+                                    "%zu bytes of replies unread for reply_timeout (%g s)",
+                                    (unsigned)c->uid, (int)c->pid, unread(c), cfg->reply_timeout);
+                        conn_close(c);
+                } else if (idle && !held(c) && now - c->last_line >= idle) {
                         s->d->stats.conn_idle_closed++;
                         conn_close(c);
                 }
@@ -497,10 +614,11 @@ int conn_server_open(struct daemon *d)
         if (!s)
                 return -ENOMEM;
         s->d = d;
+        s->euid = geteuid();
         bool adopted;
 
-        fd = listen_unix(d->cfg.control_socket, SOCK_STREAM, d->cfg.socket_mode, &adopted, err,
-                         sizeof(err));
+        fd = listen_unix(d->cfg.control_socket, SOCK_STREAM, d->cfg.socket_mode,
+                         d->cfg.socket_group, &adopted, err, sizeof(err));
         if (fd < 0) {
                 log_err("control socket %s", err);
                 free(s);
@@ -521,8 +639,12 @@ int conn_server_open(struct daemon *d)
                 srv_close_handles(s);
                 return r;
         }
-        if (d->cfg.idle_timeout > 0) {
-                uint64_t every = (uint64_t)(d->cfg.idle_timeout * 250.0);
+        /* A quarter of the shorter timeout: each is kept to within a
+         * quarter of its length. */
+        if (d->cfg.idle_timeout > 0 || d->cfg.reply_timeout > 0) {
+                uint64_t idle = ms_of(d->cfg.idle_timeout), stuck = ms_of(d->cfg.reply_timeout);
+                uint64_t every = (!idle || (stuck && stuck < idle) ? stuck : idle) / 4;
+
                 uv_timer_start(&s->sweep, on_sweep, every ? every : 1, every ? every : 1);
         }
         d->conns = s;
@@ -536,7 +658,7 @@ static void drain_conn(struct conn *c)
 
         if (uv_fileno((uv_handle_t *)&c->pipe, &fd) < 0)
                 return;
-        for (int i = 0; i < 1024 && !c->closing && !waiting(c) && !c->eof; i++) {
+        for (int i = 0; i < 1024 && !c->closing && !held(c) && !c->eof; i++) {
                 char *p;
                 size_t n;
                 ssize_t r;

@@ -14,7 +14,34 @@
 #include "log.h"
 #include "spool.h"
 
-bool control_quiet_op(struct daemon *d, const struct proto_msg *msg, pid_t pid)
+/* A report counts what its sender lost since its last one; a count
+ * beyond max_client_dropped_report is a lie or a bug, and would bury
+ * every honest figure in the totals. */
+static void client_dropped(struct daemon *d, const struct proto_msg *msg,
+                           const struct client_id *peer)
+{
+        const struct client_id declared = { .pid = msg->client_pid };
+        const struct client_id *id = peer && peer->verified ? peer : &declared;
+        uint64_t n = msg->count;
+
+        if (n > d->cfg.max_client_dropped_report) {
+                n = d->cfg.max_client_dropped_report;
+                d->stats.client_dropped_clamped++;
+                log_limited(LOG_WARNING, "client_dropped_clamped",
+                            "%s process %d (uid %d) reports %llu dropped events in one "
+                            "report; counting max_client_dropped_report (%llu)",
+                            id->verified ? "verified" : "unverified", (int)id->pid,
+                            id->verified ? (int)id->uid : -1, (unsigned long long)msg->count,
+                            (unsigned long long)n);
+        }
+        d->stats.client_dropped = clients_count_add(d->stats.client_dropped, n);
+        clients_dropped(&d->clients, id, n, (uint64_t)clock_wall_ms());
+        log_limited(LOG_WARNING, "client_dropped",
+                    "%s process %d reports %llu events it could not hand over to segopsd",
+                    id->verified ? "verified" : "unverified", (int)id->pid, (unsigned long long)n);
+}
+
+bool control_quiet_op(struct daemon *d, const struct proto_msg *msg, const struct client_id *peer)
 {
         switch (msg->op) {
         case PROTO_OP_SET_USER:
@@ -24,15 +51,8 @@ bool control_quiet_op(struct daemon *d, const struct proto_msg *msg, pid_t pid)
                 session_reset(&d->session); /* no-op for sk_ keys */
                 return true;
         case PROTO_OP_CLIENT_DROPPED:
-                /* The socket's word (SO_PEERCRED) over the message's. */
-                if (!pid)
-                        pid = msg->client_pid;
-                d->stats.client_dropped = clients_count_add(d->stats.client_dropped, msg->count);
-                clients_dropped(&d->clients, pid, msg->count, (uint64_t)clock_wall_ms());
-                log_limited(LOG_WARNING, "client_dropped",
-                            "process %d reports %llu events it "
-                            "could not hand over to segopsd",
-                            (int)pid, (unsigned long long)msg->count);
+                /* The socket's word over the message's. */
+                client_dropped(d, msg, peer);
                 return true;
         default: return false;
         }
@@ -97,7 +117,7 @@ static json_t *stats_json(struct daemon *d)
                 "{s:b s:s s:I s:I s:I s:I s:o s:o s:I s:o s:I s:I s:I s:I s:I s:I s:I s:I s:I s:I s:I s:I"
                 " s:{s:s s:I s:s}"
                 " s:o s:o"
-                " s:{s:I s:I s:I s:I s:I s:I s:I s:I s:I s:I}"
+                " s:{s:I s:I s:I s:I s:I s:I s:I s:I s:I s:I s:I s:I}"
                 " s:I s:I}",
                 "ok", 1, "version", SEGOPS_VERSION,
                 "uptime_s", (json_int_t)((clock_wall_ms() - d->start_ms) / 1000),
@@ -134,20 +154,31 @@ static json_t *stats_json(struct daemon *d)
                 "connections_refused_uid", (json_int_t)s->conn_refused_uid,
                 "connections_slow_closed", (json_int_t)s->conn_slow_closed,
                 "connections_idle_closed", (json_int_t)s->conn_idle_closed,
+                "connections_reserved", (json_int_t)s->conn_reserved,
+                "connections_paused", (json_int_t)s->conn_paused,
                 "ops", (json_int_t)s->ops,
                 "log_suppressed", (json_int_t)log_suppressed());
         /* clang-format on */
 }
 
-int control_reply_sync(struct daemon *d, const struct proto_msg *msg, pid_t pid,
+int control_reply_sync(struct daemon *d, const struct proto_msg *msg, pid_t pid, uid_t uid,
                        struct proto_buf *out)
 {
+        const struct client_id peer = { .pid = pid, .uid = uid, .verified = uid != (uid_t)-1 };
+        json_t *j;
+
         switch (msg->op) {
         case PROTO_OP_PING:
                 return dump_line(json_pack("{s:b s:s}", "ok", 1, "version", SEGOPS_VERSION), out);
-        case PROTO_OP_STATS: return dump_line(stats_json(d), out);
+        case PROTO_OP_STATS:
+                j = stats_json(d);
+                if (j)
+                        json_object_set_new(
+                                j, "client_dropped_clamped",
+                                json_integer((json_int_t)d->stats.client_dropped_clamped));
+                return dump_line(j, out);
         default:
-                if (control_quiet_op(d, msg, pid))
+                if (control_quiet_op(d, msg, &peer))
                         return dump_line(json_pack("{s:b}", "ok", 1), out);
                 break;
         }

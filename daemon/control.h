@@ -12,14 +12,18 @@
 struct daemon;
 
 /* The ops that need no answer, so the datagram socket takes them too:
- * set_user, reset_session, client_dropped. pid: the sender, from the
- * socket's credentials (stream), or 0 (datagram: then client_dropped's
- * self-declared pid is used). Returns false for other ops. */
-bool control_quiet_op(struct daemon *d, const struct proto_msg *msg, pid_t pid);
+ * set_user, reset_session, client_dropped. peer: the sender, from the
+ * socket's credentials, or NULL when the kernel gave none (then
+ * client_dropped's self-declared pid is used, labelled "declared").
+ * client_dropped adds at most max_client_dropped_report per report.
+ * Returns false for other ops. */
+struct client_id;
+bool control_quiet_op(struct daemon *d, const struct proto_msg *msg, const struct client_id *peer);
 
 /* Carry out a synchronous op (any but flush) and append its reply line
- * (with its newline). 0 or -ENOMEM. */
-int control_reply_sync(struct daemon *d, const struct proto_msg *msg, pid_t pid,
+ * (with its newline). pid, uid: the peer's (SO_PEERCRED); uid
+ * (uid_t)-1 when unknown. 0 or -ENOMEM. */
+int control_reply_sync(struct daemon *d, const struct proto_msg *msg, pid_t pid, uid_t uid,
                        struct proto_buf *out);
 
 /* {"ok":false,"error":REASON,"detail":...,"line":N}\n */

@@ -7,7 +7,8 @@
  * than max_datagram_bytes arrives truncated and is rejected whole
  * (oversize). The buffers are allocated once; only the pages that big
  * datagrams touch become resident. Only set_user and reset_session ops
- * are allowed here: there is no one to answer.
+ * are allowed here: there is no one to answer. SO_PASSCRED gives each
+ * datagram its sender's pid and uid, for client_dropped.
  */
 #include "dgram.h"
 
@@ -47,7 +48,7 @@
 
 union dgram_cmsg {
         struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int) * DGRAM_MAX_FDS)];
+        char buf[CMSG_SPACE(sizeof(int) * DGRAM_MAX_FDS) + CMSG_SPACE(sizeof(struct ucred))];
 };
 
 struct dgram {
@@ -70,13 +71,14 @@ struct dgram_meta {
         int fds[DGRAM_MAX_FDS];
         int nfds;
         bool truncated;
+        struct client_id peer; /* SCM_CREDENTIALS (SO_PASSCRED), when given */
 };
 
-static void handle_op(struct daemon *d, struct proto_msg *msg)
+static void handle_op(struct daemon *d, struct proto_msg *msg, const struct client_id *peer)
 {
         struct proto_error err = { .reason = PROTO_E_OP_NOT_ALLOWED };
 
-        if (control_quiet_op(d, msg, 0))
+        if (control_quiet_op(d, msg, peer))
                 return;
         d->stats.ops--;
         snprintf(err.detail, sizeof(err.detail),
@@ -84,7 +86,7 @@ static void handle_op(struct daemon *d, struct proto_msg *msg)
         ingest_reject(&d->ingest, INGEST_DGRAM, &err);
 }
 
-static void handle_datagram(struct dgram *g, const char *p, size_t n)
+static void handle_datagram(struct dgram *g, const char *p, size_t n, const struct client_id *peer)
 {
         struct framer_line l;
         struct proto_msg msg;
@@ -94,7 +96,7 @@ static void handle_datagram(struct dgram *g, const char *p, size_t n)
         while (framer_datagram_next(p, n, &pos, &l))
                 if (!ingest_blank(l.data, l.len) && ingest_line(&g->d->ingest, INGEST_DGRAM, l.data,
                                                                 l.len, &msg, &err) == INGEST_OP)
-                        handle_op(g->d, &msg);
+                        handle_op(g->d, &msg, peer);
 }
 
 static void reject(struct dgram *g, enum proto_reason why, const char *detail)
@@ -112,7 +114,14 @@ static void read_meta(struct msghdr *h, struct dgram_meta *m)
         for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) {
                 if (c->cmsg_level != SOL_SOCKET)
                         continue;
-                if (c->cmsg_type == SCM_RIGHTS) {
+                if (c->cmsg_type == SCM_CREDENTIALS &&
+                    c->cmsg_len == CMSG_LEN(sizeof(struct ucred))) {
+                        struct ucred uc;
+                        memcpy(&uc, CMSG_DATA(c), sizeof(uc));
+                        m->peer.pid = uc.pid;
+                        m->peer.uid = uc.uid;
+                        m->peer.verified = true;
+                } else if (c->cmsg_type == SCM_RIGHTS) {
                         size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
                         for (size_t i = 0; i < n; i++) {
                                 int fd;
@@ -128,7 +137,7 @@ static void read_meta(struct msghdr *h, struct dgram_meta *m)
 
 /* A sealed memfd stands in for a datagram too large to send (see
  * proto/PROTOCOL.md). Its content is handled like a datagram's. */
-static void handle_memfd(struct dgram *g, int fd)
+static void handle_memfd(struct dgram *g, int fd, const struct client_id *peer)
 {
         struct stat st;
         void *p;
@@ -153,7 +162,7 @@ static void handle_memfd(struct dgram *g, int fd)
                 return;
         }
         g->d->stats.dgram_memfd++;
-        handle_datagram(g, p, (size_t)st.st_size);
+        handle_datagram(g, p, (size_t)st.st_size, peer);
         munmap(p, (size_t)st.st_size);
 }
 
@@ -173,9 +182,9 @@ static void handle_one(struct dgram *g, struct mmsghdr *mm, const char *data)
                 g->d->stats.dgram_truncated++;
                 reject(g, PROTO_E_OVERSIZE, detail);
         } else if (m.nfds == 1) {
-                handle_memfd(g, m.fds[0]);
+                handle_memfd(g, m.fds[0], &m.peer);
         } else {
-                handle_datagram(g, data, len);
+                handle_datagram(g, data, len, &m.peer);
         }
         for (int i = 0; i < m.nfds; i++)
                 close(m.fds[i]);
@@ -322,17 +331,22 @@ int dgram_open(struct daemon *d)
                 r = -ENOMEM;
                 goto fail;
         }
-        r = listen_unix(d->cfg.events_socket, SOCK_DGRAM, d->cfg.socket_mode, &g->adopted, err,
-                        sizeof(err));
+        r = listen_unix(d->cfg.events_socket, SOCK_DGRAM, d->cfg.socket_mode, d->cfg.socket_group,
+                        &g->adopted, err, sizeof(err));
         if (r < 0) {
                 log_err("events socket %s", err);
                 goto fail;
         }
         g->fd = r;
         warn_short_queue();
-        /* No SO_PASSCRED: credentials on every datagram cost about half
-         * a microsecond per event here (measured with bench/), and the
-         * only use, attributing client_dropped, takes a declared pid. */
+        /* The kernel's pid and uid of each datagram's sender, so that a
+         * client_dropped report cannot speak for another process (bench/
+         * README.md: what it costs). Without them a report's pid is only
+         * declared, and stats says so. */
+        if (setsockopt(g->fd, SOL_SOCKET, SO_PASSCRED, &(int){ 1 }, sizeof(int)) < 0)
+                log_warn("events socket: SO_PASSCRED: %s; client_dropped reports on it will "
+                         "carry declared pids only",
+                         strerror(errno));
         r = uv_poll_init(d->loop, &g->poll, g->fd);
         if (r < 0) {
                 log_err("events socket: %s", uv_strerror(r));

@@ -32,6 +32,7 @@ struct fwd_req {
         struct fwd_req *next;
         CURL *easy;
         struct curl_slist *headers;
+        const char *bearer; /* in headers: the credential sent */
         fwd_done_fn cb;
         void *ud;
         size_t resp_len;
@@ -206,6 +207,7 @@ static void req_put(struct fwd *f, struct fwd_req *r)
                 explicit_bzero(l->data, strlen(l->data));
         curl_slist_free_all(r->headers);
         r->headers = NULL;
+        r->bearer = NULL;
         if (f->closing) {
                 if (r->easy)
                         curl_easy_cleanup(r->easy);
@@ -233,8 +235,9 @@ static int add_header(struct curl_slist **list, const char *name, const char *va
 }
 
 /* Authorization: Bearer <key or token>, sized to the credential (session
- * tokens can be long); our copy is wiped once curl has its own. */
-static int add_bearer(struct curl_slist **list, const char *bearer)
+ * tokens can be long); our copy is wiped once curl has its own, and
+ * *ret_sent points at the credential in the list's. */
+static int add_bearer(struct curl_slist **list, const char *bearer, const char **ret_sent)
 {
         static const char head[] = "Authorization: Bearer ";
         size_t n = sizeof(head) + strlen(bearer);
@@ -251,6 +254,9 @@ static int add_bearer(struct curl_slist **list, const char *bearer)
         if (!l)
                 return -ENOMEM;
         *list = l;
+        while (l->next)
+                l = l->next;
+        *ret_sent = l->data + sizeof(head) - 1;
         return 0;
 }
 
@@ -266,7 +272,7 @@ static int setup_easy(struct fwd *f, struct fwd_req *r, const struct fwd_post *p
                 return -EINVAL;
         if ((ret = add_header(&r->headers, "Content-Type", "application/json")) < 0)
                 return ret;
-        ret = add_bearer(&r->headers, p->bearer);
+        ret = add_bearer(&r->headers, p->bearer, &r->bearer);
         if (ret < 0)
                 return ret;
         if (p->idempotency_key &&
@@ -415,6 +421,7 @@ static void finish(struct fwd *f, struct fwd_req *r, CURLcode code)
         r->resp[r->resp_len] = '\0';
         res.body = r->resp;
         res.body_len = r->resp_len;
+        res.bearer = r->bearer;
         f->in_flight--;
         /* res points into r: r goes back only after the callback. */
         r->cb(r->ud, &res);

@@ -31,6 +31,10 @@ struct fwd_result {
         size_t body_len;
         const char *error; /* curl's message when curl_code != CURLE_OK */
         bool aborted;      /* fwd_close() ended it: there is no answer */
+        /* The credential the request carried (Authorization: Bearer),
+         * NULL in a dry run: for scrubbing what the answer echoes of it
+         * (scrub.h). Valid only during the callback. */
+        const char *bearer;
 };
 
 typedef void (*fwd_done_fn)(void *ud, const struct fwd_result *res);

@@ -2,9 +2,19 @@
  *
  * Before binding we try to connect to the path: success means another
  * segopsd (or anything) is serving there, and we refuse to steal it;
- * ECONNREFUSED means a stale file left by a crash, which we unlink. The
- * umask is tightened around bind() so the socket never exists with
- * looser permissions than socket_mode, then chmod sets them exactly.
+ * ECONNREFUSED means a stale file left by a crash, which we unlink.
+ *
+ * Permissions are never set by path: a process that can write to the
+ * socket's directory could swap the fresh socket for a symlink between
+ * bind() and a chmod(path), and chmod would follow it to any file. On
+ * Linux the file bind() creates takes its mode from the socket's own
+ * inode (fchmod on the fd, before bind; less the umask), so the socket
+ * appears with at most socket_mode; with socket_group, with the owner's
+ * bits only, as its group is still ours. Then the path is opened with
+ * O_PATH|O_NOFOLLOW, checked to be a socket of our own uid, and the
+ * group and exact mode are set through that descriptor. The umask is
+ * left alone: it is process-wide, and other threads (the spool's, curl's)
+ * are running by now.
  */
 #include "listen.h"
 
@@ -17,6 +27,8 @@
 #include <sys/un.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
+
+#include "config.h"
 
 static int fill_addr(struct sockaddr_un *sa, const char *path)
 {
@@ -68,11 +80,54 @@ static int clear_stale(const struct sockaddr_un *sa, int type)
         return 0;
 }
 
-int listen_unix(const char *path, int type, mode_t mode, bool *ret_adopted, char *err,
+/* Set group (unless CFG_GROUP_OWN) and mode on the socket file at path
+ * through an O_PATH descriptor, after checking that it is still a socket
+ * of ours (not a symlink, nor anyone else's file). */
+static int set_perms(const char *path, mode_t mode, gid_t gid, char *err, size_t errlen)
+{
+        char proc[64];
+        struct stat st;
+        int fd, r = 0;
+
+        fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) {
+                r = -errno;
+                snprintf(err, errlen, "%s: %s", path, strerror(errno));
+                return r;
+        }
+        if (fstat(fd, &st) < 0) {
+                r = -errno;
+                snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        } else if (!S_ISSOCK(st.st_mode) || st.st_uid != geteuid()) {
+                r = -EEXIST;
+                snprintf(err, errlen,
+                         "%s: replaced by another file right after it was created; is its "
+                         "directory writable by another user?",
+                         path);
+        } else if (gid != CFG_GROUP_OWN && st.st_gid != gid &&
+                   fchownat(fd, "", (uid_t)-1, gid, AT_EMPTY_PATH) < 0) {
+                r = -errno;
+                snprintf(err, errlen, "%s: cannot give it socket_group %u: %s", path, (unsigned)gid,
+                         strerror(errno));
+        } else if ((st.st_mode & 07777) != mode) {
+                /* chmod of the descriptor's /proc link reaches the inode
+                 * it holds, whatever is at path now (fchmod refuses
+                 * O_PATH descriptors). */
+                snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+                if (chmod(proc, mode) < 0) {
+                        r = -errno;
+                        snprintf(err, errlen, "%s: cannot set socket_mode %04o: %s", path,
+                                 (unsigned)mode, strerror(errno));
+                }
+        }
+        close(fd);
+        return r;
+}
+
+int listen_unix(const char *path, int type, mode_t mode, gid_t gid, bool *ret_adopted, char *err,
                 size_t errlen)
 {
         struct sockaddr_un sa;
-        mode_t old;
         int fd, r;
 
         fd = from_systemd(path, type);
@@ -106,12 +161,20 @@ int listen_unix(const char *path, int type, mode_t mode, bool *ret_adopted, char
                 snprintf(err, errlen, "socket(): %s", strerror(errno));
                 return r;
         }
-        old = umask(0777 & ~mode);
-        r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-        umask(old);
-        if (r < 0 || chmod(path, mode) < 0 || (type == SOCK_STREAM && listen(fd, SOMAXCONN) < 0)) {
+        /* Until it has the right group, the group gets nothing. */
+        if (fchmod(fd, gid == CFG_GROUP_OWN ? mode : mode & 0700) < 0 ||
+            bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
                 r = -errno;
                 snprintf(err, errlen, "%s: %s", path, strerror(errno));
+                close(fd);
+                return r;
+        }
+        r = set_perms(path, mode, gid, err, errlen);
+        if (r == 0 && type == SOCK_STREAM && listen(fd, SOMAXCONN) < 0) {
+                r = -errno;
+                snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        }
+        if (r < 0) {
                 close(fd);
                 return r;
         }

@@ -8,13 +8,14 @@
 #include <sys/types.h>
 
 /* A bound (and for SOCK_STREAM, listening) non-blocking CLOEXEC socket
- * at path: taken from systemd when it passed one for that path,
- * otherwise created. A stale socket file is replaced; a live one (some
+ * at path: taken from systemd when it passed one for that path (then
+ * mode and gid are systemd's business), otherwise created with mode and
+ * group gid (CFG_GROUP_OWN: the daemon's), never by following a path. A stale socket file is replaced; a live one (some
  * process accepts on it) is an error (-EADDRINUSE) and left alone.
  * *ret_adopted says whether systemd passed it (then it is systemd's to
  * keep for the next start: never shut it down).
  * Returns the fd, or a negative errno with err filled. */
-int listen_unix(const char *path, int type, mode_t mode, bool *ret_adopted, char *err,
+int listen_unix(const char *path, int type, mode_t mode, gid_t gid, bool *ret_adopted, char *err,
                 size_t errlen);
 
 #endif

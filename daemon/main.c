@@ -220,6 +220,12 @@ static int load_config(struct daemon *d, const char *path, bool quiet)
                 return r;
         }
         apikey_redact(d->key.secret, d->key.redacted, sizeof(d->key.redacted));
+        if (cfg_url_insecure(&d->cfg)) /* allowed, or cfg_validate had refused it */
+                fprintf(stderr,
+                        "segopsd: warning: %s: [upstream] api_url is http:// to another "
+                        "host: the API key and the events cross the network in clear text "
+                        "(allow_insecure_http = yes)\n",
+                        path);
         if (!quiet && d->cfg.api_key && !getenv("CREDENTIALS_DIRECTORY") && !d->cfg.api_key_file)
                 fprintf(stderr,
                         "segopsd: warning: %s: the API key is written in the config file; "

@@ -86,9 +86,11 @@ static void keep_restart_only(struct cfg *fresh, struct cfg *old, struct restart
         KEEP_NUM(fresh, old, spool_sync, "[buffer] spool_sync");
         KEEP_NUM(fresh, old, spool_sync_interval, "[buffer] spool_sync_interval");
         KEEP_NUM(fresh, old, socket_mode, "[listen] socket_mode");
+        KEEP_NUM(fresh, old, socket_group, "[listen] socket_group");
         KEEP_NUM(fresh, old, max_message_bytes, "[listen] max_message_bytes");
         KEEP_NUM(fresh, old, max_datagram_bytes, "[listen] max_datagram_bytes");
         KEEP_NUM(fresh, old, idle_timeout, "[listen] idle_timeout");
+        KEEP_NUM(fresh, old, reply_timeout, "[listen] reply_timeout");
 }
 
 /* Undo keep_restart_only's swaps: swapping again gives the running
@@ -148,6 +150,10 @@ int daemon_reload(struct daemon *d)
                 log_info("reload: api_url is now %s", d->cfg.api_url);
                 session_reset(&d->session); /* a token is the old deployment's */
         }
+        if (cfg_url_insecure(&d->cfg)) /* allowed: cfg_validate passed */
+                log_warn("reload: [upstream] api_url is http:// to another host: the API key "
+                         "and the events cross the network in clear text "
+                         "(allow_insecure_http = yes)");
         if (!str_eq(old.ca_file, d->cfg.ca_file))
                 log_info("reload: ca_file is now %s",
                          d->cfg.ca_file ? d->cfg.ca_file : "(the system's)");

@@ -19,6 +19,7 @@
 #include "log.h"
 #include "response.h"
 #include "rng.h"
+#include "scrub.h"
 #include "usercmd.h"
 
 #define SESSION_PATH "/api/auth/session/"
@@ -83,6 +84,11 @@ void session_init(struct session *s, uv_loop_t *loop, const struct cfg *cfg,
 bool session_enabled(const struct session *s)
 {
         return s->state != SESSION_DISABLED;
+}
+
+const char *session_secret(const struct session *s)
+{
+        return s->token;
 }
 
 static bool fresh(const struct session *s)
@@ -205,10 +211,18 @@ static void on_mint(void *ud, const struct fwd_result *res)
         case MINT_PAUSE:
         case MINT_BACKOFF: break;
         }
-        if (res->curl_code)
-                snprintf(s->last_error, sizeof(s->last_error), "session mint: %s", res->error);
-        else
+        if (res->curl_code) {
+                /* curl's words may hold what the upstream sent back. */
+                static const char head[] = "session mint: ";
+                const char *secrets[] = { s->key->secret, res->bearer, s->token };
+                size_t h = sizeof(head) - 1;
+
+                memcpy(s->last_error, head, h);
+                scrub_text(s->last_error + h, sizeof(s->last_error) - h, res->error,
+                           strlen(res->error), secrets, 3);
+        } else {
                 snprintf(s->last_error, sizeof(s->last_error), "session mint: HTTP %ld", st);
+        }
         log_limited(LOG_WARNING, "mint_transient", "%s; retrying with backoff", s->last_error);
         back_off(s, (st == 429 || st == 503) ? res->retry_after : -1);
 }

@@ -77,6 +77,9 @@ struct session {
 void session_init(struct session *s, uv_loop_t *loop, const struct cfg *cfg,
                   const struct apikey *key, bool enabled, const struct session_io *io);
 bool session_enabled(const struct session *s);
+/* The token held now, or NULL: for scrubbing text from the upstream
+ * (scrub.h), never to send (session_token() decides that). */
+const char *session_secret(const struct session *s);
 
 /* The bearer for an events request, or NULL when none is usable yet: a
  * mint is then started unless one runs or a backoff waits, and io.ready

@@ -50,9 +50,14 @@ struct stats {
         uint64_t conn_accepted;
         uint64_t conn_refused;     /* over max_connections */
         uint64_t conn_refused_uid; /* over max_connections_per_uid */
-        uint64_t conn_slow_closed; /* unread replies over max_reply_bytes */
+        uint64_t conn_reserved;    /* admitted to reserved_connections */
+        uint64_t conn_paused;      /* reading paused: max_reply_bytes unread */
+        uint64_t conn_slow_closed; /* replies stuck for reply_timeout */
         uint64_t conn_idle_closed; /* idle_timeout */
         uint64_t line_oversize;    /* stream lines over max_message_bytes */
+
+        /* client_dropped reports over max_client_dropped_report */
+        uint64_t client_dropped_clamped;
 };
 
 #endif

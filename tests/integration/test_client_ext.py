@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The client-side extensions of the local protocol (proto/PROTOCOL.md):
-client_dropped reports (per sending process: the peer's credentials on
-the stream, a declared pid on datagrams) and sealed memfds for
+client_dropped reports (per sending process: the socket's credentials,
+SO_PEERCRED on the stream and SCM_CREDENTIALS on datagrams) and sealed memfds for
 datagrams too large to send."""
 
 import fcntl
@@ -45,19 +45,21 @@ def fd_targets(pid):
 class ClientDropped(SegopsTestCase):
 
     def test_reported_on_datagram_per_process(self):
+        """The datagram's credentials (SO_PASSCRED) name the process,
+        whatever pid the report declares, or none."""
         d = self.start_daemon()
         me = os.getpid()
         d.send_dgram('{"op":"client_dropped","count":5,"pid":%d}\n' % me +
                      json.dumps(make_event(0)) + '\n')
-        d.send_dgram('{"op":"client_dropped","count":2,"pid":%d}\n' % me)
-        d.send_dgram('{"op":"client_dropped","count":4}\n')  # no pid: unknown
+        d.send_dgram('{"op":"client_dropped","count":2,"pid":%d}\n' % (me + 1))
+        d.send_dgram('{"op":"client_dropped","count":4}\n')  # no pid
         st = d.wait_for_stats(lambda s: s['client_dropped'] == 11, 5)
-        mine = [c for c in st['clients'] if c['pid'] == me]
-        self.assertEqual(len(mine), 1, st['clients'])
-        self.assertEqual(mine[0]['dropped'], 7)
+        self.assertEqual(len(st['clients']), 1, st['clients'])
+        mine = st['clients'][0]
+        self.assertEqual((mine['pid'], mine['uid'], mine['identity'], mine['dropped']),
+                         (me, os.geteuid(), 'verified', 11))
         with open('/proc/self/comm') as f:
-            self.assertEqual(mine[0]['comm'], f.read().strip())
-        self.assertEqual([c['dropped'] for c in st['clients'] if c['pid'] == 0], [4])
+            self.assertEqual(mine['comm'], f.read().strip())
         self.assertEqual(d.flush(), {'ok': True, 'flushed': 1})
         self.assertEqual(set(self.upstream.events), {event_id(0)})
         # Ops are not events: received counts the event only.
@@ -90,18 +92,20 @@ class ClientDropped(SegopsTestCase):
                           'unknown_field', 'bad_value'])
         self.assertEqual(d.stats()['client_dropped'], 0)
 
-    def test_huge_reports_saturate(self):
-        # Each report may say up to 2^53-1; their sum stops at 2^63-1
-        # instead of wrapping into garbage (or a negative number).
+    def test_huge_reports_are_clamped(self):
+        # Each report may say up to 2^53-1; it adds at most
+        # max_client_dropped_report (default 1e9), and the clamp is
+        # counted. (The totals saturate at 2^63-1 rather than wrap; with
+        # the clamp, 9e9 reports would be needed to see it.)
         d = self.start_daemon()
-        top = 2**63 - 1
         line = '{"op":"client_dropped","count":9007199254740991}\n'
         replies = d.control(line * 1100, timeout=20)
         self.assertEqual(len(replies), 1100)
         st = d.stats()
-        self.assertEqual(st['client_dropped'], top)
+        self.assertEqual(st['client_dropped'], 1100 * 10**9)
+        self.assertEqual(st['client_dropped_clamped'], 1100)
         self.assertEqual([c['dropped'] for c in st['clients']
-                          if c['pid'] == os.getpid()], [top])
+                          if c['pid'] == os.getpid()], [1100 * 10**9])
 
     def test_process_name_that_is_not_utf8(self):
         # The kernel keeps 15 bytes of a process name, here cutting an

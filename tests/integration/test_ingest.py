@@ -458,7 +458,8 @@ class StreamTests(IngestCase):
             self.assertEqual(st['received'], n)
 
     def test_max_connections(self):
-        d = self.start_daemon(listen__max_connections='2')
+        d = self.start_daemon(listen__max_connections='2',
+                              listen__reserved_connections='0')
         a = d.connect_control()
         b = d.connect_control()
         self.addCleanup(a.close)
@@ -485,7 +486,9 @@ class StreamTests(IngestCase):
 
     def test_max_connections_per_uid(self):
         """One uid at its cap is refused; another uid still gets in."""
+        # (no reserve: this test runs as root, who could use it)
         d = self.start_daemon(listen__max_connections_per_uid='2',
+                              listen__reserved_connections='0',
                               listen__socket_mode='0666')
         mine = [d.connect_control(), d.connect_control()]
         for s in mine:
@@ -548,7 +551,8 @@ class StreamTests(IngestCase):
         # the next line and is released when the client leaves. It used
         # to stay wedged for good, holding its slot, so a few of them
         # took the whole control socket away.
-        d = self.start_daemon(listen__max_connections='3')
+        d = self.start_daemon(listen__max_connections='3',
+                              listen__reserved_connections='0')
         held = threading.Event()
         self.addCleanup(held.set)
         self.upstream.set_default(200, hold=held)
@@ -573,7 +577,10 @@ class StreamTests(IngestCase):
                                    timeout=15)
 
     def test_client_that_never_reads_is_disconnected(self):
-        d = self.start_daemon(listen__max_reply_bytes='4096')
+        # Reading pauses at max_reply_bytes; with no reply read for
+        # reply_timeout, the connection is cut off.
+        d = self.start_daemon(listen__max_reply_bytes='4096',
+                              listen__reply_timeout='0.5')
         bad_line = b'{"user_id":"u1","event_type":1}\n'
         n = 20000   # ~2 MB of replies, far past every socket buffer
         s = d.connect_control()
@@ -594,6 +601,7 @@ class StreamTests(IngestCase):
             lambda x: x['ingest']['connections_slow_closed'] >= 1,
             timeout=20)
         self.assertEqual(st['ingest']['connections_slow_closed'], 1)
+        self.assertGreaterEqual(st['ingest']['connections_paused'], 1)
         t.join(timeout=25)
         self.assertFalse(t.is_alive(), 'sender still blocked')
         # The daemon keeps serving others.

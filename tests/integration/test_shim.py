@@ -288,7 +288,9 @@ class ShimTests(SegopsTestCase):
         """Turned away with too_many_connections (here: this uid already
         holds its one allowed connection), flush tries again within its
         timeout and succeeds once a connection is free."""
-        d = self.start_daemon(listen__max_connections_per_uid='1')
+        # (no reserve: this test runs as root, who could use it)
+        d = self.start_daemon(listen__max_connections_per_uid='1',
+                              listen__reserved_connections='0')
         held = d.connect_control()
         self.addCleanup(held.close)
         held.sendall(b'{"op":"ping"}\n')

@@ -22,7 +22,10 @@ Test control:
       an order the test makes, not a race it hopes to win), drop (close
       the connection without answering) and store (with drop, on an
       events request: the events are stored first, as an upstream that
-      committed the batch and then lost the connection). Strictness
+      committed the batch and then lost the connection). body may be
+      a function of the request's headers (an http.client message),
+      called when the answer goes out: an upstream that reflects what
+      it was sent (the Authorization header) into its answer. Strictness
       checks run first: a request with violations gets 400 and does not
       consume an item. held() counts the requests waiting on a hold;
       stop() sets every hold a request is waiting on.
@@ -235,6 +238,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def reply(self, status, obj=None, headers=None, body=None):
         # Record first: a test that sees the answer must see the state.
         self.server.mock._commit(self)
+        if callable(body):
+            body = body(self.headers)
         if body is None:
             body = json.dumps(obj if obj is not None else {}).encode()
         elif isinstance(body, (dict, list)):

@@ -52,7 +52,9 @@ START_TEST(test_defaults)
         ck_assert_uint_eq(c.socket_mode, 0660);
         ck_assert_uint_eq(c.max_message_bytes, 65536);
         ck_assert_uint_eq(c.max_connections, 256);
-        ck_assert_uint_eq(c.max_reply_bytes, 1048576);
+        ck_assert_uint_eq(c.reserved_connections, 16);
+        ck_assert_uint_eq(c.max_reply_bytes, 65536);
+        ck_assert(c.reply_timeout == 30);
         ck_assert(c.idle_timeout == 300);
         ck_assert_uint_eq(c.dgram_burst, 256);
         ck_assert_int_eq(c.log_level, CFG_LOG_INFO);
@@ -107,7 +109,9 @@ START_TEST(test_full_file)
                  "socket_mode = 0600\n"
                  "max_message_bytes = 1024\n"
                  "max_connections = 65536\n"
+                 "reserved_connections = 65535\n"
                  "max_reply_bytes = 2M\n"
+                 "reply_timeout = 0\n"
                  "idle_timeout = 0\n"
                  "dgram_burst = 4096\n"
                  "[log]\n"
@@ -140,7 +144,9 @@ START_TEST(test_full_file)
         ck_assert_uint_eq(c.socket_mode, 0600);
         ck_assert_uint_eq(c.max_message_bytes, 1024);
         ck_assert_uint_eq(c.max_connections, 65536);
+        ck_assert_uint_eq(c.reserved_connections, 65535);
         ck_assert_uint_eq(c.max_reply_bytes, 2 * 1048576);
+        ck_assert(c.reply_timeout == 0);
         ck_assert(c.idle_timeout == 0);
         ck_assert_uint_eq(c.dgram_burst, 4096);
         ck_assert_int_eq(c.log_level, CFG_LOG_DEBUG);
@@ -222,7 +228,9 @@ static const struct bad_value {
         { "listen", "max_message_bytes", "2M" },
         { "listen", "max_connections", "0" },
         { "listen", "max_connections", "65537" },
+        { "listen", "reserved_connections", "65536" },
         { "listen", "max_reply_bytes", "1" },
+        { "listen", "reply_timeout", "-1" },
         { "listen", "idle_timeout", "-1" },
         { "listen", "dgram_burst", "0" },
         { "listen", "dgram_burst", "4097" },
@@ -453,6 +461,13 @@ START_TEST(test_validate)
         ck_assert_int_eq(cfg_validate(&c, err, sizeof(err)), -EINVAL);
         ck_assert_msg(strstr(err, "max_message_bytes must not exceed"), "%s", err);
         c.max_message_bytes = 65536;
+
+        c.reserved_connections = c.max_connections;
+        ck_assert_int_eq(cfg_validate(&c, err, sizeof(err)), -EINVAL);
+        ck_assert_msg(strstr(err, "reserved_connections must be less than max_connections"), "%s",
+                      err);
+        c.reserved_connections = c.max_connections - 1;
+        ck_assert_int_eq(cfg_validate(&c, err, sizeof(err)), 0);
 
         c.control_socket = c.events_socket;
         ck_assert_int_eq(cfg_validate(&c, err, sizeof(err)), -EINVAL);
@@ -818,6 +833,97 @@ START_TEST(test_error_text_helpers)
 }
 END_TEST
 
+/* http:// with the key to a host that is not loopback is refused at
+ * validation (no network: nothing here resolves or connects), unless
+ * allow_insecure_http; loopback and https:// need nothing. */
+START_TEST(test_clear_text_http)
+{
+        static const char *const refused[] = {
+                "http://example.invalid",
+                "http://example.invalid:80/",
+                "http://10.0.0.1",
+                "http://128.0.0.1",
+                "http://127.0.0.1.example.invalid",
+                "http://localhost.example.invalid",
+                "http://localhost@example.invalid",
+                "http://127.0.0.1:1@example.invalid/",
+                "http://example.invalid\\@127.0.0.1/",
+                "http://a@b@127.0.0.1",
+                "http://127.1",
+                "http://[::2]",
+                "http://[fe80::1%25lo]:80",
+                "http://[::1",
+        };
+        static const char *const allowed[] = {
+                "http://localhost",
+                "http://LocalHost:8080",
+                "http://localhost./",
+                "http://127.0.0.1",
+                "http://127.255.0.9:1/x?y#z",
+                "http://u:p@127.0.0.1:1",
+                "http://[::1]",
+                "http://[::1]:8080/",
+                "http://[::ffff:127.0.0.1]",
+                "https://example.invalid",
+                "stdout",
+        };
+        struct cfg c;
+        char err[512];
+
+        cfg_defaults(&c);
+        for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+                c.api_url = (char *)refused[i];
+                c.allow_insecure_http = false;
+                ck_assert_msg(cfg_url_insecure(&c), "%s", refused[i]);
+                ck_assert_int_eq(cfg_validate(&c, err, sizeof(err)), -EINVAL);
+                ck_assert_msg(strstr(err, "api_url: http://") && strstr(err, "clear text") &&
+                                      strstr(err, "allow_insecure_http = yes"),
+                              "%s: %s", refused[i], err);
+                c.allow_insecure_http = true;
+                ck_assert_msg(cfg_validate(&c, err, sizeof(err)) == 0, "%s: %s", refused[i], err);
+        }
+        c.allow_insecure_http = false;
+        for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++) {
+                c.api_url = (char *)allowed[i];
+                ck_assert_msg(!cfg_url_insecure(&c), "%s", allowed[i]);
+                ck_assert_msg(cfg_validate(&c, err, sizeof(err)) == 0, "%s: %s", allowed[i], err);
+        }
+        c.api_url = NULL;
+        cfg_free(&c);
+}
+END_TEST
+
+/* From the file: the error names the file and api_url's line; the key
+ * takes yes/no words. */
+START_TEST(test_clear_text_http_file)
+{
+        struct cfg c;
+        char err[512];
+
+        ck_assert_int_eq(
+                load(&c, "[upstream]\n\napi_url = http://example.invalid\n", err, sizeof(err)), 0);
+        ck_assert_int_eq(cfg_validate(&c, err, sizeof(err)), -EINVAL);
+        ck_assert_msg(strstr(err, "t.conf:3: [upstream] api_url: http:// to 'example.invalid'"),
+                      "%s", err);
+        cfg_free(&c);
+        ck_assert_int_eq(load(&c,
+                              "[upstream]\napi_url = http://example.invalid\n"
+                              "allow_insecure_http = yes\n",
+                              err, sizeof(err)),
+                         0);
+        ck_assert(c.allow_insecure_http);
+        ck_assert_int_eq(cfg_validate(&c, err, sizeof(err)), 0);
+        cfg_free(&c);
+        ck_assert_int_eq(load(&c, "[upstream]\nallow_insecure_http = maybe\n", err, sizeof(err)),
+                         -EINVAL);
+        ck_assert_msg(strstr(err, "allow_insecure_http: must be yes or no"), "%s", err);
+        cfg_free(&c);
+        ck_assert_int_eq(load(&c, "[upstream]\nallow_insecure_http = off\n", err, sizeof(err)), 0);
+        ck_assert(!c.allow_insecure_http);
+        cfg_free(&c);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
         Suite *s = suite_create("config");
@@ -838,6 +944,8 @@ static Suite *config_suite(void)
         ADD_CASE(s, test_key_table);
         ADD_CASE(s, test_copy);
         ADD_CASE(s, test_error_text_helpers);
+        ADD_CASE(s, test_clear_text_http);
+        ADD_CASE(s, test_clear_text_http_file);
         return s;
 }
 
