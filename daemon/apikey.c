@@ -53,8 +53,10 @@ void apikey_redact(const char *key, char *out, size_t outlen)
         len = strlen(key);
         if (cfg_looks_like_key(key, len))
                 prefix = key[0] == 's' ? "sk_" : "pk_";
-        /* Short keys would give away too large a share of themselves. */
-        if (len < 12 || !*prefix)
+        /* Short keys would give away too large a share of themselves;
+         * the tail of a key that is not all printable (an invalid one,
+         * about to be named in an error) could hold control bytes. */
+        if (len < 12 || !*prefix || cfg_span_visible(key + len - 4) < 4)
                 snprintf(out, outlen, "%s" ELLIPSIS, prefix);
         else
                 snprintf(out, outlen, "%s" ELLIPSIS "%s", prefix, key + len - 4);

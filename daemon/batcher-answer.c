@@ -6,7 +6,6 @@
  */
 #include "batcher-internal.h"
 
-#include <jansson.h>
 #include <string.h>
 
 #include "backoff.h"
@@ -75,18 +74,15 @@ static void split(struct batcher *b, struct batch *x)
 
 static void delivered(struct batcher *b, struct batch *x, const struct fwd_result *res)
 {
-        json_int_t accepted = -1, dups = 0;
-        json_t *j = res->body_len ? json_loadb(res->body, res->body_len, 0, NULL) : NULL;
+        int64_t accepted, dups;
 
-        if (j && json_unpack(j, "{s?I s?I}", "accepted", &accepted, "duplicates", &dups) == 0 &&
-            accepted >= 0 && accepted + dups < (json_int_t)x->n)
+        if (resp_parse_counts(res->body, res->body_len, x->n, &accepted, &dups))
                 log_limited(LOG_WARNING, "partial",
                             "upstream accepted %lld and found %lld duplicates of the %u events "
                             "of batch %s; treating it as delivered",
                             (long long)accepted, (long long)dups, x->n, x->id);
-        json_decref(j);
         b->stats->sent += x->n;
-        b->stats->duplicates += (uint64_t)(dups > 0 ? dups : 0);
+        b->stats->duplicates += (uint64_t)dups;
         b->stats->batches_sent++;
         batcher__free(b, x);
         /* The upstream takes events again: what waits on a backoff goes

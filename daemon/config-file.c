@@ -69,6 +69,24 @@ __attribute__((format(printf, 3, 4))) static void parse_fail(struct cfg_parse *s
         va_end(ap);
 }
 
+/* An indented line reaches the handler whole, as the value of the key
+ * before it: "api_key = sk_..." indented by mistake must not be shown
+ * (found by fuzz-config). True when its value part looks like a key or
+ * its name part is api_key. */
+static bool continuation_holds_key(const char *line)
+{
+        size_t name = strcspn(line, "=:"), n = name;
+        const char *after = line + name;
+
+        if (!*after)
+                return false;
+        after += 1 + strspn(after + 1, " \t");
+        while (n > 0 && (line[n - 1] == ' ' || line[n - 1] == '\t'))
+                n--;
+        return cfg_looks_like_key(after, strlen(after)) ||
+               (n == strlen("api_key") && !memcmp(line, "api_key", n));
+}
+
 /* inih's handler: one call per "key = value" (and per continuation line,
  * which is how an indented line after a key looks to inih). Returns 1 to
  * go on, 0 on error; the first error's message is what cfg_load reports. */
@@ -102,7 +120,13 @@ static int on_key_value(void *user, const char *section, const char *name, const
         }
         line = &st->c->key_line[i];
         if (*line) {
-                if (st->indented)
+                if (st->indented && continuation_holds_key(value))
+                        snprintf(msg, sizeof(msg),
+                                 "[%s] %s: an indented line continues the value from line %u; "
+                                 "remove the indentation (value not shown: it looks like an "
+                                 "API key)",
+                                 section, name, *line);
+                else if (st->indented)
                         cfg_key_error(msg, sizeof(msg), &cfg_keys[i], value,
                                       "an indented line continues the value from line %u; "
                                       "remove the indentation",

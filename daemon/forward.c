@@ -18,10 +18,7 @@
 #include <time.h>
 
 #include "log.h"
-
-/* Retry-After seconds beyond this are all the same (the batcher caps
- * them at retry_after_max); the digits after it are not added up. */
-#define RETRY_AFTER_MAX_S 1e9
+#include "response.h"
 
 struct fwd_sock {
         uv_poll_t poll;
@@ -397,28 +394,10 @@ static void unlink_active(struct fwd *f, struct fwd_req *r)
 static double retry_after_of(CURL *easy)
 {
         struct curl_header *h;
-        const char *v;
-        double secs = 0;
-        time_t when, now;
 
         if (curl_easy_header(easy, "Retry-After", 0, CURLH_HEADER, -1, &h) != CURLHE_OK)
                 return -1;
-        v = h->value;
-        while (*v == ' ' || *v == '\t')
-                v++;
-        if (*v >= '0' && *v <= '9') {
-                for (; *v >= '0' && *v <= '9'; v++)
-                        if (secs < RETRY_AFTER_MAX_S)
-                                secs = secs * 10 + (*v - '0');
-                while (*v == ' ' || *v == '\t')
-                        v++;
-                return *v ? -1 : secs;
-        }
-        when = curl_getdate(v, NULL);
-        if (when == -1)
-                return -1;
-        now = time(NULL);
-        return when > now ? (double)(when - now) : 0;
+        return resp_retry_after(h->value, time(NULL));
 }
 
 static void finish(struct fwd *f, struct fwd_req *r, CURLcode code)

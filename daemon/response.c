@@ -4,6 +4,12 @@
  * nonsense is retried, never trusted to have refused the events. */
 #include "response.h"
 
+#include <curl/curl.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
 const char *upstream_state_name(enum upstream_state s)
 {
         switch (s) {
@@ -83,4 +89,75 @@ enum mint_action resp_judge_mint(long status, double retry_after)
         if ((status == 429 || status == 503) && retry_after >= 0)
                 return MINT_PAUSE;
         return MINT_BACKOFF;
+}
+
+double resp_retry_after(const char *value, time_t now)
+{
+        const char *v = value;
+        double secs = 0;
+        time_t when;
+
+        while (*v == ' ' || *v == '\t')
+                v++;
+        if (*v >= '0' && *v <= '9') {
+                for (; *v >= '0' && *v <= '9'; v++)
+                        if (secs < RESP_RETRY_AFTER_MAX_S)
+                                secs = secs * 10 + (*v - '0');
+                while (*v == ' ' || *v == '\t')
+                        v++;
+                return *v ? -1 : secs;
+        }
+        when = curl_getdate(v, NULL);
+        if (when == -1)
+                return -1;
+        return when > now ? (double)(when - now) : 0;
+}
+
+int resp_parse_mint(const char *body, size_t len, char **ret_token, double *ret_expires_in)
+{
+        json_t *j = json_loadb(body, len, 0, NULL);
+        json_t *tok = json_object_get(j, "token"), *exp = json_object_get(j, "expires_in");
+        double secs = json_is_number(exp) ? json_number_value(exp) : -1;
+        int r = -EINVAL;
+
+        if (!json_is_string(tok) || json_string_length(tok) == 0 ||
+            json_string_length(tok) > RESP_TOKEN_MAX || !(secs > 0 && secs < 1e7))
+                goto out;
+        /* A token goes into a header: refuse anything that could split it. */
+        for (const char *p = json_string_value(tok); *p; p++)
+                if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e)
+                        goto out;
+        *ret_token = strdup(json_string_value(tok));
+        if (!*ret_token) {
+                r = -ENOMEM;
+                goto out;
+        }
+        *ret_expires_in = secs;
+        r = 0;
+out:
+        json_decref(j);
+        return r;
+}
+
+bool resp_parse_counts(const char *body, size_t len, uint32_t events, int64_t *accepted,
+                       int64_t *duplicates)
+{
+        json_int_t acc = -1, dups = 0;
+        json_t *j = len ? json_loadb(body, len, 0, NULL) : NULL;
+        bool partial = false;
+
+        if (!j || json_unpack(j, "{s?I s?I}", "accepted", &acc, "duplicates", &dups) < 0) {
+                acc = -1;
+                dups = 0;
+        }
+        json_decref(j);
+        if (acc < 0)
+                acc = -1;
+        if (dups < 0)
+                dups = 0;
+        /* Not acc + dups < events: the two may be up to 2^63 - 1 each. */
+        partial = acc >= 0 && acc < (json_int_t)events && dups < (json_int_t)events - acc;
+        *accepted = acc;
+        *duplicates = dups;
+        return partial;
 }

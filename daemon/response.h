@@ -7,7 +7,9 @@
 #define SEGOPSD_RESPONSE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* The upstream's health as the answers tell it (stats, backpressure,
  * logging once per change). */
@@ -66,5 +68,31 @@ enum mint_action {
 };
 
 enum mint_action resp_judge_mint(long status, double retry_after);
+
+/* ---- reading an answer: what the upstream sent, as parsed values ---- */
+
+/* Retry-After seconds beyond this are all the same (the batcher caps
+ * them at retry_after_max); the digits after it are not added up. */
+#define RESP_RETRY_AFTER_MAX_S 1e9
+/* Longest session token accepted. */
+#define RESP_TOKEN_MAX 4096
+
+/* Seconds a Retry-After header value asks for (RFC 9110 10.2.3:
+ * delay-seconds, or an HTTP date counted from now; white space around
+ * it is fine), or -1 when it is neither. A date in the past is 0. */
+double resp_retry_after(const char *value, time_t now);
+
+/* A session mint's answer body, {"token": "...", "expires_in": secs}:
+ * 0 with *ret_token malloc'd (1 to RESP_TOKEN_MAX characters of visible
+ * ASCII, nothing that could split a header) and *ret_expires_in in
+ * (0, 1e7); -EINVAL when the body has no usable pair; -ENOMEM. */
+int resp_parse_mint(const char *body, size_t len, char **ret_token, double *ret_expires_in);
+
+/* An events answer's body, {"accepted": N, "duplicates": M} (both
+ * optional): *accepted (-1 when absent, unreadable or negative) and
+ * *duplicates (0 when absent, unreadable or negative); true when they add up to
+ * fewer than the batch's events (a partial delivery, worth a log). */
+bool resp_parse_counts(const char *body, size_t len, uint32_t events, int64_t *accepted,
+                       int64_t *duplicates);
 
 #endif

@@ -34,7 +34,6 @@
 #define SESSION_PATH "/api/auth/session/"
 #define FRESH_MARGIN_MS 60000 /* re-mint when less than this remains... */
                               /* ...or half the lifetime, if shorter */
-#define TOKEN_MAX 4096        /* longest token accepted */
 
 static const char *state_name(enum session_state st)
 {
@@ -174,34 +173,21 @@ static void back_off(struct session *s, double retry_after)
 
 static int take_token(struct session *s, const struct fwd_result *res)
 {
-        json_t *j = json_loadb(res->body, res->body_len, 0, NULL);
-        json_t *tok = json_object_get(j, "token"), *exp = json_object_get(j, "expires_in");
-        double secs = json_is_number(exp) ? json_number_value(exp) : -1;
-        int r = -EINVAL;
+        double secs;
+        char *tok;
+        int r = resp_parse_mint(res->body, res->body_len, &tok, &secs);
 
-        if (!json_is_string(tok) || json_string_length(tok) == 0 ||
-            json_string_length(tok) > TOKEN_MAX || !(secs > 0 && secs < 1e7))
-                goto out;
-        /* A token goes into a header: refuse anything that could split it. */
-        for (const char *p = json_string_value(tok); *p; p++)
-                if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e)
-                        goto out;
+        if (r < 0)
+                return r;
         drop_token(s);
-        s->token = strdup(json_string_value(tok));
-        if (!s->token) {
-                r = -ENOMEM;
-                goto out;
-        }
+        s->token = tok;
         s->generation++;
         /* expires_in runs from when the upstream made the token, at the
          * latest when it answered; counting from the request, not the
          * answer, never takes the transit time for token life. */
         s->minted_at = s->mint_sent_at;
         s->expires_at = s->minted_at + (uint64_t)(secs * 1000.0);
-        r = 0;
-out:
-        json_decref(j);
-        return r;
+        return 0;
 }
 
 /* 2xx: the token, or a backoff when the answer has none usable. */

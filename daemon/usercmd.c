@@ -113,7 +113,7 @@ static void close_all(struct usercmd *u)
         uv_close((uv_handle_t *)&u->proc, on_closed);
 }
 
-static int parse_identity(const char *buf, size_t len, struct usercmd_result *res)
+int usercmd_parse_identity(const char *buf, size_t len, struct usercmd_result *res)
 {
         json_error_t jerr;
         json_t *j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr), *v;
@@ -173,7 +173,7 @@ static void finish(struct usercmd *u)
                 res.error = -EIO;
                 res.why = "it exited with a non-zero status";
         } else {
-                res.error = parse_identity(u->buf, u->len, &res);
+                res.error = usercmd_parse_identity(u->buf, u->len, &res);
         }
         if (!u->cancelled)
                 u->cb(u->ud, &res);

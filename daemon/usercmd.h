@@ -34,5 +34,9 @@ void usercmd_cancel(struct usercmd *u);
 /* Exposed for tests: split a command line; returns argc or -EINVAL.
  * argv[] points into buf (a copy of command, modified). */
 int usercmd_split(const char *command, char *buf, size_t buflen, char **argv, int max_args);
+/* Exposed for tests: read the identity the command printed (len bytes
+ * at buf). 0 with res's user_id and user_id_sig filled, or -EINVAL
+ * with res->why set. */
+int usercmd_parse_identity(const char *buf, size_t len, struct usercmd_result *res);
 
 #endif

@@ -199,6 +199,31 @@ START_TEST(test_unreadable_key_file)
 }
 END_TEST
 
+/* An invalid key's error shows no control byte of it: apikey_redact
+ * gave its last 4 bytes, escape sequences included (found by
+ * fuzz-config; tests/fuzz/corpus/config/crash-key-escape). */
+START_TEST(test_key_control_chars)
+{
+        char err[1024];
+        char *key = NULL;
+        struct cfg c;
+
+        ck_assert_int_eq(load(&c,
+                              "[upstream]\napi_url = stdout\n"
+                              "api_key = sk_live_0123456789\x1b[2J\n",
+                              err, sizeof(err)),
+                         0);
+        ck_assert_int_eq(apikey_load(&c, &key, err, sizeof(err)), -EINVAL);
+        ck_assert_ptr_null(key);
+        ck_assert_msg(strstr(err, "non-printable character at position 19 (sk_\xe2\x80\xa6)"), "%s",
+                      err);
+        for (const char *p = err; *p; p++)
+                ck_assert_msg((unsigned char)*p >= 0x20, "control byte in: %s", err);
+        cfg_free(&c);
+        unlink(tpath("t.conf"));
+}
+END_TEST
+
 START_TEST(test_redact)
 {
         char out[64];
@@ -217,6 +242,11 @@ START_TEST(test_redact)
         ck_assert_str_eq(out, "\xe2\x80\xa6");
         apikey_redact(NULL, out, sizeof(out));
         ck_assert_str_eq(out, "(none)");
+        /* A tail that is not printable is not shown (found by fuzz-config). */
+        apikey_redact("sk_abcdefghijkl\x1b[2J", out, sizeof(out));
+        ck_assert_str_eq(out, "sk_\xe2\x80\xa6");
+        apikey_redact("sk_abcdefghijkl12\xc3\xa9", out, sizeof(out));
+        ck_assert_str_eq(out, "sk_\xe2\x80\xa6");
 
         /* A short buffer truncates, never overflows. */
         memset(out, 'Z', sizeof(out));
@@ -418,6 +448,7 @@ static Suite *apikey_suite(void)
         ADD_CASE(s, test_bad_key);
         ADD_CASE(s, test_unreadable_key_file);
         ADD_CASE(s, test_redact);
+        ADD_CASE(s, test_key_control_chars);
         ADD_CASE(s, test_credential_flag);
         ADD_CASE(s, test_credential_errors);
         ADD_CASE(s, test_key_length);

@@ -308,6 +308,14 @@ START_TEST(test_unknown_and_duplicate)
         expect_error("[upstream]\nca_file = /a\n   /b\n",
                      "3: [upstream] ca_file: an indented line continues the "
                      "value from line 2; remove the indentation (got '/b')");
+        /* An indented key line is shown, but not its key (found by
+         * fuzz-config; tests/fuzz/corpus/config/crash-indented-key). */
+        expect_error("[upstream]\napi_url = stdout\n  ca_file = sk_live_SECRETabcdef123\n",
+                     "3: [upstream] api_url: an indented line continues the value from line "
+                     "2; remove the indentation (value not shown: it looks like an API key)");
+        expect_error("[upstream]\napi_url = stdout\n\tapi_key=SECRETabcdef123\n",
+                     "3: [upstream] api_url: an indented line continues the value from line "
+                     "2; remove the indentation (value not shown: it looks like an API key)");
         expect_error("[upstream]\ntimeout 5\n",
                      "2: syntax error: expected '[section]', 'key = value' "
                      "or a comment");

@@ -2,7 +2,9 @@
  * upstream answer means for a batch (resp_judge) and for a session mint
  * (resp_judge_mint). Pure functions: no loop, no server. */
 #include <check.h>
+#include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "response.h"
 
@@ -224,6 +226,80 @@ START_TEST(test_state_names)
 }
 END_TEST
 
+/* Retry-After (RFC 9110 10.2.3): delay-seconds or an HTTP date. */
+START_TEST(test_retry_after)
+{
+        const time_t now = 1445412480; /* Wed, 21 Oct 2015 07:28:00 GMT */
+
+        ck_assert(resp_retry_after("120", now) == 120);
+        ck_assert(resp_retry_after(" \t0 ", now) == 0);
+        ck_assert(resp_retry_after("99999999999999999999", now) >= RESP_RETRY_AFTER_MAX_S);
+        ck_assert(resp_retry_after("Wed, 21 Oct 2015 07:30:00 GMT", now) == 120);
+        ck_assert(resp_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now) == 0);
+        ck_assert(resp_retry_after("12 s", now) == -1);
+        ck_assert(resp_retry_after("soon", now) == -1);
+        ck_assert(resp_retry_after("", now) == -1);
+}
+END_TEST
+
+START_TEST(test_mint_answer)
+{
+        static const char ok[] = "{\"token\":\"t.k-1\",\"expires_in\":3600}";
+        static const char *const bad[] = {
+                "",
+                "[]",
+                "{\"token\":\"t\"}",
+                "{\"token\":\"\",\"expires_in\":1}",
+                "{\"token\":\"a b\",\"expires_in\":1}",
+                "{\"token\":\"t\",\"expires_in\":0}",
+                "{\"token\":\"t\",\"expires_in\":1e7}",
+                "{\"token\":1,\"expires_in\":1}",
+        };
+        char *tok = NULL;
+        double secs = 0;
+
+        ck_assert_int_eq(resp_parse_mint(ok, strlen(ok), &tok, &secs), 0);
+        ck_assert_str_eq(tok, "t.k-1");
+        ck_assert(secs == 3600);
+        free(tok);
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                tok = NULL;
+                ck_assert_int_eq(resp_parse_mint(bad[i], strlen(bad[i]), &tok, &secs), -EINVAL);
+                ck_assert_ptr_null(tok);
+        }
+}
+END_TEST
+
+static bool counts(const char *body, uint32_t events, int64_t *acc, int64_t *dups)
+{
+        return resp_parse_counts(body, strlen(body), events, acc, dups);
+}
+
+/* The counts of an events answer; a partial delivery is worth a log.
+ * Counts near 2^63 overflowed accepted + duplicates (found by
+ * fuzz-response; tests/fuzz/corpus/response/crash-counts-overflow). */
+START_TEST(test_answer_counts)
+{
+        static const char big[] =
+                "{\"accepted\":9223372036854775807,\"duplicates\":9223372036854775807}";
+        int64_t acc, dups;
+
+        ck_assert(counts("{\"accepted\":3}", 5, &acc, &dups));
+        ck_assert(acc == 3 && dups == 0);
+        ck_assert(!counts("{\"accepted\":3,\"duplicates\":2}", 5, &acc, &dups));
+        ck_assert(acc == 3 && dups == 2);
+        ck_assert(!counts("{\"duplicates\":-4}", 5, &acc, &dups));
+        ck_assert(acc == -1 && dups == 0);
+        ck_assert(!counts("{\"accepted\":-463}", 5, &acc, &dups));
+        ck_assert(acc == -1 && dups == 0);
+        ck_assert(!counts("{\"accepted\":\"x\"}", 5, &acc, &dups));
+        ck_assert(acc == -1 && dups == 0);
+        ck_assert(!counts("", 5, &acc, &dups));
+        ck_assert(!counts(big, 500, &acc, &dups));
+        ck_assert(acc == INT64_MAX && dups == INT64_MAX);
+}
+END_TEST
+
 static Suite *response_suite(void)
 {
         Suite *s = suite_create("response");
@@ -233,6 +309,9 @@ static Suite *response_suite(void)
         tcase_add_loop_test(tc, test_mint_table, 0,
                             (int)(sizeof(mint_rows) / sizeof(mint_rows[0])));
         tcase_add_test(tc, test_state_names);
+        tcase_add_test(tc, test_retry_after);
+        tcase_add_test(tc, test_mint_answer);
+        tcase_add_test(tc, test_answer_counts);
         suite_add_tcase(s, tc);
         return s;
 }
