@@ -512,6 +512,22 @@ void session_set_user(struct session *s, const char *user_id, const char *sig)
 {
         snprintf(s->set_user_id, sizeof(s->set_user_id), "%s", user_id);
         snprintf(s->set_user_sig, sizeof(s->set_user_sig), "%s", sig);
+        if (s->remint && s->token && strcmp(s->set_user_id, s->user_id) != 0) {
+                /* A reset asked for a token for the current identity,
+                 * which is now another than the token kept in use
+                 * meanwhile speaks for: drop it, as a reset after this
+                 * set_user would (the re-mint in flight, for the old
+                 * identity, is not used). */
+                drop_token(s);
+                if (s->state == SESSION_MINTING) {
+                        s->restart = true;
+                } else if (s->state == SESSION_READY) {
+                        s->state = SESSION_IDLE;
+                        s->not_before = reset_due(s);
+                        wake_at_not_before(s);
+                }
+                return;
+        }
         if (s->state == SESSION_NO_IDENTITY) {
                 s->state = SESSION_IDLE;
                 tell_owner(s);

@@ -122,7 +122,9 @@ void session_key_changed(struct session *s);
 
 /* set_user: the identity for the next mint (sig may be ""). A new
  * identity may unblock a session that had none, or was refused (no
- * sooner than session_reset_min_interval after the last mint started). */
+ * sooner than session_reset_min_interval after the last mint started).
+ * After a reset, a new identity drops the token kept in use for the old
+ * one, as session_reset() does when set_user came first. */
 void session_set_user(struct session *s, const char *user_id, const char *sig);
 
 json_t *session_stats(const struct session *s);

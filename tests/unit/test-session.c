@@ -546,6 +546,41 @@ START_TEST(test_aborted_mint_is_not_a_failure)
 }
 END_TEST
 
+/* Review 10: reset_session and then set_user with another identity (the
+ * Python client's order: reset_session(), then get_user() sent as
+ * set_user before the next event). The token kept through the reset
+ * speaks for the old identity: it must not carry the new identity's
+ * events while that identity's mint is pending (on the old code it did,
+ * until the new mint answered). */
+START_TEST(test_set_user_after_reset_drops_the_old_token)
+{
+        struct fake f;
+        uint64_t gen;
+
+        setup(&f, "pk_test_key", true);
+        f.cfg.session_reset_min_interval = 0.05;
+        session_set_user(&f.s, "alice", "");
+        ck_assert_ptr_null(token(&f, &gen));
+        answer(&f, 200, "{\"token\":\"for-alice\",\"expires_in\":3600}", -1);
+        ck_assert_str_eq(token(&f, &gen), "for-alice");
+        session_reset(&f.s);
+        session_set_user(&f.s, "bob", "");
+        ck_assert_ptr_null(token(&f, &gen));
+        /* Bob's mint starts once the reset limit allows, and until it
+         * answers nothing is sent. */
+        for (int k = 0; k < 1000 && f.posts < 2; k++) {
+                uv_run(&f.loop, UV_RUN_ONCE);
+                ck_assert_ptr_null(token(&f, &gen));
+        }
+        ck_assert_int_eq(f.posts, 2);
+        ck_assert_str_eq(f.body, "{\"user_id\":\"bob\"}");
+        ck_assert_ptr_null(token(&f, &gen));
+        answer(&f, 200, "{\"token\":\"for-bob\",\"expires_in\":3600}", -1);
+        ck_assert_str_eq(token(&f, &gen), "for-bob");
+        teardown(&f);
+}
+END_TEST
+
 static Suite *session_suite(void)
 {
         Suite *s = suite_create("session");
@@ -566,6 +601,7 @@ static Suite *session_suite(void)
         tcase_add_test(tc, test_set_user_storm_after_403);
         tcase_add_test(tc, test_new_key_is_tried_at_once);
         tcase_add_test(tc, test_aborted_mint_is_not_a_failure);
+        tcase_add_test(tc, test_set_user_after_reset_drops_the_old_token);
         suite_add_tcase(s, tc);
         return s;
 }
