@@ -406,10 +406,16 @@ const char *session_token(struct session *s, uint64_t *generation)
                         return s->token;
                 }
         }
-        if ((s->state == SESSION_IDLE || s->state == SESSION_NO_IDENTITY ||
-             s->state == SESSION_WAITING) &&
-            now(s) >= s->not_before)
-                start(s);
+        if (s->state == SESSION_IDLE || s->state == SESSION_NO_IDENTITY ||
+            s->state == SESSION_WAITING) {
+                if (now(s) >= s->not_before)
+                        start(s);
+                else if (!uv_is_active((uv_handle_t *)&s->retry))
+                        /* The reset limit (a token dropped by a 401 or
+                         * its expiry while a re-mint waited): the owner
+                         * is told when it is over. */
+                        uv_timer_start(&s->retry, on_retry, s->not_before - now(s), 0);
+        }
         return NULL;
 }
 

@@ -581,6 +581,40 @@ START_TEST(test_set_user_after_reset_drops_the_old_token)
 }
 END_TEST
 
+/* Review 10: a 401 for the token kept through a reset, before any send
+ * has armed the re-mint's timer (the request was in flight when the
+ * reset came): the batcher asks again and is told to wait for the reset
+ * limit, so the session must wake it when the limit is over (on the old
+ * code nothing did: sending waited for the next flush_interval tick, or
+ * for ever with no more events). */
+START_TEST(test_401_during_pending_remint_wakes_the_owner)
+{
+        struct fake f;
+        uint64_t gen;
+        int readies;
+
+        setup(&f, "pk_test_key", true);
+        f.cfg.session_reset_min_interval = 0.05;
+        session_set_user(&f.s, "u1", "");
+        ck_assert_ptr_null(token(&f, &gen));
+        answer(&f, 200, "{\"token\":\"tok-1\",\"expires_in\":3600}", -1);
+        ck_assert_str_eq(token(&f, &gen), "tok-1"); /* a request goes out */
+        session_reset(&f.s);
+        session_rejected(&f.s, gen); /* its answer: 401 */
+        readies = f.readies;
+        uv_update_time(&f.loop);
+        if (uv_now(&f.loop) < f.s.last_start + 50) {
+                ck_assert_ptr_null(token(&f, &gen)); /* the batcher asks again */
+                ck_assert_int_eq(f.posts, 1);
+                ck_assert(uv_is_active((uv_handle_t *)&f.s.retry));
+                wait_ready(&f, readies + 1);
+        }
+        ck_assert_ptr_null(token(&f, &gen));
+        ck_assert_int_eq(f.posts, 2);
+        teardown(&f);
+}
+END_TEST
+
 static Suite *session_suite(void)
 {
         Suite *s = suite_create("session");
@@ -602,6 +636,7 @@ static Suite *session_suite(void)
         tcase_add_test(tc, test_new_key_is_tried_at_once);
         tcase_add_test(tc, test_aborted_mint_is_not_a_failure);
         tcase_add_test(tc, test_set_user_after_reset_drops_the_old_token);
+        tcase_add_test(tc, test_401_during_pending_remint_wakes_the_owner);
         suite_add_tcase(s, tc);
         return s;
 }
