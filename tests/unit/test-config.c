@@ -841,7 +841,7 @@ START_TEST(test_clear_text_http)
                 "http://127.0.0.1:1@example.invalid/",
                 "http://example.invalid\\@127.0.0.1/",
                 /* curl ends the authority at / ? # only: the host is
-                 * example.invalid, "127.0.0.1\\" the user. */
+                 * example.invalid, "127.0.0.1\" the user. */
                 "http://127.0.0.1\\@example.invalid/",
                 "http://localhost\\@example.invalid",
                 "http://[::1]\\@example.invalid:80/",
