@@ -295,6 +295,7 @@ static void mint(struct session *s, const char *user_id, const char *sig)
         int r;
 
         snprintf(s->user_id, sizeof(s->user_id), "%s", user_id);
+        s->reset_in_mint = false;
         proto_buf_reset(&s->body);
         r = proto_buf_append_str(&s->body, "{\"user_id\":");
         if (r == 0)
@@ -474,6 +475,8 @@ void session_reset(struct session *s)
                 drop_token(s);
                 if (s->state == SESSION_MINTING)
                         s->restart = true;
+        } else if (s->state == SESSION_MINTING) {
+                s->reset_in_mint = true; /* until set_user names another */
         }
         /* A key of its own: a storm of these cannot hide the lines above. */
         log_limited(LOG_INFO, "session_reset_coalesced",
@@ -518,12 +521,13 @@ void session_set_user(struct session *s, const char *user_id, const char *sig)
 {
         snprintf(s->set_user_id, sizeof(s->set_user_id), "%s", user_id);
         snprintf(s->set_user_sig, sizeof(s->set_user_sig), "%s", sig);
-        if (s->remint && s->token && strcmp(s->set_user_id, s->user_id) != 0) {
+        if (strcmp(s->set_user_id, s->user_id) != 0 &&
+            ((s->remint && s->token) || (s->state == SESSION_MINTING && s->reset_in_mint))) {
                 /* A reset asked for a token for the current identity,
                  * which is now another than the token kept in use
-                 * meanwhile speaks for: drop it, as a reset after this
-                 * set_user would (the re-mint in flight, for the old
-                 * identity, is not used). */
+                 * meanwhile (or the mint in flight) speaks for: drop
+                 * it, as a reset after this set_user would (the mint in
+                 * flight, for the old identity, is not used). */
                 drop_token(s);
                 if (s->state == SESSION_MINTING) {
                         s->restart = true;

@@ -615,6 +615,56 @@ START_TEST(test_401_during_pending_remint_wakes_the_owner)
 }
 END_TEST
 
+/* Review 10: as above, but the reset and the new identity come while
+ * the first mint (for the old identity) is in flight. The reset is
+ * answered by that mint only while the identity stays the same: once
+ * set_user names another, the answer is not used (on the old code it
+ * was, and the new identity's events went out under the old one's token
+ * until the token's renewal, an hour later). */
+START_TEST(test_set_user_after_reset_during_a_mint)
+{
+        struct fake f;
+        uint64_t gen;
+
+        setup(&f, "pk_test_key", true);
+        f.cfg.session_reset_min_interval = 0.05;
+        session_set_user(&f.s, "alice", "");
+        ck_assert_ptr_null(token(&f, &gen));
+        ck_assert_int_eq(f.posts, 1);
+        session_reset(&f.s);
+        session_set_user(&f.s, "bob", "");
+        answer(&f, 200, "{\"token\":\"for-alice\",\"expires_in\":3600}", -1);
+        ck_assert_ptr_null(token(&f, &gen));
+        for (int k = 0; k < 1000 && f.posts < 2; k++) {
+                uv_run(&f.loop, UV_RUN_ONCE);
+                ck_assert_ptr_null(token(&f, &gen));
+        }
+        ck_assert_int_eq(f.posts, 2);
+        ck_assert_str_eq(f.body, "{\"user_id\":\"bob\"}");
+        answer(&f, 200, "{\"token\":\"for-bob\",\"expires_in\":3600}", -1);
+        ck_assert_str_eq(token(&f, &gen), "for-bob");
+        teardown(&f);
+}
+END_TEST
+
+/* set_user alone (no reset) while a mint runs: the identity for the
+ * next mint (SPEC 2); the one in flight is used. */
+START_TEST(test_set_user_alone_during_a_mint)
+{
+        struct fake f;
+        uint64_t gen;
+
+        setup(&f, "pk_test_key", true);
+        session_set_user(&f.s, "alice", "");
+        ck_assert_ptr_null(token(&f, &gen));
+        session_set_user(&f.s, "bob", "");
+        answer(&f, 200, "{\"token\":\"for-alice\",\"expires_in\":3600}", -1);
+        ck_assert_str_eq(token(&f, &gen), "for-alice");
+        ck_assert_int_eq(f.posts, 1);
+        teardown(&f);
+}
+END_TEST
+
 static Suite *session_suite(void)
 {
         Suite *s = suite_create("session");
@@ -637,6 +687,8 @@ static Suite *session_suite(void)
         tcase_add_test(tc, test_aborted_mint_is_not_a_failure);
         tcase_add_test(tc, test_set_user_after_reset_drops_the_old_token);
         tcase_add_test(tc, test_401_during_pending_remint_wakes_the_owner);
+        tcase_add_test(tc, test_set_user_after_reset_during_a_mint);
+        tcase_add_test(tc, test_set_user_alone_during_a_mint);
         suite_add_tcase(s, tc);
         return s;
 }
