@@ -331,17 +331,18 @@ static bool loopback_host(const char *host, size_t len)
 }
 
 /* The host of an http:// URL, after any user info and before any port,
- * in *host and *len. The authority ends at / ? # or a backslash (where a WHATWG
- * parser would end it). With more than one '@' the whole authority is
- * the "host", which is no loopback: parsers disagree on which '@'
- * counts. */
+ * in *host and *len. The authority ends at / ? # (where curl ends it).
+ * With a backslash in it (where a WHATWG parser would end it, and curl
+ * does not: "127.0.0.1\@evil" is evil's) or more than one '@' the
+ * whole authority is the "host", which is no loopback: parsers disagree
+ * on where the host is. */
 static void url_host(const char *url, const char **host, size_t *len)
 {
         const char *a = url + strlen("http://"), *at, *h, *stop;
-        size_t alen = strcspn(a, "/?#\\");
+        size_t alen = strcspn(a, "/?#");
 
         at = memchr(a, '@', alen);
-        if (at && memchr(at + 1, '@', alen - (size_t)(at + 1 - a))) {
+        if (memchr(a, '\\', alen) || (at && memchr(at + 1, '@', alen - (size_t)(at + 1 - a)))) {
                 *host = a;
                 *len = alen;
                 return;

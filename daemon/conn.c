@@ -49,6 +49,7 @@ struct conn {
         bool peer_gone; /* a write failed: replies are thrown away */
         bool eof;       /* the client has finished sending */
         bool finishing; /* shutdown requested */
+        bool draining;  /* drain_conn reads: no shutdown until it is done */
         bool closing;
 };
 
@@ -374,7 +375,7 @@ static void conn_process(struct conn *c)
                 }
                 return;
         }
-        if (c->eof || c->srv->stopping) {
+        if (c->eof || (c->srv->stopping && !c->draining)) {
                 conn_finish(c);
                 return;
         }
@@ -658,6 +659,9 @@ static void drain_conn(struct conn *c)
 
         if (uv_fileno((uv_handle_t *)&c->pipe, &fd) < 0)
                 return;
+        /* The replies of each read are written after the one before:
+         * the connection is shut (conn_finish) only after the last. */
+        c->draining = true;
         for (int i = 0; i < 1024 && !c->closing && !held(c) && !c->eof; i++) {
                 char *p;
                 size_t n;
@@ -674,6 +678,7 @@ static void drain_conn(struct conn *c)
                 framer_commit(&c->fr, (size_t)r);
                 conn_process(c);
         }
+        c->draining = false;
         conn_process(c);
 }
 

@@ -281,6 +281,7 @@ static void mint(struct session *s, const char *user_id, const char *sig)
         int r;
 
         snprintf(s->user_id, sizeof(s->user_id), "%s", user_id);
+        s->reset_in_mint = false;
         proto_buf_reset(&s->body);
         r = proto_buf_append_str(&s->body, "{\"user_id\":");
         if (r == 0)
@@ -392,10 +393,16 @@ const char *session_token(struct session *s, uint64_t *generation)
                         return s->token;
                 }
         }
-        if ((s->state == SESSION_IDLE || s->state == SESSION_NO_IDENTITY ||
-             s->state == SESSION_WAITING) &&
-            now(s) >= s->not_before)
-                start(s);
+        if (s->state == SESSION_IDLE || s->state == SESSION_NO_IDENTITY ||
+            s->state == SESSION_WAITING) {
+                if (now(s) >= s->not_before)
+                        start(s);
+                else if (!uv_is_active((uv_handle_t *)&s->retry))
+                        /* The reset limit (a token dropped by a 401 or
+                         * its expiry while a re-mint waited): the owner
+                         * is told when it is over. */
+                        uv_timer_start(&s->retry, on_retry, s->not_before - now(s), 0);
+        }
         return NULL;
 }
 
@@ -454,6 +461,8 @@ void session_reset(struct session *s)
                 drop_token(s);
                 if (s->state == SESSION_MINTING)
                         s->restart = true;
+        } else if (s->state == SESSION_MINTING) {
+                s->reset_in_mint = true; /* until set_user names another */
         }
         /* A key of its own: a storm of these cannot hide the lines above. */
         log_limited(LOG_INFO, "session_reset_coalesced",
@@ -498,6 +507,23 @@ void session_set_user(struct session *s, const char *user_id, const char *sig)
 {
         snprintf(s->set_user_id, sizeof(s->set_user_id), "%s", user_id);
         snprintf(s->set_user_sig, sizeof(s->set_user_sig), "%s", sig);
+        if (strcmp(s->set_user_id, s->user_id) != 0 &&
+            ((s->remint && s->token) || (s->state == SESSION_MINTING && s->reset_in_mint))) {
+                /* A reset asked for a token for the current identity,
+                 * which is now another than the token kept in use
+                 * meanwhile (or the mint in flight) speaks for: drop
+                 * it, as a reset after this set_user would (the mint in
+                 * flight, for the old identity, is not used). */
+                drop_token(s);
+                if (s->state == SESSION_MINTING) {
+                        s->restart = true;
+                } else if (s->state == SESSION_READY) {
+                        s->state = SESSION_IDLE;
+                        s->not_before = reset_due(s);
+                        wake_at_not_before(s);
+                }
+                return;
+        }
         if (s->state == SESSION_NO_IDENTITY) {
                 s->state = SESSION_IDLE;
                 tell_owner(s);

@@ -72,6 +72,8 @@ struct session {
                                   ran: its answer is not used */
         bool remint;           /* a reset asked for a new token; the one
                                   at hand stays in use until it comes */
+        bool reset_in_mint;    /* a reset came while this mint ran: it
+                                  answers for the identity of then */
         uv_timer_t retry;
         struct usercmd *cmd;
         struct proto_buf body; /* the mint request body, while in flight */
@@ -122,7 +124,10 @@ void session_key_changed(struct session *s);
 
 /* set_user: the identity for the next mint (sig may be ""). A new
  * identity may unblock a session that had none, or was refused (no
- * sooner than session_reset_min_interval after the last mint started). */
+ * sooner than session_reset_min_interval after the last mint started).
+ * After a reset, a new identity drops the token kept in use for the old
+ * one (or the answer of the mint in flight for it), as session_reset()
+ * does when set_user came first. */
 void session_set_user(struct session *s, const char *user_id, const char *sig);
 
 json_t *session_stats(const struct session *s);

@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 
 import harness  # noqa: E402
 from harness import (SegopsTestCase, event_id, make_event,  # noqa: E402
-                     ndjson, send_stream)
+                     ndjson, parse_lines, send_stream)
 
 
 class StopTests(SegopsTestCase):
@@ -115,6 +115,55 @@ class StopTests(SegopsTestCase):
         self.assertEqual(rc, 0, d.stderr_tail())
         self.assertEqual(set(self.upstream.events),
                          {event_id(i) for i in range(50)})
+
+    def test_many_lines_after_a_flush_waiting_at_stop(self):
+        """Review 10: a flush waits when SIGTERM comes, and the client
+        has written more lines after it than one read takes (the framer
+        holds max_message_bytes + 16 KiB), ops among the events. Once the
+        flush is answered the stop reads them all: every event is
+        delivered and every op answered. The drain shut the connection's
+        writing side after its first read, so the next read's first
+        reply failed, the connection was closed, and the rest of its
+        lines (events) were lost."""
+        d = self.start_daemon(upstream__stop_timeout='10',
+                              listen__max_message_bytes='4096')
+        self.upstream.set_default(200, delay=0.5)
+        s = d.connect_control()
+        self.addCleanup(s.close)
+        n, pings = 1500, 0
+        text = ''
+        for i in range(5, n):
+            text += json.dumps(make_event(i)) + '\n'
+            if i % 50 == 49:
+                text += '{"op":"ping"}\n'
+                pings += 1
+        after = text.encode()
+        self.assertGreater(len(after), 3 * (4096 + 16384))
+        s.sendall((ndjson([make_event(i) for i in range(5)]) +
+                   '{"op":"flush","timeout_ms":10000}\n').encode())
+        st = d.wait_for_stats(lambda x: x['in_flight'] >= 1, timeout=5)
+        self.assertEqual(st['in_flight'], 1)
+        self.upstream.set_default(200)  # the rest goes at once
+        s.setblocking(False)
+        sent = s.send(after)
+        self.assertEqual(sent, len(after), 'the kernel took only part')
+        d.send_signal(signal.SIGTERM)
+        s.settimeout(10)
+        buf = b''
+        try:
+            while True:
+                c = s.recv(65536)
+                if not c:
+                    break
+                buf += c
+        except OSError:
+            pass
+        rc = d.proc.wait(timeout=15)
+        self.assertEqual(rc, 0, d.stderr_tail())
+        self.assertEqual(set(self.upstream.events),
+                         {event_id(i) for i in range(n)})
+        lines = parse_lines(buf.decode())
+        self.assertEqual(len(lines), pings + 1, lines[-3:])
 
     def test_stop_with_upstream_down_counts_lost(self):
         d = self.start_daemon(upstream__stop_timeout='1')

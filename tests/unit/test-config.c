@@ -848,6 +848,11 @@ START_TEST(test_clear_text_http)
                 "http://localhost@example.invalid",
                 "http://127.0.0.1:1@example.invalid/",
                 "http://example.invalid\\@127.0.0.1/",
+                /* curl ends the authority at / ? # only: the host is
+                 * example.invalid, "127.0.0.1\" the user. */
+                "http://127.0.0.1\\@example.invalid/",
+                "http://localhost\\@example.invalid",
+                "http://[::1]\\@example.invalid:80/",
                 "http://a@b@127.0.0.1",
                 "http://127.1",
                 "http://[::2]",

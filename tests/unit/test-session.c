@@ -546,6 +546,125 @@ START_TEST(test_aborted_mint_is_not_a_failure)
 }
 END_TEST
 
+/* Review 10: reset_session and then set_user with another identity (the
+ * Python client's order: reset_session(), then get_user() sent as
+ * set_user before the next event). The token kept through the reset
+ * speaks for the old identity: it must not carry the new identity's
+ * events while that identity's mint is pending (on the old code it did,
+ * until the new mint answered). */
+START_TEST(test_set_user_after_reset_drops_the_old_token)
+{
+        struct fake f;
+        uint64_t gen;
+
+        setup(&f, "pk_test_key", true);
+        f.cfg.session_reset_min_interval = 0.05;
+        session_set_user(&f.s, "alice", "");
+        ck_assert_ptr_null(token(&f, &gen));
+        answer(&f, 200, "{\"token\":\"for-alice\",\"expires_in\":3600}", -1);
+        ck_assert_str_eq(token(&f, &gen), "for-alice");
+        session_reset(&f.s);
+        session_set_user(&f.s, "bob", "");
+        ck_assert_ptr_null(token(&f, &gen));
+        /* Bob's mint starts once the reset limit allows, and until it
+         * answers nothing is sent. */
+        for (int k = 0; k < 1000 && f.posts < 2; k++) {
+                uv_run(&f.loop, UV_RUN_ONCE);
+                ck_assert_ptr_null(token(&f, &gen));
+        }
+        ck_assert_int_eq(f.posts, 2);
+        ck_assert_str_eq(f.body, "{\"user_id\":\"bob\"}");
+        ck_assert_ptr_null(token(&f, &gen));
+        answer(&f, 200, "{\"token\":\"for-bob\",\"expires_in\":3600}", -1);
+        ck_assert_str_eq(token(&f, &gen), "for-bob");
+        teardown(&f);
+}
+END_TEST
+
+/* Review 10: a 401 for the token kept through a reset, before any send
+ * has armed the re-mint's timer (the request was in flight when the
+ * reset came): the batcher asks again and is told to wait for the reset
+ * limit, so the session must wake it when the limit is over (on the old
+ * code nothing did: sending waited for the next flush_interval tick, or
+ * for ever with no more events). */
+START_TEST(test_401_during_pending_remint_wakes_the_owner)
+{
+        struct fake f;
+        uint64_t gen;
+        int readies;
+
+        setup(&f, "pk_test_key", true);
+        f.cfg.session_reset_min_interval = 0.05;
+        session_set_user(&f.s, "u1", "");
+        ck_assert_ptr_null(token(&f, &gen));
+        answer(&f, 200, "{\"token\":\"tok-1\",\"expires_in\":3600}", -1);
+        ck_assert_str_eq(token(&f, &gen), "tok-1"); /* a request goes out */
+        session_reset(&f.s);
+        session_rejected(&f.s, gen); /* its answer: 401 */
+        readies = f.readies;
+        uv_update_time(&f.loop);
+        if (uv_now(&f.loop) < f.s.last_start + 50) {
+                ck_assert_ptr_null(token(&f, &gen)); /* the batcher asks again */
+                ck_assert_int_eq(f.posts, 1);
+                ck_assert(uv_is_active((uv_handle_t *)&f.s.retry));
+                wait_ready(&f, readies + 1);
+        }
+        ck_assert_ptr_null(token(&f, &gen));
+        ck_assert_int_eq(f.posts, 2);
+        teardown(&f);
+}
+END_TEST
+
+/* Review 10: as above, but the reset and the new identity come while
+ * the first mint (for the old identity) is in flight. The reset is
+ * answered by that mint only while the identity stays the same: once
+ * set_user names another, the answer is not used (on the old code it
+ * was, and the new identity's events went out under the old one's token
+ * until the token's renewal, an hour later). */
+START_TEST(test_set_user_after_reset_during_a_mint)
+{
+        struct fake f;
+        uint64_t gen;
+
+        setup(&f, "pk_test_key", true);
+        f.cfg.session_reset_min_interval = 0.05;
+        session_set_user(&f.s, "alice", "");
+        ck_assert_ptr_null(token(&f, &gen));
+        ck_assert_int_eq(f.posts, 1);
+        session_reset(&f.s);
+        session_set_user(&f.s, "bob", "");
+        answer(&f, 200, "{\"token\":\"for-alice\",\"expires_in\":3600}", -1);
+        ck_assert_ptr_null(token(&f, &gen));
+        for (int k = 0; k < 1000 && f.posts < 2; k++) {
+                uv_run(&f.loop, UV_RUN_ONCE);
+                ck_assert_ptr_null(token(&f, &gen));
+        }
+        ck_assert_int_eq(f.posts, 2);
+        ck_assert_str_eq(f.body, "{\"user_id\":\"bob\"}");
+        answer(&f, 200, "{\"token\":\"for-bob\",\"expires_in\":3600}", -1);
+        ck_assert_str_eq(token(&f, &gen), "for-bob");
+        teardown(&f);
+}
+END_TEST
+
+/* set_user alone (no reset) while a mint runs: the identity for the
+ * next mint (SPEC 2); the one in flight is used. */
+START_TEST(test_set_user_alone_during_a_mint)
+{
+        struct fake f;
+        uint64_t gen;
+
+        setup(&f, "pk_test_key", true);
+        session_set_user(&f.s, "alice", "");
+        ck_assert_ptr_null(token(&f, &gen));
+        session_set_user(&f.s, "bob", "");
+        answer(&f, 200, "{\"token\":\"for-alice\",\"expires_in\":3600}", -1);
+        ck_assert_str_eq(token(&f, &gen), "for-alice");
+        ck_assert_int_eq(f.posts, 1);
+        teardown(&f);
+}
+END_TEST
+
 static Suite *session_suite(void)
 {
         Suite *s = suite_create("session");
@@ -566,6 +685,10 @@ static Suite *session_suite(void)
         tcase_add_test(tc, test_set_user_storm_after_403);
         tcase_add_test(tc, test_new_key_is_tried_at_once);
         tcase_add_test(tc, test_aborted_mint_is_not_a_failure);
+        tcase_add_test(tc, test_set_user_after_reset_drops_the_old_token);
+        tcase_add_test(tc, test_401_during_pending_remint_wakes_the_owner);
+        tcase_add_test(tc, test_set_user_after_reset_during_a_mint);
+        tcase_add_test(tc, test_set_user_alone_during_a_mint);
         suite_add_tcase(s, tc);
         return s;
 }
