@@ -279,6 +279,8 @@ static void on_flushed(void *ud, const struct flush_result *res)
         struct conn *c = ud;
 
         c->flush = NULL;
+        /* The client waited on us: its idle time starts at the answer. */
+        c->last_line = uv_now(c->srv->d->loop);
         reply_flush(c, res);
         /* During a stop, what the client sent after the flush is still
          * to be read before the connection closes. */

@@ -158,6 +158,25 @@ class ControlReserve(SegopsTestCase):
         self.assertEqual(st['connections_idle_closed'], 1)
 
 
+    def test_a_long_flush_does_not_leave_the_connection_idle(self):
+        """A flush that outlasts idle_timeout is not idleness: the
+        client gets its answer and may go on, the idle clock restarts
+        at the answer."""
+        self.upstream.set_default(200, delay=1.6)
+        d = self.start_daemon(listen__idle_timeout='1', batch__flush_interval='0.05')
+        with d.connect_control() as s:
+            s.settimeout(10)
+            s.sendall(b'{"user_id":"u1","event_type":"e"}\n'
+                      b'{"op":"flush","timeout_ms":8000}\n')
+            self.assertIn(b'"flushed":1', read_line(s))
+            # The client takes its time, well within idle_timeout of
+            # the answer, before its next line.
+            time.sleep(0.6)
+            s.sendall(b'{"op":"ping"}\n')
+            self.assertIn(b'"ok":true', read_line(s))
+        self.assertEqual(d.stats()['ingest']['connections_idle_closed'], 0)
+
+
 class ReplyFlowControl(SegopsTestCase):
 
     N = 50000
