@@ -424,6 +424,8 @@ struct flush_waiter *batcher_flush(struct batcher *b, uint64_t timeout_ms, flush
                       batcher__now(b) + timeout_ms, cb, ud);
         if (!w)
                 return NULL;
+        if (b->drain_reached < b->drain_goal)
+                w->drain = b->drain_goal;
         if (target > b->flush_target)
                 b->flush_target = target;
         batcher__pump(b);
@@ -433,6 +435,27 @@ struct flush_waiter *batcher_flush(struct batcher *b, uint64_t timeout_ms, flush
 void batcher_flush_cancel(struct batcher *b, struct flush_waiter *w)
 {
         flush_cancel(&b->flushes, w);
+}
+
+void batcher_drain_goal(struct batcher *b, uint64_t goal)
+{
+        if (goal > b->drain_goal)
+                b->drain_goal = goal;
+}
+
+void batcher_drain_reached(struct batcher *b, uint64_t mark)
+{
+        uint64_t target = b->next_seq - 1;
+
+        if (mark <= b->drain_reached)
+                return;
+        b->drain_reached = mark;
+        if (b->closed)
+                return;
+        flush_drained(&b->flushes, mark, target, held_between, b);
+        if (target > b->flush_target)
+                b->flush_target = target;
+        batcher__pump(b);
 }
 
 uint64_t batcher_held(const struct batcher *b)

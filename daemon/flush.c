@@ -24,6 +24,20 @@ struct flush_waiter *flush_add(struct flushes *fl, uint64_t first, uint64_t targ
         return w;
 }
 
+void flush_drained(struct flushes *fl, uint64_t mark, uint64_t target, flush_held_fn held,
+                   void *ctx)
+{
+        for (struct flush_waiter *w = fl->waiting; w; w = w->next) {
+                if (!w->drain || w->drain > mark)
+                        continue;
+                w->drain = 0;
+                if (target > w->target) {
+                        w->res.covered += held(ctx, w->target + 1, target);
+                        w->target = target;
+                }
+        }
+}
+
 void flush_dropped(struct flushes *fl, uint64_t lo, uint64_t hi, enum stats_drop why)
 {
         for (struct flush_waiter *w = fl->waiting; w; w = w->next) {
@@ -66,7 +80,7 @@ bool flush_settle(struct flushes *fl, uint64_t low_water, uint64_t now, flush_he
         while (*p) {
                 struct flush_waiter *w = *p;
 
-                if (low_water > w->target || now >= w->deadline) {
+                if ((!w->drain && low_water > w->target) || now >= w->deadline) {
                         *p = w->next;
                         settle(w, 0, held, ctx);
                         w->next = fl->settled;

@@ -8,6 +8,12 @@
  * later (flush_answer, from a fresh turn of the loop), so an answer
  * never runs inside the code that settled it, and a callback that
  * starts another flush never re-enters this list.
+ *
+ * A flush also covers the datagrams queued in the events socket when it
+ * began, which are read in slices over several turns of the loop (see
+ * dgram.c). Until they are, the waiter is open (drain != 0): it cannot
+ * be done, and when they are read (flush_drained) its target grows to
+ * the newest event, so it covers what they carried.
  */
 #ifndef SEGOPSD_FLUSH_H
 #define SEGOPSD_FLUSH_H
@@ -35,6 +41,7 @@ struct flush_waiter {
         struct flush_waiter *next;
         uint64_t first, target; /* the seqs it covers */
         uint64_t deadline;      /* loop ms */
+        uint64_t drain;         /* open until the datagram drain reaches this; 0: closed */
         struct flush_result res;
         flush_done_fn cb;
         void *ud;
@@ -50,14 +57,21 @@ struct flushes {
 struct flush_waiter *flush_add(struct flushes *fl, uint64_t first, uint64_t target,
                                uint64_t covered, uint64_t deadline, flush_done_fn cb, void *ud);
 
+/* The datagram drain has reached mark: each open waiter whose drain is
+ * at most mark closes, now covering seqs up to target (held: how many
+ * of the new ones are held). */
+void flush_drained(struct flushes *fl, uint64_t mark, uint64_t target, flush_held_fn held,
+                   void *ctx);
+
 /* Events lo..hi (seqs) left other than by delivery, for reason why. */
 void flush_dropped(struct flushes *fl, uint64_t lo, uint64_t hi, enum stats_drop why);
 /* Seqs lo..hi turned out never to have been events (a replay's gaps):
  * no longer covered. */
 void flush_gone(struct flushes *fl, uint64_t lo, uint64_t hi);
 
-/* Settle the waiters that are done (every seq they cover is below
- * low_water, the oldest seq still held) or past their deadline at now.
+/* Settle the waiters that are done (closed, and every seq they cover
+ * is below low_water, the oldest seq still held) or past their
+ * deadline at now.
  * True when any waiter is settled and waits for flush_answer. */
 bool flush_settle(struct flushes *fl, uint64_t low_water, uint64_t now, flush_held_fn held,
                   void *ctx);
