@@ -20,7 +20,8 @@ duration and its watchdog gaps are printed too.
 The machine is shared: the load average is printed with the figures.
 
 usage: bench/run-hostile-loop.py [-b BUILD_DIR] [--seconds S]
-                                 [--senders N] [--watchdog-sec S]
+                                 [--senders N] [--inflight N]
+                                 [--watchdog-sec S]
                                  [--config section__key=value ...]
 """
 
@@ -58,6 +59,8 @@ def main():
     ap.add_argument('--seconds', type=float, default=12.0)
     ap.add_argument('--senders', type=int, default=2)
     ap.add_argument('--watchdog-sec', type=float, default=2.0)
+    ap.add_argument('--inflight', type=int, default=8,
+                    help='datagrams each sender may have queued')
     ap.add_argument('--config', action='append', default=[],
                     help='section__key=value for the daemon')
     a = ap.parse_args()
@@ -83,7 +86,7 @@ def main():
 def attack(a, d, up, wd, overrides):
     # The largest datagram it takes: the default, 256K, unless set.
     size = parse_size(overrides.get('listen__max_datagram_bytes', '256K'))
-    flood = Flooder(d.events_socket, size, a.senders)
+    flood = Flooder(d.events_socket, size, a.senders, inflight=a.inflight)
     probe = PingProbe(d.control_socket, timeout=300)
     sent_ids, flushes, fails = [], [], []
     stop = threading.Event()

@@ -24,15 +24,24 @@ struct flush_waiter *flush_add(struct flushes *fl, uint64_t first, uint64_t targ
         return w;
 }
 
-void flush_drained(struct flushes *fl, uint64_t mark, uint64_t target, flush_held_fn held,
-                   void *ctx)
+void flush_open(struct flush_waiter *w, uint64_t drain)
+{
+        w->drain = drain;
+        w->target = UINT64_MAX;
+}
+
+void flush_pushed(struct flushes *fl, uint64_t n)
+{
+        for (struct flush_waiter *w = fl->waiting; w; w = w->next)
+                if (w->drain)
+                        w->res.covered += n;
+}
+
+void flush_drained(struct flushes *fl, uint64_t mark, uint64_t target)
 {
         for (struct flush_waiter *w = fl->waiting; w; w = w->next) {
-                if (!w->drain || w->drain > mark)
-                        continue;
-                w->drain = 0;
-                if (target > w->target) {
-                        w->res.covered += held(ctx, w->target + 1, target);
+                if (w->drain && w->drain <= mark) {
+                        w->drain = 0;
                         w->target = target;
                 }
         }

@@ -11,9 +11,10 @@
  *
  * A flush also covers the datagrams queued in the events socket when it
  * began, which are read in slices over several turns of the loop (see
- * dgram.c). Until they are, the waiter is open (drain != 0): it cannot
- * be done, and when they are read (flush_drained) its target grows to
- * the newest event, so it covers what they carried.
+ * dgram.c). Until they are, the waiter is open (drain != 0, target
+ * UINT64_MAX): it cannot be done, it covers every event taken in
+ * meanwhile (flush_pushed), and when the drain is done (flush_drained)
+ * its target becomes the newest event's.
  */
 #ifndef SEGOPSD_FLUSH_H
 #define SEGOPSD_FLUSH_H
@@ -57,11 +58,13 @@ struct flushes {
 struct flush_waiter *flush_add(struct flushes *fl, uint64_t first, uint64_t target,
                                uint64_t covered, uint64_t deadline, flush_done_fn cb, void *ud);
 
+/* Make w open until the datagram drain reaches drain. */
+void flush_open(struct flush_waiter *w, uint64_t drain);
+/* n events were taken in (the newest seqs): the open waiters cover them. */
+void flush_pushed(struct flushes *fl, uint64_t n);
 /* The datagram drain has reached mark: each open waiter whose drain is
- * at most mark closes, now covering seqs up to target (held: how many
- * of the new ones are held). */
-void flush_drained(struct flushes *fl, uint64_t mark, uint64_t target, flush_held_fn held,
-                   void *ctx);
+ * at most mark closes, covering seqs up to target (the newest). */
+void flush_drained(struct flushes *fl, uint64_t mark, uint64_t target);
 
 /* Events lo..hi (seqs) left other than by delivery, for reason why. */
 void flush_dropped(struct flushes *fl, uint64_t lo, uint64_t hi, enum stats_drop why);

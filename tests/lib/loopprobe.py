@@ -25,8 +25,12 @@ class Flooder:
     sendto() whenever the daemon's queue is full: the queue stays full
     for as long as the flooder runs."""
 
-    def __init__(self, path, size, nthreads=2, line=b'x\n'):
+    def __init__(self, path, size, nthreads=2, line=b'x\n', inflight=2):
+        """inflight: datagrams each sender may have queued (the kernel
+        charges them to its send buffer): more keep the socket fuller,
+        and make a flush or a stop read longer."""
         self.path = path
+        self.inflight = inflight
         self.payload = line * (size // len(line))
         self.nthreads = nthreads
         self.sent = 0
@@ -37,28 +41,26 @@ class Flooder:
 
     def _run(self):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        # Room for a few of the big datagrams in flight per socket (the
-        # kernel charges queued datagrams to the sender's buffer).
+        # The kernel doubles the value, and needs some room for its own.
         s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
-                     4 * len(self.payload))
+                     self.inflight * len(self.payload) // 2 + 4096)
         # A blocked send must notice stop() soon.
         s.settimeout(0.1)
-        n = err = 0
         try:
             while not self._stop.is_set():
                 try:
                     s.sendto(self.payload, self.path)
-                    n += 1
+                    with self._lock:
+                        self.sent += 1
                 except socket.timeout:
                     continue
                 except OSError:
-                    err += 1  # the daemon stopped (EPIPE, ENOENT, ...)
+                    # The daemon stopped (EPIPE, ENOENT, ...).
+                    with self._lock:
+                        self.errors += 1
                     self._stop.wait(0.01)
         finally:
             s.close()
-            with self._lock:
-                self.sent += n
-                self.errors += err
 
     def start(self):
         for _ in range(self.nthreads):
