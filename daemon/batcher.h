@@ -68,12 +68,12 @@ struct batcher {
         bool interval_due;     /* cut partial batches */
         uint64_t paused_until; /* loop ms; Retry-After pauses sending */
         uint64_t flush_target; /* cut partial batches up to this seq */
-        /* The events socket's drain (dgram.c), in datagrams read: new
-         * flushes wait for drain_goal, which is at drain_reached. */
-        uint64_t drain_goal, drain_reached;
         bool draining;         /* stopping: send everything */
         bool closed;
         struct upstream_health up;
+        /* The events socket's drains (dgram.c), by ticket: the last one
+         * begun, the last one done. Flushes begun in between wait. */
+        uint64_t drain_goal, drain_reached;
 };
 
 /* session gives the bearer of each request (the key itself for sk_).

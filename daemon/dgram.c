@@ -100,16 +100,16 @@ struct dgram {
         struct mmsghdr msgs[DGRAM_VLEN];
         struct iovec iov[DGRAM_VLEN];
         union dgram_cmsg cmsg[DGRAM_VLEN]; /* passed fds (memfds) */
-        unsigned nmsgs, next; /* received by the last recvmmsg; next to handle */
+        unsigned nmsgs, next;              /* received by the last recvmmsg; next to handle */
         struct dgram_cursor cur;
-        unsigned qlen;       /* most datagrams the kernel queues (+1) */
+        unsigned qlen; /* most datagrams the kernel queues (+1) */
         /* Drains, numbered by ticket: the last one begun, the last one
          * done; the one that ends by count (its marker found the queue
          * full, or the stop's) when done reaches count_goal. */
         uint64_t ticket, reached;
         uint64_t count_ticket, count_goal;
-        uint64_t done; /* datagrams handled since the start */
-        int mark_fd;   /* sends the markers; -1: none (drains end by count) */
+        uint64_t done;                /* datagrams handled since the start */
+        int mark_fd;                  /* sends the markers; -1: none (drains end by count) */
         struct sockaddr_storage addr; /* the socket's own, for the markers */
         socklen_t addrlen;
         uint8_t nonce[16];
@@ -169,7 +169,6 @@ static void read_meta(struct msghdr *h, struct dgram_meta *m)
                 }
         }
 }
-
 
 static void reach(struct dgram *g, uint64_t ticket)
 {
@@ -452,6 +451,19 @@ static void on_readable(uv_poll_t *h, int status, int events);
 static void on_more(uv_idle_t *h);
 static void close_handles(struct dgram *g);
 
+/* uv_poll_start() re-registers the fd even when it is on already:
+ * only on a change, not after every slice. */
+static void poll_set(struct dgram *g, bool on)
+{
+        if (on == g->polling)
+                return;
+        g->polling = on;
+        if (on)
+                uv_poll_start(&g->poll, UV_READABLE, on_readable);
+        else
+                uv_poll_stop(&g->poll);
+}
+
 /* What runs next: more slices from the idle handle while received
  * datagrams wait (unless paused) or a drain is owed; else the socket's
  * poll, unless paused (the pause timer resumes) or the stop's drain is
@@ -460,7 +472,7 @@ static void schedule(struct dgram *g)
 {
         if (draining(g) || (g->paused_at == 0 && buffered(g))) {
                 uv_idle_start(&g->more, on_more);
-                uv_poll_stop(&g->poll);
+                poll_set(g, false);
                 return;
         }
         uv_idle_stop(&g->more);
@@ -468,10 +480,7 @@ static void schedule(struct dgram *g)
                 close_handles(g);
                 return;
         }
-        if (g->paused_at == 0)
-                uv_poll_start(&g->poll, UV_READABLE, on_readable);
-        else
-                uv_poll_stop(&g->poll);
+        poll_set(g, g->paused_at == 0);
 }
 
 static void on_pause_check(uv_timer_t *t)
@@ -611,7 +620,7 @@ int dgram_open(struct daemon *d)
         uv_idle_init(d->loop, &g->more);
         g->more.data = g;
         g->open_handles = 3;
-        uv_poll_start(&g->poll, UV_READABLE, on_readable);
+        poll_set(g, true);
         d->dgram = g;
         return 0;
 fail:

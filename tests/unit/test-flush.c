@@ -76,11 +76,11 @@ START_TEST(test_open_until_the_drain_is_done)
         held_lo = 5;
         held_hi = 4;
         ck_assert(!flush_settle(&fl, UINT64_MAX, 10, held, NULL)); /* not done: open */
-        flush_pushed(&fl, 3); /* the drain read 5..7 */
+        flush_pushed(&fl, 3);                                      /* the drain read 5..7 */
         held_hi = 7;
         flush_drained(&fl, 3, 7);
         ck_assert(!flush_settle(&fl, 5, 20, held, NULL)); /* 5..7 held */
-        flush_pushed(&fl, 2); /* 8, 9 came with drain 4 */
+        flush_pushed(&fl, 2);                             /* 8, 9 came with drain 4 */
         flush_dropped(&fl, 9, 9, DROP_MEMORY_FULL);
         held_lo = 8;
         held_hi = 8; /* 5..7 delivered */
