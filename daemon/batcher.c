@@ -363,7 +363,7 @@ static void evicted(void *ud, uint64_t seq)
         ev->n++;
 }
 
-int batcher_push(struct batcher *b, const char *ev, size_t len, size_t *ret_evicted)
+static int push(struct batcher *b, const char *ev, size_t len, size_t *ret_evicted)
 {
         struct evictions out = { b, 0 };
         uint64_t seq = b->next_seq;
@@ -384,6 +384,17 @@ int batcher_push(struct batcher *b, const char *ev, size_t len, size_t *ret_evic
         if (b->spool)
                 batcher__memonly_add(b, seq, seq);
         return 0;
+}
+
+int batcher_push(struct batcher *b, const char *ev, size_t len, size_t *ret_evicted)
+{
+        uint64_t seq = b->next_seq;
+        int r = push(b, ev, len, ret_evicted);
+
+        /* Flushes still waiting for the datagram drain cover it. */
+        if (b->next_seq > seq && b->drain_reached < b->drain_goal)
+                flush_pushed(&b->flushes, b->next_seq - seq);
+        return r;
 }
 
 void batcher_reconfigure(struct batcher *b)
@@ -424,6 +435,8 @@ struct flush_waiter *batcher_flush(struct batcher *b, uint64_t timeout_ms, flush
                       batcher__now(b) + timeout_ms, cb, ud);
         if (!w)
                 return NULL;
+        if (b->drain_reached < b->drain_goal)
+                flush_open(w, b->drain_goal);
         if (target > b->flush_target)
                 b->flush_target = target;
         batcher__pump(b);
@@ -433,6 +446,27 @@ struct flush_waiter *batcher_flush(struct batcher *b, uint64_t timeout_ms, flush
 void batcher_flush_cancel(struct batcher *b, struct flush_waiter *w)
 {
         flush_cancel(&b->flushes, w);
+}
+
+void batcher_drain_goal(struct batcher *b, uint64_t goal)
+{
+        if (goal > b->drain_goal)
+                b->drain_goal = goal;
+}
+
+void batcher_drain_reached(struct batcher *b, uint64_t mark)
+{
+        uint64_t target = b->next_seq - 1;
+
+        if (mark <= b->drain_reached)
+                return;
+        b->drain_reached = mark;
+        if (b->closed)
+                return;
+        flush_drained(&b->flushes, mark, target);
+        if (target > b->flush_target)
+                b->flush_target = target;
+        batcher__pump(b);
 }
 
 uint64_t batcher_held(const struct batcher *b)

@@ -71,6 +71,9 @@ struct batcher {
         bool draining;         /* stopping: send everything */
         bool closed;
         struct upstream_health up;
+        /* The events socket's drains (dgram.c), by ticket: the last one
+         * begun, the last one done. Flushes begun in between wait. */
+        uint64_t drain_goal, drain_reached;
 };
 
 /* session gives the bearer of each request (the key itself for sk_).
@@ -108,6 +111,13 @@ struct flush_waiter *batcher_flush(struct batcher *b, uint64_t timeout_ms, flush
                                    void *ud);
 /* The requester went away: forget the waiter, do not call it. */
 void batcher_flush_cancel(struct batcher *b, struct flush_waiter *w);
+/* The events socket's reader started a drain (of what it holds now)
+ * that ends when it has read goal datagrams in all: flushes started
+ * from now on cover what that drain reads. */
+void batcher_drain_goal(struct batcher *b, uint64_t goal);
+/* The drain got as far as mark (every goal up to mark is reached): the
+ * flushes that waited for it now cover every event held. */
+void batcher_drain_reached(struct batcher *b, uint64_t mark);
 
 /* The config was reloaded: new limits, the flush_interval timer, and a
  * look at what is queued (batch_size or max_batch_bytes may be lower). */

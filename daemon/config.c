@@ -90,6 +90,8 @@ const struct cfg_key cfg_keys[] = {
         KUNS("listen", "max_datagram_bytes", max_datagram_bytes, T_SIZE, PROTO_DATAGRAM_MIN,
              4 * MIB),
         KUNS("listen", "dgram_burst", dgram_burst, T_UINT, 1, 4096),
+        KUNS("listen", "read_burst_lines", read_burst_lines, T_UINT, 16, 1048576),
+        KUNS("listen", "read_burst_bytes", read_burst_bytes, T_SIZE, 64 * KIB, 64 * MIB),
 
         KUNS("log", "level", log_level, T_LOG_LEVEL, 0, 0),
         KUNS("log", "rate", log_rate, T_UINT, 0, 1000000),
@@ -164,6 +166,8 @@ void cfg_defaults(struct cfg *c)
         c->stop_grace = 1;
         c->max_datagram_bytes = 0; /* auto: see cfg_datagram_bytes() */
         c->dgram_burst = 256;
+        c->read_burst_lines = 4096;
+        c->read_burst_bytes = MIB;
 
         c->log_level = CFG_LOG_INFO;
         c->log_rate = 10;

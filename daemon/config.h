@@ -82,6 +82,9 @@ struct cfg {
         size_t max_datagram_bytes;        /* one datagram, all its messages;
                                        0 (default) = cfg_datagram_bytes() */
         unsigned dgram_burst;             /* datagrams read per wakeup, default 256 */
+        unsigned read_burst_lines;        /* datagram lines handled per wakeup,
+                                             default 4096 */
+        size_t read_burst_bytes;          /* and their bytes, default 1M */
 
         /* The sockets' group: CFG_GROUP_OWN (default) = the daemon's. */
         gid_t socket_group;

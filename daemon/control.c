@@ -161,6 +161,24 @@ static json_t *stats_json(struct daemon *d)
         /* clang-format on */
 }
 
+/* The datagram reader's per-wakeup and drain bounds (issue 10), in
+ * "ingest" beside its other counters. */
+static json_t *add_dgram_bounds(const struct daemon *d, json_t *j)
+{
+        const struct stats *s = &d->stats;
+        json_t *in = j ? json_object_get(j, "ingest") : NULL;
+
+        if (in) {
+                json_object_set_new(in, "burst_limited",
+                                    json_integer((json_int_t)s->dgram_burst_limited));
+                json_object_set_new(in, "drains_capped",
+                                    json_integer((json_int_t)s->dgram_drains_capped));
+                json_object_set_new(in, "unread_at_stop",
+                                    json_integer((json_int_t)s->dgram_unread_at_stop));
+        }
+        return j;
+}
+
 int control_reply_sync(struct daemon *d, const struct proto_msg *msg, pid_t pid, uid_t uid,
                        struct proto_buf *out)
 {
@@ -171,7 +189,7 @@ int control_reply_sync(struct daemon *d, const struct proto_msg *msg, pid_t pid,
         case PROTO_OP_PING:
                 return dump_line(json_pack("{s:b s:s}", "ok", 1, "version", SEGOPS_VERSION), out);
         case PROTO_OP_STATS:
-                j = stats_json(d);
+                j = add_dgram_bounds(d, stats_json(d));
                 if (j)
                         json_object_set_new(
                                 j, "client_dropped_clamped",

@@ -24,6 +24,29 @@ struct flush_waiter *flush_add(struct flushes *fl, uint64_t first, uint64_t targ
         return w;
 }
 
+void flush_open(struct flush_waiter *w, uint64_t drain)
+{
+        w->drain = drain;
+        w->target = UINT64_MAX;
+}
+
+void flush_pushed(struct flushes *fl, uint64_t n)
+{
+        for (struct flush_waiter *w = fl->waiting; w; w = w->next)
+                if (w->drain)
+                        w->res.covered += n;
+}
+
+void flush_drained(struct flushes *fl, uint64_t mark, uint64_t target)
+{
+        for (struct flush_waiter *w = fl->waiting; w; w = w->next) {
+                if (w->drain && w->drain <= mark) {
+                        w->drain = 0;
+                        w->target = target;
+                }
+        }
+}
+
 void flush_dropped(struct flushes *fl, uint64_t lo, uint64_t hi, enum stats_drop why)
 {
         for (struct flush_waiter *w = fl->waiting; w; w = w->next) {
@@ -66,7 +89,7 @@ bool flush_settle(struct flushes *fl, uint64_t low_water, uint64_t now, flush_he
         while (*p) {
                 struct flush_waiter *w = *p;
 
-                if (low_water > w->target || now >= w->deadline) {
+                if ((!w->drain && low_water > w->target) || now >= w->deadline) {
                         *p = w->next;
                         settle(w, 0, held, ctx);
                         w->next = fl->settled;

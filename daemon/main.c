@@ -139,6 +139,9 @@ static void finish_stop(struct runtime *rt)
         bool spooled = d->spool != NULL; /* closed below, before the report */
         uint64_t lost, held;
 
+        /* Datagrams the stop could not read in time are counted and
+         * let go; no more events come in after this. */
+        dgram_close_now(d);
         /* Requests in flight are aborted first: their callbacks get no
          * answer (and judge nothing), and no request uses a batch's body
          * once the batcher frees it. */
@@ -165,7 +168,8 @@ static void on_stop_poll(uv_timer_t *t)
 {
         struct runtime *rt = t->data;
 
-        if (batcher_idle(&rt->d.batcher) || uv_now(rt->d.loop) >= rt->stop_deadline)
+        if ((!dgram_closing(&rt->d) && batcher_idle(&rt->d.batcher)) ||
+            uv_now(rt->d.loop) >= rt->stop_deadline)
                 finish_stop(rt);
 }
 

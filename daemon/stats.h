@@ -47,6 +47,13 @@ struct stats {
         uint64_t dgram_memfd;     /* datagrams passed as sealed memfds */
         uint64_t dgram_pauses;    /* reading paused: memory 3/4 full */
         uint64_t dgram_paused_ms; /* total time paused */
+        /* Wakeups cut at read_burst_lines/bytes; flush drains that
+         * ended at the queue's length (no room for their marker), not
+         * at their marker or an empty queue; datagrams the stop left
+         * unread (stop_timeout). */
+        uint64_t dgram_burst_limited;
+        uint64_t dgram_drains_capped;
+        uint64_t dgram_unread_at_stop;
         uint64_t conn_accepted;
         uint64_t conn_refused;     /* over max_connections */
         uint64_t conn_refused_uid; /* over max_connections_per_uid */

@@ -549,8 +549,9 @@ class SegopsTestCase(unittest.TestCase):
             return
         shutil.rmtree(self.tmpdir, ignore_errors=True)
 
-    def make_daemon(self, key=None, url=None, **overrides):
-        """A configured, not yet started Daemon; cleanup is registered."""
+    def make_daemon(self, key=None, url=None, env=None, **overrides):
+        """A configured, not yet started Daemon; cleanup is registered.
+        env: variables for the daemon's environment."""
         if self.ca_file is not None:
             overrides.setdefault('upstream__ca_file', self.ca_file)
         # A second daemon in one test gets its own directory: socket
@@ -560,7 +561,8 @@ class SegopsTestCase(unittest.TestCase):
             ddir = os.path.join(self.tmpdir, 'd%d' % (len(self.daemons) + 1))
             os.makedirs(ddir)
         d = Daemon(ddir, url or self.upstream.url,
-                   key if key is not None else self.api_key, **overrides)
+                   key if key is not None else self.api_key, env=env,
+                   **overrides)
         self.daemons.append(d)
         # Cleanups run last-in first-out: stop the daemon, then look for
         # a sanitizer report in what it wrote (an ASan build exits 0 from

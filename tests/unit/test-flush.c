@@ -60,6 +60,50 @@ START_TEST(test_only_its_own_drops_count)
 }
 END_TEST
 
+/* A flush begun while the events socket is drained (dgram.c) waits for
+ * the drain and covers what comes in meanwhile, delivered or not. */
+START_TEST(test_open_until_the_drain_is_done)
+{
+        struct flushes fl = { 0 };
+        struct seen a = { 0 }, b = { 0 };
+        struct flush_waiter *w = flush_add(&fl, 5, 4, 0, 1000, on_done, &a);
+
+        ck_assert_ptr_nonnull(w);
+        flush_open(w, 3); /* nothing held yet; datagrams still to read */
+        w = flush_add(&fl, 5, 4, 0, 1000, on_done, &b);
+        ck_assert_ptr_nonnull(w);
+        flush_open(w, 4);
+        held_lo = 5;
+        held_hi = 4;
+        ck_assert(!flush_settle(&fl, UINT64_MAX, 10, held, NULL)); /* not done: open */
+        flush_pushed(&fl, 3);                                      /* the drain read 5..7 */
+        held_hi = 7;
+        flush_drained(&fl, 3, 7);
+        ck_assert(!flush_settle(&fl, 5, 20, held, NULL)); /* 5..7 held */
+        flush_pushed(&fl, 2);                             /* 8, 9 came with drain 4 */
+        flush_dropped(&fl, 9, 9, DROP_MEMORY_FULL);
+        held_lo = 8;
+        held_hi = 8; /* 5..7 delivered */
+        ck_assert(flush_settle(&fl, 8, 30, held, NULL));
+        flush_answer(&fl);
+        ck_assert_int_eq(a.calls, 1);
+        ck_assert_int_eq(a.r.result, 0);
+        ck_assert_uint_eq(a.r.covered, 3);
+        ck_assert_uint_eq(a.r.delivered, 3);
+        ck_assert_uint_eq(a.r.dropped, 0);
+        ck_assert_int_eq(b.calls, 0); /* its drain is not done */
+        flush_drained(&fl, 4, 9);
+        ck_assert(!flush_settle(&fl, 8, 40, held, NULL));
+        ck_assert(flush_settle(&fl, 8, 1000, held, NULL)); /* its deadline */
+        flush_answer(&fl);
+        ck_assert_int_eq(b.r.result, -ETIMEDOUT);
+        ck_assert_uint_eq(b.r.covered, 5);
+        ck_assert_uint_eq(b.r.dropped, 1);
+        ck_assert_uint_eq(b.r.pending, 1);
+        ck_assert_uint_eq(b.r.delivered, 3);
+}
+END_TEST
+
 START_TEST(test_waits_until_its_events_are_resolved)
 {
         struct flushes fl = { 0 };
@@ -143,6 +187,7 @@ static Suite *flush_suite(void)
 
         tcase_add_test(tc, test_only_its_own_drops_count);
         tcase_add_test(tc, test_waits_until_its_events_are_resolved);
+        tcase_add_test(tc, test_open_until_the_drain_is_done);
         tcase_add_test(tc, test_deadline_reports_pending);
         tcase_add_test(tc, test_cancel_waiting_or_settled);
         tcase_add_test(tc, test_close_answers_everyone);
