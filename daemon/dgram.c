@@ -81,7 +81,7 @@ union dgram_cmsg {
 struct dgram_cursor {
         const char *p;
         size_t len, pos;
-        void *map; /* a memfd's mapping, unmapped at the end; or NULL */
+        void *map;             /* a memfd's mapping, unmapped at the end; or NULL */
         struct client_id peer; /* its sender, for the ops in it */
         bool active;
 };
