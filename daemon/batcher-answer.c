@@ -197,8 +197,7 @@ void batcher__on_response(void *ud, const struct fwd_result *res)
         }
         if (v.forget_token)
                 session_rejected(b->session, x->token_gen);
-        if (v.set_state)
-                b->up.state = v.state;
+        batcher__note_answer(b, &v, in.dry_run);
         log_verdict(b, x, res, &v, prev);
         switch (v.action) {
         case RESP_DELIVERED: delivered(b, x, res); break;

@@ -20,6 +20,12 @@ void batcher__pump(struct batcher *b);
  * the flushes that cover them. */
 void batcher__lose(struct batcher *b, uint64_t lo, uint64_t hi, enum stats_drop why);
 
+/* The upstream is in state s now (since_ms restarts on a change). */
+void batcher__set_state(struct batcher *b, enum upstream_state s);
+/* Keep the upstream's health after an answer with verdict v: its state,
+ * and the failures since the last success (not for a dry run). */
+void batcher__note_answer(struct batcher *b, const struct resp_verdict *v, bool dry_run);
+
 /* Batches waiting out a backoff may go at once (not a Retry-After). */
 void batcher__release_backoffs(struct batcher *b);
 

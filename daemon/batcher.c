@@ -174,7 +174,12 @@ static void send_batch(struct batcher *b, struct batch *x, const char *bearer, u
 
         if (ret < 0) {
                 x->not_before = batcher__now(b) + START_RETRY_MS;
-                b->up.state = UPSTREAM_SEND_ERROR;
+                batcher__set_state(b, UPSTREAM_SEND_ERROR);
+                if (!b->up.failing) {
+                        b->up.failing = true;
+                        b->up.failing_since_ms = batcher__now(b);
+                }
+                b->up.failures++;
                 snprintf(b->up.last_error, sizeof(b->up.last_error), "cannot start a request: %s",
                          strerror(-ret));
                 log_limited(LOG_ERR, "send", "%s", b->up.last_error);
@@ -339,6 +344,7 @@ void batcher_init(struct batcher *b, uv_loop_t *loop, const struct cfg *cfg, str
         if (spool)
                 batcher__spool_start(b);
         b->up.state = fwd_dry_run(fwd) ? UPSTREAM_DRY_RUN : UPSTREAM_IDLE;
+        b->up.since_ms = uv_now(loop);
         q_init(&b->queue, cfg->max_memory, cfg->when_full);
         set_reserve(b);
         uv_timer_init(loop, &b->interval);
@@ -501,6 +507,73 @@ size_t batcher_memory_limit(const struct batcher *b)
 const struct upstream_health *batcher_upstream(const struct batcher *b)
 {
         return &b->up;
+}
+
+bool upstream_state_failing(enum upstream_state s)
+{
+        return s != UPSTREAM_IDLE && s != UPSTREAM_OK && s != UPSTREAM_DRY_RUN;
+}
+
+void batcher__set_state(struct batcher *b, enum upstream_state s)
+{
+        if (s == b->up.state)
+                return;
+        b->up.state = s;
+        b->up.since_ms = batcher__now(b);
+}
+
+void batcher__note_answer(struct batcher *b, const struct resp_verdict *v, bool dry_run)
+{
+        if (v->set_state)
+                batcher__set_state(b, v->state);
+        if (dry_run)
+                return;
+        if (v->action == RESP_DELIVERED) {
+                b->up.failing = false;
+                b->up.failures = 0;
+        } else if (v->set_state && upstream_state_failing(v->state)) {
+                /* A 400 or a 413 is an answer, not a failure to deliver. */
+                if (!b->up.failing) {
+                        b->up.failing = true;
+                        b->up.failing_since_ms = batcher__now(b);
+                }
+                b->up.failures++;
+        }
+}
+
+uint64_t batcher_retry_in(const struct batcher *b)
+{
+        uint64_t t = batcher__now(b), next = UINT64_MAX;
+
+        for (const struct batch *x = b->batches; x; x = x->next) {
+                uint64_t due = x->not_before > b->paused_until ? x->not_before : b->paused_until;
+
+                if (x->state == BATCH_READY && due > t && due < next)
+                        next = due;
+        }
+        return next == UINT64_MAX ? 0 : next - t;
+}
+
+uint64_t batcher_paused_for(const struct batcher *b)
+{
+        uint64_t t = batcher__now(b);
+
+        return b->paused_until > t ? b->paused_until - t : 0;
+}
+
+uint64_t batcher_oldest_seq(const struct batcher *b)
+{
+        uint64_t low;
+
+        if (!batcher_held(b))
+                return 0;
+        low = low_water(b);
+        return low == UINT64_MAX ? 0 : low;
+}
+
+uint64_t batcher_next_seq(const struct batcher *b)
+{
+        return b->next_seq;
 }
 
 bool batcher_upstream_healthy(const struct batcher *b)

@@ -38,6 +38,10 @@ struct upstream_health {
         enum upstream_state state;
         long last_status; /* the last HTTP status; 0 before any */
         char last_error[256];
+        uint64_t since_ms;         /* loop ms: state last changed (or the start) */
+        bool failing;              /* a request failed since the last success */
+        uint64_t failing_since_ms; /* loop ms: the first of those failures */
+        uint64_t failures;         /* failed requests since the last success */
 };
 
 struct batcher {
@@ -133,6 +137,18 @@ uint64_t batcher_disk_only(const struct batcher *b);
 size_t batcher_memory(const struct batcher *b);
 size_t batcher_memory_limit(const struct batcher *b);
 const struct upstream_health *batcher_upstream(const struct batcher *b);
+/* The state is one of failure (retrying, throttled, auth_error,
+ * tls_error, redirected, send_error). */
+bool upstream_state_failing(enum upstream_state s);
+/* Loop ms until the next attempt that waits (a backoff or a Retry-After
+ * pause), 0 when none waits. */
+uint64_t batcher_retry_in(const struct batcher *b);
+/* Loop ms left of a Retry-After pause, 0 when none. */
+uint64_t batcher_paused_for(const struct batcher *b);
+/* The seq of the oldest event held (in memory or on disk), 0 if none;
+ * the seq the next accepted event gets. */
+uint64_t batcher_oldest_seq(const struct batcher *b);
+uint64_t batcher_next_seq(const struct batcher *b);
 /* The last answer was a success, or there was none yet (or this is a
  * dry run). */
 bool batcher_upstream_healthy(const struct batcher *b);

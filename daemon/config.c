@@ -95,6 +95,7 @@ const struct cfg_key cfg_keys[] = {
 
         KUNS("log", "level", log_level, T_LOG_LEVEL, 0, 0),
         KUNS("log", "rate", log_rate, T_UINT, 0, 1000000),
+        KDBL("log", "status_interval", status_interval, 0, false, 3600),
 };
 
 #define CFG_NKEYS (sizeof(cfg_keys) / sizeof(cfg_keys[0]))
@@ -171,6 +172,7 @@ void cfg_defaults(struct cfg *c)
 
         c->log_level = CFG_LOG_INFO;
         c->log_rate = 10;
+        c->status_interval = 5;
 }
 
 void cfg_free(struct cfg *c)

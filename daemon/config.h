@@ -94,6 +94,7 @@ struct cfg {
         /* [log] */
         enum cfg_log_level log_level; /* err|warn|info|debug, default info */
         unsigned log_rate;            /* messages per key per 10 s, default 10 */
+        double status_interval;       /* seconds between STATUS= updates, default 5 */
 };
 
 /* The datagram bound in force: max_datagram_bytes when set, else 256K

@@ -12,7 +12,9 @@
 #include "clock.h"
 #include "daemon.h"
 #include "log.h"
+#include "metrics.h"
 #include "spool.h"
+#include "status.h"
 
 /* A report counts what its sender lost since its last one; a count
  * beyond max_client_dropped_report is a lie or a bug, and would bury
@@ -179,22 +181,89 @@ static json_t *add_dgram_bounds(const struct daemon *d, json_t *j)
         return j;
 }
 
+static double ms_to_s(uint64_t ms)
+{
+        return (double)ms / 1000.0;
+}
+
+/* Issue 12's additions, for status and health: how long the upstream's
+ * state has lasted, how long delivery has been failing, what waits; the
+ * recent rates; the oldest held event's age; STATUS= counters. */
+static json_t *add_health(struct daemon *d, json_t *j)
+{
+        const struct upstream_health *up = batcher_upstream(&d->batcher);
+        json_t *u = j ? json_object_get(j, "upstream") : NULL;
+        uint64_t now = uv_now(d->loop);
+        bool failing = upstream_state_failing(up->state) && up->failing;
+        struct rates_sample s;
+        struct rates_view v;
+        char url[512];
+
+        if (!u)
+                return j;
+        if (fwd_dry_run(&d->fwd))
+                snprintf(url, sizeof(url), "stdout");
+        else
+                status_public_url(d->cfg.api_url ? d->cfg.api_url : "", url, sizeof(url));
+        json_object_set_new(u, "url", json_string(url));
+        json_object_set_new(u, "since_s", json_real(ms_to_s(now - up->since_ms)));
+        json_object_set_new(u, "failing_s",
+                            json_real(failing ? ms_to_s(now - up->failing_since_ms) : 0.0));
+        json_object_set_new(u, "retry_in_s", json_real(ms_to_s(batcher_retry_in(&d->batcher))));
+        json_object_set_new(u, "paused_s", json_real(ms_to_s(batcher_paused_for(&d->batcher))));
+        json_object_set_new(u, "failures", json_integer((json_int_t)up->failures));
+        status_sample(d, &s);
+        rates_view(&d->status.rates, &s, &v);
+        json_object_set_new(
+                j, "rates",
+                json_pack("{s:f s:f s:f s:f s:I s:I s:I}", "in_10s", v.in_10s, "out_10s",
+                          v.out_10s, "in_1m", v.in_1m, "out_1m", v.out_1m, "dropped_1m",
+                          (json_int_t)v.dropped_1m, "rejected_1m", (json_int_t)v.rejected_1m,
+                          "marks_thinned", (json_int_t)d->status.rates.thinned));
+        json_object_set_new(j, "oldest_held_age_s", json_real(status_oldest_age_s(d)));
+        json_object_set_new(j, "status",
+                            json_pack("{s:I s:I}", "sent", (json_int_t)d->status.sent,
+                                      "deferred", (json_int_t)d->status.deferred));
+        return j;
+}
+
+/* The whole stats reply. */
+static json_t *full_stats(struct daemon *d)
+{
+        json_t *j = add_health(d, add_dgram_bounds(d, stats_json(d)));
+
+        if (j)
+                json_object_set_new(j, "client_dropped_clamped",
+                                    json_integer((json_int_t)d->stats.client_dropped_clamped));
+        return j;
+}
+
+/* The metrics op: stats as Prometheus text, in one JSON line. */
+static int metrics_reply(struct daemon *d, struct proto_buf *out)
+{
+        struct proto_buf text = { 0 };
+        json_t *j = full_stats(d);
+        int r = j ? metrics_text(j, &text) : -ENOMEM;
+
+        json_decref(j);
+        if (r == 0)
+                r = proto_buf_append(&text, "", 1); /* NUL */
+        if (r == 0)
+                r = dump_line(json_pack("{s:b s:s}", "ok", 1, "text", text.data), out);
+        proto_buf_free(&text);
+        return r;
+}
+
 int control_reply_sync(struct daemon *d, const struct proto_msg *msg, pid_t pid, uid_t uid,
                        struct proto_buf *out)
 {
         const struct client_id peer = { .pid = pid, .uid = uid, .verified = uid != (uid_t)-1 };
-        json_t *j;
 
         switch (msg->op) {
         case PROTO_OP_PING:
                 return dump_line(json_pack("{s:b s:s}", "ok", 1, "version", SEGOPS_VERSION), out);
-        case PROTO_OP_STATS:
-                j = add_dgram_bounds(d, stats_json(d));
-                if (j)
-                        json_object_set_new(
-                                j, "client_dropped_clamped",
-                                json_integer((json_int_t)d->stats.client_dropped_clamped));
-                return dump_line(j, out);
+        case PROTO_OP_STATS: return dump_line(full_stats(d), out);
+        case PROTO_OP_METRICS: return metrics_reply(d, out);
         default:
                 if (control_quiet_op(d, msg, &peer))
                         return dump_line(json_pack("{s:b}", "ok", 1), out);

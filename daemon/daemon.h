@@ -25,6 +25,7 @@
 #include "ingest.h"
 #include "session.h"
 #include "stats.h"
+#include "status.h"
 
 struct dgram;
 struct conn_server;
@@ -45,6 +46,7 @@ struct daemon {
         struct ingest ingest;
         struct dgram *dgram;
         struct conn_server *conns;
+        struct status status; /* STATUS= and the rates of stats */
 };
 
 #endif

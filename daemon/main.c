@@ -310,6 +310,7 @@ static int run(struct runtime *rt)
                 return r;
         }
         wire(d);
+        status_start(d);
         uv_timer_init(d->loop, &rt->stop_timer);
         rt->stop_timer.data = rt;
         uv_timer_init(d->loop, &rt->grace);

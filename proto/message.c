@@ -58,6 +58,7 @@ static const struct {
 } ops[] = {
         { "ping", PROTO_OP_PING, BIT(F_OP) },
         { "stats", PROTO_OP_STATS, BIT(F_OP) },
+        { "metrics", PROTO_OP_METRICS, BIT(F_OP) },
         { "flush", PROTO_OP_FLUSH, BIT(F_OP) | BIT(F_TIMEOUT_MS) },
         { "set_user", PROTO_OP_SET_USER, BIT(F_OP) | BIT(F_USER_ID) | BIT(F_USER_ID_SIG) },
         { "reset_session", PROTO_OP_RESET_SESSION, BIT(F_OP) },

@@ -197,6 +197,7 @@ enum proto_op {
         PROTO_OP_SET_USER,
         PROTO_OP_RESET_SESSION,
         PROTO_OP_CLIENT_DROPPED, /* a client reports events it had to drop */
+        PROTO_OP_METRICS,        /* stats as Prometheus text */
 };
 
 struct proto_msg {
