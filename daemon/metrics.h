@@ -8,7 +8,8 @@
  * A pure function of the stats JSON, so the format is tested without a
  * daemon (tests/unit/test-metrics.c). Names follow stats' keys: the
  * path joined with '_', "_s" becomes "_seconds", "_ms" becomes
- * "_seconds" (the value divided by 1000). */
+ * "_seconds" (the value divided by 1000); max_memory is
+ * max_memory_bytes. */
 #ifndef SEGOPSD_METRICS_H
 #define SEGOPSD_METRICS_H
 

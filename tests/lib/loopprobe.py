@@ -134,12 +134,14 @@ class PingProbe:
 
 class WatchdogListener:
     """systemd's side of sd_notify: a datagram socket at path; arrivals
-    holds the monotonic time of each WATCHDOG=1."""
+    holds the monotonic time of each WATCHDOG=1, statuses (time, text)
+    of each STATUS=."""
 
     def __init__(self, path, watchdog_sec):
         self.path = path
         self.watchdog_usec = int(watchdog_sec * 1e6)
         self.arrivals = []
+        self.statuses = []
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.bind(path)
         self._sock.settimeout(0.1)
@@ -158,8 +160,13 @@ class WatchdogListener:
                 continue
             except OSError:
                 return
-            if b'WATCHDOG=1' in data.split(b'\n'):
+            lines = data.split(b'\n')
+            if b'WATCHDOG=1' in lines:
                 self.arrivals.append(time.monotonic())
+            for line in lines:
+                if line.startswith(b'STATUS='):
+                    self.statuses.append((time.monotonic(),
+                                          line[7:].decode('utf-8', 'replace')))
 
     def start(self):
         self._thread = threading.Thread(target=self._run, daemon=True)
