@@ -214,16 +214,16 @@ static json_t *add_health(struct daemon *d, json_t *j)
         json_object_set_new(u, "failures", json_integer((json_int_t)up->failures));
         status_sample(d, &s);
         rates_view(&d->status.rates, &s, &v);
-        json_object_set_new(
-                j, "rates",
-                json_pack("{s:f s:f s:f s:f s:I s:I s:I}", "in_10s", v.in_10s, "out_10s",
-                          v.out_10s, "in_1m", v.in_1m, "out_1m", v.out_1m, "dropped_1m",
-                          (json_int_t)v.dropped_1m, "rejected_1m", (json_int_t)v.rejected_1m,
-                          "marks_thinned", (json_int_t)d->status.rates.thinned));
+        json_object_set_new(j, "rates",
+                            json_pack("{s:f s:f s:f s:f s:I s:I s:I}", "in_10s", v.in_10s,
+                                      "out_10s", v.out_10s, "in_1m", v.in_1m, "out_1m", v.out_1m,
+                                      "dropped_1m", (json_int_t)v.dropped_1m, "rejected_1m",
+                                      (json_int_t)v.rejected_1m, "marks_thinned",
+                                      (json_int_t)d->status.rates.thinned));
         json_object_set_new(j, "oldest_held_age_s", json_real(status_oldest_age_s(d)));
         json_object_set_new(j, "status",
-                            json_pack("{s:I s:I}", "sent", (json_int_t)d->status.sent,
-                                      "deferred", (json_int_t)d->status.deferred));
+                            json_pack("{s:I s:I}", "sent", (json_int_t)d->status.sent, "deferred",
+                                      (json_int_t)d->status.deferred));
         return j;
 }
 

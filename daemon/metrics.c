@@ -23,22 +23,27 @@ struct metric {
         const char *name; /* without "segopsd_" */
         enum metric_kind kind;
         const char *help;
-        double scale;                /* 0: 1 */
-        const char *const *states;   /* M_STATE: every value, NULL-ended */
+        double scale;              /* 0: 1 */
+        const char *const *states; /* M_STATE: every value, NULL-ended */
 };
 
 static const char *const upstream_states[] = {
-        "idle",      "ok",        "dry_run",    "retrying", "throttled",
+        "idle",       "ok",        "dry_run",    "retrying",   "throttled",
         "auth_error", "tls_error", "redirected", "send_error", NULL,
 };
 static const char *const session_states[] = {
-        "disabled", "idle",        "identifying", "minting",
-        "ready",    "backing_off", "no_identity", NULL,
+        "disabled", "idle", "identifying", "minting", "ready", "backing_off", "no_identity", NULL,
 };
 static const char *const spool_states[] = { "off", "on", "memory_only_after_error", NULL };
 
-#define C(p, n, h) { p, n, M_COUNTER, h, 0, NULL }
-#define G(p, n, h) { p, n, M_GAUGE, h, 0, NULL }
+#define C(p, n, h)                                                                                 \
+        {                                                                                          \
+                p, n, M_COUNTER, h, 0, NULL                                                        \
+        }
+#define G(p, n, h)                                                                                 \
+        {                                                                                          \
+                p, n, M_GAUGE, h, 0, NULL                                                          \
+        }
 
 /* clang-format off */
 static const struct metric metrics[] = {
@@ -220,8 +225,8 @@ static int put_metric(struct proto_buf *out, const struct metric *m, const json_
         const json_t *x;
         int r;
 
-        if ((r = put(out, "# HELP segopsd_%s %s\n# TYPE segopsd_%s %s\n", m->name, m->help,
-                     m->name, type)) < 0)
+        if ((r = put(out, "# HELP segopsd_%s %s\n# TYPE segopsd_%s %s\n", m->name, m->help, m->name,
+                     type)) < 0)
                 return r;
         switch (m->kind) {
         case M_COUNTER:
@@ -230,7 +235,8 @@ static int put_metric(struct proto_buf *out, const struct metric *m, const json_
                         return r;
                 return put_value(out, v, m->scale);
         case M_REASONS:
-                json_object_foreach ((json_t *)v, key, x) {
+                json_object_foreach((json_t *)v, key, x)
+                {
                         if ((r = put(out, "segopsd_%s{reason=\"", m->name)) < 0 ||
                             (r = put_label(out, key)) < 0 ||
                             (r = proto_buf_append_str(out, "\"}")) < 0 ||
@@ -263,10 +269,10 @@ int metrics_text(const json_t *stats, struct proto_buf *out)
         for (size_t i = 0; i < sizeof(metrics) / sizeof(metrics[0]); i++) {
                 const struct metric *m = &metrics[i];
                 const json_t *v = lookup(stats, m->path);
-                bool fits = m->kind == M_REASONS  ? json_is_object(v)
-                            : m->kind == M_STATE || m->kind == M_UP ? json_is_string(v)
-                                                                    : json_is_number(v) ||
-                                                                              json_is_boolean(v);
+                bool fits = m->kind == M_REASONS ? json_is_object(v)
+                            : m->kind == M_STATE || m->kind == M_UP
+                                    ? json_is_string(v)
+                                    : json_is_number(v) || json_is_boolean(v);
 
                 if (!fits)
                         continue;

@@ -40,7 +40,7 @@ struct rates {
         struct rates_mark marks[RATES_MARKS];
         unsigned nmarks;
         uint64_t spacing_ms; /* at least this between marks (0 at first) */
-        uint64_t thinned; /* times the marks were thinned (the bound hit) */
+        uint64_t thinned;    /* times the marks were thinned (the bound hit) */
 };
 
 struct rates_view {

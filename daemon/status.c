@@ -113,7 +113,7 @@ static const char *failing_hint(enum upstream_state s)
 
 size_t status_text(const struct status_in *in, char *out, size_t outlen)
 {
-        char held[32], rate[16], dur[16], wait[48] = "";
+        char held[32], rate[16], dur[16], next[16], wait[48] = "";
         int n;
 
         status_count(in->held, held, sizeof(held));
@@ -127,24 +127,20 @@ size_t status_text(const struct status_in *in, char *out, size_t outlen)
                 if (!in->held && in->in_10s < 0.05)
                         n = snprintf(out, outlen, "idle, nothing held");
                 else
-                        n = snprintf(out, outlen, "delivering, %s ev/s in, %s queued", rate,
-                                     held);
+                        n = snprintf(out, outlen, "delivering, %s ev/s in, %s queued", rate, held);
         } else {
                 status_duration(in->failing_s, dur, sizeof(dur));
+                /* Rounded up: "paused 0s" would be a lie. */
                 if (in->paused_s > 0) {
-                        status_duration(in->paused_s + 0.999, wait, sizeof(wait));
-                        memmove(wait + 9, wait, strlen(wait) + 1);
-                        memcpy(wait, ", paused ", 9);
-                        strncat(wait, " by Retry-After", sizeof(wait) - strlen(wait) - 1);
+                        status_duration(in->paused_s + 0.999, next, sizeof(next));
+                        snprintf(wait, sizeof(wait), ", paused %s by Retry-After", next);
                 } else if (in->retry_in_s > 0) {
-                        char next[16];
-
                         status_duration(in->retry_in_s + 0.999, next, sizeof(next));
                         snprintf(wait, sizeof(wait), ", next try in %s", next);
                 }
                 n = snprintf(out, outlen, "%s for %s (%s%s)%s, %s event%s held",
-                             failing_phrase(in->state), dur, upstream_state_name(in->state),
-                             wait, failing_hint(in->state), held, in->held == 1 ? "" : "s");
+                             failing_phrase(in->state), dur, upstream_state_name(in->state), wait,
+                             failing_hint(in->state), held, in->held == 1 ? "" : "s");
         }
         if (n < 0)
                 n = 0;

@@ -285,8 +285,8 @@ static int check_format(const char *text)
                         ck_assert_str_eq(name, current);
                         ck_assert(!strcmp(type, "counter") || !strcmp(type, "gauge"));
                         if (!strcmp(type, "counter"))
-                                ck_assert(n > 6 && strstr(name, "_total") ==
-                                                           name + strlen(name) - 6);
+                                ck_assert(n > 6 &&
+                                          strstr(name, "_total") == name + strlen(name) - 6);
                         continue;
                 }
                 ck_assert_msg(line[0] != '#', "%s", line);
