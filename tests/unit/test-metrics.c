@@ -1,4 +1,4 @@
-/* test-status.c - issue 12's pure parts: the rates and arrival marks
+/* test-metrics.c - issue 12's pure parts: the rates and arrival marks
  * (rates.c), the STATUS= wording and the URL shown without credentials
  * (status.c), and stats as Prometheus text (metrics.c). */
 #include <check.h>
