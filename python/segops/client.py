@@ -150,7 +150,6 @@ def _user_line(ctx):
     return _wire.set_user_line(user_id, sig)
 
 
-
 def _pop_all(q):
     """Empty the deque q, which other threads may append to meanwhile
     (popleft is atomic; len() then clear() is not); the number taken."""
@@ -161,6 +160,7 @@ def _pop_all(q):
         except IndexError:
             return n
         n += 1
+
 
 class SegOpsClient:
     """The reference SDK's client, talking to the local segopsd.
