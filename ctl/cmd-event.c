@@ -121,8 +121,7 @@ static int check_json_text(const char *opt, const char *text)
         /* jansson's position is the bytes read when it gave up: the
          * offending character is the last of them. */
         off = jerr.position > 0 ? (size_t)jerr.position - 1 : 0;
-        fprintf(stderr, "segopsctl: %s is not valid JSON: %s (at byte %zu)\n", opt, jerr.text,
-                off);
+        fprintf(stderr, "segopsctl: %s is not valid JSON: %s (at byte %zu)\n", opt, jerr.text, off);
         show_caret(text, off);
         return -EINVAL;
 }
@@ -308,8 +307,9 @@ static int check_datagram(const char *cmd, const char *data, size_t len)
                         clock_wall_ms(), rnd, &out, &msg, &err);
         proto_buf_free(&out);
         if (r == -EINVAL) {
-                fprintf(stderr, "segopsctl %s: segopsd would reject this event: %s: %s; nothing "
-                                "was sent\n",
+                fprintf(stderr,
+                        "segopsctl %s: segopsd would reject this event: %s: %s; nothing "
+                        "was sent\n",
                         cmd, proto_reason_name(err.reason), err.detail);
                 return -EINVAL;
         }

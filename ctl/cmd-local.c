@@ -290,8 +290,8 @@ static int print_signature(const struct ctl_opts *o, const char *secret, size_t 
                 fprintf(stderr, "segopsctl: cannot compute the signature: %s\n", strerror(-r));
                 r = CTL_EXIT_FAIL;
         } else if (o->json) {
-                json_t *j = json_pack("{s:b s:s s:s}", "ok", 1, "user_id", user, "user_id_sig",
-                                      hex);
+                json_t *j =
+                        json_pack("{s:b s:s s:s}", "ok", 1, "user_id", user, "user_id_sig", hex);
 
                 r = ctl_print_json(j);
                 json_decref(j);

@@ -41,7 +41,6 @@ static int run_op(const struct ctl_opts *o, const char *line, int timeout_ms, co
         return CTL_EXIT_FAIL;
 }
 
-
 /* ---- ping ---- */
 
 static void ping_usage(FILE *f)

@@ -93,7 +93,7 @@ int cmd_status(struct ctl_opts *o, int argc, char **argv)
                 r = ctl_print_json(status);
         } else {
                 r = ctl_status_print(status, stdout) == 0 && fflush(stdout) == 0 ? CTL_EXIT_OK
-                                                                               : CTL_EXIT_FAIL;
+                                                                                 : CTL_EXIT_FAIL;
         }
         json_decref(status);
         json_decref(stats);

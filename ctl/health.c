@@ -79,7 +79,8 @@ static bool judge_spool(json_t *stats, struct ctl_health *h)
 
         if (!state || is(state, "on") || is(state, "off"))
                 return false;
-        snprintf(h->reason, sizeof(h->reason), "the spool is %s%s%s: events are kept in memory only",
+        snprintf(h->reason, sizeof(h->reason),
+                 "the spool is %s%s%s: events are kept in memory only",
                  is(state, "memory_only_after_error") ? "off after an error" : state,
                  err && *err ? ": " : "", err && *err ? err : "");
         return true;
@@ -130,8 +131,7 @@ reason:
         return true;
 }
 
-static bool judge_failing(json_t *up, const char *state, double max_failing_s,
-                          struct ctl_health *h)
+static bool judge_failing(json_t *up, const char *state, double max_failing_s, struct ctl_health *h)
 {
         double failing = 0;
         char a[CTL_FMT_LEN], m[CTL_FMT_LEN];
@@ -147,8 +147,9 @@ static bool judge_failing(json_t *up, const char *state, double max_failing_s,
         }
         if (failing < max_failing_s)
                 return false;
-        snprintf(h->reason, sizeof(h->reason), "the upstream has been failing (%s) for %s (over %s)",
-                 state, ctl_fmt_age(failing, a, sizeof(a)), ctl_fmt_age(max_failing_s, m, sizeof(m)));
+        snprintf(h->reason, sizeof(h->reason),
+                 "the upstream has been failing (%s) for %s (over %s)", state,
+                 ctl_fmt_age(failing, a, sizeof(a)), ctl_fmt_age(max_failing_s, m, sizeof(m)));
         return true;
 }
 

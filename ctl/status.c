@@ -44,8 +44,7 @@ static void how_long(json_t *up, bool failing, char *buf, size_t len)
                 return;
         if (failing && ctl_json_num(up, "failures", &n) && n > 0)
                 snprintf(buf, len, " for %s (%s failed %s)", ctl_fmt_age(s, a, sizeof(a)),
-                         ctl_fmt_count((uint64_t)n, c, sizeof(c)),
-                         n == 1 ? "request" : "requests");
+                         ctl_fmt_count((uint64_t)n, c, sizeof(c)), n == 1 ? "request" : "requests");
         else
                 snprintf(buf, len, " for %s", ctl_fmt_age(s, a, sizeof(a)));
 }
@@ -79,8 +78,7 @@ void ctl_upstream_summary(json_t *up, char *buf, size_t len)
         else if (is(state, "auth_error"))
                 snprintf(buf, len, "auth failing%s: the API key is refused%s", dur, next);
         else if (is(state, "tls_error"))
-                snprintf(buf, len, "TLS failing%s: check ca_file and the certificate%s", dur,
-                         next);
+                snprintf(buf, len, "TLS failing%s: check ca_file and the certificate%s", dur, next);
         else if (is(state, "redirected"))
                 snprintf(buf, len, "redirected%s: fix api_url%s", dur, next);
         else if (is(state, "send_error"))
@@ -117,9 +115,9 @@ static json_t *nonzero(json_t *obj)
 
 static json_t *upstream_json(json_t *up)
 {
-        static const char *const keys[] = { "url",      "state",      "since_s",
-                                            "failing_s", "retry_in_s", "paused_s",
-                                            "failures", "last_status", "last_error" };
+        static const char *const keys[] = { "url",       "state",       "since_s",
+                                            "failing_s", "retry_in_s",  "paused_s",
+                                            "failures",  "last_status", "last_error" };
         json_t *j = json_object();
         char summary[256];
 
@@ -176,8 +174,8 @@ static json_t *spool_json(json_t *spool)
 /* Only for pk_ keys (session.enabled). */
 static json_t *session_json(json_t *session)
 {
-        static const char *const keys[] = { "state",       "last_status",        "last_error",
-                                            "token_age_s", "token_expires_in_s", "identity_source",
+        static const char *const keys[] = { "state",        "last_status",        "last_error",
+                                            "token_age_s",  "token_expires_in_s", "identity_source",
                                             "mint_failures" };
         json_t *j;
 
@@ -233,8 +231,9 @@ json_t *ctl_status_json(json_t *stats)
         set_opt(j, "spool", spool_json(json_object_get(stats, "spool")));
         set_opt(j, "session", session_json(json_object_get(stats, "session")));
         ctl_health_judge(stats, CTL_HEALTH_DEFAULT_MAX_FAILING, &h);
-        json_object_set_new(j, "health", json_pack("{s:b s:i s:s}", "healthy", h.code == 0,
-                                                   "code", h.code, "reason", h.reason));
+        json_object_set_new(j, "health",
+                            json_pack("{s:b s:i s:s}", "healthy", h.code == 0, "code", h.code,
+                                      "reason", h.reason));
         return j;
 }
 
@@ -365,8 +364,8 @@ static void print_spool(json_t *spool, FILE *f)
         if (!state)
                 return;
         label(f, "Spool");
-        fprintf(f, "%s", is(state, "memory_only_after_error") ? "memory only after an error"
-                                                               : state);
+        fprintf(f, "%s",
+                is(state, "memory_only_after_error") ? "memory only after an error" : state);
         if (err && *err)
                 fprintf(f, ": %s", err);
         if (count_of(spool, "write_errors"))
