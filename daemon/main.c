@@ -267,6 +267,11 @@ static void session_ready(void *ud)
         batcher_wake(ud);
 }
 
+static uint64_t session_held(void *ud)
+{
+        return batcher_held(ud);
+}
+
 /* Who talks to whom: the session mints through the forwarder and wakes
  * the batcher; the batcher sends through the forwarder with the
  * session's bearer; ingest feeds the batcher. */
@@ -277,6 +282,7 @@ static void wire(struct daemon *d)
                 .ctx = &d->fwd,
                 .ready = session_ready,
                 .ud = &d->batcher,
+                .held = session_held,
         };
         bool pk = d->key.secret && strncmp(d->key.secret, "pk_", 3) == 0;
 
