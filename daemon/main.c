@@ -105,32 +105,63 @@ static void block_stop_signals(void)
         pthread_sigmask(SIG_BLOCK, &set, NULL);
 }
 
-/* The last line of a run: what became of the accepted events. Lost
- * events are logged at priority crit, so that they can be found once the
- * process is gone (journalctl -u segopsd -p crit). */
+/* "10 delivered, 2 refused by the upstream (2 upstream_rejected), 4 lost
+ * (4 shutdown)": what became of the events accepted since start. The
+ * upstream refuses (upstream_rejected, too_large); every other drop is
+ * a loss here (memory_full, spool_full, spool_corrupt, shutdown). */
+static void stop_counts(const struct stats *st, char *out, size_t outlen)
+{
+        uint64_t refused[DROP_REASON_COUNT] = { 0 }, lost[DROP_REASON_COUNT];
+        char rtext[160], ltext[200];
+        uint64_t nref, nlost;
+        size_t o;
+
+        memcpy(lost, st->dropped, sizeof(lost));
+        refused[DROP_UPSTREAM_REJECTED] = lost[DROP_UPSTREAM_REJECTED];
+        refused[DROP_TOO_LARGE] = lost[DROP_TOO_LARGE];
+        lost[DROP_UPSTREAM_REJECTED] = lost[DROP_TOO_LARGE] = 0;
+        nref = stats_drops_text(refused, rtext, sizeof(rtext));
+        nlost = stats_drops_text(lost, ltext, sizeof(ltext));
+        if (nref)
+                snprintf(out, outlen, "%llu delivered, %llu refused by the upstream (%s), ",
+                         (unsigned long long)st->sent, (unsigned long long)nref, rtext);
+        else
+                snprintf(out, outlen, "%llu delivered, ", (unsigned long long)st->sent);
+        o = strlen(out);
+        if (nlost)
+                snprintf(out + o, outlen - o, "%llu lost (%s)", (unsigned long long)nlost, ltext);
+        else
+                snprintf(out + o, outlen - o, "0 lost");
+}
+
+/* The last line of a run: what became of the accepted events, in
+ * numbers by reason after "since start:". Lost events are logged at
+ * priority crit, so that they can be found once the process is gone
+ * (journalctl -u segopsd -p crit); other drops at warning. */
 static void report_stop(const struct daemon *d, bool spooled, uint64_t lost, uint64_t kept)
 {
-        char reasons[256];
-        uint64_t dropped = stats_drops_text(d->stats.dropped, reasons, sizeof(reasons));
+        char counts[512];
+        bool dropped = false;
 
+        for (int i = 0; i < DROP_REASON_COUNT; i++)
+                dropped = dropped || d->stats.dropped[i];
+        stop_counts(&d->stats, counts, sizeof(counts));
         if (lost)
                 log_msg(LOG_CRIT,
                         "stopped: %llu events could not be delivered before stop_timeout and are "
-                        "lost (%s); all dropped since start: %s",
+                        "lost (%s); since start: %s",
                         (unsigned long long)lost,
                         spooled ? "the spool could not take them" : "no spool_dir: memory-only",
-                        reasons);
+                        counts);
         else if (kept)
-                log_info("stopped: %llu events wait in the spool and are sent after the next "
-                         "start%s%s",
-                         (unsigned long long)kept, dropped ? "; dropped since start: " : "",
-                         dropped ? reasons : "");
+                log_msg(dropped ? LOG_WARNING : LOG_INFO,
+                        "stopped: %llu events wait in the spool and are sent after the next "
+                        "start; since start: %s",
+                        (unsigned long long)kept, counts);
         else if (dropped)
-                log_warn("stopped: every event still held was delivered, but %llu accepted "
-                         "events were dropped since start (%s)",
-                         (unsigned long long)dropped, reasons);
+                log_warn("stopped: every event still held was delivered; since start: %s", counts);
         else
-                log_info("stopped: every accepted event was delivered");
+                log_info("stopped: every accepted event was delivered; since start: %s", counts);
 }
 
 static void finish_stop(struct runtime *rt)
