@@ -238,10 +238,16 @@ static void on_watchdog(uv_timer_t *t)
         sd_notify(0, "WATCHDOG=1");
 }
 
-static int load_config(struct daemon *d, const char *path, bool quiet)
+/* Read, check and complete the config, and load the key. Errors and
+ * warnings go through the log front end (started with defaults before
+ * this), so under systemd they carry their priority: <3> for the error
+ * that stops the start, <4> for a warning. --check-config shows the
+ * same warnings as a start. Returns the warnings given, or a negative
+ * errno. */
+static int load_config(struct daemon *d, const char *path)
 {
         char err[1024];
-        int r;
+        int r, warnings = 0;
 
         cfg_defaults(&d->cfg);
         r = cfg_load(&d->cfg, path, err, sizeof(err));
@@ -251,22 +257,23 @@ static int load_config(struct daemon *d, const char *path, bool quiet)
                 r = apikey_load(&d->cfg, &d->key.secret, err, sizeof(err));
         }
         if (r < 0) {
-                fprintf(stderr, "segopsd: %s\n", err);
+                log_err("%s", err);
                 return r;
         }
         apikey_redact(d->key.secret, d->key.redacted, sizeof(d->key.redacted));
-        if (cfg_url_insecure(&d->cfg)) /* allowed, or cfg_validate had refused it */
-                fprintf(stderr,
-                        "segopsd: warning: %s: [upstream] api_url is http:// to another "
-                        "host: the API key and the events cross the network in clear text "
-                        "(allow_insecure_http = yes)\n",
-                        path);
-        if (!quiet && d->cfg.api_key && !getenv("CREDENTIALS_DIRECTORY") && !d->cfg.api_key_file)
-                fprintf(stderr,
-                        "segopsd: warning: %s: the API key is written in the config file; "
-                        "prefer api_key_file or a systemd credential\n",
-                        path);
-        return 0;
+        if (cfg_url_insecure(&d->cfg)) { /* allowed, or cfg_validate had refused it */
+                log_warn("%s: [upstream] api_url is http:// to another host: the API key and "
+                         "the events cross the network in clear text (allow_insecure_http = yes)",
+                         path);
+                warnings++;
+        }
+        if (d->cfg.api_key && !getenv("CREDENTIALS_DIRECTORY") && !d->cfg.api_key_file) {
+                log_warn("%s: the API key is written in the config file; prefer api_key_file "
+                         "or a systemd credential",
+                         path);
+                warnings++;
+        }
+        return warnings;
 }
 
 static void start_watchdog(struct runtime *rt)
@@ -420,6 +427,8 @@ int main(int argc, char **argv)
         int c, r;
 
         tune_malloc();
+        /* Until the config sets them: level info, no rate limit. */
+        log_init(CFG_LOG_INFO, 0);
         while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
                 switch (c) {
                 case 'c': path = optarg; break;
@@ -430,14 +439,18 @@ int main(int argc, char **argv)
                 }
         }
         if (optind < argc) {
-                fprintf(stderr, "segopsd: unexpected argument '%s'\n", argv[optind]);
+                log_err("unexpected argument '%s'", argv[optind]);
                 usage(stderr);
                 return 2;
         }
-        if (load_config(&rt.d, path, check_only) < 0)
+        r = load_config(&rt.d, path);
+        if (r < 0)
                 return 1;
         if (check_only) {
-                printf("%s: configuration OK (key %s)\n", path, rt.d.key.redacted);
+                printf("%s: configuration OK (key %s)%s\n", path, rt.d.key.redacted,
+                       r == 0   ? ""
+                       : r == 1 ? ", with the warning above"
+                                : ", with the warnings above");
                 goto out;
         }
         signal(SIGPIPE, SIG_IGN);

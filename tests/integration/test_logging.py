@@ -4,6 +4,7 @@ only when stderr really is the journal stream that JOURNAL_STREAM names
 otherwise, e.g. for a child of a service whose stderr went elsewhere."""
 
 import os
+import re
 
 import harness
 from harness import SegopsTestCase
@@ -36,6 +37,44 @@ class JournalStreamTests(SegopsTestCase):
         for value in ('', 'x', '1', '1:2:3', '1:2x'):
             line = self._first_line(lambda st: value)
             self.assertRegex(line, r'^segopsd: ', value)
+
+
+
+class StartErrorPriorityTests(SegopsTestCase):
+    """What stops a start (or a --check-config) reaches the journal with
+    priority err, its warnings with warning, like every later line."""
+
+    def _run(self, d, *args):
+        open(d.stderr_path, 'ab').close()
+        st = os.stat(d.stderr_path)
+        d._extra_env['JOURNAL_STREAM'] = '%d:%d' % (st.st_dev, st.st_ino)
+        d.start(wait=False, args=args)
+        rc = d.proc.wait(timeout=30)
+        return rc, d.stderr_text()
+
+    def test_config_error_has_priority_err(self):
+        # On the old code these lines were written plain, before the log
+        # front end was set up: journald gave them its default, info.
+        for args in ((), ('--check-config',)):
+            d = self.make_daemon(batch__batch_size='lots')
+            rc, err = self._run(d, *args)
+            self.assertEqual(rc, 1, err)
+            self.assertRegex(err, r'^<3>%s:\d+: .*batch_size' %
+                             re.escape(d.config_path), args)
+            os.unlink(d.stderr_path)
+
+    def test_check_config_shows_the_start_warnings(self):
+        # An inline key is warned of by --check-config as by a start (the
+        # old code kept --check-config quiet about it).
+        d = self.make_daemon(upstream__api_key=self.api_key,
+                             upstream__api_key_file=None)
+        rc, err = self._run(d, '--check-config')
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(err, r'(?m)^<4>%s: the API key is written in the '
+                              r'config file' % re.escape(d.config_path))
+        self.assertNotIn(self.api_key, err)
+        self.assertIn('configuration OK', d.stdout_text())
+        self.assertIn('with the warning above', d.stdout_text())
 
 
 if __name__ == '__main__':
