@@ -327,13 +327,13 @@ static void handle_line(struct conn *c, const struct framer_line *l)
                 snprintf(err.detail, sizeof(err.detail), "line longer than max_message_bytes (%zu)",
                          d->cfg.max_message_bytes);
                 d->stats.line_oversize++;
-                ingest_reject(&d->ingest, INGEST_STREAM, &err);
+                ingest_reject(&d->ingest, INGEST_STREAM, NULL, &err);
                 reply_error(c, &err, l->line_no);
                 return;
         }
         if (ingest_blank(l->data, l->len))
                 return;
-        switch (ingest_line(&d->ingest, INGEST_STREAM, l->data, l->len, &msg, &err)) {
+        switch (ingest_line(&d->ingest, INGEST_STREAM, NULL, l->data, l->len, &msg, &err)) {
         case INGEST_EVENT: break;
         case INGEST_OP: run_op(c, &msg); break;
         case INGEST_REJECTED: reply_error(c, &err, l->line_no); break;
