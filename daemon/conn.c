@@ -63,6 +63,7 @@ struct conn_server {
         uid_t euid;        /* ours: it may use the reserve */
         int open_handles;  /* listener, sweep, connections */
         bool stopping;
+        bool adopted; /* the listener came from systemd (socket activation) */
 };
 
 struct write_req {
@@ -618,10 +619,8 @@ int conn_server_open(struct daemon *d)
                 return -ENOMEM;
         s->d = d;
         s->euid = geteuid();
-        bool adopted;
-
         fd = listen_unix(d->cfg.control_socket, SOCK_STREAM, d->cfg.socket_mode,
-                         d->cfg.socket_group, &adopted, err, sizeof(err));
+                         d->cfg.socket_group, &s->adopted, err, sizeof(err));
         if (fd < 0) {
                 log_err("control socket %s", err);
                 free(s);
@@ -652,6 +651,11 @@ int conn_server_open(struct daemon *d)
         }
         d->conns = s;
         return 0;
+}
+
+bool conn_server_adopted(const struct daemon *d)
+{
+        return d->conns && d->conns->adopted;
 }
 
 /* Read what the client already sent and is waiting in the kernel. */

@@ -760,6 +760,11 @@ void dgram_close(struct daemon *d)
         schedule(g);
 }
 
+bool dgram_adopted(const struct daemon *d)
+{
+        return d->dgram && d->dgram->adopted;
+}
+
 bool dgram_closing(const struct daemon *d)
 {
         return d->dgram && d->dgram->closing;

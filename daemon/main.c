@@ -27,10 +27,12 @@
 #include "conn.h"
 #include "daemon.h"
 #include "dgram.h"
+#include "listen.h"
 #include "log.h"
 #include "reload.h"
 #include "rng.h"
 #include "spool.h"
+#include "urlshow.h"
 
 #define STOP_POLL_MS 20
 
@@ -285,11 +287,20 @@ static void start_watchdog(struct runtime *rt)
                 uv_timer_start(&rt->watchdog, on_watchdog, usec / 2000, usec / 2000);
 }
 
+static const char *origin(bool adopted)
+{
+        return adopted ? "adopted from systemd" : "bound";
+}
+
 static void print_hello(const struct daemon *d)
 {
-        log_info("segopsd %s ready: events socket %s, control socket %s, upstream %s, key %s",
-                 SEGOPS_VERSION, d->cfg.events_socket, d->cfg.control_socket, d->cfg.api_url,
-                 d->key.redacted);
+        char url[256];
+
+        (void)urlshow_strip(d->cfg.api_url, url, sizeof(url));
+        log_info("segopsd %s ready: events socket %s (%s), control socket %s (%s), upstream %s, "
+                 "key %s",
+                 SEGOPS_VERSION, d->cfg.events_socket, origin(dgram_adopted(d)),
+                 d->cfg.control_socket, origin(conn_server_adopted(d)), url, d->key.redacted);
         log_info("send a first event: echo '{\"user_id\":\"u1\",\"event_type\":\"hello\"}' | "
                  "socat -u - UNIX-SENDTO:%s",
                  d->cfg.events_socket);
@@ -337,6 +348,17 @@ static int run(struct runtime *rt)
 
         d->loop = uv_default_loop();
         d->start_ms = clock_wall_ms();
+        {
+                char err[1024];
+
+                /* Before anything is bound or opened. */
+                r = listen_check_passed(d->cfg.events_socket, d->cfg.control_socket, err,
+                                        sizeof(err));
+                if (r < 0) {
+                        log_err("%s", err);
+                        return r;
+                }
+        }
         if (d->cfg.spool_dir) {
                 char err[512];
 
