@@ -7,7 +7,7 @@ import os
 import re
 
 import harness
-from harness import SegopsTestCase
+from harness import SegopsTestCase, event_id, make_event, send_stream
 
 
 class JournalStreamTests(SegopsTestCase):
@@ -75,6 +75,30 @@ class StartErrorPriorityTests(SegopsTestCase):
         self.assertNotIn(self.api_key, err)
         self.assertIn('configuration OK', d.stdout_text())
         self.assertIn('with the warning above', d.stdout_text())
+
+
+
+class UpstreamLineTests(SegopsTestCase):
+    """A failed request's line says where it went (no credentials), what
+    is held and when the next attempt is; a Retry-After line the pause."""
+
+    def test_failure_lines_say_where_what_and_when(self):
+        d = self.start_daemon(batch__batch_size='3',
+                              upstream__backoff_initial='0.2',
+                              upstream__backoff_max='0.2')
+        self.upstream.script([500, {'status': 429,
+                                    'headers': {'Retry-After': '1'}}])
+        send_stream(d, [make_event(i) for i in range(3)])
+        url = re.escape(self.upstream.url.rstrip('/'))
+        self.assertTrue(d.wait_for_log(
+            r'warning: upstream %s request failed \(HTTP 500\), retrying '
+            r'with backoff: 3 events held, next attempt in 0\.[0-2] s' % url),
+            d.stderr_text())
+        self.assertTrue(d.wait_for_log(
+            r'warning: upstream %s is overloaded \(HTTP 429\), honouring '
+            r'Retry-After: every request paused for 1\.0 s; 3 events held'
+            % url), d.stderr_text())
+        self.assertEventsDelivered([event_id(i) for i in range(3)])
 
 
 if __name__ == '__main__':
