@@ -52,6 +52,34 @@ write_bench_key() {
         chmod 600 "$TMP/api_key"
 }
 
+# The config of the client benchmarks (run-shim.sh, run-python.sh): the
+# sink at $PORT, no compression, batches of 500, memory only with room
+# for a whole run, warnings only; written to $TMP/segopsd.conf.
+write_client_bench_conf() {
+        write_bench_key
+        cat >"$TMP/segopsd.conf" <<EOF
+[upstream]
+api_url = http://127.0.0.1:$PORT
+api_key_file = $TMP/api_key
+compression = none
+max_in_flight = 4
+
+[batch]
+batch_size = 500
+flush_interval = 0.2
+
+[buffer]
+max_memory = 256M
+
+[listen]
+events_socket = $TMP/events.sock
+control_socket = $TMP/segopsd.sock
+
+[log]
+level = warn
+EOF
+}
+
 # net.unix.max_dgram_qlen caps how many datagrams a Unix datagram socket
 # queues, whatever its buffer size; a socket takes the value when it is
 # made. The kernel's default is 10; systemd raises it to 512 at boot

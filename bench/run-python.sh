@@ -50,28 +50,7 @@ trap cleanup EXIT
 trap 'exit 2' INT TERM HUP
 
 start_sink "$SINK"
-write_bench_key
-cat >"$TMP/segopsd.conf" <<CONF
-[upstream]
-api_url = http://127.0.0.1:$PORT
-api_key_file = $TMP/api_key
-compression = none
-max_in_flight = 4
-
-[batch]
-batch_size = 500
-flush_interval = 0.2
-
-[buffer]
-max_memory = 256M
-
-[listen]
-events_socket = $TMP/events.sock
-control_socket = $TMP/segopsd.sock
-
-[log]
-level = warn
-CONF
+write_client_bench_conf
 start_segopsd "$SEGOPSD"
 wait_for "$DAEMON_PID" 100 segopsd_answers ||
         { cat "$TMP/segopsd.err" >&2; die "segopsd did not start"; }

@@ -63,28 +63,7 @@ run_bench "segopsd down:" || die "shim-bench failed"
 
 # --- daemon up ------------------------------------------------------------------
 start_sink "$SINK"
-write_bench_key
-cat >"$TMP/segopsd.conf" <<EOF
-[upstream]
-api_url = http://127.0.0.1:$PORT
-api_key_file = $TMP/api_key
-compression = none
-max_in_flight = 4
-
-[batch]
-batch_size = 500
-flush_interval = 0.2
-
-[buffer]
-max_memory = 256M
-
-[listen]
-events_socket = $TMP/events.sock
-control_socket = $TMP/segopsd.sock
-
-[log]
-level = warn
-EOF
+write_client_bench_conf
 "$SEGOPSD" --config "$TMP/segopsd.conf" >"$TMP/segopsd.out" 2>"$TMP/segopsd.err" &
 DAEMON_PID=$!
 wait_for "$DAEMON_PID" 100 test -S "$TMP/segopsd.sock" ||

@@ -65,10 +65,19 @@ int cmd_check_config(struct ctl_opts *o, int argc, char **argv)
                 free(key);
         }
         cfg_free(&cfg);
-        if (r < 0) {
+        if (r < 0)
                 fprintf(stderr, "segopsctl: %s\n", err[0] ? err : strerror(-r));
-                return CTL_EXIT_FAIL;
+        if (o->json) {
+                json_t *j = json_pack("{s:b s:s}", "ok", r == 0, "file", path);
+
+                if (j && r < 0)
+                        json_object_set_new(j, "error", json_string(err[0] ? err : strerror(-r)));
+                r = ctl_print_json(j) == CTL_EXIT_OK && r == 0 ? CTL_EXIT_OK : CTL_EXIT_FAIL;
+                json_decref(j);
+                return r;
         }
+        if (r < 0)
+                return CTL_EXIT_FAIL;
         printf("%s: configuration OK\n", path);
         return CTL_EXIT_OK;
 }
@@ -270,7 +279,8 @@ static int read_secret(const char *file, char *secret, size_t cap, size_t *ret_l
         return CTL_EXIT_OK;
 }
 
-static int print_signature(const char *secret, size_t len, const char *user)
+static int print_signature(const struct ctl_opts *o, const char *secret, size_t len,
+                           const char *user)
 {
         char hex[SEGOPS_SIGN_HEX_LEN + 1];
         int r;
@@ -279,6 +289,12 @@ static int print_signature(const char *secret, size_t len, const char *user)
         if (r < 0) {
                 fprintf(stderr, "segopsctl: cannot compute the signature: %s\n", strerror(-r));
                 r = CTL_EXIT_FAIL;
+        } else if (o->json) {
+                json_t *j =
+                        json_pack("{s:b s:s s:s}", "ok", 1, "user_id", user, "user_id_sig", hex);
+
+                r = ctl_print_json(j);
+                json_decref(j);
         } else {
                 printf("%s\n", hex);
                 r = fflush(stdout) == 0 ? CTL_EXIT_OK : CTL_EXIT_FAIL;
@@ -291,6 +307,7 @@ int cmd_sign_user_id(struct ctl_opts *o, int argc, char **argv)
 {
         static const struct option opts[] = {
                 { "secret-file", required_argument, NULL, 'f' },
+                { "json", no_argument, NULL, CTL_OPT_JSON },
                 { "help", no_argument, NULL, 'h' },
                 { NULL, 0, NULL, 0 },
         };
@@ -321,7 +338,7 @@ int cmd_sign_user_id(struct ctl_opts *o, int argc, char **argv)
                 return ctl_usage_error("sign-user-id", "USER_ID must not be empty");
         r = read_secret(file, secret, sizeof(secret), &len);
         if (r == CTL_EXIT_OK)
-                r = print_signature(secret, len, user);
+                r = print_signature(o, secret, len, user);
         explicit_bzero(secret, sizeof(secret));
         return r;
 }

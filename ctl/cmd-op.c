@@ -2,8 +2,9 @@
  *
  * Each sends one op line on the control socket and reads its one reply
  * (client.c). stats prints whatever the daemon returns as an indented
- * table, so new counters show up without a segopsctl change; --json
- * prints the reply line untouched for scripts.
+ * table, so new counters show up without a segopsctl change. With
+ * --json each prints the daemon's reply object instead (stats: the line
+ * untouched), an ok:false one included.
  */
 #include "ctl.h"
 #include "proto.h"
@@ -29,10 +30,14 @@ static int run_op(const struct ctl_opts *o, const char *line, int timeout_ms, co
         int r;
 
         r = ctl_simple_op(o, line, timeout_ms, ret_reply, ret_raw);
-        if (r != CTL_EXIT_OK || json_is_true(json_object_get(*ret_reply, "ok")))
+        if (r != CTL_EXIT_OK)
+                return ctl_json_error(o, r);
+        if (json_is_true(json_object_get(*ret_reply, "ok")))
                 return r;
         snprintf(prefix, sizeof(prefix), "segopsctl: %s failed: ", what);
         ctl_print_reply_error(prefix, *ret_reply);
+        if (o->json)
+                (void)ctl_print_json(*ret_reply);
         return CTL_EXIT_FAIL;
 }
 
@@ -40,11 +45,13 @@ static int run_op(const struct ctl_opts *o, const char *line, int timeout_ms, co
 
 static void ping_usage(FILE *f)
 {
-        fprintf(f, "Usage: segopsctl ping\n\n"
+        fprintf(f, "Usage: segopsctl ping [--json]\n"
+                   "       segopsctl ping --health [--max-failing SECONDS]\n\n"
                    "Check that segopsd is running and answering: prints\n"
                    "\"segopsd VERSION is running\" and exits 0, or explains and exits 3/4\n"
                    "(1 when it is running but turned the connection away, e.g. with\n"
-                   "too_many_connections).\n");
+                   "too_many_connections). It says nothing about the upstream: --health\n"
+                   "does, as segopsctl health (see segopsctl help health).\n");
 }
 
 int cmd_ping(struct ctl_opts *o, int argc, char **argv)
@@ -54,11 +61,16 @@ int cmd_ping(struct ctl_opts *o, int argc, char **argv)
         const char *version;
         int r;
 
+        for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+                if (strcmp(argv[i], "--health") == 0)
+                        return ctl_health_run(o, argc, argv, "ping");
         r = ctl_parse_args(o, argc, argv, &cl, NULL, NULL);
         if (r >= 0)
                 return r;
         r = run_op(o, "{\"op\":\"ping\"}\n", o->timeout_ms, "ping", &reply, NULL);
-        if (r == CTL_EXIT_OK) {
+        if (r == CTL_EXIT_OK && o->json) {
+                r = ctl_print_json(reply);
+        } else if (r == CTL_EXIT_OK) {
                 version = json_string_value(json_object_get(reply, "version"));
                 printf("segopsd %s is running\n", version ? version : "(unknown version)");
         }
@@ -126,40 +138,19 @@ static void print_table(json_t *obj, int depth)
         }
 }
 
-/* --json, the only option of its own. */
-static int stats_option(int c, const char *arg, void *as_json)
-{
-        (void)c;
-        (void)arg;
-        *(bool *)as_json = true;
-        return 0;
-}
-
 int cmd_stats(struct ctl_opts *o, int argc, char **argv)
 {
-        static const struct option opts[] = {
-                CTL_GLOBAL_LONGOPTS,
-                { "json", no_argument, NULL, 'j' },
-                { "help", no_argument, NULL, 'h' },
-                { NULL, 0, NULL, 0 },
-        };
-        static const struct ctl_cmdline cl = {
-                .name = "stats",
-                .usage = stats_usage,
-                .opts = opts,
-                .option = stats_option,
-        };
+        static const struct ctl_cmdline cl = { .name = "stats", .usage = stats_usage };
         json_t *reply = NULL;
         char *raw = NULL;
-        bool as_json = false;
         int r;
 
-        r = ctl_parse_args(o, argc, argv, &cl, &as_json, NULL);
+        r = ctl_parse_args(o, argc, argv, &cl, NULL, NULL);
         if (r >= 0)
                 return r;
         r = run_op(o, "{\"op\":\"stats\"}\n", o->timeout_ms, "stats", &reply, &raw);
         if (r == CTL_EXIT_OK) {
-                if (as_json)
+                if (o->json)
                         printf("%s\n", raw);
                 else
                         print_table(reply, 0);
@@ -195,7 +186,9 @@ int cmd_flush(struct ctl_opts *o, int argc, char **argv)
         timeout_ms = o->timeout_set ? o->timeout_ms : PROTO_FLUSH_TIMEOUT_MS;
         snprintf(line, sizeof(line), "{\"op\":\"flush\",\"timeout_ms\":%d}\n", timeout_ms);
         r = run_op(o, line, timeout_ms + CTL_FLUSH_GRACE_MS, "flush", &reply, NULL);
-        if (r == CTL_EXIT_OK) {
+        if (r == CTL_EXIT_OK && o->json) {
+                r = ctl_print_json(reply);
+        } else if (r == CTL_EXIT_OK) {
                 printf("flushed %" JSON_INTEGER_FORMAT " events\n",
                        json_integer_value(json_object_get(reply, "flushed")));
         } else if (reply) {
@@ -259,6 +252,8 @@ int cmd_set_user(struct ctl_opts *o, int argc, char **argv)
                 goto out;
         }
         r = run_op(o, b.data, o->timeout_ms, "set-user", &reply, NULL);
+        if (r == CTL_EXIT_OK && o->json)
+                r = ctl_print_json(reply);
         json_decref(reply);
 out:
         proto_buf_free(&b);
@@ -287,6 +282,8 @@ int cmd_reset_session(struct ctl_opts *o, int argc, char **argv)
         if (r >= 0)
                 return r;
         r = run_op(o, "{\"op\":\"reset_session\"}\n", o->timeout_ms, "reset-session", &reply, NULL);
+        if (r == CTL_EXIT_OK && o->json)
+                r = ctl_print_json(reply);
         json_decref(reply);
         return r;
 }

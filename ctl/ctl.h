@@ -35,6 +35,7 @@ struct ctl_opts {
         const char *control_path;
         int timeout_ms;   /* reply timeout */
         bool timeout_set; /* --timeout given */
+        bool json;        /* --json: one JSON object on stdout per invocation */
 };
 
 /* Global options every subcommand accepts too (getopt_long codes). */
@@ -42,12 +43,14 @@ enum {
         CTL_OPT_SOCKET = 0x100,
         CTL_OPT_CONTROL,
         CTL_OPT_TIMEOUT,
+        CTL_OPT_JSON,
 };
 #define CTL_GLOBAL_LONGOPTS                                                                        \
         { "socket", required_argument, NULL, CTL_OPT_SOCKET },                                     \
                 { "control", required_argument, NULL, CTL_OPT_CONTROL },                           \
+                { "timeout", required_argument, NULL, CTL_OPT_TIMEOUT },                           \
         {                                                                                          \
-                "timeout", required_argument, NULL, CTL_OPT_TIMEOUT                                \
+                "json", no_argument, NULL, CTL_OPT_JSON                                            \
         }
 
 /* One command's command line, as ctl_parse_args() reads it. */
@@ -86,6 +89,15 @@ int ctl_parse_seconds(const char *s, int *ret_ms);
 /* "segopsctl CMD: unexpected argument" style complaints; returns
  * CTL_EXIT_USAGE. */
 int ctl_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* --json output. Print j (compact, one line) on stdout; returns
+ * CTL_EXIT_OK, or CTL_EXIT_FAIL when j is NULL (no memory) or stdout
+ * fails. */
+int ctl_print_json(json_t *j);
+/* A command that failed with exit code code before it had a reply to
+ * show: with --json, print {"ok":false,"exit":code,"error":"..."} on
+ * stdout (the details are on stderr). Returns code. */
+int ctl_json_error(const struct ctl_opts *o, int code);
 
 /* ---- client.c ---- */
 
@@ -140,5 +152,10 @@ int cmd_set_user(struct ctl_opts *o, int argc, char **argv);
 int cmd_reset_session(struct ctl_opts *o, int argc, char **argv);
 int cmd_check_config(struct ctl_opts *o, int argc, char **argv);
 int cmd_sign_user_id(struct ctl_opts *o, int argc, char **argv);
+int cmd_status(struct ctl_opts *o, int argc, char **argv);
+int cmd_health(struct ctl_opts *o, int argc, char **argv);
+int cmd_metrics(struct ctl_opts *o, int argc, char **argv);
+/* segopsctl health, also as ping --health (name: the command typed). */
+int ctl_health_run(struct ctl_opts *o, int argc, char **argv, const char *name);
 
 #endif

@@ -15,6 +15,7 @@
 #include "rng.h"
 #include "scrub.h"
 #include "session.h"
+#include "urlshow.h"
 
 #define BODY_EXCERPT 160 /* bytes of a rejecting answer's body logged */
 
@@ -91,18 +92,40 @@ static void delivered(struct batcher *b, struct batch *x, const struct fwd_resul
         batcher__release_backoffs(b);
 }
 
-/* One line per change of state (or rate-limited), saying what to do. */
+/* What every failure line says besides the failure: where (the URL
+ * without credentials), what is held (memory and disk), and when this
+ * batch is tried again. Only built on the failure paths. */
+struct held_note {
+        char url[256];
+        unsigned long long held;
+        char next[32];
+};
+
+static void held_note(const struct batcher *b, const struct batch *x, struct held_note *h)
+{
+        uint64_t t = batcher__now(b);
+
+        (void)urlshow_strip(b->cfg->api_url, h->url, sizeof(h->url));
+        h->held = (unsigned long long)batcher_held(b);
+        log_duration(x->not_before > t ? x->not_before - t : 0, h->next, sizeof(h->next));
+}
+
+/* One line per change of state (or rate-limited), saying what to do.
+ * A batch to be retried has its not_before set by now. */
 static void log_verdict(struct batcher *b, const struct batch *x, const struct fwd_result *res,
                         const struct resp_verdict *v, enum upstream_state prev)
 {
         long st = res->status;
         bool changed = v->set_state && v->state != prev;
+        struct held_note h;
 
         switch (v->action) {
         case RESP_DROP_TOO_LARGE:
+                held_note(b, x, &h);
                 log_limited(LOG_ERR, "413",
-                            "upstream refused a single event as too large (HTTP 413); "
-                            "it is dropped");
+                            "upstream %s refused a single event as too large (HTTP 413); "
+                            "it is dropped",
+                            h.url);
                 return;
         case RESP_DROP_REJECTED: {
                 /* The head of the body, scrubbed whole before it is cut:
@@ -111,56 +134,67 @@ static void log_verdict(struct batcher *b, const struct batch *x, const struct f
                 size_t n = scrubbed(b, res, res->body, res->body_len, head, sizeof(head));
 
                 log_excerpt(head, n, excerpt, sizeof(excerpt));
+                held_note(b, x, &h);
                 log_limited(LOG_ERR, "rejected",
-                            "upstream rejected batch %s of %u events with HTTP %ld (%s); the "
-                            "events are dropped",
-                            x->id, x->n, st, excerpt);
+                            "upstream %s rejected batch %s of %u events with HTTP %ld (%s); the "
+                            "events are dropped (dropped.upstream_rejected); fix what sends them",
+                            h.url, x->id, x->n, st, excerpt);
                 return;
         }
         default: break;
         }
-        if (!v->set_state)
+        if (!v->set_state || v->state == UPSTREAM_OK || v->state == UPSTREAM_DRY_RUN ||
+            (v->state == UPSTREAM_AUTH_ERROR && !changed))
                 return;
+        held_note(b, x, &h); /* a failure: not on the path of a success */
         switch (v->state) {
         case UPSTREAM_REDIRECTED:
                 log_limited(LOG_ERR, "redirect",
-                            "upstream answered HTTP %ld (a redirect): check api_url; events "
-                            "are kept and retried",
-                            st);
+                            "upstream %s answered HTTP %ld (a redirect): check api_url; %llu "
+                            "events held, next attempt in %s",
+                            h.url, st, h.held, h.next);
                 break;
         case UPSTREAM_AUTH_ERROR:
-                if (!changed)
-                        break;
                 if (session_enabled(b->session))
-                        log_err("upstream refused a fresh session token with HTTP %ld (%s): "
-                                "events are kept and retried with backoff; check the pk_ key "
-                                "%s and the identity",
-                                st,
+                        log_err("upstream %s refused a fresh session token with HTTP %ld (%s): "
+                                "%llu events held, next attempt in %s; check the pk_ key %s "
+                                "and the identity",
+                                h.url, st,
                                 st == 401 ? "rejected right after a mint"
                                           : "the session lacks permission",
-                                b->key->redacted);
+                                h.held, h.next, b->key->redacted);
                 else
-                        log_err("upstream refused the API key %s with HTTP %ld (%s): events "
-                                "are kept and retried with backoff; fix the key (api_key_file "
+                        log_err("upstream %s refused the API key %s with HTTP %ld (%s): %llu "
+                                "events held, next attempt in %s; fix the key (api_key_file "
                                 "or the api_key credential) and restart segopsd",
-                                b->key->redacted, st,
+                                h.url, b->key->redacted, st,
                                 st == 401 ? "unknown, revoked or expired key"
-                                          : "the key lacks permission to send events");
+                                          : "the key lacks permission to send events",
+                                h.held, h.next);
                 break;
         case UPSTREAM_THROTTLED:
-                log_limited(LOG_WARNING, "throttled", "upstream is overloaded (HTTP %ld)%s", st,
-                            v->action == RESP_PAUSE ? ", honouring Retry-After" : ", backing off");
+                if (v->action == RESP_PAUSE)
+                        log_limited(LOG_WARNING, "throttled",
+                                    "upstream %s is overloaded (HTTP %ld), honouring "
+                                    "Retry-After: every request paused for %s; %llu events held",
+                                    h.url, st, h.next, h.held);
+                else
+                        log_limited(LOG_WARNING, "throttled",
+                                    "upstream %s is overloaded (HTTP %ld), backing off: %llu "
+                                    "events held, next attempt in %s",
+                                    h.url, st, h.held, h.next);
                 break;
         case UPSTREAM_TLS_ERROR:
                 log_limited(LOG_ERR, "tls",
-                            "TLS failure talking to the upstream: %s; check api_url and "
-                            "ca_file (events are kept and retried)",
-                            b->up.last_error);
+                            "TLS failure talking to upstream %s: %s; check api_url and ca_file: "
+                            "%llu events held, next attempt in %s",
+                            h.url, b->up.last_error, h.held, h.next);
                 break;
         case UPSTREAM_RETRYING:
                 log_limited(LOG_WARNING, "transient",
-                            "upstream request failed (%s), retrying with backoff",
-                            b->up.last_error);
+                            "upstream %s request failed (%s), retrying with backoff: %llu events "
+                            "held, next attempt in %s",
+                            h.url, b->up.last_error, h.held, h.next);
                 break;
         default: break;
         }
@@ -198,6 +232,12 @@ void batcher__on_response(void *ud, const struct fwd_result *res)
         if (v.forget_token)
                 session_rejected(b->session, x->token_gen);
         batcher__note_answer(b, &v, in.dry_run);
+        /* The next attempt is set before the verdict is logged: the
+         * line says when it is. */
+        if (v.action == RESP_BACKOFF)
+                retry_later(b, x, b->cfg);
+        else if (v.action == RESP_PAUSE)
+                pause_all(b, x, res->retry_after);
         log_verdict(b, x, res, &v, prev);
         switch (v.action) {
         case RESP_DELIVERED: delivered(b, x, res); break;
@@ -206,8 +246,8 @@ void batcher__on_response(void *ud, const struct fwd_result *res)
                 x->state = BATCH_READY;
                 x->not_before = 0;
                 break;
-        case RESP_BACKOFF: retry_later(b, x, b->cfg); break;
-        case RESP_PAUSE: pause_all(b, x, res->retry_after); break;
+        case RESP_BACKOFF:
+        case RESP_PAUSE: break; /* done above */
         case RESP_SPLIT: split(b, x); break;
         case RESP_DROP_REJECTED: batcher__drop(b, x, DROP_UPSTREAM_REJECTED); break;
         case RESP_DROP_TOO_LARGE: batcher__drop(b, x, DROP_TOO_LARGE); break;

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "session.h"
 #include "spool.h"
+#include "urlshow.h"
 
 #define EVENTS_PATH "/api/events/batch/"
 #define START_RETRY_MS 1000 /* a request that could not even start */
@@ -160,6 +161,17 @@ static bool cut_due(const struct batcher *b)
 
 /* ---- sending ---- */
 
+/* A request could not even start (out of memory, curl refused it). */
+static void log_send_error(const struct batcher *b)
+{
+        char url[256], next[32];
+
+        (void)urlshow_strip(b->cfg->api_url, url, sizeof(url));
+        log_limited(LOG_ERR, "send", "upstream %s: %s: %llu events held, next attempt in %s", url,
+                    b->up.last_error, (unsigned long long)batcher_held(b),
+                    log_duration(START_RETRY_MS, next, sizeof(next)));
+}
+
 static void send_batch(struct batcher *b, struct batch *x, const char *bearer, uint64_t gen)
 {
         struct fwd_post p = {
@@ -182,7 +194,7 @@ static void send_batch(struct batcher *b, struct batch *x, const char *bearer, u
                 b->up.failures++;
                 snprintf(b->up.last_error, sizeof(b->up.last_error), "cannot start a request: %s",
                          strerror(-ret));
-                log_limited(LOG_ERR, "send", "%s", b->up.last_error);
+                log_send_error(b);
                 return;
         }
         if (x->attempts > 0)

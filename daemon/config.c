@@ -14,6 +14,7 @@
  */
 #include "config-internal.h"
 #include "proto.h"
+#include "urlshow.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -344,8 +345,8 @@ static bool loopback_host(const char *host, size_t len)
  * on where the host is. */
 static void url_host(const char *url, const char **host, size_t *len)
 {
-        const char *a = url + strlen("http://"), *at, *h, *stop;
-        size_t alen = strcspn(a, "/?#");
+        size_t alen;
+        const char *a = urlshow_authority(url, &alen), *at, *h, *stop;
 
         at = memchr(a, '@', alen);
         if (memchr(a, '\\', alen) || (at && memchr(at + 1, '@', alen - (size_t)(at + 1 - a)))) {

@@ -63,6 +63,7 @@ struct conn_server {
         uid_t euid;        /* ours: it may use the reserve */
         int open_handles;  /* listener, sweep, connections */
         bool stopping;
+        bool adopted; /* the listener came from systemd (socket activation) */
 };
 
 struct write_req {
@@ -327,13 +328,13 @@ static void handle_line(struct conn *c, const struct framer_line *l)
                 snprintf(err.detail, sizeof(err.detail), "line longer than max_message_bytes (%zu)",
                          d->cfg.max_message_bytes);
                 d->stats.line_oversize++;
-                ingest_reject(&d->ingest, INGEST_STREAM, &err);
+                ingest_reject(&d->ingest, INGEST_STREAM, NULL, &err);
                 reply_error(c, &err, l->line_no);
                 return;
         }
         if (ingest_blank(l->data, l->len))
                 return;
-        switch (ingest_line(&d->ingest, INGEST_STREAM, l->data, l->len, &msg, &err)) {
+        switch (ingest_line(&d->ingest, INGEST_STREAM, NULL, l->data, l->len, &msg, &err)) {
         case INGEST_EVENT: break;
         case INGEST_OP: run_op(c, &msg); break;
         case INGEST_REJECTED: reply_error(c, &err, l->line_no); break;
@@ -618,10 +619,8 @@ int conn_server_open(struct daemon *d)
                 return -ENOMEM;
         s->d = d;
         s->euid = geteuid();
-        bool adopted;
-
         fd = listen_unix(d->cfg.control_socket, SOCK_STREAM, d->cfg.socket_mode,
-                         d->cfg.socket_group, &adopted, err, sizeof(err));
+                         d->cfg.socket_group, &s->adopted, err, sizeof(err));
         if (fd < 0) {
                 log_err("control socket %s", err);
                 free(s);
@@ -652,6 +651,11 @@ int conn_server_open(struct daemon *d)
         }
         d->conns = s;
         return 0;
+}
+
+bool conn_server_adopted(const struct daemon *d)
+{
+        return d->conns && d->conns->adopted;
 }
 
 /* Read what the client already sent and is waiting in the kernel. */

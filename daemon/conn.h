@@ -2,6 +2,8 @@
 #ifndef SEGOPSD_CONN_H
 #define SEGOPSD_CONN_H
 
+#include <stdbool.h>
+
 struct daemon;
 
 /* Bind (or adopt) the control socket and start accepting. 0 or -errno,
@@ -15,5 +17,9 @@ void conn_server_close(struct daemon *d);
 /* The end of a stop: close whatever connections are left, replies
  * unwritten or not. Returns how many there were. */
 unsigned conn_server_abort(struct daemon *d);
+
+/* The control socket was passed by systemd (socket activation), not
+ * bound here. */
+bool conn_server_adopted(const struct daemon *d);
 
 #endif

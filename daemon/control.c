@@ -15,6 +15,7 @@
 #include "metrics.h"
 #include "spool.h"
 #include "status.h"
+#include "urlshow.h"
 
 /* A report counts what its sender lost since its last one; a count
  * beyond max_client_dropped_report is a lie or a bug, and would bury
@@ -204,7 +205,7 @@ static json_t *add_health(struct daemon *d, json_t *j)
         if (fwd_dry_run(&d->fwd))
                 snprintf(url, sizeof(url), "stdout");
         else
-                status_public_url(d->cfg.api_url ? d->cfg.api_url : "", url, sizeof(url));
+                (void)urlshow_strip(d->cfg.api_url, url, sizeof(url));
         json_object_set_new(u, "url", json_string(url));
         json_object_set_new(u, "since_s", json_real(ms_to_s(now - up->since_ms)));
         json_object_set_new(u, "failing_s",

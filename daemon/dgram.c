@@ -141,15 +141,16 @@ static void handle_op(struct daemon *d, struct proto_msg *msg, const struct clie
         d->stats.ops--;
         snprintf(err.detail, sizeof(err.detail),
                  "this op needs a reply: send it on the control (stream) socket");
-        ingest_reject(&d->ingest, INGEST_DGRAM, &err);
+        ingest_reject(&d->ingest, INGEST_DGRAM, peer, &err);
 }
 
-static void reject(struct dgram *g, enum proto_reason why, const char *detail)
+static void reject(struct dgram *g, const struct client_id *peer, enum proto_reason why,
+                   const char *detail)
 {
         struct proto_error err = { .reason = why };
 
         snprintf(err.detail, sizeof(err.detail), "%s", detail);
-        ingest_reject(&g->d->ingest, INGEST_DGRAM, &err);
+        ingest_reject(&g->d->ingest, INGEST_DGRAM, peer, &err);
 }
 
 static void read_meta(struct msghdr *h, struct dgram_meta *m)
@@ -242,8 +243,9 @@ static bool split(struct dgram *g, struct dgram_budget *b)
         while (b->lines && b->bytes && framer_datagram_next(c->p, c->len, &c->pos, &l)) {
                 b->lines--;
                 b->bytes -= l.len + 1 < b->bytes ? l.len + 1 : b->bytes;
-                if (!ingest_blank(l.data, l.len) && ingest_line(&g->d->ingest, INGEST_DGRAM, l.data,
-                                                                l.len, &msg, &err) == INGEST_OP)
+                if (!ingest_blank(l.data, l.len) &&
+                    ingest_line(&g->d->ingest, INGEST_DGRAM, &c->peer, l.data, l.len, &msg, &err) ==
+                            INGEST_OP)
                         handle_op(g->d, &msg, &c->peer);
         }
         if (c->pos < c->len)
@@ -262,21 +264,21 @@ static bool open_memfd(struct dgram *g, int fd, const struct client_id *peer)
         int seals = fcntl(fd, F_GET_SEALS);
 
         if (seals < 0 || (seals & MEMFD_SEALS) != MEMFD_SEALS) {
-                reject(g, PROTO_E_BAD_VALUE, "passed file is not a sealed memfd");
+                reject(g, peer, PROTO_E_BAD_VALUE, "passed file is not a sealed memfd");
                 return false;
         }
         if (fstat(fd, &st) < 0 || st.st_size <= 0) {
-                reject(g, PROTO_E_BAD_VALUE, "passed memfd is empty");
+                reject(g, peer, PROTO_E_BAD_VALUE, "passed memfd is empty");
                 return false;
         }
         if ((uint64_t)st.st_size > cfg_datagram_bytes(&g->d->cfg)) {
                 g->d->stats.dgram_truncated++;
-                reject(g, PROTO_E_OVERSIZE, "memfd larger than max_datagram_bytes");
+                reject(g, peer, PROTO_E_OVERSIZE, "memfd larger than max_datagram_bytes");
                 return false;
         }
         p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (p == MAP_FAILED) {
-                reject(g, PROTO_E_BAD_VALUE, "passed memfd cannot be read");
+                reject(g, peer, PROTO_E_BAD_VALUE, "passed memfd cannot be read");
                 return false;
         }
         g->d->stats.dgram_memfd++;
@@ -301,13 +303,14 @@ static void start_one(struct dgram *g, struct dgram_budget *b)
         }
         g->d->stats.dgram_received++;
         if (m.truncated || m.nfds > 1 || (m.nfds == 1 && len > 0)) {
-                reject(g, PROTO_E_BAD_VALUE, "unexpected file descriptors with a datagram");
+                reject(g, &m.peer, PROTO_E_BAD_VALUE,
+                       "unexpected file descriptors with a datagram");
         } else if ((mm->msg_hdr.msg_flags & MSG_TRUNC) || len >= g->slot) {
                 char detail[96];
                 snprintf(detail, sizeof(detail), "datagram larger than max_datagram_bytes (%zu)",
                          g->slot - 1);
                 g->d->stats.dgram_truncated++;
-                reject(g, PROTO_E_OVERSIZE, detail);
+                reject(g, &m.peer, PROTO_E_OVERSIZE, detail);
         } else if (m.nfds == 1) {
                 opened = open_memfd(g, m.fds[0], &m.peer);
         } else {
@@ -755,6 +758,11 @@ void dgram_close(struct daemon *d)
          * left in a socket systemd keeps for the next start. */
         begin_drain(g, false);
         schedule(g);
+}
+
+bool dgram_adopted(const struct daemon *d)
+{
+        return d->dgram && d->dgram->adopted;
 }
 
 bool dgram_closing(const struct daemon *d)

@@ -18,6 +18,9 @@ void dgram_drain(struct daemon *d);
 void dgram_close(struct daemon *d);
 /* dgram_close() has not finished reading yet. */
 bool dgram_closing(const struct daemon *d);
+/* The events socket was passed by systemd (socket activation), not
+ * bound here. */
+bool dgram_adopted(const struct daemon *d);
 /* End the stop's reading now (stop_timeout): what is left unread is
  * counted (ingest.unread_at_stop), logged and, unless systemd keeps the
  * socket, discarded. */

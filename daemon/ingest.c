@@ -42,12 +42,24 @@ static const char *source_name(enum ingest_source src)
         return src == INGEST_DGRAM ? "datagram" : "stream";
 }
 
-void ingest_reject(struct ingest *in, enum ingest_source src, const struct proto_error *err)
+void ingest_reject(struct ingest *in, enum ingest_source src, const struct client_id *peer,
+                   const struct proto_error *err)
 {
+        char from[64] = "";
+
         in->stats->received++;
         in->stats->rejected[err->reason]++;
-        log_limited(LOG_WARNING, "rejected", "rejected a message on the %s socket: %s: %s",
-                    source_name(src), proto_reason_name(err->reason), err->detail);
+        /* The kernel's word only (a message's own "pid" is anyone's). A
+         * sender in another pid namespace has pid 0: its uid still says
+         * something. */
+        if (peer && peer->verified && peer->pid > 0)
+                snprintf(from, sizeof(from), " from pid %ld (uid %lu)", (long)peer->pid,
+                         (unsigned long)peer->uid);
+        else if (peer && peer->verified)
+                snprintf(from, sizeof(from), " from uid %lu (pid not visible)",
+                         (unsigned long)peer->uid);
+        log_limited(LOG_WARNING, "rejected", "rejected a message on the %s socket%s: %s: %s",
+                    source_name(src), from, proto_reason_name(err->reason), err->detail);
 }
 
 /* The batcher counts every loss; here they are only told. */
@@ -80,8 +92,9 @@ void ingest_clock(struct ingest *in)
         in->rx_ms = clock_wall_ms();
 }
 
-enum ingest_outcome ingest_line(struct ingest *in, enum ingest_source src, const char *line,
-                                size_t len, struct proto_msg *msg, struct proto_error *err)
+enum ingest_outcome ingest_line(struct ingest *in, enum ingest_source src,
+                                const struct client_id *peer, const char *line, size_t len,
+                                struct proto_msg *msg, struct proto_error *err)
 {
         struct proto_buf *out = &in->scratch;
         uint8_t rnd[16];
@@ -97,7 +110,7 @@ enum ingest_outcome ingest_line(struct ingest *in, enum ingest_source src, const
                         err->reason = PROTO_E_NOMEM;
                         snprintf(err->detail, sizeof(err->detail), "out of memory");
                 }
-                ingest_reject(in, src, err);
+                ingest_reject(in, src, peer, err);
                 return INGEST_REJECTED;
         }
         if (msg->kind == PROTO_MSG_OP) {

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "clients.h"
 #include "config.h"
 #include "proto.h"
 #include "stats.h"
@@ -40,11 +41,16 @@ bool ingest_blank(const char *line, size_t len);
  * one clock read, and its events share a receipt time to the ms. */
 void ingest_clock(struct ingest *in);
 
-enum ingest_outcome ingest_line(struct ingest *in, enum ingest_source src, const char *line,
-                                size_t len, struct proto_msg *msg, struct proto_error *err);
+/* peer: the sender when the kernel says who it is (a datagram's
+ * SCM_CREDENTIALS), else NULL; only a rejection's log line reads it. */
+enum ingest_outcome ingest_line(struct ingest *in, enum ingest_source src,
+                                const struct client_id *peer, const char *line, size_t len,
+                                struct proto_msg *msg, struct proto_error *err);
 
 /* Count and log a rejection found outside proto (oversize stream line,
- * op not allowed on this socket). */
-void ingest_reject(struct ingest *in, enum ingest_source src, const struct proto_error *err);
+ * op not allowed on this socket). The line names peer's pid (and uid)
+ * when verified. */
+void ingest_reject(struct ingest *in, enum ingest_source src, const struct client_id *peer,
+                   const struct proto_error *err);
 
 #endif

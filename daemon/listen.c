@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -179,4 +180,56 @@ int listen_unix(const char *path, int type, mode_t mode, gid_t gid, bool *ret_ad
                 return r;
         }
         return fd;
+}
+
+/* What fd is, for the error that names it: "a stream socket at
+ * '/run/x.sock'", "a datagram socket (no path)", "not a Unix socket". */
+static void describe_fd(int fd, char *out, size_t outlen)
+{
+        struct sockaddr_un sa;
+        socklen_t len = sizeof(sa);
+        int type = 0;
+        socklen_t tlen = sizeof(type);
+
+        memset(&sa, 0, sizeof(sa));
+        if (sd_is_socket(fd, AF_UNIX, 0, -1) <= 0 ||
+            getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) < 0 ||
+            getsockname(fd, (struct sockaddr *)&sa, &len) < 0) {
+                snprintf(out, outlen, "fd %d, not a Unix socket", fd);
+                return;
+        }
+        if (len > offsetof(struct sockaddr_un, sun_path) && sa.sun_path[0] != '\0')
+                snprintf(out, outlen, "a %s socket at '%.*s'",
+                         type == SOCK_DGRAM    ? "datagram"
+                         : type == SOCK_STREAM ? "stream"
+                                               : "other",
+                         (int)(len - offsetof(struct sockaddr_un, sun_path)), sa.sun_path);
+        else
+                snprintf(out, outlen, "a %s socket with no path (fd %d)",
+                         type == SOCK_DGRAM    ? "datagram"
+                         : type == SOCK_STREAM ? "stream"
+                                               : "other",
+                         fd);
+}
+
+int listen_check_passed(const char *events_path, const char *control_path, char *err, size_t errlen)
+{
+        int n = sd_listen_fds(0);
+
+        for (int fd = SD_LISTEN_FDS_START; n > 0 && fd < SD_LISTEN_FDS_START + n; fd++) {
+                char what[sizeof(((struct sockaddr_un *)0)->sun_path) + 64];
+
+                if (sd_is_socket_unix(fd, SOCK_DGRAM, -1, events_path, 0) > 0 ||
+                    sd_is_socket_unix(fd, SOCK_STREAM, -1, control_path, 0) > 0)
+                        continue;
+                describe_fd(fd, what, sizeof(what));
+                snprintf(err, errlen,
+                         "systemd passed %s, which matches neither [listen] events_socket "
+                         "('%s', ListenDatagram=) nor [listen] control_socket ('%s', "
+                         "ListenStream=): its clients would never be answered; make the "
+                         "socket unit and the config name the same paths",
+                         what, events_path, control_path);
+                return -EADDRNOTAVAIL;
+        }
+        return 0;
 }

@@ -18,4 +18,11 @@
 int listen_unix(const char *path, int type, mode_t mode, gid_t gid, bool *ret_adopted, char *err,
                 size_t errlen);
 
+/* Every socket systemd passed (LISTEN_FDS) must be one listen_unix()
+ * will adopt: a datagram socket at events_path or a stream socket at
+ * control_path. Another would sit unread while its clients' messages
+ * pile up. 0, or -EADDRNOTAVAIL with err naming it and the config keys. */
+int listen_check_passed(const char *events_path, const char *control_path, char *err,
+                        size_t errlen);
+
 #endif

@@ -180,3 +180,20 @@ void log_excerpt(const char *s, size_t n, char *out, size_t outlen)
 {
         proto_printable(out, outlen, s, n, PROTO_PRINTABLE_ASCII);
 }
+
+const char *log_duration(uint64_t ms, char *out, size_t outlen)
+{
+        uint64_t s = (ms + 500) / 1000;
+
+        if (ms < 10000)
+                snprintf(out, outlen, "%.1f s", (double)ms / 1000.0);
+        else if (s < 120)
+                snprintf(out, outlen, "%llu s", (unsigned long long)s);
+        else if (s < 7200)
+                snprintf(out, outlen, "%llum%02llus", (unsigned long long)(s / 60),
+                         (unsigned long long)(s % 60));
+        else
+                snprintf(out, outlen, "%lluh%02llum", (unsigned long long)(s / 3600),
+                         (unsigned long long)(s / 60 % 60));
+        return out;
+}

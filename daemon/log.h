@@ -8,6 +8,7 @@
 #ifndef SEGOPSD_LOG_H
 #define SEGOPSD_LOG_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <syslog.h>
 
@@ -40,5 +41,9 @@ uint64_t log_suppressed(void);
  * characters, DEL, '\\' and bytes from 0x80 up become \xHH), cut where it
  * no longer fits. */
 void log_excerpt(const char *s, size_t n, char *out, size_t outlen);
+
+/* A delay for a log line: "0.3 s", "12 s", "2m05s", "1h02m". Returns
+ * out. */
+const char *log_duration(uint64_t ms, char *out, size_t outlen);
 
 #endif

@@ -27,10 +27,12 @@
 #include "conn.h"
 #include "daemon.h"
 #include "dgram.h"
+#include "listen.h"
 #include "log.h"
 #include "reload.h"
 #include "rng.h"
 #include "spool.h"
+#include "urlshow.h"
 
 #define STOP_POLL_MS 20
 
@@ -105,32 +107,63 @@ static void block_stop_signals(void)
         pthread_sigmask(SIG_BLOCK, &set, NULL);
 }
 
-/* The last line of a run: what became of the accepted events. Lost
- * events are logged at priority crit, so that they can be found once the
- * process is gone (journalctl -u segopsd -p crit). */
+/* "10 delivered, 2 refused by the upstream (2 upstream_rejected), 4 lost
+ * (4 shutdown)": what became of the events accepted since start. The
+ * upstream refuses (upstream_rejected, too_large); every other drop is
+ * a loss here (memory_full, spool_full, spool_corrupt, shutdown). */
+static void stop_counts(const struct stats *st, char *out, size_t outlen)
+{
+        uint64_t refused[DROP_REASON_COUNT] = { 0 }, lost[DROP_REASON_COUNT];
+        char rtext[160], ltext[200];
+        uint64_t nref, nlost;
+        size_t o;
+
+        memcpy(lost, st->dropped, sizeof(lost));
+        refused[DROP_UPSTREAM_REJECTED] = lost[DROP_UPSTREAM_REJECTED];
+        refused[DROP_TOO_LARGE] = lost[DROP_TOO_LARGE];
+        lost[DROP_UPSTREAM_REJECTED] = lost[DROP_TOO_LARGE] = 0;
+        nref = stats_drops_text(refused, rtext, sizeof(rtext));
+        nlost = stats_drops_text(lost, ltext, sizeof(ltext));
+        if (nref)
+                snprintf(out, outlen, "%llu delivered, %llu refused by the upstream (%s), ",
+                         (unsigned long long)st->sent, (unsigned long long)nref, rtext);
+        else
+                snprintf(out, outlen, "%llu delivered, ", (unsigned long long)st->sent);
+        o = strlen(out);
+        if (nlost)
+                snprintf(out + o, outlen - o, "%llu lost (%s)", (unsigned long long)nlost, ltext);
+        else
+                snprintf(out + o, outlen - o, "0 lost");
+}
+
+/* The last line of a run: what became of the accepted events, in
+ * numbers by reason after "since start:". Lost events are logged at
+ * priority crit, so that they can be found once the process is gone
+ * (journalctl -u segopsd -p crit); other drops at warning. */
 static void report_stop(const struct daemon *d, bool spooled, uint64_t lost, uint64_t kept)
 {
-        char reasons[256];
-        uint64_t dropped = stats_drops_text(d->stats.dropped, reasons, sizeof(reasons));
+        char counts[512];
+        bool dropped = false;
 
+        for (int i = 0; i < DROP_REASON_COUNT; i++)
+                dropped = dropped || d->stats.dropped[i];
+        stop_counts(&d->stats, counts, sizeof(counts));
         if (lost)
                 log_msg(LOG_CRIT,
                         "stopped: %llu events could not be delivered before stop_timeout and are "
-                        "lost (%s); all dropped since start: %s",
+                        "lost (%s); since start: %s",
                         (unsigned long long)lost,
                         spooled ? "the spool could not take them" : "no spool_dir: memory-only",
-                        reasons);
+                        counts);
         else if (kept)
-                log_info("stopped: %llu events wait in the spool and are sent after the next "
-                         "start%s%s",
-                         (unsigned long long)kept, dropped ? "; dropped since start: " : "",
-                         dropped ? reasons : "");
+                log_msg(dropped ? LOG_WARNING : LOG_INFO,
+                        "stopped: %llu events wait in the spool and are sent after the next "
+                        "start; since start: %s",
+                        (unsigned long long)kept, counts);
         else if (dropped)
-                log_warn("stopped: every event still held was delivered, but %llu accepted "
-                         "events were dropped since start (%s)",
-                         (unsigned long long)dropped, reasons);
+                log_warn("stopped: every event still held was delivered; since start: %s", counts);
         else
-                log_info("stopped: every accepted event was delivered");
+                log_info("stopped: every accepted event was delivered; since start: %s", counts);
 }
 
 static void finish_stop(struct runtime *rt)
@@ -207,10 +240,16 @@ static void on_watchdog(uv_timer_t *t)
         sd_notify(0, "WATCHDOG=1");
 }
 
-static int load_config(struct daemon *d, const char *path, bool quiet)
+/* Read, check and complete the config, and load the key. Errors and
+ * warnings go through the log front end (started with defaults before
+ * this), so under systemd they carry their priority: <3> for the error
+ * that stops the start, <4> for a warning. --check-config shows the
+ * same warnings as a start. Returns the warnings given, or a negative
+ * errno. */
+static int load_config(struct daemon *d, const char *path)
 {
         char err[1024];
-        int r;
+        int r, warnings = 0;
 
         cfg_defaults(&d->cfg);
         r = cfg_load(&d->cfg, path, err, sizeof(err));
@@ -220,22 +259,23 @@ static int load_config(struct daemon *d, const char *path, bool quiet)
                 r = apikey_load(&d->cfg, &d->key.secret, err, sizeof(err));
         }
         if (r < 0) {
-                fprintf(stderr, "segopsd: %s\n", err);
+                log_err("%s", err);
                 return r;
         }
         apikey_redact(d->key.secret, d->key.redacted, sizeof(d->key.redacted));
-        if (cfg_url_insecure(&d->cfg)) /* allowed, or cfg_validate had refused it */
-                fprintf(stderr,
-                        "segopsd: warning: %s: [upstream] api_url is http:// to another "
-                        "host: the API key and the events cross the network in clear text "
-                        "(allow_insecure_http = yes)\n",
-                        path);
-        if (!quiet && d->cfg.api_key && !getenv("CREDENTIALS_DIRECTORY") && !d->cfg.api_key_file)
-                fprintf(stderr,
-                        "segopsd: warning: %s: the API key is written in the config file; "
-                        "prefer api_key_file or a systemd credential\n",
-                        path);
-        return 0;
+        if (cfg_url_insecure(&d->cfg)) { /* allowed, or cfg_validate had refused it */
+                log_warn("%s: [upstream] api_url is http:// to another host: the API key and "
+                         "the events cross the network in clear text (allow_insecure_http = yes)",
+                         path);
+                warnings++;
+        }
+        if (d->cfg.api_key && !getenv("CREDENTIALS_DIRECTORY") && !d->cfg.api_key_file) {
+                log_warn("%s: the API key is written in the config file; prefer api_key_file "
+                         "or a systemd credential",
+                         path);
+                warnings++;
+        }
+        return warnings;
 }
 
 static void start_watchdog(struct runtime *rt)
@@ -247,11 +287,20 @@ static void start_watchdog(struct runtime *rt)
                 uv_timer_start(&rt->watchdog, on_watchdog, usec / 2000, usec / 2000);
 }
 
+static const char *origin(bool adopted)
+{
+        return adopted ? "adopted from systemd" : "bound";
+}
+
 static void print_hello(const struct daemon *d)
 {
-        log_info("segopsd %s ready: events socket %s, control socket %s, upstream %s, key %s",
-                 SEGOPS_VERSION, d->cfg.events_socket, d->cfg.control_socket, d->cfg.api_url,
-                 d->key.redacted);
+        char url[256];
+
+        (void)urlshow_strip(d->cfg.api_url, url, sizeof(url));
+        log_info("segopsd %s ready: events socket %s (%s), control socket %s (%s), upstream %s, "
+                 "key %s",
+                 SEGOPS_VERSION, d->cfg.events_socket, origin(dgram_adopted(d)),
+                 d->cfg.control_socket, origin(conn_server_adopted(d)), url, d->key.redacted);
         log_info("send a first event: echo '{\"user_id\":\"u1\",\"event_type\":\"hello\"}' | "
                  "socat -u - UNIX-SENDTO:%s",
                  d->cfg.events_socket);
@@ -267,6 +316,11 @@ static void session_ready(void *ud)
         batcher_wake(ud);
 }
 
+static uint64_t session_held(void *ud)
+{
+        return batcher_held(ud);
+}
+
 /* Who talks to whom: the session mints through the forwarder and wakes
  * the batcher; the batcher sends through the forwarder with the
  * session's bearer; ingest feeds the batcher. */
@@ -277,6 +331,7 @@ static void wire(struct daemon *d)
                 .ctx = &d->fwd,
                 .ready = session_ready,
                 .ud = &d->batcher,
+                .held = session_held,
         };
         bool pk = d->key.secret && strncmp(d->key.secret, "pk_", 3) == 0;
 
@@ -293,6 +348,17 @@ static int run(struct runtime *rt)
 
         d->loop = uv_default_loop();
         d->start_ms = clock_wall_ms();
+        {
+                char err[1024];
+
+                /* Before anything is bound or opened. */
+                r = listen_check_passed(d->cfg.events_socket, d->cfg.control_socket, err,
+                                        sizeof(err));
+                if (r < 0) {
+                        log_err("%s", err);
+                        return r;
+                }
+        }
         if (d->cfg.spool_dir) {
                 char err[512];
 
@@ -384,6 +450,8 @@ int main(int argc, char **argv)
         int c, r;
 
         tune_malloc();
+        /* Until the config sets them: level info, no rate limit. */
+        log_init(CFG_LOG_INFO, 0);
         while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
                 switch (c) {
                 case 'c': path = optarg; break;
@@ -394,14 +462,18 @@ int main(int argc, char **argv)
                 }
         }
         if (optind < argc) {
-                fprintf(stderr, "segopsd: unexpected argument '%s'\n", argv[optind]);
+                log_err("unexpected argument '%s'", argv[optind]);
                 usage(stderr);
                 return 2;
         }
-        if (load_config(&rt.d, path, check_only) < 0)
+        r = load_config(&rt.d, path);
+        if (r < 0)
                 return 1;
         if (check_only) {
-                printf("%s: configuration OK (key %s)\n", path, rt.d.key.redacted);
+                printf("%s: configuration OK (key %s)%s\n", path, rt.d.key.redacted,
+                       r == 0   ? ""
+                       : r == 1 ? ", with the warning above"
+                                : ", with the warnings above");
                 goto out;
         }
         signal(SIGPIPE, SIG_IGN);

@@ -29,6 +29,7 @@
 #include "response.h"
 #include "rng.h"
 #include "scrub.h"
+#include "urlshow.h"
 #include "usercmd.h"
 
 #define SESSION_PATH "/api/auth/session/"
@@ -66,6 +67,20 @@ static void tell(struct session *s, const char *problem, int prio, const char *t
                 return;
         s->logged = problem;
         log_msg(prio, "%s", text);
+}
+
+/* What the lines of a failed mint say after the failure: where, what
+ * waits, and when the next attempt is (back_off() has set it). */
+static const char *mint_note(const struct session *s, char *out, size_t outlen)
+{
+        char url[256], next[32];
+        uint64_t t = now(s);
+
+        (void)urlshow_strip(s->cfg->api_url, url, sizeof(url));
+        snprintf(out, outlen, "upstream %s; %llu events held, next attempt in %s", url,
+                 (unsigned long long)(s->io.held ? s->io.held(s->io.ud) : 0),
+                 log_duration(s->not_before > t ? s->not_before - t : 0, next, sizeof(next)));
+        return out;
 }
 
 /* Without a token there is nothing to keep in use: a mint is needed
@@ -193,6 +208,8 @@ static int take_token(struct session *s, const struct fwd_result *res)
 /* 2xx: the token, or a backoff when the answer has none usable. */
 static void took_answer(struct session *s, const struct fwd_result *res)
 {
+        char msg[768], note[400];
+
         if (take_token(s, res) == 0) {
                 s->state = SESSION_READY;
                 s->attempts = 0;
@@ -206,35 +223,39 @@ static void took_answer(struct session *s, const struct fwd_result *res)
         }
         snprintf(s->last_error, sizeof(s->last_error),
                  "session answer lacks a usable token/expires_in");
-        tell(s, "mint_body", LOG_ERR,
-             "the upstream's session answer has no usable token and expires_in; events are "
-             "kept, retrying with backoff");
         back_off(s, -1);
+        snprintf(msg, sizeof(msg),
+                 "the upstream's session answer has no usable token and expires_in; retrying "
+                 "with backoff (%s)",
+                 mint_note(s, note, sizeof(note)));
+        tell(s, "mint_body", LOG_ERR, msg);
 }
 
 /* 400/401/403: a configuration problem; say what to fix, once. */
 static void refused(struct session *s, long st)
 {
-        char msg[512];
+        char msg[1024], note[400];
 
         snprintf(s->last_error, sizeof(s->last_error), "session mint: HTTP %ld", st);
+        back_off(s, -1);
         snprintf(msg, sizeof(msg),
                  "minting a session for user '%s' with key %s failed with HTTP %ld: %s. "
-                 "Events are kept and minting is retried with backoff",
+                 "Events are kept and minting is retried with backoff (%s)",
                  s->user_id, s->key->redacted, st,
                  st == 401   ? "the pk_ key is unknown or revoked; fix api_key_file"
                  : st == 403 ? "the user_id_sig is missing or wrong; sign the user id "
                                "with 'segopsctl sign-user-id' and send set_user with it"
                              : "the upstream found the request malformed; check the "
-                               "identity sent with set_user or user_context_command");
+                               "identity sent with set_user or user_context_command",
+                 mint_note(s, note, sizeof(note)));
         tell(s, st == 401 ? "mint_401" : st == 403 ? "mint_403" : "mint_400", LOG_ERR, msg);
-        back_off(s, -1);
 }
 
 static void on_mint(void *ud, const struct fwd_result *res)
 {
         struct session *s = ud;
         long st = res->status;
+        char note[400];
 
         proto_buf_free(&s->body);
         /* Aborted: the forwarder is closing, and there is no answer to
@@ -271,8 +292,11 @@ static void on_mint(void *ud, const struct fwd_result *res)
         } else {
                 snprintf(s->last_error, sizeof(s->last_error), "session mint: HTTP %ld", st);
         }
-        log_limited(LOG_WARNING, "mint_transient", "%s; retrying with backoff", s->last_error);
         back_off(s, (st == 429 || st == 503) ? res->retry_after : -1);
+        log_limited(LOG_WARNING, "mint_transient", "%s; %s (%s)", s->last_error,
+                    (st == 429 || st == 503) && res->retry_after >= 0 ? "honouring Retry-After"
+                                                                      : "retrying with backoff",
+                    mint_note(s, note, sizeof(note)));
 }
 
 static void mint(struct session *s, const char *user_id, const char *sig)

@@ -46,12 +46,15 @@ enum session_state {
 
 /* How the session reaches the world: post() starts an HTTP POST (the
  * forwarder's fwd_start, or a test's fake), and ready() tells the owner
- * that a token may now be at hand (or a mint may start): ask again. */
+ * that a token may now be at hand (or a mint may start): ask again.
+ * held() (optional) counts the events that wait, for the lines that log
+ * a failed mint. */
 struct session_io {
         int (*post)(void *ctx, const struct fwd_post *p, fwd_done_fn cb, void *ud);
         void *ctx;
         void (*ready)(void *ud);
         void *ud;
+        uint64_t (*held)(void *ud);
 };
 
 struct session {

@@ -58,35 +58,6 @@ void status_duration(double secs, char *out, size_t outlen)
                          (unsigned long long)(s % 86400 / 3600));
 }
 
-size_t status_public_url(const char *url, char *out, size_t outlen)
-{
-        const char *host = strstr(url, "://"), *end, *at;
-        size_t n = 0, len;
-
-        if (!outlen)
-                return 0;
-        host = host ? host + 3 : url;
-        end = host + strcspn(host, "/?#");
-        /* The last '@' of the authority ends the userinfo (a password
-         * may hold an unescaped '@'). */
-        at = NULL;
-        for (const char *p = host; p < end; p++)
-                if (*p == '@')
-                        at = p;
-        len = (size_t)(host - url);
-        for (int part = 0; part < 2; part++) {
-                const char *from = part ? (at ? at + 1 : host) : url;
-                size_t take = part ? strcspn(from, "?#") : len;
-
-                if (take > outlen - 1 - n)
-                        take = outlen - 1 - n;
-                memcpy(out + n, from, take);
-                n += take;
-        }
-        out[n] = '\0';
-        return n;
-}
-
 static const char *failing_phrase(enum upstream_state s)
 {
         switch (s) {

@@ -56,10 +56,6 @@ void status_rate(double per_s, char *out, size_t outlen);
 void status_count(uint64_t n, char *out, size_t outlen);
 void status_duration(double secs, char *out, size_t outlen);
 
-/* url for display: without userinfo (user:pass@), query and fragment.
- * Returns the length written (cut to outlen - 1). */
-size_t status_public_url(const char *url, char *out, size_t outlen);
-
 /* Start the tick (after the batcher is initialised); it sends the first
  * STATUS= at once. The timer does not keep the loop alive. */
 void status_start(struct daemon *d);

@@ -150,6 +150,18 @@ def _user_line(ctx):
     return _wire.set_user_line(user_id, sig)
 
 
+def _pop_all(q):
+    """Empty the deque q, which other threads may append to meanwhile
+    (popleft is atomic; len() then clear() is not); the number taken."""
+    n = 0
+    while True:
+        try:
+            q.popleft()
+        except IndexError:
+            return n
+        n += 1
+
+
 class SegOpsClient:
     """The reference SDK's client, talking to the local segopsd.
 
@@ -449,14 +461,7 @@ class SegOpsClient:
         in the deque. _idle is set first, so that an append after this
         drain kicks, and the kick (_start_thread) drains it."""
         self._idle = True
-        q = self._q
-        n = 0
-        while True:
-            try:
-                q.popleft()
-            except IndexError:
-                break
-            n += 1
+        n = _pop_all(self._q)
         if n:
             with self._drop_lock:
                 self._dropped += n
@@ -582,14 +587,9 @@ class SegOpsClient:
         n = len(self._staged)
         self._staged.clear()
         self._staged_bytes = 0
-        q = self._q
-        while True:
-            try:
-                q.popleft()
-            except IndexError:
-                break
-            n += 1
-            self._popped += 1
+        popped = _pop_all(self._q)
+        self._popped += popped
+        n += popped
         if n:
             self._count_drop(n, self._down_reason(), self._down_cause)
 

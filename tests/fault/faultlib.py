@@ -296,7 +296,7 @@ class Runs:
             fn()
         line = lines[-1]
         self.stop_lines.append(line)
-        m = re.search(r'dropped since start:? \(?(.*)$', line)
+        m = re.search(r'since start: (.*)$', line)
         for n, why in DROP_RE.findall(m.group(1) if m else ''):
             self.dropped[why] += int(n)
         return line

@@ -80,16 +80,34 @@ class FlushAccountingTests(SegopsTestCase):
 class StopReportTests(SegopsTestCase):
 
     def test_stop_line_tells_of_drops_since_start(self):
+        # The stop line counts what was delivered, what the upstream
+        # refused and what was lost, by reason (on the old code it only
+        # said "2 accepted events were dropped", never what was delivered).
         d = self.start_daemon(batch__flush_interval='60')
         self.upstream.script([400])
         r = d.control([make_event(i) for i in range(2)] +
                       [{'op': 'flush', 'timeout_ms': 10000}])
         self.assertEqual(r[0]['dropped'], 2)
+        r = d.control([make_event(i) for i in range(2, 5)] +
+                      [{'op': 'flush', 'timeout_ms': 10000}])
+        self.assertEqual(r[0], {'ok': True, 'flushed': 3})
         self.assertEqual(d.stop(), 0)
         log = d.stderr_text()
         self.assertNotIn('every accepted event was delivered', log)
-        self.assertRegex(log, r'stopped: .*2 accepted events were dropped '
-                              r'since start \(2 upstream_rejected\)')
+        self.assertRegex(log, r'(?m)^segopsd: warning: stopped: every event still '
+                              r'held was delivered; since start: 3 delivered, '
+                              r'2 refused by the upstream \(2 upstream_rejected\), '
+                              r'0 lost$')
+
+    def test_clean_stop_line_counts_what_was_delivered(self):
+        d = self.start_daemon(batch__flush_interval='60')
+        r = d.control([make_event(i) for i in range(4)] +
+                      [{'op': 'flush', 'timeout_ms': 10000}])
+        self.assertEqual(r[0], {'ok': True, 'flushed': 4})
+        self.assertEqual(d.stop(), 0)
+        self.assertRegex(d.stderr_text(),
+                         r'(?m)^segopsd: info: stopped: every accepted event was '
+                         r'delivered; since start: 4 delivered, 0 lost$')
 
 class StopTimeTests(SegopsTestCase):
 

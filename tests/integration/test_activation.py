@@ -11,6 +11,7 @@ start: that is what socket activation is for.
 
 import json
 import os
+import re
 import socket
 import sys
 
@@ -50,6 +51,8 @@ class ActivationTests(SegopsTestCase):
         # The very sockets 'systemd' bound, not new ones in their place.
         for p, i in ino.items():
             self.assertEqual(os.stat(p).st_ino, i, p)
+        self.assertRegex(d.stderr_text(), r'events socket \S+ \(adopted from '
+                         r'systemd\), control socket \S+ \(adopted from systemd\)')
         self.assertEqual(d.stop(), 0)
         self.assertNoViolations()
 
@@ -84,22 +87,56 @@ class ActivationTests(SegopsTestCase):
         self.assertEqual(d.stop(), 0)
         self.assertNoViolations()
 
-    def test_sockets_for_other_paths_are_left_alone(self):
-        """LISTEN_FDS naming sockets of other paths: segopsd binds its
-        own sockets and does not take over someone else's."""
+    def test_ready_line_says_which_sockets_were_adopted(self):
+        # Only the events socket passed: the control socket is bound.
+        d, socks = self.activated_daemon()
+        socks[1].close()
+        os.unlink(d.control_socket)
+        d.start(listen_fds=socks[:1])
+        self.assertRegex(d.stderr_text(), r'ready: events socket %s \(adopted '
+                         r'from systemd\), control socket %s \(bound\), '
+                         % (re.escape(d.events_socket),
+                            re.escape(d.control_socket)))
+        self.assertEqual(d.stop(), 0)
+
+    def test_a_passed_socket_for_another_path_is_an_error(self):
+        """LISTEN_FDS naming a socket of another path (the .socket unit
+        and the config disagree): segopsd refuses to start and says
+        which socket and which keys, instead of leaving that socket to
+        fill up unread (the old code started, bound its own and let it)."""
         d = self.make_daemon(None, None)
         other = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.addCleanup(other.close)
         other_path = os.path.join(self.tmpdir, 'other.sock')
         other.bind(other_path)
-        d.start(listen_fds=[other])
-        d.send_dgram(json.dumps(make_event(0)) + '\n')
-        self.assertEqual(d.flush()['ok'], True)
-        self.assertEventsDelivered([event_id(0)])
-        other.setblocking(False)
-        with self.assertRaises(BlockingIOError):
-            other.recv(1)
-        self.assertEqual(d.stop(), 0)
+        open(d.stderr_path, 'ab').close()
+        st = os.stat(d.stderr_path)
+        d._extra_env['JOURNAL_STREAM'] = '%d:%d' % (st.st_dev, st.st_ino)
+        d.start(wait=False, listen_fds=[other])
+        self.assertEqual(d.proc.wait(timeout=30), 1)
+        self.assertRegex(d.stderr_text(),
+                         r'(?m)^<3>systemd passed a datagram socket at '
+                         r"'%s', which matches neither \[listen\] events_socket "
+                         r"\('%s', ListenDatagram=\) nor \[listen\] "
+                         r"control_socket \('%s', ListenStream=\)"
+                         % (re.escape(other_path), re.escape(d.events_socket),
+                            re.escape(d.control_socket)))
+        self.assertNotIn('ready', d.stderr_text())
+        self.assertFalse(os.path.exists(d.events_socket))
+
+    def test_a_passed_socket_of_the_wrong_type_is_an_error(self):
+        # A stream socket at the events path (ListenStream= where
+        # ListenDatagram= belongs).
+        d = self.make_daemon(None, None)
+        wrong = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(wrong.close)
+        wrong.bind(d.events_socket)
+        wrong.listen(4)
+        d.start(wait=False, listen_fds=[wrong])
+        self.assertEqual(d.proc.wait(timeout=30), 1)
+        self.assertRegex(d.stderr_text(), r"error: systemd passed a stream "
+                         r"socket at '%s', which matches neither"
+                         % re.escape(d.events_socket))
 
 
 if __name__ == '__main__':

@@ -70,7 +70,10 @@ class StopTests(SegopsTestCase):
         send_stream(d, [make_event(i) for i in range(4)])
         self.assertEqual(d.stop(), 0)
         self.assertRegex(d.stderr_text(),
-                         r'(?m)^<2>stopped: 4 events could not be delivered')
+                         r'(?m)^<2>stopped: 4 events could not be delivered '
+                         r'before stop_timeout and are lost \(no spool_dir: '
+                         r'memory-only\); since start: 0 delivered, 4 lost '
+                         r'\(4 shutdown\)$')
 
 
 class BackpressureTests(SegopsTestCase):

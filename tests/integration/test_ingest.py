@@ -142,6 +142,18 @@ class IngestCase(SegopsTestCase):
 
 class DatagramTests(IngestCase):
 
+    def test_rejection_names_the_sending_pid(self):
+        # The kernel's credentials (SO_PASSCRED) say who sent a bad
+        # datagram; the old line said only which socket.
+        d = self.start_daemon()
+        d.send_dgram('{"user_id":"u1"}\n')          # no event_type
+        d.send_dgram('{"op":"ping"}\n')             # needs a reply
+        for what in ('missing_field|bad_value', 'op_not_allowed'):
+            m = d.wait_for_log(r'rejected a message on the datagram socket '
+                               r'from pid %d \(uid %d\): (%s)'
+                               % (os.getpid(), os.getuid(), what))
+            self.assertIsNotNone(m, d.stderr_text())
+
     @requires_socat
     def test_socat_spec_line(self):
         """The exact shell line of SPEC section 2 delivers one event."""

@@ -4,9 +4,10 @@ only when stderr really is the journal stream that JOURNAL_STREAM names
 otherwise, e.g. for a child of a service whose stderr went elsewhere."""
 
 import os
+import re
 
 import harness
-from harness import SegopsTestCase
+from harness import SegopsTestCase, event_id, make_event, send_stream
 
 
 class JournalStreamTests(SegopsTestCase):
@@ -36,6 +37,68 @@ class JournalStreamTests(SegopsTestCase):
         for value in ('', 'x', '1', '1:2:3', '1:2x'):
             line = self._first_line(lambda st: value)
             self.assertRegex(line, r'^segopsd: ', value)
+
+
+
+class StartErrorPriorityTests(SegopsTestCase):
+    """What stops a start (or a --check-config) reaches the journal with
+    priority err, its warnings with warning, like every later line."""
+
+    def _run(self, d, *args):
+        open(d.stderr_path, 'ab').close()
+        st = os.stat(d.stderr_path)
+        d._extra_env['JOURNAL_STREAM'] = '%d:%d' % (st.st_dev, st.st_ino)
+        d.start(wait=False, args=args)
+        rc = d.proc.wait(timeout=30)
+        return rc, d.stderr_text()
+
+    def test_config_error_has_priority_err(self):
+        # On the old code these lines were written plain, before the log
+        # front end was set up: journald gave them its default, info.
+        for args in ((), ('--check-config',)):
+            d = self.make_daemon(batch__batch_size='lots')
+            rc, err = self._run(d, *args)
+            self.assertEqual(rc, 1, err)
+            self.assertRegex(err, r'^<3>%s:\d+: .*batch_size' %
+                             re.escape(d.config_path), args)
+            os.unlink(d.stderr_path)
+
+    def test_check_config_shows_the_start_warnings(self):
+        # An inline key is warned of by --check-config as by a start (the
+        # old code kept --check-config quiet about it).
+        d = self.make_daemon(upstream__api_key=self.api_key,
+                             upstream__api_key_file=None)
+        rc, err = self._run(d, '--check-config')
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(err, r'(?m)^<4>%s: the API key is written in the '
+                              r'config file' % re.escape(d.config_path))
+        self.assertNotIn(self.api_key, err)
+        self.assertIn('configuration OK', d.stdout_text())
+        self.assertIn('with the warning above', d.stdout_text())
+
+
+
+class UpstreamLineTests(SegopsTestCase):
+    """A failed request's line says where it went (no credentials), what
+    is held and when the next attempt is; a Retry-After line the pause."""
+
+    def test_failure_lines_say_where_what_and_when(self):
+        d = self.start_daemon(batch__batch_size='3',
+                              upstream__backoff_initial='0.2',
+                              upstream__backoff_max='0.2')
+        self.upstream.script([500, {'status': 429,
+                                    'headers': {'Retry-After': '1'}}])
+        send_stream(d, [make_event(i) for i in range(3)])
+        url = re.escape(self.upstream.url.rstrip('/'))
+        self.assertTrue(d.wait_for_log(
+            r'warning: upstream %s request failed \(HTTP 500\), retrying '
+            r'with backoff: 3 events held, next attempt in 0\.[0-2] s' % url),
+            d.stderr_text())
+        self.assertTrue(d.wait_for_log(
+            r'warning: upstream %s is overloaded \(HTTP 429\), honouring '
+            r'Retry-After: every request paused for 1\.0 s; 3 events held'
+            % url), d.stderr_text())
+        self.assertEventsDelivered([event_id(i) for i in range(3)])
 
 
 if __name__ == '__main__':

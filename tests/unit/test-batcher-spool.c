@@ -74,7 +74,7 @@ static void ready(void *ud)
 
 static void start(struct fx *f)
 {
-        struct session_io io = { post, &f->d.fwd, ready, &f->d.batcher };
+        struct session_io io = { post, &f->d.fwd, ready, &f->d.batcher, NULL };
         char err[512];
         int fd = open("/dev/null", O_WRONLY);
 

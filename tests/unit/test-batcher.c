@@ -46,7 +46,7 @@ static void ready(void *ud)
 
 static void setup_start(struct fixture *fx)
 {
-        struct session_io io = { post, &fx->d.fwd, ready, &fx->d.batcher };
+        struct session_io io = { post, &fx->d.fwd, ready, &fx->d.batcher, NULL };
         int fd;
 
         /* Point stdout at a temp file so the batches can be read back. */

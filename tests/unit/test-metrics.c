@@ -1,6 +1,6 @@
 /* test-metrics.c - issue 12's pure parts: the rates and arrival marks
- * (rates.c), the STATUS= wording and the URL shown without credentials
- * (status.c), and stats as Prometheus text (metrics.c). */
+ * (rates.c), the STATUS= wording (status.c), and stats as Prometheus
+ * text (metrics.c). */
 #include <check.h>
 #include <jansson.h>
 #include <stdlib.h>
@@ -205,31 +205,6 @@ START_TEST(test_status_text_is_cut)
 }
 END_TEST
 
-static const char *public_url(const char *url)
-{
-        static char out[256];
-
-        status_public_url(url, out, sizeof(out));
-        return out;
-}
-
-START_TEST(test_public_url_has_no_credentials)
-{
-        ck_assert_str_eq(public_url("https://api.example.com/v1"), "https://api.example.com/v1");
-        ck_assert_str_eq(public_url("https://user:p@ss@api.example.com:8443/v1?key=s3cret#frag"),
-                         "https://api.example.com:8443/v1");
-        ck_assert_str_eq(public_url("http://tok@127.0.0.1:9"), "http://127.0.0.1:9");
-        ck_assert_str_eq(public_url("http://127.0.0.1:9?token=x"), "http://127.0.0.1:9");
-        /* An '@' after the authority is not userinfo. */
-        ck_assert_str_eq(public_url("https://h/a@b"), "https://h/a@b");
-        ck_assert_str_eq(public_url("stdout"), "stdout");
-
-        char small[9];
-        ck_assert_uint_eq(status_public_url("https://user:pw@host/x", small, sizeof(small)), 8);
-        ck_assert_str_eq(small, "https://");
-}
-END_TEST
-
 /* ---- metrics ---- */
 
 static char *metrics(const char *stats_json)
@@ -371,7 +346,6 @@ static Suite *status_suite(void)
         tcase_add_test(st, test_status_pieces);
         tcase_add_test(st, test_status_wording);
         tcase_add_test(st, test_status_text_is_cut);
-        tcase_add_test(st, test_public_url_has_no_credentials);
         tcase_add_test(m, test_metrics_format_and_values);
         tcase_add_test(m, test_metrics_labels_are_escaped);
         suite_add_tcase(s, r);

@@ -52,7 +52,7 @@ static void fake_ready(void *ud)
 
 static void setup(struct fake *f, const char *key, bool enabled)
 {
-        struct session_io io = { fake_post, f, fake_ready, f };
+        struct session_io io = { fake_post, f, fake_ready, f, NULL };
 
         memset(f, 0, sizeof(*f));
         ck_assert_int_eq(uv_loop_init(&f->loop), 0);
