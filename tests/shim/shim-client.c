@@ -336,8 +336,10 @@ struct mixed_arg {
 };
 
 /* Small events in bursts of 100 (each burst fills the daemon's socket
- * queue for a moment) until the big sender is done; at most 25000,
- * which the ring holds even if the daemon stalls. */
+ * queue for a moment) until the big sender is done; at most 25000 per
+ * thread. With the big ones that is more than the default ring holds:
+ * the test sizes the ring (SEGOPS_SHIM_BUFFER_BYTES) so that a daemon
+ * short of CPU delays them, never drops them. */
 static void *mixed_small(void *p)
 {
         struct mixed_arg *a = p;
@@ -356,8 +358,8 @@ static void *mixed_small(void *p)
 
 /* mixed N BYTES: 4 threads send small events while this one sends N
  * events with a BYTES long payload string each (over a datagram: the
- * memfd path), one per 3 ms: a rate the daemon sustains, though its
- * queue is often full for a moment. Every call must succeed and
+ * memfd path), one per 3 ms, so the daemon's queue is often full for a
+ * moment. With a ring that holds all of it, every call must succeed and
  * everything arrive. */
 static int mode_mixed(long n, long bytes)
 {
