@@ -65,8 +65,8 @@ int shim_encode_set_user(struct shim_line *l, const char *user_id, const char *u
 int shim_encode_reset_session(struct shim_line *l);
 /* {"op":"client_dropped","count":N,"pid":P}\n into out (at least
  * SHIM_DROPPED_LINE_MAX bytes; "pid" left out when pid <= 0); returns its
- * length, or 0 when out is too small. The daemon cannot afford credentials on every
- * datagram, so the process names itself. */
+ * length, or 0 when out is too small. The pid is for an older segopsd: one
+ * with SO_PASSCRED on its datagram socket takes the kernel's instead. */
 size_t shim_encode_dropped(char *out, size_t cap, uint64_t count, int32_t pid);
 /* The decimal digits of v at out (at most 20); returns how many. */
 size_t shim_put_decimal(char *out, uint64_t v);
