@@ -127,6 +127,21 @@ class UpstreamLineTests(SegopsTestCase):
         self.assertEqual(st['upstream']['url'], base)
         self.assertEventsDelivered([event_id(0)])
 
+    def test_no_credentials_in_the_insecure_url_error(self):
+        # http:// to another host is refused at start; the refusal names
+        # the host, not the password (a raw '@' in it makes the whole
+        # authority the "host").
+        for cred in ('alice:pw1@SECRET1@', 'alice:SECRET1@'):
+            d = self.make_daemon(url='http://%sevil.example:9/x' % cred)
+            d.start(wait=False, args=('--check-config',))
+            rc = d.proc.wait(timeout=30)
+            err = d.stderr_text()
+            self.assertEqual(rc, 1, err)
+            self.assertIn('api_url: http:// to', err)
+            self.assertNotIn('SECRET', err)
+            self.assertNotIn('alice', err)
+            os.unlink(d.stderr_path)
+
 
 if __name__ == '__main__':
     harness.main()
