@@ -24,6 +24,8 @@
 #include <string.h>
 #include <sys/un.h>
 
+#include "urlshow.h"
+
 void cfg_key_error(char *msg, size_t msglen, const struct cfg_key *k, const char *value,
                    const char *fmt, ...)
 {
@@ -40,6 +42,14 @@ void cfg_key_error(char *msg, size_t msglen, const struct cfg_key *k, const char
                 snprintf(msg, msglen, "[%s] %s: %s (value not shown: it looks like an API key)",
                          k->section, k->name, what);
         else {
+                char url[CFG_SHOW_MAX + 8];
+
+                /* A URL without userinfo and query: a password or a key
+                 * may be there. */
+                if (k->type == T_URL && urlshow_strip(value, url, sizeof(url)) != -EINVAL) {
+                        value = url;
+                        n = strlen(url);
+                }
                 cfg_printable(value, n, shown, sizeof(shown));
                 snprintf(msg, msglen, "[%s] %s: %s (got '%s')", k->section, k->name, what, shown);
         }

@@ -396,6 +396,14 @@ int cfg_validate(const struct cfg *c, char *err, size_t errlen)
                 size_t len;
 
                 url_host(c->api_url, &host, &len);
+                /* An ambiguous authority is shown whole, but never what
+                 * comes before an '@': a password may hold one. */
+                for (size_t i = len; i > 0; i--)
+                        if (host[i - 1] == '@') {
+                                host += i;
+                                len -= i;
+                                break;
+                        }
                 cfg_printable(host, len, shown, sizeof(shown));
                 cfg_errf(err, errlen,
                          "%s: [upstream] api_url: http:// to '%s', which is not this machine, "

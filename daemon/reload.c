@@ -22,6 +22,7 @@
 #include "apikey.h"
 #include "daemon.h"
 #include "log.h"
+#include "urlshow.h"
 
 static bool str_eq(const char *a, const char *b)
 {
@@ -147,7 +148,10 @@ int daemon_reload(struct daemon *d)
         old = d->cfg;
         d->cfg = fresh; /* the same address: modules keep &d->cfg */
         if (!str_eq(old.api_url, d->cfg.api_url)) {
-                log_info("reload: api_url is now %s", d->cfg.api_url);
+                char url[512];
+
+                (void)urlshow_strip(d->cfg.api_url, url, sizeof(url));
+                log_info("reload: api_url is now %s", url);
                 session_forget(&d->session); /* a token is the old deployment's */
         }
         if (cfg_url_insecure(&d->cfg)) /* allowed: cfg_validate passed */

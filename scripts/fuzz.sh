@@ -35,7 +35,7 @@ for t in $targets; do
         proto) srcs="proto/parse.c proto/message.c proto/normalise.c proto/fast.c proto/encode.c proto/time.c"
                 pkgs=jansson ;;
         framer) srcs="daemon/framer.c" pkgs= ;;
-        config) srcs="daemon/config.c daemon/config-file.c daemon/config-value.c daemon/apikey.c proto/encode.c proto/time.c"
+        config) srcs="daemon/config.c daemon/config-file.c daemon/config-value.c daemon/apikey.c daemon/urlshow.c proto/encode.c proto/time.c"
                 pkgs=inih ;;
         usercmd) srcs="daemon/usercmd.c" pkgs="libuv jansson" ;;
         response) srcs="daemon/response.c daemon/backoff.c" pkgs="libcurl jansson" ;;

@@ -3,8 +3,10 @@ only when stderr really is the journal stream that JOURNAL_STREAM names
 (systemd.exec(5): compare device and inode), plain readable lines
 otherwise, e.g. for a child of a service whose stderr went elsewhere."""
 
+import json
 import os
 import re
+import signal
 
 import harness
 from harness import SegopsTestCase, event_id, make_event, send_stream
@@ -99,6 +101,46 @@ class UpstreamLineTests(SegopsTestCase):
             r'Retry-After: every request paused for 1\.0 s; 3 events held'
             % url), d.stderr_text())
         self.assertEventsDelivered([event_id(i) for i in range(3)])
+
+    def test_no_credentials_in_any_output(self):
+        # userinfo in api_url (a password holding an encoded '@'), at
+        # start and after a reload that changes it: no line, stats or
+        # metrics show it.
+        base = self.upstream.url.rstrip('/')
+        url = base.replace('://', '://alice:pw1%40SECRET1@')
+        d = self.start_daemon(url=url, upstream__backoff_initial='0.2',
+                              upstream__backoff_max='0.2')
+        self.upstream.script([500])
+        send_stream(d, [make_event(0)])
+        self.assertTrue(d.wait_for_log(r'request failed \(HTTP 500\)'))
+        d.config['upstream']['api_url'] = base.replace(
+            '://', '://bob:pw2%40SECRET2@')
+        d.write_config()
+        d.send_signal(signal.SIGHUP)
+        self.assertTrue(d.wait_for_log(r'reloaded '), d.stderr_text())
+        st = d.stats()
+        text = d.control({'op': 'metrics'})[0]['text']
+        for out in (d.stderr_text(), json.dumps(st), text):
+            self.assertNotIn('SECRET', out)
+            self.assertNotIn('alice', out)
+            self.assertNotIn('bob', out)
+        self.assertEqual(st['upstream']['url'], base)
+        self.assertEventsDelivered([event_id(0)])
+
+    def test_no_credentials_in_the_insecure_url_error(self):
+        # http:// to another host is refused at start; the refusal names
+        # the host, not the password (a raw '@' in it makes the whole
+        # authority the "host").
+        for cred in ('alice:pw1@SECRET1@', 'alice:SECRET1@'):
+            d = self.make_daemon(url='http://%sevil.example:9/x' % cred)
+            d.start(wait=False, args=('--check-config',))
+            rc = d.proc.wait(timeout=30)
+            err = d.stderr_text()
+            self.assertEqual(rc, 1, err)
+            self.assertIn('api_url: http:// to', err)
+            self.assertNotIn('SECRET', err)
+            self.assertNotIn('alice', err)
+            os.unlink(d.stderr_path)
 
 
 if __name__ == '__main__':

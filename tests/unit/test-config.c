@@ -296,6 +296,10 @@ START_TEST(test_unknown_and_duplicate)
         expect_error("[upstream]\napi_url = stdout\n[pk_live_SECRETabcdef123]\n",
                      "3: unknown section [(not shown: it looks like an API key)]");
         expect_error("api_url = stdout\n", "1: key 'api_url' is outside any section");
+        /* A refused api_url is shown without its userinfo and query. */
+        expect_error("[upstream]\napi_url = https://u:pass word@h/x?k=SECRET\n",
+                     "2: [upstream] api_url: must not contain spaces or control characters "
+                     "(got 'https://h/x')");
         expect_error("[upstream]\ntimeout = 5\ncompression = none\n"
                      "timeout = 6\n",
                      "4: [upstream] timeout: set more than once (first on "
