@@ -97,7 +97,7 @@ static bool judge_drops(json_t *stats, struct ctl_health *h)
                 if (n <= 0)
                         return false;
                 snprintf(h->reason, sizeof(h->reason), "%s events dropped in the last minute",
-                         ctl_fmt_count((uint64_t)n, c, sizeof(c)));
+                         ctl_fmt_count(ctl_count_of(n), c, sizeof(c)));
                 goto reason;
         }
         /* An older segopsd: only totals since it started. */
@@ -113,7 +113,7 @@ static bool judge_drops(json_t *stats, struct ctl_health *h)
         snprintf(h->reason, sizeof(h->reason),
                  "%s events dropped since segopsd started (it does not report the last "
                  "minute)",
-                 ctl_fmt_count((uint64_t)n, c, sizeof(c)));
+                 ctl_fmt_count(ctl_count_of(n), c, sizeof(c)));
 reason:
         /* Name the main reason among the totals since start. */
         json_object_foreach(dropped, key, v)

@@ -22,6 +22,12 @@
 
 /* 45,012 */
 const char *ctl_fmt_count(uint64_t n, char *buf, size_t len);
+/* A count from a JSON number as a uint64_t: 0 for negatives and NaN, the
+ * largest for what does not fit (a cast would be undefined). */
+static inline uint64_t ctl_count_of(double v)
+{
+        return v > 0 ? (v < 18446744073709551616.0 ? (uint64_t)v : UINT64_MAX) : 0;
+}
 /* A rate or a quantity in short form: 0.4, 12, 980, 1.2k, 45k, 3.4M. */
 const char *ctl_fmt_short(double v, char *buf, size_t len);
 /* 512 B, 1.2 KiB, 3.4 MiB, 2.0 GiB */

@@ -242,6 +242,25 @@ START_TEST(test_spool_and_session)
 }
 END_TEST
 
+START_TEST(test_odd_numbers)
+{
+        json_t *j = fixture_load(fixture_ok), *st;
+        char *t;
+
+        /* A hostile or broken reply: counts too large for any integer,
+         * negative, fractional. Shown clamped, never undefined. */
+        fixture_set(j, "dropped.memory_full", json_integer(1));
+        fixture_set(j, "rates.dropped_1m", json_real(1e300));
+        fixture_set(j, "upstream.state", json_string("retrying"));
+        fixture_set(j, "upstream.failing_s", json_real(30));
+        fixture_set(j, "upstream.failures", json_real(-5e300));
+        t = screen(j, &st);
+        ck_assert_has(t, "18,446,744,073,709,551,615 in the last minute");
+        json_decref(st);
+        free(t);
+}
+END_TEST
+
 START_TEST(test_older_daemon)
 {
         json_t *j = fixture_failing("retrying", 10, 0, "Connection refused");
@@ -285,6 +304,7 @@ static Suite *status_suite(void)
         tcase_add_test(tc, test_client_drops);
         tcase_add_test(tc, test_spool_and_session);
         tcase_add_test(tc, test_older_daemon);
+        tcase_add_test(tc, test_odd_numbers);
         suite_add_tcase(s, tc);
         return s;
 }
