@@ -44,7 +44,8 @@ static void how_long(json_t *up, bool failing, char *buf, size_t len)
                 return;
         if (failing && ctl_json_num(up, "failures", &n) && n > 0)
                 snprintf(buf, len, " for %s (%s failed %s)", ctl_fmt_age(s, a, sizeof(a)),
-                         ctl_fmt_count(ctl_count_of(n), c, sizeof(c)), n == 1 ? "request" : "requests");
+                         ctl_fmt_count(ctl_count_of(n), c, sizeof(c)),
+                         n == 1 ? "request" : "requests");
         else
                 snprintf(buf, len, " for %s", ctl_fmt_age(s, a, sizeof(a)));
 }
@@ -352,7 +353,8 @@ static void print_reasons(FILE *f, const char *name, json_t *reasons, json_t *s,
                 first = false;
         }
         if (ctl_json_num(s, last_minute, &n))
-                fprintf(f, " (%s in the last minute)", ctl_fmt_count(ctl_count_of(n), a, sizeof(a)));
+                fprintf(f, " (%s in the last minute)",
+                        ctl_fmt_count(ctl_count_of(n), a, sizeof(a)));
         fputc('\n', f);
 }
 
