@@ -179,6 +179,7 @@ static void finish_stop(struct runtime *rt)
          * answer (and judge nothing), and no request uses a batch's body
          * once the batcher frees it. */
         fwd_close(&d->fwd);
+        status_stop(d);
         batcher_commit(&d->batcher);
         held = batcher_held(&d->batcher);
         lost = batcher_close(&d->batcher);

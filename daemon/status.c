@@ -220,3 +220,13 @@ void status_start(struct daemon *d)
         st->started = true;
         update(d, true);
 }
+
+void status_stop(struct daemon *d)
+{
+        struct status *st = &d->status;
+
+        if (!st->started)
+                return;
+        st->started = false;
+        uv_close((uv_handle_t *)&st->tick, NULL);
+}

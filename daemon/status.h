@@ -59,6 +59,8 @@ void status_duration(double secs, char *out, size_t outlen);
 /* Start the tick (after the batcher is initialised); it sends the first
  * STATUS= at once. The timer does not keep the loop alive. */
 void status_start(struct daemon *d);
+/* At the stop, before the batcher closes: no more samples or STATUS=. */
+void status_stop(struct daemon *d);
 
 /* The current sample of the counters (for stats' rates). */
 void status_sample(const struct daemon *d, struct rates_sample *ret);
