@@ -705,6 +705,16 @@ void conn_server_close(struct daemon *d)
         srv_close_handles(s);
 }
 
+bool conn_server_flushing(const struct daemon *d)
+{
+        const struct conn *c;
+
+        for (c = d->conns ? d->conns->conns : NULL; c; c = c->next)
+                if (c->flush)
+                        return true;
+        return false;
+}
+
 unsigned conn_server_abort(struct daemon *d)
 {
         struct conn_server *s = d->conns;

@@ -11,8 +11,12 @@ struct daemon;
 int conn_server_open(struct daemon *d);
 
 /* Stop accepting; read what each client already sent, then close every
- * connection (a flush in progress is abandoned). */
+ * connection (one waiting for a flush is read after its answer). */
 void conn_server_close(struct daemon *d);
+
+/* A connection waits for a flush's answer: the lines its client sent
+ * after the flush are read only then, so a stop is not done before. */
+bool conn_server_flushing(const struct daemon *d);
 
 /* The end of a stop: close whatever connections are left, replies
  * unwritten or not. Returns how many there were. */

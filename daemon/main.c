@@ -202,7 +202,12 @@ static void on_stop_poll(uv_timer_t *t)
 {
         struct runtime *rt = t->data;
 
-        if ((!dgram_closing(&rt->d) && batcher_idle(&rt->d.batcher)) ||
+        /* A flush's answer comes a turn after its events were
+         * delivered, and the lines its client sent after it are read
+         * only then (resume): until then the batcher may be idle with
+         * more to come. */
+        if ((!dgram_closing(&rt->d) && batcher_idle(&rt->d.batcher) &&
+             !conn_server_flushing(&rt->d)) ||
             uv_now(rt->d.loop) >= rt->stop_deadline)
                 finish_stop(rt);
 }
