@@ -13,7 +13,9 @@ when its text changed: 2 s here, to keep the test short.
 
 import os
 import re
+import shutil
 import socket
+import subprocess
 import sys
 import time
 
@@ -190,6 +192,13 @@ class StatusTests(SegopsTestCase):
         self.assertEqual(set(reply), {'ok', 'text'})
         self.assertIs(reply['ok'], True)
         fams = parse_exposition(reply['text'])
+        # Prometheus's own linter too, where it is installed (Debian:
+        # the prometheus package; $PROMTOOL names another copy).
+        promtool = os.environ.get('PROMTOOL') or shutil.which('promtool')
+        if promtool:
+            r = subprocess.run([promtool, 'check', 'metrics'], input=reply['text'],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual((r.returncode, r.stdout + r.stderr), (0, ''))
         values = {}
         for fam in fams.values():
             values.update(fam['samples'])
