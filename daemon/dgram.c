@@ -1,14 +1,10 @@
 /* dgram.c - reads the events datagram socket.
  *
- * Each wakeup reads datagrams with recvmmsg() into a fixed set of
- * buffers (one syscall for many datagrams), splits each datagram into
- * its newline-separated messages, and hands them to ingest, which
- * applies max_message_bytes to each. A datagram larger than
- * max_datagram_bytes arrives truncated and is rejected whole
- * (oversize). The buffers are allocated once; only the pages that big
- * datagrams touch become resident. Only set_user and reset_session ops
- * are allowed here: there is no one to answer. SO_PASSCRED gives each
- * datagram its sender's pid and uid, for client_dropped.
+ * The socket and its life on the loop: bound (or adopted from systemd)
+ * with SO_PASSCRED on, read with recvmmsg() into a fixed set of buffers
+ * (one syscall for many datagrams). The buffers are allocated once;
+ * only the pages that big datagrams touch become resident. What each
+ * datagram holds is dgram-message.c's.
  *
  * The work of one wakeup is bounded (issue 10): at most dgram_burst
  * datagrams, read_burst_lines lines and read_burst_bytes bytes of them.
@@ -28,29 +24,20 @@
  * stop refuses new datagrams (shutdown) and reads until the socket is
  * empty, or that many. Flushes wait for their drain (batcher_drain_*).
  */
-#include "dgram.h"
+#include "dgram-internal.h"
 
 #include <errno.h>
-#include <stdbool.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include "control.h"
 #include "daemon.h"
-#include "framer.h"
 #include "ingest.h"
 #include "listen.h"
 #include "log.h"
 #include "rng.h"
 
-#define DGRAM_VLEN 16   /* per recvmmsg; 64 measured no better with bench/ */
-#define DGRAM_MAX_FDS 4 /* one is used (a memfd); more are closed */
 /* Backpressure: with the upstream healthy but slower than the senders,
  * stop reading above 3/4 of max_memory until below 1/2 (senders then
  * wait in the kernel queue, libshim in its ring), for at most
@@ -58,7 +45,6 @@
  * when_full decides. */
 #define PAUSE_CHECK_MS 5
 #define PAUSE_MAX_MS 1000
-#define MEMFD_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
 /* The kernel queues at most net.unix.max_dgram_qlen datagrams on a
  * datagram socket, whatever its buffer size. Below this, say so. */
 #define QLEN_SYSCTL "/proc/sys/net/unix/max_dgram_qlen"
@@ -72,115 +58,6 @@
 #define MARK_MAGIC_LEN (sizeof(MARK_MAGIC) - 1)
 #define MARK_LEN (MARK_MAGIC_LEN + 16 + sizeof(uint64_t))
 
-union dgram_cmsg {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int) * DGRAM_MAX_FDS) + CMSG_SPACE(sizeof(struct ucred))];
-};
-
-/* The datagram being split into lines, where the last slice left it. */
-struct dgram_cursor {
-        const char *p;
-        size_t len, pos;
-        void *map;             /* a memfd's mapping, unmapped at the end; or NULL */
-        struct client_id peer; /* its sender, for the ops in it */
-        bool active;
-};
-
-struct dgram {
-        struct daemon *d;
-        uv_poll_t poll;
-        uv_timer_t pause;   /* backpressure: checks when to read again */
-        uv_idle_t more;     /* a slice left work: the next one, next turn */
-        uint64_t paused_at; /* loop ms; 0 when reading */
-        int open_handles;
-        int fd;
-        bool adopted; /* passed by systemd: not ours to shut down */
-        bool closing; /* the stop's drain: closes when done */
-        bool polling; /* poll started */
-        size_t slot;  /* bytes per buffer: max_datagram_bytes + 1 */
-        char *bufs;   /* DGRAM_VLEN slots */
-        struct mmsghdr msgs[DGRAM_VLEN];
-        struct iovec iov[DGRAM_VLEN];
-        union dgram_cmsg cmsg[DGRAM_VLEN]; /* passed fds (memfds) */
-        unsigned nmsgs, next;              /* received by the last recvmmsg; next to handle */
-        struct dgram_cursor cur;
-        unsigned qlen; /* most datagrams the kernel queues (+1) */
-        /* Drains, numbered by ticket: the last one begun, the last one
-         * done; the one that ends by count (its marker found the queue
-         * full, or the stop's) when done reaches count_goal. */
-        uint64_t ticket, reached;
-        uint64_t count_ticket, count_goal;
-        uint64_t done;                /* datagrams handled since the start */
-        int mark_fd;                  /* sends the markers; -1: none (drains end by count) */
-        struct sockaddr_storage addr; /* the socket's own, for the markers */
-        socklen_t addrlen;
-        uint8_t nonce[16];
-};
-
-/* One slice's allowance. */
-struct dgram_budget {
-        unsigned lines;
-        size_t bytes;
-        unsigned dgrams;
-};
-
-/* What a datagram's ancillary data says. */
-struct dgram_meta {
-        int fds[DGRAM_MAX_FDS];
-        int nfds;
-        bool truncated;
-        struct client_id peer; /* SCM_CREDENTIALS (SO_PASSCRED), when given */
-};
-
-static void handle_op(struct daemon *d, struct proto_msg *msg, const struct client_id *peer)
-{
-        struct proto_error err = { .reason = PROTO_E_OP_NOT_ALLOWED };
-
-        if (control_quiet_op(d, msg, peer))
-                return;
-        d->stats.ops--;
-        snprintf(err.detail, sizeof(err.detail),
-                 "this op needs a reply: send it on the control (stream) socket");
-        ingest_reject(&d->ingest, INGEST_DGRAM, peer, &err);
-}
-
-static void reject(struct dgram *g, const struct client_id *peer, enum proto_reason why,
-                   const char *detail)
-{
-        struct proto_error err = { .reason = why };
-
-        snprintf(err.detail, sizeof(err.detail), "%s", detail);
-        ingest_reject(&g->d->ingest, INGEST_DGRAM, peer, &err);
-}
-
-static void read_meta(struct msghdr *h, struct dgram_meta *m)
-{
-        memset(m, 0, sizeof(*m));
-        m->truncated = (h->msg_flags & MSG_CTRUNC) != 0;
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) {
-                if (c->cmsg_level != SOL_SOCKET)
-                        continue;
-                if (c->cmsg_type == SCM_CREDENTIALS &&
-                    c->cmsg_len == CMSG_LEN(sizeof(struct ucred))) {
-                        struct ucred uc;
-                        memcpy(&uc, CMSG_DATA(c), sizeof(uc));
-                        m->peer.pid = uc.pid;
-                        m->peer.uid = uc.uid;
-                        m->peer.verified = true;
-                } else if (c->cmsg_type == SCM_RIGHTS) {
-                        size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-                        for (size_t i = 0; i < n; i++) {
-                                int fd;
-                                memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-                                if (m->nfds < DGRAM_MAX_FDS)
-                                        m->fds[m->nfds++] = fd;
-                                else
-                                        close(fd);
-                        }
-                }
-        }
-}
-
 static void reach(struct dgram *g, uint64_t ticket)
 {
         if (ticket > g->reached)
@@ -188,7 +65,7 @@ static void reach(struct dgram *g, uint64_t ticket)
 }
 
 /* The next datagram received is handled. */
-static void handled(struct dgram *g)
+void dgram__handled(struct dgram *g)
 {
         g->next++;
         g->done++;
@@ -199,7 +76,7 @@ static void handled(struct dgram *g)
 }
 
 /* Our marker: the drain of its ticket is done. */
-static bool is_marker(struct dgram *g, const char *p, size_t len)
+bool dgram__is_marker(struct dgram *g, const char *p, size_t len)
 {
         uint64_t ticket;
 
@@ -210,121 +87,6 @@ static bool is_marker(struct dgram *g, const char *p, size_t len)
         if (ticket <= g->ticket)
                 reach(g, ticket);
         return true;
-}
-
-/* The datagram in the cursor is handled: on to the next. */
-static void cursor_end(struct dgram *g)
-{
-        struct dgram_cursor *c = &g->cur;
-
-        if (c->map)
-                munmap(c->map, c->len);
-        memset(c, 0, sizeof(*c));
-        handled(g);
-}
-
-static void cursor_start(struct dgram *g, const char *p, size_t len, void *map,
-                         const struct client_id *peer)
-{
-        g->cur = (struct dgram_cursor){
-                .p = p, .len = len, .map = map, .peer = *peer, .active = true
-        };
-}
-
-/* Split the cursor's datagram into messages until it ends (true) or the
- * budget does (false: the rest waits for the next slice). */
-static bool split(struct dgram *g, struct dgram_budget *b)
-{
-        struct dgram_cursor *c = &g->cur;
-        struct framer_line l;
-        struct proto_msg msg;
-        struct proto_error err;
-
-        while (b->lines && b->bytes && framer_datagram_next(c->p, c->len, &c->pos, &l)) {
-                b->lines--;
-                b->bytes -= l.len + 1 < b->bytes ? l.len + 1 : b->bytes;
-                if (!ingest_blank(l.data, l.len) &&
-                    ingest_line(&g->d->ingest, INGEST_DGRAM, &c->peer, l.data, l.len, &msg, &err) ==
-                            INGEST_OP)
-                        handle_op(g->d, &msg, &c->peer);
-        }
-        if (c->pos < c->len)
-                return false;
-        cursor_end(g);
-        return true;
-}
-
-/* A sealed memfd stands in for a datagram too large to send (see
- * proto/PROTOCOL.md). Its content is handled like a datagram's: true
- * with it in the cursor, false when it was rejected. */
-static bool open_memfd(struct dgram *g, int fd, const struct client_id *peer)
-{
-        struct stat st;
-        void *p;
-        int seals = fcntl(fd, F_GET_SEALS);
-
-        if (seals < 0 || (seals & MEMFD_SEALS) != MEMFD_SEALS) {
-                reject(g, peer, PROTO_E_BAD_VALUE, "passed file is not a sealed memfd");
-                return false;
-        }
-        if (fstat(fd, &st) < 0 || st.st_size <= 0) {
-                reject(g, peer, PROTO_E_BAD_VALUE, "passed memfd is empty");
-                return false;
-        }
-        if ((uint64_t)st.st_size > cfg_datagram_bytes(&g->d->cfg)) {
-                g->d->stats.dgram_truncated++;
-                reject(g, peer, PROTO_E_OVERSIZE, "memfd larger than max_datagram_bytes");
-                return false;
-        }
-        p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (p == MAP_FAILED) {
-                reject(g, peer, PROTO_E_BAD_VALUE, "passed memfd cannot be read");
-                return false;
-        }
-        g->d->stats.dgram_memfd++;
-        cursor_start(g, p, (size_t)st.st_size, p, peer);
-        return true;
-}
-
-/* Look at the next datagram received: rejected whole (one line of the
- * budget), or its messages in the cursor for split(). */
-static void start_one(struct dgram *g, struct dgram_budget *b)
-{
-        struct mmsghdr *mm = &g->msgs[g->next];
-        struct dgram_meta m;
-        size_t len = mm->msg_len;
-        bool opened = false;
-
-        read_meta(&mm->msg_hdr, &m);
-        if (m.nfds == 0 && !(mm->msg_hdr.msg_flags & MSG_TRUNC) &&
-            is_marker(g, g->iov[g->next].iov_base, len)) {
-                g->next++; /* not a datagram of a client's, nor counted */
-                return;
-        }
-        g->d->stats.dgram_received++;
-        if (m.truncated || m.nfds > 1 || (m.nfds == 1 && len > 0)) {
-                reject(g, &m.peer, PROTO_E_BAD_VALUE,
-                       "unexpected file descriptors with a datagram");
-        } else if ((mm->msg_hdr.msg_flags & MSG_TRUNC) || len >= g->slot) {
-                char detail[96];
-                snprintf(detail, sizeof(detail), "datagram larger than max_datagram_bytes (%zu)",
-                         g->slot - 1);
-                g->d->stats.dgram_truncated++;
-                reject(g, &m.peer, PROTO_E_OVERSIZE, detail);
-        } else if (m.nfds == 1) {
-                opened = open_memfd(g, m.fds[0], &m.peer);
-        } else {
-                cursor_start(g, g->iov[g->next].iov_base, len, NULL, &m.peer);
-                opened = true;
-        }
-        /* A mapping outlives its fd. */
-        for (int i = 0; i < m.nfds; i++)
-                close(m.fds[i]);
-        if (!opened) {
-                if (b->lines)
-                        b->lines--;
-                handled(g);
-        }
 }
 
 /* The memory account is over num/den of max_memory while the upstream
@@ -403,10 +165,10 @@ static bool slice(struct dgram *g)
                         break;
                 }
                 if (g->cur.active) {
-                        split(g, &b);
+                        dgram__split(g, &b);
                         any = true;
                 } else if (buffered(g)) {
-                        start_one(g, &b);
+                        dgram__start_one(g, &b);
                         any = true;
                 } else if (!b.dgrams) {
                         break;
@@ -690,7 +452,7 @@ static uint64_t discard_unread(struct dgram *g)
         char byte;
 
         if (g->cur.active)
-                cursor_end(g); /* counted above; unmapped here */
+                dgram__cursor_end(g); /* counted above; unmapped here */
         g->nmsgs = g->next = 0;
         if (g->adopted)
                 return n;
@@ -708,7 +470,7 @@ static uint64_t discard_unread(struct dgram *g)
                                 continue;
                         break;
                 }
-                read_meta(&h, &m);
+                dgram__read_meta(&h, &m);
                 for (int k = 0; k < m.nfds; k++)
                         close(m.fds[k]);
                 n++;
