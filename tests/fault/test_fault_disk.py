@@ -6,7 +6,6 @@ drops segopsd counts (and logs at priority crit) must be exactly the
 acknowledged events that never arrived."""
 
 import os
-import subprocess
 import unittest
 
 from faultlib import FaultCase, SCALE, size, vm_rss_kb
@@ -18,17 +17,7 @@ class DiskFullTests(FaultCase):
 
     def setUp(self):
         super().setUp()
-        self.fs = os.path.join(self.tmpdir, 'fs')
-        os.makedirs(self.fs)
-        if os.geteuid() != 0:
-            self.skipTest('mounting a small tmpfs needs root')
-        r = subprocess.run(['mount', '-t', 'tmpfs', '-o',
-                            'size=512k,mode=0700', 'tmpfs', self.fs],
-                           capture_output=True, text=True, check=False)
-        if r.returncode != 0:
-            self.skipTest('cannot mount a tmpfs here: ' + r.stderr.strip())
-        self.addCleanup(subprocess.run, ['umount', '-l', self.fs],
-                        check=False)
+        self.fs = self.small_tmpfs('512k')
 
     def test_full_filesystem_then_stop(self):
         # The upstream is down; the disk fills; events go on being

@@ -246,15 +246,7 @@ class DiskFullTests(SpoolCase):
 
     def setUp(self):
         super().setUp()
-        self.fs = os.path.join(self.tmpdir, 'fs')
-        os.makedirs(self.fs)
-        if os.geteuid() != 0:
-            self.skipTest('mounting a small tmpfs needs root')
-        r = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=256k,mode=0700',
-                            'tmpfs', self.fs], capture_output=True, text=True)
-        if r.returncode != 0:
-            self.skipTest('cannot mount a tmpfs here: ' + r.stderr.strip())
-        self.addCleanup(subprocess.run, ['umount', '-l', self.fs])
+        self.fs = self.small_tmpfs('256k')
 
     def test_full_disk_goes_memory_only_and_recovers(self):
         self.spool = os.path.join(self.fs, 'spool')

@@ -576,6 +576,22 @@ class SegopsTestCase(unittest.TestCase):
         if report:
             self.fail(report)
 
+    def small_tmpfs(self, size):
+        """A real filesystem of size (e.g. '256k') that fills up, mounted
+        at TMPDIR/fs for this test and unmounted after; skips the test,
+        with the reason, where it cannot be mounted (not root). Returns
+        its path."""
+        fs = os.path.join(self.tmpdir, 'fs')
+        os.makedirs(fs)
+        if os.geteuid() != 0:
+            self.skipTest('mounting a small tmpfs needs root')
+        r = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=%s,mode=0700' % size,
+                            'tmpfs', fs], capture_output=True, text=True, check=False)
+        if r.returncode != 0:
+            self.skipTest('cannot mount a tmpfs here: ' + r.stderr.strip())
+        self.addCleanup(subprocess.run, ['umount', '-l', fs], check=False)
+        return fs
+
     def start_daemon(self, key=None, url=None, **overrides):
         return self.make_daemon(key, url, **overrides).start()
 
