@@ -48,6 +48,7 @@ int cmd_check_config(struct ctl_opts *o, int argc, char **argv)
         char err[1024] = "";
         char *key = NULL;
         const char *path = NULL;
+        bool credential = false;
         int r;
 
         r = ctl_parse_args(o, argc, argv, &cl, NULL, &path);
@@ -59,7 +60,13 @@ int cmd_check_config(struct ctl_opts *o, int argc, char **argv)
         if (r == 0)
                 r = cfg_validate(&cfg, err, sizeof(err));
         if (r == 0)
-                r = apikey_load(&cfg, &key, err, sizeof(err));
+                r = apikey_load_from(&cfg, &key, &credential, err, sizeof(err));
+        if (r == 0 && !key && strcmp(cfg.api_url, "stdout") != 0) {
+                char hint[1024];
+
+                apikey_missing_hint(&cfg, credential, hint, sizeof(hint));
+                fprintf(stderr, "segopsctl: warning: %s\n", hint);
+        }
         if (key) {
                 explicit_bzero(key, strlen(key));
                 free(key);

@@ -4,8 +4,8 @@
  * why, so that the thresholds are the caller's (--max-failing) and every
  * row of the table below is unit-tested (tests/unit/test-health.c):
  *
- *   6  the operator must act: upstream auth_error, tls_error or
- *      redirected, or a pk_ session whose mint the upstream refused
+ *   6  the operator must act: upstream auth_error, tls_error,
+ *      redirected or no_key, or a pk_ session whose mint the upstream refused
  *      with 400/401/403 (a configuration error: key, signature, identity)
  *   8  the spool is in trouble: spool.state other than on/off
  *   7  events were dropped in the last minute (rates.dropped_1m)
@@ -39,6 +39,9 @@ static const char *needs_operator(const char *state)
                        "upstream's certificate";
         if (is(state, "redirected"))
                 return "the upstream answers with a redirect (redirected): fix api_url";
+        if (is(state, "no_key"))
+                return "segopsd has no API key yet (no_key): events are held until it is "
+                       "given (see segopsd's log)";
         return NULL;
 }
 

@@ -82,6 +82,8 @@ void ctl_upstream_summary(json_t *up, char *buf, size_t len)
                 snprintf(buf, len, "TLS failing%s: check ca_file and the certificate%s", dur, next);
         else if (is(state, "redirected"))
                 snprintf(buf, len, "redirected%s: fix api_url%s", dur, next);
+        else if (is(state, "no_key"))
+                snprintf(buf, len, "no API key yet%s: events are held until it is given", dur);
         else if (is(state, "send_error"))
                 snprintf(buf, len, "failing to send%s%s", dur, next);
         else

@@ -123,6 +123,13 @@ out:
         return r;
 }
 
+static bool is_blank(const char *s)
+{
+        while (*s && isspace((unsigned char)*s))
+                s++;
+        return !*s;
+}
+
 /* Check a key after its trailing white space is stripped (in place).
  * where names its origin; the message shows at most the redacted key. */
 static int check_key(char *key, const char *where, char *err, size_t errlen)
@@ -272,6 +279,17 @@ int apikey_load_from(const struct cfg *c, char **ret_key, bool *ret_credential, 
                          c->path ? c->path : "(config)");
                 return -ENOKEY;
         }
+        if (is_blank(key)) {
+                /* An empty key file or credential: the key is yet to
+                 * come (a package installs the file empty). The caller
+                 * holds the events until a key is given. */
+                explicit_bzero(key, strlen(key));
+                free(key);
+                if (ret_credential)
+                        *ret_credential = credential;
+                *ret_key = NULL;
+                return 0;
+        }
         r = check_key(key, where, err, errlen);
         if (r < 0) {
                 explicit_bzero(key, strlen(key));
@@ -282,4 +300,20 @@ int apikey_load_from(const struct cfg *c, char **ret_key, bool *ret_credential, 
                 *ret_credential = credential;
         *ret_key = key;
         return 0;
+}
+
+void apikey_missing_hint(const struct cfg *c, bool credential, char *out, size_t outlen)
+{
+        if (credential)
+                snprintf(out, outlen,
+                         "no API key yet: the systemd credential api_key is empty; events are "
+                         "accepted and held until it is given: write the key to the "
+                         "credential's source file (LoadCredential= in segopsd.service; "
+                         "root-owned, mode 0600) and restart segopsd");
+        else
+                snprintf(out, outlen,
+                         "no API key yet: %s (api_key_file) is empty; events are accepted "
+                         "and held until it is given: write the key to it (owner-only, "
+                         "mode 0600) and reload segopsd (SIGHUP)",
+                         c->api_key_file ? c->api_key_file : "(not set)");
 }

@@ -17,7 +17,8 @@
 
 /* The key a running segopsd holds. */
 struct apikey {
-        char *secret;      /* sk_... or pk_...; NULL in dry-run mode */
+        char *secret;      /* sk_... or pk_...; NULL in dry-run mode or when missing */
+        bool missing;      /* no key yet (an empty key file or credential): hold events */
         char redacted[32]; /* apikey_redact(secret), for logs */
         uint64_t gen;      /* bumped when a reload replaces the key */
 };
@@ -28,13 +29,20 @@ struct apikey {
  * file that other users can neither read nor write. Returns 0 with
  * *ret_key malloc'd, or a negative errno with err filled (naming file
  * and line, never the key) and *ret_key untouched. With api_url = stdout
- * a missing key is not an error: *ret_key is NULL. */
+ * a missing key is not an error: *ret_key is NULL. Nor is an empty (or
+ * all white space) key file or credential: the key is yet to come (a
+ * package installs the file empty); 0 with *ret_key NULL, and the
+ * caller holds events until a key is given (apikey.missing). */
 int apikey_load(const struct cfg *c, char **ret_key, char *err, size_t errlen);
 /* The same, and *ret_credential (may be NULL) says whether the key is
  * the systemd credential (systemd copies it only at start: a reload
  * cannot rotate it); false on failure. */
 int apikey_load_from(const struct cfg *c, char **ret_key, bool *ret_credential, char *err,
                      size_t errlen);
+
+/* The warning for apikey.missing: where the key is expected (the
+ * credential, or c's api_key_file) and how to give it. */
+void apikey_missing_hint(const struct cfg *c, bool credential, char *out, size_t outlen);
 
 /* "sk_…abcd": the prefix and last 4 characters, for logs; "sk_…" for a
  * key shorter than 12 characters, "…" for one of neither kind, "(none)"

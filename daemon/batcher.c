@@ -357,6 +357,12 @@ void batcher_init(struct batcher *b, uv_loop_t *loop, const struct cfg *cfg, str
                 batcher__spool_start(b);
         b->up.state = fwd_dry_run(fwd) ? UPSTREAM_DRY_RUN : UPSTREAM_IDLE;
         b->up.since_ms = uv_now(loop);
+        if (key->missing) { /* failing from the start, until a key comes */
+                b->up.state = UPSTREAM_NO_KEY;
+                b->up.failing = true;
+                b->up.failing_since_ms = b->up.since_ms;
+                snprintf(b->up.last_error, sizeof(b->up.last_error), "no API key yet");
+        }
         q_init(&b->queue, cfg->max_memory, cfg->when_full);
         set_reserve(b);
         uv_timer_init(loop, &b->interval);
@@ -606,6 +612,17 @@ void batcher__release_backoffs(struct batcher *b)
         for (struct batch *x = b->batches; x; x = x->next)
                 if (x->state == BATCH_READY)
                         x->not_before = 0;
+}
+
+void batcher_key_given(struct batcher *b)
+{
+        if (b->up.state != UPSTREAM_NO_KEY)
+                return;
+        batcher__set_state(b, UPSTREAM_IDLE);
+        b->up.failing = false;
+        b->up.failures = 0;
+        b->up.last_error[0] = '\0';
+        batcher__pump(b);
 }
 
 void batcher_drain(struct batcher *b)

@@ -106,6 +106,9 @@ void batcher_kick(struct batcher *b);
 /* Something other than new events may let batches go (a session token
  * arrived, a backoff ended): look at everything again. */
 void batcher_wake(struct batcher *b);
+/* A reload gave the key that was missing (upstream state no_key): the
+ * held events go. A no-op in any other state. */
+void batcher_key_given(struct batcher *b);
 
 /* Wait until every event held now is delivered or lost, up to
  * timeout_ms. cb runs later, on a fresh turn of the loop, never before

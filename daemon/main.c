@@ -150,9 +150,10 @@ static void report_stop(const struct daemon *d, bool spooled, uint64_t lost, uin
         stop_counts(&d->stats, counts, sizeof(counts));
         if (lost)
                 log_msg(LOG_CRIT,
-                        "stopped: %llu events could not be delivered before stop_timeout and are "
-                        "lost (%s); since start: %s",
+                        "stopped: %llu events could not be delivered %s and are lost (%s); "
+                        "since start: %s",
                         (unsigned long long)lost,
+                        d->key.missing ? "without an API key" : "before stop_timeout",
                         spooled ? "the spool could not take them" : "no spool_dir: memory-only",
                         counts);
         else if (kept)
@@ -205,9 +206,11 @@ static void on_stop_poll(uv_timer_t *t)
         /* A flush's answer comes a turn after its events were
          * delivered, and the lines its client sent after it are read
          * only then (resume): until then the batcher may be idle with
-         * more to come. */
-        if ((!dgram_closing(&rt->d) && batcher_idle(&rt->d.batcher) &&
-             !conn_server_flushing(&rt->d)) ||
+         * more to come. Without a key nothing can be sent: the stop
+         * ends once the sockets are drained. */
+        if ((!dgram_closing(&rt->d) &&
+             ((batcher_idle(&rt->d.batcher) && !conn_server_flushing(&rt->d)) ||
+              rt->d.key.missing)) ||
             uv_now(rt->d.loop) >= rt->stop_deadline)
                 finish_stop(rt);
 }
@@ -255,20 +258,26 @@ static void on_watchdog(uv_timer_t *t)
 static int load_config(struct daemon *d, const char *path)
 {
         char err[1024];
+        bool credential = false;
         int r, warnings = 0;
 
         cfg_defaults(&d->cfg);
         r = cfg_load(&d->cfg, path, err, sizeof(err));
         if (r == 0)
                 r = cfg_validate(&d->cfg, err, sizeof(err));
-        if (r == 0) {
-                r = apikey_load(&d->cfg, &d->key.secret, err, sizeof(err));
-        }
+        if (r == 0)
+                r = apikey_load_from(&d->cfg, &d->key.secret, &credential, err, sizeof(err));
         if (r < 0) {
                 log_err("%s", err);
                 return r;
         }
         apikey_redact(d->key.secret, d->key.redacted, sizeof(d->key.redacted));
+        d->key.missing = !d->key.secret && strcmp(d->cfg.api_url, "stdout") != 0;
+        if (d->key.missing) {
+                apikey_missing_hint(&d->cfg, credential, err, sizeof(err));
+                log_warn("%s", err);
+                warnings++;
+        }
         if (cfg_url_insecure(&d->cfg)) { /* allowed, or cfg_validate had refused it */
                 log_warn("%s: [upstream] api_url is http:// to another host: the API key and "
                          "the events cross the network in clear text (allow_insecure_http = yes)",

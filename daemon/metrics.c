@@ -28,8 +28,8 @@ struct metric {
 };
 
 static const char *const upstream_states[] = {
-        "idle",       "ok",        "dry_run",    "retrying",   "throttled",
-        "auth_error", "tls_error", "redirected", "send_error", NULL,
+        "idle",      "ok",         "dry_run",    "retrying", "throttled", "auth_error",
+        "tls_error", "redirected", "send_error", "no_key",   NULL,
 };
 static const char *const session_states[] = {
         "disabled", "idle", "identifying", "minting", "ready", "backing_off", "no_identity", NULL,

@@ -130,7 +130,10 @@ int daemon_reload(struct daemon *d)
                 r = cfg_validate(&fresh, err, sizeof(err));
         if (r == 0)
                 r = apikey_load_from(&fresh, &key, &credential, err, sizeof(err));
-        if (r == 0 && !same_kind(key, d->key.secret)) {
+        /* No key yet, and now an sk_ key: that a reload can take (a pk_
+         * key sets up a session at start). */
+        if (r == 0 && !same_kind(key, d->key.secret) &&
+            !(d->key.missing && key && strncmp(key, "sk_", 3) == 0)) {
                 snprintf(err, sizeof(err),
                          "the key changed kind (sk_/pk_, or none); that needs a restart");
                 r = -EINVAL;
@@ -165,7 +168,15 @@ int daemon_reload(struct daemon *d)
         for (unsigned i = 0; i < rn.n; i++)
                 log_warn("reload: %s changed; it takes effect at the next restart", rn.keys[i]);
 
-        if (key && !str_eq(key, d->key.secret)) {
+        if (key && d->key.missing) {
+                d->key.secret = key;
+                key = NULL;
+                d->key.missing = false;
+                apikey_redact(d->key.secret, d->key.redacted, sizeof(d->key.redacted));
+                d->key.gen++;
+                log_info("reload: API key given, now %s: sending what is held", d->key.redacted);
+                batcher_key_given(&d->batcher);
+        } else if (key && !str_eq(key, d->key.secret)) {
                 explicit_bzero(d->key.secret, strlen(d->key.secret));
                 free(d->key.secret);
                 d->key.secret = key;
@@ -174,6 +185,9 @@ int daemon_reload(struct daemon *d)
                 d->key.gen++;
                 log_info("reload: API key replaced, now %s", d->key.redacted);
                 session_key_changed(&d->session); /* a no-op for sk_ keys */
+        } else if (d->key.missing) {
+                apikey_missing_hint(&d->cfg, credential, err, sizeof(err));
+                log_warn("reload: %s", err);
         }
         if (key) {
                 explicit_bzero(key, strlen(key));

@@ -22,6 +22,7 @@ const char *upstream_state_name(enum upstream_state s)
         case UPSTREAM_TLS_ERROR: return "tls_error";
         case UPSTREAM_REDIRECTED: return "redirected";
         case UPSTREAM_SEND_ERROR: return "send_error";
+        case UPSTREAM_NO_KEY: return "no_key";
         }
         return "unknown";
 }

@@ -23,6 +23,7 @@ enum upstream_state {
         UPSTREAM_TLS_ERROR,  /* certificate or TLS failure: an operator must act */
         UPSTREAM_REDIRECTED, /* 3xx: api_url is wrong (redirects are not followed) */
         UPSTREAM_SEND_ERROR, /* a request could not even be started */
+        UPSTREAM_NO_KEY,     /* no API key yet (an empty key file): nothing is sent */
 };
 
 /* The stable names used in stats ("ok", "retrying", ...). */

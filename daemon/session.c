@@ -396,6 +396,8 @@ const char *session_token(struct session *s, uint64_t *generation)
 {
         if (s->state == SESSION_DISABLED) {
                 *generation = 0;
+                if (s->key->missing) /* no key yet: the events wait for one */
+                        return NULL;
                 return s->key->secret ? s->key->secret : ""; /* "": dry run */
         }
         if (s->token && !fresh(s)) {

@@ -104,7 +104,8 @@ const char *session_secret(const struct session *s);
 /* The bearer for an events request, or NULL when none is usable yet: a
  * mint is then started unless one runs or a backoff waits, and io.ready
  * runs when a token arrives. *generation identifies it. With the
- * session disabled: the key ("" in dry-run mode). */
+ * session disabled: the key ("" in dry-run mode), or NULL while there
+ * is no key yet (apikey.missing). */
 const char *session_token(struct session *s, uint64_t *generation);
 
 /* The events endpoint answered 401 to the token of that generation:

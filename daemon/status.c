@@ -67,6 +67,7 @@ static const char *failing_phrase(enum upstream_state s)
         case UPSTREAM_TLS_ERROR: return "TLS to the upstream failing";
         case UPSTREAM_REDIRECTED: return "upstream redirecting";
         case UPSTREAM_SEND_ERROR: return "requests failing to start";
+        case UPSTREAM_NO_KEY: return "no API key yet";
         default: return "upstream failing";
         }
 }
@@ -78,6 +79,7 @@ static const char *failing_hint(enum upstream_state s)
         case UPSTREAM_AUTH_ERROR: return ": fix the key";
         case UPSTREAM_TLS_ERROR: return ": check api_url and ca_file";
         case UPSTREAM_REDIRECTED: return ": check api_url";
+        case UPSTREAM_NO_KEY: return ": give segopsd its key";
         default: return "";
         }
 }

@@ -17,6 +17,7 @@
  * shows one) nor the key file's key (apikey.c shows it redacted).
  */
 #include <assert.h>
+#include <ctype.h>
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -159,7 +160,18 @@ static void check_key(const char *key)
         assert(visible_run((const uint8_t *)key, n) == n);
 }
 
-static void load_key(struct cfg *c, bool has_keyfile, const struct secrets *sec)
+/* Whether a key file of these bytes holds no key: white space up to
+ * its end or its first NUL (a key is read as a C string). */
+static bool blank(const uint8_t *p, size_t n)
+{
+        for (size_t i = 0; i < n && p[i]; i++)
+                if (!isspace(p[i]))
+                        return false;
+        return true;
+}
+
+/* blank_keyfile: the key file exists and holds no key ("no key yet"). */
+static void load_key(struct cfg *c, bool has_keyfile, bool blank_keyfile, const struct secrets *sec)
 {
         char err[1024] = "", *key = NULL;
         bool credential = true;
@@ -176,7 +188,8 @@ static void load_key(struct cfg *c, bool has_keyfile, const struct secrets *sec)
         if (r == 0 && key)
                 check_key(key);
         else if (r == 0)
-                assert(c->api_url && !strcmp(c->api_url, "stdout"));
+                assert((c->api_url && !strcmp(c->api_url, "stdout")) ||
+                       (blank_keyfile && c->api_key_file && !strcmp(c->api_key_file, key_path)));
         else
                 assert(err[0] && !key);
         free(key);
@@ -215,7 +228,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (cfg_validate(&c, err, sizeof(err)) < 0)
                 assert(err[0]);
         check_err(err, &sec);
-        load_key(&c, mark != NULL, &sec);
+        load_key(&c, mark != NULL, mark && blank(key, key_len), &sec);
         cfg_free(&c);
         return 0;
 }

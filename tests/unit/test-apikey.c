@@ -187,12 +187,12 @@ START_TEST(test_unreadable_key_file)
                 unlink(p);
         }
 
-        /* Empty key file. */
+        /* An empty key file is "no key yet" (tested in
+         * test_empty_key_is_no_key_yet); a missing one is an error. */
         free(c.api_key_file);
-        c.api_key_file = strdup(write_file("empty_key", "\n"));
-        ck_assert_int_eq(apikey_load(&c, &key, err, sizeof(err)), -EINVAL);
-        ck_assert_msg(strstr(err, "API key is empty"), "%s", err);
-        unlink(tpath("empty_key"));
+        c.api_key_file = strdup(tpath("no_such_key"));
+        ck_assert_int_eq(apikey_load(&c, &key, err, sizeof(err)), -ENOENT);
+        ck_assert_msg(strstr(err, "no_such_key"), "%s", err);
 
         cfg_free(&c);
         unlink(tpath("t.conf"));
@@ -297,6 +297,55 @@ START_TEST(test_credential_flag)
 
         creds_end();
         cfg_free(&c);
+        unlink(tpath("t.conf"));
+}
+END_TEST
+
+/* An empty (or white space only) key file or credential is no error:
+ * the key is yet to come. 0 with no key, the credential flag saying
+ * where, and the hint naming where the key goes. An inline key is
+ * passed over by neither. */
+START_TEST(test_empty_key_is_no_key_yet)
+{
+        char content[1024], err[1024] = "", hint[1024];
+        char keyfile[TPATH_LEN];
+        char *key = (char *)"untouched";
+        bool credential = true;
+        struct cfg c;
+
+        snprintf(keyfile, sizeof(keyfile), "%s", write_file("blank_key", " \n\t\n"));
+        snprintf(content, sizeof(content),
+                 "[upstream]\napi_url = https://x.example\napi_key_file = %s\n", keyfile);
+        ck_assert_msg(load(&c, content, err, sizeof(err)) == 0, "%s", err);
+        ck_assert_msg(apikey_load_from(&c, &key, &credential, err, sizeof(err)) == 0, "%s", err);
+        ck_assert_ptr_null(key);
+        ck_assert(!credential);
+        apikey_missing_hint(&c, credential, hint, sizeof(hint));
+        ck_assert_msg(strstr(hint, keyfile) && strstr(hint, "SIGHUP"), "%s", hint);
+        cfg_free(&c);
+
+        /* The credential, empty: it wins over the key file, and says so. */
+        creds_begin();
+        write_file("creds/api_key", "");
+        write_file("blank_key", "sk_notused1234\n");
+        ck_assert_msg(load(&c, content, err, sizeof(err)) == 0, "%s", err);
+        key = (char *)"untouched";
+        credential = false;
+        ck_assert_msg(apikey_load_from(&c, &key, &credential, err, sizeof(err)) == 0, "%s", err);
+        ck_assert_ptr_null(key);
+        ck_assert(credential);
+        apikey_missing_hint(&c, credential, hint, sizeof(hint));
+        ck_assert_msg(strstr(hint, "credential") && strstr(hint, "restart"), "%s", hint);
+        unlink(tpath("creds/api_key"));
+        creds_end();
+
+        /* A key after white space is a key (trailing space is stripped;
+         * leading is not: it is refused, not taken as "no key"). */
+        write_file("blank_key", "\nsk_afterblank1\n");
+        ck_assert_int_eq(apikey_load(&c, &key, err, sizeof(err)), -EINVAL);
+        ck_assert_ptr_null(key);
+        cfg_free(&c);
+        unlink(keyfile);
         unlink(tpath("t.conf"));
 }
 END_TEST
@@ -450,6 +499,7 @@ static Suite *apikey_suite(void)
         ADD_CASE(s, test_redact);
         ADD_CASE(s, test_key_control_chars);
         ADD_CASE(s, test_credential_flag);
+        ADD_CASE(s, test_empty_key_is_no_key_yet);
         ADD_CASE(s, test_credential_errors);
         ADD_CASE(s, test_key_length);
         ADD_CASE(s, test_key_as_file_name);

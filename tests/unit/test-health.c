@@ -76,6 +76,9 @@ START_TEST(test_operator_must_act)
         ck_assert_int_eq(judge(fixture_failing("redirected", 1, 301, "HTTP 301"), 3600, &h),
                          CTL_HEALTH_ACT);
         ck_assert_ptr_nonnull(strstr(h.reason, "api_url"));
+        ck_assert_int_eq(judge(fixture_failing("no_key", 1, 0, "no API key yet"), 3600, &h),
+                         CTL_HEALTH_ACT);
+        ck_assert_ptr_nonnull(strstr(h.reason, "no API key"));
 
         /* A pk_ mint refused for its configuration... */
         for (long st = 400; st <= 403; st++) {

@@ -190,6 +190,9 @@ START_TEST(test_status_wording)
         in.state = UPSTREAM_TLS_ERROR;
         ck_assert_str_eq(text(&in), "TLS to the upstream failing for 3s (tls_error): check "
                                     "api_url and ca_file, 2 events held");
+        in.state = UPSTREAM_NO_KEY;
+        ck_assert_str_eq(text(&in), "no API key yet for 3s (no_key): give segopsd its key, 2 "
+                                    "events held");
         in.stopping = true;
         ck_assert_str_eq(text(&in), "stopping, 2 events held");
 }
