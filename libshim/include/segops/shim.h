@@ -31,8 +31,9 @@
  * Environment: SEGOPS_SOCKET (events socket, when open() gets NULL),
  * SEGOPS_CONTROL_SOCKET (control socket; default: "segopsd.sock" in the
  * events socket's directory), SEGOPS_SHIM_BUFFER_BYTES (size of the
- * buffer, default 16 MiB, clamped to 64 KiB..1 GiB; pages are touched only
- * when a burst actually fills them).
+ * buffer in bytes, default 16 MiB, clamped to 2 MiB..1 GiB; pages are
+ * touched only when a burst actually fills them). man segops_shim (and
+ * man segops_track, ...) has all of this, with an example.
  *
  * This header is C89 and C++ clean.
  */
@@ -50,11 +51,13 @@ extern "C" {
 typedef struct segops_shim segops_shim;
 
 /* Create a handle for the events socket at socket_path, or, when NULL,
- * $SEGOPS_SOCKET or "/run/segopsd/events.sock". Allocates the buffer;
- * does not connect (the first event does, so opening never fails because
- * the daemon is down).
- * Returns 0 and sets *ret; -EINVAL (ret NULL, empty path or path longer
- * than a socket address holds); -ENOMEM. */
+ * $SEGOPS_SOCKET or "/run/segopsd/events.sock"; an empty path (given or
+ * in the variable) means that default. Allocates the buffer; does not
+ * connect (the first event does, so opening never fails because the
+ * daemon is down).
+ * Returns 0 and sets *ret; -EINVAL (ret NULL, or a path, or the control
+ * socket's path derived from it, longer than a socket address holds);
+ * -ENOMEM. */
 int segops_shim_open(segops_shim **ret, const char *socket_path);
 
 /* Queue one track event: user_id (1-256 bytes), event_type (1-128
@@ -84,7 +87,10 @@ int segops_shim_open(segops_shim **ret, const char *socket_path);
  *   -EACCES   the socket exists but may not be used (counted);
  *   -ENOBUFS  the buffer is full: the daemon is slower than the caller
  *             (counted);
- *   -EAGAIN   the sender thread could not be started (counted).
+ *   -EAGAIN   the sender thread could not be started (counted);
+ *   -ENOMEM   the heap buffer of a line over 4 KiB could not be had
+ *             (counted);
+ *   -EMFILE, -ENFILE  no descriptor for the socket (counted).
  * A large event whose memfd cannot be made later (no memory, no file
  * descriptor) is retried, or dropped and counted when that can never
  * work; segops_dropped() shows it. */

@@ -7,7 +7,8 @@
  * hex of HMAC-SHA256(key = signing secret, message = user_id bytes).
  *
  * The secret must stay on the backend: never hand it to segopsd or to a
- * client. Link with `pkg-config --cflags --libs segops-sign`.
+ * client. Link with `pkg-config --cflags --libs segops-sign`; the manual
+ * page is segops_sign_user_id(3).
  *
  * This header is C89 and C++ clean.
  */
