@@ -190,23 +190,40 @@ class DaemonTests(SandboxCase):
         self.assertStopsCleanly(d)
         self.assertNoViolations()
 
+    def unit_sockets(self, d):
+        """The two sockets as segopsd.socket has systemd make them (at
+        d's paths): its SocketMode= and PassCredentials=."""
+        s = unitsandbox.unit_settings(os.environ['SEGOPSD_SOCKET'], 'Socket')
+        socks = []
+        for kind, path in ((socket.SOCK_DGRAM, d.events_socket),
+                           (socket.SOCK_STREAM, d.control_socket)):
+            sock = socket.socket(socket.AF_UNIX, kind)
+            self.addCleanup(sock.close)
+            if s.get('PassCredentials', ['no'])[-1] == 'yes':
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+            sock.bind(path)
+            os.chmod(path, int(s.get('SocketMode', ['0666'])[-1], 8))
+            if kind == socket.SOCK_STREAM:
+                sock.listen(16)
+            socks.append(sock)
+        return socks
+
     def test_passed_sockets_notify_watchdog(self):
-        # As the unit starts it: sockets passed, sd_notify, a watchdog.
+        # As the units start it: sockets passed, sd_notify, a watchdog.
         wd = WatchdogListener(os.path.join(self.tmpdir, 'notify.sock'), 0.2)
         wd.start()
         self.addCleanup(wd.stop)
         d = self.sandboxed_daemon(env=wd.env())
-        socks = []
-        for kind, path in ((socket.SOCK_DGRAM, d.events_socket),
-                           (socket.SOCK_STREAM, d.control_socket)):
-            s = socket.socket(socket.AF_UNIX, kind)
-            self.addCleanup(s.close)
-            s.bind(path)
-            if kind == socket.SOCK_STREAM:
-                s.listen(16)
-            socks.append(s)
+        socks = self.unit_sockets(d)
+        # Sent before segopsd runs: the kernel adds the sender's
+        # credentials only if the socket asked for them already.
+        d.send_dgram('{"op":"client_dropped","count":3}\n')
         d.start(listen_fds=socks)
         self.assertFiltered(d)
+        st = d.wait_for_stats(lambda s: s['client_dropped'] == 3)
+        self.assertEqual([(c['pid'], c['uid'], c['identity'], c['dropped'])
+                          for c in st['clients']],
+                         [(os.getpid(), os.getuid(), 'verified', 3)])
         d.send_dgram(json.dumps(make_event(0)) + '\n')
         send_stream(d, [make_event(1)])
         self.assertEqual(d.flush()['ok'], True)

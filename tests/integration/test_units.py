@@ -41,7 +41,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 '..', 'lib'))
 
 import harness  # noqa: E402
-from unitsandbox import service_settings  # noqa: E402
+from unitsandbox import unit_settings  # noqa: E402
 
 MAX_EXPOSURE = 1.5
 # Where this host keeps the units that ours depend on (sysinit.target,
@@ -136,7 +136,7 @@ class UnitTests(unittest.TestCase):
                         shutil.copy(p, units)
         # ExecStart= must name the installed segopsd; any other ExecXxx=
         # program not installed by us is the host's.
-        for key, values in service_settings(self.service).items():
+        for key, values in unit_settings(self.service).items():
             if not key.startswith('Exec') or key == 'ExecStart':
                 continue
             for v in values:

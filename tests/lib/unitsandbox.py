@@ -47,9 +47,10 @@ def scmp_act_errno(n):
     return 0x00050000 | (n & 0x0000ffff)
 
 
-def service_settings(path):
-    """Every assignment of the unit's [Service] section, in order:
-    {key: [value, ...]} (line continuations joined, comments skipped)."""
+def unit_settings(path, section_name='Service'):
+    """Every assignment of the unit's [Service] section (or another), in
+    order: {key: [value, ...]} (line continuations joined, comments
+    skipped)."""
     out = {}
     section = None
     pending = ''
@@ -66,7 +67,7 @@ def service_settings(path):
             if line.startswith('[') and line.endswith(']'):
                 section = line[1:-1]
                 continue
-            if section != 'Service' or '=' not in line:
+            if section != section_name or '=' not in line:
                 continue
             key, value = line.split('=', 1)
             out.setdefault(key.strip(), []).append(value.strip())
@@ -142,7 +143,7 @@ class UnitSandbox:
     """The settings of one unit file that the wrapper applies."""
 
     def __init__(self, unit_path, analyze='systemd-analyze'):
-        s = service_settings(unit_path)
+        s = unit_settings(unit_path)
         self.unit_path = unit_path
         filters = s.get('SystemCallFilter', [])
         if not filters:
