@@ -6,7 +6,7 @@ set -eu
 PKGS="build-essential meson ninja-build pkg-config
       libuv1-dev libcurl4-openssl-dev libjansson-dev libssl-dev
       libsystemd-dev libinih-dev zlib1g-dev check libsubunit-dev
-      python3 socat openssl curl clang-format systemd
+      python3 socat openssl curl clang-format systemd libseccomp2
       python3-venv python3-pip python3-setuptools python3-wheel
       groff-base man-db mandoc"
 
