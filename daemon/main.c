@@ -255,6 +255,7 @@ static void on_watchdog(uv_timer_t *t)
 static int load_config(struct daemon *d, const char *path)
 {
         char err[1024];
+        bool credential = false;
         int r, warnings = 0;
 
         cfg_defaults(&d->cfg);
@@ -262,13 +263,17 @@ static int load_config(struct daemon *d, const char *path)
         if (r == 0)
                 r = cfg_validate(&d->cfg, err, sizeof(err));
         if (r == 0) {
-                r = apikey_load(&d->cfg, &d->key.secret, err, sizeof(err));
+                r = apikey_load_from(&d->cfg, &d->key.secret, &credential, err, sizeof(err));
         }
         if (r < 0) {
                 log_err("%s", err);
                 return r;
         }
         apikey_redact(d->key.secret, d->key.redacted, sizeof(d->key.redacted));
+        if (!credential && apikey_file_warning(&d->cfg, err, sizeof(err))) {
+                log_warn("%s", err);
+                warnings++;
+        }
         if (cfg_url_insecure(&d->cfg)) { /* allowed, or cfg_validate had refused it */
                 log_warn("%s: [upstream] api_url is http:// to another host: the API key and "
                          "the events cross the network in clear text (allow_insecure_http = yes)",
