@@ -47,9 +47,9 @@
 
 /* What a refused key file's message recommends. */
 #define APIKEY_HINT                                                                                \
-        "make it owner-only: root:root 0600 passed as the systemd credential api_key "             \
-        "(LoadCredential=api_key:" CFG_DEFAULT_KEY_PATH " in the unit), or without systemd "       \
-        "chmod 0600, owned by the user segopsd runs as"
+        "make it owner-only: root:root 0600, passed as the systemd credential api_key "            \
+        "(LoadCredential=api_key:" CFG_DEFAULT_KEY_PATH " in the unit), or without "               \
+        "systemd 0600 owned by the user segopsd runs as"
 
 void apikey_redact(const char *key, char *out, size_t outlen)
 {
@@ -286,8 +286,8 @@ static int from_key_file(const struct cfg *c, char **ret_key, char *where, char 
         if (r == -EPERM && who == APIKEY_SENDERS)
                 cfg_errf(err, errlen,
                          "%s: [upstream] api_key_file: %s can be read or written by group %s, "
-                         "whose members may send events (the sockets' group); keep the key "
-                         "from them: " APIKEY_HINT,
+                         "whose members may send events (the sockets' group) and must not "
+                         "hold the key; " APIKEY_HINT,
                          at, name, group_name(sb.st_gid, group, sizeof(group)));
         else if (r == -EPERM && who == APIKEY_EVERYONE)
                 cfg_errf(err, errlen,

@@ -160,7 +160,7 @@ START_TEST(test_unreadable_key_file)
                 ck_assert_int_eq(apikey_load(&c, &key, err, sizeof(err)), -EPERM);
                 ck_assert_ptr_null(key);
                 ck_assert_msg(strstr(err, "can be read or written by every user"), "%s", err);
-                ck_assert_msg(strstr(err, "root:root 0600 passed as the systemd credential "
+                ck_assert_msg(strstr(err, "root:root 0600, passed as the systemd credential "
                                           "api_key (LoadCredential=api_key:" CFG_DEFAULT_KEY_PATH),
                               "%s", err);
                 ck_assert_msg(!strstr(err, "openkey"), "%s", err);
@@ -548,7 +548,7 @@ START_TEST(test_key_file_group)
                          "written by group %u, whose members may send events",
                          tpath("t.conf"), keyfile, (unsigned)getegid());
         ck_assert_msg(strncmp(err, want, strlen(want)) == 0, "%s", err);
-        ck_assert_msg(strstr(err, "root:root 0600 passed as the systemd credential api_key "
+        ck_assert_msg(strstr(err, "root:root 0600, passed as the systemd credential api_key "
                                   "(LoadCredential=api_key:" CFG_DEFAULT_KEY_PATH " in the unit)"),
                       "%s", err);
         ck_assert_msg(!strstr(err, SECRET_CORE), "%s", err);
