@@ -50,10 +50,10 @@ size_t apikey_senders(const struct cfg *c, gid_t out[2]);
  * stripped. The key must start with sk_ or pk_, be 8 to 512 characters
  * long and printable ASCII without spaces; a key file must be a regular
  * file that neither other users nor the senders' groups (apikey_senders)
- * can read or write. Returns 0 with
- * *ret_key malloc'd, or a negative errno with err filled (naming file
- * and line, never the key) and *ret_key untouched. With api_url = stdout
- * a missing key is not an error: *ret_key is NULL. */
+ * can read or write. Returns 0 with *ret_key malloc'd, or a negative
+ * errno with err filled (naming file and line, never the key) and
+ * *ret_key untouched. With api_url = stdout a missing key is not an
+ * error: *ret_key is NULL. */
 int apikey_load(const struct cfg *c, char **ret_key, char *err, size_t errlen);
 /* The same, and *ret_credential (may be NULL) says whether the key is
  * the systemd credential (systemd copies it only at start: a reload
