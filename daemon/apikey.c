@@ -7,7 +7,12 @@
  * file that is set but cannot be read does not (a silent fall-through
  * to another key would hide the mistake). A key file that every local
  * user can read is no secret and is refused, as ssh refuses such private
- * keys. The key itself never appears in an error: messages name the
+ * keys; so is one that the event senders' group can read or write (the
+ * sockets' group, and group segops: apikey_senders), since keeping the
+ * key from the senders is what segopsd is for. One that another group
+ * can read is allowed, with a warning (apikey_file_warning). The policy
+ * is one pure function, apikey_access. The key itself never appears in
+ * an error: messages name the
  * file and line of the config, or the credential's path, and show at
  * most the redacted key ("sk_…abcd"). Buffers that held a key are wiped
  * before they are freed.
@@ -18,6 +23,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +44,12 @@
 
 /* What a from_* function returns when its source holds no key. */
 #define NOT_HERE 1
+
+/* What a refused key file's message recommends. */
+#define APIKEY_HINT                                                                                \
+        "make it owner-only: root:root 0600, passed as the systemd credential api_key "            \
+        "(LoadCredential=api_key:" CFG_DEFAULT_KEY_PATH " in the unit), or without "               \
+        "systemd 0600 owned by the user segopsd runs as"
 
 void apikey_redact(const char *key, char *out, size_t outlen)
 {
@@ -62,11 +74,56 @@ void apikey_redact(const char *key, char *out, size_t outlen)
                 snprintf(out, outlen, "%s" ELLIPSIS "%s", prefix, key + len - 4);
 }
 
-/* Read a one-line secret file. Returns 0 with *ret malloc'd, or a
- * negative errno (from open/read; -EISDIR or -EINVAL for what is not a
- * regular file, -EPERM for one other users may read or write, -EFBIG). */
-static int read_secret(const char *path, char **ret)
+enum apikey_access apikey_access(mode_t mode, gid_t gid, const gid_t *senders, size_t n)
 {
+        size_t i;
+
+        if (mode & (S_IROTH | S_IWOTH))
+                return APIKEY_EVERYONE;
+        if (!(mode & (S_IRGRP | S_IWGRP)))
+                return APIKEY_OWNER_ONLY;
+        for (i = 0; i < n; i++)
+                if (senders[i] == gid)
+                        return APIKEY_SENDERS;
+        return APIKEY_GROUP;
+}
+
+size_t apikey_senders(const struct cfg *c, gid_t out[2])
+{
+        struct group gr, *found = NULL;
+        char buf[4096];
+        size_t n = 0;
+
+        out[n++] = c->socket_group != CFG_GROUP_OWN ? c->socket_group : getegid();
+        if (getgrnam_r(APIKEY_SENDERS_GROUP, &gr, buf, sizeof(buf), &found) == 0 && found &&
+            gr.gr_gid != out[0])
+                out[n++] = gr.gr_gid;
+        return n;
+}
+
+/* A group's name for a message ("segops"), or its number. */
+static const char *group_name(gid_t gid, char *out, size_t outlen)
+{
+        struct group gr, *found = NULL;
+        char buf[4096];
+
+        if (getgrgid_r(gid, &gr, buf, sizeof(buf), &found) == 0 && found)
+                snprintf(out, outlen, "%s", gr.gr_name);
+        else
+                snprintf(out, outlen, "%u", (unsigned)gid);
+        return out;
+}
+
+/* Read a one-line secret file, kept from everyone but its owner and
+ * groups other than senders[0..nsenders). Returns 0 with *ret
+ * malloc'd, or a negative errno (from open/read; -EISDIR or -EINVAL for what is not a
+ * regular file, -EPERM for one every user or a senders' group may read
+ * or write, -EFBIG). *ret_sb (may be NULL) receives the file's stat
+ * once it is known, for the message. */
+static int read_secret(const char *path, const gid_t *senders, size_t nsenders, char **ret,
+                       struct stat *ret_sb)
+{
+        enum apikey_access who;
         char *buf = NULL;
         size_t n = 0;
         struct stat sb;
@@ -79,11 +136,14 @@ static int read_secret(const char *path, char **ret)
                 r = -errno;
                 goto out;
         }
+        if (ret_sb)
+                *ret_sb = sb;
         if (!S_ISREG(sb.st_mode)) {
                 r = S_ISDIR(sb.st_mode) ? -EISDIR : -EINVAL;
                 goto out;
         }
-        if (sb.st_mode & (S_IROTH | S_IWOTH)) {
+        who = apikey_access(sb.st_mode, sb.st_gid, senders, nsenders);
+        if (who == APIKEY_EVERYONE || who == APIKEY_SENDERS) {
                 r = -EPERM;
                 goto out;
         }
@@ -181,7 +241,11 @@ static int from_credential(char **ret_key, char *where, char *err, size_t errlen
                 return -ENAMETOOLONG;
         }
         snprintf(where, WHERE_MAX, "credential api_key (%s)", path);
-        r = read_secret(path, ret_key);
+        /* Only the every-user check: systemd gives the service's user
+         * read access through an ACL, which shows in the group bits;
+         * its source file (LoadCredential=) is read by systemd, as root,
+         * and segopsd does not see it. */
+        r = read_secret(path, NULL, 0, ret_key, NULL);
         if (r == -ENOENT)
                 return NOT_HERE;
         if (r == -EPERM)
@@ -194,35 +258,74 @@ static int from_credential(char **ret_key, char *where, char *err, size_t errlen
         return r;
 }
 
-/* 2: the file named by api_key_file. A path that is itself a key (pasted
- * into api_key_file) is named by its redacted form. 0 with *ret_key
- * read, or a negative errno with err filled: a key file that is set is
- * never passed over. */
-static int from_key_file(const struct cfg *c, char **ret_key, char *where, char *err, size_t errlen)
+/* api_key_file for a message: a path that is itself a key (pasted into
+ * api_key_file) is named by its redacted form. */
+static void key_file_name(const struct cfg *c, char *out, size_t outlen)
 {
-        char name[PATH_MAX + 64], at[PATH_MAX + 16];
-        int r;
-
         if (cfg_looks_like_key(c->api_key_file, strlen(c->api_key_file))) {
                 char red[32];
 
                 apikey_redact(c->api_key_file, red, sizeof(red));
-                snprintf(name, sizeof(name), "%s (a key, not a file name)", red);
+                snprintf(out, outlen, "%s (a key, not a file name)", red);
         } else
-                snprintf(name, sizeof(name), "%s", c->api_key_file);
+                snprintf(out, outlen, "%s", c->api_key_file);
+}
+
+/* 2: the file named by api_key_file. 0 with *ret_key read, or a
+ * negative errno with err filled: a key file that is set is never
+ * passed over. */
+static int from_key_file(const struct cfg *c, char **ret_key, char *where, char *err, size_t errlen)
+{
+        char name[PATH_MAX + 64], at[PATH_MAX + 16], group[64];
+        struct stat sb;
+        enum apikey_access who = APIKEY_OWNER_ONLY;
+        gid_t senders[2];
+        size_t n = apikey_senders(c, senders);
+        int r;
+
+        key_file_name(c, name, sizeof(name));
         snprintf(where, WHERE_MAX, "%s (api_key_file)", name);
-        r = read_secret(c->api_key_file, ret_key);
-        cfg_at(c, cfg_key_line(c, "upstream", "api_key_file"), at, sizeof(at));
+        memset(&sb, 0, sizeof(sb));
+        r = read_secret(c->api_key_file, senders, n, ret_key, &sb);
         if (r == -EPERM)
+                who = apikey_access(sb.st_mode, sb.st_gid, senders, n);
+        cfg_at(c, cfg_key_line(c, "upstream", "api_key_file"), at, sizeof(at));
+        if (r == -EPERM && who == APIKEY_SENDERS)
                 cfg_errf(err, errlen,
-                         "%s: [upstream] api_key_file: %s can be read or written by "
-                         "every user; keep it to its owner and group "
-                         "(chmod o-rwx, e.g. root:segops 0640)",
+                         "%s: [upstream] api_key_file: %s can be read or written by group %s, "
+                         "whose members may send events (the sockets' group) and must not "
+                         "hold the key; " APIKEY_HINT,
+                         at, name, group_name(sb.st_gid, group, sizeof(group)));
+        else if (r == -EPERM && who == APIKEY_EVERYONE)
+                cfg_errf(err, errlen,
+                         "%s: [upstream] api_key_file: %s can be read or written by every "
+                         "user; " APIKEY_HINT,
                          at, name);
         else if (r < 0)
                 cfg_errf(err, errlen, "%s: [upstream] api_key_file: %s: %s", at, name,
                          strerror(-r));
         return r;
+}
+
+int apikey_file_warning(const struct cfg *c, char *msg, size_t msglen)
+{
+        char name[PATH_MAX + 64], at[PATH_MAX + 16], group[64];
+        struct stat sb;
+        gid_t senders[2];
+        size_t n;
+
+        if (!c || !c->api_key_file || stat(c->api_key_file, &sb) < 0)
+                return 0;
+        n = apikey_senders(c, senders);
+        if (apikey_access(sb.st_mode, sb.st_gid, senders, n) != APIKEY_GROUP)
+                return 0;
+        key_file_name(c, name, sizeof(name));
+        cfg_at(c, cfg_key_line(c, "upstream", "api_key_file"), at, sizeof(at));
+        cfg_errf(msg, msglen,
+                 "%s: [upstream] api_key_file: %s can be read or written by group %s; "
+                 "prefer owner-only (chmod 0600)",
+                 at, name, group_name(sb.st_gid, group, sizeof(group)));
+        return 1;
 }
 
 /* 3: the inline api_key. 0 with *ret_key copied, or -ENOMEM. */

@@ -12,7 +12,14 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define CFG_DEFAULT_PATH "/etc/segopsd/segopsd.conf"
+/* The build's sysconfdir (meson: /etc for --prefix=/usr, /usr/local/etc
+ * for the default prefix), where the installed config, the key and the
+ * unit's LoadCredential live. */
+#ifndef SEGOPS_SYSCONFDIR
+#define SEGOPS_SYSCONFDIR "/etc"
+#endif
+#define CFG_DEFAULT_PATH SEGOPS_SYSCONFDIR "/segopsd/segopsd.conf"
+#define CFG_DEFAULT_KEY_PATH SEGOPS_SYSCONFDIR "/segopsd/api_key"
 
 enum cfg_compression { CFG_COMPRESSION_NONE, CFG_COMPRESSION_GZIP };
 enum cfg_when_full { CFG_DROP_NEWEST, CFG_DROP_OLDEST };

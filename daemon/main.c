@@ -278,6 +278,10 @@ static int load_config(struct daemon *d, const char *path)
                 log_warn("%s", err);
                 warnings++;
         }
+        if (d->key.secret && !credential && apikey_file_warning(&d->cfg, err, sizeof(err))) {
+                log_warn("%s", err);
+                warnings++;
+        }
         if (cfg_url_insecure(&d->cfg)) { /* allowed, or cfg_validate had refused it */
                 log_warn("%s: [upstream] api_url is http:// to another host: the API key and "
                          "the events cross the network in clear text (allow_insecure_http = yes)",

@@ -165,6 +165,8 @@ int daemon_reload(struct daemon *d)
                 log_info("reload: ca_file is now %s",
                          d->cfg.ca_file ? d->cfg.ca_file : "(the system's)");
         cfg_free(&old);
+        if (!credential && apikey_file_warning(&d->cfg, err, sizeof(err)))
+                log_warn("reload: %s", err);
         for (unsigned i = 0; i < rn.n; i++)
                 log_warn("reload: %s changed; it takes effect at the next restart", rn.keys[i]);
 

@@ -11,6 +11,7 @@
 
 #include <check.h>
 #include <errno.h>
+#include <grp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -159,9 +160,12 @@ START_TEST(test_unreadable_key_file)
                 ck_assert_int_eq(apikey_load(&c, &key, err, sizeof(err)), -EPERM);
                 ck_assert_ptr_null(key);
                 ck_assert_msg(strstr(err, "can be read or written by every user"), "%s", err);
-                ck_assert_msg(strstr(err, "chmod o-rwx"), "%s", err);
+                ck_assert_msg(strstr(err, "root:root 0600, passed as the systemd credential "
+                                          "api_key (LoadCredential=api_key:" CFG_DEFAULT_KEY_PATH),
+                              "%s", err);
                 ck_assert_msg(!strstr(err, "openkey"), "%s", err);
-                ck_assert_int_eq(chmod(p, 0640), 0);
+                ck_assert_msg(!strstr(err, "0640"), "%s", err); /* the old advice */
+                ck_assert_int_eq(chmod(p, 0600), 0);
                 ck_assert_int_eq(apikey_load(&c, &key, err, sizeof(err)), 0);
                 ck_assert_str_eq(key, "sk_openkey12345");
                 free(key);
@@ -489,6 +493,179 @@ START_TEST(test_bad_arguments)
 }
 END_TEST
 
+/* The policy, row by row: who besides the owner may read or write. */
+START_TEST(test_access_policy)
+{
+        static const gid_t senders[] = { 100, 200 };
+        static const struct {
+                mode_t mode;
+                gid_t gid;
+                size_t nsenders;
+                enum apikey_access want;
+        } rows[] = {
+                { 0600, 100, 2, APIKEY_OWNER_ONLY },
+                { 0400, 100, 2, APIKEY_OWNER_ONLY },
+                { 0700, 100, 2, APIKEY_OWNER_ONLY }, /* the owner's bits are the owner's */
+                { 0640, 100, 2, APIKEY_SENDERS },
+                { 0640, 200, 2, APIKEY_SENDERS }, /* the second group of the list */
+                { 0620, 200, 2, APIKEY_SENDERS }, /* writing: a sender could swap the key */
+                { 0660, 100, 2, APIKEY_SENDERS },
+                { 0640, 300, 2, APIKEY_GROUP },
+                { 0620, 300, 2, APIKEY_GROUP },
+                { 0640, 200, 1, APIKEY_GROUP }, /* only 100 sends */
+                { 0640, 100, 0, APIKEY_GROUP }, /* no senders given: the credential */
+                { 0604, 100, 2, APIKEY_EVERYONE },
+                { 0602, 300, 2, APIKEY_EVERYONE },
+                { 0644, 100, 0, APIKEY_EVERYONE },
+                { 0100600, 100, 2, APIKEY_OWNER_ONLY }, /* S_IFREG is not a permission */
+        };
+        size_t i;
+
+        for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+                ck_assert_msg(apikey_access(rows[i].mode, rows[i].gid, senders, rows[i].nsenders) ==
+                                      rows[i].want,
+                              "row %zu: mode %o gid %u", i, (unsigned)rows[i].mode,
+                              (unsigned)rows[i].gid);
+}
+END_TEST
+
+/* A gid that is none of these (nor the group segops): a group of no
+ * sender, for a file that a group of another purpose may read. */
+static gid_t other_gid(gid_t a, gid_t b)
+{
+        gid_t g = 54321;
+
+        while (g == a || g == b)
+                g++;
+        return g;
+}
+
+/* The senders' groups: the sockets' group, by default this process's
+ * own, and the group named segops where it exists. */
+START_TEST(test_senders_groups)
+{
+        struct group *gr = getgrnam(APIKEY_SENDERS_GROUP);
+        gid_t out[2];
+        struct cfg c;
+
+        cfg_defaults(&c);
+        ck_assert_uint_ge(apikey_senders(&c, out), 1);
+        ck_assert_uint_eq(out[0], getegid());
+        c.socket_group = 4242;
+        ck_assert_uint_ge(apikey_senders(&c, out), 1);
+        ck_assert_uint_eq(out[0], 4242);
+        if (gr && gr->gr_gid != 4242) {
+                ck_assert_uint_eq(apikey_senders(&c, out), 2);
+                ck_assert_uint_eq(out[1], gr->gr_gid);
+                c.socket_group = gr->gr_gid; /* named twice, listed once */
+                ck_assert_uint_eq(apikey_senders(&c, out), 1);
+        } else if (!gr)
+                ck_assert_uint_eq(apikey_senders(&c, out), 1);
+        cfg_free(&c);
+}
+END_TEST
+
+/* A key file the senders' group may read is refused, naming the file,
+ * the group and the fix; one that another group may read loads, with a
+ * warning for the log; an owner-only one loads without. The credential
+ * is not held to the group rule (systemd's ACL shows in its group bits). */
+START_TEST(test_key_file_group)
+{
+        char content[1024], err[1024], want[1024], keyfile[TPATH_LEN];
+        struct group *gr;
+        char *key = NULL;
+        struct cfg c;
+
+        snprintf(keyfile, sizeof(keyfile), "%s", write_file("gkey", SECRET "\n"));
+        ck_assert_int_eq(chmod(keyfile, 0640), 0);
+        snprintf(content, sizeof(content),
+                 "[upstream]\napi_url = https://x.example\napi_key_file = %s\n", keyfile);
+        ck_assert_msg(load(&c, content, err, sizeof(err)) == 0, "%s", err);
+
+        /* socket_group unset: the sockets get our group, the file's. */
+        ck_assert_int_eq(apikey_load(&c, &key, err, sizeof(err)), -EPERM);
+        ck_assert_ptr_null(key);
+        gr = getgrgid(getegid());
+        if (gr)
+                snprintf(want, sizeof(want),
+                         "%s:3: [upstream] api_key_file: %s can be read or "
+                         "written by group %s, whose members may send events",
+                         tpath("t.conf"), keyfile, gr->gr_name);
+        else
+                snprintf(want, sizeof(want),
+                         "%s:3: [upstream] api_key_file: %s can be read or "
+                         "written by group %u, whose members may send events",
+                         tpath("t.conf"), keyfile, (unsigned)getegid());
+        ck_assert_msg(strncmp(err, want, strlen(want)) == 0, "%s", err);
+        ck_assert_msg(strstr(err, "root:root 0600, passed as the systemd credential api_key "
+                                  "(LoadCredential=api_key:" CFG_DEFAULT_KEY_PATH " in the unit)"),
+                      "%s", err);
+        ck_assert_msg(!strstr(err, SECRET_CORE), "%s", err);
+        ck_assert_int_eq(apikey_file_warning(&c, err, sizeof(err)), 0);
+
+        /* Group-writable only: still the senders', still refused. */
+        ck_assert_int_eq(chmod(keyfile, 0620), 0);
+        ck_assert_int_eq(apikey_load(&c, &key, err, sizeof(err)), -EPERM);
+
+        /* socket_group named: that group sends; ours is another. */
+        gr = getgrnam(APIKEY_SENDERS_GROUP);
+        c.socket_group = other_gid(getegid(), gr ? gr->gr_gid : getegid());
+        ck_assert_int_eq(chmod(keyfile, 0640), 0);
+        ck_assert_msg(apikey_load(&c, &key, err, sizeof(err)) == 0, "%s", err);
+        ck_assert_str_eq(key, SECRET);
+        free(key);
+        key = NULL;
+        ck_assert_int_eq(apikey_file_warning(&c, err, sizeof(err)), 1);
+        snprintf(want, sizeof(want),
+                 "%s:3: [upstream] api_key_file: %s can be read or written by "
+                 "group ",
+                 tpath("t.conf"), keyfile);
+        ck_assert_msg(strncmp(err, want, strlen(want)) == 0, "%s", err);
+        ck_assert_msg(strstr(err, "prefer owner-only (chmod 0600)"), "%s", err);
+
+        /* Owner-only: nothing to say. */
+        ck_assert_int_eq(chmod(keyfile, 0600), 0);
+        ck_assert_msg(apikey_load(&c, &key, err, sizeof(err)) == 0, "%s", err);
+        free(key);
+        key = NULL;
+        ck_assert_int_eq(apikey_file_warning(&c, err, sizeof(err)), 0);
+
+        /* The file in the sockets' group, by number. */
+        c.socket_group = getegid();
+        ck_assert_int_eq(chmod(keyfile, 0640), 0);
+        ck_assert_int_eq(apikey_load(&c, &key, err, sizeof(err)), -EPERM);
+
+        /* Group segops, whatever socket_group says: the packaged units
+         * give it the sockets. Needs the group, and root to chown. */
+        if (gr && geteuid() == 0) {
+                c.socket_group = other_gid(getegid(), gr->gr_gid);
+                ck_assert_int_eq(chown(keyfile, (uid_t)-1, gr->gr_gid), 0);
+                ck_assert_int_eq(apikey_load(&c, &key, err, sizeof(err)), -EPERM);
+                ck_assert_msg(strstr(err, "by group " APIKEY_SENDERS_GROUP ", whose members"), "%s",
+                              err);
+        } else
+                fprintf(stderr,
+                        "test_key_file_group: no group %s here (or not root): the named "
+                        "group's case is not run\n",
+                        APIKEY_SENDERS_GROUP);
+
+        /* The credential: 0440 as systemd's ACL shows it, accepted. */
+        creds_begin();
+        write_file("creds/api_key", "sk_fromcredentials1\n");
+        ck_assert_int_eq(chmod(tpath("creds/api_key"), 0440), 0);
+        c.socket_group = getegid();
+        ck_assert_msg(apikey_load(&c, &key, err, sizeof(err)) == 0, "%s", err);
+        ck_assert_str_eq(key, "sk_fromcredentials1");
+        free(key);
+        unlink(tpath("creds/api_key"));
+        creds_end();
+
+        unlink(keyfile);
+        cfg_free(&c);
+        unlink(tpath("t.conf"));
+}
+END_TEST
+
 static Suite *apikey_suite(void)
 {
         Suite *s = suite_create("apikey");
@@ -504,6 +681,9 @@ static Suite *apikey_suite(void)
         ADD_CASE(s, test_key_length);
         ADD_CASE(s, test_key_as_file_name);
         ADD_CASE(s, test_bad_arguments);
+        ADD_CASE(s, test_access_policy);
+        ADD_CASE(s, test_senders_groups);
+        ADD_CASE(s, test_key_file_group);
         return s;
 }
 
