@@ -61,6 +61,12 @@ void dgram__read_meta(struct msghdr *h, struct dgram_meta *m)
                     c->cmsg_len == CMSG_LEN(sizeof(struct ucred))) {
                         struct ucred uc;
                         memcpy(&uc, CMSG_DATA(c), sizeof(uc));
+                        /* pid 0: the kernel recorded no sender (the
+                         * datagram was queued before SO_PASSCRED was on,
+                         * e.g. on a socket passed by a unit without
+                         * PassCredentials=): nothing is verified. */
+                        if (uc.pid <= 0)
+                                continue;
                         m->peer.pid = uc.pid;
                         m->peer.uid = uc.uid;
                         m->peer.verified = true;

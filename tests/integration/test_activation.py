@@ -37,6 +37,18 @@ class ActivationTests(SegopsTestCase):
         stream.listen(16)
         return d, [dgram, stream]
 
+    def test_datagrams_queued_without_credentials_are_not_verified(self):
+        """A socket passed without PassCredentials=: what was queued
+        before segopsd turned SO_PASSCRED on comes with pid 0 and uid
+        nobody from the kernel. That is no verified sender: the report
+        counts under the pid it declares."""
+        d, socks = self.activated_daemon()
+        d.send_dgram('{"op":"client_dropped","count":2,"pid":4242}\n')
+        d.start(listen_fds=socks)
+        st = d.wait_for_stats(lambda s: s['client_dropped'] == 2)
+        self.assertEqual([(c['pid'], c['identity'], c['dropped'])
+                          for c in st['clients']], [(4242, 'declared', 2)])
+
     def test_serves_the_sockets_it_was_given(self):
         d, socks = self.activated_daemon()
         ino = {p: os.stat(p).st_ino for p in (d.events_socket,
