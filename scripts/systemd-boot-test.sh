@@ -63,6 +63,8 @@ while [ $# -gt 0 ]; do
         shift
 done
 
+case $root in /*) ;; *) root=$(pwd)/$root ;; esac
+
 skip() {
         echo "SKIP: $*"
         exit 77
@@ -138,12 +140,25 @@ make_root() {
 install_segops() {
         dest=$1
         if [ -n "$debs" ]; then
-                mkdir -p "$dest/tmp/segops-debs"
-                cp "$debs"/*.deb "$dest/tmp/segops-debs/"
+                # Not /tmp: nspawn mounts a fresh one.
+                mkdir -p "$dest/root/segops-debs"
+                cp "$debs"/*.deb "$dest/root/segops-debs/"
                 # The maintainer scripts run as on a real install: they
                 # create the group, enable the socket.
-                systemd-nspawn -q -D "$dest" --register=no --keep-unit --private-network \
-                        sh -c 'dpkg -i /tmp/segops-debs/*.deb && rm -rf /tmp/segops-debs'
+                systemd-nspawn -q -D "$dest" -M "segops-dpkg-$$" --register=no --keep-unit \
+                        --private-network sh -c 'dpkg -i /root/segops-debs/*.deb' \
+                        >"$logs/dpkg.log" 2>&1 || true
+                rm -rf "$dest/root/segops-debs"
+                # dpkg's verdict: every package installed and configured.
+                for f in "$debs"/*.deb; do
+                        p=$(dpkg-deb -f "$f" Package)
+                        st=$(dpkg-query --admindir="$dest/var/lib/dpkg" -W -f '${Status}' "$p" 2>&1) || true
+                        if [ "$st" != "install ok installed" ]; then
+                                tail -n 20 "$logs/dpkg.log"
+                                echo "FAIL install: $p: '$st' ($logs/dpkg.log)"
+                                return 1
+                        fi
+                done
                 return
         fi
         meson install -C "$build" --no-rebuild --quiet --destdir "$dest" >/dev/null
@@ -216,6 +231,12 @@ if [ -z "$debs" ] && [ -z "$build" ]; then
         ninja -C "$build" >/dev/null
 fi
 
+# The logs: beside the build's (meson test), else in build-systemd/logs.
+logs=$work/logs
+[ -z "$build" ] || [ "$build" = "$work/build" ] || logs=$build/meson-logs/systemd-boot
+rm -rf "$logs"
+mkdir -p "$logs"
+mkdir -p "$work"
 run=$(mktemp -d "$work/run.XXXXXX")
 nspawn_pid=
 cleanup() {
@@ -240,11 +261,6 @@ setup_test "$run/root"
 # Boot. Without machined (no systemd on this host) nspawn may neither
 # register nor make a scope: --register=no --keep-unit. No network
 # but loopback. The kernel command line asks for the test unit.
-# The logs: beside the build's (meson test), else in build-systemd/logs.
-logs=$work/logs
-[ -z "$build" ] || [ "$build" = "$work/build" ] || logs=$build/meson-logs/systemd-boot
-rm -rf "$logs"
-mkdir -p "$logs"
 machine=segops-boot-$$
 timeout -k 10 "$boot_timeout" systemd-nspawn -q -D "$run/root" -M "$machine" \
         --register=no --keep-unit --private-network --console=read-only \

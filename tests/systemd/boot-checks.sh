@@ -162,6 +162,14 @@ else
         fail reload "service $(systemctl is-active "$svc"), pid $(prop "$svc" MainPID) (was $pid); $(journalctl -q -b -o cat -u "$svc" -n 3 | tr '\n' ' ')"
 fi
 
+# The key came as the credential the unit loads (segopsd names its source
+# on reload), not from a file segopsd's user would read.
+if logged 'the API key is the systemd credential api_key'; then
+        pass key-credential
+else
+        fail key-credential "segopsd did not say on reload that its key is the credential api_key"
+fi
+
 # ---- restart while a sender keeps sending: the socket holds the datagrams -
 tmp=$(mktemp -d)
 (
@@ -224,4 +232,4 @@ else
 fi
 
 journalctl -q -b --no-pager >"$out/journal.txt" 2>&1
-echo done >>"$results"
+echo "done" >>"$results"
