@@ -113,14 +113,17 @@ for f in "$top/README.md" "$top"/docs/OPERATIONS.md "$top"/docs/SECURITY.md \
         check "segopsd: doc $n missing" grep -q -e " usr/share/doc/segopsd/$n\$" \
                 -e " usr/share/doc/segopsd/$n.gz\$" "$work/segopsd.list"
 done
-if [ -e "$top/LICENSE" ]; then
-        check "segopsd: doc LICENSE missing" grep -q -e ' usr/share/doc/segopsd/LICENSE\(\.gz\)\?$' "$work/segopsd.list"
-fi
+# The licence is debian/copyright's (Debian policy 12.5): LICENSE itself
+# is not shipped again (lintian: extra-license-file).
+check "segopsd: copyright" grep -q ' usr/share/doc/segopsd/copyright$' "$work/segopsd.list"
+check "segopsd: no second licence file" \
+        sh -c "! grep -q 'usr/share/doc/segopsd/LICENSE' '$work/segopsd.list'"
 # Every man page of the tree lands in its package: sections 1, 5 and 8
 # in segopsd, the sign library's pages in libsegops-sign-dev, the other
 # section 3 pages in libsegops-shim-dev.
-for f in "$top"/man/*.[0-9]; do
-        n=$(basename "$f")
+for f in "$top"/man/*.[0-9] "$top"/man/*.[0-9].in; do
+        [ -e "$f" ] || continue
+        n=$(basename "$f" .in)
         sec=${n##*.}
         name=${n%.*}
         case $sec:$name in
@@ -147,8 +150,10 @@ check "segopsd: postinst starts the socket, not restarts it" \
                ! grep -q 'restart.*segopsd.socket' '$work/segopsd.ctl/postinst'"
 check "segopsd: no preinst stopping the service before an upgrade" \
         test ! -e "$work/segopsd.ctl/preinst"
-check "segopsd: Depends on libsegops-sign0 (segopsctl sign-user-id)" \
-        sh -c "dpkg-deb -f '$(deb_of segopsd)' Depends | grep -q libsegops-sign0"
+# segopsctl has the signing code linked in: segopsd and libsegops-shim*
+# are a complete install (the README's apt command).
+check "segopsd: does not depend on libsegops-sign0" \
+        sh -c "! dpkg-deb -f '$(deb_of segopsd)' Depends | grep -q libsegops-sign"
 
 # The libraries
 for lib in shim sign; do
