@@ -72,7 +72,11 @@ else
         fail sysusers-group "no group segops (sysusers.d)"
 fi
 gid=$(getent group segops | cut -d: -f3)
-if active "$sock" && [ "$(systemctl is-active "$svc")" = inactive ] && [ -S "$events" ] && [ -S "$control" ]; then
+# A package enables the service too (it starts at boot, and sends what
+# the spool kept); meson install enables only the socket.
+want_svc=inactive
+[ "$(systemctl is-enabled "$svc" 2>/dev/null)" = enabled ] && want_svc=active
+if active "$sock" && [ "$(systemctl is-active "$svc")" = "$want_svc" ] && [ -S "$events" ] && [ -S "$control" ]; then
         pass socket-at-boot
 else
         fail socket-at-boot "socket $(systemctl is-active "$sock"), service $(systemctl is-active "$svc"), $(ls -l /run/segopsd 2>&1 | tr '\n' ' ')"
@@ -217,6 +221,39 @@ if active "$sock" && send evt-s-000001 && wait_for 20 delivered_at_least evt-s- 
 else
         fail activation-after-stop "socket $(systemctl is-active "$sock"), service $(systemctl is-active "$svc")"
 fi
+
+# ---- no key yet: what a fresh package runs with ------------------------------
+# An empty key (the package's postinst creates it so) and a real
+# api_url: segopsd runs, takes events and holds them in the spool,
+# health says 6; once the key is there, a restart sends what was held
+# (here: the dry run again, which prints it).
+conf=$(systemctl cat "$svc" | sed -n 's/^ExecStart=.*--config \([^ ]*\).*/\1/p' | tail -n 1)
+key=$(systemctl cat "$svc" | sed -n 's/^LoadCredential=api_key://p' | tail -n 1)
+tmp=$(mktemp -d)
+cp -p "$conf" "$tmp/conf" && cp -p "$key" "$tmp/key"
+sed -i 's|^api_url = stdout$|api_url = https://segops.invalid|' "$conf"
+: >"$key"
+no_key_state() { timeout 10 segopsctl stats --json 2>/dev/null | grep -q '"state": *"no_key"'; }
+systemctl restart "$svc"
+rc=$?
+send evt-k-000001
+timeout 10 segopsctl health >"$tmp/health" 2>&1
+health=$?
+if [ $rc = 0 ] && active "$svc" && wait_for 10 no_key_state && [ $health = 6 ] &&
+        logged 'no API key yet: the systemd credential api_key is empty' &&
+        timeout 10 segopsctl status | grep -q 'no API key yet'; then
+        pass no-key-runs-and-holds
+else
+        fail no-key-runs-and-holds "restart exit $rc, $(systemctl is-active "$svc"), health $health: $(cat "$tmp/health")"
+fi
+cp -p "$tmp/conf" "$conf" && cp -p "$tmp/key" "$key"
+systemctl restart "$svc"
+if wait_for 20 delivered_at_least evt-k- 1; then
+        pass no-key-held-then-sent
+else
+        fail no-key-held-then-sent "the event held without a key was not sent after the key came"
+fi
+rm -rf "$tmp"
 
 # ---- nothing broke along the way -------------------------------------------
 restarts=$(prop "$svc" NRestarts)
