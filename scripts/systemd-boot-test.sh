@@ -149,6 +149,19 @@ install_segops() {
                         --private-network sh -c 'dpkg -i /root/segops-debs/*.deb' \
                         >"$logs/dpkg.log" 2>&1 || true
                 rm -rf "$dest/root/segops-debs"
+                # The upgrade the checks make (boot-checks.sh, "upgrade"):
+                # the same segopsd repacked with a higher version.
+                for f in "$debs"/segopsd_*.deb; do
+                        [ -e "$f" ] || continue
+                        rm -rf "$run/repack"
+                        dpkg-deb -R "$f" "$run/repack"
+                        v=$(dpkg-deb -f "$f" Version)+boottest1
+                        sed -i "s/^Version: .*/Version: $v/" "$run/repack/DEBIAN/control"
+                        mkdir -p "$dest/root/segops-upgrade"
+                        dpkg-deb -b --root-owner-group "$run/repack" \
+                                "$dest/root/segops-upgrade/segopsd_new.deb" >/dev/null
+                        rm -rf "$run/repack"
+                done
                 # dpkg's verdict: every package installed and configured.
                 for f in "$debs"/*.deb; do
                         p=$(dpkg-deb -f "$f" Package)

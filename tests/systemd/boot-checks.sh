@@ -205,6 +205,45 @@ fi
 info restart "$n_restart sent, restart finished after $during; $got delivered, $((lines - got)) of them twice"
 rm -rf "$tmp"
 
+# ---- upgrade (with --debs): the package restarts the service, not the ----
+# socket, which holds what is sent meanwhile; the edited config stays.
+upgrade=/root/segops-upgrade/segopsd_new.deb
+if [ -f "$upgrade" ]; then
+        conf=$(systemctl cat "$svc" | sed -n 's/^ExecStart=.*--config \([^ ]*\).*/\1/p' | tail -n 1)
+        echo "; edited by the boot test" >>"$conf"
+        tmp=$(mktemp -d)
+        (
+                i=1
+                while [ $i -le "$n_restart" ]; do
+                        send "$(printf 'evt-u-%06d' $i)" || echo "$i" >>"$tmp/errors"
+                        echo $i >"$tmp/sent"
+                        i=$((i + 1))
+                done
+        ) &
+        sender=$!
+        wait_for 30 sent_at_least $((n_restart / 10))
+        pid=$(prop "$svc" MainPID)
+        sock_since=$(prop "$sock" ActiveEnterTimestampMonotonic)
+        DEBIAN_FRONTEND=noninteractive dpkg -i "$upgrade" </dev/null >"$out/upgrade.log" 2>&1
+        rc=$?
+        during=$(cat "$tmp/sent" 2>/dev/null || echo 0)
+        wait "$sender"
+        wait_for 20 active "$svc"
+        pid2=$(prop "$svc" MainPID)
+        timeout 20 segopsctl flush >/dev/null 2>&1
+        wait_for 30 delivered_at_least evt-u- "$n_restart"
+        got=$(delivered evt-u-)
+        if [ $rc = 0 ] && [ "$got" = "$n_restart" ] && [ ! -s "$tmp/errors" ] &&
+                [ "$pid2" != "$pid" ] && [ "$(prop "$sock" ActiveEnterTimestampMonotonic)" = "$sock_since" ] &&
+                grep -qx '; edited by the boot test' "$conf" && ! ls "$conf".dpkg-* >/dev/null 2>&1; then
+                pass upgrade-loses-nothing
+        else
+                fail upgrade-loses-nothing "dpkg exit $rc ($(tail -n 2 "$out/upgrade.log" | tr '\n' ' ')); $got of $n_restart delivered; send errors: $(wc -l <"$tmp/errors" 2>/dev/null || echo 0); pid $pid -> $pid2; socket restarted: $([ "$(prop "$sock" ActiveEnterTimestampMonotonic)" = "$sock_since" ] && echo no || echo yes); config edit kept: $(grep -c 'edited by the boot test' "$conf")"
+        fi
+        info upgrade "$(dpkg-query -W -f '${Version}' segopsd); $n_restart sent, dpkg done after $during"
+        rm -rf "$tmp"
+fi
+
 # ---- stop: clean, and the socket still takes events -----------------------
 systemctl stop "$svc"
 rc=$?
