@@ -148,6 +148,12 @@ check "segopsd: postinst runs systemd-sysusers segops.conf" \
 check "segopsd: postinst starts the socket, not restarts it" \
         sh -c "grep -q \"deb-systemd-invoke start 'segopsd.socket'\" '$work/segopsd.ctl/postinst' &&
                ! grep -q 'restart.*segopsd.socket' '$work/segopsd.ctl/postinst'"
+# The restart of an upgrade is the service's alone: a restarted socket
+# would be closed, and what is sent meanwhile lost (the boot test sees
+# it under systemd: scripts/systemd-boot-test.sh --debs).
+check "segopsd: postinst restarts the service, never the socket" \
+        sh -c "grep '_dh_action' '$work/segopsd.ctl/postinst' | grep -q segopsd.service &&
+               ! grep '_dh_action' '$work/segopsd.ctl/postinst' | grep -q segopsd.socket"
 check "segopsd: no preinst stopping the service before an upgrade" \
         test ! -e "$work/segopsd.ctl/preinst"
 # segopsctl has the signing code linked in: segopsd and libsegops-shim*
