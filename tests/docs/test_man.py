@@ -26,7 +26,6 @@ Environment (set by meson): MESON_BUILD_ROOT, SEGOPS_SOURCE_ROOT,
 SEGOPS_SYSCONFDIR, SEGOPS_SHIM_LIB, SEGOPS_SIGN_LIB, MAN_EXAMPLE_CFLAGS.
 """
 
-import fcntl
 import glob
 import os
 import re
@@ -35,6 +34,10 @@ import subprocess
 import sys
 import tempfile
 import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                '..', 'lib'))
+from destdir import meson_install  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.environ.get('SEGOPS_SOURCE_ROOT', os.path.join(HERE, '..', '..'))
@@ -55,13 +58,7 @@ def mandir():
         raise unittest.SkipTest('MESON_BUILD_ROOT not set')
     dest = tempfile.mkdtemp(prefix='segops-man-')
     _inst['dest'] = dest
-    # meson install writes its log in the build directory: one install
-    # at a time with the other tests that install (test_shim, ...).
-    with open(os.path.join(root, 'segops-shim-install.lock'), 'w') as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        subprocess.run(['meson', 'install', '-C', root, '--destdir', dest,
-                        '--no-rebuild', '--quiet', '--tags', 'man'],
-                       check=True, stdout=subprocess.DEVNULL)
+    meson_install(root, dest, tags='man')
     found = glob.glob(os.path.join(dest, '**', 'man8', 'segopsd.8'),
                       recursive=True)
     if len(found) != 1:

@@ -20,7 +20,6 @@ Environment (set by meson): MESON_BUILD_ROOT, MESON_SOURCE_ROOT, SEGOPSD;
 B_SANITIZE (the build's b_sanitize) and APP_CFLAGS (its -fsanitize=).
 """
 
-import fcntl
 import glob
 import hashlib
 import hmac
@@ -38,6 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', 'lib'))
 
 import harness  # noqa: E402
+from destdir import meson_install  # noqa: E402
 
 # Files of the layout, relative to the directory option that holds them.
 DOCS = ['README.md', 'LICENSE', 'OPERATIONS.md', 'SECURITY.md',
@@ -96,17 +96,7 @@ def man_pages(source):
     return pages
 
 
-def install(build, dest):
-    """meson install of the build into dest. The build directory, where
-    meson install writes its log, is shared with test_shim and
-    test_python_install: one at a time."""
-    with open(os.path.join(build, 'segops-shim-install.lock'), 'w') as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        r = subprocess.run(['meson', 'install', '-C', build, '--destdir', dest,
-                            '--no-rebuild', '--quiet'],
-                           capture_output=True, text=True)
-    if r.returncode != 0:
-        raise AssertionError('meson install failed:\n' + r.stdout + r.stderr)
+install = meson_install
 
 
 def read(path):

@@ -13,7 +13,6 @@ Environment (set by meson): MESON_BUILD_ROOT, PY_INSTALL_PYTHON (the
 Python meson installs for).
 """
 
-import fcntl
 import glob
 import os
 import shutil
@@ -27,6 +26,7 @@ PYSRC = os.path.join(HERE, '..', '..', 'python')
 sys.path.insert(0, os.path.join(HERE, '..', 'lib'))
 
 import harness  # noqa: E402
+from destdir import meson_install  # noqa: E402
 
 CHECK = ('import segops, sys; '
          'assert segops.sign_user_id("k", "u1") == "%s"; '
@@ -63,13 +63,7 @@ class InstallTests(unittest.TestCase):
         py = python()
         root = os.environ['MESON_BUILD_ROOT']
         dest = os.path.join(self.tmp, 'dest')
-        # test_shim installs from the same build directory (where meson
-        # install writes its log): one at a time.
-        with open(os.path.join(root, 'segops-shim-install.lock'), 'w') as lk:
-            fcntl.flock(lk, fcntl.LOCK_EX)
-            subprocess.run(['meson', 'install', '-C', root, '--destdir', dest,
-                            '--no-rebuild', '--quiet'], check=True,
-                           stdout=subprocess.DEVNULL)
+        meson_install(root, dest)
         inits = glob.glob(os.path.join(dest, '**', 'segops', '__init__.py'),
                           recursive=True)
         self.assertEqual(len(inits), 1, inits)

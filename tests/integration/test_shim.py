@@ -13,7 +13,6 @@ upstream received and what `stats` says.
 Environment (set by meson): SEGOPSD, MESON_BUILD_ROOT, SHIM_CLIENT_SRC.
 """
 
-import fcntl
 import glob
 import json
 import os
@@ -29,6 +28,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 '..', 'lib'))
 
 import harness  # noqa: E402
+from destdir import meson_install  # noqa: E402
 from harness import SegopsTestCase  # noqa: E402
 
 _built = {}
@@ -46,14 +46,7 @@ def build_client():
         raise unittest.SkipTest('pkg-config or cc missing')
     dest = tempfile.mkdtemp(prefix='segops-shim-inst-')
     _built['dest'] = dest
-    # The shards of this file run at once, each installing into its own
-    # DESTDIR from the one build directory (where meson install writes
-    # its log): one at a time.
-    with open(os.path.join(root, 'segops-shim-install.lock'), 'w') as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        subprocess.run(['meson', 'install', '-C', root, '--destdir', dest,
-                        '--no-rebuild', '--quiet'], check=True,
-                       stdout=subprocess.DEVNULL)
+    meson_install(root, dest)
     pcs = glob.glob(os.path.join(dest, '**', 'segops-shim.pc'),
                     recursive=True)
     if len(pcs) != 1:

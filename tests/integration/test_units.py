@@ -28,7 +28,6 @@ Environment (set by meson): MESON_BUILD_ROOT, SYSTEMD_ANALYZE (the
 program; the test is skipped, with the reason, without it).
 """
 
-import fcntl
 import os
 import re
 import shutil
@@ -41,6 +40,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 '..', 'lib'))
 
 import harness  # noqa: E402
+from destdir import meson_install  # noqa: E402
 from unitsandbox import unit_settings  # noqa: E402
 
 MAX_EXPOSURE = 1.5
@@ -70,13 +70,7 @@ def installed():
     dest = tempfile.mkdtemp(prefix='segops-units-')
     if not os.environ.get('SEGOPS_KEEP_TMP'):
         unittest.addModuleCleanup(shutil.rmtree, dest, True)
-    # Other tests install from the same build directory at the same
-    # time (meson install writes its log there): one at a time.
-    with open(os.path.join(root, 'segops-shim-install.lock'), 'w') as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        subprocess.run(['meson', 'install', '-C', root, '--destdir', dest,
-                        '--no-rebuild', '--quiet'], check=True,
-                       stdout=subprocess.DEVNULL, timeout=120)
+    meson_install(root, dest)
     _installed['dest'] = dest
     return dest
 

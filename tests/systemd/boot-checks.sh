@@ -48,6 +48,21 @@ send() {
                 socat -u - "UNIX-SENDTO:$events"
 }
 
+# send_many PREFIX: n_restart events PREFIX000001... in the background
+# (pid in $sender), counting in $tmp/sent, failures in $tmp/errors.
+send_many() {
+        (
+                i=1
+                while [ $i -le "$n_restart" ]; do
+                        send "$(printf '%s%06d' "$1" $i)" || echo "$i" >>"$tmp/errors"
+                        echo $i >"$tmp/sent"
+                        i=$((i + 1))
+                done
+        ) &
+        sender=$!
+}
+sent_at_least() { [ "$(cat "$tmp/sent" 2>/dev/null || echo 0)" -ge "$1" ]; }
+
 # delivered PREFIX: the distinct event ids starting with PREFIX that
 # segopsd printed (dry run: its stdout is the journal's).
 delivered() {
@@ -176,16 +191,7 @@ fi
 
 # ---- restart while a sender keeps sending: the socket holds the datagrams -
 tmp=$(mktemp -d)
-(
-        i=1
-        while [ $i -le "$n_restart" ]; do
-                send "$(printf 'evt-r-%06d' $i)" || echo "$i" >>"$tmp/errors"
-                echo $i >"$tmp/sent"
-                i=$((i + 1))
-        done
-) &
-sender=$!
-sent_at_least() { [ "$(cat "$tmp/sent" 2>/dev/null || echo 0)" -ge "$1" ]; }
+send_many evt-r-
 wait_for 30 sent_at_least $((n_restart / 10))
 systemctl restart "$svc"
 rc=$?
@@ -212,15 +218,7 @@ if [ -f "$upgrade" ]; then
         conf=$(systemctl cat "$svc" | sed -n 's/^ExecStart=.*--config \([^ ]*\).*/\1/p' | tail -n 1)
         echo "; edited by the boot test" >>"$conf"
         tmp=$(mktemp -d)
-        (
-                i=1
-                while [ $i -le "$n_restart" ]; do
-                        send "$(printf 'evt-u-%06d' $i)" || echo "$i" >>"$tmp/errors"
-                        echo $i >"$tmp/sent"
-                        i=$((i + 1))
-                done
-        ) &
-        sender=$!
+        send_many evt-u-
         wait_for 30 sent_at_least $((n_restart / 10))
         pid=$(prop "$svc" MainPID)
         sock_since=$(prop "$sock" ActiveEnterTimestampMonotonic)
