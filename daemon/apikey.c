@@ -23,7 +23,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,26 +89,19 @@ enum apikey_access apikey_access(mode_t mode, gid_t gid, const gid_t *senders, s
 
 size_t apikey_senders(const struct cfg *c, gid_t out[2])
 {
-        struct group gr, *found = NULL;
-        char buf[4096];
+        gid_t gid;
         size_t n = 0;
 
         out[n++] = c->socket_group != CFG_GROUP_OWN ? c->socket_group : getegid();
-        if (getgrnam_r(APIKEY_SENDERS_GROUP, &gr, buf, sizeof(buf), &found) == 0 && found &&
-            gr.gr_gid != out[0])
-                out[n++] = gr.gr_gid;
+        if (cfg_group_gid(APIKEY_SENDERS_GROUP, &gid) == 0 && gid != out[0])
+                out[n++] = gid;
         return n;
 }
 
 /* A group's name for a message ("segops"), or its number. */
 static const char *group_name(gid_t gid, char *out, size_t outlen)
 {
-        struct group gr, *found = NULL;
-        char buf[4096];
-
-        if (getgrgid_r(gid, &gr, buf, sizeof(buf), &found) == 0 && found)
-                snprintf(out, outlen, "%s", gr.gr_name);
-        else
+        if (cfg_group_name(gid, out, outlen) < 0)
                 snprintf(out, outlen, "%u", (unsigned)gid);
         return out;
 }

@@ -319,6 +319,52 @@ bad:
         return -EINVAL;
 }
 
+/* getgrnam_r (name) or getgrgid_r (!name), on a buffer grown while it
+ * is too small for the entry (up to 16 MiB). 0 with *ret_gid and/or out
+ * filled, -ENOENT, or another negative errno. */
+static int group_lookup(const char *name, gid_t gid, gid_t *ret_gid, char *out, size_t outlen)
+{
+        struct group gr, *found = NULL;
+        size_t size = 4096;
+        char *buf = NULL;
+        int r;
+
+        for (;;) {
+                char *nbuf = realloc(buf, size);
+
+                if (!nbuf) {
+                        r = ENOMEM;
+                        break;
+                }
+                buf = nbuf;
+                r = name ? getgrnam_r(name, &gr, buf, size, &found)
+                         : getgrgid_r(gid, &gr, buf, size, &found);
+                if (r != ERANGE || size >= 16u << 20)
+                        break;
+                size *= 2;
+        }
+        if (r == 0 && !found)
+                r = ENOENT;
+        if (r == 0) {
+                if (ret_gid)
+                        *ret_gid = gr.gr_gid;
+                if (out && outlen)
+                        snprintf(out, outlen, "%s", gr.gr_name);
+        }
+        free(buf);
+        return -r;
+}
+
+int cfg_group_gid(const char *name, gid_t *ret)
+{
+        return group_lookup(name, 0, ret, NULL, 0);
+}
+
+int cfg_group_name(gid_t gid, char *out, size_t outlen)
+{
+        return group_lookup(NULL, gid, NULL, out, outlen);
+}
+
 /* A group name, or a number; resolved now, so that --check-config
  * catches a group this host does not have. "" unsets it. */
 static int set_group(struct cfg *c, const struct cfg_key *k, const char *value, char *msg,
@@ -326,9 +372,7 @@ static int set_group(struct cfg *c, const struct cfg_key *k, const char *value, 
 {
         gid_t *ret = cfg_field(c, k->off);
         unsigned long long n;
-        struct group gr, *found = NULL;
-        char buf[4096];
-        int r;
+        gid_t gid;
 
         if (!*value) {
                 *ret = CFG_GROUP_OWN;
@@ -340,10 +384,9 @@ static int set_group(struct cfg *c, const struct cfg_key *k, const char *value, 
                 *ret = (gid_t)n;
                 return 0;
         }
-        r = getgrnam_r(value, &gr, buf, sizeof(buf), &found);
-        if (r != 0 || !found)
+        if (cfg_group_gid(value, &gid) < 0)
                 goto bad;
-        *ret = gr.gr_gid;
+        *ret = gid;
         return 0;
 bad:
         cfg_key_error(msg, msglen, k, value, "must be a group of this host, by name or number");

@@ -135,6 +135,15 @@ int cfg_validate(const struct cfg *c, char *err, size_t errlen);
  * allow_insecure_http; the caller warns when it is allowed. */
 bool cfg_url_insecure(const struct cfg *c);
 
+/* Group lookups that work for a group of any size: the senders' group
+ * (segops) gains a member per sending user, and its /etc/group line
+ * outgrows any fixed getgr*_r buffer (ERANGE), which must not read as
+ * "no such group". cfg_group_gid: 0 with *ret set, -ENOENT, or another
+ * negative errno. cfg_group_name: 0 with out filled, -ENOENT, or another
+ * negative errno. */
+int cfg_group_gid(const char *name, gid_t *ret);
+int cfg_group_name(gid_t gid, char *out, size_t outlen);
+
 /* Parse "64M"-style sizes (K/M/G = KiB/MiB/GiB, optional B suffix). */
 int cfg_parse_size(const char *s, size_t *ret);
 
