@@ -408,7 +408,8 @@ void apikey_missing_hint(const struct cfg *c, bool credential, char *out, size_t
         else
                 snprintf(out, outlen,
                          "no API key yet: %s (api_key_file) is empty; events are accepted "
-                         "and held until it is given: write the key to it (owner-only, "
-                         "mode 0600) and reload segopsd (SIGHUP)",
+                         "and held until it is given: write the key to it (mode 0600) and "
+                         "restart segopsd (if segopsd reads this file itself, not as the "
+                         "systemd credential, a reload, SIGHUP, takes an sk_ key too)",
                          c->api_key_file ? c->api_key_file : "(not set)");
 }

@@ -47,7 +47,7 @@ class NoKeyTests(CtlCase, SegopsTestCase):
     def test_empty_key_file_holds_events_until_a_reload_gives_it(self):
         d = self.start_without_key()
         d.wait_for_log(r'no API key yet: .*api_key \(api_key_file\) is empty')
-        self.assertIn('reload segopsd', d.stderr_text())
+        self.assertIn('a reload, SIGHUP, takes an sk_ key', d.stderr_text())
 
         ids = [event_id(i) for i in range(50)]
         replies = send_stream(d, [make_event(i) for i in range(50)])
