@@ -11,12 +11,17 @@
 # run here (and says why). Needs root. docs/OPERATIONS.md, "Checking
 # under a real systemd".
 #
-#   scripts/systemd-boot-test.sh [--build DIR | --debs DIR] [--root DIR]
-#                                [--dropin FILE] [--no-create]
+#   scripts/systemd-boot-test.sh [--build DIR | --debs DIR | --from-source]
+#                                [--root DIR] [--dropin FILE] [--no-create]
 #
 #   --build DIR   install this meson build (default: build-systemd/build,
 #                 configured with --prefix=/usr and built when absent)
 #   --debs DIR    install the .deb files in DIR with dpkg instead
+#   --from-source what a new operator does on a fresh Debian 12: inside the
+#                 container (with the host's network, for the apt mirror),
+#                 scripts/build-debs.sh on this tree (installing what the
+#                 build needs), then `apt install ./segopsd_*.deb
+#                 ./libsegops-shim*.deb`; then boot and check as --debs
 #   --root DIR    the cached Debian root (default $SEGOPS_SYSTEMD_ROOT,
 #                 else build-systemd/root); never changed by a run
 #   --dropin FILE add FILE as a drop-in of segopsd.service (to try
@@ -31,6 +36,7 @@ work=$src/build-systemd
 root=${SEGOPS_SYSTEMD_ROOT:-$work/root}
 build=
 debs=
+from_source=
 dropin=
 create=yes
 boot_timeout=${SEGOPS_BOOT_TIMEOUT:-300}
@@ -51,8 +57,9 @@ while [ $# -gt 0 ]; do
                 shift
                 ;;
         --no-create) create=no ;;
+        --from-source) from_source=yes ;;
         -h | --help)
-                sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'
+                sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'
                 exit 0
                 ;;
         *)
@@ -137,8 +144,48 @@ make_root() {
 }
 
 # ---- what is installed: one function, for meson or for the packages -------
+# The upgrade the checks make (boot-checks.sh, "upgrade"): the segopsd
+# of $debs repacked with a higher version, in DEST/root/segops-upgrade.
+make_upgrade() {
+        for f in "$debs"/segopsd_*.deb; do
+                [ -e "$f" ] || continue
+                rm -rf "$run/repack"
+                dpkg-deb -R "$f" "$run/repack"
+                v=$(dpkg-deb -f "$f" Version)+boottest1
+                sed -i "s/^Version: .*/Version: $v/" "$run/repack/DEBIAN/control"
+                mkdir -p "$1/root/segops-upgrade"
+                dpkg-deb -b --root-owner-group "$run/repack" \
+                        "$1/root/segops-upgrade/segopsd_new.deb" >/dev/null
+                rm -rf "$run/repack"
+        done
+}
+
 install_segops() {
         dest=$1
+        if [ -n "$from_source" ]; then
+                # The files git knows (uncommitted work included), as
+                # build-debs.sh itself takes them.
+                mkdir -p "$dest/root/segops-src"
+                (cd "$src" && git ls-files -z -co --exclude-standard |
+                        tar --null -T - -cf -) | tar -x -C "$dest/root/segops-src"
+                if ! systemd-nspawn -q -D "$dest" -M "segops-build-$$" --register=no --keep-unit \
+                        sh -c 'cd /root/segops-src && scripts/build-debs.sh /root/segops-debs &&
+                               cd /root/segops-debs &&
+                               apt-get install -y -q ./segopsd_*.deb ./libsegops-shim*.deb' \
+                        >"$logs/from-source.log" 2>&1 </dev/null; then
+                        tail -n 20 "$logs/from-source.log"
+                        echo "FAIL from-source: build-debs.sh or apt install failed ($logs/from-source.log)"
+                        return 1
+                fi
+                grep 'lintian:' "$logs/from-source.log" || true
+                # The packages it installed; the upgrade check repacks segopsd.
+                debs=$run/debs
+                mkdir -p "$debs"
+                cp "$dest"/root/segops-debs/segopsd_*.deb "$debs/"
+                rm -rf "$dest/root/segops-src"
+                make_upgrade "$dest"
+                return
+        fi
         if [ -n "$debs" ]; then
                 # Not /tmp: nspawn mounts a fresh one.
                 mkdir -p "$dest/root/segops-debs"
@@ -149,19 +196,7 @@ install_segops() {
                         --private-network sh -c 'dpkg -i /root/segops-debs/*.deb' \
                         >"$logs/dpkg.log" 2>&1 || true
                 rm -rf "$dest/root/segops-debs"
-                # The upgrade the checks make (boot-checks.sh, "upgrade"):
-                # the same segopsd repacked with a higher version.
-                for f in "$debs"/segopsd_*.deb; do
-                        [ -e "$f" ] || continue
-                        rm -rf "$run/repack"
-                        dpkg-deb -R "$f" "$run/repack"
-                        v=$(dpkg-deb -f "$f" Version)+boottest1
-                        sed -i "s/^Version: .*/Version: $v/" "$run/repack/DEBIAN/control"
-                        mkdir -p "$dest/root/segops-upgrade"
-                        dpkg-deb -b --root-owner-group "$run/repack" \
-                                "$dest/root/segops-upgrade/segopsd_new.deb" >/dev/null
-                        rm -rf "$run/repack"
-                done
+                make_upgrade "$dest"
                 # dpkg's verdict: every package installed and configured.
                 for f in "$debs"/*.deb; do
                         p=$(dpkg-deb -f "$f" Package)
@@ -238,7 +273,7 @@ EOF
 }
 
 make_root
-if [ -z "$debs" ] && [ -z "$build" ]; then
+if [ -z "$debs" ] && [ -z "$build" ] && [ -z "$from_source" ]; then
         build=$work/build
         [ -d "$build" ] || meson setup "$build" "$src" --prefix=/usr -Dtests=false -Dwerror=true >/dev/null
         ninja -C "$build" >/dev/null
