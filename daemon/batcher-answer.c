@@ -1,7 +1,8 @@
 /* batcher-answer.c - what an upstream answer does to a batch: the
  * response table (response.c) gives the verdict, this carries it out
  * (delivered, resent, backed off, paused, split, dropped), keeps the
- * upstream's health for stats, and logs what an operator should know,
+ * upstream's health (its state, since when it fails, the next try: for
+ * stats, status, health and the datagram backpressure), and logs what an operator should know,
  * once per change of state or at a limited rate.
  */
 #include "batcher-internal.h"
@@ -252,5 +253,95 @@ void batcher__on_response(void *ud, const struct fwd_result *res)
         case RESP_DROP_REJECTED: batcher__drop(b, x, DROP_UPSTREAM_REJECTED); break;
         case RESP_DROP_TOO_LARGE: batcher__drop(b, x, DROP_TOO_LARGE); break;
         }
+        batcher__pump(b);
+}
+
+/* ---- the upstream's health (stats, status, health, backpressure) ---- */
+
+void batcher__upstream_start(struct batcher *b)
+{
+        b->up.state = fwd_dry_run(b->fwd) ? UPSTREAM_DRY_RUN : UPSTREAM_IDLE;
+        b->up.since_ms = uv_now(b->loop);
+        if (b->key->missing) { /* failing from the start, until a key comes */
+                b->up.state = UPSTREAM_NO_KEY;
+                b->up.failing = true;
+                b->up.failing_since_ms = b->up.since_ms;
+                snprintf(b->up.last_error, sizeof(b->up.last_error), "no API key yet");
+        }
+}
+
+const struct upstream_health *batcher_upstream(const struct batcher *b)
+{
+        return &b->up;
+}
+
+bool upstream_state_failing(enum upstream_state s)
+{
+        return s != UPSTREAM_IDLE && s != UPSTREAM_OK && s != UPSTREAM_DRY_RUN;
+}
+
+void batcher__set_state(struct batcher *b, enum upstream_state s)
+{
+        if (s == b->up.state)
+                return;
+        b->up.state = s;
+        b->up.since_ms = batcher__now(b);
+}
+
+void batcher__note_answer(struct batcher *b, const struct resp_verdict *v, bool dry_run)
+{
+        if (v->set_state)
+                batcher__set_state(b, v->state);
+        if (dry_run)
+                return;
+        if (v->action == RESP_DELIVERED) {
+                b->up.failing = false;
+                b->up.failures = 0;
+        } else if (v->set_state && upstream_state_failing(v->state)) {
+                /* A 400 or a 413 is an answer, not a failure to deliver. */
+                if (!b->up.failing) {
+                        b->up.failing = true;
+                        b->up.failing_since_ms = batcher__now(b);
+                }
+                b->up.failures++;
+        }
+}
+
+uint64_t batcher_retry_in(const struct batcher *b)
+{
+        uint64_t t = batcher__now(b), next = UINT64_MAX;
+
+        for (const struct batch *x = b->batches; x; x = x->next) {
+                uint64_t due = x->not_before > b->paused_until ? x->not_before : b->paused_until;
+
+                if (x->state == BATCH_READY && due > t && due < next)
+                        next = due;
+        }
+        return next == UINT64_MAX ? 0 : next - t;
+}
+
+uint64_t batcher_paused_for(const struct batcher *b)
+{
+        uint64_t t = batcher__now(b);
+
+        return b->paused_until > t ? b->paused_until - t : 0;
+}
+
+bool batcher_upstream_healthy(const struct batcher *b)
+{
+        /* No answer yet is no evidence of failure: a flood at start-up
+         * is paused like any other, not dropped. */
+        return b->up.state == UPSTREAM_OK || b->up.state == UPSTREAM_DRY_RUN ||
+               b->up.state == UPSTREAM_IDLE;
+}
+
+void batcher_key_given(struct batcher *b)
+{
+        if (b->up.state != UPSTREAM_NO_KEY)
+                return;
+        batcher__set_state(b, UPSTREAM_IDLE);
+        b->up.failing = false;
+        b->up.failures = 0;
+        b->up.last_error[0] = '\0';
         batcher__pump(b);
 }

@@ -54,5 +54,7 @@ void batcher__spool_close(struct batcher *b);
 
 /* The forwarder's callback for an events request (ud: the batch). */
 void batcher__on_response(void *ud, const struct fwd_result *res);
+/* The upstream's health at start: idle, dry run, or no key yet. */
+void batcher__upstream_start(struct batcher *b);
 
 #endif
