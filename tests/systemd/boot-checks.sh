@@ -260,15 +260,22 @@ else
 fi
 
 # ---- no key yet: what a fresh package runs with ------------------------------
-# An empty key (the package's postinst creates it so) and a real
-# api_url: segopsd runs, takes events and holds them in the spool,
-# health says 6; once the key is there, a restart sends what was held
-# (here: the dry run again, which prints it).
+# The shipped config (the pristine copy in the docs' examples) and an
+# empty key, as an install leaves them: segopsd runs, takes events and
+# holds them in the spool, health says 6; once the key is there, a
+# restart sends what was held (here: the dry run again, which prints it).
 conf=$(systemctl cat "$svc" | sed -n 's/^ExecStart=.*--config \([^ ]*\).*/\1/p' | tail -n 1)
 key=$(systemctl cat "$svc" | sed -n 's/^LoadCredential=api_key://p' | tail -n 1)
 tmp=$(mktemp -d)
 cp -p "$conf" "$tmp/conf" && cp -p "$key" "$tmp/key"
-sed -i 's|^api_url = stdout$|api_url = https://segops.invalid|' "$conf"
+example=$(ls /usr/share/doc/segops*/examples/segopsd.conf \
+        /usr/local/share/doc/segops*/examples/segopsd.conf 2>/dev/null | head -n 1)
+if [ -n "$example" ]; then
+        cp "$example" "$conf"
+else
+        info no-key "no shipped example config found: the test's own, with a real api_url"
+        sed -i 's|^api_url = stdout$|api_url = https://segops.invalid|' "$conf"
+fi
 : >"$key"
 no_key_state() { timeout 10 segopsctl stats --json 2>/dev/null | grep -q '"state": *"no_key"'; }
 systemctl restart "$svc"
