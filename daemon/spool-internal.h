@@ -1,11 +1,14 @@
-/* spool-internal.h - what spool.c, spool-write.c and spool-read.c share.
- * Not for other modules: they use spool.h. */
+/* spool-internal.h - what spool.c, spool-open.c, spool-sync.c,
+ * spool-write.c and spool-read.c share. Not for other modules: they use
+ * spool.h. */
 #ifndef SEGOPSD_SPOOL_INTERNAL_H
 #define SEGOPSD_SPOOL_INTERNAL_H
 
 #include "proto.h"
 #include "segfile.h"
 #include "spool.h"
+
+#include <unistd.h>
 
 #define SPOOL_SEGMENT_MAX (8u * 1024 * 1024) /* a segment file is closed past this */
 #define SPOOL_SEGMENT_MIN (64u * 1024)
@@ -65,12 +68,39 @@ struct spool {
         uint64_t recoveries, segments_deleted, dropped_segments;
 };
 
+static inline void spool__close_fd(int *fd)
+{
+        if (*fd >= 0)
+                close(*fd);
+        *fd = -1;
+}
+
 /* spool.c */
-void spool__dir_changed(struct spool *s);
-void spool__data_written(struct spool *s);
-void spool__start_retry(struct spool *s);
 /* The checkpoint is written within SPOOL_ACK_DELAY_MS. */
 void spool__checkpoint_soon(struct spool *s);
+/* The checkpoint's acked, written and generation; 0 when there is none. */
+void spool__read_checkpoint(struct spool *s);
+/* Segments wholly done go, the newest too once nothing is written to
+ * it (after a failure, a full disk needs that room back); the one being
+ * written stays. */
+void spool__reclaim(struct spool *s);
+/* Frees s once spool_close has run and no handle or sync is left. */
+void spool__maybe_free(struct spool *s);
+
+/* spool-open.c */
+/* Directory, lock, checkpoint, segments. 0, or a negative errno; with
+ * *ret_refuse set when it must refuse the start (a directory other users
+ * may write to, another segopsd's lock; err says which), else it leaves
+ * the spool failed (memory-only, retrying). */
+int spool__open_dir(struct spool *s, bool *ret_refuse, char *err, size_t errlen);
+/* Failed: the retry timer tries the directory every SPOOL_RETRY_MS. */
+void spool__start_retry(struct spool *s);
+
+/* spool-sync.c */
+/* With spool_sync = interval, the timer that syncs what changed. */
+void spool__sync_timer_start(struct spool *s);
+void spool__dir_changed(struct spool *s);
+void spool__data_written(struct spool *s);
 /* fdatasync fd (fsync: a directory) on the thread pool, on a copy of it,
  * so that the caller may close fd at once. */
 void spool__sync_async(struct spool *s, int fd, bool dir);

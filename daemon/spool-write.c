@@ -2,7 +2,7 @@
  * commit (a read burst), a new segment file past SPOOL_SEGMENT_MAX, and
  * what a failure does: the spool turns memory-only, says once what to
  * do about it, keeps the records it could not write, and tries again
- * (spool.c's retry timer).
+ * (spool-open.c's retry timer).
  */
 #include "spool-internal.h"
 
