@@ -508,9 +508,9 @@ class FullBacklogTests(unittest.TestCase):
 
     def test_big_event_counted(self):
         errors = []
-        saved = segops.client.BIG_LINE_TIMEOUT
-        segops.client.BIG_LINE_TIMEOUT = 0.3
-        self.addCleanup(setattr, segops.client, 'BIG_LINE_TIMEOUT', saved)
+        saved = segops._datagrams.BIG_LINE_TIMEOUT
+        segops._datagrams.BIG_LINE_TIMEOUT = 0.3
+        self.addCleanup(setattr, segops._datagrams, 'BIG_LINE_TIMEOUT', saved)
         c = SegOpsClient(socket=self.ev, control_socket=self.ctl,
                          on_error=errors.append)
         c.track(user_id='u', event_type='big', payload={'b': 'x' * BIG})
