@@ -1,6 +1,7 @@
 # lib.sh - shell helpers the benchmark runners share (sourced, not run).
-# The caller sets TMP (its temporary directory) and defines die();
-# sink_count needs PORT (start_sink sets it).
+# The caller sets TMP (its temporary directory; client_bench_tmp does, for
+# run-shim.sh and run-python.sh) and defines die(); sink_count needs PORT
+# (start_sink sets it).
 # shellcheck shell=bash
 
 # Stop one process we started: SIGTERM, up to $2 seconds (default 5),
@@ -199,4 +200,22 @@ verdict() { # verdict LABEL CONDITION(awk) [info]
         else
                 echo "FAIL  $1"
         fi
+}
+
+# The client benchmarks' (run-shim.sh, run-python.sh) temporary
+# directory, TMP=segops-NAME.XXXXXX, and what ends with the script:
+# segopsd (DAEMON_PID) and the sink (SINK_PID) stopped, TMP removed.
+client_bench_tmp() {
+        TMP=$(mktemp -d -t "segops-$1.XXXXXX") || die "mktemp failed"
+        SINK_PID=
+        DAEMON_PID=
+        trap client_bench_cleanup EXIT
+        trap 'exit 2' INT TERM HUP
+}
+
+# shellcheck disable=SC2317 # called by the trap
+client_bench_cleanup() {
+        stop_pid "$DAEMON_PID"
+        stop_pid "$SINK_PID"
+        rm -rf -- "$TMP"
 }

@@ -33,21 +33,9 @@ for f in "$SEGOPSD" "$SINK"; do
         [ -x "$f" ] || die "$f not found: run 'meson setup $BUILD && ninja -C $BUILD' first"
 done
 
-TMP=$(mktemp -d -t segops-py-bench.XXXXXX) || die "mktemp failed"
-SINK_PID=
-DAEMON_PID=
-
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
-
-# shellcheck disable=SC2317 # called by the trap
-cleanup() {
-        stop_pid "$DAEMON_PID"
-        stop_pid "$SINK_PID"
-        rm -rf -- "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 2' INT TERM HUP
+client_bench_tmp py-bench
 
 start_sink "$SINK"
 write_client_bench_conf

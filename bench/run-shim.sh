@@ -36,21 +36,9 @@ for f in "$SEGOPSD" "$SINK" "$BENCH"; do
 done
 BENCH_LIBDIR=$(cd "$BUILD/libshim" && pwd) || die "no $BUILD/libshim"
 
-TMP=$(mktemp -d -t segops-shim-bench.XXXXXX) || die "mktemp failed"
-SINK_PID=
-DAEMON_PID=
-
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
-
-# shellcheck disable=SC2317 # called by the trap
-cleanup() {
-        stop_pid "$DAEMON_PID"
-        stop_pid "$SINK_PID"
-        rm -rf -- "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 2' INT TERM HUP
+client_bench_tmp shim-bench
 
 run_bench() {
         SEGOPS_SOCKET=$TMP/events.sock SEGOPS_CONTROL_SOCKET=$TMP/segopsd.sock \

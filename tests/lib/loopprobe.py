@@ -92,19 +92,40 @@ def timed_op(path, op, timeout):
     return time.monotonic() - t0, json.loads(buf.split(b'\n')[0] or b'null')
 
 
-class PingProbe:
+class _Background:
+    """A daemon thread running self._run until stop(); _run watches
+    self._stop. join_timeout bounds the wait for it at stop."""
+
+    join_timeout = 5.0
+
+    def __init__(self):
+        self._stop = threading.Event()
+        self._thread = None
+
+    def start(self):
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=self.join_timeout)
+
+
+class PingProbe(_Background):
     """Pings the control socket back to back (pause seconds apart) until
     stopped; latencies holds each round trip in seconds, failures the
     pings that got no answer within timeout."""
 
     def __init__(self, path, pause=0.01, timeout=30.0):
+        super().__init__()
         self.path = path
         self.pause = pause
         self.timeout = timeout
+        self.join_timeout = timeout + 5
         self.latencies = []
         self.failures = []
-        self._stop = threading.Event()
-        self._thread = None
 
     def _run(self):
         while not self._stop.is_set():
@@ -118,26 +139,17 @@ class PingProbe:
                 self.failures.append(repr(e))
             self._stop.wait(self.pause)
 
-    def start(self):
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self):
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=self.timeout + 5)
-
     def worst(self):
         return max(self.latencies) if self.latencies else None
 
 
-class WatchdogListener:
+class WatchdogListener(_Background):
     """systemd's side of sd_notify: a datagram socket at path; arrivals
     holds the monotonic time of each WATCHDOG=1, statuses (time, text)
     of each STATUS=."""
 
     def __init__(self, path, watchdog_sec):
+        super().__init__()
         self.path = path
         self.watchdog_usec = int(watchdog_sec * 1e6)
         self.arrivals = []
@@ -145,8 +157,6 @@ class WatchdogListener:
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.bind(path)
         self._sock.settimeout(0.1)
-        self._stop = threading.Event()
-        self._thread = None
 
     def env(self):
         return {'NOTIFY_SOCKET': self.path,
@@ -168,15 +178,8 @@ class WatchdogListener:
                     self.statuses.append((time.monotonic(),
                                           line[7:].decode('utf-8', 'replace')))
 
-    def start(self):
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
     def stop(self):
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=5)
+        super().stop()
         self._sock.close()
 
     def gaps(self, since=None, until=None):
